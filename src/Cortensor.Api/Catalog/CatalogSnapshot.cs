@@ -1,0 +1,27 @@
+using System.Collections.Frozen;
+
+namespace Cortensor.Api.Catalog;
+
+/// <summary>
+/// Everything the hot path needs about models, pools and routers, read from Postgres in one go
+/// and swapped atomically, so a request never reads the database to find where it goes.
+/// </summary>
+public sealed record CatalogSnapshot(
+    FrozenDictionary<string, CatalogModel> Models,
+    FrozenDictionary<string, CatalogPool> Pools,
+    DateTimeOffset LoadedAt)
+{
+    public static readonly CatalogSnapshot Empty = new(
+        FrozenDictionary<string, CatalogModel>.Empty, FrozenDictionary<string, CatalogPool>.Empty, DateTimeOffset.MinValue);
+
+    public bool IsLoaded => LoadedAt != DateTimeOffset.MinValue;
+}
+
+public sealed record CatalogModel(
+    string Id, string DisplayName, string Family, bool Enabled,
+    decimal InputPricePer1K, decimal OutputPricePer1K, int ContextWindow,
+    string PoolId, string BackendModel, DateTimeOffset CreatedAt);
+
+public sealed record CatalogPool(string Id, bool Draining, IReadOnlyList<CatalogRouter> Routers);
+
+public sealed record CatalogRouter(string Id, string PoolId, string BaseUrl, IReadOnlyList<long> Sessions);

@@ -1,0 +1,48 @@
+using System.Collections.Frozen;
+using Cortensor.Api.Data;
+using Microsoft.EntityFrameworkCore;
+
+namespace Cortensor.Api.Catalog;
+
+/// <summary>Holds the current <see cref="CatalogSnapshot"/> and reloads it from Postgres on demand.</summary>
+public sealed class CatalogStore(IServiceScopeFactory scopes, ILogger<CatalogStore> log)
+{
+    private CatalogSnapshot _current = CatalogSnapshot.Empty;
+    private readonly SemaphoreSlim _reload = new(1, 1);
+
+    public CatalogSnapshot Current => Volatile.Read(ref _current);
+
+    public event Action<CatalogSnapshot>? Reloaded;
+
+    public async Task ReloadAsync(CancellationToken ct = default)
+    {
+        await _reload.WaitAsync(ct);
+        try
+        {
+            using var scope = scopes.CreateScope();
+            var db = scope.ServiceProvider.GetRequiredService<PortalDbContext>();
+            var models = await db.Models.AsNoTracking().ToListAsync(ct);
+            var mappings = await db.RouterPoolModels.AsNoTracking().ToDictionaryAsync(m => m.ModelId, ct);
+            var pools = await db.RouterPools.AsNoTracking().ToListAsync(ct);
+            var routers = await db.Routers.AsNoTracking().Where(r => r.Enabled).ToListAsync(ct);
+            var sessions = await db.RouterSessions.AsNoTracking().Where(s => s.Enabled).ToListAsync(ct);
+
+            var sessionsByRouter = sessions.GroupBy(s => s.RouterId).ToDictionary(g => g.Key, g => g.Select(s => s.Id).Order().ToArray());
+            var catalogPools = pools.ToFrozenDictionary(p => p.Id, p => new CatalogPool(p.Id, p.Draining,
+                routers.Where(r => r.PoolId == p.Id && sessionsByRouter.ContainsKey(r.Id)).OrderBy(r => r.Id)
+                    .Select(r => new CatalogRouter(r.Id, r.PoolId, r.BaseUrl, sessionsByRouter[r.Id])).ToArray()));
+            var catalogModels = models.Where(m => mappings.ContainsKey(m.Id)).ToFrozenDictionary(m => m.Id, m => new CatalogModel(
+                m.Id, m.DisplayName, m.Family, m.Enabled, m.InputPricePer1K, m.OutputPricePer1K, m.ContextWindow,
+                mappings[m.Id].PoolId, mappings[m.Id].BackendModel, m.CreatedAt), StringComparer.Ordinal);
+
+            var snapshot = new CatalogSnapshot(catalogModels, catalogPools, DateTimeOffset.UtcNow);
+            Volatile.Write(ref _current, snapshot);
+            log.LogInformation("Catalog loaded: {Models} models, {Pools} pools, {Routers} routers", catalogModels.Count, catalogPools.Count, routers.Count);
+            Reloaded?.Invoke(snapshot);
+        }
+        finally
+        {
+            _reload.Release();
+        }
+    }
+}

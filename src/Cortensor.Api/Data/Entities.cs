@@ -1,0 +1,204 @@
+namespace Cortensor.Api.Data;
+
+// The seed's entity list (SPEC §6) plus what the features need. Table and column names are
+// snake_case (EFCore.NamingConventions) so operators can query them as the seed names them.
+
+public sealed class User
+{
+    public Guid Id { get; set; } = Guid.CreateVersion7();
+    public required string Email { get; set; }
+    public string? PasswordHash { get; set; }
+    public string? DisplayName { get; set; }
+    /// <summary>Subject of an external identity provider (Supabase Auth, Clerk), when the user came from one.</summary>
+    public string? ExternalSubject { get; set; }
+    public bool IsAdmin { get; set; }
+    public DateTimeOffset CreatedAt { get; set; } = DateTimeOffset.UtcNow;
+}
+
+public enum OrganizationStatus { Active, Paused }
+
+public sealed class Organization
+{
+    public Guid Id { get; set; } = Guid.CreateVersion7();
+    public required string Name { get; set; }
+    public OrganizationStatus Status { get; set; }
+    public required string PlanId { get; set; }
+    public DateTimeOffset CreatedAt { get; set; } = DateTimeOffset.UtcNow;
+}
+
+public enum MemberRole { Owner, Admin, Member }
+
+public sealed class OrganizationMember
+{
+    public Guid OrganizationId { get; set; }
+    public Guid UserId { get; set; }
+    public MemberRole Role { get; set; }
+    public DateTimeOffset CreatedAt { get; set; } = DateTimeOffset.UtcNow;
+}
+
+public enum BillingMode { MonthlyQuota, PrepaidCredits }
+
+public sealed class Plan
+{
+    public required string Id { get; set; }
+    public required string Name { get; set; }
+    public BillingMode BillingMode { get; set; }
+    public int RequestsPerMinute { get; set; }
+    public int TokensPerMinute { get; set; }
+    /// <summary>Tokens per calendar month (UTC) for quota plans; null on credit plans.</summary>
+    public long? MonthlyTokenQuota { get; set; }
+    public decimal MonthlyPriceUsd { get; set; }
+}
+
+public sealed class PlanSubscription
+{
+    public Guid Id { get; set; } = Guid.CreateVersion7();
+    public Guid OrganizationId { get; set; }
+    public required string PlanId { get; set; }
+    public DateTimeOffset StartsAt { get; set; } = DateTimeOffset.UtcNow;
+    public DateTimeOffset? EndsAt { get; set; }
+}
+
+/// <summary>Allows a model to a plan, or to (or away from) one organisation.</summary>
+public sealed class ModelAccessPolicy
+{
+    public Guid Id { get; set; } = Guid.CreateVersion7();
+    public string? PlanId { get; set; }
+    public Guid? OrganizationId { get; set; }
+    public required string ModelId { get; set; }
+    public bool Allowed { get; set; } = true;
+}
+
+public enum ApiKeyStatus { Active, Revoked, Paused }
+
+public sealed class ApiKey
+{
+    public Guid Id { get; set; } = Guid.CreateVersion7();
+    public Guid OrganizationId { get; set; }
+    public Guid? CreatedByUserId { get; set; }
+    public required string Name { get; set; }
+    /// <summary>"live" or "test".</summary>
+    public required string Environment { get; set; }
+    /// <summary>The visible start of the key, for display (e.g. ctr_live_Ab3d).</summary>
+    public required string Start { get; set; }
+    /// <summary>SHA-256 of the whole key; the plaintext is never stored.</summary>
+    public required byte[] Hash { get; set; }
+    public ApiKeyStatus Status { get; set; }
+    public DateTimeOffset? ExpiresAt { get; set; }
+    /// <summary>Restriction to these model aliases; empty means every model the plan allows.</summary>
+    public List<string> AllowedModels { get; set; } = [];
+    public int? RequestsPerMinute { get; set; }
+    public int? TokensPerMinute { get; set; }
+    public DateTimeOffset CreatedAt { get; set; } = DateTimeOffset.UtcNow;
+    public DateTimeOffset? LastUsedAt { get; set; }
+    public DateTimeOffset? RevokedAt { get; set; }
+}
+
+public sealed class Model
+{
+    /// <summary>The public alias customers send, e.g. gpt-oss-20b.</summary>
+    public required string Id { get; set; }
+    public required string DisplayName { get; set; }
+    /// <summary>Prompt template family (gpt-oss, gemma, qwen).</summary>
+    public required string Family { get; set; }
+    public decimal InputPricePer1K { get; set; }
+    public decimal OutputPricePer1K { get; set; }
+    public int ContextWindow { get; set; }
+    public bool Enabled { get; set; } = true;
+    public DateTimeOffset CreatedAt { get; set; }
+}
+
+public sealed class RouterPool
+{
+    public required string Id { get; set; }
+    public bool Draining { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+}
+
+/// <summary>Which pool serves a model alias, and under what backend model name.</summary>
+public sealed class RouterPoolModel
+{
+    public required string ModelId { get; set; }
+    public required string PoolId { get; set; }
+    public required string BackendModel { get; set; }
+}
+
+public sealed class Router
+{
+    public required string Id { get; set; }
+    public required string PoolId { get; set; }
+    /// <summary>Base address; a bare service name (http://router-x) is resolved by service discovery.</summary>
+    public required string BaseUrl { get; set; }
+    public bool Enabled { get; set; } = true;
+    public DateTimeOffset CreatedAt { get; set; }
+}
+
+/// <summary>A dedicated session on a router node.</summary>
+public sealed class RouterSession
+{
+    public long Id { get; set; }
+    public required string RouterId { get; set; }
+    public bool Enabled { get; set; } = true;
+}
+
+public sealed class UsageEvent
+{
+    public required string RequestId { get; set; }
+    public Guid OrganizationId { get; set; }
+    public Guid ApiKeyId { get; set; }
+    public required string ModelId { get; set; }
+    public string? PoolId { get; set; }
+    public string? RouterId { get; set; }
+    public long? SessionId { get; set; }
+    public int Status { get; set; }
+    public int PromptTokens { get; set; }
+    public int CompletionTokens { get; set; }
+    public decimal Cost { get; set; }
+    public int LatencyMs { get; set; }
+    public int? TimeToFirstTokenMs { get; set; }
+    public bool Streamed { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+}
+
+public sealed class RequestLog
+{
+    public required string RequestId { get; set; }
+    public Guid? OrganizationId { get; set; }
+    public Guid? ApiKeyId { get; set; }
+    public string? ModelId { get; set; }
+    public required string Method { get; set; }
+    public required string Path { get; set; }
+    public int Status { get; set; }
+    public string? ErrorCode { get; set; }
+    public int LatencyMs { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+}
+
+public enum LedgerEntryKind { Grant, TopUp, Usage, Adjustment }
+
+public sealed class BillingLedgerEntry
+{
+    public long Id { get; set; }
+    public Guid OrganizationId { get; set; }
+    public LedgerEntryKind Kind { get; set; }
+    /// <summary>Positive for credit added, negative for usage debits.</summary>
+    public decimal Amount { get; set; }
+    public long Tokens { get; set; }
+    /// <summary>What caused the entry: a request id for usage, an admin action id for grants. Unique per kind.</summary>
+    public required string Reference { get; set; }
+    public string? Description { get; set; }
+    public DateTimeOffset CreatedAt { get; set; } = DateTimeOffset.UtcNow;
+}
+
+public sealed class AuditLogEntry
+{
+    public long Id { get; set; }
+    public Guid? ActorUserId { get; set; }
+    public required string Actor { get; set; }
+    public required string Action { get; set; }
+    public required string TargetType { get; set; }
+    public required string TargetId { get; set; }
+    public string? Before { get; set; }
+    public string? After { get; set; }
+    public DateTimeOffset CreatedAt { get; set; } = DateTimeOffset.UtcNow;
+}

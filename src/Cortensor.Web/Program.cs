@@ -1,0 +1,22 @@
+using Cortensor.Web.Components;
+using Cortensor.Web.Services;
+using Microsoft.FluentUI.AspNetCore.Components;
+
+var builder = WebApplication.CreateBuilder(args);
+
+builder.AddServiceDefaults();
+builder.AddPortalApiClient();
+builder.Services.AddFluentUIComponents();
+builder.Services.AddRazorComponents().AddInteractiveServerComponents();
+
+var app = builder.Build();
+
+if (!app.Environment.IsDevelopment())
+    app.UseExceptionHandler("/error", createScopeForErrors: true);
+
+app.UseAntiforgery();
+app.MapStaticAssets();
+app.MapDefaultEndpoints();
+app.MapRazorComponents<App>().AddInteractiveServerRenderMode();
+
+app.Run();
