@@ -13,4 +13,3 @@ app.MapControlApi();
 
 app.Run();
 
-public partial class Program;

@@ -1,0 +1,90 @@
+using Cortensor.Api.Data;
+using Microsoft.EntityFrameworkCore;
+using Npgsql;
+using StackExchange.Redis;
+
+namespace Cortensor.Tests.Fixtures;
+
+/// <summary>
+/// Real Postgres and Redis for integration tests, shared by a test collection. Each test that
+/// needs isolation asks for its own database with <see cref="CreateDatabaseAsync"/>.
+/// </summary>
+public sealed class InfrastructureFixture : IAsyncLifetime
+{
+    private const string PostgresPassword = "integration-tests";
+    private const string RedisPassword = "integration-tests";
+
+    public LocalServer Postgres { get; private set; } = null!;
+    public LocalServer Redis { get; private set; } = null!;
+
+    public string RedisConnectionString => $"127.0.0.1:{Redis.Port},password={RedisPassword},abortConnect=false";
+
+    public string ConnectionString(string database) =>
+        $"Host=127.0.0.1;Port={Postgres.Port};Username=postgres;Password={PostgresPassword};Database={database};Pooling=true";
+
+    public async Task InitializeAsync()
+    {
+        Postgres = LocalServer.Start("local-postgres.sh", (port, data) => new Dictionary<string, string>
+        {
+            ["PGPORT"] = port.ToString(), ["PGDATA"] = data, ["POSTGRES_PASSWORD"] = PostgresPassword,
+        });
+        Redis = LocalServer.Start("local-redis.sh", (port, data) => new Dictionary<string, string>
+        {
+            ["REDIS_PORT"] = port.ToString(), ["REDIS_DATA"] = data, ["REDIS_PASSWORD"] = RedisPassword,
+        });
+        await WaitUntilAsync(async () =>
+        {
+            await using var connection = new NpgsqlConnection(ConnectionString("postgres"));
+            await connection.OpenAsync();
+        }, Postgres, "Postgres");
+        await WaitUntilAsync(async () =>
+        {
+            await using var mux = await ConnectionMultiplexer.ConnectAsync(RedisConnectionString.Replace("abortConnect=false", "abortConnect=true"));
+            await mux.GetDatabase().PingAsync();
+        }, Redis, "Redis");
+    }
+
+    /// <summary>A fresh database with the Portal schema and seed data applied by the real migrations.</summary>
+    public async Task<string> CreateDatabaseAsync()
+    {
+        var name = "portal_" + Guid.NewGuid().ToString("N")[..12];
+        var options = new DbContextOptionsBuilder<PortalDbContext>().UseNpgsql(ConnectionString(name));
+        PortalDbContext.Configure(options);
+        await using var db = new PortalDbContext(options.Options);
+        await db.Database.MigrateAsync();
+        return ConnectionString(name);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await Postgres.DisposeAsync();
+        await Redis.DisposeAsync();
+    }
+
+    private static async Task WaitUntilAsync(Func<Task> probe, LocalServer server, string what)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (true)
+        {
+            try
+            {
+                await probe();
+                return;
+            }
+            catch (Exception) when (DateTime.UtcNow < deadline && !server.HasExited)
+            {
+                await Task.Delay(200);
+            }
+            catch (Exception ex)
+            {
+                throw new InvalidOperationException($"{what} did not start (exited: {server.HasExited})", ex);
+            }
+        }
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class InfrastructureCollection : ICollectionFixture<InfrastructureFixture>
+{
+    public const string Name = "Postgres and Redis";
+}
