@@ -1,5 +1,8 @@
+using Cortensor.Api.Admin;
 using Cortensor.Api.Catalog;
 using Cortensor.Api.Data;
+using Cortensor.Api.Errors;
+using Cortensor.Api.Inference;
 using Cortensor.Api.Infrastructure;
 using Scalar.AspNetCore;
 
@@ -8,8 +11,12 @@ var builder = WebApplication.CreateBuilder(args);
 builder.AddServiceDefaults();
 builder.AddPortalJson();
 builder.AddPortalDatabase();
-builder.AddRedisClient(LaunchTopology.Redis);
+builder.AddPortalRedis();
 builder.AddCatalog();
+builder.AddEnforcement();
+builder.AddInference();
+builder.AddMetering();
+builder.AddErrorHandling();
 builder.Services.AddOpenApi();
 
 var app = builder.Build();
@@ -20,10 +27,14 @@ if (PortalDatabase.IsMigrateCommand(args))
     return;
 }
 
+app.UseRequestId();
+app.UseErrorHandling();
 app.MapDefaultEndpoints();
 app.MapOpenApi();
 app.MapScalarApiReference("/reference");
+app.MapInferenceApi();
 app.MapCatalogApi();
+app.MapAdminApi();
 
 app.Run();
 

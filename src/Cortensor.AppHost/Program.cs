@@ -7,6 +7,7 @@ var (database, redis) = builder.AddPortalInfrastructure();
 
 // The managed router pools of the launch catalog.
 var routerToken = builder.AddParameter("router-token", secret: true);
+var adminToken = builder.AddParameter("admin-token", secret: true);
 var routers = builder.AddRouterPools(routerToken);
 
 // Schema first: the Api takes no traffic before the migrations finished.
@@ -20,8 +21,10 @@ var api = builder.AddProject<Projects.Cortensor_Api>(LaunchTopology.Api, launchP
     .WithReference(redis, LaunchTopology.Redis).WaitFor(redis)
     .WaitForCompletion(migrations)
     .WithRouters(routers, routerToken)
+    .WithEnvironment("Admin__Token", adminToken)
     .WithReplicas(builder.Configuration.GetValue("Api:Replicas", 1))
-    .WithHttpHealthCheck("/health");
+    .WithHttpHealthCheck("/health")
+    .WithSettingsFrom(builder.Configuration, "Routing", "Inference");
 
 builder.AddProject<Projects.Cortensor_Web>(LaunchTopology.Web, launchProfileName: "http")
     .WithReference(api).WaitFor(api)

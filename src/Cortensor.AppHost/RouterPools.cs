@@ -34,4 +34,14 @@ public static class RouterPools
         foreach (var router in routers) api.WithReference(router).WaitFor(router);
         return api.WithEnvironment("Routers__Token", routerToken);
     }
+
+    /// <summary>Passes AppHost configuration sections (e.g. --Routing:UpstreamTimeoutMs=5000) to a service.</summary>
+    public static IResourceBuilder<ProjectResource> WithSettingsFrom(
+        this IResourceBuilder<ProjectResource> service, IConfiguration configuration, params string[] sections)
+    {
+        foreach (var section in sections)
+            foreach (var (key, value) in configuration.GetSection(section).AsEnumerable(makePathsRelative: false))
+                if (value is not null) service.WithEnvironment(key.Replace(":", "__"), value);
+        return service;
+    }
 }

@@ -143,6 +143,9 @@ public sealed class RouterSession
 
 public sealed class UsageEvent
 {
+    /// <summary>Minted once per request; the idempotency key of the metering pipeline.</summary>
+    public required string EventId { get; set; }
+    /// <summary>The request id the client saw (its own X-Request-Id, or one we minted).</summary>
     public required string RequestId { get; set; }
     public Guid OrganizationId { get; set; }
     public Guid ApiKeyId { get; set; }
@@ -162,6 +165,7 @@ public sealed class UsageEvent
 
 public sealed class RequestLog
 {
+    public required string EventId { get; set; }
     public required string RequestId { get; set; }
     public Guid? OrganizationId { get; set; }
     public Guid? ApiKeyId { get; set; }
@@ -172,6 +176,20 @@ public sealed class RequestLog
     public string? ErrorCode { get; set; }
     public int LatencyMs { get; set; }
     public DateTimeOffset CreatedAt { get; set; }
+}
+
+/// <summary>Per organisation, key, model and UTC day: what the usage charts read (90 days stay cheap).</summary>
+public sealed class UsageDaily
+{
+    public Guid OrganizationId { get; set; }
+    public Guid ApiKeyId { get; set; }
+    public required string ModelId { get; set; }
+    public DateOnly Day { get; set; }
+    public long Requests { get; set; }
+    public long Errors { get; set; }
+    public long PromptTokens { get; set; }
+    public long CompletionTokens { get; set; }
+    public decimal Cost { get; set; }
 }
 
 public enum LedgerEntryKind { Grant, TopUp, Usage, Adjustment }

@@ -19,6 +19,7 @@ public sealed class PortalDbContext(DbContextOptions<PortalDbContext> options) :
     public DbSet<RouterSession> RouterSessions => Set<RouterSession>();
     public DbSet<UsageEvent> UsageEvents => Set<UsageEvent>();
     public DbSet<RequestLog> RequestLogs => Set<RequestLog>();
+    public DbSet<UsageDaily> UsageDaily => Set<UsageDaily>();
     public DbSet<BillingLedgerEntry> BillingLedger => Set<BillingLedgerEntry>();
     public DbSet<AuditLogEntry> AuditLog => Set<AuditLogEntry>();
 
@@ -102,18 +103,29 @@ public sealed class PortalDbContext(DbContextOptions<PortalDbContext> options) :
         });
         b.Entity<UsageEvent>(e =>
         {
-            // The request id is the idempotency key of the metering pipeline.
-            e.HasKey(x => x.RequestId);
+            // The event id is the idempotency key of the metering pipeline.
+            e.HasKey(x => x.EventId);
+            e.Property(x => x.EventId).HasMaxLength(40);
             e.Property(x => x.RequestId).HasMaxLength(128);
+            e.HasIndex(x => x.RequestId);
             e.HasIndex(x => new { x.OrganizationId, x.CreatedAt });
             e.HasIndex(x => new { x.ApiKeyId, x.CreatedAt });
         });
         b.Entity<RequestLog>(e =>
         {
-            e.HasKey(x => x.RequestId);
+            e.HasKey(x => x.EventId);
+            e.Property(x => x.EventId).HasMaxLength(40);
             e.Property(x => x.RequestId).HasMaxLength(128);
+            e.HasIndex(x => x.RequestId);
+            e.HasIndex(x => new { x.ModelId, x.CreatedAt });
+            e.HasIndex(x => new { x.Status, x.CreatedAt });
             e.HasIndex(x => new { x.OrganizationId, x.CreatedAt });
             e.HasIndex(x => new { x.ApiKeyId, x.CreatedAt });
+        });
+        b.Entity<UsageDaily>(e =>
+        {
+            e.ToTable("usage_daily");
+            e.HasKey(x => new { x.OrganizationId, x.Day, x.ApiKeyId, x.ModelId });
         });
         b.Entity<BillingLedgerEntry>(e =>
         {

@@ -563,10 +563,10 @@ namespace Cortensor.Api.Data.Migrations
 
             modelBuilder.Entity("Cortensor.Api.Data.RequestLog", b =>
                 {
-                    b.Property<string>("RequestId")
-                        .HasMaxLength(128)
-                        .HasColumnType("character varying(128)")
-                        .HasColumnName("request_id");
+                    b.Property<string>("EventId")
+                        .HasMaxLength(40)
+                        .HasColumnType("character varying(40)")
+                        .HasColumnName("event_id");
 
                     b.Property<Guid?>("ApiKeyId")
                         .HasColumnType("uuid")
@@ -602,18 +602,33 @@ namespace Cortensor.Api.Data.Migrations
                         .HasColumnType("text")
                         .HasColumnName("path");
 
+                    b.Property<string>("RequestId")
+                        .IsRequired()
+                        .HasMaxLength(128)
+                        .HasColumnType("character varying(128)")
+                        .HasColumnName("request_id");
+
                     b.Property<int>("Status")
                         .HasColumnType("integer")
                         .HasColumnName("status");
 
-                    b.HasKey("RequestId")
+                    b.HasKey("EventId")
                         .HasName("pk_request_logs");
+
+                    b.HasIndex("RequestId")
+                        .HasDatabaseName("ix_request_logs_request_id");
 
                     b.HasIndex("ApiKeyId", "CreatedAt")
                         .HasDatabaseName("ix_request_logs_api_key_id_created_at");
 
+                    b.HasIndex("ModelId", "CreatedAt")
+                        .HasDatabaseName("ix_request_logs_model_id_created_at");
+
                     b.HasIndex("OrganizationId", "CreatedAt")
                         .HasDatabaseName("ix_request_logs_organization_id_created_at");
+
+                    b.HasIndex("Status", "CreatedAt")
+                        .HasDatabaseName("ix_request_logs_status_created_at");
 
                     b.ToTable("request_logs", (string)null);
                 });
@@ -898,12 +913,57 @@ namespace Cortensor.Api.Data.Migrations
                         });
                 });
 
+            modelBuilder.Entity("Cortensor.Api.Data.UsageDaily", b =>
+                {
+                    b.Property<Guid>("OrganizationId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("organization_id");
+
+                    b.Property<DateOnly>("Day")
+                        .HasColumnType("date")
+                        .HasColumnName("day");
+
+                    b.Property<Guid>("ApiKeyId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("api_key_id");
+
+                    b.Property<string>("ModelId")
+                        .HasColumnType("text")
+                        .HasColumnName("model_id");
+
+                    b.Property<long>("CompletionTokens")
+                        .HasColumnType("bigint")
+                        .HasColumnName("completion_tokens");
+
+                    b.Property<decimal>("Cost")
+                        .HasPrecision(20, 10)
+                        .HasColumnType("numeric(20,10)")
+                        .HasColumnName("cost");
+
+                    b.Property<long>("Errors")
+                        .HasColumnType("bigint")
+                        .HasColumnName("errors");
+
+                    b.Property<long>("PromptTokens")
+                        .HasColumnType("bigint")
+                        .HasColumnName("prompt_tokens");
+
+                    b.Property<long>("Requests")
+                        .HasColumnType("bigint")
+                        .HasColumnName("requests");
+
+                    b.HasKey("OrganizationId", "Day", "ApiKeyId", "ModelId")
+                        .HasName("pk_usage_daily");
+
+                    b.ToTable("usage_daily", (string)null);
+                });
+
             modelBuilder.Entity("Cortensor.Api.Data.UsageEvent", b =>
                 {
-                    b.Property<string>("RequestId")
-                        .HasMaxLength(128)
-                        .HasColumnType("character varying(128)")
-                        .HasColumnName("request_id");
+                    b.Property<string>("EventId")
+                        .HasMaxLength(40)
+                        .HasColumnType("character varying(40)")
+                        .HasColumnName("event_id");
 
                     b.Property<Guid>("ApiKeyId")
                         .HasColumnType("uuid")
@@ -943,6 +1003,12 @@ namespace Cortensor.Api.Data.Migrations
                         .HasColumnType("integer")
                         .HasColumnName("prompt_tokens");
 
+                    b.Property<string>("RequestId")
+                        .IsRequired()
+                        .HasMaxLength(128)
+                        .HasColumnType("character varying(128)")
+                        .HasColumnName("request_id");
+
                     b.Property<string>("RouterId")
                         .HasColumnType("text")
                         .HasColumnName("router_id");
@@ -963,8 +1029,11 @@ namespace Cortensor.Api.Data.Migrations
                         .HasColumnType("integer")
                         .HasColumnName("time_to_first_token_ms");
 
-                    b.HasKey("RequestId")
+                    b.HasKey("EventId")
                         .HasName("pk_usage_events");
+
+                    b.HasIndex("RequestId")
+                        .HasDatabaseName("ix_usage_events_request_id");
 
                     b.HasIndex("ApiKeyId", "CreatedAt")
                         .HasDatabaseName("ix_usage_events_api_key_id_created_at");

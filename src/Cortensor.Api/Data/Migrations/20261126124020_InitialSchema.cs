@@ -74,6 +74,7 @@ namespace Cortensor.Api.Data.Migrations
                 name: "request_logs",
                 columns: table => new
                 {
+                    event_id = table.Column<string>(type: "character varying(40)", maxLength: 40, nullable: false),
                     request_id = table.Column<string>(type: "character varying(128)", maxLength: 128, nullable: false),
                     organization_id = table.Column<Guid>(type: "uuid", nullable: true),
                     api_key_id = table.Column<Guid>(type: "uuid", nullable: true),
@@ -87,7 +88,7 @@ namespace Cortensor.Api.Data.Migrations
                 },
                 constraints: table =>
                 {
-                    table.PrimaryKey("pk_request_logs", x => x.request_id);
+                    table.PrimaryKey("pk_request_logs", x => x.event_id);
                 });
 
             migrationBuilder.CreateTable(
@@ -104,9 +105,29 @@ namespace Cortensor.Api.Data.Migrations
                 });
 
             migrationBuilder.CreateTable(
+                name: "usage_daily",
+                columns: table => new
+                {
+                    organization_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    api_key_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    model_id = table.Column<string>(type: "text", nullable: false),
+                    day = table.Column<DateOnly>(type: "date", nullable: false),
+                    requests = table.Column<long>(type: "bigint", nullable: false),
+                    errors = table.Column<long>(type: "bigint", nullable: false),
+                    prompt_tokens = table.Column<long>(type: "bigint", nullable: false),
+                    completion_tokens = table.Column<long>(type: "bigint", nullable: false),
+                    cost = table.Column<decimal>(type: "numeric(20,10)", precision: 20, scale: 10, nullable: false)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_usage_daily", x => new { x.organization_id, x.day, x.api_key_id, x.model_id });
+                });
+
+            migrationBuilder.CreateTable(
                 name: "usage_events",
                 columns: table => new
                 {
+                    event_id = table.Column<string>(type: "character varying(40)", maxLength: 40, nullable: false),
                     request_id = table.Column<string>(type: "character varying(128)", maxLength: 128, nullable: false),
                     organization_id = table.Column<Guid>(type: "uuid", nullable: false),
                     api_key_id = table.Column<Guid>(type: "uuid", nullable: false),
@@ -125,7 +146,7 @@ namespace Cortensor.Api.Data.Migrations
                 },
                 constraints: table =>
                 {
-                    table.PrimaryKey("pk_usage_events", x => x.request_id);
+                    table.PrimaryKey("pk_usage_events", x => x.event_id);
                 });
 
             migrationBuilder.CreateTable(
@@ -530,9 +551,24 @@ namespace Cortensor.Api.Data.Migrations
                 columns: new[] { "api_key_id", "created_at" });
 
             migrationBuilder.CreateIndex(
+                name: "ix_request_logs_model_id_created_at",
+                table: "request_logs",
+                columns: new[] { "model_id", "created_at" });
+
+            migrationBuilder.CreateIndex(
                 name: "ix_request_logs_organization_id_created_at",
                 table: "request_logs",
                 columns: new[] { "organization_id", "created_at" });
+
+            migrationBuilder.CreateIndex(
+                name: "ix_request_logs_request_id",
+                table: "request_logs",
+                column: "request_id");
+
+            migrationBuilder.CreateIndex(
+                name: "ix_request_logs_status_created_at",
+                table: "request_logs",
+                columns: new[] { "status", "created_at" });
 
             migrationBuilder.CreateIndex(
                 name: "ix_router_pool_models_pool_id",
@@ -558,6 +594,11 @@ namespace Cortensor.Api.Data.Migrations
                 name: "ix_usage_events_organization_id_created_at",
                 table: "usage_events",
                 columns: new[] { "organization_id", "created_at" });
+
+            migrationBuilder.CreateIndex(
+                name: "ix_usage_events_request_id",
+                table: "usage_events",
+                column: "request_id");
 
             migrationBuilder.CreateIndex(
                 name: "ix_users_email",
@@ -601,6 +642,9 @@ namespace Cortensor.Api.Data.Migrations
 
             migrationBuilder.DropTable(
                 name: "router_sessions");
+
+            migrationBuilder.DropTable(
+                name: "usage_daily");
 
             migrationBuilder.DropTable(
                 name: "usage_events");

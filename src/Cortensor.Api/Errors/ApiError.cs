@@ -1,0 +1,65 @@
+using System.Text.Json.Serialization;
+
+namespace Cortensor.Api.Errors;
+
+/// <summary>
+/// The one error shape of the Api, OpenAI style: <c>{"error": {"message", "type", "code", "param", "request_id"}}</c>.
+/// Every failure, on every path, is one of these factories.
+/// </summary>
+public sealed record ApiError(int Status, string Type, string Code, string Message, string? Param = null)
+{
+    /// <summary>Seconds a client should wait before retrying (429, 503).</summary>
+    public int? RetryAfterSeconds { get; init; }
+
+    public static ApiError InvalidField(string param, string message) =>
+        new(400, "invalid_request_error", "invalid_value", message, param);
+    public static ApiError MissingField(string param) =>
+        new(400, "invalid_request_error", "missing_required_parameter", $"'{param}' is required.", param);
+    public static ApiError MalformedJson(string? path, string detail) =>
+        new(400, "invalid_request_error", "invalid_json", $"The request body is not valid JSON{(path is null ? "" : $" at '{path}'")}: {detail}", path);
+    public static ApiError BodyTooLarge(long limit) =>
+        new(413, "invalid_request_error", "request_too_large", $"The request body exceeds the limit of {limit} bytes.");
+    public static ApiError MissingKey() =>
+        new(401, "authentication_error", "missing_api_key", "No API key provided. Send it as 'Authorization: Bearer <key>'.");
+    public static ApiError InvalidKey() =>
+        new(401, "authentication_error", "invalid_api_key", "The API key is not valid. Check it, or create a new one in the Portal.");
+    public static ApiError RevokedKey() =>
+        new(401, "authentication_error", "api_key_revoked", "This API key has been revoked. Create a new one in the Portal.");
+    public static ApiError ExpiredKey() =>
+        new(401, "authentication_error", "api_key_expired", "This API key has expired. Create a new one in the Portal.");
+    public static ApiError KeyPaused() =>
+        new(403, "permission_error", "api_key_paused", "This API key is paused by an administrator. Contact support to resume it.");
+    public static ApiError OrganizationPaused() =>
+        new(403, "permission_error", "organization_paused", "Your organization's access is paused. Contact support to resume it.");
+    public static ApiError UnknownModel(string model) =>
+        new(404, "invalid_request_error", "model_not_found", $"The model '{model}' does not exist. GET /v1/models lists the models you can use.", "model");
+    public static ApiError ModelDisabled(string model) =>
+        new(403, "permission_error", "model_disabled", $"The model '{model}' is temporarily disabled.", "model");
+    public static ApiError ModelNotEntitled(string model) =>
+        new(403, "permission_error", "model_not_entitled", $"Your plan or API key does not include the model '{model}'.", "model");
+    public static ApiError RateLimited(string what, int retryAfter) =>
+        new(429, "rate_limit_error", "rate_limit_exceeded", $"Rate limit reached for {what}. Retry after {retryAfter}s.") { RetryAfterSeconds = retryAfter };
+    public static ApiError InsufficientQuota(string message) =>
+        new(402, "insufficient_quota", "insufficient_quota", message);
+    public static ApiError NoCapacity(string reason, int retryAfter = 5) =>
+        new(503, "service_unavailable", "no_capacity", reason) { RetryAfterSeconds = retryAfter };
+    public static ApiError DependencyUnavailable(string what, int retryAfter = 2) =>
+        new(503, "service_unavailable", "dependency_unavailable", $"{what} is temporarily unavailable. Retry shortly.") { RetryAfterSeconds = retryAfter };
+    public static ApiError UpstreamTimeout() =>
+        new(504, "timeout", "upstream_timeout", "The model did not answer in time. Retry, or lower max_tokens.");
+    public static ApiError UpstreamFailed() =>
+        new(502, "api_error", "upstream_error", "The model failed while answering. Retry the request.");
+    public static ApiError Internal() =>
+        new(500, "api_error", "internal_error", "Something went wrong on our side. Retry; if it persists, contact support with the request id.");
+
+    public ErrorEnvelope ToEnvelope(string requestId) => new(new ErrorBody(Message, Type, Param, Code, requestId));
+}
+
+public sealed record ErrorEnvelope([property: JsonPropertyName("error")] ErrorBody Error);
+
+public sealed record ErrorBody(
+    [property: JsonPropertyName("message")] string Message,
+    [property: JsonPropertyName("type")] string Type,
+    [property: JsonPropertyName("param")] string? Param,
+    [property: JsonPropertyName("code")] string Code,
+    [property: JsonPropertyName("request_id")] string RequestId);

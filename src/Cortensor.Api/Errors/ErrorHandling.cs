@@ -1,0 +1,46 @@
+using System.Text.Json;
+using Cortensor.Api.Infrastructure;
+using Microsoft.AspNetCore.Diagnostics;
+
+namespace Cortensor.Api.Errors;
+
+/// <summary>Failures nobody handled, and framework rejections (bad JSON, body too large), in the one error shape.</summary>
+public static class ErrorHandling
+{
+    public static WebApplicationBuilder AddErrorHandling(this WebApplicationBuilder builder)
+    {
+        builder.Services.AddProblemDetails();
+        return builder;
+    }
+
+    public static IApplicationBuilder UseErrorHandling(this WebApplication app)
+    {
+        app.UseExceptionHandler(handler => handler.Run(async http =>
+        {
+            var exception = http.Features.Get<IExceptionHandlerFeature>()?.Error;
+            var error = exception switch
+            {
+                BadHttpRequestException { StatusCode: 413 } => ApiError.BodyTooLarge(http.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize ?? 0),
+                BadHttpRequestException { InnerException: JsonException json } => ApiError.MalformedJson(json.Path, "check the syntax and the types of the fields."),
+                BadHttpRequestException bad => new ApiError(400, "invalid_request_error", "bad_request", bad.Message),
+                _ => ApiError.Internal(),
+            };
+            await new ErrorResult(error).ExecuteAsync(http);
+        }));
+        // Unmatched routes and wrong methods answer in the same shape.
+        app.UseStatusCodePages(async context =>
+        {
+            var http = context.HttpContext;
+            if (http.Response.HasStarted || http.Response.ContentLength > 0) return;
+            var error = http.Response.StatusCode switch
+            {
+                404 => new ApiError(404, "invalid_request_error", "not_found", $"No endpoint at {http.Request.Method} {http.Request.Path}."),
+                405 => new ApiError(405, "invalid_request_error", "method_not_allowed", $"{http.Request.Method} is not allowed on {http.Request.Path}."),
+                415 => new ApiError(415, "invalid_request_error", "unsupported_media_type", "Send JSON with 'Content-Type: application/json'."),
+                _ => null,
+            };
+            if (error is not null) await new ErrorResult(error).ExecuteAsync(http);
+        });
+        return app;
+    }
+}

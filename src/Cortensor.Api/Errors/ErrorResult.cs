@@ -1,0 +1,28 @@
+using System.Globalization;
+using System.Text.Json;
+using Cortensor.Api.Infrastructure;
+
+namespace Cortensor.Api.Errors;
+
+/// <summary>Writes an <see cref="ApiError"/> with its status, Retry-After and the request id.</summary>
+public sealed class ErrorResult(ApiError error) : IResult, IStatusCodeHttpResult
+{
+    public ApiError Error { get; } = error;
+    public int? StatusCode => Error.Status;
+
+    public Task ExecuteAsync(HttpContext http)
+    {
+        http.Response.StatusCode = Error.Status;
+        if (Error.RetryAfterSeconds is { } retry)
+            http.Response.Headers.RetryAfter = retry.ToString(CultureInfo.InvariantCulture);
+        http.Response.ContentType = "application/json";
+        http.Features.Set(Error);
+        return JsonSerializer.SerializeAsync(http.Response.Body, Error.ToEnvelope(http.GetRequestId()),
+            PortalJsonContext.Default.ErrorEnvelope, http.RequestAborted);
+    }
+}
+
+public static class ErrorResults
+{
+    public static ErrorResult ToResult(this ApiError error) => new(error);
+}

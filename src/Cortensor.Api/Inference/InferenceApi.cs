@@ -1,0 +1,43 @@
+using Cortensor.Api.Catalog;
+using Cortensor.Api.Errors;
+using Cortensor.Api.Infrastructure;
+using Cortensor.Api.Keys;
+using Microsoft.AspNetCore.Http.HttpResults;
+
+namespace Cortensor.Api.Inference;
+
+/// <summary>The public OpenAI-compatible API. The key check is a policy of the group, resolved once per request.</summary>
+public static class InferenceApi
+{
+    public static IEndpointRouteBuilder MapInferenceApi(this IEndpointRouteBuilder app)
+    {
+        var v1 = app.MapGroup("/v1").AddEndpointFilter<ApiKeyFilter>().WithTags("Inference");
+
+        v1.MapGet("/models", ListModels).WithName("ListModels").WithSummary("Models this key may use")
+            .Produces<ErrorEnvelope>(401).Produces<ErrorEnvelope>(403).Produces<ErrorEnvelope>(503);
+        v1.MapPost("/chat/completions", (HttpContext http, InferenceHandler handler) => handler.HandleAsync(http, InferenceKind.Chat))
+            .WithName("CreateChatCompletion").WithSummary("Chat completion, streaming (SSE) or not")
+            .Accepts<ChatCompletionRequest>("application/json")
+            .Produces<ChatCompletion>().Produces<ChatCompletionChunk>(200, "text/event-stream")
+            .Produces<ErrorEnvelope>(400).Produces<ErrorEnvelope>(401).Produces<ErrorEnvelope>(402).Produces<ErrorEnvelope>(403).Produces<ErrorEnvelope>(404).Produces<ErrorEnvelope>(413)
+            .Produces<ErrorEnvelope>(429).Produces<ErrorEnvelope>(502).Produces<ErrorEnvelope>(503).Produces<ErrorEnvelope>(504);
+        v1.MapPost("/completions", (HttpContext http, InferenceHandler handler) => handler.HandleAsync(http, InferenceKind.Text))
+            .WithName("CreateCompletion").WithSummary("Text completion, streaming (SSE) or not")
+            .Accepts<CompletionRequest>("application/json")
+            .Produces<TextCompletion>()
+            .Produces<ErrorEnvelope>(400).Produces<ErrorEnvelope>(401).Produces<ErrorEnvelope>(402).Produces<ErrorEnvelope>(403).Produces<ErrorEnvelope>(404).Produces<ErrorEnvelope>(413)
+            .Produces<ErrorEnvelope>(429).Produces<ErrorEnvelope>(502).Produces<ErrorEnvelope>(503).Produces<ErrorEnvelope>(504);
+        return app;
+    }
+
+    private static JsonHttpResult<ModelList> ListModels(HttpContext http, CatalogStore catalog)
+    {
+        var key = http.GetKey();
+        var models = catalog.Current.Models.Values
+            .Where(m => m.Enabled && key.MayUse(m.Id))
+            .OrderBy(m => m.Id, StringComparer.Ordinal)
+            .Select(m => new ModelCard(m.Id, "model", m.CreatedAt.ToUnixTimeSeconds(), "cortensor"))
+            .ToArray();
+        return TypedResults.Json(new ModelList("list", models), PortalJsonContext.Default.ModelList);
+    }
+}

@@ -1,0 +1,10 @@
+namespace Cortensor.Api.Inference;
+
+/// <summary>Settings of section <c>Inference</c>.</summary>
+public sealed class InferenceOptions
+{
+    /// <summary>Largest accepted request body; larger answers 413.</summary>
+    public long MaxRequestBytes { get; set; } = 1 * 1024 * 1024;
+    /// <summary>max_tokens when a chat request gives none: also the most a request can cost.</summary>
+    public int DefaultMaxTokens { get; set; } = 1024;
+}

@@ -1,0 +1,162 @@
+using System.Text.Json;
+using Cortensor.Api.Errors;
+
+namespace Cortensor.Api.Inference;
+
+public enum InferenceKind { Chat, Text }
+
+public sealed record PromptMessage(string Role, string Content);
+
+/// <summary>A validated /v1 request, independent of which endpoint it came from.</summary>
+public sealed record InferenceRequest(
+    InferenceKind Kind, string Model, IReadOnlyList<PromptMessage> Messages, string? RawPrompt,
+    int? MaxTokens, double? Temperature, double? TopP, IReadOnlyList<string> Stop,
+    bool Stream, bool IncludeUsage, int? Seed)
+{
+    /// <summary>Rough prompt size (4 characters a token) for rate-limit and quota reservations before the router counts.</summary>
+    public int EstimatedPromptTokens =>
+        Math.Max(1, ((RawPrompt?.Length ?? Messages.Sum(m => m.Content.Length + m.Role.Length + 4)) + 3) / 4);
+}
+
+/// <summary>Checks a request the way OpenAI does and names the offending field.</summary>
+public static class RequestValidation
+{
+    private static readonly HashSet<string> Roles = ["system", "developer", "user", "assistant", "tool"];
+    public const int MaxStopSequences = 4;
+
+    public static ApiError? Validate(ChatCompletionRequest r, out InferenceRequest? request)
+    {
+        request = null;
+        if (string.IsNullOrWhiteSpace(r.Model)) return ApiError.MissingField("model");
+        if (r.Messages is null) return ApiError.MissingField("messages");
+        if (r.Messages.Count == 0) return ApiError.InvalidField("messages", "'messages' must contain at least one message.");
+
+        var messages = new List<PromptMessage>(r.Messages.Count);
+        for (var i = 0; i < r.Messages.Count; i++)
+        {
+            var m = r.Messages[i];
+            var at = $"messages[{i}]";
+            if (m is null) return ApiError.InvalidField(at, $"'{at}' must be an object.");
+            if (string.IsNullOrEmpty(m.Role)) return ApiError.MissingField($"{at}.role");
+            if (!Roles.Contains(m.Role))
+                return ApiError.InvalidField($"{at}.role", $"'{at}.role' must be one of system, developer, user, assistant, tool; got '{m.Role}'.");
+            var error = ReadContent(m.Content, $"{at}.content", m.Role, out var text);
+            if (error is not null) return error;
+            messages.Add(new PromptMessage(m.Role, text));
+        }
+
+        var common = ValidateCommon(r.MaxCompletionTokens ?? r.MaxTokens, r.MaxCompletionTokens is null ? "max_tokens" : "max_completion_tokens",
+            r.Temperature, r.TopP, r.N, r.Stop, r.Stream, r.StreamOptions, r.PresencePenalty, r.FrequencyPenalty, out var stop);
+        if (common is not null) return common;
+
+        request = new InferenceRequest(InferenceKind.Chat, r.Model, messages, null, r.MaxCompletionTokens ?? r.MaxTokens,
+            r.Temperature, r.TopP, stop, r.Stream == true, r.StreamOptions?.IncludeUsage == true, r.Seed);
+        return null;
+    }
+
+    public static ApiError? Validate(CompletionRequest r, out InferenceRequest? request)
+    {
+        request = null;
+        if (string.IsNullOrWhiteSpace(r.Model)) return ApiError.MissingField("model");
+        string prompt;
+        switch (r.Prompt.ValueKind)
+        {
+            case JsonValueKind.Undefined or JsonValueKind.Null:
+                return ApiError.MissingField("prompt");
+            case JsonValueKind.String:
+                prompt = r.Prompt.GetString()!;
+                break;
+            case JsonValueKind.Array when r.Prompt.GetArrayLength() == 1 && r.Prompt[0].ValueKind == JsonValueKind.String:
+                prompt = r.Prompt[0].GetString()!;
+                break;
+            case JsonValueKind.Array:
+                return ApiError.InvalidField("prompt", "'prompt' must be a string or an array of exactly one string (batched prompts are not supported).");
+            default:
+                return ApiError.InvalidField("prompt", "'prompt' must be a string.");
+        }
+        if (r.Echo == true) return ApiError.InvalidField("echo", "'echo' is not supported.");
+        if (!string.IsNullOrEmpty(r.Suffix)) return ApiError.InvalidField("suffix", "'suffix' is not supported.");
+
+        var common = ValidateCommon(r.MaxTokens ?? 16, "max_tokens", r.Temperature, r.TopP, r.N, r.Stop, r.Stream, r.StreamOptions,
+            r.PresencePenalty, r.FrequencyPenalty, out var stop);
+        if (common is not null) return common;
+
+        // OpenAI's legacy completions default to 16 tokens.
+        request = new InferenceRequest(InferenceKind.Text, r.Model, [], prompt, r.MaxTokens ?? 16, r.Temperature, r.TopP, stop,
+            r.Stream == true, r.StreamOptions?.IncludeUsage == true, r.Seed);
+        return null;
+    }
+
+    private static ApiError? ValidateCommon(int? maxTokens, string maxTokensName, double? temperature, double? topP, int? n,
+        JsonElement stopElement, bool? stream, StreamOptions? streamOptions, double? presence, double? frequency, out IReadOnlyList<string> stop)
+    {
+        stop = [];
+        if (maxTokens is < 1) return ApiError.InvalidField(maxTokensName, $"'{maxTokensName}' must be at least 1; got {maxTokens}.");
+        if (temperature is < 0 or > 2) return ApiError.InvalidField("temperature", $"'temperature' must be between 0 and 2; got {temperature}.");
+        if (topP is < 0 or > 1) return ApiError.InvalidField("top_p", $"'top_p' must be between 0 and 1; got {topP}.");
+        if (n is not null and not 1) return ApiError.InvalidField("n", $"'n' must be 1 (one choice per request is supported); got {n}.");
+        if (presence is < -2 or > 2) return ApiError.InvalidField("presence_penalty", "'presence_penalty' must be between -2 and 2.");
+        if (frequency is < -2 or > 2) return ApiError.InvalidField("frequency_penalty", "'frequency_penalty' must be between -2 and 2.");
+        if (streamOptions is not null && stream != true)
+            return ApiError.InvalidField("stream_options", "'stream_options' is only allowed when 'stream' is true.");
+
+        switch (stopElement.ValueKind)
+        {
+            case JsonValueKind.Undefined or JsonValueKind.Null:
+                break;
+            case JsonValueKind.String:
+                var single = stopElement.GetString()!;
+                if (single.Length == 0) return ApiError.InvalidField("stop", "'stop' must not be empty.");
+                stop = [single];
+                break;
+            case JsonValueKind.Array:
+                if (stopElement.GetArrayLength() > MaxStopSequences)
+                    return ApiError.InvalidField("stop", $"'stop' takes at most {MaxStopSequences} sequences.");
+                var list = new List<string>();
+                foreach (var item in stopElement.EnumerateArray())
+                {
+                    if (item.ValueKind != JsonValueKind.String || item.GetString() is not { Length: > 0 } s)
+                        return ApiError.InvalidField("stop", "'stop' must be a string or an array of non-empty strings.");
+                    list.Add(s);
+                }
+                stop = list;
+                break;
+            default:
+                return ApiError.InvalidField("stop", "'stop' must be a string or an array of strings.");
+        }
+        return null;
+    }
+
+    private static ApiError? ReadContent(JsonElement content, string at, string role, out string text)
+    {
+        text = "";
+        switch (content.ValueKind)
+        {
+            case JsonValueKind.String:
+                text = content.GetString()!;
+                return null;
+            case JsonValueKind.Undefined or JsonValueKind.Null:
+                // An assistant turn may carry only tool calls; every other role needs content.
+                return role == "assistant" ? null : ApiError.MissingField(at);
+            case JsonValueKind.Array:
+                var parts = new System.Text.StringBuilder();
+                var index = 0;
+                foreach (var part in content.EnumerateArray())
+                {
+                    var partAt = $"{at}[{index++}]";
+                    if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
+                        return ApiError.InvalidField($"{partAt}.type", $"'{partAt}' must be an object with a 'type'.");
+                    if (type.GetString() != "text")
+                        return ApiError.InvalidField($"{partAt}.type", $"Only 'text' content parts are supported; got '{type.GetString()}'.");
+                    if (!part.TryGetProperty("text", out var partText) || partText.ValueKind != JsonValueKind.String)
+                        return ApiError.MissingField($"{partAt}.text");
+                    if (parts.Length > 0) parts.Append('\n');
+                    parts.Append(partText.GetString());
+                }
+                text = parts.ToString();
+                return null;
+            default:
+                return ApiError.InvalidField(at, $"'{at}' must be a string or an array of content parts.");
+        }
+    }
+}

@@ -1,0 +1,76 @@
+namespace Cortensor.Api.Inference;
+
+/// <summary>The router's text-completion answers to OpenAI objects, under the public model name.</summary>
+public static class ResponseNormaliser
+{
+    /// <summary>Routers report eos/stop/length/max_tokens/...; OpenAI clients know stop, length, content_filter.</summary>
+    public static string FinishReason(string? router) => router?.ToLowerInvariant() switch
+    {
+        "length" or "max_tokens" or "max_length" => "length",
+        "content_filter" or "filtered" => "content_filter",
+        _ => "stop",
+    };
+
+    /// <summary>Cuts the text at the first stop sequence; the router does not know about them.</summary>
+    public static (string Text, bool Stopped) ApplyStop(string text, IReadOnlyList<string> stop)
+    {
+        var cut = -1;
+        foreach (var s in stop)
+        {
+            var at = text.IndexOf(s, StringComparison.Ordinal);
+            if (at >= 0 && (cut < 0 || at < cut)) cut = at;
+        }
+        return cut < 0 ? (text, false) : (text[..cut], true);
+    }
+
+    public static Usage ToUsage(RouterUsage? usage, int fallbackPrompt, int fallbackCompletion)
+    {
+        var prompt = usage?.PromptTokens ?? fallbackPrompt;
+        var completion = usage?.CompletionTokens ?? fallbackCompletion;
+        return new Usage(prompt, completion, prompt + completion);
+    }
+
+    public static ChatCompletion Chat(string id, string model, long created, string text, string finishReason, Usage usage) =>
+        new(id, "chat.completion", created, model, [new ChatChoice(0, new AssistantMessage("assistant", text), finishReason, null)], usage, null);
+
+    public static TextCompletion Text(string id, string model, long created, string text, string finishReason, Usage usage) =>
+        new(id, "text_completion", created, model, [new TextChoice(text, 0, null, finishReason)], usage);
+}
+
+/// <summary>
+/// Applies stop sequences to a stream without waiting for the whole answer: only the last
+/// (longest stop - 1) characters are held back, because they could be the start of a stop sequence.
+/// </summary>
+public sealed class StreamingStopFilter(IReadOnlyList<string> stop)
+{
+    private readonly int _holdBack = stop.Count == 0 ? 0 : stop.Max(s => s.Length) - 1;
+    private string _pending = "";
+
+    public bool Stopped { get; private set; }
+
+    /// <summary>Returns the text that can be sent now.</summary>
+    public string Push(string piece)
+    {
+        if (Stopped) return "";
+        if (stop.Count == 0) return piece;
+        var text = _pending + piece;
+        var (cut, stopped) = ResponseNormaliser.ApplyStop(text, stop);
+        if (stopped)
+        {
+            Stopped = true;
+            _pending = "";
+            return cut;
+        }
+        var safe = Math.Max(0, text.Length - _holdBack);
+        _pending = text[safe..];
+        return text[..safe];
+    }
+
+    /// <summary>What is still held back once the router has finished.</summary>
+    public string Flush()
+    {
+        var rest = Stopped ? "" : _pending;
+        _pending = "";
+        return rest;
+    }
+}

@@ -1,0 +1,24 @@
+using System.Text.Json.Serialization;
+using Cortensor.Api.Errors;
+using Cortensor.Api.Inference;
+
+namespace Cortensor.Api.Infrastructure;
+
+/// <summary>Source-generated serialisation for everything on the hot path: no reflection per request.</summary>
+[JsonSourceGenerationOptions(
+    PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower,
+    DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    NumberHandling = JsonNumberHandling.Strict,
+    AllowTrailingCommas = false)]
+[JsonSerializable(typeof(ErrorEnvelope))]
+[JsonSerializable(typeof(ChatCompletionRequest))]
+[JsonSerializable(typeof(CompletionRequest))]
+[JsonSerializable(typeof(ChatCompletion))]
+[JsonSerializable(typeof(ChatCompletionChunk))]
+[JsonSerializable(typeof(TextCompletion))]
+[JsonSerializable(typeof(ModelList))]
+[JsonSerializable(typeof(RouterCompletionRequest))]
+[JsonSerializable(typeof(RouterCompletion))]
+[JsonSerializable(typeof(RouterStatus))]
+[JsonSerializable(typeof(UsageRecord))]
+internal sealed partial class PortalJsonContext : JsonSerializerContext;

@@ -1,0 +1,62 @@
+using System.Diagnostics;
+using Cortensor.Api.Data;
+using Cortensor.Api.Errors;
+
+namespace Cortensor.Api.Keys;
+
+/// <summary>
+/// Step 2 of the hot path, applied to the whole /v1 group: the Bearer key is checked once and the
+/// caller's snapshot is available to every handler through <see cref="CurrentKey"/>.
+/// </summary>
+public sealed class ApiKeyFilter(EntitlementCache entitlements, TimeProvider clock) : IEndpointFilter
+{
+    public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        var http = context.HttpContext;
+        using (var span = Cortensor.Api.Infrastructure.Telemetry.StartStep("authenticate"))
+        {
+            var error = await AuthenticateAsync(http);
+            if (error is not null)
+            {
+                span?.SetStatus(ActivityStatusCode.Error, error.Code);
+                return error.ToResult();
+            }
+        }
+        return await next(context);
+    }
+
+    private async ValueTask<ApiError?> AuthenticateAsync(HttpContext http)
+    {
+        var header = http.Request.Headers.Authorization.ToString();
+        if (header.Length == 0) return ApiError.MissingKey();
+        if (!header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)) return ApiError.InvalidKey();
+        var key = header.AsSpan(7).Trim();
+        if (!ApiKeyFormat.LooksValid(key)) return ApiError.InvalidKey();
+
+        var hash = ApiKeyFormat.Hash(key.ToString());
+        var (outcome, snapshot) = await entitlements.LookupAsync(hash, http.RequestAborted);
+        switch (outcome)
+        {
+            case KeyLookupOutcome.Unavailable: return ApiError.DependencyUnavailable("Key verification");
+            case KeyLookupOutcome.Unknown: return ApiError.InvalidKey();
+        }
+        var s = snapshot!;
+        if (s.KeyStatus == ApiKeyStatus.Revoked) return ApiError.RevokedKey();
+        if (s.ExpiresAt is { } expires && expires <= clock.GetUtcNow()) return ApiError.ExpiredKey();
+        if (s.OrganizationStatus == OrganizationStatus.Paused) return ApiError.OrganizationPaused();
+        if (s.KeyStatus == ApiKeyStatus.Paused) return ApiError.KeyPaused();
+        http.Features.Set(new CurrentKey(s));
+        Activity.Current?.SetTag("cortensor.org", s.OrganizationId);
+        Activity.Current?.SetTag("cortensor.key", s.KeyId);
+        return null;
+    }
+}
+
+/// <summary>The authenticated caller of a /v1 request.</summary>
+public sealed record CurrentKey(KeySnapshot Snapshot);
+
+public static class CurrentKeyExtensions
+{
+    public static KeySnapshot GetKey(this HttpContext http) =>
+        http.Features.Get<CurrentKey>()?.Snapshot ?? throw new InvalidOperationException("no authenticated key on this request");
+}

@@ -1,0 +1,89 @@
+using Cortensor.Api.Data;
+using Microsoft.EntityFrameworkCore;
+using StackExchange.Redis;
+using ZiggyCreatures.Caching.Fusion;
+
+namespace Cortensor.Api.Keys;
+
+/// <summary>The answer to "who is this key?": a snapshot, a known-unknown key, or "can't tell right now".</summary>
+public enum KeyLookupOutcome { Found, Unknown, Unavailable }
+
+/// <summary>
+/// Resolves key snapshots through FusionCache: in-process memory, then Redis (shared by every
+/// replica), then Postgres. The Redis backplane evicts a changed snapshot from every replica's
+/// memory at once. Unknown keys are cached too, briefly, so a key-spraying client costs Postgres
+/// at most one query per key per <see cref="NegativeDuration"/>.
+/// </summary>
+public sealed class EntitlementCache(IFusionCache cache, IServiceScopeFactory scopes, IConnectionMultiplexer redis, ILogger<EntitlementCache> log)
+{
+    public static readonly TimeSpan SnapshotDuration = TimeSpan.FromMinutes(5);
+    public static readonly TimeSpan NegativeDuration = TimeSpan.FromSeconds(30);
+    /// <summary>How long a replica keeps serving known keys from memory while Redis or Postgres is down.</summary>
+    public static readonly TimeSpan FailSafeMaxDuration = TimeSpan.FromMinutes(15);
+
+    private long _databaseLookups;
+    public long DatabaseLookups => Interlocked.Read(ref _databaseLookups);
+
+    public async ValueTask<(KeyLookupOutcome Outcome, KeySnapshot? Snapshot)> LookupAsync(byte[] hash, CancellationToken ct)
+    {
+        try
+        {
+            var snapshot = await cache.GetOrSetAsync<KeySnapshot?>(KeySnapshot.CacheKey(hash), async (ctx, token) =>
+            {
+                // Degraded mode: without Redis the replica cannot share limits with the others, so it
+                // only serves keys it already knows (memory, fail-safe) and says 503 to the rest.
+                if (!redis.IsConnected) throw new KeyStoreUnavailableException("Redis");
+                var found = await LoadAsync(hash, token);
+                if (found is null)
+                {
+                    ctx.Options.Duration = NegativeDuration;
+                    ctx.Tags = [KeySnapshot.AllTag];
+                    return null;
+                }
+                ctx.Tags = [KeySnapshot.OrganizationTag(found.OrganizationId), KeySnapshot.PlanTag(found.PlanId), KeySnapshot.AllTag];
+                return found;
+            }, token: ct);
+            return snapshot is null ? (KeyLookupOutcome.Unknown, null) : (KeyLookupOutcome.Found, snapshot);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            log.LogWarning("Key lookup unavailable: {Reason}", ex.Message);
+            return (KeyLookupOutcome.Unavailable, null);
+        }
+    }
+
+    public Task InvalidateKeyAsync(byte[] hash) => cache.RemoveAsync(KeySnapshot.CacheKey(hash)).AsTask();
+    public Task InvalidateOrganizationAsync(Guid organizationId) => cache.RemoveByTagAsync(KeySnapshot.OrganizationTag(organizationId)).AsTask();
+    public Task InvalidatePlanAsync(string planId) => cache.RemoveByTagAsync(KeySnapshot.PlanTag(planId)).AsTask();
+    public Task InvalidateAllAsync() => cache.RemoveByTagAsync(KeySnapshot.AllTag).AsTask();
+
+    private async Task<KeySnapshot?> LoadAsync(byte[] hash, CancellationToken ct)
+    {
+        Interlocked.Increment(ref _databaseLookups);
+        using var scope = scopes.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<PortalDbContext>();
+        var row = await (from k in db.ApiKeys.AsNoTracking()
+                         join o in db.Organizations.AsNoTracking() on k.OrganizationId equals o.Id
+                         join p in db.Plans.AsNoTracking() on o.PlanId equals p.Id
+                         where k.Hash == hash
+                         select new { Key = k, Org = o, Plan = p }).SingleOrDefaultAsync(ct);
+        if (row is null) return null;
+
+        var policies = await db.ModelAccessPolicies.AsNoTracking()
+            .Where(p => p.PlanId == row.Plan.Id || p.OrganizationId == row.Org.Id)
+            .ToListAsync(ct);
+        // Organisation policies override the plan's, in both directions.
+        var models = policies.Where(p => p.PlanId is not null && p.Allowed).Select(p => p.ModelId).ToHashSet(StringComparer.Ordinal);
+        foreach (var p in policies.Where(p => p.OrganizationId is not null))
+            if (p.Allowed) models.Add(p.ModelId); else models.Remove(p.ModelId);
+        if (row.Key.AllowedModels.Count > 0) models.IntersectWith(row.Key.AllowedModels);
+
+        return new KeySnapshot(row.Key.Id, row.Org.Id, row.Key.Status, row.Key.ExpiresAt, row.Org.Status, row.Plan.Id, row.Plan.BillingMode,
+            models.Order(StringComparer.Ordinal).ToArray(),
+            Math.Min(row.Key.RequestsPerMinute ?? row.Plan.RequestsPerMinute, row.Plan.RequestsPerMinute),
+            Math.Min(row.Key.TokensPerMinute ?? row.Plan.TokensPerMinute, row.Plan.TokensPerMinute),
+            row.Plan.MonthlyTokenQuota);
+    }
+}
+
+public sealed class KeyStoreUnavailableException(string what) : Exception($"{what} is unavailable");

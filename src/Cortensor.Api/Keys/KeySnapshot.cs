@@ -1,0 +1,21 @@
+using Cortensor.Api.Data;
+
+namespace Cortensor.Api.Keys;
+
+/// <summary>
+/// Everything the hot path needs about a key, resolved in one lookup: key and organisation state,
+/// plan, the models it may use and its limits. Cached in process and in Redis; Postgres only on a miss.
+/// </summary>
+public sealed record KeySnapshot(
+    Guid KeyId, Guid OrganizationId, ApiKeyStatus KeyStatus, DateTimeOffset? ExpiresAt,
+    OrganizationStatus OrganizationStatus, string PlanId, BillingMode BillingMode,
+    string[] Models, int RequestsPerMinute, int TokensPerMinute, long? MonthlyTokenQuota)
+{
+    public bool MayUse(string model) => Array.IndexOf(Models, model) >= 0;
+
+    public static string CacheKey(byte[] hash) => "key:" + Convert.ToHexStringLower(hash);
+    public static string OrganizationTag(Guid organizationId) => "org:" + organizationId.ToString("N");
+    public static string PlanTag(string planId) => "plan:" + planId;
+    /// <summary>Every snapshot carries it: model-access changes drop them all.</summary>
+    public const string AllTag = "keys";
+}

@@ -1,0 +1,175 @@
+using System.ClientModel;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Cortensor.Tests.Fixtures;
+using OpenAI;
+using OpenAI.Chat;
+using OpenAI.Models;
+
+namespace Cortensor.Tests.EndToEnd;
+
+/// <summary>A customer's OpenAI SDK pointed at the Portal, answered by the router pools.</summary>
+[Collection(PortalAppCollection.Name)]
+public class InferenceTests(PortalAppFixture portal)
+{
+    private static OpenAIClientOptions Options(TestCustomer c) => new() { Endpoint = new Uri(c.ApiBase, "/v1"), NetworkTimeout = TimeSpan.FromSeconds(60) };
+
+    [Fact]
+    public async Task TheOpenAiSdkGetsAChatCompletionUnderThePublicModelName()
+    {
+        var customer = await portal.CreateCustomerAsync();
+        var chat = new ChatClient("gpt-oss-20b", new ApiKeyCredential(customer.Key), Options(customer));
+
+        ChatCompletion completion = await chat.CompleteChatAsync(
+            [new SystemChatMessage("You are terse."), new UserChatMessage("Name a Cortensor component.")],
+            new ChatCompletionOptions { MaxOutputTokenCount = 8 });
+
+        Assert.Equal("gpt-oss-20b", completion.Model);
+        Assert.Equal(ChatFinishReason.Length, completion.FinishReason);
+        Assert.Equal(8, completion.Usage.OutputTokenCount);
+        Assert.True(completion.Usage.InputTokenCount > 0);
+        Assert.Equal(8, Cortensor.RouterSim.TextGenerator.CountTokens(completion.Content[0].Text));
+        Assert.StartsWith("chatcmpl-", completion.Id);
+    }
+
+    [Fact]
+    public async Task TheOpenAiSdkStreamsAChatCompletionEndingWithUsage()
+    {
+        var customer = await portal.CreateCustomerAsync();
+        var chat = new ChatClient("gemma-4-26b", new ApiKeyCredential(customer.Key), Options(customer));
+
+        var text = new System.Text.StringBuilder();
+        ChatTokenUsage? usage = null;
+        ChatFinishReason? finish = null;
+        var updates = 0;
+        await foreach (var update in chat.CompleteChatStreamingAsync(
+            [new UserChatMessage("Stream a short answer")], new ChatCompletionOptions { MaxOutputTokenCount = 9 }))
+        {
+            updates++;
+            foreach (var part in update.ContentUpdate) text.Append(part.Text);
+            usage ??= update.Usage;
+            finish ??= update.FinishReason;
+        }
+
+        Assert.True(updates >= 9, $"expected one update per token, got {updates}");
+        Assert.Equal(ChatFinishReason.Length, finish);
+        Assert.NotNull(usage);
+        Assert.Equal(9, usage.OutputTokenCount);
+        Assert.Equal(9, Cortensor.RouterSim.TextGenerator.CountTokens(text.ToString()));
+    }
+
+    [Fact]
+    public async Task TextCompletionsAreNormalisedToTheOpenAiShape()
+    {
+        var customer = await portal.CreateCustomerAsync();
+        using var client = customer.CreateClient();
+        var response = await client.PostAsJsonAsync("/v1/completions", new { model = "qwen-3-32b", prompt = "Once upon a time", max_tokens = 6 });
+        response.EnsureSuccessStatusCode();
+        var body = await response.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.Equal("text_completion", body.GetProperty("object").GetString());
+        Assert.Equal("qwen-3-32b", body.GetProperty("model").GetString());
+        Assert.Equal("length", body.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
+        Assert.Equal(6, body.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+    }
+
+    [Fact]
+    public async Task AnUnknownModelIsTheSdksOwnErrorWithOurCode()
+    {
+        var customer = await portal.CreateCustomerAsync();
+        var chat = new ChatClient("gpt-5-ultra", new ApiKeyCredential(customer.Key), Options(customer));
+        var error = await Assert.ThrowsAsync<ClientResultException>(() => chat.CompleteChatAsync([new UserChatMessage("hi")]));
+        Assert.Equal(404, error.Status);
+        Assert.Contains("model_not_found", error.Message);
+    }
+
+    [Fact]
+    public async Task TheSdkListsTheModelsTheKeyMayUse()
+    {
+        var customer = await portal.CreateCustomerAsync(plan: "free", credits: 0);
+        var models = new OpenAIModelClient(new ApiKeyCredential(customer.Key), Options(customer));
+        var list = (await models.GetModelsAsync()).Value.Select(m => m.Id).Order().ToList();
+        // The free plan includes the free-tier models only.
+        Assert.Equal(LaunchTopology.Models.Where(m => m.FreeTier).Select(m => m.Alias).Order(), list);
+    }
+
+    [Fact]
+    public async Task TheRequestIdIsEchoedWhenSaneAndMintedOtherwise()
+    {
+        var customer = await portal.CreateCustomerAsync();
+        using var client = customer.CreateClient();
+        using var sane = new HttpRequestMessage(HttpMethod.Get, "/v1/models");
+        sane.Headers.Add("X-Request-Id", "client-abc.123");
+        var echoed = await client.SendAsync(sane);
+        Assert.Equal("client-abc.123", echoed.Headers.GetValues("X-Request-Id").Single());
+
+        using var insane = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = JsonContent.Create(new { model = "x" }) };
+        insane.Headers.TryAddWithoutValidation("X-Request-Id", "bad id with spaces <script>");
+        var minted = await client.SendAsync(insane);
+        var id = minted.Headers.GetValues("X-Request-Id").Single();
+        Assert.StartsWith("req_", id);
+        var error = (await minted.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error");
+        Assert.Equal(id, error.GetProperty("request_id").GetString());
+        Assert.Equal("messages", error.GetProperty("param").GetString());
+    }
+
+    [Theory]
+    [InlineData("""{"model":"gpt-oss-20b","messages":[{"role":"user","content":"x"}],"temperature":3}""", "temperature")]
+    [InlineData("""{"model":"gpt-oss-20b","messages":[{"role":"user","content":"x"}],"top_p":1.5}""", "top_p")]
+    [InlineData("""{"model":"gpt-oss-20b","messages":[{"role":"user","content":"x"}],"n":3}""", "n")]
+    [InlineData("""{"model":"gpt-oss-20b","messages":[{"role":"user","content":"x"}],"max_tokens":0}""", "max_tokens")]
+    [InlineData("""{"model":"gpt-oss-20b","messages":[{"role":"user","content":"x"}],"stop":["a","b","c","d","e"]}""", "stop")]
+    [InlineData("""{"model":"gpt-oss-20b","messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}}""", "stream_options")]
+    [InlineData("""{"model":"gpt-oss-20b","messages":[{"role":"wizard","content":"x"}]}""", "messages[0].role")]
+    [InlineData("""{"model":"gpt-oss-20b","messages":[{"role":"user"}]}""", "messages[0].content")]
+    [InlineData("""{"messages":[{"role":"user","content":"x"}]}""", "model")]
+    [InlineData("""{"model":"gpt-oss-20b","messages":[{"role":"user","content":"x"}],"stream":"yes"}""", "stream")]
+    public async Task MalformedRequestsAre400sThatNameTheField(string json, string field)
+    {
+        var customer = await portal.CreateCustomerAsync();
+        using var client = customer.CreateClient();
+        var response = await client.PostAsync("/v1/chat/completions", new StringContent(json, System.Text.Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var error = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error");
+        Assert.Equal(field, error.GetProperty("param").GetString());
+        Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
+    }
+
+    [Fact]
+    public async Task ABodyOverTheLimitIs413()
+    {
+        var customer = await portal.CreateCustomerAsync();
+        using var client = customer.CreateClient();
+        var huge = new string('a', 2 * 1024 * 1024);
+        var response = await client.PostAsJsonAsync("/v1/chat/completions", new { model = "gpt-oss-20b", messages = new[] { new { role = "user", content = huge } } });
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
+        Assert.Equal("request_too_large", (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error").GetProperty("code").GetString());
+    }
+
+    [Fact]
+    public async Task StopSequencesCutTheAnswerBothStreamedAndNot()
+    {
+        var customer = await portal.CreateCustomerAsync();
+        using var client = customer.CreateClient();
+        var full = await client.PostAsJsonAsync("/v1/completions", new { model = "qwen-3-32b", prompt = "stop test", max_tokens = 30 });
+        var text = (await full.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("choices")[0].GetProperty("text").GetString()!;
+        var words = text.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        var stop = " " + words[3];
+        var expected = text[..text.IndexOf(stop, StringComparison.Ordinal)];
+
+        var cut = await client.PostAsJsonAsync("/v1/completions", new { model = "qwen-3-32b", prompt = "stop test", max_tokens = 30, stop });
+        var choice = (await cut.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("choices")[0];
+        Assert.Equal(expected, choice.GetProperty("text").GetString());
+        Assert.Equal("stop", choice.GetProperty("finish_reason").GetString());
+
+        var streamed = await client.PostAsJsonAsync("/v1/completions", new { model = "qwen-3-32b", prompt = "stop test", max_tokens = 30, stop, stream = true });
+        var events = await SseEvents(streamed);
+        var streamedText = string.Concat(events.Where(e => e != "[DONE]").Select(e => JsonDocument.Parse(e).RootElement.GetProperty("choices")[0].GetProperty("text").GetString()));
+        Assert.Equal(expected, streamedText);
+        Assert.Equal("[DONE]", events[^1]);
+    }
+
+    internal static async Task<List<string>> SseEvents(HttpResponseMessage response) =>
+        (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)
+            .Select(e => e.Trim()).Where(e => e.StartsWith("data: ")).Select(e => e["data: ".Length..]).ToList();
+}
