@@ -104,7 +104,7 @@ public static class AdminApi
 
     public sealed record BalancesDto(Guid OrganizationId, decimal LedgerBalance, decimal? HotBalance, long TokensThisMonth, int UsageEntries);
 
-    private static async Task<Results<Ok<BalancesDto>, ErrorResult>> GetBalance(Guid id, PortalDbContext db, Cortensor.Api.Limits.QuotaGate quota, TimeProvider clock, CancellationToken ct)
+    private static async Task<Results<Ok<BalancesDto>, ErrorResult>> GetBalance(Guid id, PortalDbContext db, Cortensor.Api.Limits.AdmissionGate quota, TimeProvider clock, CancellationToken ct)
     {
         if (!await db.Organizations.AnyAsync(o => o.Id == id, ct)) return NotFound("organization");
         var monthStart = new DateTimeOffset(clock.GetUtcNow().Year, clock.GetUtcNow().Month, 1, 0, 0, 0, TimeSpan.Zero);

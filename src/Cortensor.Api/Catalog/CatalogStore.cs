@@ -5,7 +5,7 @@ using Microsoft.EntityFrameworkCore;
 namespace Cortensor.Api.Catalog;
 
 /// <summary>Holds the current <see cref="CatalogSnapshot"/> and reloads it from Postgres on demand.</summary>
-public sealed class CatalogStore(IServiceScopeFactory scopes, ILogger<CatalogStore> log)
+public sealed class CatalogStore(IServiceScopeFactory scopes, IConfiguration configuration, ILogger<CatalogStore> log)
 {
     private CatalogSnapshot _current = CatalogSnapshot.Empty;
     private readonly SemaphoreSlim _reload = new(1, 1);
@@ -30,7 +30,7 @@ public sealed class CatalogStore(IServiceScopeFactory scopes, ILogger<CatalogSto
             var sessionsByRouter = sessions.GroupBy(s => s.RouterId).ToDictionary(g => g.Key, g => g.Select(s => s.Id).Order().ToArray());
             var catalogPools = pools.ToFrozenDictionary(p => p.Id, p => new CatalogPool(p.Id, p.Draining,
                 routers.Where(r => r.PoolId == p.Id && sessionsByRouter.ContainsKey(r.Id)).OrderBy(r => r.Id)
-                    .Select(r => new CatalogRouter(r.Id, r.PoolId, r.BaseUrl, sessionsByRouter[r.Id])).ToArray()));
+                    .Select(r => new CatalogRouter(r.Id, r.PoolId, Resolve(r.BaseUrl), sessionsByRouter[r.Id])).ToArray()));
             var catalogModels = models.Where(m => mappings.ContainsKey(m.Id)).ToFrozenDictionary(m => m.Id, m => new CatalogModel(
                 m.Id, m.DisplayName, m.Family, m.Enabled, m.InputPricePer1K, m.OutputPricePer1K, m.ContextWindow,
                 mappings[m.Id].PoolId, mappings[m.Id].BackendModel, m.CreatedAt), StringComparer.Ordinal);
@@ -44,5 +44,16 @@ public sealed class CatalogStore(IServiceScopeFactory scopes, ILogger<CatalogSto
         {
             _reload.Release();
         }
+    }
+
+    /// <summary>
+    /// A router stored as a bare service name (http://router-oss20b-1) takes the address the platform
+    /// gives that service (services:NAME:http:0, as Aspire and Container Apps set it); any other URL is used as is.
+    /// </summary>
+    private string Resolve(string baseUrl)
+    {
+        if (!Uri.TryCreate(baseUrl, UriKind.Absolute, out var uri) || uri.Host.Contains('.') || !uri.IsDefaultPort) return baseUrl.TrimEnd('/');
+        var resolved = configuration[$"services:{uri.Host}:{uri.Scheme}:0"] ?? configuration[$"services:{uri.Host}:http:0"];
+        return (resolved ?? baseUrl).TrimEnd('/');
     }
 }

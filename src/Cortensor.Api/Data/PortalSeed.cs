@@ -15,7 +15,9 @@ internal static class PortalSeed
     {
         b.Entity<Plan>().HasData(
             new Plan { Id = "free", Name = "Free", BillingMode = BillingMode.MonthlyQuota, RequestsPerMinute = 60, TokensPerMinute = 100_000, MonthlyTokenQuota = 1_000_000, MonthlyPriceUsd = 0m },
-            new Plan { Id = "pro", Name = "Pro", BillingMode = BillingMode.PrepaidCredits, RequestsPerMinute = 1_000, TokensPerMinute = 2_000_000, MonthlyTokenQuota = null, MonthlyPriceUsd = 0m });
+            new Plan { Id = "pro", Name = "Pro", BillingMode = BillingMode.PrepaidCredits, RequestsPerMinute = 1_000, TokensPerMinute = 2_000_000, MonthlyTokenQuota = null, MonthlyPriceUsd = 0m },
+            // Negotiated high-volume contracts (and the load benchmark): limits high enough not to bind.
+            new Plan { Id = "scale", Name = "Scale", BillingMode = BillingMode.PrepaidCredits, RequestsPerMinute = 10_000_000, TokensPerMinute = 2_000_000_000, MonthlyTokenQuota = null, MonthlyPriceUsd = 0m });
 
         b.Entity<Model>().HasData(LaunchTopology.Models.Select(m => new Model
         {
@@ -39,7 +41,8 @@ internal static class PortalSeed
         var policyIds = 0;
         b.Entity<ModelAccessPolicy>().HasData(
             LaunchTopology.Models.Where(m => m.FreeTier).Select(m => Policy("free", m.Alias, ++policyIds))
-                .Concat(LaunchTopology.Models.Select(m => Policy("pro", m.Alias, ++policyIds))));
+                .Concat(LaunchTopology.Models.Select(m => Policy("pro", m.Alias, ++policyIds)))
+                .Concat(LaunchTopology.Models.Select(m => Policy("scale", m.Alias, ++policyIds))));
     }
 
     private static ModelAccessPolicy Policy(string plan, string model, int n) => new()

@@ -21,47 +21,37 @@ namespace Cortensor.Api.Inference;
 /// settle and meter. One instance per process; every step is a named span.
 /// </summary>
 public sealed class InferenceHandler(
-    CatalogStore catalog, RateLimiter rateLimiter, QuotaGate quota, RouterForwarder forwarder, UsageMeter meter,
+    CatalogStore catalog, AdmissionGate admissions, RouterForwarder forwarder, UsageMeter meter,
     IOptions<InferenceOptions> options, TimeProvider clock, ILogger<InferenceHandler> log)
 {
     public async Task<IResult> HandleAsync(HttpContext http, InferenceKind kind)
     {
-        var started = Stopwatch.GetTimestamp();
-        var (request, invalid) = await ReadAsync(http, kind);
-        if (invalid is not null) return invalid.ToResult();
         var key = http.GetKey();
         var ct = http.RequestAborted;
-
-        // Step 3: entitlement. Internal names (pool, router, backend model) never reach the client.
-        var snapshot = catalog.Current;
-        if (!snapshot.Models.TryGetValue(request!.Model, out var model)) return ApiError.UnknownModel(request.Model).ToResult();
-        if (!model.Enabled) return ApiError.ModelDisabled(model.Id).ToResult();
-        if (!key.MayUse(model.Id)) return ApiError.ModelNotEntitled(model.Id).ToResult();
-        var maxTokens = request.MaxTokens ?? options.Value.DefaultMaxTokens;
-        if (maxTokens > model.ContextWindow)
-            return ApiError.InvalidField(kind == InferenceKind.Chat ? "max_tokens" : "max_tokens",
-                $"'max_tokens' must be at most {model.ContextWindow} for {model.Id}; got {maxTokens}.").ToResult();
-
-        var usage = new UsageTracker(http, key, model, request.Stream, started, clock);
+        // Every authenticated request leaves exactly one usage record, whatever happens below.
+        var usage = new UsageTracker(http, key, clock);
         try
         {
-            // Step 4: rate limits, shared by every replica.
-            var promptEstimate = request.EstimatedPromptTokens;
-            var limit = await rateLimiter.AdmitAsync(key, promptEstimate + maxTokens);
-            WriteRateLimitHeaders(http, limit);
-            if (!limit.Allowed)
-            {
-                var what = limit.LimitedOn == "tokens"
-                    ? $"tokens per minute (limit {limit.TokenLimit}, this request reserves {promptEstimate + maxTokens})"
-                    : $"requests per minute (limit {limit.RequestLimit})";
-                return usage.Fail(ApiError.RateLimited(what, Math.Max(1, (int)Math.Ceiling(limit.Reset.TotalSeconds))));
-            }
-            usage.RateLimit = limit;
+            var (request, invalid) = await ReadAsync(http, kind);
+            if (invalid is not null) return usage.Fail(invalid);
+            usage.Requested(request!.Model, request.Stream);
 
-            // Step 5: quota or credits, reserved for the worst case before anything is forwarded.
-            var (reservation, refused) = await quota.ReserveAsync(key, model, promptEstimate, maxTokens, ct);
+            // Step 3: entitlement. Internal names (pool, router, backend model) never reach the client.
+            var snapshot = catalog.Current;
+            if (!snapshot.Models.TryGetValue(request.Model, out var model)) return usage.Fail(ApiError.UnknownModel(request.Model));
+            usage.Model = model;
+            if (!model.Enabled) return usage.Fail(ApiError.ModelDisabled(model.Id));
+            if (!key.MayUse(model.Id)) return usage.Fail(ApiError.ModelNotEntitled(model.Id));
+            var maxTokens = request.MaxTokens ?? options.Value.DefaultMaxTokens;
+            if (maxTokens > model.ContextWindow)
+                return usage.Fail(ApiError.InvalidField("max_tokens", $"'max_tokens' must be at most {model.ContextWindow} for {model.Id}; got {maxTokens}."));
+
+            // Steps 4-5: rate limits and quota or credits, one atomic reservation shared by every replica.
+            var promptEstimate = request.EstimatedPromptTokens;
+            var (admission, refused) = await admissions.AdmitAsync(key, model, promptEstimate, maxTokens, ct);
+            WriteRateLimitHeaders(http, admission);
             if (refused is not null) return usage.Fail(refused);
-            usage.Reservation = reservation;
+            usage.Admission = admission;
 
             if (!snapshot.Pools.TryGetValue(model.PoolId, out var pool) || pool.Routers.Count == 0)
                 return usage.Fail(ApiError.NoCapacity($"The model '{model.Id}' has no capacity right now. Retry shortly."));
@@ -100,7 +90,7 @@ public sealed class InferenceHandler(
         }
         finally
         {
-            await usage.SettleAsync(rateLimiter, quota, meter);
+            usage.Complete(admissions, meter);
         }
     }
 
@@ -260,7 +250,7 @@ public sealed class InferenceHandler(
         }
     }
 
-    private static void WriteRateLimitHeaders(HttpContext http, RateLimitDecision d)
+    private static void WriteRateLimitHeaders(HttpContext http, Admission d)
     {
         var h = http.Response.Headers;
         var reset = d.Reset.TotalSeconds.ToString("0", CultureInfo.InvariantCulture) + "s";

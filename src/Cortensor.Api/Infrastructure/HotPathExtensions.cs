@@ -1,10 +1,10 @@
-using System.Net;
 using Cortensor.Api.Catalog;
 using Cortensor.Api.Inference;
 using Cortensor.Api.Keys;
 using Cortensor.Api.Limits;
 using Cortensor.Api.Metering;
 using Cortensor.Api.Routing;
+using StackExchange.Redis;
 using ZiggyCreatures.Caching.Fusion;
 using ZiggyCreatures.Caching.Fusion.Backplane.StackExchangeRedis;
 using ZiggyCreatures.Caching.Fusion.Serialization.SystemTextJson;
@@ -17,8 +17,12 @@ public static class HotPathExtensions
     public static WebApplicationBuilder AddEnforcement(this WebApplicationBuilder builder)
     {
         builder.Services.AddSingleton(TimeProvider.System);
-        var redis = builder.Configuration.GetConnectionString(LaunchTopology.Redis);
-        builder.Services.AddStackExchangeRedisCache(o => o.Configuration = redis);
+        // The cache's second level and backplane share the Api's one Redis connection.
+        builder.Services.AddStackExchangeRedisCache(_ => { });
+        builder.Services.AddOptions<Microsoft.Extensions.Caching.StackExchangeRedis.RedisCacheOptions>()
+            .Configure<IConnectionMultiplexer>((o, mux) => o.ConnectionMultiplexerFactory = () => Task.FromResult(mux));
+        builder.Services.AddOptions<RedisBackplaneOptions>()
+            .Configure<IConnectionMultiplexer>((o, mux) => o.ConnectionMultiplexerFactory = () => Task.FromResult(mux));
         builder.Services.AddFusionCache()
             .WithOptions(o =>
             {
@@ -42,11 +46,10 @@ public static class HotPathExtensions
                 new Microsoft.Extensions.Caching.Memory.MemoryCacheOptions { SizeLimit = 200_000 }))
             .WithSerializer(new FusionCacheSystemTextJsonSerializer())
             .WithRegisteredDistributedCache()
-            .WithBackplane(new RedisBackplane(new RedisBackplaneOptions { Configuration = redis }));
+            .WithBackplane(sp => new RedisBackplane(sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<RedisBackplaneOptions>>()));
         builder.Services.AddSingleton<EntitlementCache>();
         builder.Services.AddSingleton<ApiKeyFilter>();
-        builder.Services.AddSingleton<RateLimiter>();
-        builder.Services.AddSingleton<QuotaGate>();
+        builder.Services.AddSingleton<AdmissionGate>();
         builder.Services.AddScoped<KeyService>();
         builder.Services.AddScoped<CatalogAdmin>();
         return builder;
@@ -58,19 +61,7 @@ public static class HotPathExtensions
         builder.Services.Configure<InferenceOptions>(builder.Configuration.GetSection("Inference"));
         builder.Services.Configure<RoutingOptions>(builder.Configuration.GetSection("Routing"));
         builder.Services.PostConfigure<RoutingOptions>(o => o.RouterToken = builder.Configuration["Routers:Token"] ?? o.RouterToken);
-#pragma warning disable EXTEXP0001 // RemoveAllResilienceHandlers is marked for evaluation; it is the documented way out of the defaults
-        builder.Services.AddHttpClient(RouterForwarder.ClientName)
-            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler
-            {
-                PooledConnectionLifetime = TimeSpan.FromMinutes(2),
-                MaxConnectionsPerServer = int.MaxValue,
-                AutomaticDecompression = DecompressionMethods.None,
-                UseCookies = false,
-            })
-            // Retries, failover and breaking are per router in RouterForwarder: a generic retry
-            // would repeat a request on the same router and buffer streams.
-            .RemoveAllResilienceHandlers();
-#pragma warning restore EXTEXP0001
+        builder.Services.AddSingleton<RouterHttpClient>();
         builder.Services.AddSingleton<RouterBalancer>();
         builder.Services.AddSingleton<RouterForwarder>();
         builder.Services.AddHostedService<RouterHealthProbe>();
@@ -85,8 +76,13 @@ public static class HotPathExtensions
         builder.Services.AddSingleton<UsageSpool>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<UsageSpool>());
         builder.Services.AddSingleton<UsageMeter>();
-        if (builder.Configuration.GetValue("Metering:Writer", true))
-            builder.Services.AddHostedService(sp => ActivatorUtilities.CreateInstance<UsageWriter>(sp).Observe());
+        // Writers per replica; every replica's writers share one consumer group.
+        var writers = builder.Configuration.GetValue("Metering:Writers", 1);
+        for (var i = 0; i < writers; i++)
+        {
+            var index = i;
+            builder.Services.AddSingleton<IHostedService>(sp => ActivatorUtilities.CreateInstance<UsageWriter>(sp, index).Observe());
+        }
         return builder;
     }
 }

@@ -15,18 +15,21 @@ public static class RequestId
     public static string GetRequestId(this HttpContext http) =>
         http.Features.Get<Holder>()?.Value ?? http.TraceIdentifier;
 
-    public static IApplicationBuilder UseRequestId(this IApplicationBuilder app) => app.Use(async (http, next) =>
+    public static IApplicationBuilder UseRequestId(this IApplicationBuilder app)
     {
-        var supplied = http.Request.Headers[Header].ToString();
-        var id = IsSane(supplied) ? supplied : "req_" + Guid.CreateVersion7().ToString("N");
-        http.Features.Set(new Holder(id));
-        http.TraceIdentifier = id;
-        http.Response.Headers[Header] = id;
-        Activity.Current?.SetTag("cortensor.request_id", id);
-        var log = http.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Cortensor.Request");
-        using (log.BeginScope(new KeyValuePair<string, object>[] { new("RequestId", id) }))
-            await next(http);
-    });
+        var log = app.ApplicationServices.GetRequiredService<ILoggerFactory>().CreateLogger("Cortensor.Request");
+        return app.Use(async (http, next) =>
+        {
+            var supplied = http.Request.Headers[Header].ToString();
+            var id = IsSane(supplied) ? supplied : "req_" + Guid.CreateVersion7().ToString("N");
+            http.Features.Set(new Holder(id));
+            http.TraceIdentifier = id;
+            http.Response.Headers[Header] = id;
+            Activity.Current?.SetTag("cortensor.request_id", id);
+            using (log.BeginScope(new KeyValuePair<string, object>[] { new("RequestId", id) }))
+                await next(http);
+        });
+    }
 
     /// <summary>Printable ASCII without spaces, bounded: safe in headers, logs and the ledger.</summary>
     internal static bool IsSane(string value)

@@ -12,7 +12,7 @@ public sealed record CreatedKey(ApiKey Key, string Plaintext);
 /// control plane will. Every change is durable in Postgres first, then evicted from every replica's
 /// snapshot cache, and recorded in the audit log.
 /// </summary>
-public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements, QuotaGate quota, TimeProvider clock)
+public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements, AdmissionGate quota, TimeProvider clock)
 {
     public async Task<Organization> CreateOrganizationAsync(string name, string planId, string actor, CancellationToken ct)
     {

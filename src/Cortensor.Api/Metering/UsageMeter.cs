@@ -19,12 +19,14 @@ public sealed class UsageMeter(IConnectionMultiplexer redis, UsageSpool spool, I
     private static readonly Counter<long> Recorded = Meter.CreateCounter<long>("cortensor.usage.recorded", description: "Usage records handed to the buffer");
     private static readonly Counter<long> Spooled = Meter.CreateCounter<long>("cortensor.usage.spooled", description: "Usage records spooled to disk while Redis was unavailable");
 
-    public async Task RecordAsync(UsageRecord record)
+    /// <param name="via">A batch to ride along with (one round trip with the settlement), or null.</param>
+    public async Task RecordAsync(UsageRecord record, IDatabaseAsync? via = null)
     {
         var payload = JsonSerializer.SerializeToUtf8Bytes(record, PortalJsonContext.Default.UsageRecord);
         try
         {
-            await redis.GetDatabase().StreamAddAsync(Stream, Field, payload);
+            if (!redis.IsConnected) throw new RedisConnectionException(ConnectionFailureType.UnableToConnect, "Redis is disconnected");
+            await (via ?? redis.GetDatabase()).StreamAddAsync(Stream, Field, payload);
             Recorded.Add(1);
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException or ObjectDisposedException)

@@ -16,12 +16,12 @@ namespace Cortensor.Api.Metering;
 /// events not seen before, so a batch retried after a crash or an outage lands exactly once.
 /// Entries are acknowledged only after the commit; a dead writer's pending entries are claimed.
 /// </summary>
-public sealed class UsageWriter(IConnectionMultiplexer redis, NpgsqlDataSource postgres, ILogger<UsageWriter> log) : BackgroundService
+public sealed class UsageWriter(IConnectionMultiplexer redis, NpgsqlDataSource postgres, ILogger<UsageWriter> log, int index = 0) : BackgroundService
 {
     public const string Group = "ledger-writers";
     private const int BatchSize = 2000;
     private static readonly TimeSpan ClaimIdle = TimeSpan.FromSeconds(30);
-    private readonly string _consumer = $"{Environment.MachineName}-{Environment.ProcessId}";
+    private readonly string _consumer = $"{Environment.MachineName}-{Environment.ProcessId}-{index}";
 
     private static readonly Meter Meter = new(CortensorTelemetry.MeterName);
     private static readonly Counter<long> Written = Meter.CreateCounter<long>("cortensor.usage.written", description: "Usage events committed to Postgres");
@@ -30,7 +30,8 @@ public sealed class UsageWriter(IConnectionMultiplexer redis, NpgsqlDataSource p
 
     public UsageWriter Observe()
     {
-        Meter.CreateObservableGauge("cortensor.usage.backlog", () => Interlocked.Read(ref _backlog), description: "Usage events waiting in the buffer");
+        if (index == 0)
+            Meter.CreateObservableGauge("cortensor.usage.backlog", () => Interlocked.Read(ref _backlog), description: "Usage events waiting in the buffer");
         return this;
     }
 
@@ -39,11 +40,12 @@ public sealed class UsageWriter(IConnectionMultiplexer redis, NpgsqlDataSource p
         var delay = TimeSpan.FromMilliseconds(100);
         var lastClaim = Stopwatch.GetTimestamp();
         var ownPendingDone = false;
+        var groupReady = false;
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
-                await EnsureGroupAsync();
+                if (!groupReady) groupReady = await EnsureGroupAsync();
                 var db = redis.GetDatabase();
                 StreamEntry[] entries;
                 if (!ownPendingDone)
@@ -91,11 +93,13 @@ public sealed class UsageWriter(IConnectionMultiplexer redis, NpgsqlDataSource p
                 await Task.Delay(delay, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
                 delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(5).Ticks));
                 ownPendingDone = false;
+                groupReady = false; // Redis may have come back empty (no persistence): recreate the group
+
             }
         }
     }
 
-    private async Task EnsureGroupAsync()
+    private async Task<bool> EnsureGroupAsync()
     {
         try
         {
@@ -104,6 +108,7 @@ public sealed class UsageWriter(IConnectionMultiplexer redis, NpgsqlDataSource p
         catch (RedisServerException ex) when (ex.Message.Contains("BUSYGROUP", StringComparison.Ordinal))
         {
         }
+        return true;
     }
 
     private List<UsageRecord> Parse(StreamEntry[] entries)
@@ -194,6 +199,8 @@ public sealed class UsageWriter(IConnectionMultiplexer redis, NpgsqlDataSource p
                sum(prompt), sum(completion), sum(cost)
         FROM fresh
         GROUP BY org, key, model, (created AT TIME ZONE 'UTC')::date
+        -- One lock order for every writer, so concurrent batches cannot deadlock on the same rows.
+        ORDER BY 1, 4, 2, 3
         ON CONFLICT (organization_id, day, api_key_id, model_id) DO UPDATE SET
             requests = usage_daily.requests + excluded.requests,
             errors = usage_daily.errors + excluded.errors,

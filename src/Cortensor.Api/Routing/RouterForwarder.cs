@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Net.Http.Headers;
-using System.Net.Http.Json;
+using System.Text.Json;
 using Cortensor.Api.Catalog;
 using Cortensor.Api.Errors;
 using Cortensor.Api.Infrastructure;
@@ -21,12 +21,12 @@ public sealed record RouterResponse(RouteChoice Route, HttpResponseMessage Messa
 /// starts, a 5xx or an open circuit moves the request once to another router: nothing has
 /// reached the client yet, so the retry is invisible to it.
 /// </summary>
-public sealed class RouterForwarder(RouterBalancer balancer, IHttpClientFactory clients, IOptions<RoutingOptions> options,
+public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient client, IOptions<RoutingOptions> options,
     ILogger<RouterForwarder> log)
 {
-    public const string ClientName = "routers";
     public int StreamIdleTimeoutMs => options.Value.StreamIdleTimeoutMs;
     private const int MaxAttempts = 2;
+    private static readonly MediaTypeHeaderValue JsonMediaType = new("application/json");
 
     public async Task<(RouterResponse? Response, ApiError? Error)> SendAsync(
         CatalogPool pool, RouterCompletionRequest body, CancellationToken ct)
@@ -57,12 +57,16 @@ public sealed class RouterForwarder(RouterBalancer balancer, IHttpClientFactory 
                     timeout.CancelAfter(o.UpstreamTimeoutMs);
                     using var request = new HttpRequestMessage(HttpMethod.Post, $"{route.Router.BaseUrl}/api/v1/completions/{route.Session}")
                     {
-                        Content = JsonContent.Create(body, PortalJsonContext.Default.RouterCompletionRequest),
+                        // Serialised up front: one write with a Content-Length instead of a chunked upload.
+                        Content = new ByteArrayContent(JsonSerializer.SerializeToUtf8Bytes(body, PortalJsonContext.Default.RouterCompletionRequest))
+                        {
+                            Headers = { ContentType = JsonMediaType },
+                        },
                     };
-                    request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", o.RouterToken);
+                    request.Headers.Authorization = client.Authorization;
                     try
                     {
-                        return await clients.CreateClient(ClientName).SendAsync(request, HttpCompletionOption.ResponseHeadersRead, timeout.Token);
+                        return await client.Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, timeout.Token);
                     }
                     catch (OperationCanceledException) when (!token.IsCancellationRequested)
                     {
@@ -95,4 +99,30 @@ public sealed class RouterForwarder(RouterBalancer balancer, IHttpClientFactory 
         }
         return (null, ApiError.NoCapacity("This model has no capacity free right now. Retry shortly.", o.NoCapacityRetryAfterSeconds));
     }
+}
+
+/// <summary>
+/// The one HttpClient to router nodes. Built by hand rather than through IHttpClientFactory because
+/// the service defaults add a retry/resilience handler and per-request service discovery to every
+/// factory client: failover here is per router (RouterForwarder), and router addresses are resolved
+/// once per catalog load (CatalogStore), not on every request.
+/// </summary>
+public sealed class RouterHttpClient(IOptions<RoutingOptions> options) : IDisposable
+{
+    public HttpClient Http { get; } = new(new SocketsHttpHandler
+    {
+        PooledConnectionLifetime = TimeSpan.FromMinutes(2),
+        MaxConnectionsPerServer = int.MaxValue,
+        AutomaticDecompression = System.Net.DecompressionMethods.None,
+        UseCookies = false,
+        UseProxy = false,
+        ConnectTimeout = TimeSpan.FromSeconds(5),
+    })
+    {
+        Timeout = Timeout.InfiniteTimeSpan, // each call carries its own deadline
+    };
+
+    public AuthenticationHeaderValue Authorization { get; } = new("Bearer", options.Value.RouterToken);
+
+    public void Dispose() => Http.Dispose();
 }

@@ -1,4 +1,3 @@
-using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using Cortensor.Api.Catalog;
 using Cortensor.Api.Infrastructure;
@@ -9,7 +8,7 @@ namespace Cortensor.Api.Routing;
 
 /// <summary>Active health checking: every router of the catalog answers /api/v1/status or is taken out of rotation.</summary>
 public sealed class RouterHealthProbe(
-    CatalogStore catalog, RouterBalancer balancer, IHttpClientFactory clients, IOptions<RoutingOptions> options,
+    CatalogStore catalog, RouterBalancer balancer, RouterHttpClient client, IOptions<RoutingOptions> options,
     ILogger<RouterHealthProbe> log) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -33,8 +32,8 @@ public sealed class RouterHealthProbe(
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
             timeout.CancelAfter(o.ProbeTimeoutMs);
             using var request = new HttpRequestMessage(HttpMethod.Get, $"{router.BaseUrl}/api/v1/status");
-            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", o.RouterToken);
-            using var response = await clients.CreateClient(RouterForwarder.ClientName).SendAsync(request, timeout.Token);
+            request.Headers.Authorization = client.Authorization;
+            using var response = await client.Http.SendAsync(request, timeout.Token);
             var status = response.IsSuccessStatusCode
                 ? await response.Content.ReadFromJsonAsync(PortalJsonContext.Default.RouterStatus, timeout.Token)
                 : null;

@@ -16,7 +16,7 @@ public class SchemaTests(InfrastructureFixture infrastructure)
         await using var db = new PortalDbContext(options.Options);
 
         Assert.Empty(await db.Database.GetPendingMigrationsAsync());
-        Assert.Equal(["free", "pro"], await db.Plans.Select(p => p.Id).OrderBy(p => p).ToListAsync());
+        Assert.Equal(["free", "pro", "scale"], await db.Plans.Select(p => p.Id).OrderBy(p => p).ToListAsync());
         Assert.Equal(LaunchTopology.Models.Count, await db.Models.CountAsync());
         Assert.Equal(LaunchTopology.Pools.Count, await db.RouterPools.CountAsync());
         Assert.Equal(3, await db.Routers.CountAsync(r => r.PoolId == "oss-20b"));

@@ -394,6 +394,34 @@ namespace Cortensor.Api.Data.Migrations
                             Allowed = true,
                             ModelId = "qwen-3-32b",
                             PlanId = "pro"
+                        },
+                        new
+                        {
+                            Id = new Guid("00000000-0000-0000-0000-000000000007"),
+                            Allowed = true,
+                            ModelId = "gpt-oss-20b",
+                            PlanId = "scale"
+                        },
+                        new
+                        {
+                            Id = new Guid("00000000-0000-0000-0000-000000000008"),
+                            Allowed = true,
+                            ModelId = "gpt-oss-120b",
+                            PlanId = "scale"
+                        },
+                        new
+                        {
+                            Id = new Guid("00000000-0000-0000-0000-000000000009"),
+                            Allowed = true,
+                            ModelId = "gemma-4-26b",
+                            PlanId = "scale"
+                        },
+                        new
+                        {
+                            Id = new Guid("00000000-0000-0000-0000-000000000010"),
+                            Allowed = true,
+                            ModelId = "qwen-3-32b",
+                            PlanId = "scale"
                         });
                 });
 
@@ -522,6 +550,15 @@ namespace Cortensor.Api.Data.Migrations
                             Name = "Pro",
                             RequestsPerMinute = 1000,
                             TokensPerMinute = 2000000
+                        },
+                        new
+                        {
+                            Id = "scale",
+                            BillingMode = "PrepaidCredits",
+                            MonthlyPriceUsd = 0m,
+                            Name = "Scale",
+                            RequestsPerMinute = 10000000,
+                            TokensPerMinute = 2000000000
                         });
                 });
 
@@ -1031,12 +1068,6 @@ namespace Cortensor.Api.Data.Migrations
 
                     b.HasKey("EventId")
                         .HasName("pk_usage_events");
-
-                    b.HasIndex("RequestId")
-                        .HasDatabaseName("ix_usage_events_request_id");
-
-                    b.HasIndex("ApiKeyId", "CreatedAt")
-                        .HasDatabaseName("ix_usage_events_api_key_id_created_at");
 
                     b.HasIndex("OrganizationId", "CreatedAt")
                         .HasDatabaseName("ix_usage_events_organization_id_created_at");

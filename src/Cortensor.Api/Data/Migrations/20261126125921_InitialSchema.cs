@@ -411,7 +411,8 @@ namespace Cortensor.Api.Data.Migrations
                 values: new object[,]
                 {
                     { "free", "MonthlyQuota", 0m, 1000000L, "Free", 60, 100000 },
-                    { "pro", "PrepaidCredits", 0m, null, "Pro", 1000, 2000000 }
+                    { "pro", "PrepaidCredits", 0m, null, "Pro", 1000, 2000000 },
+                    { "scale", "PrepaidCredits", 0m, null, "Scale", 10000000, 2000000000 }
                 });
 
             migrationBuilder.InsertData(
@@ -435,7 +436,11 @@ namespace Cortensor.Api.Data.Migrations
                     { new Guid("00000000-0000-0000-0000-000000000003"), true, "gpt-oss-20b", null, "pro" },
                     { new Guid("00000000-0000-0000-0000-000000000004"), true, "gpt-oss-120b", null, "pro" },
                     { new Guid("00000000-0000-0000-0000-000000000005"), true, "gemma-4-26b", null, "pro" },
-                    { new Guid("00000000-0000-0000-0000-000000000006"), true, "qwen-3-32b", null, "pro" }
+                    { new Guid("00000000-0000-0000-0000-000000000006"), true, "qwen-3-32b", null, "pro" },
+                    { new Guid("00000000-0000-0000-0000-000000000007"), true, "gpt-oss-20b", null, "scale" },
+                    { new Guid("00000000-0000-0000-0000-000000000008"), true, "gpt-oss-120b", null, "scale" },
+                    { new Guid("00000000-0000-0000-0000-000000000009"), true, "gemma-4-26b", null, "scale" },
+                    { new Guid("00000000-0000-0000-0000-000000000010"), true, "qwen-3-32b", null, "scale" }
                 });
 
             migrationBuilder.InsertData(
@@ -586,19 +591,9 @@ namespace Cortensor.Api.Data.Migrations
                 column: "pool_id");
 
             migrationBuilder.CreateIndex(
-                name: "ix_usage_events_api_key_id_created_at",
-                table: "usage_events",
-                columns: new[] { "api_key_id", "created_at" });
-
-            migrationBuilder.CreateIndex(
                 name: "ix_usage_events_organization_id_created_at",
                 table: "usage_events",
                 columns: new[] { "organization_id", "created_at" });
-
-            migrationBuilder.CreateIndex(
-                name: "ix_usage_events_request_id",
-                table: "usage_events",
-                column: "request_id");
 
             migrationBuilder.CreateIndex(
                 name: "ix_users_email",

@@ -1,0 +1,19 @@
+using BenchmarkDotNet.Running;
+using Cortensor.Bench;
+
+// bench/run.sh drives these modes; each prints a markdown table on stdout.
+return args switch
+{
+    ["load", .. var rest] => await LoadBenchmark.RunAsync(LoadOptions.Parse(rest)),
+    ["ledger", .. var rest] => await LedgerBenchmark.RunAsync(rest),
+    ["micro", .. var rest] => MicroBenchmarks.Run(rest),
+    _ => Usage(),
+};
+
+static int Usage()
+{
+    Console.Error.WriteLine("usage: Cortensor.Bench load --api URL --router URL --key KEY --router-token TOKEN [--seconds N]");
+    Console.Error.WriteLine("       Cortensor.Bench ledger --postgres CONNSTR [--events N]");
+    Console.Error.WriteLine("       Cortensor.Bench micro");
+    return 2;
+}

@@ -1,0 +1,14 @@
+-- wrk script: POST the benchmark body with the bearer token from the environment.
+wrk.method = "POST"
+wrk.body = os.getenv("BODY")
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")
+
+local errors = 0
+response = function(status, headers, body)
+  if status ~= 200 then errors = errors + 1 end
+end
+
+done = function(summary, latency, requests)
+  io.write(string.format("non-200 responses: %d\n", summary.errors.status))
+end
