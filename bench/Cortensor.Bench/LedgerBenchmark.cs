@@ -4,6 +4,7 @@ using Cortensor.Api.Data;
 using Cortensor.Api.Inference;
 using Cortensor.Api.Metering;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 using StackExchange.Redis;
@@ -36,7 +37,8 @@ public static class LedgerBenchmark
         }
 
         await using var dataSource = NpgsqlDataSource.Create(connectionString);
-        var writer = new UsageWriter(ConnectionMultiplexer.Connect("127.0.0.1:1,abortConnect=false,connectTimeout=50"), dataSource, NullLogger<UsageWriter>.Instance);
+        var writer = new UsageWriter(ConnectionMultiplexer.Connect("127.0.0.1:1,abortConnect=false,connectTimeout=50"), dataSource,
+            new ConfigurationBuilder().Build(), NullLogger<UsageWriter>.Instance);
         var models = new[] { "gpt-oss-20b", "gpt-oss-120b", "gemma-4-26b", "qwen-3-32b" };
         var now = DateTimeOffset.UtcNow;
         var records = Enumerable.Range(0, total).Select(i => new UsageRecord(

@@ -35,6 +35,12 @@ public static class LoadBenchmark
             new Target("direct", new Uri(o.Router, "/api/v1/completions/2001"), o.RouterToken, RouterBody, RouterStreamBody),
             new Target("api", new Uri(o.Api, "/v1/chat/completions"), o.Key, ChatBody, ChatStreamBody),
         };
+        // Warm both sides (this process's HttpClient too) before the first cell is measured.
+        foreach (var t in targets)
+        {
+            await RunFixedRateAsync(t, 16, 800, 3, stream: false);
+            await RunFixedRateAsync(t, 1, 200, 2, stream: false);
+        }
         var rows = new List<string>();
         foreach (var (connections, rate) in new[] { (1, 200), (16, 800) })
         {

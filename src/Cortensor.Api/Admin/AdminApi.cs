@@ -102,7 +102,7 @@ public static class AdminApi
             : NotFound("organization");
     }
 
-    public sealed record BalancesDto(Guid OrganizationId, decimal LedgerBalance, decimal? HotBalance, long TokensThisMonth, int UsageEntries);
+    public sealed record BalancesDto(Guid OrganizationId, decimal LedgerBalance, decimal? HotBalance, long TokensThisMonth, int UsageEntries, int UsageEvents);
 
     private static async Task<Results<Ok<BalancesDto>, ErrorResult>> GetBalance(Guid id, PortalDbContext db, Cortensor.Api.Limits.AdmissionGate quota, TimeProvider clock, CancellationToken ct)
     {
@@ -112,7 +112,8 @@ public static class AdminApi
         var tokens = await db.BillingLedger.Where(e => e.OrganizationId == id && e.Kind == LedgerEntryKind.Usage && e.CreatedAt >= monthStart)
             .SumAsync(e => (long?)e.Tokens, ct) ?? 0;
         var entries = await db.BillingLedger.CountAsync(e => e.OrganizationId == id && e.Kind == LedgerEntryKind.Usage, ct);
-        return TypedResults.Ok(new BalancesDto(id, ledger, await quota.HotBalanceAsync(id), tokens, entries));
+        var events = await db.UsageEvents.CountAsync(e => e.OrganizationId == id, ct);
+        return TypedResults.Ok(new BalancesDto(id, ledger, await quota.HotBalanceAsync(id), tokens, entries, events));
     }
 
     public sealed record RouterDto(string Id, bool Healthy, string Circuit, int InFlight, long ReportedLoad, long Completed, long Failed, double ErrorRate, double LatencyMs, DateTimeOffset? LastProbeAt);
@@ -135,9 +136,14 @@ public static class AdminApi
     private static async Task<Ok<AuditLogEntry[]>> ListAudit(PortalDbContext db, [FromQuery] int? limit, CancellationToken ct) =>
         TypedResults.Ok(await db.AuditLog.AsNoTracking().OrderByDescending(a => a.Id).Take(Math.Clamp(limit ?? 100, 1, 1000)).ToArrayAsync(ct));
 
-    private static async Task<Results<Ok<RequestLog[]>, ErrorResult>> FindRequest(string requestId, PortalDbContext db, CancellationToken ct)
+    public sealed record RequestDto(RequestLog Log, UsageEvent? Usage);
+
+    private static async Task<Results<Ok<RequestDto[]>, ErrorResult>> FindRequest(string requestId, PortalDbContext db, CancellationToken ct)
     {
-        var found = await db.RequestLogs.AsNoTracking().Where(r => r.RequestId == requestId).OrderBy(r => r.CreatedAt).ToArrayAsync(ct);
+        var found = await db.RequestLogs.AsNoTracking().Where(r => r.RequestId == requestId).OrderBy(r => r.CreatedAt)
+            .GroupJoin(db.UsageEvents.AsNoTracking(), r => r.EventId, u => u.EventId, (r, u) => new { r, u })
+            .SelectMany(x => x.u.DefaultIfEmpty(), (x, u) => new RequestDto(x.r, u))
+            .ToArrayAsync(ct);
         return found.Length > 0 ? TypedResults.Ok(found) : NotFound("request");
     }
 

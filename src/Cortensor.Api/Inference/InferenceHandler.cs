@@ -147,7 +147,10 @@ public sealed class InferenceHandler(
             yield return Item(ChatChunk(id, created, model.Id, new ChunkDelta("assistant", ""), null, request.IncludeUsage));
 
         await using var body = await upstream.Message.Content.ReadAsStreamAsync(ct);
-        var reader = SseParser.Create(body, (_, data) => data.ToArray()).EnumerateAsync(ct).GetAsyncEnumerator();
+        // One token for the client going away and for the router falling silent: the parser's reads
+        // are cancelled themselves, so it is never disposed with a read still pending.
+        using var silence = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var reader = SseParser.Create(body, (_, data) => data.ToArray()).EnumerateAsync(silence.Token).GetAsyncEnumerator(silence.Token);
         var idle = TimeSpan.FromMilliseconds(forwarder.StreamIdleTimeoutMs);
         try
         {
@@ -156,11 +159,18 @@ public sealed class InferenceHandler(
                 bool more;
                 try
                 {
-                    more = await reader.MoveNextAsync().AsTask().WaitAsync(idle, ct);
+                    silence.CancelAfter(idle);
+                    more = await reader.MoveNextAsync();
+                    silence.CancelAfter(Timeout.InfiniteTimeSpan); // time spent writing to the client is not silence
                 }
-                catch (Exception ex) when (ex is HttpRequestException or IOException or TimeoutException)
+                catch (OperationCanceledException) when (!ct.IsCancellationRequested)
                 {
-                    failure = ex is TimeoutException ? ApiError.UpstreamTimeout() : ApiError.UpstreamFailed();
+                    failure = ApiError.UpstreamTimeout();
+                    break;
+                }
+                catch (Exception ex) when (ex is HttpRequestException or IOException)
+                {
+                    failure = ct.IsCancellationRequested ? throw new OperationCanceledException(ct) : ApiError.UpstreamFailed();
                     break;
                 }
                 if (!more)

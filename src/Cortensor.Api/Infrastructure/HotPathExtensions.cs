@@ -76,6 +76,8 @@ public static class HotPathExtensions
         builder.Services.AddSingleton<UsageSpool>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<UsageSpool>());
         builder.Services.AddSingleton<UsageMeter>();
+        builder.Services.AddSingleton<LedgerReconciler>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<LedgerReconciler>());
         // Writers per replica; every replica's writers share one consumer group.
         var writers = builder.Configuration.GetValue("Metering:Writers", 1);
         for (var i = 0; i < writers; i++)

@@ -24,7 +24,7 @@ public sealed record Admission(
 public sealed class AdmissionGate(IConnectionMultiplexer redis, IServiceScopeFactory scopes, TimeProvider clock, ILogger<AdmissionGate> log)
 {
     private const int WindowSeconds = 60;
-    private const int QuotaTtlSeconds = 40 * 24 * 3600;
+    public const int QuotaTtlSeconds = 40 * 24 * 3600;
 
     private static readonly LuaScript Admit = LuaScript.Prepare("""
         local r = tonumber(redis.call('GET', @requests) or '0')
@@ -43,6 +43,8 @@ public sealed class AdmissionGate(IConnectionMultiplexer redis, IServiceScopeFac
             q = redis.call('INCRBY', @counter, @amount)
             redis.call('EXPIRE', @counter, @quotaTtl)
         end
+        redis.call('INCR', @inflight)
+        redis.call('EXPIRE', @inflight, 600)
         r = redis.call('INCR', @requests)
         redis.call('EXPIRE', @requests, @ttl)
         t = redis.call('INCRBY', @tokens, @cost)
@@ -52,6 +54,7 @@ public sealed class AdmissionGate(IConnectionMultiplexer redis, IServiceScopeFac
 
     // Gives back unused tokens (same window) and the unused reservation; one round trip with the usage record.
     private static readonly LuaScript Settle = LuaScript.Prepare("""
+        if tonumber(redis.call('GET', @inflight) or '0') > 0 then redis.call('DECR', @inflight) end
         if tonumber(@tokenDelta) ~= 0 and redis.call('EXISTS', @tokens) == 1 then redis.call('INCRBY', @tokens, @tokenDelta) end
         if tonumber(@refund) ~= 0 then
             if @credits == '1' then
@@ -71,7 +74,10 @@ public sealed class AdmissionGate(IConnectionMultiplexer redis, IServiceScopeFac
     private readonly LocalFallback _local = new();
 
     public static string CreditKey(Guid org) => $"credit:{{{org:N}}}";
-    private string QuotaKey(Guid org) => $"quota:{{{org:N}}}:{clock.GetUtcNow():yyyyMM}";
+    private string QuotaKey(Guid org) => QuotaKey(org, clock.GetUtcNow());
+    public static string QuotaKey(Guid org, DateTimeOffset now) => $"quota:{{{org:N}}}:{now:yyyyMM}";
+    /// <summary>Admitted requests of the organisation not settled yet; reconciliation waits for zero.</summary>
+    public static string InFlightKey(Guid org) => $"inflight:{{{org:N}}}";
     private static string RequestKey(Guid key, long window) => $"rl:{{{key:N}}}:r:{window}";
     private static string TokenKey(Guid key, long window) => $"rl:{{{key:N}}}:t:{window}";
 
@@ -96,6 +102,7 @@ public sealed class AdmissionGate(IConnectionMultiplexer redis, IServiceScopeFac
                     requests = (RedisKey)RequestKey(key.KeyId, window),
                     tokens = (RedisKey)TokenKey(key.KeyId, window),
                     counter = (RedisKey)counter,
+                    inflight = (RedisKey)InFlightKey(key.OrganizationId),
                     requestLimit = key.RequestsPerMinute,
                     tokenLimit = key.TokensPerMinute,
                     cost = tokens,
@@ -168,6 +175,7 @@ public sealed class AdmissionGate(IConnectionMultiplexer redis, IServiceScopeFac
             {
                 tokens = (RedisKey)TokenKey(key.KeyId, admission.Window),
                 counter = (RedisKey)(admission.Mode == BillingMode.PrepaidCredits ? CreditKey(key.OrganizationId) : QuotaKey(key.OrganizationId)),
+                inflight = (RedisKey)InFlightKey(key.OrganizationId),
                 tokenDelta,
                 refund,
                 credits = admission.Mode == BillingMode.PrepaidCredits ? "1" : "0",

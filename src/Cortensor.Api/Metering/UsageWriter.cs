@@ -16,11 +16,12 @@ namespace Cortensor.Api.Metering;
 /// events not seen before, so a batch retried after a crash or an outage lands exactly once.
 /// Entries are acknowledged only after the commit; a dead writer's pending entries are claimed.
 /// </summary>
-public sealed class UsageWriter(IConnectionMultiplexer redis, NpgsqlDataSource postgres, ILogger<UsageWriter> log, int index = 0) : BackgroundService
+public sealed class UsageWriter(IConnectionMultiplexer redis, NpgsqlDataSource postgres, IConfiguration configuration, ILogger<UsageWriter> log, int index = 0) : BackgroundService
 {
     public const string Group = "ledger-writers";
     private const int BatchSize = 2000;
-    private static readonly TimeSpan ClaimIdle = TimeSpan.FromSeconds(30);
+    /// <summary>How long another writer's entries stay unacknowledged before they are taken over.</summary>
+    private readonly TimeSpan _claimIdle = TimeSpan.FromSeconds(configuration.GetValue("Metering:ClaimIdleSeconds", 30.0));
     private readonly string _consumer = $"{Environment.MachineName}-{Environment.ProcessId}-{index}";
 
     private static readonly Meter Meter = new(CortensorTelemetry.MeterName);
@@ -54,10 +55,10 @@ public sealed class UsageWriter(IConnectionMultiplexer redis, NpgsqlDataSource p
                     entries = await db.StreamReadGroupAsync(UsageMeter.Stream, Group, _consumer, "0", BatchSize);
                     ownPendingDone = entries.Length == 0;
                 }
-                else if (Stopwatch.GetElapsedTime(lastClaim) > TimeSpan.FromSeconds(10))
+                else if (Stopwatch.GetElapsedTime(lastClaim) > _claimIdle / 3)
                 {
                     lastClaim = Stopwatch.GetTimestamp();
-                    var claimed = await db.StreamAutoClaimAsync(UsageMeter.Stream, Group, _consumer, (long)ClaimIdle.TotalMilliseconds, "0-0", BatchSize);
+                    var claimed = await db.StreamAutoClaimAsync(UsageMeter.Stream, Group, _consumer, (long)_claimIdle.TotalMilliseconds, "0-0", BatchSize);
                     entries = claimed.ClaimedEntries;
                 }
                 else

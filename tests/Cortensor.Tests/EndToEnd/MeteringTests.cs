@@ -1,0 +1,149 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Aspire.Hosting;
+using Aspire.Hosting.ApplicationModel;
+using Cortensor.Tests.Fixtures;
+
+namespace Cortensor.Tests.EndToEnd;
+
+/// <summary>Every authenticated request counted once, at the price its usage says, whatever happens.</summary>
+[Collection(PortalAppCollection.Name)]
+public class MeteringTests(PortalAppFixture portal)
+{
+    [Fact]
+    public async Task MixedRequestsAreBilledExactlyWhatTheirUsageSays()
+    {
+        var customer = await portal.CreateCustomerAsync(credits: 10m);
+        using var client = customer.CreateClient();
+        var expected = 0m;
+        var requests = 0;
+
+        async Task Bill(string model, JsonElement usage)
+        {
+            var price = LaunchTopology.Models.Single(m => m.Alias == model);
+            var cost = (usage.GetProperty("prompt_tokens").GetInt32() * price.InputPricePer1K + usage.GetProperty("completion_tokens").GetInt32() * price.OutputPricePer1K) / 1000m;
+            expected += decimal.Ceiling(cost * 10_000_000_000m) / 10_000_000_000m;
+        }
+
+        foreach (var max in new[] { 5, 9, 13 })
+        {
+            requests++;
+            var r = await client.PostAsJsonAsync("/v1/chat/completions", new { model = "gpt-oss-20b", messages = new[] { new { role = "user", content = $"bill me {max}" } }, max_tokens = max });
+            await Bill("gpt-oss-20b", (await r.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("usage"));
+        }
+        {
+            requests++;
+            var r = await client.PostAsJsonAsync("/v1/chat/completions", new { model = "gemma-4-26b", messages = new[] { new { role = "user", content = "stream the bill" } }, max_tokens = 7, stream = true, stream_options = new { include_usage = true } });
+            var events = await InferenceTests.SseEvents(r);
+            await Bill("gemma-4-26b", JsonDocument.Parse(events[^2]).RootElement.GetProperty("usage"));
+        }
+        {
+            requests++;
+            var r = await client.PostAsJsonAsync("/v1/completions", new { model = "qwen-3-32b", prompt = "text bill", max_tokens = 6 });
+            await Bill("qwen-3-32b", (await r.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("usage"));
+        }
+        requests++;
+        Assert.Equal(HttpStatusCode.NotFound, (await client.PostAsJsonAsync("/v1/chat/completions", new { model = "nope", messages = new[] { new { role = "user", content = "x" } } })).StatusCode);
+        requests++;
+        Assert.Equal(HttpStatusCode.BadRequest, (await client.PostAsJsonAsync("/v1/chat/completions", new { model = "gpt-oss-20b", messages = Array.Empty<object>() })).StatusCode);
+
+        var balance = await WaitForEventsAsync(customer, requests);
+        Assert.Equal(requests, balance.GetProperty("usage_events").GetInt32());
+        Assert.Equal(5, balance.GetProperty("usage_entries").GetInt32()); // errors cost nothing and debit nothing
+        Assert.Equal(10m - expected, balance.GetProperty("ledger_balance").GetDecimal());
+        Assert.Equal(10m - expected, balance.GetProperty("hot_balance").GetDecimal());
+    }
+
+    [Fact]
+    public async Task AClientThatDisconnectsMidStreamIsBilledForWhatWasGenerated()
+    {
+        var customer = await portal.CreateCustomerAsync();
+        using var client = customer.CreateClient();
+        await portal.SetRouterBehaviourAsync("router-gemma4-1", new { tokens_per_second = 5 });
+        string requestId;
+        try
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+            {
+                Content = JsonContent.Create(new { model = "gemma-4-26b", messages = new[] { new { role = "user", content = "a long story" } }, max_tokens = 40, stream = true }),
+            };
+            using (var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
+            {
+                requestId = response.Headers.GetValues("X-Request-Id").Single();
+                using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+                var content = 0;
+                while (content < 3 && await reader.ReadLineAsync() is { } line)
+                    if (line.Contains("\"content\":\"") && !line.Contains("\"content\":\"\"")) content++;
+            } // the client goes away here, long before 40 tokens
+            await Task.Delay(1500);
+        }
+        finally
+        {
+            await portal.SetRouterBehaviourAsync("router-gemma4-1", new { outage = "None" });
+        }
+
+        using var admin = portal.CreateAdminClient();
+        JsonElement found = default;
+        for (var i = 0; i < 40; i++)
+        {
+            var r = await admin.GetAsync($"/admin/requests/{requestId}");
+            if (r.StatusCode == HttpStatusCode.OK) { found = (await r.Content.ReadFromJsonAsync<JsonElement>())[0]; break; }
+            await Task.Delay(250);
+        }
+        Assert.NotEqual(JsonValueKind.Undefined, found.ValueKind);
+        var usage = found.GetProperty("usage");
+        Assert.Equal(499, usage.GetProperty("status").GetInt32());
+        Assert.InRange(usage.GetProperty("completion_tokens").GetInt32(), 3, 39);
+        Assert.True(usage.GetProperty("cost").GetDecimal() > 0m);
+    }
+
+    [Fact]
+    public async Task UsageDuringAPostgresOutageLandsOnceWhenItReturns()
+    {
+        var customer = await portal.CreateCustomerAsync();
+        using var client = customer.CreateClient();
+        object Chat(int i) => new { model = "gpt-oss-20b", messages = new[] { new { role = "user", content = $"outage {i}" } }, max_tokens = 3 };
+        // Both replicas learn the key and the credit balance before the outage.
+        for (var i = 0; i < 6; i++) Assert.Equal(HttpStatusCode.OK, (await client.PostAsJsonAsync("/v1/chat/completions", Chat(i))).StatusCode);
+
+        await portal.App.ResourceCommands.ExecuteCommandAsync("postgres", KnownResourceCommands.StopCommand);
+        try
+        {
+            await Task.Delay(TimeSpan.FromSeconds(2));
+            for (var i = 0; i < 20; i++)
+                Assert.Equal(HttpStatusCode.OK, (await client.PostAsJsonAsync("/v1/chat/completions", Chat(100 + i))).StatusCode);
+        }
+        finally
+        {
+            await portal.App.ResourceCommands.ExecuteCommandAsync("postgres", KnownResourceCommands.StartCommand);
+            await portal.App.ResourceNotifications.WaitForResourceHealthyAsync("postgres");
+        }
+
+        var balance = await WaitForEventsAsync(customer, 26);
+        Assert.Equal(26, balance.GetProperty("usage_events").GetInt32());
+        Assert.Equal(26, balance.GetProperty("usage_entries").GetInt32());
+    }
+
+    private async Task<JsonElement> WaitForEventsAsync(TestCustomer customer, int events)
+    {
+        using var admin = portal.CreateAdminClient();
+        JsonElement balance = default;
+        for (var i = 0; i < 120; i++)
+        {
+            try
+            {
+                var response = await admin.GetAsync($"/admin/organizations/{customer.OrganizationId}/balance");
+                if (response.IsSuccessStatusCode)
+                {
+                    balance = await response.Content.ReadFromJsonAsync<JsonElement>();
+                    if (balance.GetProperty("usage_events").GetInt32() >= events) return balance;
+                }
+            }
+            catch (HttpRequestException) { }
+            await Task.Delay(500);
+        }
+        Assert.Fail($"expected {events} usage events, last seen {balance}");
+        return balance;
+    }
+}

@@ -1,0 +1,200 @@
+using System.Text.Json;
+using Cortensor.Api.Data;
+using Cortensor.Api.Infrastructure;
+using Cortensor.Api.Inference;
+using Cortensor.Api.Limits;
+using Cortensor.Api.Metering;
+using Cortensor.Tests.Fixtures;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
+using Npgsql;
+using StackExchange.Redis;
+
+namespace Cortensor.Tests.Integration;
+
+/// <summary>The usage pipeline on real Redis and Postgres: exactly once, whatever dies.</summary>
+[Collection(InfrastructureCollection.Name)]
+public class UsagePipelineTests(InfrastructureFixture infrastructure) : IAsyncLifetime
+{
+    private string _connectionString = null!;
+    private ConnectionMultiplexer _redis = null!;
+    private NpgsqlDataSource _postgres = null!;
+    private Guid _org;
+
+    public async Task InitializeAsync()
+    {
+        _connectionString = await infrastructure.CreateDatabaseAsync();
+        _postgres = NpgsqlDataSource.Create(_connectionString);
+        _redis = await ConnectionMultiplexer.ConnectAsync(infrastructure.RedisConnectionString);
+        await _redis.GetDatabase().KeyDeleteAsync(UsageMeter.Stream);
+        await using var db = Context();
+        var org = new Organization { Name = "pipeline", PlanId = "pro" };
+        db.Organizations.Add(org);
+        await db.SaveChangesAsync();
+        _org = org.Id;
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _redis.GetDatabase().KeyDeleteAsync(UsageMeter.Stream);
+        await _redis.DisposeAsync();
+        await _postgres.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task AWriterThatDiesMidBatchLeavesItsEntriesToAnotherAndEachLandsOnce()
+    {
+        var records = Records(500);
+        var db = _redis.GetDatabase();
+        foreach (var r in records)
+            await db.StreamAddAsync(UsageMeter.Stream, UsageMeter.Field, JsonSerializer.SerializeToUtf8Bytes(r, PortalJsonContext.Default.UsageRecord));
+        await db.StreamCreateConsumerGroupAsync(UsageMeter.Stream, UsageWriter.Group, "0-0");
+        // A writer takes 200 entries and is killed before it commits or acknowledges anything.
+        var taken = await db.StreamReadGroupAsync(UsageMeter.Stream, UsageWriter.Group, "killed-writer", ">", 200);
+        Assert.Equal(200, taken.Length);
+
+        var writer = Writer(claimIdleSeconds: 1);
+        await writer.StartAsync(CancellationToken.None);
+        try
+        {
+            await WaitForAsync(async () => await CountAsync("usage_events") == 500 && await db.StreamLengthAsync(UsageMeter.Stream) == 0);
+        }
+        finally
+        {
+            await writer.StopAsync(CancellationToken.None);
+        }
+
+        Assert.Equal(500, await CountAsync("usage_events"));
+        Assert.Equal(500, await CountAsync("request_logs"));
+        Assert.Equal(records.Count(r => r.PromptTokens + r.CompletionTokens > 0), await CountAsync("billing_ledger"));
+        var pending = await db.StreamPendingAsync(UsageMeter.Stream, UsageWriter.Group);
+        Assert.Equal(0, pending.PendingMessageCount);
+    }
+
+    [Fact]
+    public async Task WritingTheSameEventsAgainChangesNothing()
+    {
+        var writer = Writer();
+        var records = Records(300);
+        await writer.WriteAsync(records, CancellationToken.None);
+        var ledger = await LedgerSumAsync();
+        var daily = await ScalarAsync<long>("SELECT sum(requests) FROM usage_daily");
+
+        await writer.WriteAsync(records.Take(150).Concat(records.Take(10)).ToList(), CancellationToken.None);
+
+        Assert.Equal(300, await CountAsync("usage_events"));
+        Assert.Equal(ledger, await LedgerSumAsync());
+        Assert.Equal(daily, await ScalarAsync<long>("SELECT sum(requests) FROM usage_daily"));
+        Assert.Equal(300, daily);
+        // Debits are exactly the costs: the ledger never rounds differently from the usage.
+        Assert.Equal(-records.Where(r => r.BillingMode == BillingMode.PrepaidCredits).Sum(r => r.Cost), ledger);
+    }
+
+    [Fact]
+    public async Task UsageWaitsInTheStreamWhilePostgresIsUnreachableAndLandsAfter()
+    {
+        var db = _redis.GetDatabase();
+        var records = Records(120);
+        foreach (var r in records)
+            await db.StreamAddAsync(UsageMeter.Stream, UsageMeter.Field, JsonSerializer.SerializeToUtf8Bytes(r, PortalJsonContext.Default.UsageRecord));
+
+        // A writer pointed at a Postgres that does not answer keeps everything pending.
+        await using var down = NpgsqlDataSource.Create(_connectionString.Replace($"Port={infrastructure.Postgres.Port}", $"Port={LocalServer.FreePort()}") + ";Timeout=1");
+        var failing = new UsageWriter(_redis, down, Config(1), NullLogger<UsageWriter>.Instance, index: 7);
+        await failing.StartAsync(CancellationToken.None);
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        await failing.StopAsync(CancellationToken.None);
+        Assert.Equal(0, await CountAsync("usage_events"));
+        Assert.Equal(120, await db.StreamLengthAsync(UsageMeter.Stream));
+
+        // Postgres back (a healthy writer): the backlog drains, each event once.
+        var writer = Writer(claimIdleSeconds: 1);
+        await writer.StartAsync(CancellationToken.None);
+        try
+        {
+            await WaitForAsync(async () => await CountAsync("usage_events") == 120 && await db.StreamLengthAsync(UsageMeter.Stream) == 0);
+        }
+        finally
+        {
+            await writer.StopAsync(CancellationToken.None);
+        }
+        Assert.Equal(120, await CountAsync("usage_events"));
+    }
+
+    [Fact]
+    public async Task TheReconcilerCorrectsADriftedBalanceOnlyWhenTheOrganisationIsQuiet()
+    {
+        await using (var ctx = Context())
+        {
+            ctx.BillingLedger.Add(new BillingLedgerEntry { OrganizationId = _org, Kind = LedgerEntryKind.Grant, Amount = 2.5m, Reference = "grant-1" });
+            await ctx.SaveChangesAsync();
+        }
+        var db = _redis.GetDatabase();
+        var credit = AdmissionGate.CreditKey(_org);
+        await db.StringSetAsync(credit, Pricing.ToUnits(3m)); // drifted by +$0.50
+        await db.StringSetAsync(AdmissionGate.InFlightKey(_org), 1);
+
+        var services = new ServiceCollection()
+            .AddDbContext<PortalDbContext>(o => { o.UseNpgsql(_connectionString); PortalDbContext.Configure(o); })
+            .BuildServiceProvider();
+        var reconciler = new LedgerReconciler(_redis, services.GetRequiredService<IServiceScopeFactory>(), TimeProvider.System,
+            Config(30), NullLogger<LedgerReconciler>.Instance);
+
+        Assert.Equal(0, await reconciler.ReconcileAsync(CancellationToken.None));
+        Assert.Equal(Pricing.ToUnits(3m), (long)await db.StringGetAsync(credit));
+
+        await db.StringSetAsync(AdmissionGate.InFlightKey(_org), 0);
+        Assert.Equal(1, await reconciler.ReconcileAsync(CancellationToken.None));
+        Assert.Equal(Pricing.ToUnits(2.5m), (long)await db.StringGetAsync(credit));
+        await db.KeyDeleteAsync([credit, AdmissionGate.InFlightKey(_org)]);
+    }
+
+    private List<UsageRecord> Records(int count)
+    {
+        var now = DateTimeOffset.UtcNow;
+        return Enumerable.Range(0, count).Select(i => new UsageRecord(
+            $"evt_{Guid.CreateVersion7():N}", $"req_{i}", _org, Guid.NewGuid(), i % 3 == 0 ? BillingMode.MonthlyQuota : BillingMode.PrepaidCredits,
+            "gpt-oss-20b", "oss-20b", "router-oss20b-1", 2001, "POST", "/v1/chat/completions",
+            i % 10 == 0 ? 429 : 200, i % 10 == 0 ? "rate_limit_exceeded" : null,
+            i % 10 == 0 ? 0 : 20 + i % 7, i % 10 == 0 ? 0 : 10 + i % 5,
+            i % 10 == 0 ? 0m : Pricing.RoundForLedger(((20 + i % 7) * 0.0001m + (10 + i % 5) * 0.0004m) / 1000m),
+            5, null, false, now.AddMilliseconds(-i))).ToList();
+    }
+
+    private UsageWriter Writer(double claimIdleSeconds = 30) =>
+        new(_redis, _postgres, Config(claimIdleSeconds), NullLogger<UsageWriter>.Instance);
+
+    private static IConfiguration Config(double claimIdleSeconds) => new ConfigurationBuilder()
+        .AddInMemoryCollection(new Dictionary<string, string?> { ["Metering:ClaimIdleSeconds"] = claimIdleSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture) })
+        .Build();
+
+    private PortalDbContext Context()
+    {
+        var options = new DbContextOptionsBuilder<PortalDbContext>().UseNpgsql(_connectionString);
+        PortalDbContext.Configure(options);
+        return new PortalDbContext(options.Options);
+    }
+
+    private Task<long> CountAsync(string table) => ScalarAsync<long>($"SELECT count(*) FROM {table}");
+
+    private async Task<decimal> LedgerSumAsync() => await ScalarAsync<decimal?>("SELECT sum(amount) FROM billing_ledger") ?? 0m;
+
+    private async Task<T> ScalarAsync<T>(string sql)
+    {
+        await using var command = _postgres.CreateCommand(sql);
+        var value = await command.ExecuteScalarAsync();
+        return value is DBNull or null ? default! : (T)Convert.ChangeType(value, Nullable.GetUnderlyingType(typeof(T)) ?? typeof(T), System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    private static async Task WaitForAsync(Func<Task<bool>> condition)
+    {
+        for (var i = 0; i < 150; i++)
+        {
+            if (await condition()) return;
+            await Task.Delay(200);
+        }
+        Assert.Fail("condition not reached in 30 s");
+    }
+}
