@@ -123,12 +123,35 @@ micro=$(find "$out" -name '*SnapshotLookupBenchmark-report-github.md' | head -1)
   echo
   echo "## Ledger writer throughput"
   echo
-  echo "\`dotnet bench/Cortensor.Bench ledger\` — the writer's own statement, fed directly, on the same Postgres."
+  echo "\`dotnet bench/Cortensor.Bench ledger\` — the writer's own statement, fed directly, on the same Postgres, by 4"
+  echo "concurrent writers as two Api replicas run them (\`Metering:Writers=2\` each)."
   echo
   cat "$out/ledger.md"
   echo
   echo "## Key snapshot lookup on a cache hit (BenchmarkDotNet)"
   echo
   if [ -n "$micro" ]; then sed -n '/^|/,$p' "$micro"; else echo "(BenchmarkDotNet did not produce a report; see $out/micro.log)"; fi
+  echo
+  echo "## Against the targets"
+  echo
+  python3 - "$out/latency.md" "$api_rps" "$direct_rps" "$out/ledger.md" <<'PY'
+import re, sys
+rows = [l for l in open(sys.argv[1]) if l.startswith('| latency') or l.startswith('| streaming')]
+def added(row, col):
+    return float(re.findall(r'[+-][0-9.]+ ms', row)[col].split()[0])
+api, direct = float(sys.argv[2]), float(sys.argv[3])
+ledger = float(re.search(r'\*\*([0-9,]+) events/s', open(sys.argv[4]).read()).group(1).replace(',', ''))
+def verdict(ok): return 'met' if ok else '**missed**'
+print('| target | measured | |')
+print('|---|---|---|')
+for row, name in zip(rows[:2], ['1 connection', '16 connections']):
+    print(f'| added p50 <= 0.5 ms at {name} | {added(row, 0):+.3f} ms | {verdict(added(row, 0) <= 0.5)} |')
+    print(f'| added p99 <= 2 ms at {name} | {added(row, 1):+.3f} ms | {verdict(added(row, 1) <= 2)} |')
+print(f'| throughput via Api >= 25 % of direct | {100*api/direct:.1f} % | {verdict(api >= 0.25*direct)} |')
+print(f'| >= 10x Portkey on this kind of machine (550 req/s) | {api/550:.1f}x | {verdict(api >= 5500)} |')
+print(f'| ledger writes >= 20,000 events/s | {ledger:,.0f} events/s | {verdict(ledger >= 20000)} |')
+PY
+  echo
+  cat bench/limits.md
 } > docs/benchmarks.md
 echo "wrote docs/benchmarks.md (raw output in $out)"

@@ -18,8 +18,8 @@ public static class LedgerBenchmark
     {
         var connectionString = args.SkipWhile(a => a != "--postgres").Skip(1).First();
         var total = int.Parse(args.SkipWhile(a => a != "--events").Skip(1).FirstOrDefault() ?? "200000", CultureInfo.InvariantCulture);
-        var writers = int.Parse(args.SkipWhile(a => a != "--writers").Skip(1).FirstOrDefault() ?? "2", CultureInfo.InvariantCulture);
-        const int batchSize = 2000;
+        var writers = int.Parse(args.SkipWhile(a => a != "--writers").Skip(1).FirstOrDefault() ?? "4", CultureInfo.InvariantCulture);
+        var batchSize = int.Parse(args.SkipWhile(a => a != "--batch").Skip(1).FirstOrDefault() ?? "2000", CultureInfo.InvariantCulture);
 
         var options = new DbContextOptionsBuilder<PortalDbContext>().UseNpgsql(connectionString);
         PortalDbContext.Configure(options);

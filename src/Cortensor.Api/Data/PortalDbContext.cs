@@ -108,8 +108,7 @@ public sealed class PortalDbContext(DbContextOptions<PortalDbContext> options) :
             e.Property(x => x.EventId).HasMaxLength(40);
             e.Property(x => x.RequestId).HasMaxLength(128);
             // Written at tens of thousands of rows a second: every index here costs ledger throughput.
-            // Lookups by request id go through request_logs; charts read usage_daily.
-            e.HasIndex(x => new { x.OrganizationId, x.CreatedAt });
+            // Lookups by request id or organisation go through request_logs; charts read usage_daily.
         });
         b.Entity<RequestLog>(e =>
         {

@@ -79,7 +79,7 @@ public static class HotPathExtensions
         builder.Services.AddSingleton<LedgerReconciler>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<LedgerReconciler>());
         // Writers per replica; every replica's writers share one consumer group.
-        var writers = builder.Configuration.GetValue("Metering:Writers", 1);
+        var writers = builder.Configuration.GetValue("Metering:Writers", 2);
         for (var i = 0; i < writers; i++)
         {
             var index = i;

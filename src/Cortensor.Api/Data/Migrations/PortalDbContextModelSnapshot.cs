@@ -1069,9 +1069,6 @@ namespace Cortensor.Api.Data.Migrations
                     b.HasKey("EventId")
                         .HasName("pk_usage_events");
 
-                    b.HasIndex("OrganizationId", "CreatedAt")
-                        .HasDatabaseName("ix_usage_events_organization_id_created_at");
-
                     b.ToTable("usage_events", (string)null);
                 });
 

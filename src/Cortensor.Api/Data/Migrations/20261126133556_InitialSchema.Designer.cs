@@ -13,7 +13,7 @@ using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
 namespace Cortensor.Api.Data.Migrations
 {
     [DbContext(typeof(PortalDbContext))]
-    [Migration("20261126125921_InitialSchema")]
+    [Migration("20261126133556_InitialSchema")]
     partial class InitialSchema
     {
         /// <inheritdoc />
@@ -1071,9 +1071,6 @@ namespace Cortensor.Api.Data.Migrations
 
                     b.HasKey("EventId")
                         .HasName("pk_usage_events");
-
-                    b.HasIndex("OrganizationId", "CreatedAt")
-                        .HasDatabaseName("ix_usage_events_organization_id_created_at");
 
                     b.ToTable("usage_events", (string)null);
                 });

@@ -591,11 +591,6 @@ namespace Cortensor.Api.Data.Migrations
                 column: "pool_id");
 
             migrationBuilder.CreateIndex(
-                name: "ix_usage_events_organization_id_created_at",
-                table: "usage_events",
-                columns: new[] { "organization_id", "created_at" });
-
-            migrationBuilder.CreateIndex(
                 name: "ix_users_email",
                 table: "users",
                 column: "email",
