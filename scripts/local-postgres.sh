@@ -36,6 +36,20 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   echo "initialised a new database cluster in $PGDATA"
 fi
 
+# A server killed without its shutdown leaves postmaster.pid behind. If that PID now belongs to an
+# orphaned server of this data directory, stop it; if it belongs to anything else, the file is stale.
+pidfile="$PGDATA/postmaster.pid"
+if [ -f "$pidfile" ]; then
+  old=$(head -n 1 "$pidfile")
+  if [ -n "$old" ] && tr '\0' ' ' < "/proc/$old/cmdline" 2>/dev/null | grep -q "postgres.*-D $PGDATA"; then
+    echo "stopping an orphaned server (pid $old) of $PGDATA"
+    "${run[@]}" "$bin/pg_ctl" -D "$PGDATA" stop -m fast -w >/dev/null 2>&1 || kill -9 "$old" 2>/dev/null || true
+  else
+    echo "removing a stale $pidfile"
+  fi
+  rm -f "$pidfile"
+fi
+
 exec "${run[@]}" "$bin/postgres" -D "$PGDATA" -p "$PGPORT" -k "$socket_dir" \
   -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=256MB \
   -c synchronous_commit=on -c log_min_messages=warning 2>&1
