@@ -104,16 +104,24 @@ public static class AdminApi
 
     public sealed record BalancesDto(Guid OrganizationId, decimal LedgerBalance, decimal? HotBalance, long TokensThisMonth, int UsageEntries, int UsageEvents);
 
-    private static async Task<Results<Ok<BalancesDto>, ErrorResult>> GetBalance(Guid id, PortalDbContext db, Cortensor.Api.Limits.AdmissionGate quota, TimeProvider clock, CancellationToken ct)
+    private static async Task<Results<Ok<BalancesDto>, ErrorResult>> GetBalance(
+        Guid id, PortalDbContext db, Npgsql.NpgsqlDataSource postgres, Cortensor.Api.Limits.AdmissionGate quota, TimeProvider clock, CancellationToken ct)
     {
         if (!await db.Organizations.AnyAsync(o => o.Id == id, ct)) return NotFound("organization");
-        var monthStart = new DateTimeOffset(clock.GetUtcNow().Year, clock.GetUtcNow().Month, 1, 0, 0, 0, TimeSpan.Zero);
-        var ledger = await db.BillingLedger.Where(e => e.OrganizationId == id).SumAsync(e => (decimal?)e.Amount, ct) ?? 0m;
-        var tokens = await db.BillingLedger.Where(e => e.OrganizationId == id && e.Kind == LedgerEntryKind.Usage && e.CreatedAt >= monthStart)
-            .SumAsync(e => (long?)e.Tokens, ct) ?? 0;
-        var entries = await db.BillingLedger.CountAsync(e => e.OrganizationId == id && e.Kind == LedgerEntryKind.Usage, ct);
-        var events = await db.UsageEvents.CountAsync(e => e.OrganizationId == id, ct);
-        return TypedResults.Ok(new BalancesDto(id, ledger, await quota.HotBalanceAsync(id), tokens, entries, events));
+        var now = clock.GetUtcNow();
+        // One statement, one snapshot: a ledger batch committing meanwhile is seen whole or not at all.
+        await using var command = postgres.CreateCommand("""
+            SELECT coalesce(sum(amount), 0),
+                   coalesce(sum(tokens) FILTER (WHERE kind = 'Usage' AND created_at >= $2), 0)::bigint,
+                   count(*) FILTER (WHERE kind = 'Usage')::int,
+                   (SELECT count(*) FROM usage_events WHERE organization_id = $1)::int
+            FROM billing_ledger WHERE organization_id = $1
+            """);
+        command.Parameters.Add(new Npgsql.NpgsqlParameter { Value = id });
+        command.Parameters.Add(new Npgsql.NpgsqlParameter { Value = new DateTimeOffset(now.Year, now.Month, 1, 0, 0, 0, TimeSpan.Zero) });
+        await using var reader = await command.ExecuteReaderAsync(ct);
+        await reader.ReadAsync(ct);
+        return TypedResults.Ok(new BalancesDto(id, reader.GetDecimal(0), await quota.HotBalanceAsync(id), reader.GetInt64(1), reader.GetInt32(2), reader.GetInt32(3)));
     }
 
     public sealed record RouterDto(string Id, bool Healthy, string Circuit, int InFlight, long ReportedLoad, long Completed, long Failed, double ErrorRate, double LatencyMs, DateTimeOffset? LastProbeAt);
