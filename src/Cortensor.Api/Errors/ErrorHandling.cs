@@ -34,6 +34,8 @@ public static class ErrorHandling
             if (http.Response.HasStarted || http.Response.ContentLength > 0) return;
             var error = http.Response.StatusCode switch
             {
+                // Outside Development, minimal APIs answer unreadable bodies with a bare 400.
+                400 => new ApiError(400, "invalid_request_error", "bad_request", "The request could not be read: check that the body is valid JSON of the documented shape and the parameters are well formed."),
                 404 => new ApiError(404, "invalid_request_error", "not_found", $"No endpoint at {http.Request.Method} {http.Request.Path}."),
                 405 => new ApiError(405, "invalid_request_error", "method_not_allowed", $"{http.Request.Method} is not allowed on {http.Request.Path}."),
                 415 => new ApiError(415, "invalid_request_error", "unsupported_media_type", "Send JSON with 'Content-Type: application/json'."),

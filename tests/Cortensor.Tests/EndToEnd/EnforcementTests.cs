@@ -210,6 +210,21 @@ public class EnforcementTests(PortalAppFixture portal)
         await WaitForLedgerAsync(known, 12);
     }
 
+    [Theory]
+    [InlineData("/admin/organizations", "{not json")]
+    [InlineData("/admin/organizations", "{\"name\": 42}")]
+    [InlineData("/admin/organizations", "{\"name\": \"x\", \"plan\": \"platinum\"}")]
+    public async Task BadAdminInputIsA400InTheErrorShapeAndCreatesNothing(string path, string body)
+    {
+        using var admin = portal.CreateAdminClient();
+        var before = (await admin.GetFromJsonAsync<JsonElement>("/admin/audit?limit=1000")).GetArrayLength();
+        var response = await admin.PostAsync(path, new StringContent(body, System.Text.Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var error = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error");
+        Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
+        Assert.Equal(before, (await admin.GetFromJsonAsync<JsonElement>("/admin/audit?limit=1000")).GetArrayLength());
+    }
+
     [Fact]
     public async Task LogsContainNoKeyMaterial()
     {
