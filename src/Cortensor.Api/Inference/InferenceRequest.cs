@@ -14,7 +14,8 @@ public sealed record InferenceRequest(
     bool Stream, bool IncludeUsage, int? Seed)
 {
     /// <summary>Rough prompt size (4 characters a token) for rate-limit and quota reservations before the router counts.</summary>
-    public int EstimatedPromptTokens =>
+    /// <remarks>Computed once: it is read again for every streamed chunk.</remarks>
+    public int EstimatedPromptTokens { get; } =
         Math.Max(1, ((RawPrompt?.Length ?? Messages.Sum(m => m.Content.Length + m.Role.Length + 4)) + 3) / 4);
 }
 

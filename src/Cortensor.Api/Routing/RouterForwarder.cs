@@ -35,9 +35,13 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
         string? tried = null;
         for (var attempt = 1; attempt <= MaxAttempts; attempt++)
         {
-            using var routeSpan = CortensorTelemetry.ActivitySource.StartActivity("route");
+            var routeSpan = CortensorTelemetry.ActivitySource.StartActivity("route");
             var route = balancer.Pick(pool, exclude: tried);
-            if (route is null) break;
+            if (route is null)
+            {
+                routeSpan?.Dispose();
+                break;
+            }
             routeSpan?.SetTag("cortensor.pool", pool.Id);
             routeSpan?.SetTag("cortensor.router", route.Router.Id);
             routeSpan?.SetTag("cortensor.session", route.Session);
