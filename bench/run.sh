@@ -28,21 +28,25 @@ done
 
 export ConnectionStrings__portaldb="Host=127.0.0.1;Port=$pg_port;Username=postgres;Password=bench;Database=portal;Maximum Pool Size=50"
 export ConnectionStrings__redis="127.0.0.1:$redis_port,password=bench"
-dotnet src/Cortensor.Api/bin/Release/net10.0/Cortensor.Api.dll migrate > "$out/migrate.log" 2>&1
+export Auth__SigningKey=bench-signing-key-bench-signing-key-0123456789
+Admin__Email=bench-admin@cortensor.local Admin__Password=Bench-admin-password-1 \
+  dotnet src/Cortensor.Api/bin/Release/net10.0/Cortensor.Api.dll migrate > "$out/migrate.log" 2>&1
 
 sessions=(--Router:Sessions:0=2001 --Router:Sessions:1=2002 --Router:Sessions:2=2003 --Router:Sessions:3=2004 --Router:Sessions:4=2005 --Router:Sessions:5=2006)
 ASPNETCORE_URLS=http://127.0.0.1:$router_port Router__ApiKey=bench-router Router__Model=gpt-oss-20b Logging__LogLevel__Default=Warning \
   dotnet src/Cortensor.RouterSim/bin/Release/net10.0/Cortensor.RouterSim.dll "${sessions[@]}" > "$out/router.log" 2>&1 & pids+=($!)
 
 # Names with dashes are not shell identifiers: env sets them.
-env ASPNETCORE_URLS=http://127.0.0.1:$api_port Routers__Token=bench-router Admin__Token=bench-admin Logging__LogLevel__Default=Warning \
+env ASPNETCORE_URLS=http://127.0.0.1:$api_port Routers__Token=bench-router Logging__LogLevel__Default=Warning \
   services__router-oss20b-1__http__0=http://127.0.0.1:$router_port \
   services__router-oss20b-2__http__0=http://127.0.0.1:$router_port \
   services__router-oss20b-3__http__0=http://127.0.0.1:$router_port \
   dotnet src/Cortensor.Api/bin/Release/net10.0/Cortensor.Api.dll > "$out/api.log" 2>&1 & pids+=($!)
 
 for _ in $(seq 1 120); do curl -fs "http://127.0.0.1:$api_port/health" >/dev/null 2>&1 && break; sleep 0.5; done
-admin=(-H "Authorization: Bearer bench-admin" -H "Content-Type: application/json")
+token=$(curl -fs -H "Content-Type: application/json" -d '{"email":"bench-admin@cortensor.local","password":"Bench-admin-password-1"}' \
+  "http://127.0.0.1:$api_port/portal/auth/login" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+admin=(-H "Authorization: Bearer $token" -H "Content-Type: application/json")
 org=$(curl -fs "${admin[@]}" -d '{"name":"bench","plan":"scale"}' "http://127.0.0.1:$api_port/admin/organizations" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 curl -fs "${admin[@]}" -d '{"amount":1000000,"reason":"benchmark"}' "http://127.0.0.1:$api_port/admin/organizations/$org/credits" >/dev/null
 key=$(curl -fs "${admin[@]}" -d '{"name":"bench"}' "http://127.0.0.1:$api_port/admin/organizations/$org/api-keys" | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')

@@ -1,5 +1,7 @@
+using Cortensor.Api.Accounts;
 using Cortensor.Api.Admin;
 using Cortensor.Api.Catalog;
+using Cortensor.Api.ControlPlane;
 using Cortensor.Api.Data;
 using Cortensor.Api.Errors;
 using Cortensor.Api.Inference;
@@ -12,18 +14,20 @@ builder.AddServiceDefaults();
 builder.AddPortalJson();
 builder.AddPortalDatabase();
 builder.AddPortalRedis();
+builder.AddAccounts();
 builder.AddCatalog();
 builder.AddEnforcement();
 builder.AddInference();
 builder.AddMetering();
 builder.AddErrorHandling();
-builder.Services.AddOpenApi();
+builder.AddPortalOpenApi();
 
 var app = builder.Build();
 
 if (PortalDatabase.IsMigrateCommand(args))
 {
     await PortalDatabase.MigrateAsync(app.Services);
+    await AdminAccount.EnsureAsync(app.Services);
     return;
 }
 
@@ -34,6 +38,7 @@ app.MapOpenApi();
 app.MapScalarApiReference("/reference");
 app.MapInferenceApi();
 app.MapCatalogApi();
+app.MapControlPlaneApi();
 app.MapAdminApi();
 
 app.Run();

@@ -26,9 +26,7 @@ public static class PortalInfrastructure
             return (database, redis);
         }
 
-        var dataRoot = builder.Configuration["Infrastructure:DataDirectory"] is { Length: > 0 } configured
-            ? configured
-            : Path.Combine(Path.GetTempPath(), "cortensor", "dev");
+        var dataRoot = DataRoot(builder);
         var scripts = FindScriptsDirectory(builder.AppHostDirectory);
 
         var postgres = builder.AddResource(new LocalPostgresResource("postgres", scripts, postgresPassword.Resource))
@@ -49,6 +47,12 @@ public static class PortalInfrastructure
 
         return (postgres, localRedis);
     }
+
+    /// <summary>Where this stack keeps local state (database and Redis files, the usage spool): one directory per stack.</summary>
+    public static string DataRoot(IDistributedApplicationBuilder builder) =>
+        builder.Configuration["Infrastructure:DataDirectory"] is { Length: > 0 } configured
+            ? configured
+            : Path.Combine(Path.GetTempPath(), "cortensor", "dev");
 
     private static IResourceBuilder<T> WithServerHealthCheck<T>(
         this IResourceBuilder<T> resource, IDistributedApplicationBuilder builder, string key,

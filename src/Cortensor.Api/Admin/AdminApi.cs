@@ -1,4 +1,7 @@
+using System.Security.Claims;
+using Cortensor.Api.Accounts;
 using Cortensor.Api.Catalog;
+using Cortensor.Api.ControlPlane;
 using Cortensor.Api.Data;
 using Cortensor.Api.Errors;
 using Cortensor.Api.Infrastructure;
@@ -10,94 +13,116 @@ using Microsoft.EntityFrameworkCore;
 
 namespace Cortensor.Api.Admin;
 
-/// <summary>Operator controls (SPEC §5). Every change is audited and reaches the hot path of every replica within about a second.</summary>
+/// <summary>
+/// Operator controls (SPEC §5), for users with the admin role. Every change is audited with the
+/// operator who made it and reaches the hot path of every replica within about a second.
+/// </summary>
 public static class AdminApi
 {
-    private const string Actor = "operator";
-
     public static IEndpointRouteBuilder MapAdminApi(this IEndpointRouteBuilder app)
     {
-        var admin = app.MapGroup("/admin").AddEndpointFilter<AdminTokenFilter>().WithTags("Admin");
+        var admin = app.MapGroup("/admin").RequireAuthorization(PortalAuth.AdminPolicy).WithTags("Admin").ProducesErrors(400, 401, 403, 404);
 
+        admin.MapGet("/organizations", ListOrganizations).WithSummary("Organisations, newest first; 'search' matches name or id");
         admin.MapPost("/organizations", CreateOrganization).WithSummary("Create an organisation on a plan");
+        admin.MapGet("/organizations/{id:guid}/api-keys", ListKeys).WithSummary("An organisation's keys");
         admin.MapPost("/organizations/{id:guid}/api-keys", CreateKey).WithSummary("Create an API key for an organisation (plaintext shown once)");
-        admin.MapPost("/organizations/{id:guid}/pause", (Guid id, KeyService keys, CancellationToken ct) => SetOrganization(id, OrganizationStatus.Paused, keys, ct));
-        admin.MapPost("/organizations/{id:guid}/resume", (Guid id, KeyService keys, CancellationToken ct) => SetOrganization(id, OrganizationStatus.Active, keys, ct));
-        admin.MapPut("/organizations/{id:guid}/plan", ChangePlan);
+        admin.MapPost("/organizations/{id:guid}/pause", (Guid id, ClaimsPrincipal user, KeyService keys, CancellationToken ct) => SetOrganization(id, OrganizationStatus.Paused, user, keys, ct))
+            .WithSummary("Pause an organisation: its keys answer 403 within about a second");
+        admin.MapPost("/organizations/{id:guid}/resume", (Guid id, ClaimsPrincipal user, KeyService keys, CancellationToken ct) => SetOrganization(id, OrganizationStatus.Active, user, keys, ct))
+            .WithSummary("Resume a paused organisation");
+        admin.MapPut("/organizations/{id:guid}/plan", ChangePlan).WithSummary("Move an organisation to another plan");
         admin.MapPost("/organizations/{id:guid}/credits", AdjustCredits).WithSummary("Grant (positive) or claw back (negative) credits");
         admin.MapGet("/organizations/{id:guid}/balance", GetBalance).WithSummary("Ledger balance and the hot-path balance");
-        admin.MapPost("/api-keys/{id:guid}/revoke", (Guid id, KeyService keys, CancellationToken ct) => SetKey(id, ApiKeyStatus.Revoked, keys, ct));
-        admin.MapPost("/api-keys/{id:guid}/pause", (Guid id, KeyService keys, CancellationToken ct) => SetKey(id, ApiKeyStatus.Paused, keys, ct));
-        admin.MapPost("/api-keys/{id:guid}/resume", (Guid id, KeyService keys, CancellationToken ct) => SetKey(id, ApiKeyStatus.Active, keys, ct));
-        admin.MapPost("/models/{id}/disable", (string id, CatalogAdmin catalog, CancellationToken ct) => catalog.SetModelEnabledAsync(id, false, Actor, ct));
-        admin.MapPost("/models/{id}/enable", (string id, CatalogAdmin catalog, CancellationToken ct) => catalog.SetModelEnabledAsync(id, true, Actor, ct));
-        admin.MapPost("/pools/{id}/drain", (string id, CatalogAdmin catalog, CancellationToken ct) => catalog.SetPoolDrainingAsync(id, true, Actor, ct));
-        admin.MapPost("/pools/{id}/undrain", (string id, CatalogAdmin catalog, CancellationToken ct) => catalog.SetPoolDrainingAsync(id, false, Actor, ct));
+        admin.MapPost("/api-keys/{id:guid}/revoke", (Guid id, ClaimsPrincipal user, KeyService keys, TimeProvider clock, CancellationToken ct) => SetKey(id, ApiKeyStatus.Revoked, user, keys, clock, ct))
+            .WithSummary("Revoke a key (final)");
+        admin.MapPost("/api-keys/{id:guid}/pause", (Guid id, ClaimsPrincipal user, KeyService keys, TimeProvider clock, CancellationToken ct) => SetKey(id, ApiKeyStatus.Paused, user, keys, clock, ct))
+            .WithSummary("Pause a key: it answers 403 until resumed");
+        admin.MapPost("/api-keys/{id:guid}/resume", (Guid id, ClaimsPrincipal user, KeyService keys, TimeProvider clock, CancellationToken ct) => SetKey(id, ApiKeyStatus.Active, user, keys, clock, ct))
+            .WithSummary("Resume a paused key");
+        admin.MapPost("/models/{id}/disable", (string id, ClaimsPrincipal user, CatalogAdmin catalog, CancellationToken ct) => catalog.SetModelEnabledAsync(id, false, AuditActor.From(user), ct))
+            .WithSummary("Disable a model: requests for it answer 403 model_disabled");
+        admin.MapPost("/models/{id}/enable", (string id, ClaimsPrincipal user, CatalogAdmin catalog, CancellationToken ct) => catalog.SetModelEnabledAsync(id, true, AuditActor.From(user), ct))
+            .WithSummary("Enable a model");
+        admin.MapPost("/pools/{id}/drain", (string id, ClaimsPrincipal user, CatalogAdmin catalog, CancellationToken ct) => catalog.SetPoolDrainingAsync(id, true, AuditActor.From(user), ct))
+            .WithSummary("Drain a pool: its models answer 503 with Retry-After, requests in flight finish");
+        admin.MapPost("/pools/{id}/undrain", (string id, ClaimsPrincipal user, CatalogAdmin catalog, CancellationToken ct) => catalog.SetPoolDrainingAsync(id, false, AuditActor.From(user), ct))
+            .WithSummary("Put a drained pool back into service");
         admin.MapGet("/pools", ListPools).WithSummary("Pools and routers with health, load and error rate, as this replica sees them");
-        admin.MapGet("/audit", ListAudit);
-        admin.MapGet("/requests/{requestId}", FindRequest);
+        admin.MapGet("/audit", ListAudit).WithSummary("The audit log, newest first; filter by action, target or actor");
+        admin.MapGet("/requests/{requestId}", FindRequest).WithSummary("Any request by its request id, with its usage");
         return app;
     }
 
     public sealed record CreateOrganizationBody(string? Name, string? Plan);
     public sealed record OrganizationDto(Guid Id, string Name, string Plan, string Status, DateTimeOffset CreatedAt);
-    public sealed record CreateKeyBody(string? Name, string? Environment, DateTimeOffset? ExpiresAt, string[]? Models, int? RequestsPerMinute, int? TokensPerMinute);
-    public sealed record CreatedKeyDto(Guid Id, string Name, string Key, string Start, string Status, DateTimeOffset CreatedAt, DateTimeOffset? ExpiresAt, string[] Models);
-    public sealed record KeyDto(Guid Id, string Name, string Start, string Status, DateTimeOffset? RevokedAt);
     public sealed record PlanBody(string? Plan);
     public sealed record CreditsBody(decimal? Amount, string? Reason);
     public sealed record BalanceDto(Guid OrganizationId, decimal Balance);
 
+    private static async Task<Results<Ok<OrganizationDto[]>, ErrorResult>> ListOrganizations(PortalDbContext db,
+        [FromQuery] string? search, [FromQuery] string? limit, CancellationToken ct)
+    {
+        if (QueryParameters.Int(limit, "limit", 1, 500, out var size) is { } bad) return bad.ToResult();
+        if (search is { Length: > 200 }) return ApiError.InvalidField("search", "'search' is at most 200 characters.").ToResult();
+        var query = db.Organizations.AsNoTracking();
+        if (!string.IsNullOrWhiteSpace(search))
+            query = Guid.TryParse(search, out var id)
+                ? query.Where(o => o.Id == id)
+                : query.Where(o => EF.Functions.ILike(o.Name, "%" + search.Replace("\\", "\\\\").Replace("%", "\\%").Replace("_", "\\_") + "%"));
+        var orgs = await query.OrderByDescending(o => o.CreatedAt).Take(size ?? 100).ToListAsync(ct);
+        return TypedResults.Ok(orgs.Select(ToDto).ToArray());
+    }
+
+    private static async Task<Results<Ok<ApiKeyDto[]>, ErrorResult>> ListKeys(Guid id, PortalDbContext db, TimeProvider clock, CancellationToken ct)
+    {
+        if (!await db.Organizations.AnyAsync(o => o.Id == id, ct)) return NotFound("organization");
+        var keys = await db.ApiKeys.AsNoTracking().Where(k => k.OrganizationId == id).OrderByDescending(k => k.CreatedAt).ToListAsync(ct);
+        var now = clock.GetUtcNow();
+        return TypedResults.Ok(keys.Select(k => ApiKeyDto.From(k, now)).ToArray());
+    }
+
     private static async Task<Results<Created<OrganizationDto>, ErrorResult>> CreateOrganization(
-        CreateOrganizationBody body, KeyService keys, PortalDbContext db, CancellationToken ct)
+        CreateOrganizationBody body, ClaimsPrincipal user, KeyService keys, PortalDbContext db, CancellationToken ct)
     {
         if (string.IsNullOrWhiteSpace(body.Name) || body.Name.Length > 200) return ApiError.InvalidField("name", "'name' is required (at most 200 characters).").ToResult();
         var plan = body.Plan ?? "free";
         if (!await db.Plans.AnyAsync(p => p.Id == plan, ct)) return ApiError.InvalidField("plan", $"Unknown plan '{plan}'.").ToResult();
-        var org = await keys.CreateOrganizationAsync(body.Name.Trim(), plan, Actor, ct);
+        var org = await keys.CreateOrganizationAsync(body.Name.Trim(), plan, null, AuditActor.From(user), ct);
         return TypedResults.Created($"/admin/organizations/{org.Id}", ToDto(org));
     }
 
-    private static async Task<Results<Created<CreatedKeyDto>, ErrorResult>> CreateKey(
-        Guid id, CreateKeyBody body, KeyService keys, PortalDbContext db, CatalogStore catalog, TimeProvider clock, CancellationToken ct)
+    private static async Task<Results<Created<CreatedApiKeyDto>, ErrorResult>> CreateKey(
+        Guid id, CreateKeyBody body, ClaimsPrincipal user, KeyService keys, PortalDbContext db, CatalogStore catalog, TimeProvider clock, CancellationToken ct)
     {
-        if (!await db.Organizations.AnyAsync(o => o.Id == id, ct)) return new ApiError(404, "invalid_request_error", "not_found", "No such organization.").ToResult();
-        if (string.IsNullOrWhiteSpace(body.Name) || body.Name.Length > 100) return ApiError.InvalidField("name", "'name' is required (at most 100 characters).").ToResult();
-        var environment = body.Environment ?? "live";
-        if (environment is not ("live" or "test")) return ApiError.InvalidField("environment", "'environment' must be 'live' or 'test'.").ToResult();
-        if (body.ExpiresAt is { } expires && expires <= clock.GetUtcNow()) return ApiError.InvalidField("expires_at", "'expires_at' must be in the future.").ToResult();
-        var models = body.Models ?? [];
-        if (models.FirstOrDefault(m => !catalog.Current.Models.ContainsKey(m)) is { } unknown)
-            return ApiError.InvalidField("models", $"Unknown model '{unknown}'.").ToResult();
-        if (body.RequestsPerMinute is < 1) return ApiError.InvalidField("requests_per_minute", "'requests_per_minute' must be at least 1.").ToResult();
-        if (body.TokensPerMinute is < 1) return ApiError.InvalidField("tokens_per_minute", "'tokens_per_minute' must be at least 1.").ToResult();
-        var created = await keys.CreateKeyAsync(id, body.Name.Trim(), environment, body.ExpiresAt, models, body.RequestsPerMinute, body.TokensPerMinute, null, Actor, ct);
-        var k = created.Key;
-        return TypedResults.Created($"/admin/api-keys/{k.Id}",
-            new CreatedKeyDto(k.Id, k.Name, created.Plaintext, k.Start, k.Status.ToString().ToLowerInvariant(), k.CreatedAt, k.ExpiresAt, k.AllowedModels.ToArray()));
+        if (!await db.Organizations.AnyAsync(o => o.Id == id, ct)) return NotFound("organization");
+        if (body.Validate(catalog.Current, clock.GetUtcNow()) is { } invalid) return invalid.ToResult();
+        var created = await keys.CreateKeyAsync(id, body.Name!.Trim(), body.Environment ?? "live", body.ExpiresAt, body.Models ?? [],
+            body.RequestsPerMinute, body.TokensPerMinute, null, AuditActor.From(user), ct);
+        return TypedResults.Created($"/admin/api-keys/{created.Key.Id}", CreatedApiKeyDto.From(created));
     }
 
-    private static async Task<Results<Ok<OrganizationDto>, ErrorResult>> SetOrganization(Guid id, OrganizationStatus status, KeyService keys, CancellationToken ct) =>
-        await keys.SetOrganizationStatusAsync(id, status, Actor, ct) is { } org ? TypedResults.Ok(ToDto(org)) : NotFound("organization");
+    private static async Task<Results<Ok<OrganizationDto>, ErrorResult>> SetOrganization(Guid id, OrganizationStatus status, ClaimsPrincipal user, KeyService keys, CancellationToken ct) =>
+        await keys.SetOrganizationStatusAsync(id, status, AuditActor.From(user), ct) is { } org ? TypedResults.Ok(ToDto(org)) : NotFound("organization");
 
-    private static async Task<Results<Ok<KeyDto>, ErrorResult>> SetKey(Guid id, ApiKeyStatus status, KeyService keys, CancellationToken ct) =>
-        await keys.SetKeyStatusAsync(id, status, Actor, ct) is { } k
-            ? TypedResults.Ok(new KeyDto(k.Id, k.Name, k.Start, k.Status.ToString().ToLowerInvariant(), k.RevokedAt))
+    private static async Task<Results<Ok<ApiKeyDto>, ErrorResult>> SetKey(Guid id, ApiKeyStatus status, ClaimsPrincipal user, KeyService keys, TimeProvider clock, CancellationToken ct) =>
+        await keys.SetKeyStatusAsync(id, status, null, AuditActor.From(user), ct) is { } k
+            ? TypedResults.Ok(ApiKeyDto.From(k, clock.GetUtcNow()))
             : NotFound("API key");
 
-    private static async Task<Results<Ok<OrganizationDto>, ErrorResult>> ChangePlan(Guid id, PlanBody body, KeyService keys, PortalDbContext db, CancellationToken ct)
+    private static async Task<Results<Ok<OrganizationDto>, ErrorResult>> ChangePlan(Guid id, PlanBody body, ClaimsPrincipal user, KeyService keys, PortalDbContext db, CancellationToken ct)
     {
         if (string.IsNullOrWhiteSpace(body.Plan) || !await db.Plans.AnyAsync(p => p.Id == body.Plan, ct))
             return ApiError.InvalidField("plan", $"Unknown plan '{body.Plan}'.").ToResult();
-        return await keys.ChangePlanAsync(id, body.Plan, Actor, ct) is { } org ? TypedResults.Ok(ToDto(org)) : NotFound("organization");
+        return await keys.ChangePlanAsync(id, body.Plan, AuditActor.From(user), ct) is { } org ? TypedResults.Ok(ToDto(org)) : NotFound("organization");
     }
 
-    private static async Task<Results<Ok<BalanceDto>, ErrorResult>> AdjustCredits(Guid id, CreditsBody body, KeyService keys, CancellationToken ct)
+    private static async Task<Results<Ok<BalanceDto>, ErrorResult>> AdjustCredits(Guid id, CreditsBody body, ClaimsPrincipal user, KeyService keys, CancellationToken ct)
     {
         if (body.Amount is not { } amount || amount == 0 || Math.Abs(amount) > 1_000_000m)
             return ApiError.InvalidField("amount", "'amount' must be a non-zero number of USD, at most 1,000,000 either way.").ToResult();
         if (decimal.Round(amount, 10) != amount) return ApiError.InvalidField("amount", "'amount' takes at most 10 decimal places.").ToResult();
-        return await keys.AdjustCreditsAsync(id, amount, body.Reason ?? "", Actor, ct) is { } balance
+        return await keys.AdjustCreditsAsync(id, amount, body.Reason ?? "", AuditActor.From(user), ct) is { } balance
             ? TypedResults.Ok(new BalanceDto(id, balance))
             : NotFound("organization");
     }
@@ -108,20 +133,8 @@ public static class AdminApi
         Guid id, PortalDbContext db, Npgsql.NpgsqlDataSource postgres, Cortensor.Api.Limits.AdmissionGate quota, TimeProvider clock, CancellationToken ct)
     {
         if (!await db.Organizations.AnyAsync(o => o.Id == id, ct)) return NotFound("organization");
-        var now = clock.GetUtcNow();
-        // One statement, one snapshot: a ledger batch committing meanwhile is seen whole or not at all.
-        await using var command = postgres.CreateCommand("""
-            SELECT coalesce(sum(amount), 0),
-                   coalesce(sum(tokens) FILTER (WHERE kind = 'Usage' AND created_at >= $2), 0)::bigint,
-                   count(*) FILTER (WHERE kind = 'Usage')::int,
-                   (SELECT count(*) FROM usage_events WHERE organization_id = $1)::int
-            FROM billing_ledger WHERE organization_id = $1
-            """);
-        command.Parameters.Add(new Npgsql.NpgsqlParameter { Value = id });
-        command.Parameters.Add(new Npgsql.NpgsqlParameter { Value = new DateTimeOffset(now.Year, now.Month, 1, 0, 0, 0, TimeSpan.Zero) });
-        await using var reader = await command.ExecuteReaderAsync(ct);
-        await reader.ReadAsync(ct);
-        return TypedResults.Ok(new BalancesDto(id, reader.GetDecimal(0), await quota.HotBalanceAsync(id), reader.GetInt64(1), reader.GetInt32(2), reader.GetInt32(3)));
+        var ledger = await Balances.ReadAsync(postgres, id, clock.GetUtcNow(), countEvents: true, ct);
+        return TypedResults.Ok(new BalancesDto(id, ledger.Balance, await quota.HotBalanceAsync(id), ledger.TokensThisMonth, ledger.UsageEntries, ledger.UsageEvents));
     }
 
     public sealed record RouterDto(string Id, bool Healthy, string Circuit, int InFlight, long ReportedLoad, long Completed, long Failed, double ErrorRate, double LatencyMs, DateTimeOffset? LastProbeAt);
@@ -141,8 +154,16 @@ public static class AdminApi
             }).ToArray())).ToArray());
     }
 
-    private static async Task<Ok<AuditLogEntry[]>> ListAudit(PortalDbContext db, [FromQuery] int? limit, CancellationToken ct) =>
-        TypedResults.Ok(await db.AuditLog.AsNoTracking().OrderByDescending(a => a.Id).Take(Math.Clamp(limit ?? 100, 1, 1000)).ToArrayAsync(ct));
+    private static async Task<Results<Ok<AuditLogEntry[]>, ErrorResult>> ListAudit(PortalDbContext db, [FromQuery] string? limit,
+        [FromQuery] string? action, [FromQuery(Name = "target_id")] string? targetId, [FromQuery] string? actor, CancellationToken ct)
+    {
+        if (QueryParameters.Int(limit, "limit", 1, 1000, out var size) is { } bad) return bad.ToResult();
+        var query = db.AuditLog.AsNoTracking();
+        if (!string.IsNullOrEmpty(action)) query = query.Where(a => a.Action == action);
+        if (!string.IsNullOrEmpty(targetId)) query = query.Where(a => a.TargetId == targetId);
+        if (!string.IsNullOrEmpty(actor)) query = query.Where(a => a.Actor == actor);
+        return TypedResults.Ok(await query.OrderByDescending(a => a.Id).Take(size ?? 100).ToArrayAsync(ct));
+    }
 
     public sealed record RequestDto(RequestLog Log, UsageEvent? Usage);
 

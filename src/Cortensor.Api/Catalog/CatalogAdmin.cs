@@ -1,4 +1,3 @@
-using System.Text.Json;
 using Cortensor.Api.Data;
 using Cortensor.Api.Errors;
 using Cortensor.Api.Infrastructure;
@@ -12,25 +11,25 @@ public sealed class CatalogAdmin(PortalDbContext db, InvalidationBus bus, Catalo
     public sealed record ModelState(string Id, bool Enabled);
     public sealed record PoolState(string Id, bool Draining);
 
-    public async Task<IResult> SetModelEnabledAsync(string id, bool enabled, string actor, CancellationToken ct)
+    public async Task<IResult> SetModelEnabledAsync(string id, bool enabled, AuditActor actor, CancellationToken ct)
     {
         var model = await db.Models.SingleOrDefaultAsync(m => m.Id == id, ct);
         if (model is null) return new ApiError(404, "invalid_request_error", "not_found", $"No such model '{id}'.").ToResult();
         var before = model.Enabled;
         model.Enabled = enabled;
-        Audit(actor, enabled ? "model.enable" : "model.disable", "model", id, new { Enabled = before }, new { Enabled = enabled });
+        db.Record(actor, enabled ? "model.enable" : "model.disable", "model", id, new { Enabled = before }, new { Enabled = enabled }, clock.GetUtcNow());
         await db.SaveChangesAsync(ct);
         await PublishAsync(ct);
         return TypedResults.Ok(new ModelState(id, enabled));
     }
 
-    public async Task<IResult> SetPoolDrainingAsync(string id, bool draining, string actor, CancellationToken ct)
+    public async Task<IResult> SetPoolDrainingAsync(string id, bool draining, AuditActor actor, CancellationToken ct)
     {
         var pool = await db.RouterPools.SingleOrDefaultAsync(p => p.Id == id, ct);
         if (pool is null) return new ApiError(404, "invalid_request_error", "not_found", $"No such pool '{id}'.").ToResult();
         var before = pool.Draining;
         pool.Draining = draining;
-        Audit(actor, draining ? "pool.drain" : "pool.undrain", "router_pool", id, new { Draining = before }, new { Draining = draining });
+        db.Record(actor, draining ? "pool.drain" : "pool.undrain", "router_pool", id, new { Draining = before }, new { Draining = draining }, clock.GetUtcNow());
         await db.SaveChangesAsync(ct);
         await PublishAsync(ct);
         return TypedResults.Ok(new PoolState(id, draining));
@@ -41,11 +40,4 @@ public sealed class CatalogAdmin(PortalDbContext db, InvalidationBus bus, Catalo
         await store.ReloadAsync(ct);
         await bus.PublishAsync(CatalogRefresher.Topic);
     }
-
-    private void Audit(string actor, string action, string type, string id, object before, object after) =>
-        db.AuditLog.Add(new AuditLogEntry
-        {
-            Actor = actor, Action = action, TargetType = type, TargetId = id,
-            Before = JsonSerializer.Serialize(before), After = JsonSerializer.Serialize(after), CreatedAt = clock.GetUtcNow(),
-        });
 }

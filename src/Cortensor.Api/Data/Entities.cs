@@ -1,18 +1,40 @@
+using Microsoft.AspNetCore.Identity;
+
 namespace Cortensor.Api.Data;
 
 // The seed's entity list (SPEC §6) plus what the features need. Table and column names are
 // snake_case (EFCore.NamingConventions) so operators can query them as the seed names them.
 
-public sealed class User
+/// <summary>
+/// A person who signs in to the Portal. ASP.NET Core Identity owns the password hash, lockout and
+/// security stamp; the Portal adds the profile and the link to an external identity provider.
+/// </summary>
+public sealed class User : IdentityUser<Guid>
 {
-    public Guid Id { get; set; } = Guid.CreateVersion7();
-    public required string Email { get; set; }
-    public string? PasswordHash { get; set; }
+    public User() => Id = Guid.CreateVersion7();
+
     public string? DisplayName { get; set; }
-    /// <summary>Subject of an external identity provider (Supabase Auth, Clerk), when the user came from one.</summary>
+    /// <summary>Issuer and subject of an external identity provider (Supabase Auth, Clerk), when the user came from one.</summary>
+    public string? ExternalIssuer { get; set; }
     public string? ExternalSubject { get; set; }
     public bool IsAdmin { get; set; }
     public DateTimeOffset CreatedAt { get; set; } = DateTimeOffset.UtcNow;
+}
+
+/// <summary>
+/// A refresh token, stored as a SHA-256 hash. Tokens rotate on every use; all tokens of one sign-in
+/// share a family, and presenting an already-rotated token revokes the whole family (token theft).
+/// </summary>
+public sealed class RefreshToken
+{
+    public Guid Id { get; set; } = Guid.CreateVersion7();
+    public Guid UserId { get; set; }
+    public Guid FamilyId { get; set; }
+    public required byte[] Hash { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+    public DateTimeOffset ExpiresAt { get; set; }
+    public DateTimeOffset? UsedAt { get; set; }
+    public DateTimeOffset? RevokedAt { get; set; }
 }
 
 public enum OrganizationStatus { Active, Paused }

@@ -1,11 +1,15 @@
+using Microsoft.AspNetCore.Identity;
+using Microsoft.AspNetCore.Identity.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Design;
 
 namespace Cortensor.Api.Data;
 
-public sealed class PortalDbContext(DbContextOptions<PortalDbContext> options) : DbContext(options)
+// Identity's user store lives in the same database (users, user_claims, user_logins, user_tokens);
+// roles are not used: the one operator role is the IsAdmin flag, carried as a claim.
+public sealed class PortalDbContext(DbContextOptions<PortalDbContext> options) : IdentityUserContext<User, Guid>(options)
 {
-    public DbSet<User> Users => Set<User>();
+    public DbSet<RefreshToken> RefreshTokens => Set<RefreshToken>();
     public DbSet<Organization> Organizations => Set<Organization>();
     public DbSet<OrganizationMember> OrganizationMembers => Set<OrganizationMember>();
     public DbSet<Plan> Plans => Set<Plan>();
@@ -40,11 +44,24 @@ public sealed class PortalDbContext(DbContextOptions<PortalDbContext> options) :
 
     protected override void OnModelCreating(ModelBuilder b)
     {
+        base.OnModelCreating(b);
         b.Entity<User>(e =>
         {
-            e.HasIndex(x => x.Email).IsUnique();
-            e.HasIndex(x => x.ExternalSubject).IsUnique();
+            e.ToTable("users");
+            e.HasIndex(x => new { x.ExternalIssuer, x.ExternalSubject }).IsUnique();
             e.Property(x => x.Email).HasMaxLength(320);
+            e.Property(x => x.DisplayName).HasMaxLength(200);
+            e.Property(x => x.ExternalIssuer).HasMaxLength(500);
+            e.Property(x => x.ExternalSubject).HasMaxLength(200);
+        });
+        b.Entity<IdentityUserClaim<Guid>>().ToTable("user_claims");
+        b.Entity<IdentityUserLogin<Guid>>().ToTable("user_logins");
+        b.Entity<IdentityUserToken<Guid>>().ToTable("user_tokens");
+        b.Entity<RefreshToken>(e =>
+        {
+            e.HasIndex(x => x.Hash).IsUnique();
+            e.HasIndex(x => x.FamilyId);
+            e.HasOne<User>().WithMany().HasForeignKey(x => x.UserId).OnDelete(DeleteBehavior.Cascade);
         });
         b.Entity<Organization>(e =>
         {

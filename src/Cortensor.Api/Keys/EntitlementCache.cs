@@ -69,13 +69,7 @@ public sealed class EntitlementCache(IFusionCache cache, IServiceScopeFactory sc
                          select new { Key = k, Org = o, Plan = p }).SingleOrDefaultAsync(ct);
         if (row is null) return null;
 
-        var policies = await db.ModelAccessPolicies.AsNoTracking()
-            .Where(p => p.PlanId == row.Plan.Id || p.OrganizationId == row.Org.Id)
-            .ToListAsync(ct);
-        // Organisation policies override the plan's, in both directions.
-        var models = policies.Where(p => p.PlanId is not null && p.Allowed).Select(p => p.ModelId).ToHashSet(StringComparer.Ordinal);
-        foreach (var p in policies.Where(p => p.OrganizationId is not null))
-            if (p.Allowed) models.Add(p.ModelId); else models.Remove(p.ModelId);
+        var models = await ModelEntitlements.ForOrganizationAsync(db, row.Org.Id, row.Plan.Id, ct);
         if (row.Key.AllowedModels.Count > 0) models.IntersectWith(row.Key.AllowedModels);
 
         return new KeySnapshot(row.Key.Id, row.Org.Id, row.Key.Status, row.Key.ExpiresAt, row.Org.Status, row.Plan.Id, row.Plan.BillingMode,

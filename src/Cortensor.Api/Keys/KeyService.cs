@@ -1,4 +1,3 @@
-using System.Text.Json;
 using Cortensor.Api.Data;
 using Cortensor.Api.Limits;
 using Microsoft.EntityFrameworkCore;
@@ -8,16 +7,19 @@ namespace Cortensor.Api.Keys;
 public sealed record CreatedKey(ApiKey Key, string Plaintext);
 
 /// <summary>
-/// The application service behind key and organisation changes; the admin API uses it now and the
-/// control plane will. Every change is durable in Postgres first, then evicted from every replica's
+/// The application service behind key and organisation changes; the admin API and the control
+/// plane both use it. Every change is durable in Postgres first, then evicted from every replica's
 /// snapshot cache, and recorded in the audit log.
 /// </summary>
 public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements, AdmissionGate quota, TimeProvider clock)
 {
-    public async Task<Organization> CreateOrganizationAsync(string name, string planId, string actor, CancellationToken ct)
+    /// <summary>Creates an organisation; with <paramref name="owner"/>, that user becomes its owner in the same transaction.</summary>
+    public async Task<Organization> CreateOrganizationAsync(string name, string planId, Guid? owner, AuditActor actor, CancellationToken ct)
     {
-        var org = new Organization { Name = name, PlanId = planId };
+        var org = new Organization { Name = name, PlanId = planId, CreatedAt = clock.GetUtcNow() };
         db.Organizations.Add(org);
+        if (owner is { } userId)
+            db.OrganizationMembers.Add(new OrganizationMember { OrganizationId = org.Id, UserId = userId, Role = MemberRole.Owner, CreatedAt = org.CreatedAt });
         db.PlanSubscriptions.Add(new PlanSubscription { OrganizationId = org.Id, PlanId = planId, StartsAt = clock.GetUtcNow() });
         Audit(actor, "organization.create", "organization", org.Id.ToString(), null, new { org.Name, org.PlanId });
         await db.SaveChangesAsync(ct);
@@ -25,7 +27,7 @@ public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements
     }
 
     public async Task<CreatedKey> CreateKeyAsync(Guid organizationId, string name, string environment, DateTimeOffset? expiresAt,
-        IReadOnlyList<string> models, int? requestsPerMinute, int? tokensPerMinute, Guid? createdBy, string actor, CancellationToken ct)
+        IReadOnlyList<string> models, int? requestsPerMinute, int? tokensPerMinute, Guid? createdBy, AuditActor actor, CancellationToken ct)
     {
         var plaintext = ApiKeyFormat.Generate(environment);
         var key = new ApiKey
@@ -43,9 +45,10 @@ public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements
         return new CreatedKey(key, plaintext);
     }
 
-    public async Task<ApiKey?> SetKeyStatusAsync(Guid keyId, ApiKeyStatus status, string actor, CancellationToken ct)
+    /// <summary>Changes a key's status; with <paramref name="organizationId"/>, only a key of that organisation (else null).</summary>
+    public async Task<ApiKey?> SetKeyStatusAsync(Guid keyId, ApiKeyStatus status, Guid? organizationId, AuditActor actor, CancellationToken ct)
     {
-        var key = await db.ApiKeys.SingleOrDefaultAsync(k => k.Id == keyId, ct);
+        var key = await db.ApiKeys.SingleOrDefaultAsync(k => k.Id == keyId && (organizationId == null || k.OrganizationId == organizationId), ct);
         if (key is null) return null;
         if (key.Status == ApiKeyStatus.Revoked && status != ApiKeyStatus.Revoked) return key; // revocation is final
         var before = key.Status;
@@ -57,7 +60,7 @@ public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements
         return key;
     }
 
-    public async Task<Organization?> SetOrganizationStatusAsync(Guid orgId, OrganizationStatus status, string actor, CancellationToken ct)
+    public async Task<Organization?> SetOrganizationStatusAsync(Guid orgId, OrganizationStatus status, AuditActor actor, CancellationToken ct)
     {
         var org = await db.Organizations.SingleOrDefaultAsync(o => o.Id == orgId, ct);
         if (org is null) return null;
@@ -70,7 +73,7 @@ public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements
         return org;
     }
 
-    public async Task<Organization?> ChangePlanAsync(Guid orgId, string planId, string actor, CancellationToken ct)
+    public async Task<Organization?> ChangePlanAsync(Guid orgId, string planId, AuditActor actor, CancellationToken ct)
     {
         var org = await db.Organizations.SingleOrDefaultAsync(o => o.Id == orgId, ct);
         if (org is null) return null;
@@ -87,7 +90,7 @@ public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements
     }
 
     /// <summary>Grants (positive) or claws back (negative) credit: a ledger entry, then the hot-path balance.</summary>
-    public async Task<decimal?> AdjustCreditsAsync(Guid orgId, decimal amount, string reason, string actor, CancellationToken ct)
+    public async Task<decimal?> AdjustCreditsAsync(Guid orgId, decimal amount, string reason, AuditActor actor, CancellationToken ct)
     {
         if (!await db.Organizations.AnyAsync(o => o.Id == orgId, ct)) return null;
         var entry = new BillingLedgerEntry
@@ -103,12 +106,6 @@ public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements
         return await db.BillingLedger.Where(e => e.OrganizationId == orgId).SumAsync(e => e.Amount, ct);
     }
 
-    private void Audit(string actor, string action, string targetType, string targetId, object? before, object? after) =>
-        db.AuditLog.Add(new AuditLogEntry
-        {
-            Actor = actor, Action = action, TargetType = targetType, TargetId = targetId,
-            Before = before is null ? null : JsonSerializer.Serialize(before),
-            After = after is null ? null : JsonSerializer.Serialize(after),
-            CreatedAt = clock.GetUtcNow(),
-        });
+    private void Audit(AuditActor actor, string action, string targetType, string targetId, object? before, object? after) =>
+        db.Record(actor, action, targetType, targetId, before, after, clock.GetUtcNow());
 }

@@ -16,15 +16,21 @@ namespace Cortensor.Tests.Fixtures;
 public sealed class PortalAppFixture : IAsyncLifetime
 {
     public const string RouterToken = "cortensor-dev-router-token";
-    public const string AdminToken = "cortensor-dev-admin-token";
+    /// <summary>The initial operator account: the AppHost's documented dev defaults.</summary>
+    public const string AdminEmail = "admin@cortensor.local";
+    public const string AdminPassword = "Cortensor-dev-admin-1";
     /// <summary>The Api runs as two replicas, as in production, so every e2e test crosses replicas.</summary>
     public const int ApiReplicas = 2;
     private readonly string _dataDirectory = Path.Combine(Path.GetTempPath(), "cortensor-tests", "apphost-" + Guid.NewGuid().ToString("N"));
 
     public DistributedApplication App { get; private set; } = null!;
+    /// <summary>An external identity provider (Supabase-like) the Api is configured to trust.</summary>
+    public TestIdentityProvider IdentityProvider { get; private set; } = null!;
+    private string? _adminToken;
 
     public async Task InitializeAsync()
     {
+        IdentityProvider = await TestIdentityProvider.StartAsync();
         var builder = await DistributedApplicationTestingBuilder.CreateAsync<Projects.Cortensor_AppHost>(
         [
             "--Infrastructure:Mode=local",
@@ -32,6 +38,11 @@ public sealed class PortalAppFixture : IAsyncLifetime
             $"--Api:Replicas={ApiReplicas}",
             "--Routing:UpstreamTimeoutMs=4000",
             "--Routing:ProbeIntervalMs=500",
+            "--Auth:External:Provider=supabase",
+            $"--Auth:External:Issuer={TestIdentityProvider.Issuer}",
+            $"--Auth:External:Audience={TestIdentityProvider.Audience}",
+            $"--Auth:External:JwksUrl={IdentityProvider.JwksUrl}",
+            "--Auth:External:RequireHttps=false",
         ]);
         builder.Services.AddLogging(logging => logging
             .SetMinimumLevel(LogLevel.Warning)
@@ -54,11 +65,41 @@ public sealed class PortalAppFixture : IAsyncLifetime
         return client;
     }
 
+    /// <summary>A client signed in as the initial administrator (one sign-in per test run; tokens last 15 minutes).</summary>
     public HttpClient CreateAdminClient()
     {
+        _adminToken ??= SignInAsync(AdminEmail, AdminPassword).GetAwaiter().GetResult();
+        return CreateClientWithToken(_adminToken);
+    }
+
+    public HttpClient CreateClientWithToken(string accessToken)
+    {
         var client = App.CreateHttpClient(LaunchTopology.Api);
-        client.DefaultRequestHeaders.Authorization = new("Bearer", AdminToken);
+        client.DefaultRequestHeaders.Authorization = new("Bearer", accessToken);
         return client;
+    }
+
+    public async Task<string> SignInAsync(string email, string password)
+    {
+        using var client = App.CreateHttpClient(LaunchTopology.Api);
+        var response = await client.PostAsJsonAsync("/portal/auth/login", new { email, password });
+        response.EnsureSuccessStatusCode();
+        return (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("access_token").GetString()!;
+    }
+
+    /// <summary>A new account through the public sign-up, as a customer would make it.</summary>
+    public async Task<TestUser> SignUpAsync(string? organization = null)
+    {
+        var email = $"user-{Guid.NewGuid():N}@example.com";
+        using var client = App.CreateHttpClient(LaunchTopology.Api);
+        var response = await client.PostAsJsonAsync("/portal/auth/signup", new { email, password = TestUser.Password, organization });
+        response.EnsureSuccessStatusCode();
+        var tokens = await response.Content.ReadFromJsonAsync<JsonElement>();
+        var access = tokens.GetProperty("access_token").GetString()!;
+        using var me = CreateClientWithToken(access);
+        var profile = await me.GetFromJsonAsync<JsonElement>("/portal/me");
+        return new TestUser(profile.GetProperty("id").GetGuid(), email, access, tokens.GetProperty("refresh_token").GetString()!,
+            profile.GetProperty("organizations")[0].GetProperty("id").GetGuid(), this);
     }
 
     /// <summary>A new organisation on <paramref name="plan"/> with one key, made through the admin API.</summary>
@@ -90,6 +131,7 @@ public sealed class PortalAppFixture : IAsyncLifetime
             await App.StopAsync();
             await App.DisposeAsync();
         }
+        if (IdentityProvider is not null) await IdentityProvider.DisposeAsync();
         try { Directory.Delete(_dataDirectory, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 }
@@ -106,6 +148,19 @@ public sealed record TestCustomer(Guid OrganizationId, Guid KeyId, string Key, U
     {
         var client = new HttpClient { BaseAddress = ApiBase };
         client.DefaultRequestHeaders.Authorization = new("Bearer", Key);
+        return client;
+    }
+}
+
+public sealed record TestUser(Guid Id, string Email, string AccessToken, string RefreshToken, Guid OrganizationId, PortalAppFixture App)
+{
+    public const string Password = "Correct-horse-42";
+
+    /// <summary>A client acting as this user, optionally in another organisation (X-Organization-Id).</summary>
+    public HttpClient CreateClient(Guid? organization = null)
+    {
+        var client = App.CreateClientWithToken(AccessToken);
+        if (organization is { } org) client.DefaultRequestHeaders.Add("X-Organization-Id", org.ToString());
         return client;
     }
 }

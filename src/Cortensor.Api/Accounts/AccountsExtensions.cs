@@ -1,0 +1,82 @@
+using System.Text;
+using Cortensor.Api.Data;
+using Microsoft.AspNetCore.Authentication.JwtBearer;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.IdentityModel.JsonWebTokens;
+using Microsoft.IdentityModel.Tokens;
+
+namespace Cortensor.Api.Accounts;
+
+public static class PortalAuth
+{
+    /// <summary>The scheme the control plane and the admin API authenticate with: it picks Portal or external by the token's issuer.</summary>
+    public const string Bearer = "bearer";
+    public const string PortalScheme = "portal";
+    public const string ExternalScheme = "external";
+    public const string UserPolicy = "portal-user";
+    public const string AdminPolicy = "admin";
+}
+
+public static class AccountsExtensions
+{
+    /// <summary>
+    /// Accounts on ASP.NET Core Identity (Postgres), the Portal's own JWTs, and optionally an external
+    /// provider's. There is deliberately no default scheme: /v1 authenticates API keys on its own and
+    /// must not pay for JWT parsing.
+    /// </summary>
+    public static WebApplicationBuilder AddAccounts(this WebApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section)
+            .Validate(o => Encoding.UTF8.GetByteCount(o.SigningKey) >= 32, "Auth:SigningKey must be at least 32 bytes (AppHost parameter auth-signing-key).")
+            .ValidateOnStart();
+
+        builder.Services.AddIdentityCore<User>(o =>
+            {
+                o.User.RequireUniqueEmail = true;
+                o.Password.RequiredLength = 10;
+                o.Password.RequireNonAlphanumeric = false;
+                o.Password.RequireUppercase = true;
+                o.Password.RequireLowercase = true;
+                o.Password.RequireDigit = true;
+                o.Lockout.AllowedForNewUsers = true;
+                o.Lockout.MaxFailedAccessAttempts = 5;
+                o.Lockout.DefaultLockoutTimeSpan = TimeSpan.FromMinutes(5);
+            })
+            .AddEntityFrameworkStores<PortalDbContext>()
+            .AddSignInManager();
+        builder.Services.AddScoped<PortalTokens>();
+        builder.Services.AddScoped<ExternalUsers>();
+
+        var auth = builder.Configuration.GetSection(AuthOptions.Section).Get<AuthOptions>() ?? new AuthOptions();
+        var external = auth.External;
+        var authentication = builder.Services.AddAuthentication()
+            .AddPolicyScheme(PortalAuth.Bearer, "Portal or external bearer token", o => o.ForwardDefaultSelector = http =>
+                external.IsConfigured && IssuerOf(http) == external.Issuer ? PortalAuth.ExternalScheme : PortalAuth.PortalScheme)
+            .AddJwtBearer(PortalAuth.PortalScheme, jwt =>
+            {
+                jwt.MapInboundClaims = false;
+                jwt.TokenValidationParameters = new TokenValidationParameters
+                {
+                    ValidIssuer = auth.Issuer, ValidAudience = auth.Audience, IssuerSigningKey = PortalTokens.SigningKey(auth),
+                    ValidAlgorithms = [SecurityAlgorithms.HmacSha256], ClockSkew = TimeSpan.FromSeconds(30),
+                    NameClaimType = "sub", RoleClaimType = "role",
+                };
+                jwt.Events = PortalBearerEvents.Create();
+            });
+        if (external.IsConfigured)
+            authentication.AddJwtBearer(PortalAuth.ExternalScheme, jwt => ExternalIdentity.Configure(jwt, external));
+
+        builder.Services.AddAuthorizationBuilder()
+            .AddPolicy(PortalAuth.UserPolicy, p => p.AddAuthenticationSchemes(PortalAuth.Bearer).RequireAuthenticatedUser())
+            .AddPolicy(PortalAuth.AdminPolicy, p => p.AddAuthenticationSchemes(PortalAuth.Bearer).RequireClaim("role", PortalRoles.Admin));
+        return builder;
+    }
+
+    private static string? IssuerOf(HttpContext http)
+    {
+        var header = http.Request.Headers.Authorization.ToString();
+        if (!header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)) return null;
+        try { return new JsonWebToken(header[7..].Trim()).Issuer; }
+        catch (ArgumentException) { return null; }
+    }
+}

@@ -1,0 +1,45 @@
+using Cortensor.Api.Data;
+using Cortensor.Api.Keys;
+using Microsoft.AspNetCore.Identity;
+
+namespace Cortensor.Api.Accounts;
+
+/// <summary>
+/// The first operator: `Admin:Email` / `Admin:Password` (AppHost parameters admin-email, admin-password),
+/// created by the migrations step when missing. An existing account keeps its password (it may have been
+/// changed since) but is made an administrator.
+/// </summary>
+public static class AdminAccount
+{
+    public static async Task EnsureAsync(IServiceProvider services, CancellationToken ct = default)
+    {
+        using var scope = services.CreateScope();
+        var configuration = scope.ServiceProvider.GetRequiredService<IConfiguration>();
+        var log = scope.ServiceProvider.GetRequiredService<ILoggerFactory>().CreateLogger("Cortensor.Migrations");
+        var email = configuration["Admin:Email"];
+        var password = configuration["Admin:Password"];
+        if (string.IsNullOrWhiteSpace(email) || string.IsNullOrEmpty(password))
+        {
+            log.LogWarning("Admin:Email / Admin:Password not set: no initial administrator account was created");
+            return;
+        }
+        var users = scope.ServiceProvider.GetRequiredService<UserManager<User>>();
+        var user = await users.FindByEmailAsync(email);
+        if (user is null)
+        {
+            user = new User { UserName = email, Email = email, EmailConfirmed = true, IsAdmin = true, DisplayName = "Administrator" };
+            var created = await users.CreateAsync(user, password);
+            if (!created.Succeeded)
+                throw new InvalidOperationException("The initial admin account could not be created: " + string.Join(" ", created.Errors.Select(e => e.Description)));
+            var keys = scope.ServiceProvider.GetRequiredService<KeyService>();
+            await keys.CreateOrganizationAsync("Operators", "free", user.Id, AuditActor.System, ct);
+            log.LogInformation("Created the initial admin account {Email}", email);
+        }
+        else if (!user.IsAdmin)
+        {
+            user.IsAdmin = true;
+            await users.UpdateAsync(user);
+            log.LogInformation("Made {Email} an administrator", email);
+        }
+    }
+}

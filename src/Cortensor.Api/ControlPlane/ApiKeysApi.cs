@@ -1,0 +1,63 @@
+using Cortensor.Api.Accounts;
+using Cortensor.Api.Catalog;
+using Cortensor.Api.Data;
+using Cortensor.Api.Errors;
+using Cortensor.Api.Keys;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+
+namespace Cortensor.Api.ControlPlane;
+
+/// <summary>The organisation's API keys. Another organisation's key does not exist here (404).</summary>
+public static class ApiKeysApi
+{
+    public static RouteGroupBuilder MapApiKeysApi(this RouteGroupBuilder portal)
+    {
+        var keys = portal.MapGroup("/api-keys").WithTags("API keys");
+        keys.MapGet("", List).WithSummary("The organisation's keys (visible start only), newest first");
+        keys.MapPost("", Create).WithSummary("Create a key; the answer is the only time the plaintext key is shown");
+        keys.MapGet("/{id:guid}", Get).WithSummary("One key");
+        keys.MapDelete("/{id:guid}", Revoke).WithSummary("Revoke a key: it answers 401 on every replica within about a second");
+        return portal;
+    }
+
+    private static async Task<Ok<ApiKeyDto[]>> List(PortalCaller caller, PortalDbContext db, TimeProvider clock, CancellationToken ct)
+    {
+        var rows = await Query(db, caller.OrganizationId).ToListAsync(ct);
+        var now = clock.GetUtcNow();
+        return TypedResults.Ok(rows.Select(x => ApiKeyDto.From(x.Key, now, x.LastUsedAt)).ToArray());
+    }
+
+    private static async Task<Results<Ok<ApiKeyDto>, ErrorResult>> Get(Guid id, PortalCaller caller, PortalDbContext db, TimeProvider clock, CancellationToken ct) =>
+        await Query(db, caller.OrganizationId, id).SingleOrDefaultAsync(ct) is { } row
+            ? TypedResults.Ok(ApiKeyDto.From(row.Key, clock.GetUtcNow(), row.LastUsedAt))
+            : ControlPlaneErrors.NotFound("API key").ToResult();
+
+    private static async Task<Results<Created<CreatedApiKeyDto>, ErrorResult>> Create(CreateKeyBody body, PortalCaller caller,
+        KeyService keys, CatalogStore catalog, TimeProvider clock, CancellationToken ct)
+    {
+        if (body.Validate(catalog.Current, clock.GetUtcNow()) is { } invalid) return invalid.ToResult();
+        var created = await keys.CreateKeyAsync(caller.OrganizationId, body.Name!.Trim(), body.Environment ?? "live", body.ExpiresAt,
+            body.Models ?? [], body.RequestsPerMinute, body.TokensPerMinute, caller.UserId, caller.Actor, ct);
+        return TypedResults.Created($"/portal/api-keys/{created.Key.Id}", CreatedApiKeyDto.From(created));
+    }
+
+    private static async Task<Results<Ok<ApiKeyDto>, ErrorResult>> Revoke(Guid id, PortalCaller caller, PortalDbContext db,
+        KeyService keys, TimeProvider clock, CancellationToken ct)
+    {
+        var owner = await db.ApiKeys.AsNoTracking().Where(k => k.Id == id && k.OrganizationId == caller.OrganizationId)
+            .Select(k => new { k.CreatedByUserId }).SingleOrDefaultAsync(ct);
+        if (owner is null) return ControlPlaneErrors.NotFound("API key").ToResult();
+        if (!caller.CanManage && owner.CreatedByUserId != caller.UserId) return ControlPlaneErrors.NeedsRole("revoke a key someone else created").ToResult();
+        var key = await keys.SetKeyStatusAsync(id, ApiKeyStatus.Revoked, caller.OrganizationId, caller.Actor, ct);
+        return key is null ? ControlPlaneErrors.NotFound("API key").ToResult() : TypedResults.Ok(ApiKeyDto.From(key, clock.GetUtcNow()));
+    }
+
+    private sealed record KeyRow(ApiKey Key, DateTimeOffset? LastUsedAt);
+
+    /// <summary>Last use comes from the request log (indexed by key and time) rather than a write on every request.</summary>
+    private static IQueryable<KeyRow> Query(PortalDbContext db, Guid organizationId, Guid? keyId = null) =>
+        db.ApiKeys.AsNoTracking().Where(k => k.OrganizationId == organizationId && (keyId == null || k.Id == keyId))
+            .OrderByDescending(k => k.CreatedAt)
+            .Select(k => new KeyRow(k, db.RequestLogs.Where(r => r.ApiKeyId == k.Id).Max(r => (DateTimeOffset?)r.CreatedAt)));
+}

@@ -1,0 +1,25 @@
+using Cortensor.Api.Accounts;
+using Cortensor.Api.Infrastructure;
+
+namespace Cortensor.Api.ControlPlane;
+
+public static class ControlPlaneApi
+{
+    /// <summary>
+    /// What a signed-in customer calls (SPEC §4). Everything under /portal except auth, the user's own
+    /// organisations and the public catalog acts in one organisation (<see cref="PortalCaller"/>).
+    /// </summary>
+    public static IEndpointRouteBuilder MapControlPlaneApi(this IEndpointRouteBuilder app)
+    {
+        app.MapAuthApi();
+        app.MapOrganizationsApi();
+        app.MapGroup("/portal")
+            .RequireAuthorization(PortalAuth.UserPolicy)
+            .AddEndpointFilter<OrganizationContextFilter>()
+            .ProducesErrors(400, 401, 403, 404, 409)
+            .MapApiKeysApi()
+            .MapMembersApi()
+            .MapUsageApi();
+        return app;
+    }
+}

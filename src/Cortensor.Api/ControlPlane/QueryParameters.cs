@@ -1,0 +1,47 @@
+using System.Globalization;
+using Cortensor.Api.Errors;
+
+namespace Cortensor.Api.ControlPlane;
+
+/// <summary>
+/// Query strings parsed by hand so a malformed value answers 400 naming the parameter, in the
+/// Api's error shape (the framework's binder answers a bare 400 without saying which).
+/// </summary>
+public static class QueryParameters
+{
+    /// <summary>Every parameter is parsed (so all outputs are assigned); the first failure is reported.</summary>
+    public static ApiError? FirstError(params ApiError?[] errors) => errors.FirstOrDefault(e => e is not null);
+
+    public static ApiError? Date(string? value, string name, out DateOnly? date)
+    {
+        date = null;
+        if (string.IsNullOrEmpty(value)) return null;
+        if (DateOnly.TryParseExact(value, "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out var d)) { date = d; return null; }
+        if (DateTimeOffset.TryParse(value, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var t)) { date = DateOnly.FromDateTime(t.UtcDateTime); return null; }
+        return ApiError.InvalidField(name, $"'{name}' must be a date (YYYY-MM-DD) or an ISO 8601 time.");
+    }
+
+    public static ApiError? Time(string? value, string name, out DateTimeOffset? time)
+    {
+        time = null;
+        if (string.IsNullOrEmpty(value)) return null;
+        if (DateTimeOffset.TryParse(value, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var t)) { time = t; return null; }
+        return ApiError.InvalidField(name, $"'{name}' must be an ISO 8601 time, e.g. 2026-11-26T12:00:00Z.");
+    }
+
+    public static ApiError? Guid(string? value, string name, out Guid? id)
+    {
+        id = null;
+        if (string.IsNullOrEmpty(value)) return null;
+        if (System.Guid.TryParse(value, out var g)) { id = g; return null; }
+        return ApiError.InvalidField(name, $"'{name}' must be an id (a UUID).");
+    }
+
+    public static ApiError? Int(string? value, string name, int min, int max, out int? number)
+    {
+        number = null;
+        if (string.IsNullOrEmpty(value)) return null;
+        if (int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n >= min && n <= max) { number = n; return null; }
+        return ApiError.InvalidField(name, $"'{name}' must be a whole number from {min} to {max}.");
+    }
+}

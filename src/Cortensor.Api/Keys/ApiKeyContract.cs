@@ -1,0 +1,48 @@
+using Cortensor.Api.Catalog;
+using Cortensor.Api.Data;
+using Cortensor.Api.Errors;
+
+namespace Cortensor.Api.Keys;
+
+/// <summary>What a caller may ask for when creating a key; the control plane and the admin API take the same.</summary>
+public sealed record CreateKeyBody(string? Name, string? Environment, DateTimeOffset? ExpiresAt, string[]? Models, int? RequestsPerMinute, int? TokensPerMinute)
+{
+    public ApiError? Validate(CatalogSnapshot catalog, DateTimeOffset now)
+    {
+        if (string.IsNullOrWhiteSpace(Name) || Name.Trim().Length > 100) return ApiError.InvalidField("name", "'name' is required (at most 100 characters).");
+        if ((Environment ?? "live") is not ("live" or "test")) return ApiError.InvalidField("environment", "'environment' must be 'live' or 'test'.");
+        if (ExpiresAt is { } expires && expires <= now) return ApiError.InvalidField("expires_at", "'expires_at' must be in the future.");
+        if (Models is { Length: > 50 }) return ApiError.InvalidField("models", "'models' lists at most 50 models.");
+        foreach (var model in Models ?? [])
+            if (string.IsNullOrEmpty(model) || !catalog.Models.ContainsKey(model))
+                return ApiError.InvalidField("models", $"Unknown model '{model}'. GET /portal/models lists them.");
+        if (RequestsPerMinute is < 1) return ApiError.InvalidField("requests_per_minute", "'requests_per_minute' must be at least 1.");
+        if (TokensPerMinute is < 1) return ApiError.InvalidField("tokens_per_minute", "'tokens_per_minute' must be at least 1.");
+        return null;
+    }
+}
+
+/// <summary>A key as listed: never the plaintext, only its visible start.</summary>
+public sealed record ApiKeyDto(Guid Id, Guid OrganizationId, string Name, string Start, string Environment, string Status,
+    DateTimeOffset CreatedAt, DateTimeOffset? LastUsedAt, DateTimeOffset? ExpiresAt, DateTimeOffset? RevokedAt,
+    string[] Models, int? RequestsPerMinute, int? TokensPerMinute, Guid? CreatedBy)
+{
+    public static ApiKeyDto From(ApiKey k, DateTimeOffset now, DateTimeOffset? lastUsedAt = null) => new(k.Id, k.OrganizationId, k.Name, k.Start,
+        k.Environment, StatusOf(k, now), k.CreatedAt, lastUsedAt, k.ExpiresAt, k.RevokedAt, k.AllowedModels.ToArray(),
+        k.RequestsPerMinute, k.TokensPerMinute, k.CreatedByUserId);
+
+    public static string StatusOf(ApiKey k, DateTimeOffset now) =>
+        k.Status == ApiKeyStatus.Active && k.ExpiresAt is { } e && e <= now ? "expired" : k.Status.ToString().ToLowerInvariant();
+}
+
+/// <summary>The answer to a create: the only time the plaintext key is ever shown.</summary>
+public sealed record CreatedApiKeyDto(Guid Id, Guid OrganizationId, string Name, string Key, string Start, string Environment, string Status,
+    DateTimeOffset CreatedAt, DateTimeOffset? ExpiresAt, string[] Models, int? RequestsPerMinute, int? TokensPerMinute)
+{
+    public static CreatedApiKeyDto From(CreatedKey created)
+    {
+        var k = created.Key;
+        return new(k.Id, k.OrganizationId, k.Name, created.Plaintext, k.Start, k.Environment, k.Status.ToString().ToLowerInvariant(),
+            k.CreatedAt, k.ExpiresAt, k.AllowedModels.ToArray(), k.RequestsPerMinute, k.TokensPerMinute);
+    }
+}
