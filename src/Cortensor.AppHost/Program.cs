@@ -37,6 +37,8 @@ var api = builder.AddProject<Projects.Cortensor_Api>(LaunchTopology.Api, launchP
 
 builder.AddProject<Projects.Cortensor_Web>(LaunchTopology.Web, launchProfileName: "http")
     .WithReference(api).WaitFor(api)
+    // What the quickstart shows customers: the Api's address as a browser reaches it.
+    .WithEnvironment("PortalApi__PublicUrl", api.GetEndpoint("http"))
     .WithHttpHealthCheck("/health");
 
 builder.Build().Run();

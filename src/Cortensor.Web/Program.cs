@@ -6,6 +6,7 @@ var builder = WebApplication.CreateBuilder(args);
 
 builder.AddServiceDefaults();
 builder.AddPortalApiClient();
+builder.AddPortalSessions();
 builder.Services.AddFluentUIComponents();
 builder.Services.AddRazorComponents().AddInteractiveServerComponents();
 
@@ -14,9 +15,12 @@ var app = builder.Build();
 if (!app.Environment.IsDevelopment())
     app.UseExceptionHandler("/error", createScopeForErrors: true);
 
+app.UseAuthentication();
+app.UseAuthorization();
 app.UseAntiforgery();
 app.MapStaticAssets();
 app.MapDefaultEndpoints();
+app.MapPortalSessions();
 app.MapRazorComponents<App>().AddInteractiveServerRenderMode();
 
 app.Run();

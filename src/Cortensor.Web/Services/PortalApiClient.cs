@@ -4,28 +4,120 @@ using Refit;
 
 namespace Cortensor.Web.Services;
 
-/// <summary>The Portal Api as the dashboard sees it; the one way the Web talks to the backend.</summary>
+/// <summary>
+/// The Portal Api as the dashboard sees it; the one way the Web talks to the backend. Calls that act
+/// for a user take their access token and, where it matters, the organisation they act in.
+/// </summary>
 public interface IPortalApi
 {
-    [Get("/portal/models")]
-    Task<IReadOnlyList<CatalogModel>> GetModelsAsync(CancellationToken ct = default);
+    [Post("/portal/auth/signup")] Task<Tokens> SignUpAsync([Body] SignUpRequest request, CancellationToken ct = default);
+    [Post("/portal/auth/login")] Task<Tokens> LogInAsync([Body] LogInRequest request, CancellationToken ct = default);
+    [Post("/portal/auth/refresh")] Task<Tokens> RefreshAsync([Body] RefreshRequest request, CancellationToken ct = default);
+    [Post("/portal/auth/logout")] Task LogOutAsync([Body] RefreshRequest request, CancellationToken ct = default);
+
+    [Get("/portal/me")] Task<Me> GetMeAsync([Authorize] string token, CancellationToken ct = default);
+    [Patch("/portal/me")] Task<Me> UpdateMeAsync([Authorize] string token, [Body] ProfileUpdate update, CancellationToken ct = default);
+    [Get("/portal/organizations")] Task<IReadOnlyList<Organization>> GetOrganizationsAsync([Authorize] string token, CancellationToken ct = default);
+    [Post("/portal/organizations")] Task<Organization> CreateOrganizationAsync([Authorize] string token, [Body] NewOrganization organization, CancellationToken ct = default);
+    [Get("/portal/members")] Task<IReadOnlyList<Member>> GetMembersAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, CancellationToken ct = default);
+    [Post("/portal/members")] Task<Member> AddMemberAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, [Body] NewMember member, CancellationToken ct = default);
+
+    [Get("/portal/api-keys")] Task<IReadOnlyList<ApiKey>> GetKeysAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, CancellationToken ct = default);
+    [Post("/portal/api-keys")] Task<CreatedApiKey> CreateKeyAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, [Body] NewApiKey key, CancellationToken ct = default);
+    [Delete("/portal/api-keys/{id}")] Task<ApiKey> RevokeKeyAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, Guid id, CancellationToken ct = default);
+
+    [Get("/portal/usage-summary")]
+    Task<UsageSummary> GetUsageAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, string from, string to,
+        [AliasAs("group_by")] string groupBy, CancellationToken ct = default);
+    [Get("/portal/requests")]
+    Task<RequestPage> GetRequestsAsync([Authorize] string token, [Header("X-Organization-Id")] string? org,
+        [AliasAs("request_id")] string? requestId, int limit, CancellationToken ct = default);
+    [Get("/portal/balance")] Task<OrganizationBalance> GetBalanceAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, CancellationToken ct = default);
+    [Get("/portal/models")] Task<IReadOnlyList<CatalogModel>> GetModelsAsync(CancellationToken ct = default);
+    [Get("/portal/models")] Task<IReadOnlyList<CatalogModel>> GetModelsForAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, CancellationToken ct = default);
+
+    [Get("/admin/pools")] Task<IReadOnlyList<Pool>> GetPoolsAsync([Authorize] string token, CancellationToken ct = default);
+    [Post("/admin/pools/{id}/drain")] Task DrainPoolAsync([Authorize] string token, string id, CancellationToken ct = default);
+    [Post("/admin/pools/{id}/undrain")] Task UndrainPoolAsync([Authorize] string token, string id, CancellationToken ct = default);
+    [Post("/admin/models/{id}/disable")] Task DisableModelAsync([Authorize] string token, string id, CancellationToken ct = default);
+    [Post("/admin/models/{id}/enable")] Task EnableModelAsync([Authorize] string token, string id, CancellationToken ct = default);
+    [Get("/admin/organizations")] Task<IReadOnlyList<AdminOrganization>> FindOrganizationsAsync([Authorize] string token, string? search, CancellationToken ct = default);
+    [Post("/admin/organizations/{id}/pause")] Task PauseOrganizationAsync([Authorize] string token, Guid id, CancellationToken ct = default);
+    [Post("/admin/organizations/{id}/resume")] Task ResumeOrganizationAsync([Authorize] string token, Guid id, CancellationToken ct = default);
+    [Put("/admin/organizations/{id}/plan")] Task ChangePlanAsync([Authorize] string token, Guid id, [Body] PlanChange change, CancellationToken ct = default);
+    [Post("/admin/organizations/{id}/credits")] Task AdjustCreditsAsync([Authorize] string token, Guid id, [Body] CreditAdjustment adjustment, CancellationToken ct = default);
+    [Get("/admin/organizations/{id}/api-keys")] Task<IReadOnlyList<ApiKey>> GetOrganizationKeysAsync([Authorize] string token, Guid id, CancellationToken ct = default);
+    [Post("/admin/api-keys/{id}/pause")] Task PauseKeyAsync([Authorize] string token, Guid id, CancellationToken ct = default);
+    [Post("/admin/api-keys/{id}/resume")] Task ResumeKeyAsync([Authorize] string token, Guid id, CancellationToken ct = default);
+    [Get("/admin/audit")] Task<IReadOnlyList<AuditEntry>> GetAuditAsync([Authorize] string token, int limit, CancellationToken ct = default);
+    [Get("/admin/requests/{requestId}")] Task<IReadOnlyList<FoundRequest>> FindRequestAsync([Authorize] string token, string requestId, CancellationToken ct = default);
 }
+
+public sealed record SignUpRequest(string Email, string Password, string? Organization);
+public sealed record LogInRequest(string Email, string Password);
+public sealed record RefreshRequest(string RefreshToken);
+public sealed record Tokens(string AccessToken, string RefreshToken, int ExpiresIn);
+public sealed record Me(Guid Id, string? Email, string? DisplayName, bool IsAdmin, string? IdentityProvider, DateTimeOffset CreatedAt, IReadOnlyList<Organization> Organizations);
+public sealed record ProfileUpdate(string DisplayName);
+public sealed record Organization(Guid Id, string Name, string Plan, string Status, string Role, DateTimeOffset CreatedAt);
+public sealed record NewOrganization(string Name);
+public sealed record Member(Guid UserId, string? Email, string? DisplayName, string Role, DateTimeOffset CreatedAt);
+public sealed record NewMember(string Email, string Role);
+
+public sealed record ApiKey(Guid Id, Guid OrganizationId, string Name, string Start, string Environment, string Status, DateTimeOffset CreatedAt,
+    DateTimeOffset? LastUsedAt, DateTimeOffset? ExpiresAt, DateTimeOffset? RevokedAt, IReadOnlyList<string>? Models);
+public sealed record NewApiKey(string Name, DateTimeOffset? ExpiresAt, IReadOnlyList<string>? Models);
+public sealed record CreatedApiKey(Guid Id, string Name, string Key, string Start, DateTimeOffset CreatedAt, DateTimeOffset? ExpiresAt, IReadOnlyList<string>? Models);
+
+public sealed record UsageRow(DateOnly? Day, string? Model, Guid? KeyId, string? KeyName, long Requests, long Errors,
+    long PromptTokens, long CompletionTokens, long TotalTokens, decimal Cost);
+public sealed record UsageSummary(DateOnly From, DateOnly To, IReadOnlyList<string> GroupBy, IReadOnlyList<UsageRow> Data, UsageRow Totals);
+public sealed record RequestEntry(string RequestId, DateTimeOffset CreatedAt, string Method, string Path, int Status, string? ErrorCode,
+    int LatencyMs, string? Model, Guid? KeyId, int PromptTokens, int CompletionTokens, decimal Cost, bool Streamed);
+public sealed record RequestPage(IReadOnlyList<RequestEntry> Data, bool HasMore);
+public sealed record PlanInfo(string Id, string Name, string BillingMode, int RequestsPerMinute, int TokensPerMinute, long? MonthlyTokenQuota);
+public sealed record QuotaInfo(DateTimeOffset PeriodStart, DateTimeOffset PeriodEnd, long TokensUsed, long? TokensLeft);
+public sealed record OrganizationBalance(Guid OrganizationId, string OrganizationName, string Status, PlanInfo Plan, decimal CreditBalanceUsd, QuotaInfo Quota, IReadOnlyList<string> Models);
 
 public sealed record CatalogModel(
     string Id, string DisplayName, string Family, bool Enabled, int ContextWindow,
     [property: JsonPropertyName("input_price_per_1k")] decimal InputPricePer1K,
     [property: JsonPropertyName("output_price_per_1k")] decimal OutputPricePer1K,
-    bool Available);
+    bool Available, bool? Allowed = null);
+
+public sealed record RouterHealth(string Id, bool Healthy, string Circuit, int InFlight, long ReportedLoad, long Completed, long Failed, double ErrorRate, double LatencyMs);
+public sealed record Pool(string Id, bool Draining, IReadOnlyList<string> Models, IReadOnlyList<RouterHealth> Routers);
+public sealed record AdminOrganization(Guid Id, string Name, string Plan, string Status, DateTimeOffset CreatedAt);
+public sealed record PlanChange(string Plan);
+public sealed record CreditAdjustment(decimal Amount, string Reason);
+public sealed record AuditEntry(long Id, string Actor, string Action, string TargetType, string TargetId, string? Before, string? After, DateTimeOffset CreatedAt);
+public sealed record LoggedRequest(string RequestId, Guid? OrganizationId, Guid? ApiKeyId, string? ModelId, string Method, string Path, int Status, string? ErrorCode, int LatencyMs, DateTimeOffset CreatedAt);
+public sealed record FoundRequest(LoggedRequest Log);
 
 public static class PortalApiClientExtensions
 {
+    public const string HttpClientName = "portal-api";
+
     public static WebApplicationBuilder AddPortalApiClient(this WebApplicationBuilder builder)
     {
-        var json = new JsonSerializerOptions(JsonSerializerDefaults.Web) { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+        var json = new JsonSerializerOptions(JsonSerializerDefaults.Web)
+        {
+            PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+            DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        };
+        // Resolved by service discovery from the AppHost's reference to the Api.
+        var baseAddress = new Uri(builder.Configuration["PortalApi:BaseAddress"] ?? "https+http://api");
         builder.Services
             .AddRefitGeneratedClient<IPortalApi>(new RefitSettings { ContentSerializer = new SystemTextJsonContentSerializer(json) })
-            // Resolved by service discovery from the AppHost's reference to the Api.
-            .ConfigureHttpClient(c => c.BaseAddress = new Uri(builder.Configuration["PortalApi:BaseAddress"] ?? "https+http://api"));
+            .ConfigureHttpClient(c => c.BaseAddress = baseAddress);
+        // The playground streams from the public /v1 API with the user's key: a plain client, no Refit.
+        builder.Services.AddHttpClient(HttpClientName, c =>
+        {
+            c.BaseAddress = baseAddress;
+            c.Timeout = Timeout.InfiniteTimeSpan;
+        });
+        builder.Services.AddSingleton<SessionStore>();
+        builder.Services.AddScoped<PortalSession>();
         return builder;
     }
 }

@@ -1,0 +1,59 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+
+namespace Cortensor.Web.Services;
+
+/// <summary>
+/// The signed-in users' Api tokens, kept on the server: the browser's cookie carries only a session id.
+/// Blazor circuits outlive a 15-minute access token and cannot rewrite the cookie, so refreshed
+/// (rotated) tokens must live here. Sessions end when the Web process restarts; users sign in again.
+/// </summary>
+public sealed class SessionStore(TimeProvider clock)
+{
+    private readonly ConcurrentDictionary<string, PortalSessionState> _sessions = new();
+    private readonly ConcurrentDictionary<string, (string SessionId, DateTimeOffset Expires)> _tickets = new();
+
+    public PortalSessionState? Find(string? sessionId) => sessionId is null ? null : _sessions.GetValueOrDefault(sessionId);
+
+    /// <summary>Starts a session for freshly issued tokens; answers a one-time ticket the browser redeems for its cookie.</summary>
+    public (PortalSessionState Session, string Ticket) Start(Tokens tokens, Me me)
+    {
+        var state = new PortalSessionState(NewId(), me.Id, me.Email ?? me.Id.ToString(), me.DisplayName, me.IsAdmin);
+        state.Update(tokens, clock.GetUtcNow());
+        state.OrganizationId = me.Organizations.FirstOrDefault()?.Id;
+        _sessions[state.Id] = state;
+        var ticket = NewId();
+        _tickets[ticket] = (state.Id, clock.GetUtcNow().AddMinutes(1));
+        return (state, ticket);
+    }
+
+    public PortalSessionState? Redeem(string ticket) =>
+        _tickets.TryRemove(ticket, out var entry) && entry.Expires > clock.GetUtcNow() ? Find(entry.SessionId) : null;
+
+    public PortalSessionState? End(string? sessionId) => sessionId is not null && _sessions.TryRemove(sessionId, out var s) ? s : null;
+
+    private static string NewId() => Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+}
+
+public sealed class PortalSessionState(string id, Guid userId, string email, string? displayName, bool isAdmin)
+{
+    public string Id { get; } = id;
+    public Guid UserId { get; } = userId;
+    public string Email { get; } = email;
+    public string? DisplayName { get; set; } = displayName;
+    public bool IsAdmin { get; } = isAdmin;
+    public string AccessToken { get; private set; } = "";
+    public string RefreshToken { get; private set; } = "";
+    public DateTimeOffset AccessTokenExpires { get; private set; }
+    public Guid? OrganizationId { get; set; }
+    /// <summary>The last key created in this session, so the playground can use it without pasting.</summary>
+    public string? LastCreatedKey { get; set; }
+    public SemaphoreSlim RefreshLock { get; } = new(1, 1);
+
+    public void Update(Tokens tokens, DateTimeOffset now)
+    {
+        AccessToken = tokens.AccessToken;
+        RefreshToken = tokens.RefreshToken;
+        AccessTokenExpires = now.AddSeconds(tokens.ExpiresIn);
+    }
+}

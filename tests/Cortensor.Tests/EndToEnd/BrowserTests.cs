@@ -1,0 +1,226 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Aspire.Hosting.Testing;
+using Cortensor.Tests.Fixtures;
+using Microsoft.Playwright;
+
+namespace Cortensor.Tests.EndToEnd;
+
+/// <summary>
+/// The dashboard in a real browser (Debian's Chromium, headless, driven by Playwright) against the
+/// graph the fixture started. Screenshots of the pages go to a temp directory, or to docs/screenshots
+/// with CORTENSOR_SCREENSHOTS=1.
+/// </summary>
+[Collection(PortalAppCollection.Name)]
+public class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
+{
+    private IPlaywright _playwright = null!;
+    private IBrowser _browser = null!;
+    private readonly string _shots = Environment.GetEnvironmentVariable("CORTENSOR_SCREENSHOTS") == "1"
+        ? Path.Combine(Repository.Root, "docs", "screenshots")
+        : Path.Combine(Path.GetTempPath(), "cortensor-screenshots");
+
+    public async Task InitializeAsync()
+    {
+        Directory.CreateDirectory(_shots);
+        Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), "cortensor-screenshots"));
+        Assertions.SetDefaultExpectTimeout(15_000);
+        _playwright = await Playwright.CreateAsync();
+        _browser = await _playwright.Chromium.LaunchAsync(new()
+        {
+            ExecutablePath = Environment.GetEnvironmentVariable("CHROMIUM_PATH") ?? "/usr/bin/chromium",
+            Headless = true,
+            Args = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+        });
+    }
+
+    private readonly List<IPage> _pages = [];
+
+    public async Task DisposeAsync()
+    {
+        // Whatever the outcome, the last state of every page is kept for a look at what happened.
+        for (var i = 0; i < _pages.Count; i++)
+        {
+            try { await _pages[i].ScreenshotAsync(new() { Path = Path.Combine(Path.GetTempPath(), "cortensor-screenshots", $"last-{GetType().Name}-{Guid.NewGuid():N}-{i}.png"), FullPage = true }); }
+            catch (PlaywrightException) { }
+        }
+        await _browser.DisposeAsync();
+        _playwright.Dispose();
+    }
+
+    private string Web => portal.App.GetEndpoint(LaunchTopology.Web, "http").ToString().TrimEnd('/');
+
+    private async Task<IPage> NewPageAsync()
+    {
+        var context = await _browser.NewContextAsync(new() { ViewportSize = new() { Width = 1360, Height = 1150 }, BaseURL = Web });
+        await context.GrantPermissionsAsync(["clipboard-read", "clipboard-write"], new() { Origin = Web });
+        var page = await context.NewPageAsync();
+        page.SetDefaultTimeout(20_000);
+        _pages.Add(page);
+        return page;
+    }
+
+    /// <summary>Fluent inputs are web components; the real input is in their shadow root (Playwright's CSS pierces it).</summary>
+    private static ILocator Input(IPage page, string id) => page.Locator($"#{id} input, #{id} textarea").First;
+
+    private async Task ShotAsync(IPage page, string name)
+    {
+        await page.WaitForLoadStateAsync(LoadState.NetworkIdle);
+        await page.ScreenshotAsync(new() { Path = Path.Combine(_shots, name + ".png"), FullPage = true });
+    }
+
+    /// <summary>Opens a page and waits until its circuit is live: a click on the prerendered HTML would go nowhere.</summary>
+    private static async Task GoAsync(IPage page, string url)
+    {
+        await page.GotoAsync(url);
+        if (page.Url.Contains(url.Split('?')[0], StringComparison.Ordinal) || url == "/" || page.Url.Contains("/forbidden", StringComparison.Ordinal))
+            await page.Locator("[data-interactive='yes']").WaitForAsync();
+    }
+
+    private static async Task SignInAsync(IPage page, string email, string password)
+    {
+        await GoAsync(page, "/signin");
+        await Input(page, "email").FillAsync(email);
+        await Input(page, "password").FillAsync(password);
+        await page.Locator("#signin-submit").ClickAsync();
+        await page.WaitForURLAsync(url => !url.Contains("/signin", StringComparison.Ordinal) && !url.Contains("/auth/", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task ACustomerSignsUpCreatesAndCopiesAKeySeesTheCallInUsageAndRevokesIt()
+    {
+        var page = await NewPageAsync();
+        var email = $"browser-{Guid.NewGuid():N}@example.com";
+
+        await GoAsync(page, "/signup");
+        await ShotAsync(page, "signup");
+        await Input(page, "email").FillAsync(email);
+        await Input(page, "password").FillAsync(TestUser.Password);
+        await Input(page, "organization").FillAsync("Browser Labs");
+        await page.Locator("#signup-submit").ClickAsync();
+        await page.WaitForURLAsync("**/api-keys");
+        await page.Locator("[data-interactive='yes']").WaitForAsync();
+        await Assertions.Expect(page.GetByText("No keys yet")).ToBeVisibleAsync();
+
+        await page.Locator("#create-key").ClickAsync();
+        await Input(page, "key-name").FillAsync("browser key");
+        await page.Locator("#create-key-submit").ClickAsync();
+        var shown = page.Locator("#new-key");
+        await Assertions.Expect(shown).ToContainTextAsync("ctr_live_");
+        var key = (await shown.TextContentAsync())!.Trim();
+        await page.Locator("#copy-key").ClickAsync();
+        await Assertions.Expect(page.Locator("#copy-key")).ToContainTextAsync("Copied");
+        Assert.Equal(key, await page.EvaluateAsync<string>("navigator.clipboard.readText()"));
+        await page.Locator("#close-key-dialog").ClickAsync();
+        await Assertions.Expect(page.GetByRole(AriaRole.Grid)).ToContainTextAsync("browser key");
+        await ShotAsync(page, "api-keys");
+
+        using var api = new HttpClient { BaseAddress = portal.App.GetEndpoint(LaunchTopology.Api, "http") };
+        api.DefaultRequestHeaders.Authorization = new("Bearer", key);
+        var requestId = "browser-" + Guid.NewGuid().ToString("N")[..12];
+        using var call = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+        {
+            Content = JsonContent.Create(new { model = "gpt-oss-20b", messages = new[] { new { role = "user", content = "Hello from the browser test" } }, max_tokens = 8 }),
+        };
+        call.Headers.Add("X-Request-Id", requestId);
+        Assert.Equal(HttpStatusCode.OK, (await api.SendAsync(call)).StatusCode);
+
+        // The usage page shows the request once the ledger writers have it (well under a second).
+        await GoAsync(page, "/usage");
+        for (var attempt = 0; attempt < 20; attempt++)
+        {
+            await Input(page, "request-search").FillAsync(requestId);
+            await page.Locator("#request-search-submit").ClickAsync();
+            if (await page.GetByText(requestId).CountAsync() > 0) break;
+            await Task.Delay(500);
+            await page.ReloadAsync();
+            await page.Locator("[data-interactive='yes']").WaitForAsync();
+        }
+        await Assertions.Expect(page.GetByText(requestId)).ToBeVisibleAsync();
+        await GoAsync(page, "/usage");
+        await Assertions.Expect(page.Locator(".portal-chart .js-plotly-plot")).ToBeVisibleAsync();
+        await ShotAsync(page, "usage");
+
+        await GoAsync(page, "/balance");
+        await Assertions.Expect(page.GetByLabel("Credit balance")).ToBeVisibleAsync();
+        await ShotAsync(page, "balance");
+
+        // The playground streams through /v1 with the key created in this session.
+        await GoAsync(page, "/playground");
+        await page.Locator("#playground-send").ClickAsync();
+        await Assertions.Expect(page.Locator("#playground-answer")).Not.ToBeEmptyAsync();
+        await Assertions.Expect(page.GetByText("completion tokens")).ToBeVisibleAsync();
+        await ShotAsync(page, "playground");
+
+        await GoAsync(page, "/quickstart");
+        await Assertions.Expect(page.Locator("pre").First).ToContainTextAsync("/v1");
+        await ShotAsync(page, "quickstart");
+
+        await GoAsync(page, "/api-keys");
+        await page.GetByLabel("Revoke browser key").ClickAsync();
+        // The confirmation is a Fluent dialog (a web component): its buttons are found by their text inside it.
+        await page.Locator("fluent-dialog").GetByText("Revoke", new() { Exact = true }).ClickAsync();
+        await Assertions.Expect(page.GetByRole(AriaRole.Grid)).ToContainTextAsync("revoked");
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        var rejected = await api.PostAsJsonAsync("/v1/chat/completions", new { model = "gpt-oss-20b", messages = new[] { new { role = "user", content = "again" } } });
+        Assert.Equal(HttpStatusCode.Unauthorized, rejected.StatusCode);
+
+        await page.GetByText("Sign out", new() { Exact = true }).ClickAsync();
+        await page.WaitForURLAsync("**/signin?signedout=1");
+        await GoAsync(page, "/api-keys");
+        await page.WaitForURLAsync("**/signin**");
+    }
+
+    [Fact]
+    public async Task AnAdministratorDisablesAModelAndTheCatalogMarksIt()
+    {
+        var page = await NewPageAsync();
+        await SignInAsync(page, PortalAppFixture.AdminEmail, PortalAppFixture.AdminPassword);
+        await GoAsync(page, "/admin");
+        await page.GetByLabel("Disable qwen-3-32b").ClickAsync();
+        await Assertions.Expect(page.GetByText("qwen-3-32b disabled.")).ToBeVisibleAsync();
+        try
+        {
+            await ShotAsync(page, "admin");
+            await GoAsync(page, "/models");
+            await Assertions.Expect(page.Locator("[data-model-status='qwen-3-32b']")).ToHaveTextAsync("Disabled");
+            await ShotAsync(page, "models");
+            await GoAsync(page, "/admin");
+            await page.GetByRole(AriaRole.Tab, new() { Name = "Pools and routers" }).ClickAsync();
+            await Assertions.Expect(page.GetByLabel("Pool oss-20b")).ToContainTextAsync("router-oss20b-1");
+            await ShotAsync(page, "admin-pools");
+            await page.GetByRole(AriaRole.Tab, new() { Name = "Audit log" }).ClickAsync();
+            await Assertions.Expect(page.GetByLabel("Audit log")).ToContainTextAsync("model.disable");
+        }
+        finally
+        {
+            using var admin = portal.CreateAdminClient();
+            (await admin.PostAsync("/admin/models/qwen-3-32b/enable", null)).EnsureSuccessStatusCode();
+        }
+        // A customer's browser does not get the admin pages.
+        var customer = await portal.SignUpAsync();
+        var other = await NewPageAsync();
+        await SignInAsync(other, customer.Email, TestUser.Password);
+        await GoAsync(other, "/admin");
+        await Assertions.Expect(other.GetByText("This page is for Portal administrators")).ToBeVisibleAsync();
+        Assert.Contains("/forbidden", other.Url);
+    }
+
+    [Fact]
+    public async Task TheDashboardIsUsableAtPhoneWidth()
+    {
+        var context = await _browser.NewContextAsync(new() { ViewportSize = new() { Width = 390, Height = 844 }, BaseURL = Web, IsMobile = true });
+        var page = await context.NewPageAsync();
+        await GoAsync(page, "/signin");
+        var width = await page.EvaluateAsync<int>("document.documentElement.scrollWidth");
+        Assert.True(width <= 390, $"the sign-in page scrolls sideways at phone width ({width}px)");
+        await Assertions.Expect(page.Locator("#signin-submit")).ToBeVisibleAsync();
+        // Keyboard: the form is reachable and submittable without a mouse.
+        await Input(page, "email").FocusAsync();
+        await page.Keyboard.PressAsync("Tab");
+        var focused = await page.EvaluateAsync<string>("document.activeElement?.id || document.activeElement?.tagName");
+        Assert.False(string.IsNullOrEmpty(focused));
+        await ShotAsync(page, "signin-phone");
+    }
+}
