@@ -379,6 +379,54 @@ public class ControlPlaneTests(PortalAppFixture portal)
     }
 
     [Fact]
+    public async Task APlanChangeReachesTheHotPathWithinASecond()
+    {
+        var customer = await portal.CreateCustomerAsync(plan: "free", credits: 1m);
+        using var api = customer.CreateClient();
+        var notOnFree = await api.PostAsJsonAsync("/v1/chat/completions", Chat("gpt-oss-120b"));
+        Assert.Equal(HttpStatusCode.Forbidden, notOnFree.StatusCode);
+        Assert.Equal("model_not_entitled", await Code(notOnFree));
+
+        using var admin = portal.CreateAdminClient();
+        (await admin.PutAsJsonAsync($"/admin/organizations/{customer.OrganizationId}/plan", new { plan = "pro" })).EnsureSuccessStatusCode();
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        for (var i = 0; i < 4; i++) Assert.Equal(HttpStatusCode.OK, (await api.PostAsJsonAsync("/v1/chat/completions", Chat("gpt-oss-120b"))).StatusCode);
+        var audit = await admin.GetFromJsonAsync<JsonElement>($"/admin/audit?target_id={customer.OrganizationId}&action=organization.plan");
+        var change = Assert.Single(audit.EnumerateArray());
+        Assert.Contains("free", change.GetProperty("before").GetString());
+        Assert.Contains("pro", change.GetProperty("after").GetString());
+    }
+
+    [Fact]
+    public async Task BadAdminInputNamesTheFieldAndChangesNothing()
+    {
+        var customer = await portal.CreateCustomerAsync(plan: "pro", credits: 2m);
+        using var admin = portal.CreateAdminClient();
+        var auditBefore = (await admin.GetFromJsonAsync<JsonElement>($"/admin/audit?target_id={customer.OrganizationId}")).GetArrayLength();
+        var cases = new (HttpMethod Method, string Path, object? Body, string Param)[]
+        {
+            (HttpMethod.Post, $"/admin/organizations/{customer.OrganizationId}/credits", new { amount = 0 }, "amount"),
+            (HttpMethod.Post, $"/admin/organizations/{customer.OrganizationId}/credits", new { amount = 0.00000000001m }, "amount"),
+            (HttpMethod.Put, $"/admin/organizations/{customer.OrganizationId}/plan", new { plan = "platinum" }, "plan"),
+            (HttpMethod.Post, $"/admin/organizations/{customer.OrganizationId}/api-keys", new { name = "k", models = new[] { "nope" } }, "models"),
+            (HttpMethod.Post, "/admin/organizations", new { name = "" }, "name"),
+            (HttpMethod.Get, "/admin/organizations?limit=zero", null, "limit"),
+            (HttpMethod.Get, "/admin/audit?limit=-1", null, "limit"),
+        };
+        foreach (var (method, path, body, param) in cases)
+        {
+            using var request = new HttpRequestMessage(method, path) { Content = body is null ? null : JsonContent.Create(body) };
+            var response = await admin.SendAsync(request);
+            Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"{method} {path}: {response.StatusCode}");
+            Assert.Equal(param, (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error").GetProperty("param").GetString());
+        }
+        Assert.Equal(auditBefore, (await admin.GetFromJsonAsync<JsonElement>($"/admin/audit?target_id={customer.OrganizationId}")).GetArrayLength());
+        var balance = await admin.GetFromJsonAsync<JsonElement>($"/admin/organizations/{customer.OrganizationId}/balance");
+        Assert.Equal(2m, balance.GetProperty("ledger_balance").GetDecimal());
+        Assert.Single((await admin.GetFromJsonAsync<JsonElement>($"/admin/organizations/{customer.OrganizationId}/api-keys")).EnumerateArray());
+    }
+
+    [Fact]
     public async Task TheOpenApiDocumentCoversV1PortalAndAdminWithTheirErrors()
     {
         using var anonymous = portal.CreateClient("api");
