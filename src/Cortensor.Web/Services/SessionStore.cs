@@ -13,13 +13,33 @@ public sealed class SessionStore(TimeProvider clock)
     private readonly ConcurrentDictionary<string, PortalSessionState> _sessions = new();
     private readonly ConcurrentDictionary<string, (string SessionId, DateTimeOffset Expires)> _tickets = new();
 
-    public PortalSessionState? Find(string? sessionId) => sessionId is null ? null : _sessions.GetValueOrDefault(sessionId);
+    /// <summary>As long as the session cookie lives (sliding): a session unused for longer is gone.</summary>
+    public static readonly TimeSpan IdleLifetime = TimeSpan.FromDays(7);
+
+    public PortalSessionState? Find(string? sessionId)
+    {
+        if (sessionId is null || !_sessions.TryGetValue(sessionId, out var state)) return null;
+        var now = clock.GetUtcNow();
+        if (now - state.LastSeen > IdleLifetime)
+        {
+            _sessions.TryRemove(sessionId, out _);
+            return null;
+        }
+        state.LastSeen = now;
+        return state;
+    }
 
     /// <summary>Starts a session for freshly issued tokens; answers a one-time ticket the browser redeems for its cookie.</summary>
     public (PortalSessionState Session, string Ticket) Start(Tokens tokens, Me me)
     {
-        var state = new PortalSessionState(NewId(), me.Id, me.Email ?? me.Id.ToString(), me.DisplayName, me.IsAdmin);
-        state.Update(tokens, clock.GetUtcNow());
+        var now = clock.GetUtcNow();
+        // Abandoned sessions (never signed out) would otherwise stay in memory for good.
+        foreach (var (id, idle) in _sessions)
+            if (now - idle.LastSeen > IdleLifetime) _sessions.TryRemove(id, out _);
+        foreach (var (id, pending) in _tickets)
+            if (pending.Expires <= now) _tickets.TryRemove(id, out _);
+        var state = new PortalSessionState(NewId(), me.Id, me.Email ?? me.Id.ToString(), me.DisplayName, me.IsAdmin) { LastSeen = now };
+        state.Update(tokens, now);
         state.OrganizationId = me.Organizations.FirstOrDefault()?.Id;
         _sessions[state.Id] = state;
         var ticket = NewId();
@@ -49,6 +69,7 @@ public sealed class PortalSessionState(string id, Guid userId, string email, str
     /// <summary>The last key created in this session, so the playground can use it without pasting.</summary>
     public string? LastCreatedKey { get; set; }
     public SemaphoreSlim RefreshLock { get; } = new(1, 1);
+    public DateTimeOffset LastSeen { get; set; }
 
     public void Update(Tokens tokens, DateTimeOffset now)
     {
