@@ -64,6 +64,23 @@ public class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
     /// <summary>Fluent inputs are web components; the real input is in their shadow root (Playwright's CSS pierces it).</summary>
     private static ILocator Input(IPage page, string id) => page.Locator($"#{id} input, #{id} textarea").First;
 
+    /// <summary>
+    /// Fills Fluent inputs and checks they kept the values: a Fluent input finishes initialising in its
+    /// JS module shortly after the circuit connects and may reset what was typed before that.
+    /// </summary>
+    private static async Task FillAsync(IPage page, params (string Id, string Value)[] fields)
+    {
+        for (var attempt = 0; attempt < 5; attempt++)
+        {
+            foreach (var (id, value) in fields) await Input(page, id).FillAsync(value);
+            await Task.Delay(300);
+            var kept = true;
+            foreach (var (id, value) in fields) kept &= await Input(page, id).InputValueAsync() == value;
+            if (kept) return;
+        }
+        Assert.Fail("the form kept resetting its inputs");
+    }
+
     private async Task ShotAsync(IPage page, string name)
     {
         await page.WaitForLoadStateAsync(LoadState.NetworkIdle);
@@ -81,8 +98,7 @@ public class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
     private static async Task SignInAsync(IPage page, string email, string password)
     {
         await GoAsync(page, "/signin");
-        await Input(page, "email").FillAsync(email);
-        await Input(page, "password").FillAsync(password);
+        await FillAsync(page, ("email", email), ("password", password));
         await page.Locator("#signin-submit").ClickAsync();
         await page.WaitForURLAsync(url => !url.Contains("/signin", StringComparison.Ordinal) && !url.Contains("/auth/", StringComparison.Ordinal));
     }
@@ -95,16 +111,14 @@ public class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
 
         await GoAsync(page, "/signup");
         await ShotAsync(page, "signup");
-        await Input(page, "email").FillAsync(email);
-        await Input(page, "password").FillAsync(TestUser.Password);
-        await Input(page, "organization").FillAsync("Browser Labs");
+        await FillAsync(page, ("email", email), ("password", TestUser.Password), ("organization", "Browser Labs"));
         await page.Locator("#signup-submit").ClickAsync();
         await page.WaitForURLAsync("**/api-keys");
         await page.Locator("[data-interactive='yes']").WaitForAsync();
         await Assertions.Expect(page.GetByText("No keys yet")).ToBeVisibleAsync();
 
         await page.Locator("#create-key").ClickAsync();
-        await Input(page, "key-name").FillAsync("browser key");
+        await FillAsync(page, ("key-name", "browser key"));
         await page.Locator("#create-key-submit").ClickAsync();
         var shown = page.Locator("#new-key");
         await Assertions.Expect(shown).ToContainTextAsync("ctr_live_");
@@ -130,7 +144,7 @@ public class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
         await GoAsync(page, "/usage");
         for (var attempt = 0; attempt < 20; attempt++)
         {
-            await Input(page, "request-search").FillAsync(requestId);
+            await FillAsync(page, ("request-search", requestId));
             await page.Locator("#request-search-submit").ClickAsync();
             if (await page.GetByText(requestId).CountAsync() > 0) break;
             await Task.Delay(500);
@@ -165,6 +179,21 @@ public class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
         await Task.Delay(TimeSpan.FromSeconds(1));
         var rejected = await api.PostAsJsonAsync("/v1/chat/completions", new { model = "gpt-oss-20b", messages = new[] { new { role = "user", content = "again" } } });
         Assert.Equal(HttpStatusCode.Unauthorized, rejected.StatusCode);
+
+        // A second organisation, made on the profile page, is reached through the switcher and starts empty.
+        await GoAsync(page, "/profile");
+        await FillAsync(page, ("new-org", "Second org"));
+        await page.Locator("#create-org").ClickAsync();
+        await Assertions.Expect(page.GetByText("Second org")).ToBeVisibleAsync();
+        await ShotAsync(page, "profile");
+        await GoAsync(page, "/api-keys");
+        await page.Locator("select[aria-label='Organization']").SelectOptionAsync(new SelectOptionValue { Label = "Second org" });
+        await Assertions.Expect(page.GetByText("No keys yet")).ToBeVisibleAsync();
+        // The switch reloaded the page: wait for the new one to be live before switching back.
+        await page.Locator("[data-interactive='yes']").WaitForAsync();
+        await page.Locator("select[aria-label='Organization']").SelectOptionAsync(new SelectOptionValue { Label = "Browser Labs" });
+        await Assertions.Expect(page.GetByRole(AriaRole.Grid)).ToContainTextAsync("browser key");
+        await page.Locator("[data-interactive='yes']").WaitForAsync();
 
         await page.GetByText("Sign out", new() { Exact = true }).ClickAsync();
         await page.WaitForURLAsync("**/signin?signedout=1");
