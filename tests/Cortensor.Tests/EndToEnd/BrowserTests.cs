@@ -162,6 +162,7 @@ public class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
 
         // The playground streams through /v1 with the key created in this session.
         await GoAsync(page, "/playground");
+        await Assertions.Expect(page.Locator("#playground-model")).ToHaveValueAsync("gpt-oss-20b");
         await page.Locator("#playground-send").ClickAsync();
         await Assertions.Expect(page.Locator("#playground-answer")).Not.ToBeEmptyAsync();
         await Assertions.Expect(page.GetByText("completion tokens")).ToBeVisibleAsync();
