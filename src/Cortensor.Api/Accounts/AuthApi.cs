@@ -46,16 +46,9 @@ public static class AuthApi
         if (organization is { Length: 0 or > 200 })
             return ApiError.InvalidField("organization", "'organization' must be 1 to 200 characters.").ToResult();
         var user = new User { UserName = email, Email = email };
-        foreach (var validator in users.PasswordValidators)
-        {
-            var checkedPassword = await validator.ValidateAsync(users, user, body.Password);
-            if (!checkedPassword.Succeeded)
-                return ApiError.InvalidField("password", string.Join(" ", checkedPassword.Errors.Select(e => e.Description))).ToResult();
-        }
-        if (await users.FindByEmailAsync(email) is not null)
-            return new ApiError(409, "invalid_request_error", "email_taken", "An account with this e-mail already exists. Sign in instead.", "email").ToResult();
 
-        // The account and its personal organisation exist together or not at all.
+        // Identity checks the password policy first, then that the address is free; the account and its
+        // personal organisation exist together or not at all.
         var strategy = db.Database.CreateExecutionStrategy();
         var failure = await strategy.ExecuteAsync(async () =>
         {
@@ -68,9 +61,12 @@ public static class AuthApi
             return null;
         });
         if (failure is not null)
-            return failure.Errors.Any(e => e.Code is "DuplicateEmail" or "DuplicateUserName")
-                ? new ApiError(409, "invalid_request_error", "email_taken", "An account with this e-mail already exists. Sign in instead.", "email").ToResult()
-                : ApiError.InvalidField("email", string.Join(" ", failure.Errors.Select(e => e.Description))).ToResult();
+        {
+            var described = string.Join(" ", failure.Errors.Select(e => e.Description));
+            return failure.Errors.Any(e => e.Code.StartsWith("Password", StringComparison.Ordinal)) ? ApiError.InvalidField("password", described).ToResult()
+                : failure.Errors.Any(e => e.Code is "DuplicateEmail" or "DuplicateUserName") ? ApiError.EmailTaken().ToResult()
+                : ApiError.InvalidField("email", described).ToResult();
+        }
         return TypedResults.Created("/portal/me", ToDto(await tokens.IssueAsync(user, null, ct)));
     }
 

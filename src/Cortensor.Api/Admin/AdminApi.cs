@@ -76,7 +76,7 @@ public static class AdminApi
 
     private static async Task<Results<Ok<ApiKeyDto[]>, ErrorResult>> ListKeys(Guid id, PortalDbContext db, TimeProvider clock, CancellationToken ct)
     {
-        if (!await db.Organizations.AnyAsync(o => o.Id == id, ct)) return NotFound("organization");
+        if (!await db.Organizations.AnyAsync(o => o.Id == id, ct)) return ApiError.NotFound("organization").ToResult();
         var keys = await db.ApiKeys.AsNoTracking().Where(k => k.OrganizationId == id).OrderByDescending(k => k.CreatedAt).ToListAsync(ct);
         var now = clock.GetUtcNow();
         return TypedResults.Ok(keys.Select(k => ApiKeyDto.From(k, now)).ToArray());
@@ -95,7 +95,7 @@ public static class AdminApi
     private static async Task<Results<Created<CreatedApiKeyDto>, ErrorResult>> CreateKey(
         Guid id, CreateKeyBody body, ClaimsPrincipal user, KeyService keys, PortalDbContext db, CatalogStore catalog, TimeProvider clock, CancellationToken ct)
     {
-        if (!await db.Organizations.AnyAsync(o => o.Id == id, ct)) return NotFound("organization");
+        if (!await db.Organizations.AnyAsync(o => o.Id == id, ct)) return ApiError.NotFound("organization").ToResult();
         if (body.Validate(catalog.Current, clock.GetUtcNow()) is { } invalid) return invalid.ToResult();
         var created = await keys.CreateKeyAsync(id, body.Name!.Trim(), body.Environment ?? "live", body.ExpiresAt, body.Models ?? [],
             body.RequestsPerMinute, body.TokensPerMinute, null, AuditActor.From(user), ct);
@@ -103,18 +103,18 @@ public static class AdminApi
     }
 
     private static async Task<Results<Ok<OrganizationDto>, ErrorResult>> SetOrganization(Guid id, OrganizationStatus status, ClaimsPrincipal user, KeyService keys, CancellationToken ct) =>
-        await keys.SetOrganizationStatusAsync(id, status, AuditActor.From(user), ct) is { } org ? TypedResults.Ok(ToDto(org)) : NotFound("organization");
+        await keys.SetOrganizationStatusAsync(id, status, AuditActor.From(user), ct) is { } org ? TypedResults.Ok(ToDto(org)) : ApiError.NotFound("organization").ToResult();
 
     private static async Task<Results<Ok<ApiKeyDto>, ErrorResult>> SetKey(Guid id, ApiKeyStatus status, ClaimsPrincipal user, KeyService keys, TimeProvider clock, CancellationToken ct) =>
         await keys.SetKeyStatusAsync(id, status, null, AuditActor.From(user), ct) is { } k
             ? TypedResults.Ok(ApiKeyDto.From(k, clock.GetUtcNow()))
-            : NotFound("API key");
+            : ApiError.NotFound("API key").ToResult();
 
     private static async Task<Results<Ok<OrganizationDto>, ErrorResult>> ChangePlan(Guid id, PlanBody body, ClaimsPrincipal user, KeyService keys, PortalDbContext db, CancellationToken ct)
     {
         if (string.IsNullOrWhiteSpace(body.Plan) || !await db.Plans.AnyAsync(p => p.Id == body.Plan, ct))
             return ApiError.InvalidField("plan", $"Unknown plan '{body.Plan}'.").ToResult();
-        return await keys.ChangePlanAsync(id, body.Plan, AuditActor.From(user), ct) is { } org ? TypedResults.Ok(ToDto(org)) : NotFound("organization");
+        return await keys.ChangePlanAsync(id, body.Plan, AuditActor.From(user), ct) is { } org ? TypedResults.Ok(ToDto(org)) : ApiError.NotFound("organization").ToResult();
     }
 
     private static async Task<Results<Ok<BalanceDto>, ErrorResult>> AdjustCredits(Guid id, CreditsBody body, ClaimsPrincipal user, KeyService keys, CancellationToken ct)
@@ -124,7 +124,7 @@ public static class AdminApi
         if (decimal.Round(amount, 10) != amount) return ApiError.InvalidField("amount", "'amount' takes at most 10 decimal places.").ToResult();
         return await keys.AdjustCreditsAsync(id, amount, body.Reason ?? "", AuditActor.From(user), ct) is { } balance
             ? TypedResults.Ok(new BalanceDto(id, balance))
-            : NotFound("organization");
+            : ApiError.NotFound("organization").ToResult();
     }
 
     public sealed record BalancesDto(Guid OrganizationId, decimal LedgerBalance, decimal? HotBalance, long TokensThisMonth, int UsageEntries, int UsageEvents);
@@ -132,7 +132,7 @@ public static class AdminApi
     private static async Task<Results<Ok<BalancesDto>, ErrorResult>> GetBalance(
         Guid id, PortalDbContext db, Npgsql.NpgsqlDataSource postgres, Cortensor.Api.Limits.AdmissionGate quota, TimeProvider clock, CancellationToken ct)
     {
-        if (!await db.Organizations.AnyAsync(o => o.Id == id, ct)) return NotFound("organization");
+        if (!await db.Organizations.AnyAsync(o => o.Id == id, ct)) return ApiError.NotFound("organization").ToResult();
         var ledger = await Balances.ReadAsync(postgres, id, clock.GetUtcNow(), countEvents: true, ct);
         return TypedResults.Ok(new BalancesDto(id, ledger.Balance, await quota.HotBalanceAsync(id), ledger.TokensThisMonth, ledger.UsageEntries, ledger.UsageEvents));
     }
@@ -173,10 +173,8 @@ public static class AdminApi
             .GroupJoin(db.UsageEvents.AsNoTracking(), r => r.EventId, u => u.EventId, (r, u) => new { r, u })
             .SelectMany(x => x.u.DefaultIfEmpty(), (x, u) => new RequestDto(x.r, u))
             .ToArrayAsync(ct);
-        return found.Length > 0 ? TypedResults.Ok(found) : NotFound("request");
+        return found.Length > 0 ? TypedResults.Ok(found) : ApiError.NotFound("request").ToResult();
     }
-
-    private static ErrorResult NotFound(string what) => new ApiError(404, "invalid_request_error", "not_found", $"No such {what}.").ToResult();
 
     private static OrganizationDto ToDto(Organization o) => new(o.Id, o.Name, o.PlanId, o.Status.ToString().ToLowerInvariant(), o.CreatedAt);
 }

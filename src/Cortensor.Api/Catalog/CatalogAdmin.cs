@@ -14,7 +14,7 @@ public sealed class CatalogAdmin(PortalDbContext db, InvalidationBus bus, Catalo
     public async Task<IResult> SetModelEnabledAsync(string id, bool enabled, AuditActor actor, CancellationToken ct)
     {
         var model = await db.Models.SingleOrDefaultAsync(m => m.Id == id, ct);
-        if (model is null) return new ApiError(404, "invalid_request_error", "not_found", $"No such model '{id}'.").ToResult();
+        if (model is null) return ApiError.NotFound($"model '{id}'").ToResult();
         var before = model.Enabled;
         model.Enabled = enabled;
         db.Record(actor, enabled ? "model.enable" : "model.disable", "model", id, new { Enabled = before }, new { Enabled = enabled }, clock.GetUtcNow());
@@ -26,7 +26,7 @@ public sealed class CatalogAdmin(PortalDbContext db, InvalidationBus bus, Catalo
     public async Task<IResult> SetPoolDrainingAsync(string id, bool draining, AuditActor actor, CancellationToken ct)
     {
         var pool = await db.RouterPools.SingleOrDefaultAsync(p => p.Id == id, ct);
-        if (pool is null) return new ApiError(404, "invalid_request_error", "not_found", $"No such pool '{id}'.").ToResult();
+        if (pool is null) return ApiError.NotFound($"pool '{id}'").ToResult();
         var before = pool.Draining;
         pool.Draining = draining;
         db.Record(actor, draining ? "pool.drain" : "pool.undrain", "router_pool", id, new { Draining = before }, new { Draining = draining }, clock.GetUtcNow());

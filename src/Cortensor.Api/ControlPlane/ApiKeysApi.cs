@@ -31,7 +31,7 @@ public static class ApiKeysApi
     private static async Task<Results<Ok<ApiKeyDto>, ErrorResult>> Get(Guid id, PortalCaller caller, PortalDbContext db, TimeProvider clock, CancellationToken ct) =>
         await Query(db, caller.OrganizationId, id).SingleOrDefaultAsync(ct) is { } row
             ? TypedResults.Ok(ApiKeyDto.From(row.Key, clock.GetUtcNow(), row.LastUsedAt))
-            : ControlPlaneErrors.NotFound("API key").ToResult();
+            : ApiError.NotFound("API key").ToResult();
 
     private static async Task<Results<Created<CreatedApiKeyDto>, ErrorResult>> Create(CreateKeyBody body, PortalCaller caller,
         KeyService keys, CatalogStore catalog, TimeProvider clock, CancellationToken ct)
@@ -47,10 +47,10 @@ public static class ApiKeysApi
     {
         var owner = await db.ApiKeys.AsNoTracking().Where(k => k.Id == id && k.OrganizationId == caller.OrganizationId)
             .Select(k => new { k.CreatedByUserId }).SingleOrDefaultAsync(ct);
-        if (owner is null) return ControlPlaneErrors.NotFound("API key").ToResult();
-        if (!caller.CanManage && owner.CreatedByUserId != caller.UserId) return ControlPlaneErrors.NeedsRole("revoke a key someone else created").ToResult();
+        if (owner is null) return ApiError.NotFound("API key").ToResult();
+        if (!caller.CanManage && owner.CreatedByUserId != caller.UserId) return ApiError.InsufficientRole("revoke a key someone else created").ToResult();
         var key = await keys.SetKeyStatusAsync(id, ApiKeyStatus.Revoked, caller.OrganizationId, caller.Actor, ct);
-        return key is null ? ControlPlaneErrors.NotFound("API key").ToResult() : TypedResults.Ok(ApiKeyDto.From(key, clock.GetUtcNow()));
+        return key is null ? ApiError.NotFound("API key").ToResult() : TypedResults.Ok(ApiKeyDto.From(key, clock.GetUtcNow()));
     }
 
     private sealed record KeyRow(ApiKey Key, DateTimeOffset? LastUsedAt);

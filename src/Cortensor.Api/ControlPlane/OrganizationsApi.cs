@@ -75,7 +75,7 @@ public static class OrganizationsApi
         if (string.IsNullOrWhiteSpace(body.Email)) return ApiError.MissingField("email").ToResult();
         if (!Enum.TryParse<MemberRole>(body.Role ?? "member", ignoreCase: true, out var role) || !Enum.IsDefined(role) || int.TryParse(body.Role, out _))
             return ApiError.InvalidField("role", "'role' must be 'owner', 'admin' or 'member'.").ToResult();
-        if (!caller.CanManage) return ControlPlaneErrors.NeedsRole("add members").ToResult();
+        if (!caller.CanManage) return ApiError.InsufficientRole("add members").ToResult();
         if (role == MemberRole.Owner && caller.Role != MemberRole.Owner)
             return new ApiError(403, "permission_error", "insufficient_role", "Only an owner can add another owner.").ToResult();
         var normalized = body.Email.Trim().ToUpperInvariant();
@@ -95,9 +95,9 @@ public static class OrganizationsApi
         TimeProvider clock, CancellationToken ct)
     {
         var member = await db.OrganizationMembers.SingleOrDefaultAsync(m => m.OrganizationId == caller.OrganizationId && m.UserId == userId, ct);
-        if (member is null) return ControlPlaneErrors.NotFound("member").ToResult();
+        if (member is null) return ApiError.NotFound("member").ToResult();
         var leaving = userId == caller.UserId;
-        if (!leaving && !caller.CanManage) return ControlPlaneErrors.NeedsRole("remove members").ToResult();
+        if (!leaving && !caller.CanManage) return ApiError.InsufficientRole("remove members").ToResult();
         if (!leaving && member.Role == MemberRole.Owner && caller.Role != MemberRole.Owner)
             return new ApiError(403, "permission_error", "insufficient_role", "Only an owner can remove an owner.").ToResult();
         if (member.Role == MemberRole.Owner &&

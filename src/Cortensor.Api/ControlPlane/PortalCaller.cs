@@ -49,7 +49,7 @@ public sealed record PortalCaller(Guid UserId, string Name, Guid OrganizationId,
         if (membership is null)
             return (null, wanted is null
                 ? new ApiError(404, "invalid_request_error", "no_organization", "You are not a member of any organization. Create one with POST /portal/organizations.")
-                : ControlPlaneErrors.NotFound("organization"));
+                : ApiError.NotFound("organization"));
         var name = http.User.FindFirstValue("email") ?? userId.ToString();
         return (new PortalCaller(userId, name, membership.OrganizationId, membership.Role), null);
     }
@@ -65,12 +65,6 @@ public sealed class OrganizationContextFilter : IEndpointFilter
                 return ValueTask.FromResult<object?>(error.ToResult());
         return next(context);
     }
-}
-
-public static class ControlPlaneErrors
-{
-    public static ApiError NotFound(string what) => new(404, "invalid_request_error", "not_found", $"No such {what}.");
-    public static ApiError NeedsRole(string what) => new(403, "permission_error", "insufficient_role", $"Only an owner or admin of the organization can {what}.");
 }
 
 public static class PrincipalExtensions

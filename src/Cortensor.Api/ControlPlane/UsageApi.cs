@@ -90,7 +90,7 @@ public static class UsageApi
         };
         if (minStatus < 0) return ApiError.InvalidField("status", "'status' is an HTTP status (e.g. 429), a class ('2xx', '4xx', '5xx') or 'error'.").ToResult();
         if (key is { } k && !await db.ApiKeys.AnyAsync(x => x.Id == k && x.OrganizationId == caller.OrganizationId, ct))
-            return ControlPlaneErrors.NotFound("API key").ToResult();
+            return ApiError.NotFound("API key").ToResult();
 
         var query = db.RequestLogs.AsNoTracking().Where(r => r.OrganizationId == caller.OrganizationId);
         if (!string.IsNullOrEmpty(requestId)) query = query.Where(r => r.RequestId == requestId);

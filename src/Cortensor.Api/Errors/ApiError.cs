@@ -19,6 +19,12 @@ public sealed record ApiError(int Status, string Type, string Code, string Messa
         new(400, "invalid_request_error", "invalid_json", $"The request body is not valid JSON{(path is null ? "" : $" at '{path}'")}: {detail}", path);
     public static ApiError BodyTooLarge(long limit) =>
         new(413, "invalid_request_error", "request_too_large", $"The request body exceeds the limit of {limit} bytes.");
+    public static ApiError NotFound(string what) =>
+        new(404, "invalid_request_error", "not_found", $"No such {what}.");
+    public static ApiError InsufficientRole(string what) =>
+        new(403, "permission_error", "insufficient_role", $"Only an owner or admin of the organization can {what}.");
+    public static ApiError EmailTaken() =>
+        new(409, "invalid_request_error", "email_taken", "An account with this e-mail already exists. Sign in instead.", "email");
     public static ApiError MissingKey() =>
         new(401, "authentication_error", "missing_api_key", "No API key provided. Send it as 'Authorization: Bearer <key>'.");
     public static ApiError InvalidKey() =>
