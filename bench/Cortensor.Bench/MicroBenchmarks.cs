@@ -42,7 +42,7 @@ public class SnapshotLookupBenchmark
             redis, NullLogger<EntitlementCache>.Instance);
         _key = ApiKeyFormat.Generate("live");
         var snapshot = new KeySnapshot(Guid.NewGuid(), Guid.NewGuid(), ApiKeyStatus.Active, null, OrganizationStatus.Active, "pro",
-            BillingMode.PrepaidCredits, ["gpt-oss-20b", "gemma-4-26b"], 1000, 2_000_000, null);
+            BillingMode.PrepaidCredits, ["gpt-oss-20b", "gemma-4-26b"], 1000, 2_000_000, null, 1000, 2_000_000, 256);
         fusion.Set<KeySnapshot?>(KeySnapshot.CacheKey(ApiKeyFormat.Hash(_key)), snapshot);
     }
 

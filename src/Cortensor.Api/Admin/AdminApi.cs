@@ -130,11 +130,11 @@ public static class AdminApi
     public sealed record BalancesDto(Guid OrganizationId, decimal LedgerBalance, decimal? HotBalance, long TokensThisMonth, int UsageEntries, int UsageEvents);
 
     private static async Task<Results<Ok<BalancesDto>, ErrorResult>> GetBalance(
-        Guid id, PortalDbContext db, Npgsql.NpgsqlDataSource postgres, Cortensor.Api.Limits.AdmissionGate quota, TimeProvider clock, CancellationToken ct)
+        Guid id, PortalDbContext db, Npgsql.NpgsqlDataSource postgres, Cortensor.Api.Limits.HotCounters counters, TimeProvider clock, CancellationToken ct)
     {
         if (!await db.Organizations.AnyAsync(o => o.Id == id, ct)) return ApiError.NotFound("organization").ToResult();
         var ledger = await Balances.ReadAsync(postgres, id, clock.GetUtcNow(), countEvents: true, ct);
-        return TypedResults.Ok(new BalancesDto(id, ledger.Balance, await quota.HotBalanceAsync(id), ledger.TokensThisMonth, ledger.UsageEntries, ledger.UsageEvents));
+        return TypedResults.Ok(new BalancesDto(id, ledger.Balance, await counters.HotBalanceAsync(id), ledger.TokensThisMonth, ledger.UsageEntries, ledger.UsageEvents));
     }
 
     public sealed record RouterDto(string Id, bool Healthy, string Circuit, int InFlight, long ReportedLoad, long Completed, long Failed, double ErrorRate, double LatencyMs, DateTimeOffset? LastProbeAt);

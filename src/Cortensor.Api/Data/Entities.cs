@@ -69,6 +69,8 @@ public sealed class Plan
     public int TokensPerMinute { get; set; }
     /// <summary>Tokens per calendar month (UTC) for quota plans; null on credit plans.</summary>
     public long? MonthlyTokenQuota { get; set; }
+    /// <summary>Requests of the organisation in flight at once, across all its keys and replicas.</summary>
+    public int MaxConcurrentRequests { get; set; } = 16;
     public decimal MonthlyPriceUsd { get; set; }
 }
 

@@ -14,10 +14,10 @@ internal static class PortalSeed
     public static void Apply(ModelBuilder b)
     {
         b.Entity<Plan>().HasData(
-            new Plan { Id = "free", Name = "Free", BillingMode = BillingMode.MonthlyQuota, RequestsPerMinute = 60, TokensPerMinute = 100_000, MonthlyTokenQuota = 1_000_000, MonthlyPriceUsd = 0m },
-            new Plan { Id = "pro", Name = "Pro", BillingMode = BillingMode.PrepaidCredits, RequestsPerMinute = 1_000, TokensPerMinute = 2_000_000, MonthlyTokenQuota = null, MonthlyPriceUsd = 0m },
+            new Plan { Id = "free", Name = "Free", BillingMode = BillingMode.MonthlyQuota, RequestsPerMinute = 60, TokensPerMinute = 100_000, MonthlyTokenQuota = 1_000_000, MaxConcurrentRequests = 8, MonthlyPriceUsd = 0m },
+            new Plan { Id = "pro", Name = "Pro", BillingMode = BillingMode.PrepaidCredits, RequestsPerMinute = 1_000, TokensPerMinute = 2_000_000, MonthlyTokenQuota = null, MaxConcurrentRequests = 256, MonthlyPriceUsd = 0m },
             // Negotiated high-volume contracts (and the load benchmark): limits high enough not to bind.
-            new Plan { Id = "scale", Name = "Scale", BillingMode = BillingMode.PrepaidCredits, RequestsPerMinute = 10_000_000, TokensPerMinute = 2_000_000_000, MonthlyTokenQuota = null, MonthlyPriceUsd = 0m });
+            new Plan { Id = "scale", Name = "Scale", BillingMode = BillingMode.PrepaidCredits, RequestsPerMinute = 10_000_000, TokensPerMinute = 2_000_000_000, MonthlyTokenQuota = null, MaxConcurrentRequests = 100_000, MonthlyPriceUsd = 0m });
 
         b.Entity<Model>().HasData(LaunchTopology.Models.Select(m => new Model
         {

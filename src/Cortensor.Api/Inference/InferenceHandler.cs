@@ -1,8 +1,4 @@
-using System.Buffers;
-using System.Diagnostics;
 using System.Globalization;
-using System.Net.ServerSentEvents;
-using System.Runtime.CompilerServices;
 using System.Text.Json;
 using Cortensor.Api.Catalog;
 using Cortensor.Api.Errors;
@@ -11,6 +7,7 @@ using Cortensor.Api.Keys;
 using Cortensor.Api.Limits;
 using Cortensor.Api.Metering;
 using Cortensor.Api.Routing;
+using Cortensor.Contracts;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Options;
 
@@ -21,15 +18,18 @@ namespace Cortensor.Api.Inference;
 /// settle and meter. One instance per process; every step is a named span.
 /// </summary>
 public sealed class InferenceHandler(
-    CatalogStore catalog, AdmissionGate admissions, RouterForwarder forwarder, UsageMeter meter,
-    IOptions<InferenceOptions> options, TimeProvider clock, ILogger<InferenceHandler> log)
+    CatalogStore catalog, AdmissionGate admissions, RouterForwarder forwarder, UsageMeter meter, LocalAdmission local,
+    IOptions<InferenceOptions> options, IOptions<LimitsOptions> limits, TimeProvider clock, ILogger<InferenceHandler> log)
 {
+    // The request ends this long before its reservation's deadline, so the reaper never races a live request.
+    private static readonly TimeSpan DeadlineMargin = TimeSpan.FromSeconds(30);
+
     public async Task<IResult> HandleAsync(HttpContext http, InferenceKind kind)
     {
         var key = http.GetKey();
         var ct = http.RequestAborted;
         // Every authenticated request leaves exactly one usage record, whatever happens below.
-        var usage = new UsageTracker(http, key, clock);
+        var usage = new UsageTracker(http, key, meter, local, clock);
         try
         {
             var (request, invalid) = await ReadAsync(http, kind);
@@ -46,11 +46,19 @@ public sealed class InferenceHandler(
             if (maxTokens > model.ContextWindow)
                 return usage.Fail(ApiError.InvalidField("max_tokens", $"'max_tokens' must be at most {model.ContextWindow} for {model.Id}; got {maxTokens}."));
 
+            // The prompt as the router will see it, counted with the family's tokenizer: the reservation
+            // covers its ceiling, and the router's report is checked against it.
+            string text;
+            using (Telemetry.StartStep("normalise-request"))
+                text = kind == InferenceKind.Chat ? PromptTemplates.Render(model.Family, request.Messages) : request.RawPrompt!;
+            var prompt = new UsageBounds.Prompt(ModelTokenizer.ForFamily(model.Family), text);
+            if (prompt.Floor + maxTokens > model.ContextWindow)
+                return usage.Fail(ApiError.InvalidField("messages", $"The prompt ({prompt.Floor} tokens) plus max_tokens ({maxTokens}) exceeds the context window of {model.Id} ({model.ContextWindow})."));
+
             // Steps 4-5: rate limits and quota or credits, one atomic reservation shared by every replica.
-            var promptEstimate = request.EstimatedPromptTokens;
-            var (admission, refused) = await admissions.AdmitAsync(key, model, promptEstimate, maxTokens, ct);
+            var admission = await admissions.AdmitAsync(key, model, usage.Draft(model), prompt.Ceiling, maxTokens, ct);
             WriteRateLimitHeaders(http, admission);
-            if (refused is not null) return usage.Fail(refused);
+            if (Refusals.For(admission, key.BillingMode, key.MonthlyTokenQuota) is { } refused) return usage.Fail(refused);
             usage.Admission = admission;
 
             if (!snapshot.Pools.TryGetValue(model.PoolId, out var pool) || pool.Routers.Count == 0)
@@ -58,13 +66,13 @@ public sealed class InferenceHandler(
             if (pool.Draining)
                 return usage.Fail(ApiError.NoCapacity($"The model '{model.Id}' is paused for maintenance. Retry later.", 30));
 
-            // Steps 6-7: route to a healthy router of the pool and forward in the router's own API.
-            string prompt;
-            using (Telemetry.StartStep("normalise-request"))
-                prompt = kind == InferenceKind.Chat ? PromptTemplates.Render(model.Family, request.Messages) : request.RawPrompt!;
-            var body = new RouterCompletionRequest(prompt, maxTokens, request.Temperature, request.TopP, request.Stream,
+            // Steps 6-7: route to a healthy router of the pool and forward in the router's own API,
+            // all of it before the reservation's deadline.
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            deadline.CancelAfter(TimeSpan.FromSeconds(limits.Value.ReservationSeconds) - DeadlineMargin);
+            var body = new RouterCompletionRequest(text, maxTokens, request.Temperature, request.TopP, request.Stream,
                 http.GetRequestId(), request.Seed);
-            var (response, failed) = await forwarder.SendAsync(pool, body, ct);
+            var (response, failed) = await forwarder.SendAsync(pool, body, request.Stream, deadline.Token);
             if (failed is not null) return usage.Fail(failed);
             using var upstream = response!;
             usage.Route = upstream.Route;
@@ -72,16 +80,17 @@ public sealed class InferenceHandler(
             {
                 var detail = await upstream.Message.Content.ReadAsStringAsync(ct);
                 log.LogError("Router {Router} rejected a request with {Status}: {Detail}", upstream.Route.Router.Id, (int)upstream.Message.StatusCode, detail);
-                upstream.Route.State.Finish(false, 0);
+                upstream.Lease.Failed();
                 return usage.Fail(ApiError.UpstreamFailed());
             }
 
             if (request.Stream)
             {
-                await StreamAsync(http, kind, model, request, upstream, usage);
+                await new StreamRelay(http, kind, model, request, upstream, usage, prompt, maxTokens,
+                    TimeSpan.FromMilliseconds(forwarder.StreamIdleTimeoutMs), log).RelayAsync(deadline.Token);
                 return Results.Empty;
             }
-            return await CompleteAsync(kind, model, request, upstream, usage, promptEstimate, ct);
+            return await CompleteAsync(kind, model, request, upstream, usage, prompt, maxTokens, ct);
         }
         catch (Exception ex) when (ct.IsCancellationRequested && ex is OperationCanceledException or IOException)
         {
@@ -90,174 +99,40 @@ public sealed class InferenceHandler(
         }
         finally
         {
-            usage.Complete(admissions, meter);
+            usage.Complete();
         }
     }
 
-    private static async Task<IResult> CompleteAsync(InferenceKind kind, CatalogModel model, InferenceRequest request,
-        RouterResponse upstream, UsageTracker usage, int promptEstimate, CancellationToken ct)
+    private async Task<IResult> CompleteAsync(InferenceKind kind, CatalogModel model, InferenceRequest request,
+        RouterResponse upstream, UsageTracker usage, UsageBounds.Prompt prompt, int maxTokens, CancellationToken ct)
     {
         RouterCompletion? answer;
         try
         {
+            // The body is already buffered: the forwarder read it under the request's one deadline.
             answer = await upstream.Message.Content.ReadFromJsonAsync(PortalJsonContext.Default.RouterCompletion, ct);
         }
         catch (Exception ex) when (ex is JsonException or HttpRequestException or IOException)
         {
-            upstream.Route.State.Finish(false, 0);
+            upstream.Lease.Failed();
             return usage.Fail(ApiError.UpstreamFailed());
         }
-        upstream.Route.State.Finish(true, Stopwatch.GetElapsedTime(upstream.StartedAt).TotalMilliseconds);
+        upstream.Lease.Succeeded();
 
         using var _ = Telemetry.StartStep("normalise-response");
         var choice = answer?.Choices is { Length: > 0 } choices ? choices[0] : null;
-        var (text, stopped) = ResponseNormaliser.ApplyStop(choice?.Text ?? "", request.Stop);
+        var generated = choice?.Text ?? "";
+        var (text, stopped) = ResponseNormaliser.ApplyStop(generated, request.Stop);
         var finish = stopped ? "stop" : ResponseNormaliser.FinishReason(choice?.FinishReason);
-        var tokens = ResponseNormaliser.ToUsage(answer?.Usage, promptEstimate, 0);
-        usage.Succeeded(tokens.PromptTokens, tokens.CompletionTokens);
+        var counted = answer?.Usage is null ? prompt.Tokenizer.Count(generated) : 0;
+        var (promptTokens, completionTokens) = UsageBounds.Bound(prompt, answer?.Usage?.PromptTokens, answer?.Usage?.CompletionTokens,
+            counted, maxTokens, upstream.Route.Router.Id, log);
+        usage.Charge(promptTokens, completionTokens);
+        var tokens = usage.Tokens;
         var created = usage.Created;
         return kind == InferenceKind.Chat
             ? TypedResults.Json(ResponseNormaliser.Chat(usage.CompletionId("chatcmpl"), model.Id, created, text, finish, tokens), PortalJsonContext.Default.ChatCompletion)
             : TypedResults.Json(ResponseNormaliser.Text(usage.CompletionId("cmpl"), model.Id, created, text, finish, tokens), PortalJsonContext.Default.TextCompletion);
-    }
-
-    private async Task StreamAsync(HttpContext http, InferenceKind kind, CatalogModel model, InferenceRequest request,
-        RouterResponse upstream, UsageTracker usage)
-    {
-        http.Response.ContentType = "text/event-stream";
-        http.Response.Headers.CacheControl = "no-cache";
-        http.Response.Headers["X-Accel-Buffering"] = "no";
-        http.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
-        var events = NormaliseStream(http, kind, model, request, upstream, usage, http.RequestAborted);
-        await SseFormatter.WriteAsync(events, http.Response.Body, WriteEvent, http.RequestAborted);
-    }
-
-    private async IAsyncEnumerable<SseItem<object>> NormaliseStream(HttpContext http, InferenceKind kind, CatalogModel model,
-        InferenceRequest request, RouterResponse upstream, UsageTracker usage, [EnumeratorCancellation] CancellationToken ct)
-    {
-        var id = usage.CompletionId(kind == InferenceKind.Chat ? "chatcmpl" : "cmpl");
-        var created = usage.Created;
-        var stop = new StreamingStopFilter(request.Stop);
-        var chunks = 0;
-        string? finish = null;
-        RouterUsage? routerUsage = null;
-        ApiError? failure = null;
-
-        if (kind == InferenceKind.Chat)
-            yield return Item(ChatChunk(id, created, model.Id, new ChunkDelta("assistant", ""), null, request.IncludeUsage));
-
-        await using var body = await upstream.Message.Content.ReadAsStreamAsync(ct);
-        // One token for the client going away and for the router falling silent: the parser's reads
-        // are cancelled themselves, so it is never disposed with a read still pending.
-        using var silence = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var reader = SseParser.Create(body, (_, data) => data.ToArray()).EnumerateAsync(silence.Token).GetAsyncEnumerator(silence.Token);
-        var idle = TimeSpan.FromMilliseconds(forwarder.StreamIdleTimeoutMs);
-        try
-        {
-            while (true)
-            {
-                bool more;
-                try
-                {
-                    silence.CancelAfter(idle);
-                    more = await reader.MoveNextAsync();
-                    silence.CancelAfter(Timeout.InfiniteTimeSpan); // time spent writing to the client is not silence
-                }
-                catch (OperationCanceledException) when (!ct.IsCancellationRequested)
-                {
-                    failure = ApiError.UpstreamTimeout();
-                    break;
-                }
-                catch (Exception ex) when (ex is HttpRequestException or IOException)
-                {
-                    failure = ct.IsCancellationRequested ? throw new OperationCanceledException(ct) : ApiError.UpstreamFailed();
-                    break;
-                }
-                if (!more)
-                {
-                    // The router closed the stream without its [DONE]: a cut, not an answer.
-                    failure = ApiError.UpstreamFailed();
-                    break;
-                }
-                var data = reader.Current.Data;
-                if (data.AsSpan().SequenceEqual("[DONE]"u8)) break;
-                RouterCompletion? chunk;
-                try
-                {
-                    chunk = JsonSerializer.Deserialize(data, PortalJsonContext.Default.RouterCompletion);
-                }
-                catch (JsonException)
-                {
-                    failure = ApiError.UpstreamFailed();
-                    break;
-                }
-                if (chunk?.Usage is not null) routerUsage = chunk.Usage;
-                var choice = chunk?.Choices is { Length: > 0 } c ? c[0] : null;
-                if (choice?.Text is { Length: > 0 } piece)
-                {
-                    chunks++;
-                    if (chunks == 1) usage.FirstToken();
-                    usage.Progress(request.EstimatedPromptTokens, chunks);
-                    var send = stop.Push(piece);
-                    if (send.Length > 0) yield return Item(Delta(kind, id, created, model.Id, send, null, request.IncludeUsage));
-                    if (stop.Stopped) { finish = "stop"; break; }
-                }
-                if (choice?.FinishReason is { } reason) finish = ResponseNormaliser.FinishReason(reason);
-            }
-        }
-        finally
-        {
-            await reader.DisposeAsync();
-        }
-
-        // Billing counts what was generated, even when the stream ends badly.
-        var tokens = ResponseNormaliser.ToUsage(routerUsage, request.EstimatedPromptTokens, chunks);
-        if (failure is not null)
-        {
-            upstream.Route.State.Finish(false, 0);
-            usage.StreamFailed(failure, tokens.PromptTokens, tokens.CompletionTokens);
-            yield return new SseItem<object>(failure.ToEnvelope(http.GetRequestId()));
-            yield break;
-        }
-        upstream.Route.State.Finish(true, Stopwatch.GetElapsedTime(upstream.StartedAt).TotalMilliseconds);
-        usage.Succeeded(tokens.PromptTokens, tokens.CompletionTokens);
-
-        var rest = stop.Flush();
-        if (rest.Length > 0) yield return Item(Delta(kind, id, created, model.Id, rest, null, request.IncludeUsage));
-        yield return Item(Delta(kind, id, created, model.Id, null, finish ?? "stop", request.IncludeUsage));
-        if (request.IncludeUsage)
-            yield return Item(kind == InferenceKind.Chat
-                ? new ChatCompletionChunk(id, "chat.completion.chunk", created, model.Id, [], tokens)
-                : new TextCompletion(id, "text_completion", created, model.Id, [], tokens));
-        yield return new SseItem<object>(Done);
-    }
-
-    private static readonly object Done = new();
-
-    private static SseItem<object> Item(object payload) => new(payload);
-
-    private static object Delta(InferenceKind kind, string id, long created, string model, string? text, string? finish, bool includeUsage) =>
-        kind == InferenceKind.Chat
-            ? ChatChunk(id, created, model, finish is null ? new ChunkDelta(null, text) : new ChunkDelta(null, null), finish, includeUsage)
-            : new TextCompletion(id, "text_completion", created, model, [new TextChoice(text ?? "", 0, null, finish)], null);
-
-    private static ChatCompletionChunk ChatChunk(string id, long created, string model, ChunkDelta delta, string? finish, bool includeUsage) =>
-        new(id, "chat.completion.chunk", created, model, [new ChunkChoice(0, delta, finish)], null);
-
-    private static void WriteEvent(SseItem<object> item, IBufferWriter<byte> buffer)
-    {
-        if (ReferenceEquals(item.Data, Done))
-        {
-            buffer.Write("[DONE]"u8);
-            return;
-        }
-        using var json = new Utf8JsonWriter(buffer);
-        switch (item.Data)
-        {
-            case ChatCompletionChunk chunk: JsonSerializer.Serialize(json, chunk, PortalJsonContext.Default.ChatCompletionChunk); break;
-            case TextCompletion text: JsonSerializer.Serialize(json, text, PortalJsonContext.Default.TextCompletion); break;
-            case ErrorEnvelope error: JsonSerializer.Serialize(json, error, PortalJsonContext.Default.ErrorEnvelope); break;
-        }
     }
 
     private static void WriteRateLimitHeaders(HttpContext http, Admission d)

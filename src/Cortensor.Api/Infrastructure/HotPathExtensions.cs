@@ -49,7 +49,15 @@ public static class HotPathExtensions
             .WithBackplane(sp => new RedisBackplane(sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<RedisBackplaneOptions>>()));
         builder.Services.AddSingleton<EntitlementCache>();
         builder.Services.AddSingleton<ApiKeyFilter>();
+        builder.Services.AddOptions<LimitsOptions>().BindConfiguration("Limits")
+            .Validate(o => o.ReservationSeconds >= 120 && o.ReplicaSilenceSeconds >= 10 && o.ReaperIntervalSeconds >= 1,
+                "Limits: ReservationSeconds must be at least 120, ReplicaSilenceSeconds at least 10, ReaperIntervalSeconds at least 1.")
+            .ValidateOnStart();
+        builder.Services.AddSingleton<ReplicaIdentity>();
+        builder.Services.AddSingleton<HotCounters>();
+        builder.Services.AddSingleton<LocalAdmission>();
         builder.Services.AddSingleton<AdmissionGate>();
+        builder.Services.AddHostedService<ReservationReaper>();
         builder.Services.AddScoped<KeyService>();
         builder.Services.AddScoped<CatalogAdmin>();
         return builder;

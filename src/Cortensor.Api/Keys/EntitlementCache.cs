@@ -76,7 +76,7 @@ public sealed class EntitlementCache(IFusionCache cache, IServiceScopeFactory sc
             models.Order(StringComparer.Ordinal).ToArray(),
             Math.Min(row.Key.RequestsPerMinute ?? row.Plan.RequestsPerMinute, row.Plan.RequestsPerMinute),
             Math.Min(row.Key.TokensPerMinute ?? row.Plan.TokensPerMinute, row.Plan.TokensPerMinute),
-            row.Plan.MonthlyTokenQuota);
+            row.Plan.MonthlyTokenQuota, row.Plan.RequestsPerMinute, row.Plan.TokensPerMinute, row.Plan.MaxConcurrentRequests);
     }
 }
 

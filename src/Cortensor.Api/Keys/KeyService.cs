@@ -11,7 +11,7 @@ public sealed record CreatedKey(ApiKey Key, string Plaintext);
 /// plane both use it. Every change is durable in Postgres first, then evicted from every replica's
 /// snapshot cache, and recorded in the audit log.
 /// </summary>
-public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements, AdmissionGate quota, TimeProvider clock)
+public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements, HotCounters counters, TimeProvider clock)
 {
     /// <summary>Creates an organisation; with <paramref name="owner"/>, that user becomes its owner in the same transaction.</summary>
     public async Task<Organization> CreateOrganizationAsync(string name, string planId, Guid? owner, AuditActor actor, CancellationToken ct)
@@ -102,7 +102,7 @@ public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements
         db.BillingLedger.Add(entry);
         Audit(actor, "credits.adjust", "organization", orgId.ToString(), null, new { entry.Amount, reason, entry.Reference });
         await db.SaveChangesAsync(ct);
-        await quota.AddCreditAsync(orgId, entry.Amount);
+        await counters.AddCreditAsync(orgId, entry.Amount);
         return await db.BillingLedger.Where(e => e.OrganizationId == orgId).SumAsync(e => e.Amount, ct);
     }
 

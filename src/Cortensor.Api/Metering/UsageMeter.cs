@@ -2,16 +2,19 @@ using System.Diagnostics.Metrics;
 using System.Text.Json;
 using Cortensor.Api.Infrastructure;
 using Cortensor.Api.Inference;
+using Cortensor.Api.Limits;
 using StackExchange.Redis;
 
 namespace Cortensor.Api.Metering;
 
 /// <summary>
-/// The hot path's end: one XADD of the usage record to a Redis Stream (append-only persistence on),
-/// from which <see cref="UsageWriter"/> batches into Postgres. If Redis cannot take it, the record goes
-/// to a local spool file that is replayed into the stream once Redis is back; nothing is dropped.
+/// The hot path's end. A record that settles a reservation goes through one atomic script that gives
+/// back what the request did not use and appends the record to the Redis Stream `usage:events`
+/// (exactly once per reservation, whoever settles first); any other record is appended as is.
+/// <see cref="UsageWriter"/> batches the stream into Postgres. If Redis cannot take it, the record
+/// (with its reservation) goes to the local spool and is settled the same way once Redis is back.
 /// </summary>
-public sealed class UsageMeter(IConnectionMultiplexer redis, UsageSpool spool, ILogger<UsageMeter> log)
+public sealed partial class UsageMeter(IConnectionMultiplexer redis, UsageSpool spool, ILogger<UsageMeter> log)
 {
     public static readonly RedisKey Stream = "usage:events";
     public const string Field = "e";
@@ -19,21 +22,81 @@ public sealed class UsageMeter(IConnectionMultiplexer redis, UsageSpool spool, I
     private static readonly Counter<long> Recorded = Meter.CreateCounter<long>("cortensor.usage.recorded", description: "Usage records handed to the buffer");
     private static readonly Counter<long> Spooled = Meter.CreateCounter<long>("cortensor.usage.spooled", description: "Usage records spooled to disk while Redis was unavailable");
 
-    /// <param name="via">A batch to ride along with (one round trip with the settlement), or null.</param>
-    public async Task RecordAsync(UsageRecord record, IDatabaseAsync? via = null)
+    /// <param name="onlyIfHeld">The reaper's call: add the record only if its reservation is still open.</param>
+    /// <returns>False only when <paramref name="onlyIfHeld"/> found the reservation already settled.</returns>
+    public async Task<bool> RecordAsync(UsageRecord record, bool onlyIfHeld = false)
     {
         var payload = JsonSerializer.SerializeToUtf8Bytes(record, PortalJsonContext.Default.UsageRecord);
         try
         {
             if (!redis.IsConnected) throw new RedisConnectionException(ConnectionFailureType.UnableToConnect, "Redis is disconnected");
-            await (via ?? redis.GetDatabase()).StreamAddAsync(Stream, Field, payload);
+            await SendAsync(record, payload, onlyIfHeld);
             Recorded.Add(1);
+            return true;
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException or ObjectDisposedException)
         {
-            log.LogWarning("Usage buffer unavailable ({Error}); spooling {EventId} to disk", ex.Message, record.EventId);
+            if (onlyIfHeld) throw;
+            Log.Spooling(log, record.EventId, ex);
             await spool.AppendAsync(payload);
             Spooled.Add(1);
+            return true;
         }
+    }
+
+    /// <summary>Tokens streamed so far, for the reaper should this replica die mid-request (best effort, never waited on).</summary>
+    public void ReportProgress(Guid org, string eventId, int promptTokens, int completionTokens)
+    {
+        if (!redis.IsConnected) return;
+        redis.GetDatabase().HashSet(LimitKeys.Progress(org), eventId, $"{promptTokens},{completionTokens}", flags: CommandFlags.FireAndForget);
+    }
+
+    /// <summary>Replays a spooled record: its reservation, if any, is settled now (once).</summary>
+    public Task ReplayAsync(byte[] payload)
+    {
+        var record = JsonSerializer.Deserialize(payload, PortalJsonContext.Default.UsageRecord)
+            ?? throw new JsonException("empty usage record");
+        return SendAsync(record, payload, onlyIfHeld: false);
+    }
+
+    private async Task<bool> SendAsync(UsageRecord record, byte[] payload, bool onlyIfHeld)
+    {
+        var db = redis.GetDatabase();
+        if (record.Hold is not { } hold)
+        {
+            await db.StreamAddAsync(Stream, Field, payload);
+            return true;
+        }
+        var actual = hold.Charge(record.PromptTokens, record.CompletionTokens, record.Cost);
+        var result = await db.ScriptEvaluateAsync(AdmissionScripts.Settle, new
+        {
+            reservations = (RedisKey)LimitKeys.Reservations(record.OrganizationId),
+            progress = (RedisKey)LimitKeys.Progress(record.OrganizationId),
+            due = (RedisKey)LimitKeys.Due,
+            replicaDue = (RedisKey)LimitKeys.ReplicaDue(hold.Replica),
+            counter = (RedisKey)hold.Counter,
+            heldKey = (RedisKey)LimitKeys.Held(hold.Counter),
+            unbilled = (RedisKey)LimitKeys.Unbilled(hold.Counter),
+            version = (RedisKey)LimitKeys.Version(record.OrganizationId),
+            keyTokens = (RedisKey)LimitKeys.KeyTokens(record.ApiKeyId, hold.Window),
+            orgTokens = (RedisKey)LimitKeys.OrgTokens(record.OrganizationId, hold.Window),
+            stream = Stream,
+            id = record.EventId,
+            dueMember = LimitKeys.DueMember(record.OrganizationId, record.EventId),
+            amount = hold.Amount,
+            actual,
+            credits = hold.Credits ? "1" : "0",
+            tokenDelta = record.PromptTokens + record.CompletionTokens - hold.Tokens,
+            onlyIfHeld = onlyIfHeld ? "1" : "0",
+            field = Field,
+            payload,
+        });
+        return (long)result == 1 || !onlyIfHeld;
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(LogLevel.Warning, "Usage buffer unavailable; spooling {EventId} to disk")]
+        public static partial void Spooling(ILogger logger, string eventId, Exception exception);
     }
 }

@@ -7,7 +7,7 @@ namespace Cortensor.Api.Metering;
 /// line, flushed to disk on every append. Replayed into the stream when Redis answers again;
 /// duplicates from a replay interrupted half-way are harmless (the writer is idempotent).
 /// </summary>
-public sealed class UsageSpool(IConfiguration configuration, IConnectionMultiplexer redis, ILogger<UsageSpool> log) : BackgroundService
+public sealed class UsageSpool(IConfiguration configuration, IConnectionMultiplexer redis, IServiceProvider services, ILogger<UsageSpool> log) : BackgroundService
 {
     private readonly SemaphoreSlim _lock = new(1, 1);
     private readonly string _path = Path.Combine(
@@ -60,9 +60,10 @@ public sealed class UsageSpool(IConfiguration configuration, IConnectionMultiple
         try
         {
             var lines = await File.ReadAllLinesAsync(file);
-            var db = redis.GetDatabase();
+            // Through the meter: a spooled record settles its reservation now, once.
+            var meter = services.GetRequiredService<UsageMeter>();
             foreach (var line in lines.Where(l => l.Length > 0))
-                await db.StreamAddAsync(UsageMeter.Stream, UsageMeter.Field, line);
+                await meter.ReplayAsync(System.Text.Encoding.UTF8.GetBytes(line));
             File.Delete(file);
             if (lines.Length > 0) log.LogInformation("Replayed {Count} spooled usage records from {File}", lines.Length, file);
         }

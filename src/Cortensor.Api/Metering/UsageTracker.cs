@@ -10,22 +10,25 @@ using Cortensor.Api.Routing;
 namespace Cortensor.Api.Metering;
 
 /// <summary>
-/// Follows one authenticated request to its end, whatever the end: success, refusal, router failure or
-/// client disconnect. Gives back the unused part of its reservation and hands exactly one usage record
-/// to the meter, both after the response has gone, in one Redis round trip.
+/// What one /v1 request used, kept as it goes. After the response it hands exactly one usage record
+/// to the meter, which settles the request's reservation with it (or spools both). The charge never
+/// exceeds what was reserved: tokens are bounded before they get here and the cost is capped again.
 /// </summary>
-public sealed class UsageTracker(HttpContext http, KeySnapshot key, TimeProvider clock)
+public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter meter, LocalAdmission local, TimeProvider clock)
 {
     private const int MaxModelLength = 64;
+    private static readonly TimeSpan ProgressEvery = TimeSpan.FromSeconds(1);
     private readonly long _started = Stopwatch.GetTimestamp();
     private readonly string _eventId = "evt_" + Guid.CreateVersion7().ToString("N");
     private string _requestedModel = "";
     private bool _streamed, _completed;
     private int _status = StatusCodes.Status200OK, _promptTokens, _completionTokens;
     private string? _errorCode;
-    private long _firstTokenAt;
+    private long _firstTokenAt, _progressAt;
 
-    public long Created { get; } = clock.GetUtcNow().ToUnixTimeSeconds();
+    /// <summary>When the request was admitted: the month and day it is billed in.</summary>
+    public DateTimeOffset CreatedAt { get; } = clock.GetUtcNow();
+    public long Created => CreatedAt.ToUnixTimeSeconds();
     public CatalogModel? Model { get; set; }
     public Admission? Admission { get; set; }
     public RouteChoice? Route { get; set; }
@@ -33,7 +36,7 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, TimeProvider
     public string CompletionId(string prefix) => $"{prefix}-{_eventId[4..]}";
 
     public void Requested(string model, bool streamed) =>
-        (_requestedModel, _streamed) = (model.Length > MaxModelLength ? model[..MaxModelLength] : model, streamed);
+        (_requestedModel, _streamed) = (LedgerText.Identifier(model, MaxModelLength), streamed);
 
     public ErrorResult Fail(ApiError error)
     {
@@ -41,38 +44,49 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, TimeProvider
         return error.ToResult();
     }
 
+    /// <summary>What the request is charged for so far, as the client's usage object.</summary>
+    public Usage Tokens => new(_promptTokens, _completionTokens, _promptTokens + _completionTokens);
+
     public void FirstToken() => _firstTokenAt = Stopwatch.GetTimestamp();
 
-    public void Succeeded(int promptTokens, int completionTokens) => (_promptTokens, _completionTokens) = (promptTokens, completionTokens);
+    /// <summary>What the request is charged for, already bounded (see <see cref="UsageBounds"/>).</summary>
+    public void Charge(int promptTokens, int completionTokens) => (_promptTokens, _completionTokens) = (promptTokens, completionTokens);
 
-    /// <summary>Kept current while streaming, so a disconnect at any point bills what was generated.</summary>
-    public void Progress(int promptEstimate, int chunks) => (_promptTokens, _completionTokens) = (promptEstimate, chunks);
-
-    /// <summary>The stream ended badly after some output: what was generated is still billed.</summary>
-    public void StreamFailed(ApiError error, int promptTokens, int completionTokens)
+    /// <summary>Kept current while streaming: a disconnect bills what was generated, and so does the reaper if this replica dies.</summary>
+    public void Progress(int promptTokens, int completionTokens)
     {
-        (_status, _errorCode) = (error.Status, error.Code);
-        (_promptTokens, _completionTokens) = (promptTokens, completionTokens);
+        Charge(promptTokens, completionTokens);
+        if (Admission?.Hold is null || Stopwatch.GetElapsedTime(_progressAt) < ProgressEvery) return;
+        _progressAt = Stopwatch.GetTimestamp();
+        meter.ReportProgress(key.OrganizationId, _eventId, promptTokens, completionTokens);
     }
+
+    /// <summary>The answer ended badly; what it used is still charged.</summary>
+    public void Failed(ApiError error) => (_status, _errorCode) = (error.Status, error.Code);
 
     public void ClientDisconnected() => (_status, _errorCode) = (499, "client_disconnected");
 
-    public void Complete(AdmissionGate admissions, UsageMeter meter)
+    /// <summary>The record the reservation is filed with: what the reaper bills if nobody settles it.</summary>
+    public UsageRecord Draft(CatalogModel model) => Record(model, 499, "request_abandoned", 0, 0, 0m, null);
+
+    public void Complete()
     {
         if (_completed) return;
         _completed = true;
-        var tokens = _promptTokens + _completionTokens;
-        var cost = tokens == 0 || Model is null ? 0m : Pricing.RoundForLedger(Pricing.Cost(Model, _promptTokens, _completionTokens));
-        var record = new UsageRecord(_eventId, http.GetRequestId(), key.OrganizationId, key.KeyId, key.BillingMode,
-            Model?.Id ?? _requestedModel, Model?.PoolId, Route?.Router.Id, Route?.Session, http.Request.Method, http.Request.Path.Value ?? "",
-            _status, _errorCode, _promptTokens, _completionTokens, cost,
-            (int)Stopwatch.GetElapsedTime(_started).TotalMilliseconds,
-            _firstTokenAt == 0 ? null : (int)Stopwatch.GetElapsedTime(_started, _firstTokenAt).TotalMilliseconds,
-            _streamed, clock.GetUtcNow());
-
         var admission = Admission;
-        http.Response.OnCompleted(() => admission is null
-            ? meter.RecordAsync(record)
-            : admissions.SettleAsync(key, admission, tokens, cost, batch => meter.RecordAsync(record, batch)));
+        var cost = _promptTokens + _completionTokens == 0 || Model is null ? 0m : Pricing.RoundForLedger(Pricing.Cost(Model, _promptTokens, _completionTokens));
+        if (admission?.Hold is { Credits: true } hold) cost = Pricing.FromUnits(hold.Charge(_promptTokens, _completionTokens, cost));
+        var record = Record(Model, _status, _errorCode, _promptTokens, _completionTokens, cost, admission?.Hold);
+        if (admission is { Local: true, Admitted: true })
+            local.Release(key, admission.Window, _promptTokens + _completionTokens - admission.ReservedTokens);
+        http.Response.OnCompleted(() => meter.RecordAsync(record));
     }
+
+    private UsageRecord Record(CatalogModel? model, int status, string? errorCode, int prompt, int completion, decimal cost, Hold? hold) => new(
+        _eventId, http.GetRequestId(), key.OrganizationId, key.KeyId, key.BillingMode,
+        model?.Id ?? _requestedModel, model?.PoolId, Route?.Router.Id, Route?.Session, http.Request.Method, http.Request.Path.Value ?? "",
+        status, errorCode, prompt, completion, cost,
+        (int)Stopwatch.GetElapsedTime(_started).TotalMilliseconds,
+        _firstTokenAt == 0 ? null : (int)Stopwatch.GetElapsedTime(_started, _firstTokenAt).TotalMilliseconds,
+        _streamed, CreatedAt, hold);
 }

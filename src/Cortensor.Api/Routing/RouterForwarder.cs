@@ -10,10 +10,16 @@ using Polly.CircuitBreaker;
 
 namespace Cortensor.Api.Routing;
 
-/// <summary>An open response from a router, before any byte went to the client.</summary>
-public sealed record RouterResponse(RouteChoice Route, HttpResponseMessage Message, long StartedAt) : IDisposable
+/// <summary>An open response from a router, before any byte went to the client; it owns the router lease.</summary>
+public sealed record RouterResponse(RouterLease Lease, HttpResponseMessage Message) : IDisposable
 {
-    public void Dispose() => Message.Dispose();
+    public RouteChoice Route => Lease.Route;
+
+    public void Dispose()
+    {
+        Message.Dispose();
+        Lease.Dispose();
+    }
 }
 
 /// <summary>
@@ -28,8 +34,12 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
     private const int MaxAttempts = 2;
     private static readonly MediaTypeHeaderValue JsonMediaType = new("application/json");
 
+    /// <param name="stream">
+    /// False: the whole answer is read within the deadline (headers and body under one clock, and a
+    /// stall counts as the router's failure). True: only until the headers; the relay watches the rest.
+    /// </param>
     public async Task<(RouterResponse? Response, ApiError? Error)> SendAsync(
-        CatalogPool pool, RouterCompletionRequest body, CancellationToken ct)
+        CatalogPool pool, RouterCompletionRequest body, bool stream, CancellationToken ct)
     {
         var o = options.Value;
         string? tried = null;
@@ -48,8 +58,7 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
             routeSpan?.Dispose();
 
             tried = route.Router.Id;
-            var started = Stopwatch.GetTimestamp();
-            route.State.Start();
+            var lease = new RouterLease(route);
             using var forwardSpan = CortensorTelemetry.ActivitySource.StartActivity("forward");
             forwardSpan?.SetTag("cortensor.router", route.Router.Id);
             forwardSpan?.SetTag("cortensor.attempt", attempt);
@@ -70,7 +79,7 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
                     request.Headers.Authorization = client.Authorization;
                     try
                     {
-                        return await client.Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, timeout.Token);
+                        return await client.Http.SendAsync(request, stream ? HttpCompletionOption.ResponseHeadersRead : HttpCompletionOption.ResponseContentRead, timeout.Token);
                     }
                     catch (OperationCanceledException) when (!token.IsCancellationRequested)
                     {
@@ -82,14 +91,14 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
                 {
                     log.LogWarning("Router {Router} answered {Status}; attempt {Attempt}", route.Router.Id, (int)response.StatusCode, attempt);
                     response.Dispose();
-                    route.State.Finish(false, 0);
+                    lease.Failed();
                     continue;
                 }
-                return (new RouterResponse(route, response, started), null);
+                return (new RouterResponse(lease, response), null);
             }
             catch (Exception ex) when (ex is HttpRequestException or BrokenCircuitException or TimeoutRejectedOrUpstreamTimeout)
             {
-                route.State.Finish(false, 0);
+                lease.Failed();
                 forwardSpan?.SetStatus(ActivityStatusCode.Error, ex.GetType().Name);
                 log.LogWarning("Router {Router} failed ({Error}); attempt {Attempt}", route.Router.Id, ex.Message, attempt);
                 // A second full wait would double the client's wait: a timeout answers 504 at once.
@@ -97,7 +106,7 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
             }
             catch
             {
-                route.State.Finish(false, 0);
+                lease.Failed();
                 throw;
             }
         }

@@ -124,7 +124,7 @@ public class UsagePipelineTests(InfrastructureFixture infrastructure) : IAsyncLi
     }
 
     [Fact]
-    public async Task TheReconcilerCorrectsADriftedBalanceOnlyWhenTheOrganisationIsQuiet()
+    public async Task TheReconcilerCorrectsADriftedBalanceCountingWhatOpenReservationsHold()
     {
         await using (var ctx = Context())
         {
@@ -132,23 +132,21 @@ public class UsagePipelineTests(InfrastructureFixture infrastructure) : IAsyncLi
             await ctx.SaveChangesAsync();
         }
         var db = _redis.GetDatabase();
-        var credit = AdmissionGate.CreditKey(_org);
-        await db.StringSetAsync(credit, Pricing.ToUnits(3m)); // drifted by +$0.50
-        await db.StringSetAsync(AdmissionGate.InFlightKey(_org), 1);
+        var credit = LimitKeys.Credit(_org);
+        // $0.40 is held by a request in flight; the counter drifted $0.50 above the ledger's $2.50 - $0.40.
+        await db.StringSetAsync(LimitKeys.Held(credit), Pricing.ToUnits(0.4m));
+        await db.StringSetAsync(credit, Pricing.ToUnits(2.6m));
 
         var services = new ServiceCollection()
             .AddDbContext<PortalDbContext>(o => { o.UseNpgsql(_connectionString); PortalDbContext.Configure(o); })
             .BuildServiceProvider();
-        var reconciler = new LedgerReconciler(_redis, services.GetRequiredService<IServiceScopeFactory>(), TimeProvider.System,
+        var reconciler = new LedgerReconciler(new HotCounters(_redis, _postgres, TimeProvider.System), services.GetRequiredService<IServiceScopeFactory>(),
             Config(30), NullLogger<LedgerReconciler>.Instance);
 
-        Assert.Equal(0, await reconciler.ReconcileAsync(CancellationToken.None));
-        Assert.Equal(Pricing.ToUnits(3m), (long)await db.StringGetAsync(credit));
-
-        await db.StringSetAsync(AdmissionGate.InFlightKey(_org), 0);
         Assert.Equal(1, await reconciler.ReconcileAsync(CancellationToken.None));
-        Assert.Equal(Pricing.ToUnits(2.5m), (long)await db.StringGetAsync(credit));
-        await db.KeyDeleteAsync([credit, AdmissionGate.InFlightKey(_org)]);
+        Assert.Equal(Pricing.ToUnits(2.1m), (long)await db.StringGetAsync(credit));
+        Assert.Equal(0, await reconciler.ReconcileAsync(CancellationToken.None));
+        await db.KeyDeleteAsync([credit, LimitKeys.Held(credit), LimitKeys.Version(_org)]);
     }
 
     private List<UsageRecord> Records(int count)

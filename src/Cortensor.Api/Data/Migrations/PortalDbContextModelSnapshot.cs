@@ -504,6 +504,10 @@ namespace Cortensor.Api.Data.Migrations
                         .HasColumnType("character varying(24)")
                         .HasColumnName("billing_mode");
 
+                    b.Property<int>("MaxConcurrentRequests")
+                        .HasColumnType("integer")
+                        .HasColumnName("max_concurrent_requests");
+
                     b.Property<decimal>("MonthlyPriceUsd")
                         .HasPrecision(20, 10)
                         .HasColumnType("numeric(20,10)")
@@ -536,6 +540,7 @@ namespace Cortensor.Api.Data.Migrations
                         {
                             Id = "free",
                             BillingMode = "MonthlyQuota",
+                            MaxConcurrentRequests = 8,
                             MonthlyPriceUsd = 0m,
                             MonthlyTokenQuota = 1000000L,
                             Name = "Free",
@@ -546,6 +551,7 @@ namespace Cortensor.Api.Data.Migrations
                         {
                             Id = "pro",
                             BillingMode = "PrepaidCredits",
+                            MaxConcurrentRequests = 256,
                             MonthlyPriceUsd = 0m,
                             Name = "Pro",
                             RequestsPerMinute = 1000,
@@ -555,6 +561,7 @@ namespace Cortensor.Api.Data.Migrations
                         {
                             Id = "scale",
                             BillingMode = "PrepaidCredits",
+                            MaxConcurrentRequests = 100000,
                             MonthlyPriceUsd = 0m,
                             Name = "Scale",
                             RequestsPerMinute = 10000000,

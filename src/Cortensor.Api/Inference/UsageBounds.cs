@@ -1,0 +1,42 @@
+using System.Diagnostics.Metrics;
+using Cortensor.Contracts;
+
+namespace Cortensor.Api.Inference;
+
+/// <summary>
+/// What a request is charged for, from what the router reports, checked against what the Portal
+/// knows: the prompt between the family tokenizer's floor and ceiling (exact for gpt-oss), the
+/// completion between 0 and max_tokens. Reports outside those bounds are clamped, counted and logged:
+/// a router can neither overcharge a customer nor credit one (negative counts).
+/// </summary>
+public static class UsageBounds
+{
+    private static readonly Meter Meter = new(CortensorTelemetry.MeterName);
+    private static readonly Counter<long> OutOfBounds = Meter.CreateCounter<long>(
+        "cortensor.router.usage_out_of_bounds", description: "Router usage reports outside the tokenizer's bounds, clamped before billing");
+
+    /// <summary>The rendered prompt's bounds in its family's tokens, counted once per request.</summary>
+    public sealed class Prompt(ModelTokenizer tokenizer, string text)
+    {
+        private int? _estimate;
+        public ModelTokenizer Tokenizer => tokenizer;
+        public int Ceiling { get; } = tokenizer.Ceiling(text);
+        public int Floor => tokenizer.IsExact ? Ceiling : tokenizer.Floor(text);
+        /// <summary>The family's count, or the o200k estimate (counted only when a router reports none).</summary>
+        public int Estimate => tokenizer.IsExact ? Ceiling : _estimate ??= Math.Clamp(tokenizer.Count(text), Floor, Ceiling);
+    }
+
+    public static (int Prompt, int Completion) Bound(Prompt prompt, int? reportedPrompt, int? reportedCompletion, int countedCompletion,
+        int maxTokens, string router, ILogger log)
+    {
+        var billedPrompt = Math.Clamp(reportedPrompt ?? prompt.Estimate, prompt.Floor, prompt.Ceiling);
+        var billedCompletion = Math.Clamp(reportedCompletion ?? countedCompletion, 0, maxTokens);
+        if ((reportedPrompt is { } p && p != billedPrompt) || (reportedCompletion is { } c && c != billedCompletion))
+        {
+            OutOfBounds.Add(1, new KeyValuePair<string, object?>("router", router));
+            log.LogWarning("Router {Router} reported usage out of bounds (prompt {Prompt} in [{Floor}, {Ceiling}], completion {Completion} in [0, {Max}]); billed {BilledPrompt}+{BilledCompletion}",
+                router, reportedPrompt, prompt.Floor, prompt.Ceiling, reportedCompletion, maxTokens, billedPrompt, billedCompletion);
+        }
+        return (billedPrompt, billedCompletion);
+    }
+}

@@ -1,0 +1,114 @@
+using StackExchange.Redis;
+
+namespace Cortensor.Api.Limits;
+
+/// <summary>
+/// The Lua scripts that make admission, settlement and reconciliation atomic in Redis. Each returns
+/// numbers the C# side turns into <see cref="AdmissionVerdict"/> and amounts.
+/// </summary>
+internal static class AdmissionScripts
+{
+    /// <summary>
+    /// Rate windows (the key's, then the organisation's), concurrency, then the quota or credit
+    /// reservation; nothing is counted unless everything passes. The reservation is recorded with
+    /// its deadline so it can be settled exactly once, by the request or by the reaper.
+    /// </summary>
+    public static readonly LuaScript Admit = LuaScript.Prepare("""
+        local cost = tonumber(@cost)
+        local kr = tonumber(redis.call('GET', @keyRequests) or '0')
+        local kt = tonumber(redis.call('GET', @keyTokens) or '0')
+        local orq = tonumber(redis.call('GET', @orgRequests) or '0')
+        local ot = tonumber(redis.call('GET', @orgTokens) or '0')
+        if kr + 1 > tonumber(@keyRequestLimit) then return {1, kr, kt, 0, orq, ot} end
+        if kt + cost > tonumber(@keyTokenLimit) then return {2, kr, kt, 0, orq, ot} end
+        if orq + 1 > tonumber(@orgRequestLimit) then return {3, kr, kt, 0, orq, ot} end
+        if ot + cost > tonumber(@orgTokenLimit) then return {4, kr, kt, 0, orq, ot} end
+        if redis.call('HLEN', @reservations) + 1 > tonumber(@concurrency) then return {5, kr, kt, 0, orq, ot} end
+        local amount = tonumber(@amount)
+        local balance
+        if @credits == '1' then
+            local b = redis.call('GET', @counter)
+            if not b then return {6, kr, kt, 0, orq, ot} end
+            if tonumber(b) < amount then return {7, kr, kt, tonumber(b), orq, ot} end
+            balance = redis.call('DECRBY', @counter, amount)
+        else
+            local used = tonumber(redis.call('GET', @counter) or '0')
+            if used + amount > tonumber(@quota) then return {7, kr, kt, used, orq, ot} end
+            balance = redis.call('INCRBY', @counter, amount)
+            redis.call('EXPIRE', @counter, @quotaTtl)
+        end
+        redis.call('INCRBY', @held, amount)
+        if @credits ~= '1' then redis.call('EXPIRE', @held, @quotaTtl) end
+        redis.call('INCR', @version)
+        redis.call('HSET', @reservations, @id, @hold)
+        redis.call('ZADD', @due, @deadline, @dueMember)
+        redis.call('ZADD', @replicaDue, @deadline, @dueMember)
+        kr = redis.call('INCR', @keyRequests)
+        redis.call('EXPIRE', @keyRequests, @ttl)
+        kt = redis.call('INCRBY', @keyTokens, cost)
+        redis.call('EXPIRE', @keyTokens, @ttl)
+        orq = redis.call('INCR', @orgRequests)
+        redis.call('EXPIRE', @orgRequests, @ttl)
+        ot = redis.call('INCRBY', @orgTokens, cost)
+        redis.call('EXPIRE', @orgTokens, @ttl)
+        return {0, kr, kt, balance, orq, ot}
+        """);
+
+    /// <summary>
+    /// Settles a reservation by its id and hands over the usage record, atomically: whoever settles
+    /// first (the request, a spool replay, the reaper) gives back what was not used; the others find
+    /// nothing to give back. With <c>onlyIfHeld</c> (the reaper), a reservation already settled adds no record.
+    /// Counters Redis lost are not recreated here: reconciliation rebuilds them from the ledger.
+    /// </summary>
+    public static readonly LuaScript Settle = LuaScript.Prepare("""
+        local held = redis.call('HDEL', @reservations, @id)
+        if held == 1 then
+            redis.call('HDEL', @progress, @id)
+            redis.call('ZREM', @due, @dueMember)
+            redis.call('ZREM', @replicaDue, @dueMember)
+            local amount = tonumber(@amount)
+            local actual = tonumber(@actual)
+            if redis.call('EXISTS', @counter) == 1 then
+                if @credits == '1' then redis.call('INCRBY', @counter, amount - actual)
+                else redis.call('DECRBY', @counter, amount - actual) end
+            end
+            if redis.call('EXISTS', @heldKey) == 1 then redis.call('DECRBY', @heldKey, amount) end
+            if actual > 0 then redis.call('HSET', @unbilled, @id, actual) end
+            redis.call('INCR', @version)
+            local delta = tonumber(@tokenDelta)
+            if delta ~= 0 then
+                if redis.call('EXISTS', @keyTokens) == 1 then redis.call('INCRBY', @keyTokens, delta) end
+                if redis.call('EXISTS', @orgTokens) == 1 then redis.call('INCRBY', @orgTokens, delta) end
+            end
+        elseif @onlyIfHeld == '1' then
+            return 0
+        end
+        redis.call('XADD', @stream, '*', @field, @payload)
+        return held
+        """);
+
+    /// <summary>A grant reaches the hot balance only if Redis holds it (else the next admission loads it whole).</summary>
+    public static readonly LuaScript AddCredit = LuaScript.Prepare("""
+        if redis.call('EXISTS', @counter) == 1 then
+            redis.call('INCR', @version)
+            return redis.call('INCRBY', @counter, @amount)
+        end
+        return nil
+        """);
+
+    /// <summary>What reconciliation compares, read at one instant: counter, holds, unsettled charges, version.</summary>
+    public static readonly LuaScript Snapshot = LuaScript.Prepare("""
+        return {redis.call('GET', @counter) or '', redis.call('GET', @heldKey) or '0',
+                redis.call('GET', @version) or '0', redis.call('HGETALL', @unbilled)}
+        """);
+
+    /// <summary>Sets a counter to the ledger's figure only if nothing moved it since the snapshot.</summary>
+    public static readonly LuaScript CompareAndSet = LuaScript.Prepare("""
+        if (redis.call('GET', @version) or '0') ~= @seen then return 0 end
+        if @onlyIfMissing == '1' and redis.call('EXISTS', @counter) == 1 then return 0 end
+        redis.call('SET', @counter, @value)
+        if tonumber(@ttl) > 0 then redis.call('EXPIRE', @counter, @ttl) end
+        redis.call('INCR', @version)
+        return 1
+        """);
+}

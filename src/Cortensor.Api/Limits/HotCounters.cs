@@ -1,0 +1,90 @@
+using Cortensor.Api.Data;
+using Npgsql;
+using StackExchange.Redis;
+
+namespace Cortensor.Api.Limits;
+
+/// <summary>
+/// The hot-path counters (credit balances, monthly token use) and the ledger they must equal. A
+/// counter should always be: the ledger, less what open reservations hold, less charges settled but
+/// not yet written (credits; plus them for quota). Redis gives those three at one instant; Postgres
+/// gives the ledger and which of the unwritten charges it already has, in one statement. The result
+/// is set only if no admission, settlement or grant moved the organisation in between, so a busy
+/// organisation is corrected too, whenever its counters hold still for a moment.
+/// </summary>
+public sealed class HotCounters(IConnectionMultiplexer redis, NpgsqlDataSource postgres, TimeProvider clock)
+{
+    public const int QuotaTtlSeconds = 40 * 24 * 3600;
+
+    public sealed record Outcome(bool Changed, long? Before, long Expected);
+
+    /// <summary>Brings one organisation's current counter to the ledger's figure; with <paramref name="onlyIfMissing"/>, only loads a missing one.</summary>
+    public async Task<Outcome?> ReconcileAsync(Guid org, BillingMode mode, bool onlyIfMissing, CancellationToken ct)
+    {
+        var db = redis.GetDatabase();
+        var now = clock.GetUtcNow();
+        var credits = mode == BillingMode.PrepaidCredits;
+        var counter = credits ? LimitKeys.Credit(org) : LimitKeys.Quota(org, LimitKeys.Period(now));
+        var snapshot = (RedisResult[])(await db.ScriptEvaluateAsync(AdmissionScripts.Snapshot, new
+        {
+            counter = (RedisKey)counter, heldKey = (RedisKey)LimitKeys.Held(counter), version = (RedisKey)LimitKeys.Version(org),
+            unbilled = (RedisKey)LimitKeys.Unbilled(counter),
+        }))!;
+        var current = snapshot[0].ToString() is { Length: > 0 } c ? long.Parse(c, System.Globalization.CultureInfo.InvariantCulture) : (long?)null;
+        if (onlyIfMissing && current is not null) return null;
+        // A credit balance Redis never loaded is loaded on first use, not here.
+        if (!onlyIfMissing && credits && current is null) return null;
+        var held = (long)snapshot[1];
+        var seen = snapshot[2].ToString();
+        var pairs = (RedisResult[])snapshot[3]!;
+        var unbilled = new Dictionary<string, long>(pairs.Length / 2);
+        for (var i = 0; i + 1 < pairs.Length; i += 2) unbilled[pairs[i].ToString()] = (long)pairs[i + 1];
+
+        var monthStart = new DateTimeOffset(now.Year, now.Month, 1, 0, 0, 0, TimeSpan.Zero);
+        await using var command = postgres.CreateCommand("""
+            SELECT coalesce(sum(amount), 0),
+                   coalesce(sum(tokens) FILTER (WHERE kind = 'Usage' AND created_at >= $2 AND created_at < $3), 0)::bigint,
+                   coalesce(array_agg(reference) FILTER (WHERE kind = 'Usage' AND reference = ANY($4)), '{}')
+            FROM billing_ledger WHERE organization_id = $1
+            """);
+        command.Parameters.Add(new NpgsqlParameter { Value = org });
+        command.Parameters.Add(new NpgsqlParameter { Value = monthStart });
+        command.Parameters.Add(new NpgsqlParameter { Value = monthStart.AddMonths(1) });
+        command.Parameters.Add(new NpgsqlParameter { Value = unbilled.Keys.ToArray() });
+        await using var reader = await command.ExecuteReaderAsync(ct);
+        await reader.ReadAsync(ct);
+        var balance = reader.GetDecimal(0);
+        var tokens = reader.GetInt64(1);
+        var written = reader.GetFieldValue<string[]>(2);
+        await reader.DisposeAsync();
+
+        var pending = unbilled.Sum(u => u.Value) - written.Sum(id => unbilled.GetValueOrDefault(id));
+        var expected = credits ? Pricing.ToUnits(balance) - held - pending : tokens + held + pending;
+        var changed = false;
+        if (current != expected)
+        {
+            changed = (long)await db.ScriptEvaluateAsync(AdmissionScripts.CompareAndSet, new
+            {
+                counter = (RedisKey)counter, version = (RedisKey)LimitKeys.Version(org), seen, value = expected,
+                ttl = credits ? 0 : QuotaTtlSeconds, onlyIfMissing = onlyIfMissing ? "1" : "0",
+            }) == 1;
+        }
+        // Charges the ledger has are no longer pending: forget them (harmless if the writer already did).
+        if (written.Length > 0) await db.HashDeleteAsync(LimitKeys.Unbilled(counter), written.Select(w => (RedisValue)w).ToArray());
+        return new Outcome(changed, current, expected);
+    }
+
+    /// <summary>Adds a grant to the hot balance if Redis holds it; otherwise the next admission loads it from the ledger.</summary>
+    public Task AddCreditAsync(Guid org, decimal usd) =>
+        redis.GetDatabase().ScriptEvaluateAsync(AdmissionScripts.AddCredit, new
+        {
+            counter = (RedisKey)LimitKeys.Credit(org), version = (RedisKey)LimitKeys.Version(org), amount = Pricing.ToUnits(usd),
+        });
+
+    /// <summary>The hot-path balance in USD, or null when Redis has not loaded it.</summary>
+    public async Task<decimal?> HotBalanceAsync(Guid org)
+    {
+        var value = await redis.GetDatabase().StringGetAsync(LimitKeys.Credit(org));
+        return value.IsNull ? null : Pricing.FromUnits((long)value);
+    }
+}

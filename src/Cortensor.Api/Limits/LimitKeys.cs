@@ -1,0 +1,50 @@
+using System.Globalization;
+
+namespace Cortensor.Api.Limits;
+
+/// <summary>
+/// The names of every Redis key the hot path shares. One organisation's money keys carry its id as
+/// a hash tag; the scripts also touch key windows and the global due-set, so the Portal expects one
+/// Redis primary (not a cluster), as docs/operations.md says.
+/// </summary>
+public static class LimitKeys
+{
+    /// <summary>Prepaid balance in credit units (1e-10 USD).</summary>
+    public static string Credit(Guid org) => $"credit:{{{org:N}}}";
+
+    /// <summary>Tokens used in one calendar month (UTC), e.g. period 202611.</summary>
+    public static string Quota(Guid org, string period) => $"quota:{{{org:N}}}:{period}";
+
+    public static string Period(DateTimeOffset at) => at.UtcDateTime.ToString("yyyyMM", CultureInfo.InvariantCulture);
+
+    /// <summary>What admitted, unsettled requests hold of a counter.</summary>
+    public static string Held(string counter) => "held:" + counter;
+
+    /// <summary>Settled charges of a counter not yet confirmed in the ledger (event id → amount).</summary>
+    public static string Unbilled(string counter) => "unbilled:" + counter;
+
+    /// <summary>Bumped by every change to the organisation's counters: reconciliation sets only what nobody moved.</summary>
+    public static string Version(Guid org) => $"ver:{{{org:N}}}";
+
+    /// <summary>The organisation's open reservations (event id → hold), also its concurrency.</summary>
+    public static string Reservations(Guid org) => $"resv:{{{org:N}}}";
+
+    /// <summary>Tokens streamed so far per open reservation, so a lost replica's request bills what was generated.</summary>
+    public static string Progress(Guid org) => $"resvp:{{{org:N}}}";
+
+    /// <summary>Every open reservation by deadline: the reaper's work list.</summary>
+    public const string Due = "resv:due";
+
+    /// <summary>One replica's open reservations: settled early when the replica is gone.</summary>
+    public static string ReplicaDue(string replica) => "resv:due:" + replica;
+
+    /// <summary>Replicas' last sign of life (replica → unix seconds).</summary>
+    public const string Replicas = "replicas:alive";
+
+    public static string KeyRequests(Guid key, long window) => $"rl:{{{key:N}}}:r:{window}";
+    public static string KeyTokens(Guid key, long window) => $"rl:{{{key:N}}}:t:{window}";
+    public static string OrgRequests(Guid org, long window) => $"rlo:{{{org:N}}}:r:{window}";
+    public static string OrgTokens(Guid org, long window) => $"rlo:{{{org:N}}}:t:{window}";
+
+    public static string DueMember(Guid org, string eventId) => $"{org:N}|{eventId}";
+}
