@@ -1,7 +1,7 @@
 namespace Cortensor.Api.Infrastructure;
 
 /// <summary>Which Api replica this process is: stable for its life, unique across replicas and restarts.</summary>
-public sealed class ReplicaIdentity
+public class ReplicaIdentity
 {
-    public string Id { get; } = $"{Environment.MachineName}-{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..6]}";
+    public virtual string Id { get; } = $"{Environment.MachineName}-{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..6]}";
 }

@@ -4,8 +4,8 @@ namespace Cortensor.Api.Routing;
 
 /// <summary>
 /// One routed request's hold on its router: counted in the router's in-flight load from the moment
-/// it is picked, and released exactly once — as a success with its latency, or as a failure — on every
-/// path: answered, failed, timed out, or the client gone (disposal without a verdict is a failure).
+/// it is picked, and released exactly once — as a success with its latency, as a failure, or (the client gone)
+/// without a verdict — on every path.
 /// The outcome is recorded once, after the request, as YARP's passive health check does.
 /// </summary>
 public sealed class RouterLease : IDisposable
@@ -27,7 +27,11 @@ public sealed class RouterLease : IDisposable
 
     public void Failed() => Close(false);
 
-    public void Dispose() => Close(false);
+    /// <summary>Without a verdict (the client went away, or an exception): the load comes off, nothing is held against the router.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _closed, 1) == 0) Route.State.Release();
+    }
 
     private void Close(bool success)
     {

@@ -54,6 +54,9 @@ public sealed class RouterState
 
     public void Start() => Interlocked.Increment(ref _inFlight);
 
+    /// <summary>The request ended without a verdict on the router (the client went away): only its load comes off.</summary>
+    public void Release() => Interlocked.Decrement(ref _inFlight);
+
     public void Finish(bool success, double elapsedMs)
     {
         Interlocked.Decrement(ref _inFlight);

@@ -131,8 +131,9 @@ public class EnforcementTests(PortalAppFixture portal)
     public async Task ATokenLimitIsSharedExactlyAcrossReplicas()
     {
         await AvoidMinuteBoundaryAsync();
-        // Each request reserves 3 (prompt estimate for "hi") + 30 (max_tokens) = 33 tokens; 109 admits three.
-        var customer = await portal.CreateCustomerAsync(keyOptions: new { name = "109 tpm", tokens_per_minute = 109 });
+        // Each request reserves 7 (the harmony prompt "<|start|>user<|message|>hi<|end|><|start|>assistant" in
+        // gpt-oss's tokenizer) + 30 (max_tokens) = 37 tokens; 120 admits three.
+        var customer = await portal.CreateCustomerAsync(keyOptions: new { name = "120 tpm", tokens_per_minute = 120 });
         using var client = customer.CreateClient();
         await portal.SetRouterBehaviourAsync("router-oss120b-1", new { time_to_first_token_ms = 1500 });
         try

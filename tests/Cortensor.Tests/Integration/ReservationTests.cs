@@ -1,0 +1,255 @@
+using System.Text;
+using System.Text.Json;
+using Cortensor.Api.Catalog;
+using Cortensor.Api.Data;
+using Cortensor.Api.Infrastructure;
+using Cortensor.Api.Inference;
+using Cortensor.Api.Keys;
+using Cortensor.Api.Limits;
+using Cortensor.Api.Metering;
+using Cortensor.Tests.Fixtures;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Time.Testing;
+using Npgsql;
+using StackExchange.Redis;
+
+namespace Cortensor.Tests.Integration;
+
+/// <summary>
+/// Reservations on real Redis and Postgres under faults: lost replies, lost settles, dead replicas,
+/// spooled settles and month boundaries. After each case the hold is back and the counter is what
+/// the usage says, and settling twice never gives back twice.
+/// </summary>
+[Collection(InfrastructureCollection.Name)]
+public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLifetime
+{
+    private static readonly CatalogModel Model = new("gpt-oss-20b", "GPT-OSS 20B", "gpt-oss", true, 0.0001m, 0.0004m, 131072,
+        "oss-20b", "gpt-oss-20b", DateTimeOffset.UnixEpoch);
+    private readonly FakeTimeProvider _clock = new(new DateTimeOffset(2026, 11, 30, 23, 59, 50, TimeSpan.Zero));
+    private ConnectionMultiplexer _redis = null!;
+    private NpgsqlDataSource _postgres = null!;
+    private string _spool = null!;
+    private readonly Guid _org = Guid.CreateVersion7();
+
+    public async Task InitializeAsync()
+    {
+        _postgres = NpgsqlDataSource.Create(await infrastructure.CreateDatabaseAsync());
+        _redis = await ConnectionMultiplexer.ConnectAsync(infrastructure.RedisConnectionString);
+        _spool = Path.Combine(Path.GetTempPath(), "cortensor-tests", "spool-" + Guid.NewGuid().ToString("N"));
+        await _redis.GetDatabase().KeyDeleteAsync([UsageMeter.Stream, LimitKeys.Due]);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _redis.GetDatabase().KeyDeleteAsync([UsageMeter.Stream, LimitKeys.Due]);
+        await _redis.DisposeAsync();
+        await _postgres.DisposeAsync();
+        if (Directory.Exists(_spool)) Directory.Delete(_spool, recursive: true);
+    }
+
+    [Fact]
+    public async Task SettlingTheSameReservationTwiceGivesBackOnceAndFilesOneRecord()
+    {
+        var (gate, meter, _) = Build();
+        var db = _redis.GetDatabase();
+        await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(1m));
+        var (admission, draft) = await AdmitAsync(gate, Key(BillingMode.PrepaidCredits), promptTokens: 100, maxTokens: 100);
+        Assert.True(admission.Admitted);
+
+        var used = Used(draft, admission, prompt: 100, completion: 20);
+        await meter.RecordAsync(used);
+        await meter.RecordAsync(used); // a spool replay or a retried settle
+        Assert.Equal(Pricing.ToUnits(1m) - Pricing.ToUnits(used.Cost), (long)await db.StringGetAsync(LimitKeys.Credit(_org)));
+        Assert.Equal(0, (long)await db.StringGetAsync(LimitKeys.Held(LimitKeys.Credit(_org))));
+        Assert.Equal(0, await db.HashLengthAsync(LimitKeys.Reservations(_org)));
+        Assert.Equal(0, await db.SortedSetLengthAsync(LimitKeys.Due));
+        // Both entries carry the same event id: the ledger writer keeps one.
+        var entries = await db.StreamRangeAsync(UsageMeter.Stream);
+        Assert.Equal([used.EventId], entries.Select(e => Parse(e).EventId).Distinct());
+    }
+
+    [Fact]
+    public async Task AReservationWhoseReplyWasLostIsGivenBackByTheReaperAfterItsDeadline()
+    {
+        var (gate, meter, reaper) = Build();
+        var db = _redis.GetDatabase();
+        await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(1m));
+        // The admit ran in Redis, but the replica never heard back (a timeout): nobody will settle it.
+        var (admission, _) = await AdmitAsync(gate, Key(BillingMode.PrepaidCredits), promptTokens: 50, maxTokens: 500);
+        Assert.True(admission.Admitted);
+        Assert.True((long)await db.StringGetAsync(LimitKeys.Credit(_org)) < Pricing.ToUnits(1m));
+
+        Assert.Equal(0, await reaper.ReapAsync(CancellationToken.None)); // not due yet
+        _clock.Advance(TimeSpan.FromSeconds(new LimitsOptions().ReservationSeconds + 1));
+        Assert.Equal(1, await reaper.ReapAsync(CancellationToken.None));
+
+        Assert.Equal(Pricing.ToUnits(1m), (long)await db.StringGetAsync(LimitKeys.Credit(_org)));
+        Assert.Equal(0, await db.HashLengthAsync(LimitKeys.Reservations(_org)));
+        var record = Parse((await db.StreamRangeAsync(UsageMeter.Stream)).Single());
+        Assert.Equal((499, "request_abandoned", 0, 0m), (record.Status, record.ErrorCode, record.PromptTokens + record.CompletionTokens, record.Cost));
+        Assert.Equal(0, await reaper.ReapAsync(CancellationToken.None));
+        _ = meter;
+    }
+
+    [Fact]
+    public async Task ADeadReplicasStreamIsBilledWhatItReportedAndItsHoldComesBackWithoutWaitingForTheDeadline()
+    {
+        var (gate, meter, reaper) = Build(replica: "replica-that-dies");
+        var db = _redis.GetDatabase();
+        await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(1m));
+        var (admission, draft) = await AdmitAsync(gate, Key(BillingMode.PrepaidCredits), promptTokens: 40, maxTokens: 200);
+        meter.ReportProgress(_org, draft.EventId, 40, 25);
+        await db.HashSetAsync(LimitKeys.Replicas, "replica-that-dies", _clock.GetUtcNow().ToUnixTimeSeconds());
+        await WaitUntilAsync(async () => (await db.HashGetAsync(LimitKeys.Progress(_org), draft.EventId)).HasValue);
+
+        // Another replica: first connected long enough to trust that silence means death.
+        var (_, _, survivor) = Build(replica: "survivor");
+        Assert.Equal(0, await survivor.ReapAsync(CancellationToken.None));
+        _clock.Advance(TimeSpan.FromSeconds(new LimitsOptions().ReplicaSilenceSeconds + 1));
+        Assert.Equal(1, await survivor.ReapAsync(CancellationToken.None));
+
+        var record = Parse((await db.StreamRangeAsync(UsageMeter.Stream)).Single());
+        Assert.Equal((40, 25), (record.PromptTokens, record.CompletionTokens));
+        Assert.Equal(Pricing.RoundForLedger((40 * Model.InputPricePer1K + 25 * Model.OutputPricePer1K) / 1000m), record.Cost);
+        Assert.Equal(Pricing.ToUnits(1m) - Pricing.ToUnits(record.Cost), (long)await db.StringGetAsync(LimitKeys.Credit(_org)));
+        Assert.Equal(0, await db.HashLengthAsync(LimitKeys.Reservations(_org)));
+        _ = (admission, reaper);
+    }
+
+    [Fact]
+    public async Task AQuotaRequestAdmittedBeforeMidnightOnTheLastDayRefundsIntoTheMonthItWasAdmittedIn()
+    {
+        var (gate, meter, _) = Build();
+        var db = _redis.GetDatabase();
+        var november = LimitKeys.Quota(_org, "202611");
+        var december = LimitKeys.Quota(_org, "202612");
+        var (admission, draft) = await AdmitAsync(gate, Key(BillingMode.MonthlyQuota), promptTokens: 100, maxTokens: 900);
+        Assert.Equal(1000, (long)await db.StringGetAsync(november));
+
+        _clock.Advance(TimeSpan.FromSeconds(20)); // settles on the 1st of December
+        await meter.RecordAsync(Used(draft, admission, prompt: 100, completion: 50));
+
+        Assert.Equal(150, (long)await db.StringGetAsync(november));
+        Assert.False(await db.KeyExistsAsync(december));
+        Assert.Equal("202611", LimitKeys.Period(Parse((await db.StreamRangeAsync(UsageMeter.Stream)).Single()).CreatedAt));
+        await db.KeyDeleteAsync([november, LimitKeys.Held(november)]);
+    }
+
+    [Fact]
+    public async Task ASettleThatFindsRedisGoneIsSpooledAndSettlesOnceWhenReplayed()
+    {
+        var (gate, _, _) = Build();
+        var db = _redis.GetDatabase();
+        await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(1m));
+        var (admission, draft) = await AdmitAsync(gate, Key(BillingMode.PrepaidCredits), promptTokens: 10, maxTokens: 100);
+        var used = Used(draft, admission, prompt: 10, completion: 30);
+
+        // This replica's Redis is gone at settle time: the record and its reservation go to the spool.
+        await using (var down = await ConnectionMultiplexer.ConnectAsync("127.0.0.1:1,abortConnect=false,connectTimeout=100"))
+        {
+            var offline = new UsageMeter(down, Spool(down), NullLogger<UsageMeter>.Instance);
+            await offline.RecordAsync(used);
+        }
+        Assert.Equal(1, await db.HashLengthAsync(LimitKeys.Reservations(_org)));
+        var line = File.ReadAllLines(Directory.GetFiles(_spool).Single()).Single();
+
+        var (_, meter, _) = Build();
+        await meter.ReplayAsync(Encoding.UTF8.GetBytes(line));
+        await meter.ReplayAsync(Encoding.UTF8.GetBytes(line));
+        Assert.Equal(Pricing.ToUnits(1m) - Pricing.ToUnits(used.Cost), (long)await db.StringGetAsync(LimitKeys.Credit(_org)));
+        Assert.Equal(0, await db.HashLengthAsync(LimitKeys.Reservations(_org)));
+    }
+
+    [Fact]
+    public async Task AnOrganisationsConcurrencyAndPerMinuteLimitsAreSharedByAllItsKeys()
+    {
+        var (gate, _, _) = Build();
+        await _redis.GetDatabase().StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(100m));
+        var key = Key(BillingMode.PrepaidCredits) with { OrganizationRequestsPerMinute = 5, MaxConcurrentRequests = 3 };
+        var verdicts = new List<AdmissionVerdict>();
+        // Three keys of one organisation, each well within its own limit.
+        for (var i = 0; i < 6; i++)
+            verdicts.Add((await AdmitAsync(gate, key with { KeyId = Guid.CreateVersion7() }, 10, 10)).Admission.Verdict);
+        Assert.Equal([AdmissionVerdict.Admitted, AdmissionVerdict.Admitted, AdmissionVerdict.Admitted,
+            AdmissionVerdict.TooManyConcurrent, AdmissionVerdict.TooManyConcurrent, AdmissionVerdict.TooManyConcurrent], verdicts);
+    }
+
+    [Fact]
+    public void WhileRedisIsAwayOnlyOrganisationsWithAKnownPositiveBalanceSpendAndNoMoreThanTheAllowanceOrTheBalance()
+    {
+        var local = new LocalAdmission(_clock);
+        var key = Key(BillingMode.PrepaidCredits);
+        Admission Admit(long amount) => local.Admit(key, 1, TimeSpan.FromSeconds(30), 100, amount, credits: true);
+
+        Assert.Equal(AdmissionVerdict.OutageAllowanceSpent, Admit(1).Verdict);       // never seen: nothing
+        local.Remember(_org, Pricing.ToUnits(0.20m));
+        Assert.True(Admit(Pricing.ToUnits(0.15m)).Admitted);
+        Assert.Equal(AdmissionVerdict.OutageAllowanceSpent, Admit(Pricing.ToUnits(0.10m)).Verdict); // past the known $0.20
+        local.Remember(_org, Pricing.ToUnits(500m));
+        Assert.True(Admit(Pricing.ToUnits(0.30m)).Admitted);
+        Assert.Equal(AdmissionVerdict.OutageAllowanceSpent, Admit(Pricing.ToUnits(0.10m)).Verdict); // past the $0.50 hourly allowance
+        local.Remember(_org, 0);
+        _clock.Advance(TimeSpan.FromHours(1));
+        Assert.Equal(AdmissionVerdict.OutageAllowanceSpent, Admit(1).Verdict);       // known, but empty
+    }
+
+    private (AdmissionGate Gate, UsageMeter Meter, ReservationReaper Reaper) Build(string replica = "replica-a")
+    {
+        var identity = new ReplicaIdentityStub(replica);
+        var options = Options.Create(new LimitsOptions());
+        var counters = new HotCounters(_redis, _postgres, _clock);
+        var gate = new AdmissionGate(_redis, counters, new LocalAdmission(_clock), identity, options, _clock, NullLogger<AdmissionGate>.Instance);
+        var meter = new UsageMeter(_redis, Spool(_redis), NullLogger<UsageMeter>.Instance);
+        var reaper = new ReservationReaper(_redis, meter, identity, options, _clock, NullLogger<ReservationReaper>.Instance);
+        return (gate, meter, reaper);
+    }
+
+    private UsageSpool Spool(IConnectionMultiplexer redis) => new(
+        new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { ["Metering:SpoolDirectory"] = _spool }).Build(),
+        redis, EmptyServices.Instance, NullLogger<UsageSpool>.Instance);
+
+    private KeySnapshot Key(BillingMode mode) => new(Guid.CreateVersion7(), _org, ApiKeyStatus.Active, null, OrganizationStatus.Active,
+        mode == BillingMode.PrepaidCredits ? "pro" : "free", mode, ["gpt-oss-20b"], 1000, 1_000_000,
+        mode == BillingMode.MonthlyQuota ? 1_000_000 : null, 1000, 1_000_000, 100);
+
+    private async Task<(Admission Admission, UsageRecord Draft)> AdmitAsync(AdmissionGate gate, KeySnapshot key, int promptTokens, int maxTokens)
+    {
+        var draft = new UsageRecord("evt_" + Guid.CreateVersion7().ToString("N"), "req", key.OrganizationId, key.KeyId, key.BillingMode,
+            Model.Id, Model.PoolId, null, null, "POST", "/v1/chat/completions", 499, "request_abandoned", 0, 0, 0m, 0, null, true, _clock.GetUtcNow());
+        var admission = await gate.AdmitAsync(key, Model, draft, promptTokens, maxTokens, CancellationToken.None);
+        return (admission, draft with { Hold = admission.Hold });
+    }
+
+    private static UsageRecord Used(UsageRecord draft, Admission admission, int prompt, int completion) => draft with
+    {
+        Status = 200, ErrorCode = null, PromptTokens = prompt, CompletionTokens = completion, Hold = admission.Hold,
+        Cost = Pricing.RoundForLedger(Pricing.Cost(Model, prompt, completion)),
+    };
+
+    private static UsageRecord Parse(StreamEntry entry) =>
+        JsonSerializer.Deserialize((byte[])entry[UsageMeter.Field]!, PortalJsonContext.Default.UsageRecord)!;
+
+    private static async Task WaitUntilAsync(Func<Task<bool>> condition)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (!await condition())
+        {
+            if (DateTime.UtcNow > deadline) Assert.Fail("condition not reached within 10 s");
+            await Task.Delay(20);
+        }
+    }
+
+    private sealed class ReplicaIdentityStub(string id) : ReplicaIdentity
+    {
+        public override string Id => id;
+    }
+}
+
+/// <summary>A service provider with nothing in it: the spool replays through a meter the tests call directly.</summary>
+internal sealed class EmptyServices : IServiceProvider
+{
+    public static readonly EmptyServices Instance = new();
+    public object? GetService(Type serviceType) => null;
+}
