@@ -23,6 +23,12 @@ public sealed partial class AdmissionGate(
     IOptions<LimitsOptions> options, TimeProvider clock, ILogger<AdmissionGate> log)
 {
     private const int WindowSeconds = 60;
+    private readonly System.Collections.Concurrent.ConcurrentQueue<UsageRecord> _uncertain = new();
+
+    /// <summary>Admissions whose reply was lost: Redis may hold their reservation although the request went on locally.</summary>
+    public bool TryTakeUncertain(out UsageRecord draft) => _uncertain.TryDequeue(out draft!);
+
+    public void Uncertain(UsageRecord draft) => _uncertain.Enqueue(draft);
 
     public async Task<Admission> AdmitAsync(KeySnapshot key, CatalogModel model, UsageRecord draft, int promptTokens, int maxTokens, CancellationToken ct)
     {
@@ -87,7 +93,10 @@ public sealed partial class AdmissionGate(
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
-            // If the script did run before the timeout, its reservation is settled by the reaper.
+            // The script may have run before the reply was lost: the reaper gives that hold back as
+            // soon as Redis answers, while this request is admitted and billed on this replica alone.
+            if (ex is not RedisConnectionException { FailureType: ConnectionFailureType.UnableToConnect })
+                Uncertain(draft with { Hold = hold });
             Log.SharedLimitsUnavailable(log, ex);
             return local.Admit(key, window, reset, tokens, amount, credits);
         }

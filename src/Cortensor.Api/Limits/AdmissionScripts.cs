@@ -57,7 +57,8 @@ internal static class AdmissionScripts
     /// <summary>
     /// Settles a reservation by its id and hands over the usage record, atomically: whoever settles
     /// first (the request, a spool replay, the reaper) gives back what was not used; the others find
-    /// nothing to give back. With <c>onlyIfHeld</c> (the reaper), a reservation already settled adds no record.
+    /// nothing to give back. With <c>onlyIfHeld</c> (the reaper), a reservation already settled adds no record;
+    /// without <c>file</c>, only the hold is given back (the request was billed another way).
     /// Counters Redis lost are not recreated here: reconciliation rebuilds them from the ledger.
     /// </summary>
     public static readonly LuaScript Settle = LuaScript.Prepare("""
@@ -83,7 +84,7 @@ internal static class AdmissionScripts
         elseif @onlyIfHeld == '1' then
             return 0
         end
-        redis.call('XADD', @stream, '*', @field, @payload)
+        if @file == '1' then redis.call('XADD', @stream, '*', @field, @payload) end
         return held
         """);
 

@@ -16,7 +16,7 @@ namespace Cortensor.Api.Limits;
 /// Every replica runs one; they may reap the same entry, the script settles it once.
 /// </summary>
 public sealed partial class ReservationReaper(
-    IConnectionMultiplexer redis, UsageMeter meter, ReplicaIdentity replica, IOptions<LimitsOptions> options,
+    IConnectionMultiplexer redis, UsageMeter meter, AdmissionGate gate, ReplicaIdentity replica, IOptions<LimitsOptions> options,
     TimeProvider clock, ILogger<ReservationReaper> log) : BackgroundService
 {
     private DateTimeOffset? _connectedSince;
@@ -47,6 +47,18 @@ public sealed partial class ReservationReaper(
         var db = redis.GetDatabase();
         await db.HashSetAsync(LimitKeys.Replicas, replica.Id, now.ToUnixTimeSeconds());
         _connectedSince ??= now;
+        while (gate.TryTakeUncertain(out var uncertain))
+        {
+            try
+            {
+                await meter.ReleaseAsync(uncertain);
+            }
+            catch
+            {
+                gate.Uncertain(uncertain); // not lost: the next pass tries again
+                throw;
+            }
+        }
 
         var due = (await db.SortedSetRangeByScoreAsync(LimitKeys.Due, double.NegativeInfinity, now.ToUnixTimeSeconds(), take: 500))
             .Select(m => (Member: m.ToString(), Replica: (string?)null)).ToList();

@@ -44,6 +44,16 @@ public sealed partial class UsageMeter(IConnectionMultiplexer redis, UsageSpool 
         }
     }
 
+    /// <summary>
+    /// Gives back a hold that may or may not exist (its admission timed out after Redis may have run
+    /// it) without filing a record: the request was admitted, and is billed, on this replica alone.
+    /// </summary>
+    public async Task ReleaseAsync(UsageRecord draft)
+    {
+        var payload = JsonSerializer.SerializeToUtf8Bytes(draft, PortalJsonContext.Default.UsageRecord);
+        await SendAsync(draft with { PromptTokens = 0, CompletionTokens = 0, Cost = 0m }, payload, onlyIfHeld: true, release: true);
+    }
+
     /// <summary>Tokens streamed so far, for the reaper should this replica die mid-request (best effort, never waited on).</summary>
     public void ReportProgress(Guid org, string eventId, int promptTokens, int completionTokens)
     {
@@ -59,7 +69,7 @@ public sealed partial class UsageMeter(IConnectionMultiplexer redis, UsageSpool 
         return SendAsync(record, payload, onlyIfHeld: false);
     }
 
-    private async Task<bool> SendAsync(UsageRecord record, byte[] payload, bool onlyIfHeld)
+    private async Task<bool> SendAsync(UsageRecord record, byte[] payload, bool onlyIfHeld, bool release = false)
     {
         var db = redis.GetDatabase();
         if (record.Hold is not { } hold)
@@ -88,6 +98,7 @@ public sealed partial class UsageMeter(IConnectionMultiplexer redis, UsageSpool 
             credits = hold.Credits ? "1" : "0",
             tokenDelta = record.PromptTokens + record.CompletionTokens - hold.Tokens,
             onlyIfHeld = onlyIfHeld ? "1" : "0",
+            file = release ? "0" : "1",
             field = Field,
             payload,
         });

@@ -32,6 +32,8 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
     private NpgsqlDataSource _postgres = null!;
     private string _spool = null!;
     private readonly Guid _org = Guid.CreateVersion7();
+    // Replica names of this test only: the replicas' sign-of-life hash is shared by the whole Redis.
+    private readonly string _replica = "replica-" + Guid.NewGuid().ToString("N")[..8];
 
     public async Task InitializeAsync()
     {
@@ -43,7 +45,10 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
 
     public async Task DisposeAsync()
     {
-        await _redis.GetDatabase().KeyDeleteAsync([UsageMeter.Stream, LimitKeys.Due]);
+        var db = _redis.GetDatabase();
+        await db.KeyDeleteAsync([UsageMeter.Stream, LimitKeys.Due]);
+        foreach (var entry in await db.HashGetAllAsync(LimitKeys.Replicas))
+            if (entry.Name.ToString().StartsWith(_replica, StringComparison.Ordinal)) await db.HashDeleteAsync(LimitKeys.Replicas, entry.Name);
         await _redis.DisposeAsync();
         await _postgres.DisposeAsync();
         if (Directory.Exists(_spool)) Directory.Delete(_spool, recursive: true);
@@ -94,6 +99,28 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
     }
 
     [Fact]
+    public async Task AnAdmissionWhoseReplyTimedOutAfterRedisRanItHasItsHoldGivenBackAndFilesNoRecord()
+    {
+        var db = _redis.GetDatabase();
+        await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(1m));
+        // A replica whose Redis calls give up after 300 ms, while Redis holds writes for 1.5 s.
+        await using var impatient = await ConnectionMultiplexer.ConnectAsync(infrastructure.RedisConnectionString + ",asyncTimeout=300,syncTimeout=300");
+        var (gate, meter, reaper) = Build(redis: impatient);
+        await db.ExecuteAsync("CLIENT", "PAUSE", "1500", "WRITE");
+        var (admission, _) = await AdmitAsync(gate, Key(BillingMode.PrepaidCredits), promptTokens: 10, maxTokens: 1000);
+        Assert.True(admission.Local);
+        // The paused script runs once Redis resumes: a hold nobody will settle.
+        await WaitUntilAsync(async () => await db.HashLengthAsync(LimitKeys.Reservations(_org)) == 1);
+        Assert.True((long)await db.StringGetAsync(LimitKeys.Credit(_org)) < Pricing.ToUnits(1m));
+
+        await reaper.ReapAsync(CancellationToken.None);
+        Assert.Equal(0, await db.HashLengthAsync(LimitKeys.Reservations(_org)));
+        Assert.Equal(Pricing.ToUnits(1m), (long)await db.StringGetAsync(LimitKeys.Credit(_org)));
+        Assert.Equal(0, await db.StreamLengthAsync(UsageMeter.Stream)); // the request is billed by its own (local) record
+        _ = meter;
+    }
+
+    [Fact]
     public async Task ADeadReplicasStreamIsBilledWhatItReportedAndItsHoldComesBackWithoutWaitingForTheDeadline()
     {
         var (gate, meter, reaper) = Build(replica: "replica-that-dies");
@@ -101,7 +128,7 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
         await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(1m));
         var (admission, draft) = await AdmitAsync(gate, Key(BillingMode.PrepaidCredits), promptTokens: 40, maxTokens: 200);
         meter.ReportProgress(_org, draft.EventId, 40, 25);
-        await db.HashSetAsync(LimitKeys.Replicas, "replica-that-dies", _clock.GetUtcNow().ToUnixTimeSeconds());
+        await db.HashSetAsync(LimitKeys.Replicas, $"{_replica}-replica-that-dies", _clock.GetUtcNow().ToUnixTimeSeconds());
         await WaitUntilAsync(async () => (await db.HashGetAsync(LimitKeys.Progress(_org), draft.EventId)).HasValue);
 
         // Another replica: first connected long enough to trust that silence means death.
@@ -195,14 +222,16 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
         Assert.Equal(AdmissionVerdict.OutageAllowanceSpent, Admit(1).Verdict);       // known, but empty
     }
 
-    private (AdmissionGate Gate, UsageMeter Meter, ReservationReaper Reaper) Build(string replica = "replica-a")
+    private (AdmissionGate Gate, UsageMeter Meter, ReservationReaper Reaper) Build(string? replica = null, IConnectionMultiplexer? redis = null)
     {
+        replica = replica is null ? _replica : $"{_replica}-{replica}";
+        var mux = redis ?? _redis;
         var identity = new ReplicaIdentityStub(replica);
         var options = Options.Create(new LimitsOptions());
-        var counters = new HotCounters(_redis, _postgres, _clock);
-        var gate = new AdmissionGate(_redis, counters, new LocalAdmission(_clock), identity, options, _clock, NullLogger<AdmissionGate>.Instance);
-        var meter = new UsageMeter(_redis, Spool(_redis), NullLogger<UsageMeter>.Instance);
-        var reaper = new ReservationReaper(_redis, meter, identity, options, _clock, NullLogger<ReservationReaper>.Instance);
+        var counters = new HotCounters(mux, _postgres, _clock);
+        var gate = new AdmissionGate(mux, counters, new LocalAdmission(_clock), identity, options, _clock, NullLogger<AdmissionGate>.Instance);
+        var meter = new UsageMeter(mux, Spool(mux), NullLogger<UsageMeter>.Instance);
+        var reaper = new ReservationReaper(mux, meter, gate, identity, options, _clock, NullLogger<ReservationReaper>.Instance);
         return (gate, meter, reaper);
     }
 
