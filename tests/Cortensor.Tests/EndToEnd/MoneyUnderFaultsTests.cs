@@ -1,0 +1,118 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Aspire.Hosting.Testing;
+using Cortensor.Tests.Fixtures;
+using StackExchange.Redis;
+
+namespace Cortensor.Tests.EndToEnd;
+
+/// <summary>
+/// Money under faults, end to end: whatever the fault, afterwards every request a client was told
+/// about is recorded once, nothing is held or waiting, the ledger is grants less costs, and the hot
+/// balance equals the ledger (<see cref="MoneyInvariants"/>).
+/// </summary>
+[Collection(PortalAppCollection.Name)]
+public class MoneyUnderFaultsTests(PortalAppFixture portal)
+{
+    private static object Chat(string model, string content, int maxTokens, bool stream = false) =>
+        new { model, messages = new[] { new { role = "user", content } }, max_tokens = maxTokens, stream };
+
+    [Fact]
+    public async Task AHundredClientsThatDisconnectMidStreamLeaveEveryRouterWithNothingInFlightAndAreBilledOnce()
+    {
+        var customer = await portal.CreateCustomerAsync(credits: 10m);
+        await portal.SetRouterBehaviourAsync("router-oss120b-1", new { tokens_per_second = 20 });
+        var ids = new System.Collections.Concurrent.ConcurrentBag<string>();
+        try
+        {
+            await Parallel.ForEachAsync(Enumerable.Range(0, 100), new ParallelOptions { MaxDegreeOfParallelism = 25 }, async (i, _) =>
+            {
+                using var client = customer.CreateClient();
+                using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+                {
+                    Content = JsonContent.Create(Chat("gpt-oss-120b", $"tell me a long story {i}", 200, stream: true)),
+                };
+                using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+                ids.Add(response.Headers.GetValues("X-Request-Id").Single());
+                using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+                while (await reader.ReadLineAsync() is { } line)
+                    if (line.Contains("\"content\":\"") && !line.Contains("\"content\":\"\"")) break;
+                // The client goes away with the answer still streaming.
+            });
+
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            IReadOnlyDictionary<string, int> inFlight;
+            while ((inFlight = await MoneyInvariants.RoutersInFlightAsync(portal)).Values.Any(n => n != 0))
+            {
+                if (DateTime.UtcNow > deadline) Assert.Fail("routers still in flight: " + string.Join(", ", inFlight));
+                await Task.Delay(250);
+            }
+        }
+        finally
+        {
+            await portal.SetRouterBehaviourAsync("router-oss120b-1", new { outage = "None" });
+        }
+        await MoneyInvariants.AssertSettledAsync(portal, customer, 10m, ids.ToArray());
+    }
+
+    [Fact]
+    public async Task AnEmojiAndPunctuationHeavyPromptAtAnExactBalanceIsServedAndNeverOverdraws()
+    {
+        var prompt = string.Concat(Enumerable.Repeat("!?…🚀🔥 你好，世界！¿¡ ", 300));
+        var customer = await portal.CreateCustomerAsync(credits: 0.000001m);
+        using var client = customer.CreateClient();
+        var granted = 0.000001m;
+
+        // The refusal names the most the request may cost: its prompt counted by the model's tokenizer, plus max_tokens.
+        var refused = await client.PostAsJsonAsync("/v1/chat/completions", Chat("gpt-oss-20b", prompt, 50));
+        Assert.Equal(HttpStatusCode.PaymentRequired, refused.StatusCode);
+        var message = (await refused.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error").GetProperty("message").GetString()!;
+        var upTo = decimal.Parse(Regex.Match(message, @"may cost up to \$([0-9.]+)").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        // 4 characters a token, the old estimate, would have reserved far less than this prompt is billed.
+        Assert.True(upTo > (prompt.Length / 4 * 0.0001m + 50 * 0.0004m) / 1000m, $"reserved only ${upTo}");
+
+        using var admin = portal.CreateAdminClient();
+        (await admin.PostAsJsonAsync($"/admin/organizations/{customer.OrganizationId}/credits", new { amount = upTo - granted, reason = "exact" })).EnsureSuccessStatusCode();
+        granted = upTo;
+        var served = await client.PostAsJsonAsync("/v1/chat/completions", Chat("gpt-oss-20b", prompt, 50));
+        Assert.Equal(HttpStatusCode.OK, served.StatusCode);
+        var again = await client.PostAsJsonAsync("/v1/chat/completions", Chat("gpt-oss-20b", prompt, 50));
+        Assert.Equal(HttpStatusCode.PaymentRequired, again.StatusCode);
+
+        var ids = new[] { refused, served, again }.Select(r => r.Headers.GetValues("X-Request-Id").Single()).ToArray();
+        await MoneyInvariants.AssertSettledAsync(portal, customer, granted, ids);
+    }
+
+    [Fact]
+    public async Task RedisPausedWhileRequestsSettleLosesNothingAndGivesEachHoldBackOnce()
+    {
+        var customer = await portal.CreateCustomerAsync(credits: 10m);
+        await using var redis = await ConnectionMultiplexer.ConnectAsync((await portal.App.GetConnectionStringAsync(LaunchTopology.Redis))!);
+        await portal.SetRouterBehaviourAsync("router-qwen-1", new { time_to_first_token_ms = 1000 });
+        try
+        {
+            var requests = Enumerable.Range(0, 12).Select(async i =>
+            {
+                using var client = customer.CreateClient();
+                var response = await client.PostAsJsonAsync("/v1/chat/completions", Chat("qwen-3-32b", $"settle during a pause {i}", 8, stream: i % 2 == 0));
+                await response.Content.ReadAsStringAsync();
+                return (response.StatusCode, Id: response.Headers.GetValues("X-Request-Id").Single());
+            }).ToList();
+            // Admitted, now waiting on the router: their settlements meet a Redis that holds every write
+            // for longer than the Api waits for it.
+            await Task.Delay(400);
+            await redis.GetDatabase().ExecuteAsync("CLIENT", "PAUSE", "7000", "WRITE");
+            var results = await Task.WhenAll(requests);
+            Assert.All(results, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+            await MoneyInvariants.AssertSettledAsync(portal, customer, 10m, results.Select(r => r.Id).ToArray());
+        }
+        finally
+        {
+            await redis.GetDatabase().ExecuteAsync("CLIENT", "UNPAUSE");
+            await portal.SetRouterBehaviourAsync("router-qwen-1", new { outage = "None" });
+        }
+    }
+}
