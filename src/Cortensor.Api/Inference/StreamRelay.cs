@@ -18,7 +18,7 @@ namespace Cortensor.Api.Inference;
 /// (counted with the family's tokenizer when the router reports no usage) and the router lease is
 /// closed once, with the right verdict.
 /// </summary>
-internal sealed class StreamRelay(HttpContext http, InferenceKind kind, CatalogModel model, InferenceRequest request,
+internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogModel model, InferenceRequest request,
     RouterResponse upstream, UsageTracker usage, UsageBounds.Prompt prompt, int maxTokens, TimeSpan idle, ILogger log)
 {
     private static readonly object Done = new();
@@ -51,15 +51,14 @@ internal sealed class StreamRelay(HttpContext http, InferenceKind kind, CatalogM
 
     private async IAsyncEnumerable<SseItem<object>> Events([EnumeratorCancellation] CancellationToken deadline)
     {
-        var id = usage.CompletionId(kind == InferenceKind.Chat ? "chatcmpl" : "cmpl");
+        var id = usage.CompletionId(dialect.IdPrefix);
         var created = usage.Created;
         var stop = new StreamingStopFilter(request.Stop);
         var chunks = 0;
         string? finish = null;
         ApiError? failure = null;
 
-        if (kind == InferenceKind.Chat)
-            yield return Item(ChatChunk(id, created, new ChunkDelta("assistant", ""), null));
+        if (dialect.Opening(id, created, model.Id) is { } opening) yield return Item(opening);
 
         await using var body = await upstream.Message.Content.ReadAsStreamAsync(deadline);
         // One token for the client going away, the request's deadline and the router falling silent:
@@ -138,25 +137,13 @@ internal sealed class StreamRelay(HttpContext http, InferenceKind kind, CatalogM
         var rest = stop.Flush();
         if (rest.Length > 0) yield return Item(Delta(id, created, rest, null));
         yield return Item(Delta(id, created, null, finish ?? "stop"));
-        if (request.IncludeUsage)
-        {
-            var tokens = usage.Tokens;
-            yield return Item(kind == InferenceKind.Chat
-                ? new ChatCompletionChunk(id, "chat.completion.chunk", created, model.Id, [], tokens)
-                : new TextCompletion(id, "text_completion", created, model.Id, [], tokens));
-        }
+        if (request.IncludeUsage) yield return Item(dialect.UsageChunk(id, created, model.Id, usage.Tokens));
         yield return new SseItem<object>(Done);
     }
 
     private static SseItem<object> Item(object payload) => new(payload);
 
-    private object Delta(string id, long created, string? text, string? finish) =>
-        kind == InferenceKind.Chat
-            ? ChatChunk(id, created, finish is null ? new ChunkDelta(null, text) : new ChunkDelta(null, null), finish)
-            : new TextCompletion(id, "text_completion", created, model.Id, [new TextChoice(text ?? "", 0, null, finish)], null);
-
-    private ChatCompletionChunk ChatChunk(string id, long created, ChunkDelta delta, string? finish) =>
-        new(id, "chat.completion.chunk", created, model.Id, [new ChunkChoice(0, delta, finish)], null);
+    private object Delta(string id, long created, string? text, string? finish) => dialect.Delta(id, created, model.Id, text, finish);
 
     private static void WriteEvent(SseItem<object> item, IBufferWriter<byte> buffer)
     {
