@@ -22,7 +22,7 @@ public sealed class UsageMeter(IConnectionMultiplexer redis, UsageSpool spool, I
     /// <param name="via">A batch to ride along with (one round trip with the settlement), or null.</param>
     public async Task RecordAsync(UsageRecord record, IDatabaseAsync? via = null)
     {
-        var payload = JsonSerializer.SerializeToUtf8Bytes(record, PortalJsonContext.Default.UsageRecord);
+        var payload = Payload(record);
         try
         {
             if (!redis.IsConnected) throw new RedisConnectionException(ConnectionFailureType.UnableToConnect, "Redis is disconnected");
@@ -36,4 +36,8 @@ public sealed class UsageMeter(IConnectionMultiplexer redis, UsageSpool spool, I
             Spooled.Add(1);
         }
     }
+
+    /// <summary>What goes into the stream (and the spool): the normalised record, so every value in it is storable.</summary>
+    public static byte[] Payload(UsageRecord record) =>
+        JsonSerializer.SerializeToUtf8Bytes(record.Normalised(), PortalJsonContext.Default.UsageRecord);
 }
