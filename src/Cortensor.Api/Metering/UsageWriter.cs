@@ -137,7 +137,9 @@ public sealed partial class UsageWriter(IConnectionMultiplexer redis, NpgsqlData
             if (Read(value, out var record, out var error) is { } why)
             {
                 Log.DeadLetter(log, entry.Id.ToString(), why, error);
-                dead.Add(new(entry.Id!, error is null ? why : $"{why}: {error.Message}", value));
+                // Without the usage field, the entry's fields are what an operator gets to see.
+                var kept = value.IsNull ? (RedisValue)string.Join('\n', entry.Values.Select(v => $"{v.Name}={v.Value}")) : value;
+                dead.Add(new(entry.Id!, error is null ? why : $"{why}: {error.Message}", kept));
             }
             else good.Add((entry.Id, record!));
         }
@@ -203,14 +205,15 @@ public sealed partial class UsageWriter(IConnectionMultiplexer redis, NpgsqlData
                 await WriteAsync(part.Select(p => p.Record).ToList(), ct);
                 written.AddRange(part.Select(p => p.Record));
             }
-            catch (PostgresException ex) when (IsRefusal(ex))
+            catch (Exception ex) when (IsRefusal(ex))
             {
                 Failures.Add(1, new KeyValuePair<string, object?>("reason", "refused"));
                 if (part.Count == 1)
                 {
                     var (id, record) = part[0];
-                    Log.Refused(log, id.ToString(), record.EventId, ex.SqlState, ex);
-                    dead.Add(new(id!, $"{ex.SqlState}: {ex.MessageText}", UsageMeter.Payload(record)));
+                    var reason = ex is PostgresException pg ? $"{pg.SqlState}: {pg.MessageText}" : $"{ex.GetType().Name}: {ex.Message}";
+                    Log.Refused(log, id.ToString(), record.EventId, reason, ex);
+                    dead.Add(new(id!, reason, UsageMeter.Payload(record)));
                     continue;
                 }
                 var half = part.Count / 2;
@@ -224,8 +227,14 @@ public sealed partial class UsageWriter(IConnectionMultiplexer redis, NpgsqlData
     /// <summary>
     /// Refused for what is in it: data exceptions (22), integrity violations (23), program limits (54, e.g. a value too
     /// large to index). Everything else (connections, timeouts, shutdown, serialisation failures, deadlocks) is an outage.
+    /// The driver refusing a value before it is sent (text it cannot encode, a value it cannot convert) is a refusal too.
     /// </summary>
-    internal static bool IsRefusal(PostgresException ex) => ex.SqlState.Length == 5 && ex.SqlState[..2] is "22" or "23" or "54";
+    internal static bool IsRefusal(Exception ex) => ex switch
+    {
+        PostgresException pg => pg.SqlState.Length == 5 && pg.SqlState[..2] is "22" or "23" or "54",
+        ArgumentException or InvalidCastException or OverflowException => true,
+        _ => false,
+    };
 
     /// <summary>Keeps the backlog gauges current whatever the writers are doing, stalled included.</summary>
     private async Task ObserveBacklogAsync(CancellationToken stoppingToken)
@@ -284,8 +293,8 @@ public sealed partial class UsageWriter(IConnectionMultiplexer redis, NpgsqlData
         [LoggerMessage(Level = LogLevel.Error, Message = "Usage entry {EntryId} set aside as a dead letter: {Reason}")]
         public static partial void DeadLetter(ILogger logger, string entryId, string reason, Exception? exception);
 
-        [LoggerMessage(Level = LogLevel.Error, Message = "Usage entry {EntryId} (event {EventId}) refused by the ledger ({SqlState}); set aside as a dead letter")]
-        public static partial void Refused(ILogger logger, string entryId, string eventId, string sqlState, Exception exception);
+        [LoggerMessage(Level = LogLevel.Error, Message = "Usage entry {EntryId} (event {EventId}) refused by the ledger ({Reason}); set aside as a dead letter")]
+        public static partial void Refused(ILogger logger, string entryId, string eventId, string reason, Exception exception);
     }
 
     public async Task WriteAsync(IReadOnlyList<UsageRecord> records, CancellationToken ct)
