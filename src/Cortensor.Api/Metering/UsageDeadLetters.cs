@@ -20,7 +20,8 @@ public static class UsageDeadLetters
         description: "Usage records set aside in the dead-letter stream");
 
     /// <summary>A record set aside: <paramref name="source"/> is where it came from (a stream entry id or a spool file).</summary>
-    public sealed record DeadLetter(string Source, string Error, RedisValue Record);
+    /// <param name="Cause">What refused it, for the log (not stored).</param>
+    public sealed record DeadLetter(string Source, string Error, RedisValue Record, Exception? Cause = null);
 
     /// <summary>Queues the XADDs on a batch or transaction (nothing is sent until it executes).</summary>
     public static Task Add(IDatabaseAsync db, DeadLetter letter, DateTimeOffset at) =>

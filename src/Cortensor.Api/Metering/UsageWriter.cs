@@ -136,10 +136,9 @@ public sealed partial class UsageWriter(IConnectionMultiplexer redis, NpgsqlData
             var value = entry[UsageMeter.Field];
             if (Read(value, out var record, out var error) is { } why)
             {
-                Log.DeadLetter(log, entry.Id.ToString(), why, error);
                 // Without the usage field, the entry's fields are what an operator gets to see.
                 var kept = value.IsNull ? (RedisValue)string.Join('\n', entry.Values.Select(v => $"{v.Name}={v.Value}")) : value;
-                dead.Add(new(entry.Id!, error is null ? why : $"{why}: {error.Message}", kept));
+                dead.Add(new(entry.Id!, error is null ? why : $"{why}: {error.Message}", kept, error));
             }
             else good.Add((entry.Id, record!));
         }
@@ -156,6 +155,8 @@ public sealed partial class UsageWriter(IConnectionMultiplexer redis, NpgsqlData
         // A transaction: a dead letter is never recorded without its entry leaving the stream, nor the reverse.
         if (!await transaction.ExecuteAsync()) throw new RedisException("Usage acknowledgement transaction was not applied");
 
+        // Logged once, when set aside for good (a batch retried after an outage would otherwise log it again).
+        foreach (var letter in dead) Log.DeadLetter(log, letter.Source, letter.Error, letter.Cause);
         UsageDeadLetters.Count(dead.Count, "writer");
         Written.Add(written.Count);
         foreach (var r in written) Lag.Record((now - r.CreatedAt).TotalSeconds);
@@ -212,8 +213,7 @@ public sealed partial class UsageWriter(IConnectionMultiplexer redis, NpgsqlData
                 {
                     var (id, record) = part[0];
                     var reason = ex is PostgresException pg ? $"{pg.SqlState}: {pg.MessageText}" : $"{ex.GetType().Name}: {ex.Message}";
-                    Log.Refused(log, id.ToString(), record.EventId, reason, ex);
-                    dead.Add(new(id!, reason, UsageMeter.Payload(record)));
+                    dead.Add(new(id!, reason, UsageMeter.Payload(record), ex));
                     continue;
                 }
                 var half = part.Count / 2;
@@ -292,9 +292,6 @@ public sealed partial class UsageWriter(IConnectionMultiplexer redis, NpgsqlData
 
         [LoggerMessage(Level = LogLevel.Error, Message = "Usage entry {EntryId} set aside as a dead letter: {Reason}")]
         public static partial void DeadLetter(ILogger logger, string entryId, string reason, Exception? exception);
-
-        [LoggerMessage(Level = LogLevel.Error, Message = "Usage entry {EntryId} (event {EventId}) refused by the ledger ({Reason}); set aside as a dead letter")]
-        public static partial void Refused(ILogger logger, string entryId, string eventId, string reason, Exception exception);
     }
 
     public async Task WriteAsync(IReadOnlyList<UsageRecord> records, CancellationToken ct)

@@ -11,7 +11,6 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting.Internal;
 using Microsoft.Extensions.Logging.Abstractions;
-using Microsoft.Extensions.Logging;
 using Npgsql;
 using StackExchange.Redis;
 
@@ -275,7 +274,7 @@ public sealed class UsageDeadLetterTests(InfrastructureFixture infrastructure) :
         new HostingEnvironment { ContentRootPath = _spoolDirectory }, _redis, NullLogger<UsageSpool>.Instance);
 
     private UsageWriter Writer(int index) => new(_redis, _postgres, new ConfigurationBuilder()
-        .AddInMemoryCollection(new Dictionary<string, string?> { ["Metering:ClaimIdleSeconds"] = "1" }).Build(), Microsoft.Extensions.Logging.LoggerFactory.Create(b => b.AddConsole()).CreateLogger<UsageWriter>(), index);
+        .AddInMemoryCollection(new Dictionary<string, string?> { ["Metering:ClaimIdleSeconds"] = "1" }).Build(), NullLogger<UsageWriter>.Instance, index);
 
     private PortalDbContext Context()
     {
