@@ -55,10 +55,6 @@ public sealed partial class UsageWriter(IConnectionMultiplexer redis, NpgsqlData
         return this;
     }
 
-    /// <summary>The backlog as the gauges last saw it (refreshed every second by the first writer).</summary>
-    public (long Backlog, long Pending, TimeSpan OldestAge) Backlog =>
-        (Interlocked.Read(ref _backlog), Interlocked.Read(ref _pending), TimeSpan.FromMilliseconds(Interlocked.Read(ref _oldestAgeMs)));
-
     protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
         index == 0 ? Task.WhenAll(DrainAsync(stoppingToken), ObserveBacklogAsync(stoppingToken)) : DrainAsync(stoppingToken);
 

@@ -223,6 +223,44 @@ public sealed class UsageDeadLetterTests(InfrastructureFixture infrastructure) :
         third.Dispose();
     }
 
+    [Fact]
+    public async Task TheCommittedHookSeesEachBatchBeforeItIsAcknowledgedAndAFailingHookOnlyDelaysIt()
+    {
+        var db = _redis.GetDatabase();
+        var records = Records(50);
+        foreach (var r in records) await Add(db, r);
+        var hook = new FlakyHook(db);
+        var writer = new UsageWriter(_redis, _postgres, new ConfigurationBuilder().Build(), NullLogger<UsageWriter>.Instance, 0, hook);
+        await writer.StartAsync(CancellationToken.None);
+        try
+        {
+            await WaitForAsync(async () => await db.StreamLengthAsync(UsageMeter.Stream) == 0);
+        }
+        finally
+        {
+            await writer.StopAsync(CancellationToken.None);
+        }
+        Assert.True(hook.Calls >= 2); // the first call failed, the batch was written again and the hook called again
+        Assert.Equal(records.Select(r => r.EventId).Order(), hook.Seen.Distinct().Order());
+        Assert.All(hook.PendingAtCall, pending => Assert.True(pending > 0));
+        await AssertLandedOnceAsync(records.Select(r => r.EventId).ToList());
+        Assert.Equal(0, (await db.StreamPendingAsync(UsageMeter.Stream, UsageWriter.Group)).PendingMessageCount);
+    }
+
+    private sealed class FlakyHook(IDatabase db) : IUsageCommitted
+    {
+        public int Calls;
+        public readonly List<string> Seen = [];
+        public readonly List<long> PendingAtCall = [];
+
+        public async Task CommittedAsync(IReadOnlyList<UsageRecord> records, CancellationToken ct)
+        {
+            PendingAtCall.Add((await db.StreamPendingAsync(UsageMeter.Stream, UsageWriter.Group)).PendingMessageCount);
+            if (Interlocked.Increment(ref Calls) == 1) throw new InvalidOperationException("hook down once");
+            Seen.AddRange(records.Select(r => r.EventId));
+        }
+    }
+
     /// <summary>Two writers drain the stream; then the invariants: nothing pending, nothing left in the stream.</summary>
     private async Task DrainAsync()
     {
