@@ -223,12 +223,13 @@ public sealed partial class UsageWriter(IConnectionMultiplexer redis, NpgsqlData
     /// <summary>
     /// Refused for what is in it: data exceptions (22), integrity violations (23), program limits (54, e.g. a value too
     /// large to index). Everything else (connections, timeouts, shutdown, serialisation failures, deadlocks) is an outage.
-    /// The driver refusing a value before it is sent (text it cannot encode, a value it cannot convert) is a refusal too.
+    /// The driver refusing text it cannot encode (an ArgumentException) is a refusal too. Errors every record would hit
+    /// (a missing column, a type mismatch: classes 42 and the driver's cast errors) are not: they wait for a fix.
     /// </summary>
     internal static bool IsRefusal(Exception ex) => ex switch
     {
         PostgresException pg => pg.SqlState.Length == 5 && pg.SqlState[..2] is "22" or "23" or "54",
-        ArgumentException or InvalidCastException or OverflowException => true,
+        ArgumentException => true,
         _ => false,
     };
 
