@@ -29,8 +29,13 @@ var api = builder.AddProject<Projects.Cortensor_Api>(LaunchTopology.Api, launchP
     .WithRouters(routers, routerToken)
     .WithEnvironment("Auth__SigningKey", signingKey)
     // The spool replays every file in its directory: one directory per stack, so two stacks on one
-    // machine never replay each other's usage into the wrong Redis.
-    .WithEnvironment("Metering__SpoolDirectory", Path.Combine(PortalInfrastructure.DataRoot(builder), "spool"))
+    // machine never replay each other's usage into the wrong Redis. A deployment keeps the Api's default
+    // (a folder under its content root, on a persistent volume: docs/operations.md), never this machine's temp folder.
+    .WithEnvironment(context =>
+    {
+        if (!builder.ExecutionContext.IsPublishMode)
+            context.EnvironmentVariables["Metering__SpoolDirectory"] = Path.Combine(PortalInfrastructure.DataRoot(builder), "spool");
+    })
     .WithReplicas(builder.Configuration.GetValue("Api:Replicas", 1))
     .WithHttpHealthCheck("/health")
     .WithSettingsFrom(builder.Configuration, "Routing", "Inference", "Auth");

@@ -1,5 +1,6 @@
 using Cortensor.Api.Data;
 using Cortensor.Api.Limits;
+using Cortensor.Api.Metering;
 
 namespace Cortensor.Api.Inference;
 
@@ -14,4 +15,21 @@ public sealed record UsageRecord(
     string ModelId, string? PoolId, string? RouterId, long? SessionId,
     string Method, string Path, int Status, string? ErrorCode,
     int PromptTokens, int CompletionTokens, decimal Cost, int LatencyMs, int? TimeToFirstTokenMs, bool Streamed,
-    DateTimeOffset CreatedAt, Hold? Hold = null);
+    DateTimeOffset CreatedAt, Hold? Hold = null)
+{
+    /// <summary>
+    /// The record with every stored string made storable (<see cref="LedgerText"/>): applied before the record is
+    /// buffered and again by the writer, for records already in the stream or the spool. Lengths follow the schema.
+    /// </summary>
+    public UsageRecord Normalised() => this with
+    {
+        EventId = LedgerText.Identifier(EventId, 40),
+        RequestId = LedgerText.Identifier(RequestId, 128),
+        ModelId = LedgerText.Identifier(ModelId, 64),
+        PoolId = LedgerText.OptionalIdentifier(PoolId, 64),
+        RouterId = LedgerText.OptionalIdentifier(RouterId, 64),
+        Method = LedgerText.Identifier(Method, 16),
+        Path = LedgerText.Text(Path, 2048),
+        ErrorCode = LedgerText.OptionalIdentifier(ErrorCode, 64),
+    };
+}
