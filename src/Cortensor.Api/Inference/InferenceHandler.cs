@@ -63,11 +63,12 @@ public sealed class InferenceHandler(
             using (Telemetry.StartStep("normalise-request"))
                 prompt = kind == InferenceKind.Chat ? PromptTemplates.Render(model.Family, request.Messages) : request.RawPrompt!;
             var body = new RouterCompletionRequest(prompt, maxTokens, request.Temperature, request.TopP, request.Stream,
-                http.GetRequestId(), request.Seed);
-            var (response, failed) = await forwarder.SendAsync(pool, body, ct);
+                http.GetRequestId(), request.Seed, request.PresencePenalty, request.FrequencyPenalty);
+            var (response, failed) = await forwarder.SendAsync(pool, model, body, ct);
             if (failed is not null) return usage.Fail(failed);
             using var upstream = response!;
             usage.Route = upstream.Route;
+            KeepTaskId(usage, upstream.TaskId);
             if (!upstream.Message.IsSuccessStatusCode)
             {
                 var detail = await upstream.Message.Content.ReadAsStringAsync(ct);
@@ -97,23 +98,14 @@ public sealed class InferenceHandler(
     private static async Task<IResult> CompleteAsync(InferenceKind kind, CatalogModel model, InferenceRequest request,
         RouterResponse upstream, UsageTracker usage, int promptEstimate, CancellationToken ct)
     {
-        RouterCompletion? answer;
-        try
-        {
-            answer = await upstream.Message.Content.ReadFromJsonAsync(PortalJsonContext.Default.RouterCompletion, ct);
-        }
-        catch (Exception ex) when (ex is JsonException or HttpRequestException or IOException)
-        {
-            upstream.Route.State.Finish(false, 0);
-            return usage.Fail(ApiError.UpstreamFailed());
-        }
+        // The forwarder has read and checked the whole answer (RouterAnswerReader): it is text, not an error or a pending task.
+        var answer = upstream.Answer!;
         upstream.Route.State.Finish(true, Stopwatch.GetElapsedTime(upstream.StartedAt).TotalMilliseconds);
 
         using var _ = Telemetry.StartStep("normalise-response");
-        var choice = answer?.Choices is { Length: > 0 } choices ? choices[0] : null;
-        var (text, stopped) = ResponseNormaliser.ApplyStop(choice?.Text ?? "", request.Stop);
-        var finish = stopped ? "stop" : ResponseNormaliser.FinishReason(choice?.FinishReason);
-        var tokens = ResponseNormaliser.ToUsage(answer?.Usage, promptEstimate, 0);
+        var (text, stopped) = ResponseNormaliser.ApplyStop(answer.Text, request.Stop);
+        var finish = stopped ? "stop" : ResponseNormaliser.FinishReason(answer.FinishReason);
+        var tokens = RouterUsageCounts.Resolve(answer.Usage, promptEstimate, answer.Text, model.Family);
         usage.Succeeded(tokens.PromptTokens, tokens.CompletionTokens);
         var created = usage.Created;
         return kind == InferenceKind.Chat
@@ -140,78 +132,42 @@ public sealed class InferenceHandler(
         var stop = new StreamingStopFilter(request.Stop);
         var chunks = 0;
         string? finish = null;
-        RouterUsage? routerUsage = null;
         ApiError? failure = null;
 
         if (kind == InferenceKind.Chat)
             yield return Item(ChatChunk(id, created, model.Id, new ChunkDelta("assistant", ""), null, request.IncludeUsage));
 
-        await using var body = await upstream.Message.Content.ReadAsStreamAsync(ct);
-        // One token for the client going away and for the router falling silent: the parser's reads
-        // are cancelled themselves, so it is never disposed with a read still pending.
-        using var silence = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var reader = SseParser.Create(body, (_, data) => data.ToArray()).EnumerateAsync(silence.Token).GetAsyncEnumerator(silence.Token);
-        var idle = TimeSpan.FromMilliseconds(forwarder.StreamIdleTimeoutMs);
+        // The forwarder has read up to the first piece of text (RouterEventStream); events are text, then Done or Failed.
+        var events = upstream.Events!;
         try
         {
             while (true)
             {
-                bool more;
-                try
+                var next = await events.NextAsync(ct);
+                if (next.Kind == RouterStreamEventKind.Done) break;
+                if (next.Kind == RouterStreamEventKind.Failed)
                 {
-                    silence.CancelAfter(idle);
-                    more = await reader.MoveNextAsync();
-                    silence.CancelAfter(Timeout.InfiniteTimeSpan); // time spent writing to the client is not silence
-                }
-                catch (OperationCanceledException) when (!ct.IsCancellationRequested)
-                {
-                    failure = ApiError.UpstreamTimeout();
+                    failure = next.Failure!.Kind == RouterFailureKind.Timeout ? ApiError.UpstreamTimeout() : ApiError.UpstreamFailed();
+                    log.LogWarning("Router {Router} stream failed after output: {Failure}", upstream.Route.Router.Id, next.Failure);
                     break;
                 }
-                catch (Exception ex) when (ex is HttpRequestException or IOException)
-                {
-                    failure = ct.IsCancellationRequested ? throw new OperationCanceledException(ct) : ApiError.UpstreamFailed();
-                    break;
-                }
-                if (!more)
-                {
-                    // The router closed the stream without its [DONE]: a cut, not an answer.
-                    failure = ApiError.UpstreamFailed();
-                    break;
-                }
-                var data = reader.Current.Data;
-                if (data.AsSpan().SequenceEqual("[DONE]"u8)) break;
-                RouterCompletion? chunk;
-                try
-                {
-                    chunk = JsonSerializer.Deserialize(data, PortalJsonContext.Default.RouterCompletion);
-                }
-                catch (JsonException)
-                {
-                    failure = ApiError.UpstreamFailed();
-                    break;
-                }
-                if (chunk?.Usage is not null) routerUsage = chunk.Usage;
-                var choice = chunk?.Choices is { Length: > 0 } c ? c[0] : null;
-                if (choice?.Text is { Length: > 0 } piece)
-                {
-                    chunks++;
-                    if (chunks == 1) usage.FirstToken();
-                    usage.Progress(request.EstimatedPromptTokens, chunks);
-                    var send = stop.Push(piece);
-                    if (send.Length > 0) yield return Item(Delta(kind, id, created, model.Id, send, null, request.IncludeUsage));
-                    if (stop.Stopped) { finish = "stop"; break; }
-                }
-                if (choice?.FinishReason is { } reason) finish = ResponseNormaliser.FinishReason(reason);
+                chunks++;
+                if (chunks == 1) usage.FirstToken();
+                usage.Progress(request.EstimatedPromptTokens, chunks);
+                var send = stop.Push(next.Text!);
+                if (send.Length > 0) yield return Item(Delta(kind, id, created, model.Id, send, null, request.IncludeUsage));
+                if (stop.Stopped) { finish = "stop"; break; }
             }
         }
         finally
         {
-            await reader.DisposeAsync();
+            await events.DisposeAsync();
         }
+        finish ??= events.FinishReason is { } reason ? ResponseNormaliser.FinishReason(reason) : null;
+        KeepTaskId(usage, events.TaskId);
 
         // Billing counts what was generated, even when the stream ends badly.
-        var tokens = ResponseNormaliser.ToUsage(routerUsage, request.EstimatedPromptTokens, chunks);
+        var tokens = RouterUsageCounts.Resolve(events.Usage, request.EstimatedPromptTokens, events.Generated, model.Family);
         if (failure is not null)
         {
             upstream.Route.State.Finish(false, 0);
@@ -233,6 +189,14 @@ public sealed class InferenceHandler(
     }
 
     private static readonly object Done = new();
+
+    /// <summary>The router's task id goes into the usage record, the request log and the trace.</summary>
+    private static void KeepTaskId(UsageTracker usage, string? taskId)
+    {
+        if (taskId is null) return;
+        usage.TaskId = taskId;
+        Activity.Current?.SetTag("cortensor.task_id", taskId);
+    }
 
     private static SseItem<object> Item(object payload) => new(payload);
 

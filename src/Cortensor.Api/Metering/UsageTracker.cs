@@ -29,6 +29,8 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, TimeProvider
     public CatalogModel? Model { get; set; }
     public Admission? Admission { get; set; }
     public RouteChoice? Route { get; set; }
+    /// <summary>The router's task id, kept in the usage record and the request log.</summary>
+    public string? TaskId { get; set; }
 
     public string CompletionId(string prefix) => $"{prefix}-{_eventId[4..]}";
 
@@ -68,7 +70,7 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, TimeProvider
             _status, _errorCode, _promptTokens, _completionTokens, cost,
             (int)Stopwatch.GetElapsedTime(_started).TotalMilliseconds,
             _firstTokenAt == 0 ? null : (int)Stopwatch.GetElapsedTime(_started, _firstTokenAt).TotalMilliseconds,
-            _streamed, clock.GetUtcNow());
+            _streamed, clock.GetUtcNow(), TaskId);
 
         var admission = Admission;
         http.Response.OnCompleted(() => admission is null
