@@ -42,8 +42,10 @@ public sealed class RouterStreamReader
 
     public RouterStreamEvent Read(ReadOnlySpan<byte> data)
     {
+        if (data.IsEmpty) return RouterStreamEvent.None;
         var trimmed = Trim(data);
-        if (trimmed.IsEmpty) return RouterStreamEvent.None;
+        // A whitespace token sent as a plain line is text: dropping it would join the words around it.
+        if (trimmed.IsEmpty) return Piece(Encoding.UTF8.GetString(data));
         if (trimmed.SequenceEqual(DoneMarker)) return End();
 
         if (trimmed[0] is (byte)'{' or (byte)'"')
