@@ -45,6 +45,7 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
         var firstToken = RouterDeadlines.FirstToken(timeouts, o);
         var payload = RouterRequestWriter.Write(body, pool.Protocol, timeouts);
         string? tried = null;
+        RouterFailure? notAnAnswer = null;
         for (var attempt = 1; attempt <= MaxAttempts; attempt++)
         {
             var routeSpan = CortensorTelemetry.ActivitySource.StartActivity("route");
@@ -109,6 +110,7 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
                 log.LogWarning("Router {Router} answered 2xx without an answer ({Failure}); attempt {Attempt}", route.Router.Id, failure, attempt);
                 Fail(route, ref response);
                 if (failure.Kind == RouterFailureKind.Timeout) return (null, ApiError.UpstreamTimeout());
+                notAnAnswer = failure;
             }
             catch (Exception ex) when (ex is HttpRequestException or BrokenCircuitException or TimeoutRejectedOrUpstreamTimeout)
             {
@@ -124,7 +126,10 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
                 throw;
             }
         }
-        return (null, ApiError.NoCapacity("This model has no capacity free right now. Retry shortly.", o.NoCapacityRetryAfterSeconds));
+        // Routers that answered without an answer are up, but the network failed the task: that is not a capacity problem.
+        return (null, notAnAnswer is not null
+            ? ApiError.UpstreamFailed()
+            : ApiError.NoCapacity("This model has no capacity free right now. Retry shortly.", o.NoCapacityRetryAfterSeconds));
     }
 
     private static void Fail(RouteChoice route, ref HttpResponseMessage? response)
