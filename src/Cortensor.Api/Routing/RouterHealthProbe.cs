@@ -26,8 +26,9 @@ public sealed class RouterHealthProbe(
         // /status first (it may carry load); a router whose /status errors but whose /info answers is still up.
         var liveness = await AskAsync(router, "/api/v1/status", o, ct) ?? await AskAsync(router, "/api/v1/info", o, ct);
         if (ct.IsCancellationRequested) return;
-        var healthy = liveness is not null;
+        var healthy = liveness is { CanServe: true };
         if (liveness?.Load is { } load) state.ReportedLoad = load;
+        if (liveness?.Miners is { } miners) state.ReportedMiners = miners;
         if (healthy != state.ProbeHealthy)
             log.LogWarning("Router {Router} of pool {Pool} is now {State}", router.Id, router.PoolId, healthy ? "healthy" : "unhealthy");
         state.ProbeHealthy = healthy;

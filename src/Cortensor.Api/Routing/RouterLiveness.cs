@@ -13,6 +13,9 @@ public readonly record struct RouterLiveness(long? Load, long? Miners, long? Ses
     private static readonly string[] MinerFields = ["miners", "miner_count", "connected_miners"];
     private static readonly string[] SessionFields = ["sessions", "session_count", "active_sessions"];
 
+    /// <summary>A router that reports no connected miner cannot run a task, whatever its status code says.</summary>
+    public bool CanServe => Miners is not 0;
+
     public static RouterLiveness Read(ReadOnlySpan<byte> body)
     {
         try

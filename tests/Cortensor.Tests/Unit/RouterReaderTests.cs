@@ -193,4 +193,13 @@ public class RouterProtocolTests
     {
         Assert.Equal(new RouterLiveness(load, miners, sessions), RouterLiveness.Read(Encoding.UTF8.GetBytes(body)));
     }
+
+    [Fact]
+    public void ARouterThatReportsNoConnectedMinerCannotServeAndOneThatDoesNotSayCan()
+    {
+        Assert.False(RouterLiveness.Read("""{"load":0,"miners":[]}"""u8).CanServe);
+        Assert.False(RouterLiveness.Read("""{"miner_count":0}"""u8).CanServe);
+        Assert.True(RouterLiveness.Read("""{"miners":2}"""u8).CanServe);
+        Assert.True(RouterLiveness.Read("""{"version":"1"}"""u8).CanServe);
+    }
 }
