@@ -34,6 +34,7 @@ Admin__Email=bench-admin@cortensor.local Admin__Password=Bench-admin-password-1 
 
 sessions=(--Router:Sessions:0=2001 --Router:Sessions:1=2002 --Router:Sessions:2=2003 --Router:Sessions:3=2004 --Router:Sessions:4=2005 --Router:Sessions:5=2006)
 ASPNETCORE_URLS=http://127.0.0.1:$router_port Router__ApiKey=bench-router Router__Model=gpt-oss-20b Logging__LogLevel__Default=Warning \
+  Router__Behaviour__AssignmentDelayMs=0 Router__Behaviour__PrecommitDelayMs=0 Router__Behaviour__TokensPerSecond=0 \
   dotnet src/Cortensor.RouterSim/bin/Release/net10.0/Cortensor.RouterSim.dll "${sessions[@]}" > "$out/router.log" 2>&1 & pids+=($!)
 
 # Names with dashes are not shell identifiers: env sets them.

@@ -65,11 +65,12 @@ public sealed class InferenceHandler(
             using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
             deadline.CancelAfter(TimeSpan.FromSeconds(limits.Value.ReservationSeconds) - DeadlineMargin);
             var body = new RouterCompletionRequest(text, maxTokens, request.Temperature, request.TopP, request.Stream,
-                http.GetRequestId(), request.Seed);
-            var (response, failed) = await forwarder.SendAsync(pool, body, request.Stream, deadline.Token);
+                http.GetRequestId(), request.Seed, request.PresencePenalty, request.FrequencyPenalty);
+            var (response, failed) = await forwarder.SendAsync(pool, model, body, deadline.Token);
             if (failed is not null) return usage.Fail(failed);
             using var upstream = response!;
             usage.Route = upstream.Route;
+            KeepTaskId(usage, upstream.TaskId);
             if (!upstream.Message.IsSuccessStatusCode)
             {
                 var detail = await upstream.Message.Content.ReadAsStringAsync(ct);
@@ -80,8 +81,7 @@ public sealed class InferenceHandler(
 
             if (request.Stream)
             {
-                await new StreamRelay(http, dialect, model, request, upstream, usage, prompt, maxTokens,
-                    TimeSpan.FromMilliseconds(forwarder.StreamIdleTimeoutMs), log).RelayAsync(deadline.Token);
+                await new StreamRelay(http, dialect, model, request, upstream, usage, prompt, maxTokens, log).RelayAsync(deadline.Token);
                 return Results.Empty;
             }
             return await CompleteAsync(dialect, model, request, upstream, usage, prompt, maxTokens, ct);
@@ -100,28 +100,25 @@ public sealed class InferenceHandler(
     private async Task<IResult> CompleteAsync(Dialect dialect, CatalogModel model, InferenceRequest request,
         RouterResponse upstream, UsageTracker usage, UsageBounds.Prompt prompt, int maxTokens, CancellationToken ct)
     {
-        RouterCompletion? answer;
-        try
-        {
-            // The body is already buffered: the forwarder read it under the request's one deadline.
-            answer = await upstream.Message.Content.ReadFromJsonAsync(PortalJsonContext.Default.RouterCompletion, ct);
-        }
-        catch (Exception ex) when (ex is JsonException or HttpRequestException or IOException)
-        {
-            upstream.Lease.Failed();
-            return usage.Fail(ApiError.UpstreamFailed());
-        }
+        // The forwarder has read and checked the whole answer (RouterAnswerReader): it is text, not an error or a pending task.
+        var answer = upstream.Answer!;
         upstream.Lease.Succeeded();
 
         using var _ = Telemetry.StartStep("normalise-response");
-        var choice = answer?.Choices is { Length: > 0 } choices ? choices[0] : null;
-        var generated = choice?.Text ?? "";
-        var (text, stopped) = ResponseNormaliser.ApplyStop(generated, request.Stop);
-        var finish = stopped ? "stop" : ResponseNormaliser.FinishReason(choice?.FinishReason);
-        var counted = answer?.Usage is null ? prompt.Tokenizer.Count(generated) : 0;
-        var (promptTokens, completionTokens) = UsageBounds.Bound(prompt, answer?.Usage?.PromptTokens, answer?.Usage?.CompletionTokens,
+        var (text, stopped) = ResponseNormaliser.ApplyStop(answer.Text, request.Stop);
+        var finish = stopped ? "stop" : ResponseNormaliser.FinishReason(answer.FinishReason);
+        var counted = answer.Usage?.CompletionTokens is null ? prompt.Tokenizer.Count(answer.Text) : 0;
+        var (promptTokens, completionTokens) = UsageBounds.Bound(prompt, answer.Usage?.PromptTokens, answer.Usage?.CompletionTokens,
             counted, maxTokens, upstream.Route.Router.Id, log);
         usage.Charge(promptTokens, completionTokens);
         return dialect.Answer(usage.CompletionId(dialect.IdPrefix), model.Id, usage.Created, text, finish, usage.Tokens);
+    }
+
+    /// <summary>The router's task id goes into the usage record, the request log and the trace.</summary>
+    private static void KeepTaskId(UsageTracker usage, string? taskId)
+    {
+        if (taskId is null) return;
+        usage.TaskId = taskId;
+        System.Diagnostics.Activity.Current?.SetTag("cortensor.task_id", taskId);
     }
 }
