@@ -2,6 +2,13 @@ using Cortensor.AppHost;
 
 var builder = DistributedApplication.CreateBuilder(args);
 
+// Outside Development every secret parameter must be given, strong and not a published default.
+if (DeploymentSecrets.Problems(builder) is { Count: > 0 } problems)
+{
+    Console.Error.WriteLine(DeploymentSecrets.Explain(builder, problems));
+    return 1;
+}
+
 // Durable state and runtime state: containers where a runtime exists, local processes where not.
 var (database, redis) = builder.AddPortalInfrastructure();
 
@@ -42,3 +49,4 @@ builder.AddProject<Projects.Cortensor_Web>(LaunchTopology.Web, launchProfileName
     .WithHttpHealthCheck("/health");
 
 builder.Build().Run();
+return 0;
