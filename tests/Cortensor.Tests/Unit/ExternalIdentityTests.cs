@@ -64,6 +64,24 @@ public class ExternalIdentityTests
     }
 
     [Fact]
+    public async Task WithNeitherAudienceNorAuthorisedPartiesEveryTokenIsRefused()
+    {
+        var open = new ExternalIdentityOptions { Issuer = "https://clerk.example.com", SigningSecret = Supabase.SigningSecret };
+        var token = HmacToken(open.SigningSecret!, open.Issuer!, audience: "anything", azp: "https://app.example.com");
+        Assert.False((await Handler.ValidateTokenAsync(token, ExternalIdentity.ValidationParameters(open))).IsValid);
+    }
+
+    [Fact]
+    public async Task OnlyTheAllowedAlgorithmIsAcceptedEvenWithTheRightKey()
+    {
+        var key = new SymmetricSecurityKey(System.Text.Encoding.UTF8.GetBytes(Supabase.SigningSecret! + Supabase.SigningSecret));
+        var parameters = ExternalIdentity.ValidationParameters(Supabase);
+        parameters.IssuerSigningKey = key;
+        Assert.True((await Handler.ValidateTokenAsync(Handler.CreateToken(Descriptor(new SigningCredentials(key, SecurityAlgorithms.HmacSha256))), parameters)).IsValid);
+        Assert.False((await Handler.ValidateTokenAsync(Handler.CreateToken(Descriptor(new SigningCredentials(key, SecurityAlgorithms.HmacSha512))), parameters)).IsValid);
+    }
+
+    [Fact]
     public async Task AnUnsignedTokenIsRefused()
     {
         var unsigned = Handler.CreateToken(new SecurityTokenDescriptor
