@@ -37,7 +37,7 @@ if (PortalDatabase.IsMigrateCommand(args))
 app.UseRequestId();
 app.UseErrorHandling();
 app.MapDefaultEndpoints();
-app.MapOpenApi();
+app.MapPortalOpenApi();
 app.MapScalarApiReference("/reference");
 app.MapInferenceApi();
 app.MapCatalogApi();
