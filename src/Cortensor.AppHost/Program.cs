@@ -28,6 +28,8 @@ var migrations = builder.AddProject<Projects.Cortensor_Api>(LaunchTopology.Migra
     .WithEnvironment("Admin__Email", adminEmail)
     .WithEnvironment("Admin__Password", adminPassword)
     .WithEnvironment("Auth__SigningKey", signingKey);
+// It has no launch profile: it judges its secrets by the AppHost's environment, not by Production.
+if (builder.ExecutionContext.IsRunMode) migrations.WithEnvironment("DOTNET_ENVIRONMENT", builder.Environment.EnvironmentName);
 
 var api = builder.AddProject<Projects.Cortensor_Api>(LaunchTopology.Api, launchProfileName: "http")
     .WithReference(database, LaunchTopology.Database).WaitFor(database)
