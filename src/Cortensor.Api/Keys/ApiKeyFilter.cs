@@ -30,12 +30,12 @@ public sealed class ApiKeyFilter(EntitlementCache entitlements, FailedKeyThrottl
         var header = http.Request.Headers.Authorization.ToString();
         if (header.Length == 0) return ApiError.MissingKey();
         var client = FailedKeyThrottle.ClientOf(http);
-        var throttled = failures.IsThrottled(client);
+        var throttled = failures.IsThrottled(client, out var retryAfter);
         var key = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header.AsSpan(7).Trim() : [];
         if (!ApiKeyFormat.LooksValid(key))
         {
             failures.RecordFailure(client);
-            return throttled ? ApiError.TooManyFailedAuthentications((int)FailedKeyThrottle.Window.TotalSeconds) : ApiError.InvalidKey();
+            return throttled ? ApiError.TooManyFailedAuthentications(retryAfter) : ApiError.InvalidKey();
         }
 
         var hash = ApiKeyFormat.Hash(key.ToString());
@@ -46,7 +46,7 @@ public sealed class ApiKeyFilter(EntitlementCache entitlements, FailedKeyThrottl
             case KeyLookupOutcome.Unknown or KeyLookupOutcome.NotCached:
                 failures.RecordFailure(client);
                 // Throttled, a cached "unknown" answers the same as an unasked one: nothing to learn by probing.
-                return throttled ? ApiError.TooManyFailedAuthentications((int)FailedKeyThrottle.Window.TotalSeconds) : ApiError.InvalidKey();
+                return throttled ? ApiError.TooManyFailedAuthentications(retryAfter) : ApiError.InvalidKey();
         }
         var s = snapshot!;
         if (s.KeyStatus == ApiKeyStatus.Revoked) return ApiError.RevokedKey();
