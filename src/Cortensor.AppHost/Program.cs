@@ -42,7 +42,7 @@ var api = builder.AddProject<Projects.Cortensor_Api>(LaunchTopology.Api, launchP
     .WithEnvironment("Metering__SpoolDirectory", Path.Combine(PortalInfrastructure.DataRoot(builder), "spool"))
     .WithReplicas(builder.Configuration.GetValue("Api:Replicas", 1))
     .WithHttpHealthCheck("/health")
-    .WithSettingsFrom(builder.Configuration, "Routing", "Inference", "Auth");
+    .WithSettingsFrom(builder.Configuration, "Routing", "Inference", "Auth", "Keys");
 
 builder.AddProject<Projects.Cortensor_Web>(LaunchTopology.Web, launchProfileName: "http")
     .WithReference(api).WaitFor(api)
