@@ -35,4 +35,10 @@ public static class DeploymentSecrets
         + "Set them with user secrets (dotnet user-secrets set \"Parameters:auth-signing-key\" ...) or environment variables "
         + "(Parameters__auth-signing-key=...); see docs/operations.md, \"Secrets\". Development values are only loaded when "
         + "DOTNET_ENVIRONMENT=Development.";
+
+    /// <summary>Runs a service in the AppHost's environment (run mode only: a deployment sets its own).</summary>
+    public static IResourceBuilder<ProjectResource> WithHostEnvironment(this IResourceBuilder<ProjectResource> service, IDistributedApplicationBuilder builder) =>
+        builder.ExecutionContext.IsRunMode
+            ? service.WithEnvironment("ASPNETCORE_ENVIRONMENT", builder.Environment.EnvironmentName).WithEnvironment("DOTNET_ENVIRONMENT", builder.Environment.EnvironmentName)
+            : service;
 }

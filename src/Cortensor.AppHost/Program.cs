@@ -28,8 +28,6 @@ var migrations = builder.AddProject<Projects.Cortensor_Api>(LaunchTopology.Migra
     .WithEnvironment("Admin__Email", adminEmail)
     .WithEnvironment("Admin__Password", adminPassword)
     .WithEnvironment("Auth__SigningKey", signingKey);
-// It has no launch profile: it judges its secrets by the AppHost's environment, not by Production.
-if (builder.ExecutionContext.IsRunMode) migrations.WithEnvironment("DOTNET_ENVIRONMENT", builder.Environment.EnvironmentName);
 
 var api = builder.AddProject<Projects.Cortensor_Api>(LaunchTopology.Api, launchProfileName: "http")
     .WithReference(database, LaunchTopology.Database).WaitFor(database)
@@ -43,6 +41,9 @@ var api = builder.AddProject<Projects.Cortensor_Api>(LaunchTopology.Api, launchP
     .WithReplicas(builder.Configuration.GetValue("Api:Replicas", 1))
     .WithHttpHealthCheck("/health")
     .WithSettingsFrom(builder.Configuration, "Routing", "Inference", "Auth", "Keys");
+// The Api judges its secrets by the AppHost's environment (not its launch profile's, nor Production by default).
+migrations.WithHostEnvironment(builder);
+api.WithHostEnvironment(builder);
 
 builder.AddProject<Projects.Cortensor_Web>(LaunchTopology.Web, launchProfileName: "http")
     .WithReference(api).WaitFor(api)
