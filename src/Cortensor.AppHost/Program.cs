@@ -2,6 +2,13 @@ using Cortensor.AppHost;
 
 var builder = DistributedApplication.CreateBuilder(args);
 
+// Outside Development every secret parameter must be given, strong and not a published default.
+if (DeploymentSecrets.Problems(builder) is { Count: > 0 } problems)
+{
+    Console.Error.WriteLine(DeploymentSecrets.Explain(builder, problems));
+    return 1;
+}
+
 // Durable state and runtime state: containers where a runtime exists, local processes where not.
 var (database, redis) = builder.AddPortalInfrastructure();
 
@@ -38,7 +45,10 @@ var api = builder.AddProject<Projects.Cortensor_Api>(LaunchTopology.Api, launchP
     })
     .WithReplicas(builder.Configuration.GetValue("Api:Replicas", 1))
     .WithHttpHealthCheck("/health")
-    .WithSettingsFrom(builder.Configuration, "Routing", "Inference", "Auth");
+    .WithSettingsFrom(builder.Configuration, "Routing", "Inference", "Limits", "Metering", "Auth", "Keys");
+// The Api judges its secrets by the AppHost's environment (not its launch profile's, nor Production by default).
+migrations.WithHostEnvironment(builder);
+api.WithHostEnvironment(builder);
 
 builder.AddProject<Projects.Cortensor_Web>(LaunchTopology.Web, launchProfileName: "http")
     .WithReference(api).WaitFor(api)
@@ -47,3 +57,4 @@ builder.AddProject<Projects.Cortensor_Web>(LaunchTopology.Web, launchProfileName
     .WithHttpHealthCheck("/health");
 
 builder.Build().Run();
+return 0;

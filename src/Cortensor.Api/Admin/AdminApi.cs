@@ -52,6 +52,7 @@ public static class AdminApi
         admin.MapGet("/audit", ListAudit).WithSummary("The audit log, newest first; filter by action, target or actor");
         admin.MapGet("/requests/{requestId}", FindRequest).WithSummary("Any request by its request id, with its usage");
         admin.MapUsageDeadLetters();
+        admin.MapPlatformAdmins();
         return app;
     }
 
