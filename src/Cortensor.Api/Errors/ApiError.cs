@@ -13,6 +13,8 @@ public sealed record ApiError(int Status, string Type, string Code, string Messa
 
     public static ApiError InvalidField(string param, string message) =>
         new(400, "invalid_request_error", "invalid_value", message, param);
+    public static ApiError UnsupportedParameter(string param, string message) =>
+        new(400, "invalid_request_error", "unsupported_parameter", message, param);
     public static ApiError MissingField(string param) =>
         new(400, "invalid_request_error", "missing_required_parameter", $"'{param}' is required.", param);
     public static ApiError MalformedJson(string? path, string detail) =>

@@ -19,6 +19,21 @@ public static class Entitlement
         return null;
     }
 
+    /// <summary>Fields the model's routers cannot honour are refused, never dropped.</summary>
+    public static ApiError? Honoured(CatalogModel model, CatalogPool pool, InferenceRequest request)
+    {
+        if (request.Seed is not null && !pool.Protocol.SupportsSeed)
+            return ApiError.UnsupportedParameter("seed", $"'seed' is not supported by {model.Id}: its routers cannot make answers reproducible.");
+        if (!pool.Protocol.SupportsPenalties)
+        {
+            if (request.PresencePenalty is { } p && p != 0)
+                return ApiError.UnsupportedParameter("presence_penalty", $"'presence_penalty' is not supported by {model.Id}; send 0 or leave it out.");
+            if (request.FrequencyPenalty is { } f && f != 0)
+                return ApiError.UnsupportedParameter("frequency_penalty", $"'frequency_penalty' is not supported by {model.Id}; send 0 or leave it out.");
+        }
+        return null;
+    }
+
     /// <summary>The prompt's fewest possible tokens plus max_tokens must fit the model's context.</summary>
     public static ApiError? Fits(CatalogModel model, UsageBounds.Prompt prompt, int maxTokens) =>
         prompt.Floor + maxTokens > model.ContextWindow

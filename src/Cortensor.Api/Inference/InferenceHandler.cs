@@ -41,6 +41,13 @@ public sealed class InferenceHandler(
             usage.Model = model;
             if (denied is not null || model is null) return usage.Fail(denied ?? ApiError.UnknownModel(request.Model));
 
+            // A request its pool cannot take is refused before it counts against any limit.
+            if (!snapshot.Pools.TryGetValue(model.PoolId, out var pool) || pool.Routers.Count == 0)
+                return usage.Fail(ApiError.NoCapacity($"The model '{model.Id}' has no capacity right now. Retry shortly."));
+            if (pool.Draining)
+                return usage.Fail(ApiError.NoCapacity($"The model '{model.Id}' is paused for maintenance. Retry later.", 30));
+            if (Entitlement.Honoured(model, pool, request) is { } unsupported) return usage.Fail(unsupported);
+
             // The prompt as the router will see it, counted with the family's tokenizer: the reservation
             // covers its ceiling, and the router's report is checked against it.
             string text;
@@ -54,11 +61,6 @@ public sealed class InferenceHandler(
             RateLimitHeaders.Write(http.Response, admission);
             if (Refusals.For(admission, key.BillingMode, key.MonthlyTokenQuota) is { } refused) return usage.Fail(refused);
             usage.Admission = admission;
-
-            if (!snapshot.Pools.TryGetValue(model.PoolId, out var pool) || pool.Routers.Count == 0)
-                return usage.Fail(ApiError.NoCapacity($"The model '{model.Id}' has no capacity right now. Retry shortly."));
-            if (pool.Draining)
-                return usage.Fail(ApiError.NoCapacity($"The model '{model.Id}' is paused for maintenance. Retry later.", 30));
 
             // Steps 6-7: route to a healthy router of the pool and forward in the router's own API,
             // all of it before the reservation's deadline.

@@ -89,4 +89,22 @@ public class HotPathRuleTests
         Assert.Equal(400, error!.Status);
         Assert.Equal(field, error.Param);
     }
+
+    [Theory]
+    [InlineData("""{"model":"m","messages":[{"role":"user","content":"x"}],"seed":7}""", "seed")]
+    [InlineData("""{"model":"m","messages":[{"role":"user","content":"x"}],"presence_penalty":0.5}""", "presence_penalty")]
+    [InlineData("""{"model":"m","messages":[{"role":"user","content":"x"}],"frequency_penalty":-1}""", "frequency_penalty")]
+    [InlineData("""{"model":"m","messages":[{"role":"user","content":"x"}],"presence_penalty":0,"frequency_penalty":0}""", null)]
+    public void FieldsAPoolCannotHonourAreRefusedNamingThemNeverDropped(string json, string? field)
+    {
+        var body = JsonSerializer.Deserialize<ChatCompletionRequest>(json, new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower })!;
+        Assert.Null(RequestValidation.Validate(body, out var request));
+        var model = new CatalogModel("m", "M", "gpt-oss", true, 0.1m, 0.1m, 1000, "pool", "m", DateTimeOffset.UnixEpoch);
+        var plain = new CatalogPool("pool", false, [Router]);
+        var error = Entitlement.Honoured(model, plain, request!);
+        Assert.Equal(field, error?.Param);
+        if (field is not null) Assert.Equal(("unsupported_parameter", 400), (error!.Code, error.Status));
+        var capable = new CatalogPool("pool", false, [Router]) { Protocol = new PoolProtocol(RouterApiVersion.V1, true, true, false) };
+        Assert.Null(Entitlement.Honoured(model, capable, request!));
+    }
 }
