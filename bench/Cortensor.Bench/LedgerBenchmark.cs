@@ -38,7 +38,7 @@ public static class LedgerBenchmark
 
         await using var dataSource = NpgsqlDataSource.Create(connectionString);
         var writer = new UsageWriter(ConnectionMultiplexer.Connect("127.0.0.1:1,abortConnect=false,connectTimeout=50"), dataSource,
-            new ConfigurationBuilder().Build(), NullLogger<UsageWriter>.Instance);
+            Microsoft.Extensions.Options.Options.Create(new Cortensor.Api.Metering.MeteringOptions()), NullLogger<UsageWriter>.Instance);
         var models = new[] { "gpt-oss-20b", "gpt-oss-120b", "gemma-4-26b", "qwen-3-32b" };
         var now = DateTimeOffset.UtcNow;
         var records = Enumerable.Range(0, total).Select(i => new UsageRecord(

@@ -7,6 +7,7 @@ public static class CatalogExtensions
     public static WebApplicationBuilder AddCatalog(this WebApplicationBuilder builder)
     {
         builder.Services.AddSingleton<CatalogStore>();
+        builder.Services.AddScoped<CatalogAdmin>();
         builder.Services.AddSingleton<InvalidationBus>();
         builder.Services.AddSingleton<CatalogRefresher>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<CatalogRefresher>());

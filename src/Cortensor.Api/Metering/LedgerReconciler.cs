@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Options;
 using System.Diagnostics.Metrics;
 using Cortensor.Api.Data;
 using Cortensor.Api.Limits;
@@ -13,14 +14,14 @@ namespace Cortensor.Api.Metering;
 /// Counters Redis lost (a restart without persistence) are rebuilt from the ledger the same way.
 /// </summary>
 public sealed partial class LedgerReconciler(HotCounters counters, IServiceScopeFactory scopes,
-    IConfiguration configuration, ILogger<LedgerReconciler> log) : BackgroundService
+    IOptions<MeteringOptions> options, ILogger<LedgerReconciler> log) : BackgroundService
 {
     private static readonly Meter Meter = new(CortensorTelemetry.MeterName);
     private static readonly Counter<long> Corrections = Meter.CreateCounter<long>("cortensor.ledger.corrections", description: "Hot-path counters corrected from the ledger");
     private static readonly Histogram<double> DriftUsd = Meter.CreateHistogram<double>("cortensor.ledger.drift", "USD", "Absolute credit drift found between Redis and the ledger");
     private static readonly Histogram<long> DriftTokens = Meter.CreateHistogram<long>("cortensor.ledger.drift_tokens", "{token}", "Absolute monthly-token drift found between Redis and the ledger");
 
-    public TimeSpan Period => TimeSpan.FromSeconds(configuration.GetValue("Metering:ReconcileSeconds", 60));
+    public TimeSpan Period => TimeSpan.FromSeconds(options.Value.ReconcileSeconds);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {

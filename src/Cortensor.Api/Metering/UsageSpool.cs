@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Options;
 using System.Text.Json;
 using Cortensor.Api.Infrastructure;
 using StackExchange.Redis;
@@ -14,7 +15,7 @@ namespace Cortensor.Api.Metering;
 /// reservation then, once) into the stream; a torn or unreadable
 /// line becomes a dead letter. Duplicates from a replay interrupted half-way are harmless (the writer is idempotent).
 /// </summary>
-public sealed partial class UsageSpool(IConfiguration configuration, IHostEnvironment environment, IConnectionMultiplexer redis,
+public sealed partial class UsageSpool(IOptions<MeteringOptions> options, IHostEnvironment environment, IConnectionMultiplexer redis,
     IServiceProvider services, ILogger<UsageSpool> log)
     : BackgroundService
 {
@@ -25,7 +26,7 @@ public sealed partial class UsageSpool(IConfiguration configuration, IHostEnviro
     private bool _tornTail;
 
     /// <summary>Metering:SpoolDirectory (each stack sets a persistent one), else a folder under the content root, never a temp folder.</summary>
-    public string Directory { get; } = configuration["Metering:SpoolDirectory"] is { Length: > 0 } dir
+    public string Directory { get; } = options.Value.SpoolDirectory is { Length: > 0 } dir
         ? Path.GetFullPath(dir)
         : Path.Combine(environment.ContentRootPath, "usage-spool");
 

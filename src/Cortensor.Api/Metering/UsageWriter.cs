@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Options;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Text.Json;
@@ -28,13 +29,13 @@ public interface IUsageCommitted
 /// A record the database refuses is found by splitting the batch and set aside as a dead letter
 /// (<see cref="UsageDeadLetters"/>): one bad record never holds back the others.
 /// </summary>
-public sealed partial class UsageWriter(IConnectionMultiplexer redis, NpgsqlDataSource postgres, IConfiguration configuration, ILogger<UsageWriter> log,
+public sealed partial class UsageWriter(IConnectionMultiplexer redis, NpgsqlDataSource postgres, IOptions<MeteringOptions> options, ILogger<UsageWriter> log,
     int index = 0, IUsageCommitted? committed = null) : BackgroundService
 {
     public const string Group = "ledger-writers";
     private const int BatchSize = 2000;
     /// <summary>How long another writer's entries stay unacknowledged before they are taken over.</summary>
-    private readonly TimeSpan _claimIdle = TimeSpan.FromSeconds(configuration.GetValue("Metering:ClaimIdleSeconds", 30.0));
+    private readonly TimeSpan _claimIdle = TimeSpan.FromSeconds(options.Value.ClaimIdleSeconds);
     private readonly string _consumer = $"{Environment.MachineName}-{Environment.ProcessId}-{index}";
 
     private static readonly Meter Meter = new(CortensorTelemetry.MeterName);

@@ -239,7 +239,7 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
     }
 
     private UsageSpool Spool(IConnectionMultiplexer redis) => new(
-        new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { ["Metering:SpoolDirectory"] = _spool }).Build(),
+        Options.Create(new MeteringOptions { SpoolDirectory = _spool }),
         new Microsoft.Extensions.Hosting.Internal.HostingEnvironment { ContentRootPath = _spool }, redis, EmptyServices.Instance, NullLogger<UsageSpool>.Instance);
 
     private KeySnapshot Key(BillingMode mode) => new(Guid.CreateVersion7(), _org, ApiKeyStatus.Active, null, OrganizationStatus.Active,

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.DependencyInjection;
 using System.Diagnostics.Metrics;
@@ -232,7 +233,7 @@ public sealed class UsageDeadLetterTests(InfrastructureFixture infrastructure) :
         var records = Records(50);
         foreach (var r in records) await Add(db, r);
         var hook = new FlakyHook(db);
-        var writer = new UsageWriter(_redis, _postgres, new ConfigurationBuilder().Build(), NullLogger<UsageWriter>.Instance, 0, hook);
+        var writer = new UsageWriter(_redis, _postgres, Options.Create(new MeteringOptions()), NullLogger<UsageWriter>.Instance, 0, hook);
         await writer.StartAsync(CancellationToken.None);
         try
         {
@@ -313,7 +314,7 @@ public sealed class UsageDeadLetterTests(InfrastructureFixture infrastructure) :
     {
         // The spool replays through the meter, as in the Api: one container holds both.
         var services = new ServiceCollection()
-            .AddSingleton<IConfiguration>(new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { ["Metering:SpoolDirectory"] = _spoolDirectory }).Build())
+            .AddSingleton(Options.Create(new MeteringOptions { SpoolDirectory = _spoolDirectory }))
             .AddSingleton<IHostEnvironment>(new HostingEnvironment { ContentRootPath = _spoolDirectory })
             .AddSingleton<IConnectionMultiplexer>(_redis)
             .AddSingleton(typeof(ILogger<>), typeof(NullLogger<>))
@@ -323,8 +324,7 @@ public sealed class UsageDeadLetterTests(InfrastructureFixture infrastructure) :
         return services.GetRequiredService<UsageSpool>();
     }
 
-    private UsageWriter Writer(int index) => new(_redis, _postgres, new ConfigurationBuilder()
-        .AddInMemoryCollection(new Dictionary<string, string?> { ["Metering:ClaimIdleSeconds"] = "1" }).Build(), NullLogger<UsageWriter>.Instance, index);
+    private UsageWriter Writer(int index) => new(_redis, _postgres, Options.Create(new MeteringOptions { ClaimIdleSeconds = 1 }), NullLogger<UsageWriter>.Instance, index);
 
     private PortalDbContext Context()
     {

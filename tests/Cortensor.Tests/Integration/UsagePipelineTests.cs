@@ -9,6 +9,7 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
 using Npgsql;
 using StackExchange.Redis;
 
@@ -164,9 +165,7 @@ public class UsagePipelineTests(InfrastructureFixture infrastructure) : IAsyncLi
     private UsageWriter Writer(double claimIdleSeconds = 30) =>
         new(_redis, _postgres, Config(claimIdleSeconds), NullLogger<UsageWriter>.Instance);
 
-    private static IConfiguration Config(double claimIdleSeconds) => new ConfigurationBuilder()
-        .AddInMemoryCollection(new Dictionary<string, string?> { ["Metering:ClaimIdleSeconds"] = claimIdleSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture) })
-        .Build();
+    private static IOptions<MeteringOptions> Config(double claimIdleSeconds) => Options.Create(new MeteringOptions { ClaimIdleSeconds = claimIdleSeconds });
 
     private PortalDbContext Context()
     {
