@@ -76,7 +76,7 @@ public sealed class InferenceHandler(
             if (!upstream.Message.IsSuccessStatusCode)
             {
                 var detail = await upstream.Message.Content.ReadAsStringAsync(ct);
-                log.LogError("Router {Router} rejected a request with {Status}: {Detail}", upstream.Route.Router.Id, (int)upstream.Message.StatusCode, detail);
+                InferenceLog.RouterRejected(log, upstream.Route.Router.Id, (int)upstream.Message.StatusCode, detail);
                 upstream.Lease.Failed();
                 return usage.Fail(ApiError.UpstreamFailed());
             }

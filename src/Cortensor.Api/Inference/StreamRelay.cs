@@ -77,7 +77,7 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
             if (next.Kind == RouterStreamEventKind.Failed)
             {
                 failure = next.Failure!.Kind == RouterFailureKind.Timeout ? ApiError.UpstreamTimeout() : ApiError.UpstreamFailed();
-                log.LogWarning("Router {Router} stream failed after output: {Failure}", upstream.Route.Router.Id, next.Failure);
+                InferenceLog.StreamFailed(log, upstream.Route.Router.Id, next.Failure.ToString());
                 break;
             }
             chunks++;

@@ -34,8 +34,7 @@ public static class UsageBounds
         if ((reportedPrompt is { } p && p != billedPrompt) || (reportedCompletion is { } c && c != billedCompletion))
         {
             OutOfBounds.Add(1, new KeyValuePair<string, object?>("router", router));
-            log.LogWarning("Router {Router} reported usage out of bounds (prompt {Prompt} in [{Floor}, {Ceiling}], completion {Completion} in [0, {Max}]); billed {BilledPrompt}+{BilledCompletion}",
-                router, reportedPrompt, prompt.Floor, prompt.Ceiling, reportedCompletion, maxTokens, billedPrompt, billedCompletion);
+            InferenceLog.UsageOutOfBounds(log, router, reportedPrompt, prompt.Floor, prompt.Ceiling, reportedCompletion, maxTokens, billedPrompt, billedCompletion);
         }
         return (billedPrompt, billedCompletion);
     }

@@ -53,7 +53,7 @@ public sealed class EntitlementCache(IFusionCache cache, IServiceScopeFactory sc
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            log.LogWarning("Key lookup unavailable: {Reason}", ex.Message);
+            KeysLog.LookupUnavailable(log, ex);
             return (KeyLookupOutcome.Unavailable, null);
         }
     }
@@ -90,3 +90,9 @@ public sealed class KeyStoreUnavailableException(string what) : Exception($"{wha
 
 /// <summary>The key is in neither memory nor Redis, and this lookup may not ask Postgres.</summary>
 public sealed class KeyNotCachedException() : Exception("The key is not cached and the database may not be asked");
+
+internal static partial class KeysLog
+{
+    [LoggerMessage(LogLevel.Warning, "Key lookup unavailable")]
+    public static partial void LookupUnavailable(ILogger logger, Exception exception);
+}

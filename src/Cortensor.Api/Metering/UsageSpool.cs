@@ -92,7 +92,7 @@ public sealed partial class UsageSpool(IOptions<MeteringOptions> options, IHostE
             }
             catch (Exception ex) when (ex is RedisException or TimeoutException or IOException or UnauthorizedAccessException)
             {
-                Log.ReplayPaused(log, ex.Message);
+                Log.ReplayPaused(log, ex);
             }
         }
     }
@@ -199,8 +199,8 @@ public sealed partial class UsageSpool(IOptions<MeteringOptions> options, IHostE
         [LoggerMessage(Level = LogLevel.Information, Message = "Usage spool directory: {Directory}")]
         public static partial void Location(ILogger logger, string directory);
 
-        [LoggerMessage(Level = LogLevel.Warning, Message = "Spool replay paused: {Error}")]
-        public static partial void ReplayPaused(ILogger logger, string error);
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Spool replay paused")]
+        public static partial void ReplayPaused(ILogger logger, Exception exception);
 
         [LoggerMessage(Level = LogLevel.Information, Message = "Replayed {Count} spooled usage records from {File} ({DeadLetters} set aside as dead letters)")]
         public static partial void Replayed(ILogger logger, int count, string file, int deadLetters);

@@ -108,7 +108,7 @@ public sealed partial class UsageWriter(IConnectionMultiplexer redis, NpgsqlData
                 // here or claimed by another writer. Anything unexpected is retried too: a writer that stops stops billing.
                 var outage = ex is RedisException or TimeoutException or NpgsqlException or OperationCanceledException;
                 Failures.Add(1, new KeyValuePair<string, object?>("reason", outage ? "unavailable" : "error"));
-                if (outage) Log.WritePaused(log, ex.Message, delay);
+                if (outage) Log.WritePaused(log, delay, ex);
                 else Log.WriteFailed(log, delay, ex);
                 await Task.Delay(delay, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
                 delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(5).Ticks));
@@ -282,8 +282,8 @@ public sealed partial class UsageWriter(IConnectionMultiplexer redis, NpgsqlData
 
     private static partial class Log
     {
-        [LoggerMessage(Level = LogLevel.Warning, Message = "Usage write paused ({Error}); retrying in {Delay}")]
-        public static partial void WritePaused(ILogger logger, string error, TimeSpan delay);
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Usage write paused; retrying in {Delay}")]
+        public static partial void WritePaused(ILogger logger, TimeSpan delay, Exception exception);
 
         [LoggerMessage(Level = LogLevel.Error, Message = "Usage write failed unexpectedly; retrying in {Delay}")]
         public static partial void WriteFailed(ILogger logger, TimeSpan delay, Exception exception);

@@ -99,7 +99,7 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
 
                 if ((int)response.StatusCode >= 500)
                 {
-                    log.LogWarning("Router {Router} answered {Status}; attempt {Attempt}", route.Router.Id, (int)response.StatusCode, attempt);
+                    RoutingLog.ServerError(log, route.Router.Id, (int)response.StatusCode, attempt);
                     Fail(lease, ref response);
                     continue;
                 }
@@ -115,7 +115,7 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
                 }
                 forwardSpan?.SetStatus(ActivityStatusCode.Error, failure!.Kind.ToString());
                 if (failure!.TaskId is { } failedTask) forwardSpan?.SetTag("cortensor.task_id", failedTask);
-                log.LogWarning("Router {Router} answered 2xx without an answer ({Failure}); attempt {Attempt}", route.Router.Id, failure, attempt);
+                RoutingLog.NotAnAnswer(log, route.Router.Id, failure.ToString(), attempt);
                 Fail(lease, ref response);
                 if (failure.Kind == RouterFailureKind.Timeout) return (null, ApiError.UpstreamTimeout());
                 notAnAnswer = failure;
@@ -124,7 +124,7 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
             {
                 Fail(lease, ref response);
                 forwardSpan?.SetStatus(ActivityStatusCode.Error, ex.GetType().Name);
-                log.LogWarning("Router {Router} failed ({Error}); attempt {Attempt}", route.Router.Id, ex.Message, attempt);
+                RoutingLog.Failed(log, route.Router.Id, attempt, ex);
                 // A second full wait would double the client's wait: a timeout answers 504 at once.
                 if (ex is TimeoutRejectedOrUpstreamTimeout) return (null, ApiError.UpstreamTimeout());
             }

@@ -30,7 +30,7 @@ public sealed class RouterHealthProbe(
         if (liveness?.Load is { } load) state.ReportedLoad = load;
         if (liveness?.Miners is { } miners) state.ReportedMiners = miners;
         if (healthy != state.ProbeHealthy)
-            log.LogWarning("Router {Router} of pool {Pool} is now {State}", router.Id, router.PoolId, healthy ? "healthy" : "unhealthy");
+            RoutingLog.HealthChanged(log, router.Id, router.PoolId, healthy ? "healthy" : "unhealthy");
         state.ProbeHealthy = healthy;
         state.LastProbeAt = DateTimeOffset.UtcNow;
     }
