@@ -25,7 +25,7 @@ public static class RouterApi
             node.Options.Name, "routersim/1.0", node.Options.Model, node.Options.Sessions, node.StartedAt)));
         api.MapGet("/status", (RouterNodeState node) =>
         {
-            var healthy = node.Behaviour.Outage == OutageMode.None;
+            var healthy = node.Behaviour.Outage == OutageMode.None || node.Behaviour.CompletionsOnly;
             var status = new RouterStatus(healthy, node.InFlight, node.Completed, node.Failed,
                 (long)(DateTimeOffset.UtcNow - node.StartedAt).TotalSeconds);
             return healthy ? Results.Ok(status) : Results.Json(status, statusCode: StatusCodes.Status503ServiceUnavailable);

@@ -36,7 +36,15 @@ public class ExternalIdentityTests
     public async Task WithoutAnAudienceSettingClerkStyleTokensWithoutAudIsAccepted()
     {
         var clerk = new ExternalIdentityOptions { Issuer = "https://clerk.example.com", SigningSecret = Supabase.SigningSecret };
-        var token = TestIdentityProvider.IssueHmacToken(clerk.SigningSecret!, "user_2", clerk.Issuer!, "whatever");
-        Assert.True((await new JsonWebTokenHandler().ValidateTokenAsync(token, ExternalIdentity.ValidationParameters(clerk))).IsValid);
+        var token = TestIdentityProvider.IssueHmacToken(clerk.SigningSecret!, "user_2", clerk.Issuer!, audience: null);
+        Assert.False(new JsonWebTokenHandler().ReadJsonWebToken(token).TryGetPayloadValue<object>("aud", out _), "the token must carry no aud claim");
+
+        var result = await new JsonWebTokenHandler().ValidateTokenAsync(token, ExternalIdentity.ValidationParameters(clerk));
+        Assert.True(result.IsValid, result.Exception?.Message);
+        Assert.Equal("user_2", result.ClaimsIdentity.Name);
+
+        // The same token where an audience is configured is refused: the setting is what lets it through.
+        var withAudience = new ExternalIdentityOptions { Issuer = clerk.Issuer, SigningSecret = clerk.SigningSecret, Audience = "authenticated" };
+        Assert.False((await new JsonWebTokenHandler().ValidateTokenAsync(token, ExternalIdentity.ValidationParameters(withAudience))).IsValid);
     }
 }
