@@ -90,7 +90,8 @@ public sealed class LocalServer : IAsyncDisposable
         finally
         {
             await Task.Yield();
-            try { Directory.Delete(DataDirectory, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            foreach (var directory in new[] { DataDirectory, DataDirectory + "-socket" }) // local-postgres.sh puts its socket next to the data
+                try { Directory.Delete(directory, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
             _process.Dispose();
         }
     }
