@@ -255,12 +255,14 @@ public class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
             await AssertOnScreenAsync(page, part, width);
         await ShotAsync(page, "signin-phone");
 
-        // Keyboard only: Tab goes from the e-mail field to the password field, and Enter signs in.
+        // Keyboard only: Tab leads from the e-mail field to the password field and on to the button, which Enter presses.
         await FillAsync(page, ("email", user.Email));
         await Input(page, "email").FocusAsync();
         await page.Keyboard.PressAsync("Tab");
         Assert.Equal("password", await page.EvaluateAsync<string>("document.activeElement?.closest('[id]')?.id ?? ''"));
         await page.Keyboard.TypeAsync(TestUser.Password);
+        await page.Keyboard.PressAsync("Tab");
+        Assert.Equal("signin-submit", await page.EvaluateAsync<string>("document.activeElement?.closest('[id]')?.id ?? ''"));
         await page.Keyboard.PressAsync("Enter");
         await page.WaitForURLAsync(url => !url.Contains("/signin", StringComparison.Ordinal) && !url.Contains("/auth/", StringComparison.Ordinal));
         await page.Locator("[data-interactive='yes']").WaitForAsync();

@@ -307,8 +307,15 @@ public class EnforcementTests(PortalAppFixture portal)
         try
         {
             // The collection is real: the request's own lines are in it.
-            await Eventually.WaitUntilAsync(() => lines.Any(l => l.Contains(requestId, StringComparison.Ordinal)),
-                TimeSpan.FromSeconds(15), $"the request {requestId} is not in the {lines.Count} log lines collected from {string.Join(", ", instances)}");
+            try
+            {
+                await Eventually.WaitUntilAsync(() => lines.Any(l => l.Contains(requestId, StringComparison.Ordinal)),
+                    TimeSpan.FromSeconds(15), $"the request {requestId} is not in the {lines.Count} log lines collected from {string.Join(", ", instances)}");
+            }
+            catch (TimeoutException ex)
+            {
+                throw new TimeoutException(ex.Message + "; lines naming qwen:\n" + string.Join("\n", lines.Where(l => l.Contains("qwen", StringComparison.Ordinal)).TakeLast(12)));
+            }
         }
         finally
         {

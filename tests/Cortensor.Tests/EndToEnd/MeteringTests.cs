@@ -104,13 +104,10 @@ public class MeteringTests(PortalAppFixture portal)
         await portal.App.ResourceCommands.ExecuteCommandAsync("postgres", KnownResourceCommands.StopCommand);
         try
         {
-            // Postgres is really gone for the Api once its admin reads fail.
-            using (var admin = portal.CreateAdminClient())
-                await Eventually.WaitUntilAsync(async () =>
-                {
-                    try { return !(await admin.GetAsync($"/admin/organizations/{customer.OrganizationId}/balance")).IsSuccessStatusCode; }
-                    catch (HttpRequestException) { return true; }
-                }, TimeSpan.FromSeconds(30), "the Api still reads Postgres after it stopped");
+            // The server process has really ended (the orchestrator's proxy would still accept connections).
+            using (var stopped = new CancellationTokenSource(TimeSpan.FromSeconds(30)))
+                await portal.App.ResourceNotifications.WaitForResourceAsync("postgres",
+                    e => KnownResourceStates.TerminalStates.Contains(e.Snapshot.State?.Text), stopped.Token);
             using var acrossReplicas = customer.CreateClientAcrossReplicas();
             var replicas = new HashSet<string>();
             for (var i = 0; i < 20; i++)

@@ -68,8 +68,10 @@ public sealed class PortalAppFixture : IAsyncLifetime
             .AddFilter("Cortensor.AppHost.Resources", LogLevel.Error)
             .AddFilter("Aspire.Hosting", LogLevel.Error));
 
-        // Scopes in the Api's console lines carry each request's X-Request-Id, so a test can find a request's lines.
+        // The Api's console lines as JSON with their scopes, so each carries its request's X-Request-Id and a test
+        // can find a request's lines (the plain formatter prints the request-id scope as a type name).
         builder.CreateResourceBuilder(builder.Resources.OfType<ProjectResource>().Single(r => r.Name == LaunchTopology.Api))
+            .WithEnvironment("Logging__Console__FormatterName", "json")
             .WithEnvironment("Logging__Console__FormatterOptions__IncludeScopes", "true");
 
         App = await builder.BuildAsync();
