@@ -49,6 +49,10 @@ public sealed class PortalAppFixture : IAsyncLifetime
 
     private async Task StartAsync()
     {
+        // The orchestrator stops the graph when a test host dies, but the data stays: the next run sweeps it.
+        SweepAbandonedDataDirectories();
+        Directory.CreateDirectory(_dataDirectory);
+        await File.WriteAllTextAsync(Path.Combine(_dataDirectory, OwnerFile), Environment.ProcessId.ToString());
         IdentityProvider = await TestIdentityProvider.StartAsync();
         var builder = await DistributedApplicationTestingBuilder.CreateAsync<Projects.Cortensor_AppHost>(
         [
@@ -79,6 +83,21 @@ public sealed class PortalAppFixture : IAsyncLifetime
         await App.StartAsync(timeout.Token);
         await App.ResourceNotifications.WaitForResourceHealthyAsync(LaunchTopology.Api, timeout.Token);
         await App.ResourceNotifications.WaitForResourceHealthyAsync(LaunchTopology.Web, timeout.Token);
+    }
+
+    private const string OwnerFile = "owner.pid";
+
+    /// <summary>Deletes the data of earlier runs whose test host is gone (only directories that name their owner).</summary>
+    private static void SweepAbandonedDataDirectories()
+    {
+        var root = Path.Combine(Path.GetTempPath(), "cortensor-tests");
+        if (!Directory.Exists(root)) return;
+        foreach (var directory in Directory.EnumerateDirectories(root, "apphost-*"))
+        {
+            var owner = Path.Combine(directory, OwnerFile);
+            if (!File.Exists(owner) || !int.TryParse(File.ReadAllText(owner), out var pid) || Directory.Exists($"/proc/{pid}")) continue;
+            try { Directory.Delete(directory, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
     }
 
     public HttpClient CreateClient(string resource) => App.CreateHttpClient(resource);
