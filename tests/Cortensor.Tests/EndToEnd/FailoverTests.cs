@@ -23,12 +23,21 @@ public class FailoverTests(PortalAppFixture portal)
         try
         {
             var (_, failedBefore) = await portal.RouterCountersAsync("router-oss20b-1");
-            var i = 0;
-            var responses = await customer.OnEveryReplicaAsync(c => c.PostAsJsonAsync("/v1/chat/completions",
-                new { model = "gpt-oss-20b", messages = new[] { new { role = "user", content = $"failover {i++}" } }, max_tokens = 4 }), perReplica: 12);
-            Assert.All(responses, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
-            var (_, failedAfter) = await portal.RouterCountersAsync("router-oss20b-1");
-            Assert.True(failedAfter > failedBefore, $"no request reached the failing router ({failedBefore} -> {failedAfter} failures): the retry was never exercised");
+            using var client = customer.CreateClientAcrossReplicas();
+            var servedBy = new Dictionary<string, int>();
+            var sent = 0;
+            // Until the failing router has failed some of these requests (its circuit may still be open from an
+            // earlier case for a few seconds) and every replica has served its share: every single one is a 200.
+            await Eventually.WaitUntilAsync(async () =>
+            {
+                var response = await client.PostAsJsonAsync("/v1/chat/completions",
+                    new { model = "gpt-oss-20b", messages = new[] { new { role = "user", content = $"failover {sent++}" } }, max_tokens = 4 });
+                Assert.True(response.StatusCode == HttpStatusCode.OK, $"request {sent} failed with {(int)response.StatusCode}");
+                var replica = PortalAppFixture.ReplicaOf(response);
+                servedBy[replica] = servedBy.GetValueOrDefault(replica) + 1;
+                return customer.Replicas.All(r => servedBy.GetValueOrDefault(r) >= 6)
+                    && (await portal.RouterCountersAsync("router-oss20b-1")).Failed > failedBefore;
+            }, TimeSpan.FromSeconds(30), "no request reached the failing router: the retry was never exercised");
         }
         finally
         {

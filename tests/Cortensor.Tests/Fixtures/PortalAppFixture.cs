@@ -73,10 +73,10 @@ public sealed class PortalAppFixture : IAsyncLifetime
             .AddFilter("Aspire.Hosting", LogLevel.Error));
 
         // The Api's console lines as JSON with their scopes, so each carries its request's X-Request-Id and a test
-        // can find a request's lines (the plain formatter prints the request-id scope as a type name).
+        // can find a request's lines (the plain formatter prints the request-id scope as a type name). Given as
+        // arguments: the orchestrator sets LOGGING__CONSOLE__FORMATTERNAME itself, and arguments win over it.
         builder.CreateResourceBuilder(builder.Resources.OfType<ProjectResource>().Single(r => r.Name == LaunchTopology.Api))
-            .WithEnvironment("Logging__Console__FormatterName", "json")
-            .WithEnvironment("Logging__Console__FormatterOptions__IncludeScopes", "true");
+            .WithArgs("--Logging:Console:FormatterName=json", "--Logging:Console:FormatterOptions:IncludeScopes=true");
 
         App = await builder.BuildAsync();
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(4));
