@@ -40,6 +40,7 @@ if (PortalDatabase.IsMigrateCommand(args))
     return;
 }
 
+app.UseReplicaId();
 app.UseRequestId();
 app.UseErrorHandling();
 app.MapDefaultEndpoints();

@@ -61,7 +61,8 @@ public static class RouterApi
         new(id, node.Options.Model, "dedicated", "active", node.MinerAddresses.Count, node.Tasks(id).Count);
 
     /// <summary>A node in an outage answers nothing useful on its metadata routes either.</summary>
-    private static IResult? Down(RouterNodeState node) => node.Behaviour.Outage == OutageMode.None ? null
+    // With completions_only the outage hits completions alone: the node still says it is up.
+    private static IResult? Down(RouterNodeState node) => node.Behaviour.Outage == OutageMode.None || node.Behaviour.CompletionsOnly ? null
         : RouterError(StatusCodes.Status503ServiceUnavailable, "router_unavailable", "router is not serving (simulated outage)");
 
     private static async Task<IResult> Complete(long sessionId, RouterCompletionRequest request, HttpContext http, RouterNodeState node)

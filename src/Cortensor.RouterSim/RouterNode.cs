@@ -64,6 +64,11 @@ public sealed record RouterBehaviour
     public double ErrorRate { get; init; }
     [JsonConverter(typeof(JsonStringEnumConverter<OutageMode>))]
     public OutageMode Outage { get; init; }
+    /// <summary>
+    /// The outage hits completions only and <c>/api/v1/status</c> keeps reporting healthy, as when a
+    /// node's miners fail behind a live API: the gateway's probe cannot see it, only its requests can.
+    /// </summary>
+    public bool CompletionsOnly { get; init; }
     /// <summary>When set, streams are cut (connection aborted) after this many tokens.</summary>
     public int? CutStreamAfterTokens { get; init; }
     [JsonConverter(typeof(JsonStringEnumConverter<RouterQuirk>))]

@@ -9,7 +9,6 @@ namespace Cortensor.Api.Infrastructure;
 public static class RequestId
 {
     public const string Header = "X-Request-Id";
-    public const string ReplicaHeader = "x-cortensor-replica";
     private const int MaxLength = 128;
     private sealed record Holder(string Value);
 
@@ -19,8 +18,6 @@ public static class RequestId
     public static IApplicationBuilder UseRequestId(this IApplicationBuilder app)
     {
         var log = app.ApplicationServices.GetRequiredService<ILoggerFactory>().CreateLogger("Cortensor.Request");
-        // Which replica answered: operators and tests can tell the replicas apart.
-        var replica = app.ApplicationServices.GetRequiredService<ReplicaIdentity>().Id;
         return app.Use(async (http, next) =>
         {
             var supplied = http.Request.Headers[Header].ToString();
@@ -28,7 +25,6 @@ public static class RequestId
             http.Features.Set(new Holder(id));
             http.TraceIdentifier = id;
             http.Response.Headers[Header] = id;
-            http.Response.Headers[ReplicaHeader] = replica;
             Activity.Current?.SetTag("cortensor.request_id", id);
             using (log.BeginScope(new KeyValuePair<string, object>[] { new("RequestId", id) }))
                 await next(http);

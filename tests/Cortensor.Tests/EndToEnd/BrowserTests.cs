@@ -12,7 +12,7 @@ namespace Cortensor.Tests.EndToEnd;
 /// graph the fixture started. Screenshots of the pages go to a temp directory, or to docs/screenshots
 /// with CORTENSOR_SCREENSHOTS=1.
 /// </summary>
-[Collection(PortalAppCollection.Name)]
+[Collection(PortalAppCollection.Name), Trait("Category", PortalAppCollection.Category)]
 public class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
 {
     private IPlaywright _playwright = null!;
@@ -172,15 +172,15 @@ public class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
 
         // The usage page shows the request once the ledger writers have it (well under a second).
         await GoAsync(page, "/usage");
-        for (var attempt = 0; attempt < 20; attempt++)
+        await Eventually.WaitUntilAsync(async () =>
         {
             await FillAsync(page, ("request-search", requestId));
             await page.Locator("#request-search-submit").ClickAsync();
-            if (await page.GetByText(requestId).CountAsync() > 0) break;
-            await Task.Delay(500);
+            if (await page.GetByText(requestId).CountAsync() > 0) return true;
             await page.ReloadAsync();
             await page.Locator("[data-interactive='yes']").WaitForAsync();
-        }
+            return false;
+        }, TimeSpan.FromSeconds(20), $"the usage page never found {requestId}", TimeSpan.FromMilliseconds(500));
         await Assertions.Expect(page.GetByText(requestId)).ToBeVisibleAsync();
         await GoAsync(page, "/usage");
         await Assertions.Expect(page.Locator(".portal-chart .js-plotly-plot")).ToBeVisibleAsync();
@@ -209,8 +209,9 @@ public class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
         // The confirmation is a Fluent dialog (a web component): its buttons are found by their text inside it.
         await page.Locator("fluent-dialog").GetByText("Revoke", new() { Exact = true }).ClickAsync();
         await Assertions.Expect(page.GetByRole(AriaRole.Grid)).ToContainTextAsync("revoked");
-        await Task.Delay(TimeSpan.FromSeconds(1));
-        var rejected = await api.PostAsJsonAsync("/v1/chat/completions", new { model = "gpt-oss-20b", messages = new[] { new { role = "user", content = "again" } } });
+        var rejected = await Eventually.WaitForAsync(
+            () => api.PostAsJsonAsync("/v1/chat/completions", new { model = "gpt-oss-20b", messages = new[] { new { role = "user", content = "again" } } }),
+            r => r.StatusCode != HttpStatusCode.OK, TimeSpan.FromSeconds(5), "the key revoked in the browser was still served");
         Assert.Equal(HttpStatusCode.Unauthorized, rejected.StatusCode);
 
         // A second organisation, made on the profile page, is reached through the switcher and starts empty.
@@ -272,17 +273,63 @@ public class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
     [Fact]
     public async Task TheDashboardIsUsableAtPhoneWidth()
     {
-        var context = await _browser.NewContextAsync(new() { ViewportSize = new() { Width = 390, Height = 844 }, BaseURL = Web, IsMobile = true });
+        const int width = 390;
+        var user = await portal.SignUpAsync("Phone Co");
+        var context = await _browser.NewContextAsync(new() { ViewportSize = new() { Width = width, Height = 844 }, BaseURL = Web, IsMobile = true, HasTouch = true });
         var page = await context.NewPageAsync();
+        page.SetDefaultTimeout(20_000);
+        _pages.Add(page);
+
+        // Sign-in: nothing sticks out sideways, and the form's parts are on screen.
         await GoAsync(page, "/signin");
-        var width = await page.EvaluateAsync<int>("document.documentElement.scrollWidth");
-        Assert.True(width <= 390, $"the sign-in page scrolls sideways at phone width ({width}px)");
-        await Assertions.Expect(page.Locator("#signin-submit")).ToBeVisibleAsync();
-        // Keyboard: the form is reachable and submittable without a mouse.
+        await AssertFitsAsync(page, width, "the sign-in page");
+        foreach (var part in new[] { Input(page, "email"), Input(page, "password"), page.Locator("#signin-submit") })
+            await AssertOnScreenAsync(page, part, width);
+        await ShotAsync(page, "signin-phone");
+
+        // Keyboard only: Tab leads from the e-mail field to the password field and on to the button, which Enter presses.
+        await FillAsync(page, ("email", user.Email));
         await Input(page, "email").FocusAsync();
         await page.Keyboard.PressAsync("Tab");
-        var focused = await page.EvaluateAsync<string>("document.activeElement?.id || document.activeElement?.tagName");
-        Assert.False(string.IsNullOrEmpty(focused));
-        await ShotAsync(page, "signin-phone");
+        Assert.Equal("password", await page.EvaluateAsync<string>("document.activeElement?.closest('[id]')?.id ?? ''"));
+        await page.Keyboard.TypeAsync(TestUser.Password);
+        await page.Keyboard.PressAsync("Tab");
+        Assert.Equal("signin-submit", await page.EvaluateAsync<string>("document.activeElement?.closest('[id]')?.id ?? ''"));
+        await page.Keyboard.PressAsync("Enter");
+        await page.WaitForURLAsync(url => !url.Contains("/signin", StringComparison.Ordinal) && !url.Contains("/auth/", StringComparison.Ordinal));
+        await page.Locator("[data-interactive='yes']").WaitForAsync();
+
+        // Signed in, at phone width: the page still fits, and the navigation is reachable (behind the
+        // hamburger when the layout folds it away) and takes the user to another page.
+        await AssertFitsAsync(page, width, $"{page.Url} after sign-in");
+        var usage = page.GetByRole(AriaRole.Link, new() { Name = "Usage", Exact = true });
+        if (!await usage.IsVisibleAsync())
+        {
+            var hamburger = page.Locator(".fluent-layout-hamburger").First;
+            await AssertOnScreenAsync(page, hamburger, width);
+            await hamburger.ClickAsync();
+        }
+        await AssertOnScreenAsync(page, usage, width);
+        await usage.ClickAsync();
+        await page.WaitForURLAsync("**/usage");
+        await page.Locator("[data-interactive='yes']").WaitForAsync();
+        await AssertFitsAsync(page, width, "the usage page");
+    }
+
+    /// <summary>No horizontal scrolling: the document is no wider than the viewport.</summary>
+    private static async Task AssertFitsAsync(IPage page, int width, string what)
+    {
+        var scrollWidth = await page.EvaluateAsync<int>("Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)");
+        Assert.True(scrollWidth <= width, $"{what} scrolls sideways at phone width ({scrollWidth}px > {width}px)");
+    }
+
+    /// <summary>Visible, and its whole box inside the viewport's width.</summary>
+    private static async Task AssertOnScreenAsync(IPage page, ILocator element, int width)
+    {
+        await Assertions.Expect(element).ToBeVisibleAsync();
+        var box = await element.BoundingBoxAsync();
+        Assert.NotNull(box);
+        Assert.True(box.X >= 0 && box.X + box.Width <= width + 0.5, $"{element} is off screen at x={box.X}, width {box.Width}");
+        Assert.True(box.Width > 0 && box.Height > 0, $"{element} has no size");
     }
 }

@@ -6,7 +6,7 @@ using Cortensor.Tests.Fixtures;
 namespace Cortensor.Tests.EndToEnd;
 
 /// <summary>Accounts, organisations, keys and usage through /portal, as a customer's browser or script calls them.</summary>
-[Collection(PortalAppCollection.Name)]
+[Collection(PortalAppCollection.Name), Trait("Category", PortalAppCollection.Category)]
 public class ControlPlaneTests(PortalAppFixture portal)
 {
     private static object Chat(string model = "gpt-oss-20b") =>
@@ -43,15 +43,14 @@ public class ControlPlaneTests(PortalAppFixture portal)
         var requestId = "cp-" + Guid.NewGuid().ToString("N");
         using var call = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = JsonContent.Create(Chat()) };
         call.Headers.Add("X-Request-Id", requestId);
+        var dayBefore = DateOnly.FromDateTime(DateTime.UtcNow);
         var answered = await api.SendAsync(call);
         Assert.Equal(HttpStatusCode.OK, answered.StatusCode);
         var usage = (await answered.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("usage");
 
-        var logged = await EventuallyAsync(async () =>
-        {
-            var page = await client.GetFromJsonAsync<JsonElement>($"/portal/requests?request_id={requestId}");
-            return page.GetProperty("data").GetArrayLength() == 1 ? page.GetProperty("data")[0] : (JsonElement?)null;
-        });
+        var logged = (await Eventually.WaitForAsync(() => client.GetFromJsonAsync<JsonElement>($"/portal/requests?request_id={requestId}"),
+            page => page.GetProperty("data").GetArrayLength() == 1, TimeSpan.FromSeconds(15), $"request {requestId} is not in the request log",
+            TimeSpan.FromMilliseconds(200))).GetProperty("data")[0];
         Assert.Equal(200, logged.GetProperty("status").GetInt32());
         Assert.Equal(keyId, logged.GetProperty("key_id").GetGuid());
         Assert.Equal("gpt-oss-20b", logged.GetProperty("model").GetString());
@@ -60,7 +59,8 @@ public class ControlPlaneTests(PortalAppFixture portal)
         var summary = await client.GetFromJsonAsync<JsonElement>("/portal/usage-summary?group_by=day,model");
         var row = Assert.Single(summary.GetProperty("data").EnumerateArray());
         Assert.Equal("gpt-oss-20b", row.GetProperty("model").GetString());
-        Assert.Equal(DateOnly.FromDateTime(DateTime.UtcNow).ToString("yyyy-MM-dd"), row.GetProperty("day").GetString());
+        // The UTC day of the request: the one before or after it, should the run cross midnight.
+        Assert.Contains(row.GetProperty("day").GetString(), new[] { dayBefore, DateOnly.FromDateTime(DateTime.UtcNow) }.Select(d => d.ToString("yyyy-MM-dd")));
         Assert.Equal(1, row.GetProperty("requests").GetInt64());
         Assert.Equal(usage.GetProperty("total_tokens").GetInt64(), row.GetProperty("total_tokens").GetInt64());
         var byKey = await client.GetFromJsonAsync<JsonElement>("/portal/usage-summary?group_by=key");
@@ -78,7 +78,8 @@ public class ControlPlaneTests(PortalAppFixture portal)
         var revoked = await client.DeleteAsync($"/portal/api-keys/{keyId}");
         Assert.Equal(HttpStatusCode.OK, revoked.StatusCode);
         Assert.Equal("revoked", (await revoked.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("status").GetString());
-        await Task.Delay(TimeSpan.FromSeconds(1));
+        await Eventually.WaitUntilAsync(async () => (await api.PostAsJsonAsync("/v1/chat/completions", Chat())).StatusCode == HttpStatusCode.Unauthorized,
+            TimeSpan.FromSeconds(5), "the revoked key was still served");
         for (var i = 0; i < 4; i++)
         {
             var rejected = await api.PostAsJsonAsync("/v1/chat/completions", Chat());
@@ -154,7 +155,9 @@ public class ControlPlaneTests(PortalAppFixture portal)
         var alice = await portal.SignUpAsync();
         var mallory = await portal.SignUpAsync();
         using var aliceClient = alice.CreateClient();
-        var aliceKey = await (await aliceClient.PostAsJsonAsync("/portal/api-keys", new { name = "alice's" })).Content.ReadFromJsonAsync<JsonElement>();
+        var aliceKeyCreated = await aliceClient.PostAsJsonAsync("/portal/api-keys", new { name = "alice's" });
+        Assert.Equal(HttpStatusCode.Created, aliceKeyCreated.StatusCode);
+        var aliceKey = await aliceKeyCreated.Content.ReadFromJsonAsync<JsonElement>();
         var aliceKeyId = aliceKey.GetProperty("id").GetGuid();
 
         using var mal = mallory.CreateClient();
@@ -162,7 +165,9 @@ public class ControlPlaneTests(PortalAppFixture portal)
         Assert.Equal(HttpStatusCode.NotFound, (await mal.DeleteAsync($"/portal/api-keys/{aliceKeyId}")).StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await mal.GetAsync($"/portal/requests?key_id={aliceKeyId}")).StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await mal.DeleteAsync($"/portal/members/{alice.Id}")).StatusCode);
-        Assert.DoesNotContain(aliceKeyId.ToString(), await mal.GetStringAsync("/portal/api-keys"));
+        var malloryKeys = await mal.GetAsync("/portal/api-keys");
+        Assert.Equal(HttpStatusCode.OK, malloryKeys.StatusCode);
+        Assert.DoesNotContain(aliceKeyId.ToString(), await malloryKeys.Content.ReadAsStringAsync());
 
         // Naming Alice's organisation gets Mallory nowhere, on every org-scoped endpoint.
         using var intoAlice = mallory.CreateClient(alice.OrganizationId);
@@ -200,18 +205,23 @@ public class ControlPlaneTests(PortalAppFixture portal)
         Assert.Equal(HttpStatusCode.Created, (await inTeam.PostAsJsonAsync("/portal/members", new { email = colleague.Email, role = "member" })).StatusCode);
         Assert.Equal(HttpStatusCode.Conflict, (await inTeam.PostAsJsonAsync("/portal/members", new { email = colleague.Email, role = "admin" })).StatusCode);
         var nobody = await inTeam.PostAsJsonAsync("/portal/members", new { email = "nobody-" + Guid.NewGuid().ToString("N") + "@example.com" });
+        Assert.Equal(HttpStatusCode.NotFound, nobody.StatusCode);
         Assert.Equal("user_not_found", await Code(nobody));
 
         var orgs = await colleague.CreateClient().GetFromJsonAsync<JsonElement>("/portal/organizations");
         Assert.Contains(orgs.EnumerateArray(), o => o.GetProperty("id").GetGuid() == teamId && o.GetProperty("role").GetString() == "member");
 
         using var asMember = colleague.CreateClient(teamId);
-        var ownerKey = await (await inTeam.PostAsJsonAsync("/portal/api-keys", new { name = "owner's" })).Content.ReadFromJsonAsync<JsonElement>();
+        var ownerKeyCreated = await inTeam.PostAsJsonAsync("/portal/api-keys", new { name = "owner's" });
+        Assert.Equal(HttpStatusCode.Created, ownerKeyCreated.StatusCode);
+        var ownerKey = await ownerKeyCreated.Content.ReadFromJsonAsync<JsonElement>();
         Assert.Equal(HttpStatusCode.Forbidden, (await asMember.DeleteAsync($"/portal/api-keys/{ownerKey.GetProperty("id").GetGuid()}")).StatusCode);
         Assert.Equal(HttpStatusCode.Forbidden, (await asMember.PostAsJsonAsync("/portal/members", new { email = owner.Email })).StatusCode);
         Assert.Equal(HttpStatusCode.Forbidden, (await asMember.DeleteAsync($"/portal/members/{owner.Id}")).StatusCode);
         // A member's own key is theirs to revoke.
-        var memberKey = await (await asMember.PostAsJsonAsync("/portal/api-keys", new { name = "mine" })).Content.ReadFromJsonAsync<JsonElement>();
+        var memberKeyCreated = await asMember.PostAsJsonAsync("/portal/api-keys", new { name = "mine" });
+        Assert.Equal(HttpStatusCode.Created, memberKeyCreated.StatusCode);
+        var memberKey = await memberKeyCreated.Content.ReadFromJsonAsync<JsonElement>();
         Assert.Equal(HttpStatusCode.OK, (await asMember.DeleteAsync($"/portal/api-keys/{memberKey.GetProperty("id").GetGuid()}")).StatusCode);
 
         var lastOwner = await inTeam.DeleteAsync($"/portal/members/{owner.Id}");
@@ -346,19 +356,20 @@ public class ControlPlaneTests(PortalAppFixture portal)
         Assert.Equal(HttpStatusCode.PaymentRequired, noCredit.StatusCode);
 
         (await admin.PostAsJsonAsync($"/admin/organizations/{customer.OrganizationId}/credits", new { amount = 1.5m, reason = "welcome" })).EnsureSuccessStatusCode();
-        await Task.Delay(TimeSpan.FromSeconds(1));
-        Assert.Equal(HttpStatusCode.OK, (await api.PostAsJsonAsync("/v1/chat/completions", Chat())).StatusCode);
+        await Eventually.WaitUntilAsync(async () => (await api.PostAsJsonAsync("/v1/chat/completions", Chat())).StatusCode == HttpStatusCode.OK,
+            TimeSpan.FromSeconds(5), "the credit did not reach the hot path");
 
         (await admin.PostAsync($"/admin/organizations/{customer.OrganizationId}/pause", null)).EnsureSuccessStatusCode();
-        await Task.Delay(TimeSpan.FromSeconds(1));
+        await Eventually.WaitUntilAsync(async () => (await api.PostAsJsonAsync("/v1/chat/completions", Chat())).StatusCode == HttpStatusCode.Forbidden,
+            TimeSpan.FromSeconds(5), "the paused organisation was still served");
         for (var i = 0; i < 4; i++) Assert.Equal(HttpStatusCode.Forbidden, (await api.PostAsJsonAsync("/v1/chat/completions", Chat())).StatusCode);
         (await admin.PostAsync($"/admin/organizations/{customer.OrganizationId}/resume", null)).EnsureSuccessStatusCode();
 
         (await admin.PostAsync("/admin/pools/gemma4/drain", null)).EnsureSuccessStatusCode();
         try
         {
-            await Task.Delay(TimeSpan.FromSeconds(1));
-            var drained = await api.PostAsJsonAsync("/v1/chat/completions", Chat("gemma-4-26b"));
+            var drained = await Eventually.WaitForAsync(() => api.PostAsJsonAsync("/v1/chat/completions", Chat("gemma-4-26b")),
+                r => r.StatusCode != HttpStatusCode.OK, TimeSpan.FromSeconds(5), "the drained pool still took requests");
             Assert.Equal(HttpStatusCode.ServiceUnavailable, drained.StatusCode);
         }
         finally { (await admin.PostAsync("/admin/pools/gemma4/undrain", null)).EnsureSuccessStatusCode(); }
@@ -382,15 +393,26 @@ public class ControlPlaneTests(PortalAppFixture portal)
     public async Task APlanChangeReachesTheHotPathWithinASecond()
     {
         var customer = await portal.CreateCustomerAsync(plan: "free", credits: 1m);
-        using var api = customer.CreateClient();
-        var notOnFree = await api.PostAsJsonAsync("/v1/chat/completions", Chat("gpt-oss-120b"));
-        Assert.Equal(HttpStatusCode.Forbidden, notOnFree.StatusCode);
-        Assert.Equal("model_not_entitled", await Code(notOnFree));
+        // Every replica has the free plan's snapshot in memory, and refuses the model.
+        var before = await customer.OnEveryReplicaAsync(c => c.PostAsJsonAsync("/v1/chat/completions", Chat("gpt-oss-120b")));
+        foreach (var notOnFree in before)
+        {
+            Assert.Equal(HttpStatusCode.Forbidden, notOnFree.StatusCode);
+            Assert.Equal("model_not_entitled", await Code(notOnFree));
+        }
 
         using var admin = portal.CreateAdminClient();
         (await admin.PutAsJsonAsync($"/admin/organizations/{customer.OrganizationId}/plan", new { plan = "pro" })).EnsureSuccessStatusCode();
-        await Task.Delay(TimeSpan.FromSeconds(1));
-        for (var i = 0; i < 4; i++) Assert.Equal(HttpStatusCode.OK, (await api.PostAsJsonAsync("/v1/chat/completions", Chat("gpt-oss-120b"))).StatusCode);
+        using var api = customer.CreateClientAcrossReplicas();
+        var servedBy = new HashSet<string>();
+        await Eventually.WaitUntilAsync(async () =>
+        {
+            var response = await api.PostAsJsonAsync("/v1/chat/completions", Chat("gpt-oss-120b"));
+            if (response.StatusCode == HttpStatusCode.OK) servedBy.Add(PortalAppFixture.ReplicaOf(response));
+            return servedBy.SetEquals(customer.Replicas);
+        }, TimeSpan.FromSeconds(1), $"not every replica served the new plan's model (served by: {string.Join(", ", servedBy)})", TimeSpan.FromMilliseconds(20));
+        var after = await customer.OnEveryReplicaAsync(c => c.PostAsJsonAsync("/v1/chat/completions", Chat("gpt-oss-120b")));
+        Assert.All(after, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
         var audit = await admin.GetFromJsonAsync<JsonElement>($"/admin/audit?target_id={customer.OrganizationId}&action=organization.plan");
         var change = Assert.Single(audit.EnumerateArray());
         Assert.Contains("free", change.GetProperty("before").GetString());
@@ -454,17 +476,6 @@ public class ControlPlaneTests(PortalAppFixture portal)
         foreach (var path in new[] { "/admin/audit", "/admin/pools", "/admin/users/{id}/remove-admin" })
             Assert.True(adminPaths.TryGetProperty(path, out _), path);
         Assert.DoesNotContain(adminPaths.EnumerateObject(), p => !p.Name.StartsWith("/admin", StringComparison.Ordinal));
-    }
-
-    private static async Task<T> EventuallyAsync<T>(Func<Task<T?>> probe) where T : struct
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(15);
-        while (true)
-        {
-            if (await probe() is { } found) return found;
-            if (DateTime.UtcNow > deadline) throw new TimeoutException("the condition did not hold within 15 s");
-            await Task.Delay(200);
-        }
     }
 
     private static async Task AssertInvalid(HttpResponseMessage response, string param)

@@ -10,7 +10,7 @@ using Cortensor.Tests.Fixtures;
 namespace Cortensor.Tests.EndToEnd;
 
 /// <summary>Keys, shared limits and credits on the running graph, across the Api's two replicas.</summary>
-[Collection(PortalAppCollection.Name)]
+[Collection(PortalAppCollection.Name), Trait("Category", PortalAppCollection.Category)]
 public class EnforcementTests(PortalAppFixture portal)
 {
     private static object Chat(string model = "gpt-oss-20b", int maxTokens = 4, string content = "hi") =>
@@ -20,17 +20,27 @@ public class EnforcementTests(PortalAppFixture portal)
     public async Task ARevokedKeyIsRejectedOnEveryReplicaWithinASecond()
     {
         var customer = await portal.CreateCustomerAsync();
-        using var client = customer.CreateClient();
-        // Warm both replicas' snapshot caches (the proxy spreads requests over them).
-        for (var i = 0; i < 8; i++) Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/v1/models")).StatusCode);
+        // Both replicas know the key: each has answered with its snapshot in memory.
+        var warm = await customer.OnEveryReplicaAsync(c => c.GetAsync("/v1/models"));
+        Assert.All(warm, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
 
         using var admin = portal.CreateAdminClient();
         (await admin.PostAsync($"/admin/api-keys/{customer.KeyId}/revoke", null)).EnsureSuccessStatusCode();
-        await Task.Delay(TimeSpan.FromSeconds(1));
 
-        for (var i = 0; i < 8; i++)
+        // Within a second of the revocation, every replica has said 401 api_key_revoked ...
+        using var client = customer.CreateClientAcrossReplicas();
+        var rejectedBy = new HashSet<string>();
+        await Eventually.WaitUntilAsync(async () =>
         {
             var response = await client.GetAsync("/v1/models");
+            if (response.StatusCode == HttpStatusCode.Unauthorized && await Code(response) == "api_key_revoked") rejectedBy.Add(PortalAppFixture.ReplicaOf(response));
+            return rejectedBy.SetEquals(customer.Replicas);
+        }, TimeSpan.FromSeconds(1), $"not every replica rejected the revoked key (rejected by: {string.Join(", ", rejectedBy)})", TimeSpan.FromMilliseconds(20));
+
+        // ... and keeps saying it.
+        var after = await customer.OnEveryReplicaAsync(c => c.GetAsync("/v1/models"), perReplica: 3);
+        foreach (var response in after)
+        {
             Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
             Assert.Equal("api_key_revoked", await Code(response));
         }
@@ -45,14 +55,16 @@ public class EnforcementTests(PortalAppFixture portal)
         for (var i = 0; i < 4; i++) await client.GetAsync("/v1/models");
 
         (await admin.PostAsync($"/admin/api-keys/{customer.KeyId}/pause", null)).EnsureSuccessStatusCode();
-        await Task.Delay(1000);
-        var paused = await client.PostAsJsonAsync("/v1/chat/completions", Chat());
-        Assert.Equal(HttpStatusCode.Forbidden, paused.StatusCode);
+        var paused = await UntilStatusAsync(client, HttpStatusCode.Forbidden, "the paused key was still served");
         Assert.Equal("api_key_paused", await Code(paused));
 
         (await admin.PostAsync($"/admin/api-keys/{customer.KeyId}/resume", null)).EnsureSuccessStatusCode();
         (await admin.PostAsync($"/admin/organizations/{customer.OrganizationId}/pause", null)).EnsureSuccessStatusCode();
-        await Task.Delay(1000);
+        await Eventually.WaitUntilAsync(async () =>
+        {
+            var response = await client.PostAsJsonAsync("/v1/chat/completions", Chat());
+            return response.StatusCode == HttpStatusCode.Forbidden && await Code(response) == "organization_paused";
+        }, TimeSpan.FromSeconds(5), "the paused organisation was still served");
         for (var i = 0; i < 4; i++)
         {
             var orgPaused = await client.PostAsJsonAsync("/v1/chat/completions", Chat());
@@ -61,8 +73,7 @@ public class EnforcementTests(PortalAppFixture portal)
         }
 
         (await admin.PostAsync($"/admin/organizations/{customer.OrganizationId}/resume", null)).EnsureSuccessStatusCode();
-        await Task.Delay(1000);
-        Assert.Equal(HttpStatusCode.OK, (await client.PostAsJsonAsync("/v1/chat/completions", Chat())).StatusCode);
+        await UntilStatusAsync(client, HttpStatusCode.OK, "the resumed organisation was not served again");
     }
 
     [Fact]
@@ -71,8 +82,8 @@ public class EnforcementTests(PortalAppFixture portal)
         var customer = await portal.CreateCustomerAsync(keyOptions: new { name = "short-lived", expires_at = DateTimeOffset.UtcNow.AddSeconds(3) });
         using var client = customer.CreateClient();
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/v1/models")).StatusCode);
-        await Task.Delay(TimeSpan.FromSeconds(4));
-        var expired = await client.GetAsync("/v1/models");
+        var expired = await Eventually.WaitForAsync(() => client.GetAsync("/v1/models"), r => r.StatusCode != HttpStatusCode.OK,
+            TimeSpan.FromSeconds(15), "the key was still accepted after its expiry", TimeSpan.FromMilliseconds(250));
         Assert.Equal(HttpStatusCode.Unauthorized, expired.StatusCode);
         Assert.Equal("api_key_expired", await Code(expired));
     }
@@ -81,9 +92,13 @@ public class EnforcementTests(PortalAppFixture portal)
     public async Task UnknownMalformedAndMissingKeysAre401()
     {
         using var client = new HttpClient { BaseAddress = portal.App.GetEndpoint(LaunchTopology.Api, "http") };
-        Assert.Equal("missing_api_key", await Code(await client.GetAsync("/v1/models")));
+        var missing = await client.GetAsync("/v1/models");
+        Assert.Equal(HttpStatusCode.Unauthorized, missing.StatusCode);
+        Assert.Equal("missing_api_key", await Code(missing));
         client.DefaultRequestHeaders.Authorization = new("Bearer", "sk-not-ours");
-        Assert.Equal("invalid_api_key", await Code(await client.GetAsync("/v1/models")));
+        var malformed = await client.GetAsync("/v1/models");
+        Assert.Equal(HttpStatusCode.Unauthorized, malformed.StatusCode);
+        Assert.Equal("invalid_api_key", await Code(malformed));
         client.DefaultRequestHeaders.Authorization = new("Bearer", "ctr_live_" + new string('A', 43));
         var unknown = await client.GetAsync("/v1/models");
         Assert.Equal(HttpStatusCode.Unauthorized, unknown.StatusCode);
@@ -102,7 +117,9 @@ public class EnforcementTests(PortalAppFixture portal)
 
         var restricted = await portal.CreateCustomerAsync(keyOptions: new { name = "only gemma", models = new[] { "gemma-4-26b" } });
         using var restrictedClient = restricted.CreateClient();
-        Assert.Equal("model_not_entitled", await Code(await restrictedClient.PostAsJsonAsync("/v1/chat/completions", Chat("gpt-oss-20b"))));
+        var outsideKey = await restrictedClient.PostAsJsonAsync("/v1/chat/completions", Chat("gpt-oss-20b"));
+        Assert.Equal(HttpStatusCode.Forbidden, outsideKey.StatusCode);
+        Assert.Equal("model_not_entitled", await Code(outsideKey));
         Assert.Equal(HttpStatusCode.OK, (await restrictedClient.PostAsJsonAsync("/v1/chat/completions", Chat("gemma-4-26b"))).StatusCode);
     }
 
@@ -180,35 +197,57 @@ public class EnforcementTests(PortalAppFixture portal)
     {
         var known = await portal.CreateCustomerAsync();
         var unknownYet = await portal.CreateCustomerAsync();
-        using var knownClient = known.CreateClient();
-        using var otherClient = unknownYet.CreateClient();
-        for (var i = 0; i < 6; i++) Assert.Equal(HttpStatusCode.OK, (await knownClient.PostAsJsonAsync("/v1/chat/completions", Chat())).StatusCode);
+        // Every replica learns the known key before the outage.
+        var before = await known.OnEveryReplicaAsync(c => c.PostAsJsonAsync("/v1/chat/completions", Chat()));
+        Assert.All(before, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+        var served = before.Count;
 
         await portal.App.ResourceCommands.ExecuteCommandAsync(LaunchTopology.Redis, KnownResourceCommands.StopCommand);
         try
         {
-            await Task.Delay(TimeSpan.FromSeconds(2));
-            for (var i = 0; i < 6; i++)
-                Assert.Equal(HttpStatusCode.OK, (await knownClient.PostAsJsonAsync("/v1/chat/completions", Chat())).StatusCode);
-            var unknown = await otherClient.PostAsJsonAsync("/v1/chat/completions", Chat());
-            Assert.Equal(HttpStatusCode.ServiceUnavailable, unknown.StatusCode);
-            Assert.Equal("dependency_unavailable", await Code(unknown));
+            // The outage has reached the Api once every replica answers a never-seen key with 503, not 401
+            // (probed with throwaway keys, so the customer's new key is not looked up before that).
+            using var probe = new HttpClient { BaseAddress = known.ApiBase };
+            probe.DefaultRequestHeaders.ConnectionClose = true;
+            var unavailableOn = new HashSet<string>();
+            await Eventually.WaitUntilAsync(async () =>
+            {
+                using var request = new HttpRequestMessage(HttpMethod.Get, "/v1/models");
+                request.Headers.Authorization = new("Bearer", "ctr_live_" + Guid.NewGuid().ToString("N") + Guid.NewGuid().ToString("N")[..11]);
+                var response = await probe.SendAsync(request);
+                if (response.StatusCode == HttpStatusCode.ServiceUnavailable) unavailableOn.Add(PortalAppFixture.ReplicaOf(response));
+                return unavailableOn.SetEquals(known.Replicas);
+            }, TimeSpan.FromSeconds(30), "the replicas did not notice Redis stopping");
+
+            var unknown = await unknownYet.OnEveryReplicaAsync(c => c.PostAsJsonAsync("/v1/chat/completions", Chat()));
+            foreach (var response in unknown)
+            {
+                Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+                Assert.Equal("dependency_unavailable", await Code(response));
+            }
+
+            var during = await known.OnEveryReplicaAsync(c => c.PostAsJsonAsync("/v1/chat/completions", Chat()), perReplica: 3);
+            Assert.All(during, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+            served += during.Count;
         }
         finally
         {
             await portal.App.ResourceCommands.ExecuteCommandAsync(LaunchTopology.Redis, KnownResourceCommands.StartCommand);
-            await portal.App.ResourceNotifications.WaitForResourceHealthyAsync(LaunchTopology.Redis);
+            await portal.WaitHealthyAsync(LaunchTopology.Redis);
         }
 
-        // Recovery without a restart: the new key is verified, and the outage's usage reaches the ledger.
-        HttpStatusCode status = 0;
-        for (var i = 0; i < 30 && status != HttpStatusCode.OK; i++)
+        // Recovery without a restart: the new key is verified on every replica, and the outage's usage reaches the ledger.
+        using (var recovered = unknownYet.CreateClientAcrossReplicas())
         {
-            status = (await otherClient.PostAsJsonAsync("/v1/chat/completions", Chat())).StatusCode;
-            if (status != HttpStatusCode.OK) await Task.Delay(500);
+            var servedBy = new HashSet<string>();
+            await Eventually.WaitUntilAsync(async () =>
+            {
+                var response = await recovered.PostAsJsonAsync("/v1/chat/completions", Chat());
+                if (response.StatusCode == HttpStatusCode.OK) servedBy.Add(PortalAppFixture.ReplicaOf(response));
+                return servedBy.SetEquals(unknownYet.Replicas);
+            }, TimeSpan.FromSeconds(30), "the new key was not served again after Redis came back", TimeSpan.FromMilliseconds(250));
         }
-        Assert.Equal(HttpStatusCode.OK, status);
-        await WaitForLedgerAsync(known, 12);
+        await WaitForLedgerAsync(known, served);
     }
 
     [Theory]
@@ -230,46 +269,83 @@ public class EnforcementTests(PortalAppFixture portal)
     public async Task LogsContainNoKeyMaterial()
     {
         var customer = await portal.CreateCustomerAsync();
-        using var client = customer.CreateClient();
-        for (var i = 0; i < 3; i++) await client.PostAsJsonAsync("/v1/chat/completions", Chat());
-        await client.GetAsync("/v1/models");
-
-        var secret = customer.Key["ctr_live_".Length..];
-        var lines = new List<string>();
         var logs = portal.App.Services.GetRequiredService<ResourceLoggerService>();
-        foreach (var resource in new[] { LaunchTopology.Api, "migrations", "router-oss20b-1", "router-oss20b-2", "router-oss20b-3" })
+        var lines = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        // Every instance of the services that see keys or router tokens, by the names Aspire gave them.
+        var instances = new List<string>();
+        foreach (var (resource, count) in new[] { (LaunchTopology.Api, PortalAppFixture.ApiReplicas), (LaunchTopology.Migrations, 1),
+                     ("router-oss20b-1", 1), ("router-oss20b-2", 1), ("router-oss20b-3", 1), ("router-qwen-1", 1) })
+            instances.AddRange(await portal.InstancesAsync(resource, count));
+        using var stop = new CancellationTokenSource();
+        var watchers = instances.Select(name => Task.Run(async () =>
         {
-            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(3));
             try
             {
-                await foreach (var batch in logs.WatchAsync(resource).WithCancellation(cts.Token))
-                    lines.AddRange(batch.Select(l => l.Content));
+                await foreach (var batch in logs.WatchAsync(name).WithCancellation(stop.Token))
+                    foreach (var line in batch) lines.Enqueue(line.Content);
             }
             catch (OperationCanceledException) { }
+        })).ToList();
+
+        // Normal traffic on both replicas, and a request that makes the Api log on its own path:
+        // qwen's only router fails completions while its status says healthy, so the Api logs the failure.
+        var requestId = "logcheck-" + Guid.NewGuid().ToString("N");
+        var traffic = await customer.OnEveryReplicaAsync(c => c.PostAsJsonAsync("/v1/chat/completions", Chat()));
+        Assert.All(traffic, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+        await portal.SetRouterBehaviourAsync("router-qwen-1", new { outage = "Error500", completions_only = true });
+        try
+        {
+            using var client = customer.CreateClient();
+            using var failing = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = JsonContent.Create(Chat("qwen-3-32b")) };
+            failing.Headers.Add("X-Request-Id", requestId);
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, (await client.SendAsync(failing)).StatusCode);
         }
+        finally
+        {
+            await portal.SetRouterBehaviourAsync("router-qwen-1", new { outage = "None" });
+        }
+
+        try
+        {
+            // The collection is real: the request's own lines are in it.
+            try
+            {
+                await Eventually.WaitUntilAsync(() => lines.Any(l => l.Contains(requestId, StringComparison.Ordinal)),
+                    TimeSpan.FromSeconds(15), $"the request {requestId} is not in the {lines.Count} log lines collected from {string.Join(", ", instances)}");
+            }
+            catch (TimeoutException ex)
+            {
+                throw new TimeoutException(ex.Message + "; lines naming qwen:\n" + string.Join("\n", lines.Where(l => l.Contains("qwen", StringComparison.Ordinal)).TakeLast(12)));
+            }
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await Task.WhenAll(watchers);
+        }
+
+        var secret = customer.Key["ctr_live_".Length..];
         Assert.DoesNotContain(lines, l => l.Contains(secret, StringComparison.Ordinal));
         Assert.DoesNotContain(lines, l => l.Contains(PortalAppFixture.RouterToken, StringComparison.Ordinal));
     }
 
+    /// <summary>Polls a chat request until it gets <paramref name="status"/> (admin changes reach the replicas within about a second).</summary>
+    private static Task<HttpResponseMessage> UntilStatusAsync(HttpClient client, HttpStatusCode status, string message) =>
+        Eventually.WaitForAsync(() => client.PostAsJsonAsync("/v1/chat/completions", Chat()), r => r.StatusCode == status,
+            TimeSpan.FromSeconds(5), message);
+
     private async Task<JsonElement> WaitForLedgerAsync(TestCustomer customer, int usageEvents)
     {
         using var admin = portal.CreateAdminClient();
-        JsonElement balance = default;
-        for (var i = 0; i < 60; i++)
-        {
-            balance = await admin.GetFromJsonAsync<JsonElement>($"/admin/organizations/{customer.OrganizationId}/balance");
-            if (balance.GetProperty("usage_entries").GetInt32() >= usageEvents) return balance;
-            await Task.Delay(500);
-        }
-        Assert.Fail($"expected {usageEvents} usage events in the ledger, got {balance}");
-        return balance;
+        return await Eventually.WaitForAsync<JsonElement, HttpRequestException>(
+            () => admin.GetFromJsonAsync<JsonElement>($"/admin/organizations/{customer.OrganizationId}/balance"),
+            balance => balance.GetProperty("usage_entries").GetInt32() >= usageEvents,
+            TimeSpan.FromSeconds(30), $"expected {usageEvents} usage events in the ledger", TimeSpan.FromMilliseconds(500));
     }
 
-    private static async Task AvoidMinuteBoundaryAsync()
-    {
-        var second = DateTimeOffset.UtcNow.Second;
-        if (second > 45) await Task.Delay(TimeSpan.FromSeconds(61 - second));
-    }
+    /// <summary>Per-minute windows: start a test that needs one whole window early enough in the minute.</summary>
+    private static Task AvoidMinuteBoundaryAsync() =>
+        Eventually.WaitUntilAsync(() => DateTimeOffset.UtcNow.Second <= 45, TimeSpan.FromSeconds(20), "the clock did not pass the minute", TimeSpan.FromMilliseconds(250));
 
     internal static async Task<string?> Code(HttpResponseMessage response) =>
         (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error").GetProperty("code").GetString();

@@ -6,7 +6,7 @@ using Cortensor.Tests.Fixtures;
 namespace Cortensor.Tests.EndToEnd;
 
 /// <summary>Routers failing, hanging, cut mid-stream, or drained: what the client sees.</summary>
-[Collection(PortalAppCollection.Name)]
+[Collection(PortalAppCollection.Name), Trait("Category", PortalAppCollection.Category)]
 public class FailoverTests(PortalAppFixture portal)
 {
     private static readonly object Normal = new { outage = "None" };
@@ -17,18 +17,27 @@ public class FailoverTests(PortalAppFixture portal)
     public async Task OneFailingRouterOfThreeDoesNotFailAnyRequest(string outage)
     {
         var customer = await portal.CreateCustomerAsync();
-        using var client = customer.CreateClient();
-        await portal.SetRouterBehaviourAsync("router-oss20b-1", new { outage });
+        // The router fails its completions while its status endpoint says healthy: the probe keeps it in
+        // rotation, so requests really reach it and only the Api's retry on another router saves them.
+        await portal.SetRouterBehaviourAsync("router-oss20b-1", new { outage, completions_only = true });
         try
         {
-            var statuses = new List<HttpStatusCode>();
-            for (var i = 0; i < 15; i++)
+            var (_, failedBefore) = await portal.RouterCountersAsync("router-oss20b-1");
+            using var client = customer.CreateClientAcrossReplicas();
+            var servedBy = new Dictionary<string, int>();
+            var sent = 0;
+            // Until the failing router has failed some of these requests (its circuit may still be open from an
+            // earlier case for a few seconds) and every replica has served its share: every single one is a 200.
+            await Eventually.WaitUntilAsync(async () =>
             {
                 var response = await client.PostAsJsonAsync("/v1/chat/completions",
-                    new { model = "gpt-oss-20b", messages = new[] { new { role = "user", content = $"failover {i}" } }, max_tokens = 4 });
-                statuses.Add(response.StatusCode);
-            }
-            Assert.All(statuses, s => Assert.Equal(HttpStatusCode.OK, s));
+                    new { model = "gpt-oss-20b", messages = new[] { new { role = "user", content = $"failover {sent++}" } }, max_tokens = 4 });
+                Assert.True(response.StatusCode == HttpStatusCode.OK, $"request {sent} failed with {(int)response.StatusCode}");
+                var replica = PortalAppFixture.ReplicaOf(response);
+                servedBy[replica] = servedBy.GetValueOrDefault(replica) + 1;
+                return customer.Replicas.All(r => servedBy.GetValueOrDefault(r) >= 6)
+                    && (await portal.RouterCountersAsync("router-oss20b-1")).Failed > failedBefore;
+            }, TimeSpan.FromSeconds(30), "no request reached the failing router: the retry was never exercised");
         }
         finally
         {
@@ -64,15 +73,20 @@ public class FailoverTests(PortalAppFixture portal)
     {
         var customer = await portal.CreateCustomerAsync();
         using var client = customer.CreateClient();
-        await portal.SetRouterBehaviourAsync("router-qwen-1", new { outage = "Hang" });
+        // Completions hang while the status endpoint stays healthy: the probe never takes the router out,
+        // so the request is routed to it and only the upstream timeout can end it.
+        await portal.SetRouterBehaviourAsync("router-qwen-1", new { outage = "Hang", completions_only = true });
         try
         {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
             var response = await client.PostAsJsonAsync("/v1/chat/completions",
                 new { model = "qwen-3-32b", messages = new[] { new { role = "user", content = "hello?" } }, max_tokens = 4 });
-            // 504 when the request was routed before the probe noticed; 503 once it has.
-            Assert.Contains(response.StatusCode, new[] { HttpStatusCode.GatewayTimeout, HttpStatusCode.ServiceUnavailable });
-            if (response.StatusCode == HttpStatusCode.GatewayTimeout)
-                Assert.Equal("upstream_timeout", (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error").GetProperty("code").GetString());
+            var elapsed = clock.Elapsed;
+            Assert.Equal(HttpStatusCode.GatewayTimeout, response.StatusCode);
+            Assert.Equal("upstream_timeout", (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error").GetProperty("code").GetString());
+            // Bounds, not speed: it waited for the configured timeout, and answered after one wait, not two.
+            Assert.True(elapsed >= PortalAppFixture.UpstreamTimeout - TimeSpan.FromMilliseconds(100), $"504 after {elapsed}, before the {PortalAppFixture.UpstreamTimeout} timeout");
+            Assert.True(elapsed < 2 * PortalAppFixture.UpstreamTimeout, $"504 after {elapsed}: more than one upstream wait");
         }
         finally
         {
@@ -144,8 +158,8 @@ public class FailoverTests(PortalAppFixture portal)
         (await admin.PostAsync("/admin/pools/qwen/drain", null)).EnsureSuccessStatusCode();
         try
         {
-            await Task.Delay(1000);
-            var drained = await client.PostAsJsonAsync("/v1/completions", new { model = "qwen-3-32b", prompt = "hi", max_tokens = 2 });
+            var drained = await Eventually.WaitForAsync(() => client.PostAsJsonAsync("/v1/completions", new { model = "qwen-3-32b", prompt = "hi", max_tokens = 2 }),
+                r => r.StatusCode != HttpStatusCode.OK, TimeSpan.FromSeconds(5), "the drained pool still took requests");
             Assert.Equal(HttpStatusCode.ServiceUnavailable, drained.StatusCode);
             Assert.NotNull(drained.Headers.RetryAfter);
         }
@@ -153,20 +167,12 @@ public class FailoverTests(PortalAppFixture portal)
         {
             (await admin.PostAsync("/admin/pools/qwen/undrain", null)).EnsureSuccessStatusCode();
         }
-        await Task.Delay(1000);
-        var served = await client.PostAsJsonAsync("/v1/completions", new { model = "qwen-3-32b", prompt = "hi", max_tokens = 2 });
-        Assert.Equal(HttpStatusCode.OK, served.StatusCode);
+        await WaitUntilServedAsync(client, "qwen-3-32b");
     }
 
     /// <summary>After a fault is lifted, the probe and the breaker bring the router back within seconds.</summary>
-    internal static async Task WaitUntilServedAsync(HttpClient client, string model)
-    {
-        for (var i = 0; i < 40; i++)
-        {
-            var response = await client.PostAsJsonAsync("/v1/completions", new { model, prompt = "back?", max_tokens = 1 });
-            if (response.StatusCode == HttpStatusCode.OK) return;
-            await Task.Delay(500);
-        }
-        Assert.Fail($"{model} did not recover");
-    }
+    internal static Task WaitUntilServedAsync(HttpClient client, string model) =>
+        Eventually.WaitUntilAsync(async () =>
+                (await client.PostAsJsonAsync("/v1/completions", new { model, prompt = "back?", max_tokens = 1 })).StatusCode == HttpStatusCode.OK,
+            TimeSpan.FromSeconds(20), $"{model} did not recover", TimeSpan.FromMilliseconds(500));
 }

@@ -5,7 +5,7 @@ using Cortensor.Tests.Fixtures;
 
 namespace Cortensor.Tests.EndToEnd;
 
-[Collection(PortalAppCollection.Name)]
+[Collection(PortalAppCollection.Name), Trait("Category", PortalAppCollection.Category)]
 public class FoundationTests(PortalAppFixture portal)
 {
     [Fact]
@@ -16,10 +16,14 @@ public class FoundationTests(PortalAppFixture portal)
 
         var models = await api.GetFromJsonAsync<JsonElement>("/portal/models");
         var ids = models.EnumerateArray().Select(m => m.GetProperty("id").GetString()).ToList();
-        Assert.Equal(LaunchTopology.Models.Select(m => m.Alias).Order(), ids.Order());
-        var oss20b = models.EnumerateArray().Single(m => m.GetProperty("id").GetString() == "gpt-oss-20b");
-        Assert.Equal(0.0001m, oss20b.GetProperty("input_price_per_1k").GetDecimal());
-        Assert.True(oss20b.GetProperty("available").GetBoolean());
+        Assert.Equal(Requirements.ModelIds.Order(), ids.Order());
+        foreach (var expected in Requirements.LaunchCatalog)
+        {
+            var model = models.EnumerateArray().Single(m => m.GetProperty("id").GetString() == expected.Id);
+            Assert.Equal(expected.InputPricePer1K, model.GetProperty("input_price_per_1k").GetDecimal());
+            Assert.Equal(expected.OutputPricePer1K, model.GetProperty("output_price_per_1k").GetDecimal());
+            Assert.True(model.GetProperty("available").GetBoolean(), expected.Id);
+        }
     }
 
     [Fact]
@@ -30,8 +34,8 @@ public class FoundationTests(PortalAppFixture portal)
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var html = await response.Content.ReadAsStringAsync();
         Assert.Contains("Cortensor Portal", html);
-        foreach (var model in LaunchTopology.Models)
-            Assert.Contains(model.Alias, html);
+        foreach (var model in Requirements.ModelIds)
+            Assert.Contains(model, html);
     }
 
     [Fact]

@@ -10,7 +10,7 @@ using OpenAI.Models;
 namespace Cortensor.Tests.EndToEnd;
 
 /// <summary>A customer's OpenAI SDK pointed at the Portal, answered by the router pools.</summary>
-[Collection(PortalAppCollection.Name)]
+[Collection(PortalAppCollection.Name), Trait("Category", PortalAppCollection.Category)]
 public class InferenceTests(PortalAppFixture portal)
 {
     private static OpenAIClientOptions Options(TestCustomer c) => new() { Endpoint = new Uri(c.ApiBase, "/v1"), NetworkTimeout = TimeSpan.FromSeconds(60) };
@@ -90,7 +90,7 @@ public class InferenceTests(PortalAppFixture portal)
         var models = new OpenAIModelClient(new ApiKeyCredential(customer.Key), Options(customer));
         var list = (await models.GetModelsAsync()).Value.Select(m => m.Id).Order().ToList();
         // The free plan includes the free-tier models only.
-        Assert.Equal(LaunchTopology.Models.Where(m => m.FreeTier).Select(m => m.Alias).Order(), list);
+        Assert.Equal(Requirements.Plan("free").Models, list);
     }
 
     [Fact]

@@ -9,7 +9,7 @@ using Cortensor.Tests.Fixtures;
 namespace Cortensor.Tests.EndToEnd;
 
 /// <summary>Every authenticated request counted once, at the price its usage says, whatever happens.</summary>
-[Collection(PortalAppCollection.Name)]
+[Collection(PortalAppCollection.Name), Trait("Category", PortalAppCollection.Category)]
 public class MeteringTests(PortalAppFixture portal)
 {
     [Fact]
@@ -22,7 +22,7 @@ public class MeteringTests(PortalAppFixture portal)
 
         async Task Bill(string model, JsonElement usage)
         {
-            var price = LaunchTopology.Models.Single(m => m.Alias == model);
+            var price = Requirements.Model(model); // the README's price list
             var cost = (usage.GetProperty("prompt_tokens").GetInt32() * price.InputPricePer1K + usage.GetProperty("completion_tokens").GetInt32() * price.OutputPricePer1K) / 1000m;
             expected += decimal.Ceiling(cost * 10_000_000_000m) / 10_000_000_000m;
         }
@@ -77,7 +77,6 @@ public class MeteringTests(PortalAppFixture portal)
                 while (content < 3 && await reader.ReadLineAsync() is { } line)
                     if (line.Contains("\"content\":\"") && !line.Contains("\"content\":\"\"")) content++;
             } // the client goes away here, long before 40 tokens
-            await Task.Delay(1500);
         }
         finally
         {
@@ -85,14 +84,9 @@ public class MeteringTests(PortalAppFixture portal)
         }
 
         using var admin = portal.CreateAdminClient();
-        JsonElement found = default;
-        for (var i = 0; i < 40; i++)
-        {
-            var r = await admin.GetAsync($"/admin/requests/{requestId}");
-            if (r.StatusCode == HttpStatusCode.OK) { found = (await r.Content.ReadFromJsonAsync<JsonElement>())[0]; break; }
-            await Task.Delay(250);
-        }
-        Assert.NotEqual(JsonValueKind.Undefined, found.ValueKind);
+        var lookup = await Eventually.WaitForAsync(() => admin.GetAsync($"/admin/requests/{requestId}"), r => r.StatusCode == HttpStatusCode.OK,
+            TimeSpan.FromSeconds(15), $"request {requestId} was not recorded", TimeSpan.FromMilliseconds(250));
+        var found = (await lookup.Content.ReadFromJsonAsync<JsonElement>())[0];
         var usage = found.GetProperty("usage");
         Assert.Equal(499, usage.GetProperty("status").GetInt32());
         Assert.InRange(usage.GetProperty("completion_tokens").GetInt32(), 3, 39);
@@ -111,14 +105,24 @@ public class MeteringTests(PortalAppFixture portal)
         await portal.App.ResourceCommands.ExecuteCommandAsync("postgres", KnownResourceCommands.StopCommand);
         try
         {
-            await Task.Delay(TimeSpan.FromSeconds(2));
+            // The server process has really ended (the orchestrator's proxy would still accept connections).
+            using (var stopped = new CancellationTokenSource(TimeSpan.FromSeconds(30)))
+                await portal.App.ResourceNotifications.WaitForResourceAsync("postgres",
+                    e => KnownResourceStates.TerminalStates.Contains(e.Snapshot.State?.Text), stopped.Token);
+            using var acrossReplicas = customer.CreateClientAcrossReplicas();
+            var replicas = new HashSet<string>();
             for (var i = 0; i < 20; i++)
-                Assert.Equal(HttpStatusCode.OK, (await client.PostAsJsonAsync("/v1/chat/completions", Chat(100 + i))).StatusCode);
+            {
+                var response = await acrossReplicas.PostAsJsonAsync("/v1/chat/completions", Chat(100 + i));
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+                replicas.Add(PortalAppFixture.ReplicaOf(response));
+            }
+            Assert.Equal(customer.Replicas, replicas);
         }
         finally
         {
             await portal.App.ResourceCommands.ExecuteCommandAsync("postgres", KnownResourceCommands.StartCommand);
-            await portal.App.ResourceNotifications.WaitForResourceHealthyAsync("postgres");
+            await portal.WaitHealthyAsync("postgres");
         }
 
         var balance = await WaitForEventsAsync(customer, 26);
@@ -183,22 +187,12 @@ public class MeteringTests(PortalAppFixture portal)
     private async Task<JsonElement> WaitForEventsAsync(TestCustomer customer, int events)
     {
         using var admin = portal.CreateAdminClient();
-        JsonElement balance = default;
-        for (var i = 0; i < 120; i++)
-        {
-            try
+        return (await Eventually.WaitForAsync<JsonElement?, HttpRequestException>(async () =>
             {
                 var response = await admin.GetAsync($"/admin/organizations/{customer.OrganizationId}/balance");
-                if (response.IsSuccessStatusCode)
-                {
-                    balance = await response.Content.ReadFromJsonAsync<JsonElement>();
-                    if (balance.GetProperty("usage_events").GetInt32() >= events) return balance;
-                }
-            }
-            catch (HttpRequestException) { }
-            await Task.Delay(500);
-        }
-        Assert.Fail($"expected {events} usage events, last seen {balance}");
-        return balance;
+                return response.IsSuccessStatusCode ? await response.Content.ReadFromJsonAsync<JsonElement>() : null;
+            },
+            balance => balance?.GetProperty("usage_events").GetInt32() >= events,
+            TimeSpan.FromSeconds(60), $"expected {events} usage events", TimeSpan.FromMilliseconds(500)))!.Value;
     }
 }

@@ -14,6 +14,7 @@ namespace Cortensor.Tests.EndToEnd;
 /// balance equals the ledger (<see cref="MoneyInvariants"/>).
 /// </summary>
 [Collection(PortalAppCollection.Name)]
+[Trait("Category", PortalAppCollection.Category)]
 public class MoneyUnderFaultsTests(PortalAppFixture portal)
 {
     private static object Chat(string model, string content, int maxTokens, bool stream = false) =>

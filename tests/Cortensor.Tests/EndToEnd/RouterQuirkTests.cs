@@ -13,6 +13,7 @@ namespace Cortensor.Tests.EndToEnd;
 /// nothing has reached the client.
 /// </summary>
 [Collection(PortalAppCollection.Name)]
+[Trait("Category", PortalAppCollection.Category)]
 public class RouterQuirkTests(PortalAppFixture portal)
 {
     private static readonly object Normal = new { outage = "None" };

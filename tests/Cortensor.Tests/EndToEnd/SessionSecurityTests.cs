@@ -10,6 +10,7 @@ namespace Cortensor.Tests.EndToEnd;
 /// reuse, or a role change. The Api runs two replicas behind the proxy, which spreads requests over them.
 /// </summary>
 [Collection(PortalAppCollection.Name)]
+[Trait("Category", PortalAppCollection.Category)]
 public class SessionSecurityTests(PortalAppFixture portal)
 {
     private const int RequestsPerCheck = 8;

@@ -24,6 +24,20 @@ public sealed class InfrastructureFixture : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
+        try
+        {
+            await StartAsync();
+        }
+        catch
+        {
+            // xUnit does not dispose a fixture whose start failed: leave no server behind.
+            await DisposeAsync();
+            throw;
+        }
+    }
+
+    private async Task StartAsync()
+    {
         Postgres = LocalServer.Start("local-postgres.sh", (port, data) => new Dictionary<string, string>
         {
             ["PGPORT"] = port.ToString(), ["PGDATA"] = data, ["POSTGRES_PASSWORD"] = PostgresPassword,
@@ -57,28 +71,40 @@ public sealed class InfrastructureFixture : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
-        await Postgres.DisposeAsync();
-        await Redis.DisposeAsync();
+        try
+        {
+            if (Postgres is not null) await Postgres.DisposeAsync();
+        }
+        finally
+        {
+            if (Redis is not null) await Redis.DisposeAsync();
+        }
     }
 
+    /// <summary>Until the server answers a real request (not just a TCP connect), for at most a minute.</summary>
     private static async Task WaitUntilAsync(Func<Task> probe, LocalServer server, string what)
     {
-        var deadline = DateTime.UtcNow.AddSeconds(60);
-        while (true)
+        Exception? last = null;
+        try
         {
-            try
+            await Eventually.WaitUntilAsync(async () =>
             {
-                await probe();
-                return;
-            }
-            catch (Exception) when (DateTime.UtcNow < deadline && !server.HasExited)
-            {
-                await Task.Delay(200);
-            }
-            catch (Exception ex)
-            {
-                throw new InvalidOperationException($"{what} did not start (exited: {server.HasExited})", ex);
-            }
+                if (server.HasExited) throw new InvalidOperationException($"{what} exited while starting");
+                try
+                {
+                    await probe();
+                    return true;
+                }
+                catch (Exception ex) when (ex is NpgsqlException or RedisException or System.Net.Sockets.SocketException or TimeoutException)
+                {
+                    last = ex;
+                    return false;
+                }
+            }, TimeSpan.FromSeconds(60), $"{what} did not start", TimeSpan.FromMilliseconds(200));
+        }
+        catch (TimeoutException ex)
+        {
+            throw new InvalidOperationException(ex.Message, last);
         }
     }
 }

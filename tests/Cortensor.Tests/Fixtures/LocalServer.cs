@@ -7,9 +7,30 @@ namespace Cortensor.Tests.Fixtures;
 /// <summary>
 /// A real server process (Postgres or Redis) started from the same scripts the AppHost uses,
 /// on a free port with its own data directory, for integration tests outside the AppHost.
+/// It runs in a process group of its own under a watchdog: when the test host dies without
+/// cleaning up (a crash, SIGKILL), the watchdog stops the whole group and deletes the data.
 /// </summary>
 public sealed class LocalServer : IAsyncDisposable
 {
+    /// <summary>
+    /// The watchdog (bash, leader of a new session): starts the script, and when the test host or the
+    /// server exits, or it is told to stop, ends the whole process group (TERM, then KILL after 5 s).
+    /// </summary>
+    private const string Watchdog = """
+        script=$1; host=$2; data=$3
+        bash "$script" & server=$!
+        stop() {
+          kill -TERM "$server" 2>/dev/null
+          for _ in $(seq 50); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
+          trap - TERM
+          rm -rf -- "$data" "$data-socket"
+          kill -KILL 0
+        }
+        trap stop TERM INT
+        while kill -0 "$host" 2>/dev/null && kill -0 "$server" 2>/dev/null; do sleep 1 & wait $!; done
+        stop
+        """;
+
     private readonly Process _process;
     public int Port { get; }
     public string DataDirectory { get; }
@@ -26,8 +47,9 @@ public sealed class LocalServer : IAsyncDisposable
         var port = FreePort();
         var data = Path.Combine(Path.GetTempPath(), "cortensor-tests", $"{Path.GetFileNameWithoutExtension(script)}-{Guid.NewGuid():N}");
         Directory.CreateDirectory(Path.GetDirectoryName(data)!);
-        var info = new ProcessStartInfo("bash", Path.Combine(Repository.Root, "scripts", script))
+        var info = new ProcessStartInfo("setsid")
         {
+            ArgumentList = { "bash", "-c", Watchdog, "watchdog", Path.Combine(Repository.Root, "scripts", script), Environment.ProcessId.ToString(), data },
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
@@ -41,20 +63,37 @@ public sealed class LocalServer : IAsyncDisposable
         return new LocalServer(process, port, data);
     }
 
-    /// <summary>Stops the server abruptly, as a crash or an outage would.</summary>
+    /// <summary>Stops the server abruptly, as a crash or an outage would: the whole process group at once.</summary>
     public void Kill()
     {
+        // setsid made the watchdog the leader of a new process group: its id is the group's.
+        if (!_process.HasExited) _ = KillProcessGroup(_process.Id, Sigkill);
         if (!_process.HasExited) _process.Kill(entireProcessTree: true);
         _process.WaitForExit();
     }
+
+    private const int Sigkill = 9;
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int KillSyscall(int pid, int signal);
+
+    private static int KillProcessGroup(int group, int signal) => KillSyscall(-group, signal);
 
     public bool HasExited => _process.HasExited;
 
     public async ValueTask DisposeAsync()
     {
-        Kill();
-        await Task.Yield();
-        try { Directory.Delete(DataDirectory, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        try
+        {
+            Kill();
+        }
+        finally
+        {
+            await Task.Yield();
+            foreach (var directory in new[] { DataDirectory, DataDirectory + "-socket" }) // local-postgres.sh puts its socket next to the data
+                try { Directory.Delete(directory, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            _process.Dispose();
+        }
     }
 
     public static int FreePort()

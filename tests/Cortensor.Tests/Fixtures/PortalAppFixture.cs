@@ -23,20 +23,43 @@ public sealed class PortalAppFixture : IAsyncLifetime
     public const int ApiReplicas = 2;
     private readonly string _dataDirectory = Path.Combine(Path.GetTempPath(), "cortensor-tests", "apphost-" + Guid.NewGuid().ToString("N"));
 
+    /// <summary>The Api's --Routing:UpstreamTimeoutMs in this graph.</summary>
+    public static readonly TimeSpan UpstreamTimeout = TimeSpan.FromMilliseconds(4000);
+    private static readonly TimeSpan HealthTimeout = TimeSpan.FromMinutes(2);
+
     public DistributedApplication App { get; private set; } = null!;
     /// <summary>An external identity provider (Supabase-like) the Api is configured to trust.</summary>
     public TestIdentityProvider IdentityProvider { get; private set; } = null!;
-    private string? _adminToken;
+    private (string Token, DateTime IssuedAt)? _adminToken;
+    private readonly SemaphoreSlim _adminSignIn = new(1, 1);
 
     public async Task InitializeAsync()
     {
+        try
+        {
+            await StartAsync();
+        }
+        catch
+        {
+            // xUnit does not dispose a fixture whose start failed: leave no process behind.
+            await DisposeAsync();
+            throw;
+        }
+    }
+
+    private async Task StartAsync()
+    {
+        // The orchestrator stops the graph when a test host dies, but the data stays: the next run sweeps it.
+        SweepAbandonedDataDirectories();
+        Directory.CreateDirectory(_dataDirectory);
+        await File.WriteAllTextAsync(Path.Combine(_dataDirectory, OwnerFile), Environment.ProcessId.ToString());
         IdentityProvider = await TestIdentityProvider.StartAsync();
         var builder = await DistributedApplicationTestingBuilder.CreateAsync<Projects.Cortensor_AppHost>(
         [
             "--Infrastructure:Mode=local",
             $"--Infrastructure:DataDirectory={_dataDirectory}",
             $"--Api:Replicas={ApiReplicas}",
-            "--Routing:UpstreamTimeoutMs=4000",
+            $"--Routing:UpstreamTimeoutMs={(int)UpstreamTimeout.TotalMilliseconds}",
             "--Routing:ProbeIntervalMs=500",
             "--Auth:External:Provider=supabase",
             $"--Auth:External:Issuer={TestIdentityProvider.Issuer}",
@@ -49,11 +72,32 @@ public sealed class PortalAppFixture : IAsyncLifetime
             .AddFilter("Cortensor.AppHost.Resources", LogLevel.Error)
             .AddFilter("Aspire.Hosting", LogLevel.Error));
 
+        // The Api's console lines as JSON with their scopes, so each carries its request's X-Request-Id and a test
+        // can find a request's lines (the plain formatter prints the request-id scope as a type name). Given as
+        // arguments: the orchestrator sets LOGGING__CONSOLE__FORMATTERNAME itself, and arguments win over it.
+        builder.CreateResourceBuilder(builder.Resources.OfType<ProjectResource>().Single(r => r.Name == LaunchTopology.Api))
+            .WithArgs("--Logging:Console:FormatterName=json", "--Logging:Console:FormatterOptions:IncludeScopes=true");
+
         App = await builder.BuildAsync();
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(4));
         await App.StartAsync(timeout.Token);
         await App.ResourceNotifications.WaitForResourceHealthyAsync(LaunchTopology.Api, timeout.Token);
         await App.ResourceNotifications.WaitForResourceHealthyAsync(LaunchTopology.Web, timeout.Token);
+    }
+
+    private const string OwnerFile = "owner.pid";
+
+    /// <summary>Deletes the data of earlier runs whose test host is gone (only directories that name their owner).</summary>
+    private static void SweepAbandonedDataDirectories()
+    {
+        var root = Path.Combine(Path.GetTempPath(), "cortensor-tests");
+        if (!Directory.Exists(root)) return;
+        foreach (var directory in Directory.EnumerateDirectories(root, "apphost-*"))
+        {
+            var owner = Path.Combine(directory, OwnerFile);
+            if (!File.Exists(owner) || !int.TryParse(File.ReadAllText(owner), out var pid) || Directory.Exists($"/proc/{pid}")) continue;
+            try { Directory.Delete(directory, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
     }
 
     public HttpClient CreateClient(string resource) => App.CreateHttpClient(resource);
@@ -65,11 +109,64 @@ public sealed class PortalAppFixture : IAsyncLifetime
         return client;
     }
 
-    /// <summary>A client signed in as the initial administrator (one sign-in per test run; tokens last 15 minutes).</summary>
+    /// <summary>
+    /// A client signed in as the initial administrator. Access tokens last 15 minutes; the cached one is
+    /// replaced after 10, so a slow run never sends an expired token.
+    /// </summary>
     public HttpClient CreateAdminClient()
     {
-        _adminToken ??= SignInAsync(AdminEmail, AdminPassword).GetAwaiter().GetResult();
-        return CreateClientWithToken(_adminToken);
+        _adminSignIn.Wait();
+        try
+        {
+            if (_adminToken is not { } cached || DateTime.UtcNow - cached.IssuedAt > TimeSpan.FromMinutes(10))
+                _adminToken = (SignInAsync(AdminEmail, AdminPassword).GetAwaiter().GetResult(), DateTime.UtcNow);
+            return CreateClientWithToken(_adminToken.Value.Token);
+        }
+        finally
+        {
+            _adminSignIn.Release();
+        }
+    }
+
+    /// <summary>The Api's replica instances as the dashboard names them (e.g. api-x7k2mq9d): what x-cortensor-replica says.</summary>
+    public Task<IReadOnlySet<string>> ApiReplicasAsync() => InstancesAsync(LaunchTopology.Api, ApiReplicas);
+
+    /// <summary>The running instances of a resource (Aspire suffixes every executable and replica with a random id).</summary>
+    public async Task<IReadOnlySet<string>> InstancesAsync(string resource, int expected = 1)
+    {
+        var found = new HashSet<string>(StringComparer.Ordinal);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        try
+        {
+            // The watch starts with the current state of every resource instance.
+            await foreach (var e in App.ResourceNotifications.WatchAsync(timeout.Token))
+                if (e.Resource.Name == resource && found.Add(e.ResourceId) && found.Count == expected) break;
+        }
+        catch (OperationCanceledException)
+        {
+            throw new TimeoutException($"found {found.Count} of {expected} instances of {resource}: {string.Join(", ", found)}");
+        }
+        return found;
+    }
+
+    /// <summary>Which Api replica answered.</summary>
+    public static string ReplicaOf(HttpResponseMessage response) =>
+        response.Headers.TryGetValues("x-cortensor-replica", out var values) ? values.Single() : throw new Xunit.Sdk.XunitException("no x-cortensor-replica header");
+
+    /// <summary>Waits (with a deadline) until a resource's health checks pass again, e.g. after a restart.</summary>
+    public async Task WaitHealthyAsync(string resource)
+    {
+        using var timeout = new CancellationTokenSource(HealthTimeout);
+        await App.ResourceNotifications.WaitForResourceHealthyAsync(resource, timeout.Token);
+    }
+
+    /// <summary>A router's own counters (GET /api/v1/status): requests completed and failed on that node.</summary>
+    public async Task<(long Completed, long Failed)> RouterCountersAsync(string router)
+    {
+        using var client = CreateRouterClient(router);
+        using var response = await client.GetAsync("/api/v1/status");
+        var status = await response.Content.ReadFromJsonAsync<JsonElement>();
+        return (status.GetProperty("completed").GetInt64(), status.GetProperty("failed").GetInt64());
     }
 
     public HttpClient CreateClientWithToken(string accessToken)
@@ -114,7 +211,8 @@ public sealed class PortalAppFixture : IAsyncLifetime
         var key = await admin.PostAsJsonAsync($"/admin/organizations/{orgId}/api-keys", keyOptions ?? new { name = "test key" });
         key.EnsureSuccessStatusCode();
         var body = await key.Content.ReadFromJsonAsync<JsonElement>();
-        return new TestCustomer(orgId, body.GetProperty("id").GetGuid(), body.GetProperty("key").GetString()!, App.GetEndpoint(LaunchTopology.Api, "http"));
+        return new TestCustomer(orgId, body.GetProperty("id").GetGuid(), body.GetProperty("key").GetString()!, App.GetEndpoint(LaunchTopology.Api, "http"),
+            await ApiReplicasAsync());
     }
 
     /// <summary>Sets a router's behaviour through its control endpoint (fault injection).</summary>
@@ -126,29 +224,84 @@ public sealed class PortalAppFixture : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
-        if (App is not null)
+        // Each step runs whatever the one before it threw. Should this process die instead, the
+        // orchestrator (DCP) watches it and stops every resource, Postgres and Redis included.
+        try
         {
-            await App.StopAsync();
-            await App.DisposeAsync();
+            if (App is not null)
+            {
+                try
+                {
+                    using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+                    await App.StopAsync(timeout.Token);
+                }
+                finally
+                {
+                    await App.DisposeAsync();
+                }
+            }
         }
-        if (IdentityProvider is not null) await IdentityProvider.DisposeAsync();
-        try { Directory.Delete(_dataDirectory, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        finally
+        {
+            try
+            {
+                if (IdentityProvider is not null) await IdentityProvider.DisposeAsync();
+            }
+            finally
+            {
+                try { Directory.Delete(_dataDirectory, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            }
+        }
     }
 }
 
+/// <summary>
+/// Every test class of this collection boots (or shares) the whole AppHost: mark it
+/// <c>[Trait("Category", "AppHost")]</c> so the fast loop (<c>--filter "Category!=AppHost"</c>) leaves it out.
+/// </summary>
 [CollectionDefinition(Name)]
 public sealed class PortalAppCollection : ICollectionFixture<PortalAppFixture>
 {
     public const string Name = "Portal AppHost";
+    public const string Category = "AppHost";
 }
 
-public sealed record TestCustomer(Guid OrganizationId, Guid KeyId, string Key, Uri ApiBase)
+public sealed record TestCustomer(Guid OrganizationId, Guid KeyId, string Key, Uri ApiBase, IReadOnlySet<string> Replicas)
 {
+    /// <summary>A client on one pooled connection: its requests stay on one Api replica.</summary>
     public HttpClient CreateClient()
     {
         var client = new HttpClient { BaseAddress = ApiBase };
         client.DefaultRequestHeaders.Authorization = new("Bearer", Key);
         return client;
+    }
+
+    /// <summary>
+    /// A client that opens a new connection for every request: the orchestrator's proxy deals new
+    /// connections to the replicas in turn, so consecutive requests cross replicas.
+    /// </summary>
+    public HttpClient CreateClientAcrossReplicas()
+    {
+        var client = CreateClient();
+        client.DefaultRequestHeaders.ConnectionClose = true;
+        return client;
+    }
+
+    /// <summary>
+    /// Sends requests across replicas until every replica has answered <paramref name="perReplica"/> times
+    /// (at most 10 per replica): what each replica does is then in the returned responses.
+    /// </summary>
+    public async Task<List<HttpResponseMessage>> OnEveryReplicaAsync(Func<HttpClient, Task<HttpResponseMessage>> send, int perReplica = 2)
+    {
+        using var client = CreateClientAcrossReplicas();
+        var responses = new List<HttpResponseMessage>();
+        for (var i = 0; i < 10 * perReplica * Replicas.Count; i++)
+        {
+            responses.Add(await send(client));
+            if (Replicas.All(r => responses.Count(x => PortalAppFixture.ReplicaOf(x) == r) >= perReplica)) return responses;
+        }
+        Assert.Fail($"not every replica answered {perReplica} times: {string.Join(", ", responses.Select(PortalAppFixture.ReplicaOf))}");
+        return responses;
     }
 }
 

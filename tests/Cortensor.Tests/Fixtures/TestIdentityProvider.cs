@@ -65,8 +65,8 @@ public sealed class TestIdentityProvider : IAsyncDisposable
         });
     }
 
-    /// <summary>An HS256 token signed with a shared secret (Supabase's legacy JWT secret).</summary>
-    public static string IssueHmacToken(string secret, string subject, string issuer, string audience) =>
+    /// <summary>An HS256 token signed with a shared secret (Supabase's legacy JWT secret); no <c>aud</c> claim when <paramref name="audience"/> is null (Clerk).</summary>
+    public static string IssueHmacToken(string secret, string subject, string issuer, string? audience) =>
         new JsonWebTokenHandler().CreateToken(new SecurityTokenDescriptor
         {
             Issuer = issuer, Audience = audience, Subject = new ClaimsIdentity([new Claim("sub", subject)]),

@@ -273,7 +273,7 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
         }
     }
 
-    private sealed class ReplicaIdentityStub(string id) : ReplicaIdentity
+    private sealed class ReplicaIdentityStub(string id) : ReplicaIdentity(new ConfigurationBuilder().Build())
     {
         public override string Id => id;
     }

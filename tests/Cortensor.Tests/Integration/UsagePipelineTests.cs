@@ -8,6 +8,7 @@ using Cortensor.Tests.Fixtures;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -103,12 +104,32 @@ public class UsagePipelineTests(InfrastructureFixture infrastructure) : IAsyncLi
 
         // A writer pointed at a Postgres that does not answer keeps everything pending.
         await using var down = NpgsqlDataSource.Create(_connectionString.Replace($"Port={infrastructure.Postgres.Port}", $"Port={LocalServer.FreePort()}") + ";Timeout=1");
-        var failing = new UsageWriter(_redis, down, Config(1), NullLogger<UsageWriter>.Instance, index: 7);
+        var failures = new CountingLogger<UsageWriter>();
+        var failing = new UsageWriter(_redis, down, Config(1), failures, index: 7);
         await failing.StartAsync(CancellationToken.None);
-        await Task.Delay(TimeSpan.FromSeconds(3));
-        await failing.StopAsync(CancellationToken.None);
+        try
+        {
+            // Proof that the writer did its part: it took every entry (pending in its group, unacknowledged)
+            // and its write failed at least twice (a first attempt and a retry).
+            await Eventually.WaitUntilAsync(async () =>
+            {
+                try
+                {
+                    return (await db.StreamPendingAsync(UsageMeter.Stream, UsageWriter.Group)).PendingMessageCount == 120 && failures.Warnings >= 2;
+                }
+                catch (RedisServerException ex) when (ex.Message.StartsWith("NOGROUP", StringComparison.Ordinal))
+                {
+                    return false; // the writer has not created its consumer group yet
+                }
+            }, TimeSpan.FromSeconds(30), "the writer did not read the backlog and fail to write it");
+        }
+        finally
+        {
+            await failing.StopAsync(CancellationToken.None);
+        }
         Assert.Equal(0, await CountAsync("usage_events"));
         Assert.Equal(120, await db.StreamLengthAsync(UsageMeter.Stream));
+        Assert.Equal(120, (await db.StreamPendingAsync(UsageMeter.Stream, UsageWriter.Group)).PendingMessageCount);
 
         // Postgres back (a healthy writer): the backlog drains, each event once.
         var writer = Writer(claimIdleSeconds: 1);
@@ -185,13 +206,19 @@ public class UsagePipelineTests(InfrastructureFixture infrastructure) : IAsyncLi
         return value is DBNull or null ? default! : (T)Convert.ChangeType(value, Nullable.GetUnderlyingType(typeof(T)) ?? typeof(T), System.Globalization.CultureInfo.InvariantCulture);
     }
 
-    private static async Task WaitForAsync(Func<Task<bool>> condition)
+    private static Task WaitForAsync(Func<Task<bool>> condition) =>
+        Eventually.WaitUntilAsync(condition, TimeSpan.FromSeconds(30), "the usage did not land", TimeSpan.FromMilliseconds(200));
+
+    /// <summary>Counts what a component logs at Warning and above: here, the writer's failed attempts.</summary>
+    private sealed class CountingLogger<T> : ILogger<T>
     {
-        for (var i = 0; i < 150; i++)
+        private int _warnings;
+        public int Warnings => Volatile.Read(ref _warnings);
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+        public bool IsEnabled(LogLevel logLevel) => true;
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
         {
-            if (await condition()) return;
-            await Task.Delay(200);
+            if (logLevel >= LogLevel.Warning) Interlocked.Increment(ref _warnings);
         }
-        Assert.Fail("condition not reached in 30 s");
     }
 }

@@ -1,0 +1,57 @@
+namespace Cortensor.Tests.Fixtures;
+
+/// <summary>
+/// Waiting in tests: poll a condition until it holds or a deadline passes, never a fixed sleep.
+/// A fixed sleep is either too short on a loaded machine or longer than needed on a quiet one.
+/// </summary>
+public static class Eventually
+{
+    private static readonly TimeSpan DefaultInterval = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>Polls <paramref name="condition"/> until it is true; fails with <paramref name="message"/> after <paramref name="timeout"/>.</summary>
+    public static async Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan timeout, string message, TimeSpan? interval = null)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            if (await condition()) return;
+            if (DateTime.UtcNow >= deadline) throw new TimeoutException($"{message} (not within {timeout.TotalSeconds:0.#} s)");
+            await Task.Delay(interval ?? DefaultInterval);
+        }
+    }
+
+    public static Task WaitUntilAsync(Func<bool> condition, TimeSpan timeout, string message, TimeSpan? interval = null) =>
+        WaitUntilAsync(() => Task.FromResult(condition()), timeout, message, interval);
+
+    /// <summary>
+    /// Polls <paramref name="probe"/> until <paramref name="done"/> holds for its value and returns that value;
+    /// the failure names the last value seen. Exceptions of type <typeparamref name="TTransient"/> count as "not yet"
+    /// (e.g. an HttpRequestException while a dependency restarts).
+    /// </summary>
+    public static async Task<T> WaitForAsync<T, TTransient>(Func<Task<T>> probe, Func<T, bool> done, TimeSpan timeout, string message, TimeSpan? interval = null)
+        where TTransient : Exception
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        var last = "nothing yet";
+        while (true)
+        {
+            try
+            {
+                var value = await probe();
+                if (done(value)) return value;
+                last = value?.ToString() ?? "null";
+            }
+            catch (TTransient ex) when (DateTime.UtcNow < deadline)
+            {
+                last = ex.Message;
+            }
+            if (DateTime.UtcNow >= deadline) throw new TimeoutException($"{message} (not within {timeout.TotalSeconds:0.#} s; last seen: {last})");
+            await Task.Delay(interval ?? DefaultInterval);
+        }
+    }
+
+    public static Task<T> WaitForAsync<T>(Func<Task<T>> probe, Func<T, bool> done, TimeSpan timeout, string message, TimeSpan? interval = null) =>
+        WaitForAsync<T, NeverTransient>(probe, done, timeout, message, interval);
+
+    private sealed class NeverTransient : Exception;
+}
