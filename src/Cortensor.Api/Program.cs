@@ -15,6 +15,7 @@ builder.AddPortalJson();
 builder.AddPortalDatabase();
 builder.AddPortalRedis();
 builder.AddAccounts();
+builder.AddControlPlane();
 builder.AddCatalog();
 builder.AddEnforcement();
 builder.AddInference();
@@ -33,6 +34,7 @@ if (PortalDatabase.IsMigrateCommand(args))
 
 app.UseRequestId();
 app.UseErrorHandling();
+app.UseAuthThrottling();
 app.MapDefaultEndpoints();
 app.MapOpenApi();
 app.MapScalarApiReference("/reference");

@@ -1,5 +1,7 @@
 using System.Text;
+using Cortensor.Api.Accounts.Mail;
 using Cortensor.Api.Data;
+using Microsoft.AspNetCore.DataProtection;
 using Microsoft.AspNetCore.Authentication.JwtBearer;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.IdentityModel.JsonWebTokens;
@@ -38,12 +40,20 @@ public static class AccountsExtensions
                 o.Password.RequireUppercase = true;
                 o.Password.RequireLowercase = true;
                 o.Password.RequireDigit = true;
-                o.Lockout.AllowedForNewUsers = true;
-                o.Lockout.MaxFailedAccessAttempts = 5;
-                o.Lockout.DefaultLockoutTimeSpan = TimeSpan.FromMinutes(5);
+                // Identity's per-account lockout lets anyone lock the owner out; SignInFailures counts per IP and account instead.
+                o.Lockout.AllowedForNewUsers = false;
+                o.Tokens.PasswordResetTokenProvider = AccountTokens.ResetProvider;
             })
             .AddEntityFrameworkStores<PortalDbContext>()
-            .AddSignInManager();
+            .AddSignInManager()
+            .AddDefaultTokenProviders()
+            .AddTokenProvider<PasswordResetTokenProvider>(AccountTokens.ResetProvider);
+        builder.Services.Configure<DataProtectionTokenProviderOptions>(o => o.TokenLifespan = AccountTokens.VerificationLifespan);
+        // Links are signed with the data-protection key ring, kept in Postgres so every replica (and a restart) reads the same keys.
+        builder.Services.AddDataProtection().SetApplicationName("cortensor-portal").PersistKeysToDbContext<PortalDbContext>();
+        builder.AddPortalMail();
+        builder.AddAuthThrottling();
+        builder.Services.AddScoped<AccountMails>();
         builder.Services.AddScoped<PortalTokens>();
         builder.Services.AddScoped<ExternalUsers>();
 
