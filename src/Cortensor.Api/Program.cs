@@ -29,6 +29,7 @@ if (PortalDatabase.IsMigrateCommand(args))
 {
     await PortalDatabase.MigrateAsync(app.Services);
     await AdminAccount.EnsureAsync(app.Services);
+    AccountsExtensions.EnsureLinkSigningKeys(app.Services);
     return;
 }
 

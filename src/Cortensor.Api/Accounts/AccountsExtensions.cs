@@ -82,6 +82,13 @@ public static class AccountsExtensions
         return builder;
     }
 
+    /// <summary>
+    /// Creates the data-protection key ring at migration time, so replicas starting together find one key
+    /// instead of each creating its own and refusing the others' links.
+    /// </summary>
+    public static void EnsureLinkSigningKeys(IServiceProvider services) =>
+        services.GetRequiredService<IDataProtectionProvider>().CreateProtector("cortensor-key-ring").Protect("ready"u8.ToArray());
+
     private static string? IssuerOf(HttpContext http)
     {
         var header = http.Request.Headers.Authorization.ToString();
