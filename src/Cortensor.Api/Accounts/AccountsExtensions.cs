@@ -34,7 +34,9 @@ public static class AccountsExtensions
 
         builder.Services.AddIdentityCore<User>(o =>
             {
-                o.User.RequireUniqueEmail = true;
+                // Addresses are unique in the database (a unique index on the normalised address) rather than by
+                // Identity's validator, which also demands an address: external accounts without a verified one have none.
+                o.User.RequireUniqueEmail = false;
                 o.Password.RequiredLength = 10;
                 o.Password.RequireNonAlphanumeric = false;
                 o.Password.RequireUppercase = true;

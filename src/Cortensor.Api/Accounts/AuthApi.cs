@@ -82,15 +82,22 @@ public static class AuthApi
         {
             db.ChangeTracker.Clear();
             await using var transaction = await db.Database.BeginTransactionAsync(ct);
-            var created = await users.CreateAsync(user, body.Password);
-            if (!created.Succeeded) return created;
+            try
+            {
+                var created = await users.CreateAsync(user, body.Password);
+                if (!created.Succeeded) return created;
+            }
+            catch (DbUpdateException ex) when (ex.InnerException is Npgsql.PostgresException { SqlState: Npgsql.PostgresErrorCodes.UniqueViolation })
+            {
+                // Two sign-ups for one address raced: the other one created it, and this one answers as for a taken address.
+                return IdentityResult.Failed(new IdentityError { Code = "DuplicateEmail" });
+            }
             await keys.CreateOrganizationAsync(organization ?? ExternalUsers.PersonalOrganizationName(email), "free", user.Id, new AuditActor(user.Id, email), ct);
             await transaction.CommitAsync(ct);
             return null;
         });
         if (failure is not null)
         {
-            // Two sign-ups for one address raced: the other one created it, and this one answers as for a taken address.
             if (failure.Errors.Any(e => e.Code is "DuplicateEmail" or "DuplicateUserName")) return accepted;
             return ApiError.InvalidField("email", string.Join(" ", failure.Errors.Select(e => e.Description))).ToResult();
         }

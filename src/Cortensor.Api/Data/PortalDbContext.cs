@@ -52,6 +52,7 @@ public sealed class PortalDbContext(DbContextOptions<PortalDbContext> options) :
         {
             e.ToTable("users");
             e.HasIndex(x => new { x.ExternalIssuer, x.ExternalSubject }).IsUnique();
+            e.HasIndex(x => x.NormalizedEmail).HasDatabaseName("EmailIndex").IsUnique();
             e.Property(x => x.Email).HasMaxLength(320);
             e.Property(x => x.DisplayName).HasMaxLength(200);
             e.Property(x => x.ExternalIssuer).HasMaxLength(500);

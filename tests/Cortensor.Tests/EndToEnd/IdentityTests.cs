@@ -272,9 +272,10 @@ public class IdentityTests(PortalAppFixture portal)
 
     private static double Median(List<double> values) => values.Order().ElementAt(values.Count / 2);
 
-    private static async Task<string?> Code(HttpResponseMessage response) =>
-        (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error").GetProperty("code").GetString();
+    private static async Task<string?> Code(HttpResponseMessage response) => (await Error(response)).GetProperty("code").GetString();
 
-    private static async Task<string?> Message(HttpResponseMessage response) =>
-        (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error").GetProperty("message").GetString();
+    private static async Task<string?> Message(HttpResponseMessage response) => (await Error(response)).GetProperty("message").GetString();
+
+    private static async Task<JsonElement> Error(HttpResponseMessage response) =>
+        JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
 }

@@ -12,6 +12,10 @@ namespace Cortensor.Api.Data.Migrations
         /// <inheritdoc />
         protected override void Up(MigrationBuilder migrationBuilder)
         {
+            migrationBuilder.DropIndex(
+                name: "EmailIndex",
+                table: "users");
+
             migrationBuilder.CreateTable(
                 name: "data_protection_keys",
                 columns: table => new
@@ -61,6 +65,12 @@ namespace Cortensor.Api.Data.Migrations
                 });
 
             migrationBuilder.CreateIndex(
+                name: "EmailIndex",
+                table: "users",
+                column: "normalized_email",
+                unique: true);
+
+            migrationBuilder.CreateIndex(
                 name: "ix_invitations_invited_by_user_id",
                 table: "invitations",
                 column: "invited_by_user_id");
@@ -85,6 +95,15 @@ namespace Cortensor.Api.Data.Migrations
 
             migrationBuilder.DropTable(
                 name: "invitations");
+
+            migrationBuilder.DropIndex(
+                name: "EmailIndex",
+                table: "users");
+
+            migrationBuilder.CreateIndex(
+                name: "EmailIndex",
+                table: "users",
+                column: "normalized_email");
         }
     }
 }

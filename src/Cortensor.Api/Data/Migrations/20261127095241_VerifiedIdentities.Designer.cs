@@ -13,7 +13,7 @@ using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
 namespace Cortensor.Api.Data.Migrations
 {
     [DbContext(typeof(PortalDbContext))]
-    [Migration("20261127094106_VerifiedIdentities")]
+    [Migration("20261127095241_VerifiedIdentities")]
     partial class VerifiedIdentities
     {
         /// <inheritdoc />
@@ -1296,6 +1296,7 @@ namespace Cortensor.Api.Data.Migrations
                         .HasName("pk_users");
 
                     b.HasIndex("NormalizedEmail")
+                        .IsUnique()
                         .HasDatabaseName("EmailIndex");
 
                     b.HasIndex("NormalizedUserName")
