@@ -10,12 +10,12 @@ namespace Cortensor.Web.Services;
 /// </summary>
 public interface IPortalApi
 {
-    [Post("/portal/auth/signup")] Task<AccountStatus> SignUpAsync([Body] SignUpRequest request, CancellationToken ct = default);
-    [Post("/portal/auth/verify-email")] Task<AccountStatus> VerifyEmailAsync([Body] AccountLink link, CancellationToken ct = default);
+    [Post("/portal/auth/signup")] Task<AccountStatus> SignUpAsync([Body] SignUpRequest request, [Header("X-Forwarded-For")] string? clientAddress, CancellationToken ct = default);
+    [Post("/portal/auth/verify-email")] Task<AccountStatus> VerifyEmailAsync([Body] AccountLink link, [Header("X-Forwarded-For")] string? clientAddress, CancellationToken ct = default);
     [Post("/portal/auth/verify-email/resend")] Task<AccountStatus> ResendVerificationAsync([Authorize] string token, CancellationToken ct = default);
-    [Post("/portal/auth/password-reset")] Task<AccountStatus> RequestPasswordResetAsync([Body] PasswordResetRequest request, CancellationToken ct = default);
-    [Post("/portal/auth/password-reset/confirm")] Task<AccountStatus> ResetPasswordAsync([Body] PasswordReset reset, CancellationToken ct = default);
-    [Post("/portal/auth/login")] Task<Tokens> LogInAsync([Body] LogInRequest request, CancellationToken ct = default);
+    [Post("/portal/auth/password-reset")] Task<AccountStatus> RequestPasswordResetAsync([Body] PasswordResetRequest request, [Header("X-Forwarded-For")] string? clientAddress, CancellationToken ct = default);
+    [Post("/portal/auth/password-reset/confirm")] Task<AccountStatus> ResetPasswordAsync([Body] PasswordReset reset, [Header("X-Forwarded-For")] string? clientAddress, CancellationToken ct = default);
+    [Post("/portal/auth/login")] Task<Tokens> LogInAsync([Body] LogInRequest request, [Header("X-Forwarded-For")] string? clientAddress, CancellationToken ct = default);
     [Post("/portal/auth/refresh")] Task<Tokens> RefreshAsync([Body] RefreshRequest request, CancellationToken ct = default);
     [Post("/portal/auth/logout")] Task LogOutAsync([Body] RefreshRequest request, CancellationToken ct = default);
 
