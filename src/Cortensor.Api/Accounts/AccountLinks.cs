@@ -13,8 +13,8 @@ public static class AccountLinks
 {
     public static RouteGroupBuilder MapAccountLinks(this RouteGroupBuilder auth)
     {
-        auth.MapPost("/verify-email", Verify).RequireRateLimiting(AuthThrottling.Tokens)
-            .WithSummary("Verify the e-mail address with the user id and token from the verification link (works once)");
+        auth.MapPost("/verify-email", Verify).RequireAuthorization(PortalAuth.UserPolicy).RequireRateLimiting(AuthThrottling.Tokens)
+            .WithSummary("Verify the e-mail address with the user id and token from the verification link, signed in as that account (works once)");
         auth.MapPost("/verify-email/resend", Resend).RequireAuthorization(PortalAuth.UserPolicy).RequireRateLimiting(AuthThrottling.MailRequest)
             .WithSummary("Send the signed-in user's verification mail again");
         auth.MapPost("/password-reset", RequestReset).RequireRateLimiting(AuthThrottling.MailRequest)
@@ -29,10 +29,18 @@ public static class AccountLinks
     public sealed record ResetBody(Guid? UserId, string? Token, string? NewPassword);
     public sealed record StatusDto(string Status, string Message);
 
-    private static async Task<Results<Ok<StatusDto>, ErrorResult>> Verify(LinkBody body, UserManager<User> users)
+    /// <summary>
+    /// The link works only for the account it was made for, signed in: if someone registered another person's
+    /// address, that person clicking the mail's link does not hand the squatter a verified address (they reset
+    /// the password instead, which proves the mailbox and signs the squatter out).
+    /// </summary>
+    private static async Task<Results<Ok<StatusDto>, ErrorResult>> Verify(LinkBody body, HttpContext http, UserManager<User> users)
     {
         if (body.UserId is null) return ApiError.MissingField("user_id").ToResult();
         if (string.IsNullOrWhiteSpace(body.Token)) return ApiError.MissingField("token").ToResult();
+        if (body.UserId != http.User.UserId())
+            return new ApiError(403, "permission_error", "link_for_another_account",
+                "This link verifies another account. Sign in with the account that signed up with this address, or reset its password.").ToResult();
         var user = await users.FindByIdAsync(body.UserId.Value.ToString());
         // A used link is as dead as a forged one: the token proves nothing new once the address is verified.
         if (user is null || user.EmailConfirmed) return ApiError.InvalidLink("verification").ToResult();

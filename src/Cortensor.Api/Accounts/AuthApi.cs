@@ -68,11 +68,9 @@ public static class AuthApi
         {
             // Hash anyway, so a taken address costs the caller the same time as a new one.
             users.PasswordHasher.HashPassword(user, body.Password);
-            if (mailLimit.TryAcquire(email))
-            {
-                if (existing.EmailConfirmed) mails.SendAlreadyRegistered(email);
-                else await mails.SendVerificationAsync(existing);
-            }
+            // Never a verification link here: it would verify whoever registered the address first. The owner is
+            // pointed at a password reset, which proves the mailbox and takes the account over.
+            if (mailLimit.TryAcquire(email)) mails.SendAlreadyRegistered(email);
             return accepted;
         }
 

@@ -11,7 +11,7 @@ namespace Cortensor.Web.Services;
 public interface IPortalApi
 {
     [Post("/portal/auth/signup")] Task<AccountStatus> SignUpAsync([Body] SignUpRequest request, [Header("X-Forwarded-For")] string? clientAddress, CancellationToken ct = default);
-    [Post("/portal/auth/verify-email")] Task<AccountStatus> VerifyEmailAsync([Body] AccountLink link, [Header("X-Forwarded-For")] string? clientAddress, CancellationToken ct = default);
+    [Post("/portal/auth/verify-email")] Task<AccountStatus> VerifyEmailAsync([Authorize] string token, [Body] AccountLink link, CancellationToken ct = default);
     [Post("/portal/auth/verify-email/resend")] Task<AccountStatus> ResendVerificationAsync([Authorize] string token, CancellationToken ct = default);
     [Post("/portal/auth/password-reset")] Task<AccountStatus> RequestPasswordResetAsync([Body] PasswordResetRequest request, [Header("X-Forwarded-For")] string? clientAddress, CancellationToken ct = default);
     [Post("/portal/auth/password-reset/confirm")] Task<AccountStatus> ResetPasswordAsync([Body] PasswordReset reset, [Header("X-Forwarded-For")] string? clientAddress, CancellationToken ct = default);

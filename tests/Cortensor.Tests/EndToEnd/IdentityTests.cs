@@ -40,13 +40,24 @@ public class IdentityTests(PortalAppFixture portal)
         Assert.Equal(HttpStatusCode.Forbidden, unverified.StatusCode);
         Assert.Equal("email_not_verified", await Code(unverified));
         var eve = await portal.SignUpAsync();
+        // Alice innocently opening the verification mail Mallory's sign-up sent her does not verify Mallory's account.
+        var squatted = await portal.Mail.WaitForAsync(alice, "Verify your e-mail");
+        var clicked = await eve.CreateClient().PostAsJsonAsync("/portal/auth/verify-email",
+            new { user_id = squatted.Query("/verify-email", "user"), token = squatted.Query("/verify-email", "token") });
+        Assert.Equal(HttpStatusCode.Forbidden, clicked.StatusCode);
+        Assert.False((await mallory.GetFromJsonAsync<JsonElement>("/portal/me")).GetProperty("email_verified").GetBoolean());
+        // Alice trying to sign up gets the same answer as anyone, and a mail pointing her to a reset, not a verification link.
+        using var aliceIp = portal.CreateClientFrom(PortalAppFixture.RandomClientIp());
+        Assert.Equal(HttpStatusCode.Accepted, (await aliceIp.PostAsJsonAsync("/portal/auth/signup", new { email = alice, password = "Alice-signs-up-1" })).StatusCode);
+        var already = await portal.Mail.WaitForAsync(alice, "already have");
+        Assert.Contains("/forgot-password", already.Text);
+        Assert.Single(await portal.Mail.ForAsync(alice), m => m.Subject.Contains("Verify", StringComparison.Ordinal));
         var otherAddress = await eve.CreateClient().PostAsJsonAsync("/portal/invitations/accept", new { token });
         Assert.Equal(HttpStatusCode.Forbidden, otherAddress.StatusCode);
         Assert.Equal("invitation_for_another_address", await Code(otherAddress));
         Assert.Single((await inTeam.GetFromJsonAsync<JsonElement>("/portal/members")).EnumerateArray());
 
         // The real Alice proves her mailbox through a password reset: Mallory's sign-in dies, and Alice accepts.
-        using var aliceIp = portal.CreateClientFrom(PortalAppFixture.RandomClientIp());
         Assert.Equal(HttpStatusCode.Accepted, (await aliceIp.PostAsJsonAsync("/portal/auth/password-reset", new { email = alice })).StatusCode);
         var reset = await portal.Mail.WaitForAsync(alice, "Reset your");
         var changed = await aliceIp.PostAsJsonAsync("/portal/auth/password-reset/confirm",
@@ -169,13 +180,18 @@ public class IdentityTests(PortalAppFixture portal)
         Assert.Empty((await client.GetFromJsonAsync<JsonElement>("/portal/api-keys")).EnumerateArray());
 
         var mail = await portal.Mail.WaitForAsync(user.Email, "Verify your e-mail");
-        using var anonymous = portal.CreateClientFrom(PortalAppFixture.RandomClientIp());
         var userId = mail.Query("/verify-email", "user");
         var token = mail.Query("/verify-email", "token");
-        var forged = await anonymous.PostAsJsonAsync("/portal/auth/verify-email", new { user_id = userId, token = token[..^4] + "AAAA" });
+        // The link verifies only the account it was made for, signed in.
+        using var anonymous = portal.CreateClientFrom(PortalAppFixture.RandomClientIp());
+        Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.PostAsJsonAsync("/portal/auth/verify-email", new { user_id = userId, token })).StatusCode);
+        var someoneElse = await (await portal.SignUpAsync()).CreateClient().PostAsJsonAsync("/portal/auth/verify-email", new { user_id = userId, token });
+        Assert.Equal(HttpStatusCode.Forbidden, someoneElse.StatusCode);
+        Assert.Equal("link_for_another_account", await Code(someoneElse));
+        var forged = await client.PostAsJsonAsync("/portal/auth/verify-email", new { user_id = userId, token = token[..^4] + "AAAA" });
         Assert.Equal("invalid_link", await Code(forged));
-        Assert.Equal(HttpStatusCode.OK, (await anonymous.PostAsJsonAsync("/portal/auth/verify-email", new { user_id = userId, token })).StatusCode);
-        var reused = await anonymous.PostAsJsonAsync("/portal/auth/verify-email", new { user_id = userId, token });
+        Assert.Equal(HttpStatusCode.OK, (await client.PostAsJsonAsync("/portal/auth/verify-email", new { user_id = userId, token })).StatusCode);
+        var reused = await client.PostAsJsonAsync("/portal/auth/verify-email", new { user_id = userId, token });
         Assert.Equal("invalid_link", await Code(reused));
 
         // Verification takes effect at once, with the same access token.

@@ -115,22 +115,22 @@ public sealed class PortalAppFixture : IAsyncLifetime
         using var client = CreateClientFrom(RandomClientIp());
         var response = await client.PostAsJsonAsync("/portal/auth/signup", new { email, password = TestUser.Password, organization });
         response.EnsureSuccessStatusCode();
-        if (verified) await VerifyAsync(client, email);
         var login = await client.PostAsJsonAsync("/portal/auth/login", new { email, password = TestUser.Password });
         login.EnsureSuccessStatusCode();
         var tokens = await login.Content.ReadFromJsonAsync<JsonElement>();
         var access = tokens.GetProperty("access_token").GetString()!;
         using var me = CreateClientWithToken(access);
+        if (verified) await VerifyAsync(me, email);
         var profile = await me.GetFromJsonAsync<JsonElement>("/portal/me");
         return new TestUser(profile.GetProperty("id").GetGuid(), email, access, tokens.GetProperty("refresh_token").GetString()!,
             profile.GetProperty("organizations")[0].GetProperty("id").GetGuid(), this);
     }
 
-    /// <summary>Follows the verification link of the first verification mail to <paramref name="email"/>.</summary>
-    public async Task VerifyAsync(HttpClient client, string email)
+    /// <summary>Follows the verification link of the first verification mail to <paramref name="email"/>, signed in as its account.</summary>
+    public async Task VerifyAsync(HttpClient signedIn, string email)
     {
         var mail = await Mail.WaitForAsync(email, "Verify your e-mail");
-        var verified = await client.PostAsJsonAsync("/portal/auth/verify-email",
+        var verified = await signedIn.PostAsJsonAsync("/portal/auth/verify-email",
             new { user_id = mail.Query("/verify-email", "user"), token = mail.Query("/verify-email", "token") });
         if (!verified.IsSuccessStatusCode) throw new InvalidOperationException("Verification failed: " + await verified.Content.ReadAsStringAsync());
     }

@@ -20,12 +20,14 @@ public sealed class AccountMails(UserManager<User> users, MailOutbox outbox, IOp
             $"""
             Welcome to Cortensor Portal.
 
-            Open this link to verify your e-mail address (it works once, for {AccountTokens.VerificationLifespan.TotalHours:0} hours):
+            Open this link to verify your e-mail address (it works once, for {AccountTokens.VerificationLifespan.TotalHours:0} hours,
+            signed in with the account you created):
 
             {link}
 
             Until you verify it you can sign in, but not create API keys or join organizations.
-            If you did not sign up, ignore this mail: nothing happens without the link.
+            If you did not sign up, someone else used your address: do not open the link. To take the account
+            over, choose a password with "Forgot your password?": {Options.Link("/forgot-password")}
             """));
     }
 
@@ -34,7 +36,8 @@ public sealed class AccountMails(UserManager<User> users, MailOutbox outbox, IOp
         outbox.Enqueue(new PortalMessage(email, "You already have a Cortensor Portal account",
             $"""
             Someone (probably you) tried to sign up for Cortensor Portal with this address, which already has an account.
-            No new account was created.
+            No new account was created. If you did not create that account, someone else did with your address:
+            choosing a new password below makes it yours and signs them out.
 
             Sign in: {Options.Link("/signin")}
             Forgot your password? {Options.Link("/forgot-password")}
