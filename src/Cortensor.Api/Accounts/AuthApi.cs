@@ -127,15 +127,16 @@ public static class AuthApi
         }
         else
         {
-            users.PasswordHasher.VerifyHashedPassword(user ?? new User(), DummyHash.Value, body.Password);
+            users.PasswordHasher.VerifyHashedPassword(user ?? new User(), DummyHash, body.Password);
         }
         await failures.RecordAsync(http, email);
         return new ApiError(401, "authentication_error", "invalid_credentials", "The e-mail or password is wrong.").ToResult();
     }
 
     /// <summary>A hash of nothing anyone knows, verified for unknown addresses so they cost what a real account costs.</summary>
-    private static readonly Lazy<string> DummyHash = new(() =>
-        new PasswordHasher<User>().HashPassword(new User(), Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(24))));
+    /// Made when the endpoints are mapped, so the first unknown address costs no more than the next.
+    private static readonly string DummyHash =
+        new PasswordHasher<User>().HashPassword(new User(), Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(24)));
 
     private static async Task<Results<Ok<TokensDto>, ErrorResult>> Refresh(RefreshBody body, PortalTokens tokens, CancellationToken ct)
     {
