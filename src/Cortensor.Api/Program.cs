@@ -20,6 +20,7 @@ builder.AddPortalJson();
 builder.AddPortalDatabase();
 builder.AddPortalRedis();
 builder.AddAccounts();
+builder.AddControlPlane();
 builder.AddCatalog();
 builder.AddKeys();
 builder.AddLimits();
@@ -33,16 +34,19 @@ var app = builder.Build();
 
 if (PortalDatabase.IsMigrateCommand(args))
 {
-    // No host starts here, so the start-up validation (secrets, options) runs explicitly.
-    app.Services.GetRequiredService<Microsoft.Extensions.Options.IStartupValidator>().Validate();
+    // No host starts here, so the secrets are judged explicitly; settings of features that do not run
+    // here (mail, routing) are the serving Api's to validate.
+    _ = app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<DeploymentSecrets>>().Value;
     await PortalDatabase.MigrateAsync(app.Services);
     await AdminAccount.EnsureAsync(app.Services);
+    AccountsExtensions.EnsureLinkSigningKeys(app.Services);
     return;
 }
 
 app.UseReplicaId();
 app.UseRequestId();
 app.UseErrorHandling();
+app.UseAuthThrottling();
 app.MapDefaultEndpoints();
 app.MapPortalOpenApi();
 app.MapScalarApiReference("/reference");

@@ -19,6 +19,8 @@ var signingKey = builder.AddParameter("auth-signing-key", secret: true);
 var adminEmail = builder.AddParameter("admin-email");
 var adminPassword = builder.AddParameter("admin-password", secret: true);
 var routers = builder.AddRouterPools(routerToken);
+// Account mail (verification, invitations, password reset): a local catcher in development.
+var mail = builder.AddMail();
 
 // Schema first: the Api takes no traffic before the migrations finished.
 var migrations = builder.AddProject<Projects.Cortensor_Api>(LaunchTopology.Migrations, launchProfileName: null)
@@ -34,6 +36,7 @@ var api = builder.AddProject<Projects.Cortensor_Api>(LaunchTopology.Api, launchP
     .WithReference(redis, LaunchTopology.Redis).WaitFor(redis)
     .WaitForCompletion(migrations)
     .WithRouters(routers, routerToken)
+    .WithReference(mail).WaitFor(mail)
     .WithEnvironment("Auth__SigningKey", signingKey)
     // The spool replays every file in its directory: one directory per stack, so two stacks on one
     // machine never replay each other's usage into the wrong Redis. A deployment keeps the Api's default
@@ -45,16 +48,18 @@ var api = builder.AddProject<Projects.Cortensor_Api>(LaunchTopology.Api, launchP
     })
     .WithReplicas(builder.Configuration.GetValue("Api:Replicas", 1))
     .WithHttpHealthCheck("/health")
-    .WithSettingsFrom(builder.Configuration, "Routing", "Inference", "Limits", "Metering", "Auth", "Keys");
+    .WithSettingsFrom(builder.Configuration, "Routing", "Inference", "Limits", "Metering", "Auth", "Keys", "AuthThrottling", "ControlPlane", "Mail");
 // The Api judges its secrets by the AppHost's environment (not its launch profile's, nor Production by default).
 migrations.WithHostEnvironment(builder);
 api.WithHostEnvironment(builder);
 
-builder.AddProject<Projects.Cortensor_Web>(LaunchTopology.Web, launchProfileName: "http")
+var web = builder.AddProject<Projects.Cortensor_Web>(LaunchTopology.Web, launchProfileName: "http")
     .WithReference(api).WaitFor(api)
     // What the quickstart shows customers: the Api's address as a browser reaches it.
     .WithEnvironment("PortalApi__PublicUrl", api.GetEndpoint("http"))
     .WithHttpHealthCheck("/health");
+// The links in account mails open pages of the web dashboard.
+api.WithEnvironment("Mail__LinkBaseUrl", web.GetEndpoint("http"));
 
 builder.Build().Run();
 return 0;

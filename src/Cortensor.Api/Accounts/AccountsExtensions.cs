@@ -1,5 +1,7 @@
 using System.Text;
+using Cortensor.Api.Accounts.Mail;
 using Cortensor.Api.Data;
+using Microsoft.AspNetCore.DataProtection;
 using Microsoft.AspNetCore.Authentication.JwtBearer;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.IdentityModel.JsonWebTokens;
@@ -33,18 +35,28 @@ public static class AccountsExtensions
 
         builder.Services.AddIdentityCore<User>(o =>
             {
-                o.User.RequireUniqueEmail = true;
+                // Addresses are unique in the database (a unique index on the normalised address) rather than by
+                // Identity's validator, which also demands an address: external accounts without a verified one have none.
+                o.User.RequireUniqueEmail = false;
                 o.Password.RequiredLength = 10;
                 o.Password.RequireNonAlphanumeric = false;
                 o.Password.RequireUppercase = true;
                 o.Password.RequireLowercase = true;
                 o.Password.RequireDigit = true;
-                o.Lockout.AllowedForNewUsers = true;
-                o.Lockout.MaxFailedAccessAttempts = 5;
-                o.Lockout.DefaultLockoutTimeSpan = TimeSpan.FromMinutes(5);
+                // Identity's per-account lockout lets anyone lock the owner out; SignInFailures counts per IP and account instead.
+                o.Lockout.AllowedForNewUsers = false;
+                o.Tokens.PasswordResetTokenProvider = AccountTokens.ResetProvider;
             })
             .AddEntityFrameworkStores<PortalDbContext>()
-            .AddSignInManager();
+            .AddSignInManager()
+            .AddDefaultTokenProviders()
+            .AddTokenProvider<PasswordResetTokenProvider>(AccountTokens.ResetProvider);
+        builder.Services.Configure<DataProtectionTokenProviderOptions>(o => o.TokenLifespan = AccountTokens.VerificationLifespan);
+        // Links are signed with the data-protection key ring, kept in Postgres so every replica (and a restart) reads the same keys.
+        builder.Services.AddDataProtection().SetApplicationName("cortensor-portal").PersistKeysToDbContext<PortalDbContext>();
+        builder.AddPortalMail();
+        builder.AddAuthThrottling();
+        builder.Services.AddScoped<AccountMails>();
         builder.Services.AddScoped<PortalTokens>();
         builder.Services.AddSingleton<SessionRevocations>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<SessionRevocations>());
@@ -80,6 +92,13 @@ public static class AccountsExtensions
             .AddPolicy(PortalAuth.AdminPolicy, p => p.AddAuthenticationSchemes(PortalAuth.Bearer).RequireClaim("role", PortalRoles.Admin));
         return builder;
     }
+
+    /// <summary>
+    /// Creates the data-protection key ring at migration time, so replicas starting together find one key
+    /// instead of each creating its own and refusing the others' links.
+    /// </summary>
+    public static void EnsureLinkSigningKeys(IServiceProvider services) =>
+        services.GetRequiredService<IDataProtectionProvider>().CreateProtector("cortensor-key-ring").Protect("ready"u8.ToArray());
 
     private static string? IssuerOf(HttpContext http)
     {

@@ -6,8 +6,8 @@ namespace Cortensor.Api.Accounts;
 
 /// <summary>
 /// The first operator: `Admin:Email` / `Admin:Password` (AppHost parameters admin-email, admin-password),
-/// created by the migrations step when missing. An existing account keeps its password (it may have been
-/// changed since) but is made an administrator.
+/// created by the migrations step when no account has that address. An existing account is never made an
+/// administrator: whoever signed up with the address first would otherwise receive the role.
 /// </summary>
 public static class AdminAccount
 {
@@ -37,9 +37,7 @@ public static class AdminAccount
         }
         else if (!user.IsAdmin)
         {
-            user.IsAdmin = true;
-            await users.UpdateAsync(user);
-            log.LogInformation("Made {Email} an administrator", email);
+            log.LogWarning("An account with Admin:Email {Email} exists and is not an administrator: it was left as it is. Choose another Admin:Email, or grant the role by hand", email);
         }
     }
 }

@@ -1,4 +1,5 @@
 using System.Net.Mail;
+using Cortensor.Api.Accounts.Mail;
 using Cortensor.Api.ControlPlane;
 using Cortensor.Api.Data;
 using Cortensor.Api.Errors;
@@ -15,11 +16,14 @@ public static class AuthApi
 {
     public static IEndpointRouteBuilder MapAuthApi(this IEndpointRouteBuilder app)
     {
-        var auth = app.MapGroup("/portal/auth").WithTags("Accounts").ProducesErrors(400, 401, 409, 429);
-        auth.MapPost("/signup", SignUp).WithSummary("Create an account and its personal organisation; answers with tokens");
-        auth.MapPost("/login", LogIn).WithSummary("Sign in with e-mail and password; five failures lock the account for five minutes");
-        auth.MapPost("/refresh", Refresh).WithSummary("Exchange a refresh token for a new pair (the old one stops working)");
-        auth.MapPost("/logout", LogOut).WithSummary("Sign out: the refresh token and every token rotated from it stop working");
+        var auth = app.MapGroup("/portal/auth").WithTags("Accounts").ProducesErrors(400, 401, 429);
+        auth.MapPost("/signup", SignUp).RequireRateLimiting(AuthThrottling.SignUp)
+            .WithSummary("Create an account and its personal organisation, and mail a verification link; the answer is the same whether or not the address was free");
+        auth.MapPost("/login", LogIn).RequireRateLimiting(AuthThrottling.SignIn)
+            .WithSummary("Sign in with e-mail and password; a wrong password and an unknown address answer alike; too many failures from one IP make that IP wait for that address");
+        auth.MapPost("/refresh", Refresh).RequireRateLimiting(AuthThrottling.Tokens).WithSummary("Exchange a refresh token for a new pair (the old one stops working)");
+        auth.MapPost("/logout", LogOut).RequireRateLimiting(AuthThrottling.Tokens).WithSummary("Sign out: the refresh token and every token rotated from it stop working");
+        auth.MapAccountLinks();
 
         var me = app.MapGroup("/portal/me").WithTags("Accounts").RequireAuthorization(PortalAuth.UserPolicy).ProducesErrors(400, 401);
         me.MapGet("", GetMe).WithSummary("The signed-in user and their organisations");
@@ -32,10 +36,16 @@ public static class AuthApi
     public sealed record RefreshBody(string? RefreshToken);
     public sealed record ProfileBody(string? DisplayName);
     public sealed record TokensDto(string AccessToken, string RefreshToken, int ExpiresIn, string TokenType = "Bearer");
-    public sealed record MeDto(Guid Id, string? Email, string? DisplayName, bool IsAdmin, string? IdentityProvider, DateTimeOffset CreatedAt, OrganizationsApi.OrganizationDto[] Organizations);
+    public sealed record SignUpAcceptedDto(string Email, string Status, string Message);
+    public sealed record MeDto(Guid Id, string? Email, bool EmailVerified, string? DisplayName, bool IsAdmin, string? IdentityProvider, DateTimeOffset CreatedAt, OrganizationsApi.OrganizationDto[] Organizations);
 
-    private static async Task<Results<Created<TokensDto>, ErrorResult>> SignUp(SignUpBody body, UserManager<User> users,
-        PortalDbContext db, KeyService keys, PortalTokens tokens, CancellationToken ct)
+    /// <summary>
+    /// Never says whether the address was free: a new account and a taken address both answer 202, and the
+    /// mail to the address tells its owner which it was. Bad input (address, password policy) is checked first
+    /// and answered the same way for both.
+    /// </summary>
+    private static async Task<Results<Accepted<SignUpAcceptedDto>, ErrorResult>> SignUp(SignUpBody body, UserManager<User> users,
+        PortalDbContext db, KeyService keys, AccountMails mails, AddressMailLimiter mailLimit, CancellationToken ct)
     {
         var email = body.Email?.Trim();
         if (string.IsNullOrEmpty(email)) return ApiError.MissingField("email").ToResult();
@@ -46,49 +56,87 @@ public static class AuthApi
         if (organization is { Length: 0 or > 200 })
             return ApiError.InvalidField("organization", "'organization' must be 1 to 200 characters.").ToResult();
         var user = new User { UserName = email, Email = email };
+        var weak = new List<IdentityError>();
+        foreach (var validator in users.PasswordValidators)
+            if (await validator.ValidateAsync(users, user, body.Password) is { Succeeded: false } result) weak.AddRange(result.Errors);
+        if (weak.Count > 0) return ApiError.InvalidField("password", string.Join(" ", weak.Select(e => e.Description))).ToResult();
 
-        // Identity checks the password policy first, then that the address is free; the account and its
-        // personal organisation exist together or not at all.
+        var accepted = TypedResults.Accepted("/portal/me", new SignUpAcceptedDto(email, "verification_sent",
+            "Check your mail: follow the link we sent to verify your address, then sign in."));
+        var existing = await users.FindByEmailAsync(email);
+        if (existing is not null)
+        {
+            // Hash anyway, so a taken address costs the caller the same time as a new one.
+            users.PasswordHasher.HashPassword(user, body.Password);
+            // Never a verification link here: it would verify whoever registered the address first. The owner is
+            // pointed at a password reset, which proves the mailbox and takes the account over.
+            if (mailLimit.TryAcquire(email)) mails.SendAlreadyRegistered(email);
+            return accepted;
+        }
+
+        // The account and its personal organisation exist together or not at all.
         var strategy = db.Database.CreateExecutionStrategy();
         var failure = await strategy.ExecuteAsync(async () =>
         {
             db.ChangeTracker.Clear();
             await using var transaction = await db.Database.BeginTransactionAsync(ct);
-            var created = await users.CreateAsync(user, body.Password);
-            if (!created.Succeeded) return created;
+            try
+            {
+                var created = await users.CreateAsync(user, body.Password);
+                if (!created.Succeeded) return created;
+            }
+            catch (DbUpdateException ex) when (ex.InnerException is Npgsql.PostgresException { SqlState: Npgsql.PostgresErrorCodes.UniqueViolation })
+            {
+                // Two sign-ups for one address raced: the other one created it, and this one answers as for a taken address.
+                return IdentityResult.Failed(new IdentityError { Code = "DuplicateEmail" });
+            }
             await keys.CreateOrganizationAsync(organization ?? ExternalUsers.PersonalOrganizationName(email), "free", user.Id, new AuditActor(user.Id, email), ct);
             await transaction.CommitAsync(ct);
             return null;
         });
         if (failure is not null)
         {
-            var described = string.Join(" ", failure.Errors.Select(e => e.Description));
-            return failure.Errors.Any(e => e.Code.StartsWith("Password", StringComparison.Ordinal)) ? ApiError.InvalidField("password", described).ToResult()
-                : failure.Errors.Any(e => e.Code is "DuplicateEmail" or "DuplicateUserName") ? ApiError.EmailTaken().ToResult()
-                : ApiError.InvalidField("email", described).ToResult();
+            if (failure.Errors.Any(e => e.Code is "DuplicateEmail" or "DuplicateUserName")) return accepted;
+            return ApiError.InvalidField("email", string.Join(" ", failure.Errors.Select(e => e.Description))).ToResult();
         }
-        return TypedResults.Created("/portal/me", ToDto(await tokens.IssueAsync(user, null, ct)));
+        if (mailLimit.TryAcquire(email)) await mails.SendVerificationAsync(user);
+        return accepted;
     }
 
-    private static async Task<Results<Ok<TokensDto>, ErrorResult>> LogIn(LogInBody body, UserManager<User> users,
-        SignInManager<User> signIn, PortalTokens tokens, TimeProvider clock, CancellationToken ct)
+    /// <summary>
+    /// A wrong password, an unknown address and an account without a password all take one password-hash
+    /// verification and answer 401 invalid_credentials; the wait after too many failures is per client IP and
+    /// address, for known and unknown addresses alike.
+    /// </summary>
+    private static async Task<Results<Ok<TokensDto>, ErrorResult>> LogIn(LogInBody body, HttpContext http, UserManager<User> users,
+        SignInManager<User> signIn, SignInFailures failures, PortalTokens tokens, CancellationToken ct)
     {
         if (string.IsNullOrWhiteSpace(body.Email)) return ApiError.MissingField("email").ToResult();
         if (string.IsNullOrEmpty(body.Password)) return ApiError.MissingField("password").ToResult();
-        var user = await users.FindByEmailAsync(body.Email.Trim());
-        if (user is not null)
+        var email = body.Email.Trim();
+        if (await failures.WaitAsync(http, email) is { } wait) return ApiError.AuthThrottled(wait).ToResult();
+        var user = await users.FindByEmailAsync(email);
+        if (user is { PasswordHash: not null })
         {
-            var result = await signIn.CheckPasswordSignInAsync(user, body.Password, lockoutOnFailure: true);
-            if (result.Succeeded) return TypedResults.Ok(ToDto(await tokens.IssueAsync(user, null, ct)));
-            if (result.IsLockedOut)
+            var result = await signIn.CheckPasswordSignInAsync(user, body.Password, lockoutOnFailure: false);
+            if (result.Succeeded)
             {
-                var wait = (int)Math.Ceiling(((user.LockoutEnd ?? clock.GetUtcNow()) - clock.GetUtcNow()).TotalSeconds);
-                return new ApiError(429, "rate_limit_error", "account_locked",
-                    $"Too many failed sign-ins: the account is locked. Try again in {Math.Max(wait, 1)} s.") { RetryAfterSeconds = Math.Max(wait, 1) }.ToResult();
+                await failures.ClearAsync(http, email);
+                return TypedResults.Ok(ToDto(await tokens.IssueAsync(user, null, ct)));
             }
         }
+        else
+        {
+            users.PasswordHasher.VerifyHashedPassword(user ?? new User(), DummyHash, body.Password);
+        }
+        await failures.RecordAsync(http, email);
         return new ApiError(401, "authentication_error", "invalid_credentials", "The e-mail or password is wrong.").ToResult();
     }
+
+    /// <summary>A hash of nothing anyone knows, verified for unknown addresses so they cost what a real account costs.</summary>
+    /// Made when the endpoints are mapped, so the first unknown address costs no more than the next.
+    private static readonly string DummyHash =
+        new PasswordHasher<User>().HashPassword(new User(), Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(24)));
 
     private static async Task<Results<Ok<TokensDto>, ErrorResult>> Refresh(RefreshBody body, PortalTokens tokens, CancellationToken ct)
     {
@@ -109,7 +157,7 @@ public static class AuthApi
     {
         var user = await db.Users.AsNoTracking().SingleOrDefaultAsync(u => u.Id == http.User.UserId(), ct);
         if (user is null) return new ApiError(401, "authentication_error", "invalid_token", "This account no longer exists.").ToResult();
-        return TypedResults.Ok(new MeDto(user.Id, user.Email, user.DisplayName, user.IsAdmin, http.User.FindFirst("idp")?.Value,
+        return TypedResults.Ok(new MeDto(user.Id, user.Email, user.EmailConfirmed, user.DisplayName, user.IsAdmin, http.User.FindFirst("idp")?.Value,
             user.CreatedAt, await OrganizationsApi.ListForUserAsync(db, user.Id, ct)));
     }
 

@@ -110,6 +110,9 @@ public sealed class ExternalUsers(PortalDbContext db, UserManager<User> users, K
         if (existing is not null) return existing;
 
         var email = principal.FindFirstValue(external.EmailClaim);
+        // An address counts only when the provider says it verified it; an unverified one is not stored at all,
+        // so it can neither squat a Portal address nor stand for someone it does not belong to.
+        if (!IsTrue(principal.FindFirstValue(EmailVerifiedClaim))) email = null;
         // Never link to an existing account by e-mail: that would let whoever controls the provider
         // take over a local account. A colliding address stays on the local account only.
         if (email is not null && await users.FindByEmailAsync(email) is not null) email = null;
@@ -132,4 +135,9 @@ public sealed class ExternalUsers(PortalDbContext db, UserManager<User> users, K
     }
 
     public static string PersonalOrganizationName(string who) => $"{who}'s organization";
+
+    /// <summary>Supabase and Clerk (with the email_verified session claim configured) carry it as a JSON boolean.</summary>
+    public const string EmailVerifiedClaim = "email_verified";
+
+    private static bool IsTrue(string? value) => string.Equals(value, "true", StringComparison.OrdinalIgnoreCase);
 }

@@ -5,6 +5,7 @@ using Cortensor.Api.Errors;
 using Cortensor.Api.Keys;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
 
 namespace Cortensor.Api.ControlPlane;
 
@@ -15,7 +16,8 @@ public static class ApiKeysApi
     {
         var keys = portal.MapGroup("/api-keys").WithTags("API keys");
         keys.MapGet("", List).WithSummary("The organisation's keys (visible start only), newest first");
-        keys.MapPost("", Create).WithSummary("Create a key; the answer is the only time the plaintext key is shown");
+        keys.MapPost("", Create).RequireVerifiedEmail("create API keys")
+            .WithSummary("Create a key; the answer is the only time the plaintext key is shown. The plan caps active keys per organisation (409 api_key_limit)");
         keys.MapGet("/{id:guid}", Get).WithSummary("One key");
         keys.MapDelete("/{id:guid}", Revoke).WithSummary("Revoke a key: it answers 401 on every replica within about a second");
         return portal;
@@ -34,9 +36,14 @@ public static class ApiKeysApi
             : ApiError.NotFound("API key").ToResult();
 
     private static async Task<Results<Created<CreatedApiKeyDto>, ErrorResult>> Create(CreateKeyBody body, PortalCaller caller,
-        KeyService keys, CatalogStore catalog, TimeProvider clock, CancellationToken ct)
+        KeyService keys, CatalogStore catalog, PortalDbContext db, IOptions<ControlPlaneLimits> limits, TimeProvider clock, CancellationToken ct)
     {
-        if (body.Validate(catalog.Current, clock.GetUtcNow()) is { } invalid) return invalid.ToResult();
+        var now = clock.GetUtcNow();
+        if (body.Validate(catalog.Current, now) is { } invalid) return invalid.ToResult();
+        var plan = await db.Organizations.AsNoTracking().Where(o => o.Id == caller.OrganizationId).Select(o => o.PlanId).SingleAsync(ct);
+        var cap = limits.Value.ApiKeysFor(plan);
+        if (await db.ApiKeys.CountAsync(k => k.OrganizationId == caller.OrganizationId && k.Status != ApiKeyStatus.Revoked && (k.ExpiresAt == null || k.ExpiresAt > now), ct) >= cap)
+            return ApiError.LimitReached("api_key_limit", $"The {plan} plan allows {cap} active API keys per organization. Revoke one, or upgrade.").ToResult();
         var created = await keys.CreateKeyAsync(caller.OrganizationId, body.Name!.Trim(), body.Environment ?? "live", body.ExpiresAt,
             body.Models ?? [], body.RequestsPerMinute, body.TokensPerMinute, caller.UserId, caller.Actor, ct);
         return TypedResults.Created($"/portal/api-keys/{created.Key.Id}", CreatedApiKeyDto.From(created));

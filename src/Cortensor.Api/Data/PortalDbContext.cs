@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.DataProtection.EntityFrameworkCore;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Identity.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore;
@@ -7,8 +8,10 @@ namespace Cortensor.Api.Data;
 
 // Identity's user store lives in the same database (users, user_claims, user_logins, user_tokens);
 // roles are not used: the one operator role is the IsAdmin flag, carried as a claim.
-public sealed class PortalDbContext(DbContextOptions<PortalDbContext> options) : IdentityUserContext<User, Guid>(options)
+public sealed class PortalDbContext(DbContextOptions<PortalDbContext> options) : IdentityUserContext<User, Guid>(options), IDataProtectionKeyContext
 {
+    /// <summary>The key ring that signs verification and reset links, shared by every replica.</summary>
+    public DbSet<DataProtectionKey> DataProtectionKeys => Set<DataProtectionKey>();
     public DbSet<RefreshToken> RefreshTokens => Set<RefreshToken>();
     public DbSet<Organization> Organizations => Set<Organization>();
     public DbSet<OrganizationMember> OrganizationMembers => Set<OrganizationMember>();
@@ -49,6 +52,7 @@ public sealed class PortalDbContext(DbContextOptions<PortalDbContext> options) :
         {
             e.ToTable("users");
             e.HasIndex(x => new { x.ExternalIssuer, x.ExternalSubject }).IsUnique();
+            e.HasIndex(x => x.NormalizedEmail).HasDatabaseName("EmailIndex").IsUnique();
             e.Property(x => x.Email).HasMaxLength(320);
             e.Property(x => x.DisplayName).HasMaxLength(200);
             e.Property(x => x.ExternalIssuer).HasMaxLength(500);
@@ -155,6 +159,8 @@ public sealed class PortalDbContext(DbContextOptions<PortalDbContext> options) :
             e.Property(x => x.After).HasColumnType("jsonb");
             e.HasIndex(x => x.CreatedAt);
         });
+
+        b.ApplyConfiguration(new ControlPlane.InvitationConfiguration());
 
         PortalSeed.Apply(b);
     }

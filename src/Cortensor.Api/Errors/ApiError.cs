@@ -25,8 +25,14 @@ public sealed record ApiError(int Status, string Type, string Code, string Messa
         new(404, "invalid_request_error", "not_found", $"No such {what}.");
     public static ApiError InsufficientRole(string what) =>
         new(403, "permission_error", "insufficient_role", $"Only an owner or admin of the organization can {what}.");
-    public static ApiError EmailTaken() =>
-        new(409, "invalid_request_error", "email_taken", "An account with this e-mail already exists. Sign in instead.", "email");
+    public static ApiError EmailNotVerified(string what) =>
+        new(403, "permission_error", "email_not_verified", $"Verify your e-mail address before you {what}: follow the link in the mail we sent (POST /portal/auth/verify-email/resend sends it again).");
+    public static ApiError InvalidLink(string what) =>
+        new(400, "invalid_request_error", "invalid_link", $"This {what} link is not valid: it may have expired or been used already. Ask for a new one.", "token");
+    public static ApiError AuthThrottled(int retryAfter) =>
+        new(429, "rate_limit_error", "too_many_attempts", $"Too many attempts. Try again in {retryAfter} s.") { RetryAfterSeconds = retryAfter };
+    public static ApiError LimitReached(string code, string message) =>
+        new(409, "invalid_request_error", code, message);
     public static ApiError MissingKey() =>
         new(401, "authentication_error", "missing_api_key", "No API key provided. Send it as 'Authorization: Bearer <key>'.");
     public static ApiError InvalidKey() =>

@@ -10,8 +10,12 @@ namespace Cortensor.Web.Services;
 /// </summary>
 public interface IPortalApi
 {
-    [Post("/portal/auth/signup")] Task<Tokens> SignUpAsync([Body] SignUpRequest request, CancellationToken ct = default);
-    [Post("/portal/auth/login")] Task<Tokens> LogInAsync([Body] LogInRequest request, CancellationToken ct = default);
+    [Post("/portal/auth/signup")] Task<AccountStatus> SignUpAsync([Body] SignUpRequest request, [Header("X-Forwarded-For")] string? clientAddress, CancellationToken ct = default);
+    [Post("/portal/auth/verify-email")] Task<AccountStatus> VerifyEmailAsync([Authorize] string token, [Body] AccountLink link, CancellationToken ct = default);
+    [Post("/portal/auth/verify-email/resend")] Task<AccountStatus> ResendVerificationAsync([Authorize] string token, CancellationToken ct = default);
+    [Post("/portal/auth/password-reset")] Task<AccountStatus> RequestPasswordResetAsync([Body] PasswordResetRequest request, [Header("X-Forwarded-For")] string? clientAddress, CancellationToken ct = default);
+    [Post("/portal/auth/password-reset/confirm")] Task<AccountStatus> ResetPasswordAsync([Body] PasswordReset reset, [Header("X-Forwarded-For")] string? clientAddress, CancellationToken ct = default);
+    [Post("/portal/auth/login")] Task<Tokens> LogInAsync([Body] LogInRequest request, [Header("X-Forwarded-For")] string? clientAddress, CancellationToken ct = default);
     [Post("/portal/auth/refresh")] Task<Tokens> RefreshAsync([Body] RefreshRequest request, CancellationToken ct = default);
     [Post("/portal/auth/logout")] Task LogOutAsync([Body] RefreshRequest request, CancellationToken ct = default);
 
@@ -20,7 +24,10 @@ public interface IPortalApi
     [Get("/portal/organizations")] Task<IReadOnlyList<Organization>> GetOrganizationsAsync([Authorize] string token, CancellationToken ct = default);
     [Post("/portal/organizations")] Task<Organization> CreateOrganizationAsync([Authorize] string token, [Body] NewOrganization organization, CancellationToken ct = default);
     [Get("/portal/members")] Task<IReadOnlyList<Member>> GetMembersAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, CancellationToken ct = default);
-    [Post("/portal/members")] Task<Member> AddMemberAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, [Body] NewMember member, CancellationToken ct = default);
+    [Get("/portal/invitations")] Task<IReadOnlyList<Invitation>> GetInvitationsAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, CancellationToken ct = default);
+    [Post("/portal/invitations")] Task<Invitation> InviteAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, [Body] NewInvitation invitation, CancellationToken ct = default);
+    [Delete("/portal/invitations/{id}")] Task RevokeInvitationAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, Guid id, CancellationToken ct = default);
+    [Post("/portal/invitations/accept")] Task<JoinedOrganization> AcceptInvitationAsync([Authorize] string token, [Body] InvitationToken invitation, CancellationToken ct = default);
 
     [Get("/portal/api-keys")] Task<IReadOnlyList<ApiKey>> GetKeysAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, CancellationToken ct = default);
     [Post("/portal/api-keys")] Task<CreatedApiKey> CreateKeyAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, [Body] NewApiKey key, CancellationToken ct = default);
@@ -57,12 +64,19 @@ public sealed record SignUpRequest(string Email, string Password, string? Organi
 public sealed record LogInRequest(string Email, string Password);
 public sealed record RefreshRequest(string RefreshToken);
 public sealed record Tokens(string AccessToken, string RefreshToken, int ExpiresIn);
-public sealed record Me(Guid Id, string? Email, string? DisplayName, bool IsAdmin, string? IdentityProvider, DateTimeOffset CreatedAt, IReadOnlyList<Organization> Organizations);
+public sealed record AccountStatus(string Status, string Message);
+public sealed record AccountLink(Guid UserId, string Token);
+public sealed record PasswordResetRequest(string Email);
+public sealed record PasswordReset(Guid UserId, string Token, string NewPassword);
+public sealed record Invitation(Guid Id, string Email, string Role, DateTimeOffset CreatedAt, DateTimeOffset ExpiresAt);
+public sealed record NewInvitation(string Email, string Role);
+public sealed record InvitationToken(string Token);
+public sealed record JoinedOrganization(Guid OrganizationId, string OrganizationName, string Role);
+public sealed record Me(Guid Id, string? Email, bool EmailVerified, string? DisplayName, bool IsAdmin, string? IdentityProvider, DateTimeOffset CreatedAt, IReadOnlyList<Organization> Organizations);
 public sealed record ProfileUpdate(string DisplayName);
 public sealed record Organization(Guid Id, string Name, string Plan, string Status, string Role, DateTimeOffset CreatedAt);
 public sealed record NewOrganization(string Name);
 public sealed record Member(Guid UserId, string? Email, string? DisplayName, string Role, DateTimeOffset CreatedAt);
-public sealed record NewMember(string Email, string Role);
 
 public sealed record ApiKey(Guid Id, Guid OrganizationId, string Name, string Start, string Environment, string Status, DateTimeOffset CreatedAt,
     DateTimeOffset? LastUsedAt, DateTimeOffset? ExpiresAt, DateTimeOffset? RevokedAt, IReadOnlyList<string>? Models);

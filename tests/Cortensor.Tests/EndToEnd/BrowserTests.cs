@@ -143,8 +143,13 @@ public class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
         await ShotAsync(page, "signup");
         await FillAsync(page, ("email", email), ("password", TestUser.Password), ("organization", "Browser Labs"));
         await page.Locator("#signup-submit").ClickAsync();
-        await page.WaitForURLAsync("**/api-keys");
-        await page.Locator("[data-interactive='yes']").WaitForAsync();
+        // Signed in but unverified: the profile says so, and the link comes by mail (read from the mail catcher).
+        await page.WaitForURLAsync("**/profile");
+        await Assertions.Expect(page.Locator("#verify-notice")).ToBeVisibleAsync();
+        var mail = await portal.Mail.WaitForAsync(email, "Verify your e-mail");
+        await GoAsync(page, mail.Link("/verify-email").PathAndQuery);
+        await Assertions.Expect(page.Locator("#verify-result")).ToContainTextAsync("verified");
+        await GoAsync(page, "/api-keys");
         await Assertions.Expect(page.GetByText("No keys yet")).ToBeVisibleAsync();
 
         await page.Locator("#create-key").ClickAsync();
@@ -233,6 +238,61 @@ public class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
         await page.WaitForURLAsync("**/signin?signedout=1");
         await GoAsync(page, "/api-keys");
         await page.WaitForURLAsync("**/signin**");
+    }
+
+    [Fact]
+    public async Task AnInvitedColleagueAcceptsTheMailedLinkAndJoinsTheOrganisation()
+    {
+        var owner = await portal.SignUpAsync("Invite Labs");
+        var colleague = await portal.SignUpAsync();
+        var page = await NewPageAsync();
+        await SignInAsync(page, owner.Email, TestUser.Password);
+        await GoAsync(page, "/profile");
+        await FillAsync(page, ("member-email", colleague.Email));
+        await page.Locator("#invite-member").ClickAsync();
+        await Assertions.Expect(page.Locator("#pending-invitations")).ToContainTextAsync(colleague.Email);
+
+        // The colleague opens the link from the mail signed out, signs in, and accepts.
+        var mail = await portal.Mail.WaitForAsync(colleague.Email, "invited to Invite Labs");
+        var theirs = await NewPageAsync();
+        await theirs.GotoAsync(mail.Link("/invitations/accept").PathAndQuery);
+        await theirs.WaitForURLAsync("**/signin**");
+        await theirs.Locator("[data-interactive='yes']").WaitForAsync();
+        await FillAsync(theirs, ("email", colleague.Email), ("password", TestUser.Password));
+        await theirs.Locator("#signin-submit").ClickAsync();
+        await theirs.WaitForURLAsync("**/invitations/accept**");
+        await theirs.Locator("[data-interactive='yes']").WaitForAsync();
+        await theirs.Locator("#accept-invitation").ClickAsync();
+        await Assertions.Expect(theirs.Locator("#invitation-result")).ToContainTextAsync("member of Invite Labs");
+        await ShotAsync(theirs, "invitation-accepted");
+
+        var orgs = await colleague.CreateClient().GetFromJsonAsync<JsonElement>("/portal/organizations");
+        Assert.Contains(orgs.EnumerateArray(), o => o.GetProperty("id").GetGuid() == owner.OrganizationId && o.GetProperty("role").GetString() == "member");
+    }
+
+    [Fact]
+    public async Task AForgottenPasswordIsResetThroughTheMailedLinkAndTheOldOneStopsWorking()
+    {
+        var user = await portal.SignUpAsync();
+        var page = await NewPageAsync();
+        await GoAsync(page, "/signin");
+        await page.Locator("#forgot-password").ClickAsync();
+        await page.WaitForURLAsync("**/forgot-password");
+        await page.Locator("[data-interactive='yes']").WaitForAsync();
+        await FillAsync(page, ("email", user.Email));
+        await page.Locator("#forgot-submit").ClickAsync();
+        await Assertions.Expect(page.Locator("#forgot-result")).ToContainTextAsync("Check your mail");
+
+        var mail = await portal.Mail.WaitForAsync(user.Email, "Reset your");
+        await GoAsync(page, mail.Link("/reset-password").PathAndQuery);
+        await FillAsync(page, ("new-password", "Reset-in-browser-5"));
+        await page.Locator("#reset-submit").ClickAsync();
+        await Assertions.Expect(page.Locator("#reset-result")).ToContainTextAsync("every session is signed out");
+        await ShotAsync(page, "password-reset");
+
+        using var anonymous = portal.CreateClientFrom(PortalAppFixture.RandomClientIp());
+        Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.PostAsJsonAsync("/portal/auth/refresh", new { refresh_token = user.RefreshToken })).StatusCode);
+        await SignInAsync(page, user.Email, "Reset-in-browser-5");
     }
 
     [Fact]

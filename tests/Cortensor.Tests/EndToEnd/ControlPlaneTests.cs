@@ -114,25 +114,9 @@ public class ControlPlaneTests(PortalAppFixture portal)
     }
 
     [Fact]
-    public async Task FiveWrongPasswordsLockTheAccountEvenAgainstTheRightOne()
+    public async Task SignUpRejectsWeakPasswordsAndBadAddressesNamingTheFieldAndAnswersATakenAddressLikeAFreeOne()
     {
-        var user = await portal.SignUpAsync();
-        using var anonymous = portal.CreateClient("api");
-        for (var i = 0; i < 5; i++)
-        {
-            var wrong = await anonymous.PostAsJsonAsync("/portal/auth/login", new { email = user.Email, password = "Wrong-password-1" });
-            Assert.True(wrong.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.TooManyRequests, $"attempt {i}: {wrong.StatusCode}");
-        }
-        var locked = await anonymous.PostAsJsonAsync("/portal/auth/login", new { email = user.Email, password = TestUser.Password });
-        Assert.Equal(HttpStatusCode.TooManyRequests, locked.StatusCode);
-        Assert.Equal("account_locked", await Code(locked));
-        Assert.NotNull(locked.Headers.RetryAfter);
-    }
-
-    [Fact]
-    public async Task SignUpRejectsWeakPasswordsBadAddressesAndTakenAddressesNamingTheField()
-    {
-        using var anonymous = portal.CreateClient("api");
+        using var anonymous = portal.CreateClientFrom(PortalAppFixture.RandomClientIp());
         var email = $"x-{Guid.NewGuid():N}@example.com";
         await AssertInvalid(await anonymous.PostAsJsonAsync("/portal/auth/signup", new { email, password = "short" }), "password");
         await AssertInvalid(await anonymous.PostAsJsonAsync("/portal/auth/signup", new { email, password = "alllowercase123" }), "password");
@@ -143,10 +127,16 @@ public class ControlPlaneTests(PortalAppFixture portal)
         // None of those created the account.
         Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.PostAsJsonAsync("/portal/auth/login", new { email, password = TestUser.Password })).StatusCode);
 
-        Assert.Equal(HttpStatusCode.Created, (await anonymous.PostAsJsonAsync("/portal/auth/signup", new { email, password = TestUser.Password })).StatusCode);
-        var taken = await anonymous.PostAsJsonAsync("/portal/auth/signup", new { email, password = TestUser.Password });
-        Assert.Equal(HttpStatusCode.Conflict, taken.StatusCode);
-        Assert.Equal("email_taken", await Code(taken));
+        var first = await anonymous.PostAsJsonAsync("/portal/auth/signup", new { email, password = TestUser.Password });
+        Assert.Equal(HttpStatusCode.Accepted, first.StatusCode);
+        // A taken address gets the very same answer; only its owner's mailbox learns that it was taken.
+        var taken = await anonymous.PostAsJsonAsync("/portal/auth/signup", new { email, password = "Another-password-9" });
+        Assert.Equal(HttpStatusCode.Accepted, taken.StatusCode);
+        Assert.Equal(await first.Content.ReadAsStringAsync(), await taken.Content.ReadAsStringAsync());
+        await portal.Mail.WaitForAsync(email, "already have a Cortensor Portal account");
+        // The second sign-up changed nothing: its password does not open the account.
+        Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.PostAsJsonAsync("/portal/auth/login", new { email, password = "Another-password-9" })).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await anonymous.PostAsJsonAsync("/portal/auth/login", new { email, password = TestUser.Password })).StatusCode);
     }
 
     [Fact]
@@ -176,7 +166,8 @@ public class ControlPlaneTests(PortalAppFixture portal)
             (HttpMethod.Get, "/portal/api-keys", null), (HttpMethod.Post, "/portal/api-keys", new { name = "sneaky" }),
             (HttpMethod.Get, $"/portal/api-keys/{aliceKeyId}", null), (HttpMethod.Delete, $"/portal/api-keys/{aliceKeyId}", null),
             (HttpMethod.Get, "/portal/usage-summary", null), (HttpMethod.Get, "/portal/requests", null), (HttpMethod.Get, "/portal/balance", null),
-            (HttpMethod.Get, "/portal/members", null), (HttpMethod.Post, "/portal/members", new { email = mallory.Email, role = "owner" }),
+            (HttpMethod.Get, "/portal/members", null), (HttpMethod.Post, "/portal/invitations", new { email = mallory.Email, role = "owner" }),
+            (HttpMethod.Get, "/portal/invitations", null), (HttpMethod.Delete, $"/portal/invitations/{Guid.NewGuid()}", null),
             (HttpMethod.Delete, $"/portal/members/{alice.Id}", null), (HttpMethod.Get, "/portal/models", null),
         })
         {
@@ -192,7 +183,7 @@ public class ControlPlaneTests(PortalAppFixture portal)
     }
 
     [Fact]
-    public async Task OwnersAddMembersByEmailAndMembersCannotManageTheOrganisation()
+    public async Task OwnersInviteMembersByEmailTheyJoinByAcceptingAndMembersCannotManageTheOrganisation()
     {
         var owner = await portal.SignUpAsync();
         var colleague = await portal.SignUpAsync();
@@ -202,13 +193,23 @@ public class ControlPlaneTests(PortalAppFixture portal)
         var teamId = (await team.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
 
         using var inTeam = owner.CreateClient(teamId);
-        Assert.Equal(HttpStatusCode.Created, (await inTeam.PostAsJsonAsync("/portal/members", new { email = colleague.Email, role = "member" })).StatusCode);
-        Assert.Equal(HttpStatusCode.Conflict, (await inTeam.PostAsJsonAsync("/portal/members", new { email = colleague.Email, role = "admin" })).StatusCode);
-        var nobody = await inTeam.PostAsJsonAsync("/portal/members", new { email = "nobody-" + Guid.NewGuid().ToString("N") + "@example.com" });
-        Assert.Equal(HttpStatusCode.NotFound, nobody.StatusCode);
-        Assert.Equal("user_not_found", await Code(nobody));
+        Assert.Equal(HttpStatusCode.Created, (await inTeam.PostAsJsonAsync("/portal/invitations", new { email = colleague.Email, role = "member" })).StatusCode);
+        var twice = await inTeam.PostAsJsonAsync("/portal/invitations", new { email = colleague.Email, role = "admin" });
+        Assert.Equal(HttpStatusCode.Conflict, twice.StatusCode);
+        Assert.Equal("already_invited", await Code(twice));
+        var pending = Assert.Single((await inTeam.GetFromJsonAsync<JsonElement>("/portal/invitations")).EnumerateArray());
+        Assert.Equal(colleague.Email, pending.GetProperty("email").GetString());
+        // Inviting is not joining: the colleague is not a member until they accept.
+        Assert.DoesNotContain((await colleague.CreateClient().GetFromJsonAsync<JsonElement>("/portal/organizations")).EnumerateArray(), o => o.GetProperty("id").GetGuid() == teamId);
 
-        var orgs = await colleague.CreateClient().GetFromJsonAsync<JsonElement>("/portal/organizations");
+        var mail = await portal.Mail.WaitForAsync(colleague.Email, "invited to Team");
+        using var colleagueClient = colleague.CreateClient();
+        var accepted = await colleagueClient.PostAsJsonAsync("/portal/invitations/accept", new { token = mail.Query("/invitations/accept", "token") });
+        Assert.True(accepted.StatusCode == HttpStatusCode.OK, await accepted.Content.ReadAsStringAsync());
+        Assert.Equal("member", (await accepted.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("role").GetString());
+        Assert.Empty((await inTeam.GetFromJsonAsync<JsonElement>("/portal/invitations")).EnumerateArray());
+
+        var orgs = await colleagueClient.GetFromJsonAsync<JsonElement>("/portal/organizations");
         Assert.Contains(orgs.EnumerateArray(), o => o.GetProperty("id").GetGuid() == teamId && o.GetProperty("role").GetString() == "member");
 
         using var asMember = colleague.CreateClient(teamId);
@@ -216,7 +217,8 @@ public class ControlPlaneTests(PortalAppFixture portal)
         Assert.Equal(HttpStatusCode.Created, ownerKeyCreated.StatusCode);
         var ownerKey = await ownerKeyCreated.Content.ReadFromJsonAsync<JsonElement>();
         Assert.Equal(HttpStatusCode.Forbidden, (await asMember.DeleteAsync($"/portal/api-keys/{ownerKey.GetProperty("id").GetGuid()}")).StatusCode);
-        Assert.Equal(HttpStatusCode.Forbidden, (await asMember.PostAsJsonAsync("/portal/members", new { email = owner.Email })).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await asMember.PostAsJsonAsync("/portal/invitations", new { email = "friend-" + Guid.NewGuid().ToString("N") + "@example.com" })).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await asMember.GetAsync("/portal/invitations")).StatusCode);
         Assert.Equal(HttpStatusCode.Forbidden, (await asMember.DeleteAsync($"/portal/members/{owner.Id}")).StatusCode);
         // A member's own key is theirs to revoke.
         var memberKeyCreated = await asMember.PostAsJsonAsync("/portal/api-keys", new { name = "mine" });
@@ -250,8 +252,10 @@ public class ControlPlaneTests(PortalAppFixture portal)
             (HttpMethod.Get, "/portal/requests?status=teapot", null, "status"),
             (HttpMethod.Get, "/portal/requests?limit=0", null, "limit"),
             (HttpMethod.Get, "/portal/requests?from=soon", null, "from"),
-            (HttpMethod.Post, "/portal/members", new { email = user.Email, role = "king" }, "role"),
-            (HttpMethod.Post, "/portal/members", new { role = "member" }, "email"),
+            (HttpMethod.Post, "/portal/invitations", new { email = "friend@example.com", role = "king" }, "role"),
+            (HttpMethod.Post, "/portal/invitations", new { role = "member" }, "email"),
+            (HttpMethod.Post, "/portal/invitations", new { email = "not an address" }, "email"),
+            (HttpMethod.Post, "/portal/invitations/accept", new { }, "token"),
             (HttpMethod.Post, "/portal/organizations", new { name = "" }, "name"),
             (HttpMethod.Patch, "/portal/me", new { display_name = "" }, "display_name"),
             (HttpMethod.Post, "/portal/auth/refresh", new { }, "refresh_token"),
@@ -271,6 +275,7 @@ public class ControlPlaneTests(PortalAppFixture portal)
         Assert.Empty((await client.GetFromJsonAsync<JsonElement>("/portal/api-keys")).EnumerateArray());
         Assert.Single((await client.GetFromJsonAsync<JsonElement>("/portal/organizations")).EnumerateArray());
         Assert.Single((await client.GetFromJsonAsync<JsonElement>("/portal/members")).EnumerateArray());
+        Assert.Empty((await client.GetFromJsonAsync<JsonElement>("/portal/invitations")).EnumerateArray());
     }
 
     [Fact]

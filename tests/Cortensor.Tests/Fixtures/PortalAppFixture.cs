@@ -184,19 +184,52 @@ public sealed class PortalAppFixture : IAsyncLifetime
         return (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("access_token").GetString()!;
     }
 
-    /// <summary>A new account through the public sign-up, as a customer would make it.</summary>
-    public async Task<TestUser> SignUpAsync(string? organization = null)
+    /// <summary>The local mail catcher's inbox (maildev): every mail the Api sent.</summary>
+    public MailInbox Mail => new(() => App.CreateHttpClient(MailResource, "http"));
+    public const string MailResource = "mail";
+
+    /// <summary>
+    /// An anonymous Api client that looks like a customer at <paramref name="clientIp"/>: the Api trusts
+    /// X-Forwarded-For from loopback proxies, as it trusts the ingress in production.
+    /// </summary>
+    public HttpClient CreateClientFrom(string clientIp)
+    {
+        var client = App.CreateHttpClient(LaunchTopology.Api);
+        client.DefaultRequestHeaders.Add("X-Forwarded-For", clientIp);
+        return client;
+    }
+
+    /// <summary>A made-up public address, so the suite's many sign-ups are many customers, not one throttled one.</summary>
+    public static string RandomClientIp() => $"198.18.{Random.Shared.Next(0, 256)}.{Random.Shared.Next(1, 255)}";
+
+    /// <summary>
+    /// A new account through the public sign-up, as a customer would make it: sign up, follow the verification
+    /// link from the mail the Api sent (read from the mail catcher), sign in.
+    /// </summary>
+    public async Task<TestUser> SignUpAsync(string? organization = null, bool verified = true)
     {
         var email = $"user-{Guid.NewGuid():N}@example.com";
-        using var client = App.CreateHttpClient(LaunchTopology.Api);
+        using var client = CreateClientFrom(RandomClientIp());
         var response = await client.PostAsJsonAsync("/portal/auth/signup", new { email, password = TestUser.Password, organization });
         response.EnsureSuccessStatusCode();
-        var tokens = await response.Content.ReadFromJsonAsync<JsonElement>();
+        var login = await client.PostAsJsonAsync("/portal/auth/login", new { email, password = TestUser.Password });
+        login.EnsureSuccessStatusCode();
+        var tokens = await login.Content.ReadFromJsonAsync<JsonElement>();
         var access = tokens.GetProperty("access_token").GetString()!;
         using var me = CreateClientWithToken(access);
+        if (verified) await VerifyAsync(me, email);
         var profile = await me.GetFromJsonAsync<JsonElement>("/portal/me");
         return new TestUser(profile.GetProperty("id").GetGuid(), email, access, tokens.GetProperty("refresh_token").GetString()!,
             profile.GetProperty("organizations")[0].GetProperty("id").GetGuid(), this);
+    }
+
+    /// <summary>Follows the verification link of the first verification mail to <paramref name="email"/>, signed in as its account.</summary>
+    public async Task VerifyAsync(HttpClient signedIn, string email)
+    {
+        var mail = await Mail.WaitForAsync(email, "Verify your e-mail");
+        var verified = await signedIn.PostAsJsonAsync("/portal/auth/verify-email",
+            new { user_id = mail.Query("/verify-email", "user"), token = mail.Query("/verify-email", "token") });
+        if (!verified.IsSuccessStatusCode) throw new InvalidOperationException("Verification failed: " + await verified.Content.ReadAsStringAsync());
     }
 
     /// <summary>A new organisation on <paramref name="plan"/> with one key, made through the admin API.</summary>

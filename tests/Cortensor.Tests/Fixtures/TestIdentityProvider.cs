@@ -50,11 +50,12 @@ public sealed class TestIdentityProvider : IAsyncDisposable
 
     /// <summary>A token as Supabase would issue it; <paramref name="signWithOtherKey"/> forges one.</summary>
     public string IssueToken(string subject, string? email, string issuer = Issuer, string audience = Audience,
-        TimeSpan? lifetime = null, bool signWithOtherKey = false)
+        TimeSpan? lifetime = null, bool signWithOtherKey = false, bool emailVerified = true)
     {
         var key = signWithOtherKey ? new RsaSecurityKey(RSA.Create(2048)) { KeyId = "test-key-1" } : new RsaSecurityKey(_rsa) { KeyId = "test-key-1" };
         var claims = new List<Claim> { new("sub", subject), new("role", "authenticated") };
         if (email is not null) claims.Add(new Claim("email", email));
+        if (email is not null) claims.Add(new Claim("email_verified", emailVerified ? "true" : "false", ClaimValueTypes.Boolean));
         var now = DateTime.UtcNow;
         var expires = now + (lifetime ?? TimeSpan.FromMinutes(10));
         return new JsonWebTokenHandler().CreateToken(new SecurityTokenDescriptor

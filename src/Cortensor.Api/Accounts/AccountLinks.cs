@@ -1,0 +1,124 @@
+using Cortensor.Api.Accounts.Mail;
+using Cortensor.Api.ControlPlane;
+using Cortensor.Api.Data;
+using Cortensor.Api.Errors;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.EntityFrameworkCore;
+
+namespace Cortensor.Api.Accounts;
+
+/// <summary>What the links in account mails do: verify an address, choose a new password.</summary>
+public static class AccountLinks
+{
+    public static RouteGroupBuilder MapAccountLinks(this RouteGroupBuilder auth)
+    {
+        auth.MapPost("/verify-email", Verify).RequireAuthorization(PortalAuth.UserPolicy).RequireRateLimiting(AuthThrottling.Tokens)
+            .WithSummary("Verify the e-mail address with the user id and token from the verification link, signed in as that account (works once)");
+        auth.MapPost("/verify-email/resend", Resend).RequireAuthorization(PortalAuth.UserPolicy).RequireRateLimiting(AuthThrottling.MailRequest)
+            .WithSummary("Send the signed-in user's verification mail again");
+        auth.MapPost("/password-reset", RequestReset).RequireRateLimiting(AuthThrottling.MailRequest)
+            .WithSummary("Mail a password-reset link; answers the same whether or not the address has an account");
+        auth.MapPost("/password-reset/confirm", ConfirmReset).RequireRateLimiting(AuthThrottling.Tokens)
+            .WithSummary("Choose a new password with the user id and token from the reset link (works once); signs out every session");
+        return auth;
+    }
+
+    public sealed record LinkBody(Guid? UserId, string? Token);
+    public sealed record ResetRequestBody(string? Email);
+    public sealed record ResetBody(Guid? UserId, string? Token, string? NewPassword);
+    public sealed record StatusDto(string Status, string Message);
+
+    /// <summary>
+    /// The link works only for the account it was made for, signed in: if someone registered another person's
+    /// address, that person clicking the mail's link does not hand the squatter a verified address (they reset
+    /// the password instead, which proves the mailbox and signs the squatter out).
+    /// </summary>
+    private static async Task<Results<Ok<StatusDto>, ErrorResult>> Verify(LinkBody body, HttpContext http, UserManager<User> users)
+    {
+        if (body.UserId is null) return ApiError.MissingField("user_id").ToResult();
+        if (string.IsNullOrWhiteSpace(body.Token)) return ApiError.MissingField("token").ToResult();
+        if (body.UserId != http.User.UserId())
+            return new ApiError(403, "permission_error", "link_for_another_account",
+                "This link verifies another account. Sign in with the account that signed up with this address, or reset its password.").ToResult();
+        var user = await users.FindByIdAsync(body.UserId.Value.ToString());
+        // A used link is as dead as a forged one: the token proves nothing new once the address is verified.
+        if (user is null || user.EmailConfirmed) return ApiError.InvalidLink("verification").ToResult();
+        var result = await users.ConfirmEmailAsync(user, body.Token);
+        if (!result.Succeeded) return ApiError.InvalidLink("verification").ToResult();
+        return TypedResults.Ok(new StatusDto("verified", "Your e-mail address is verified. You can create API keys and join organizations."));
+    }
+
+    private static async Task<Results<Accepted<StatusDto>, ErrorResult>> Resend(HttpContext http, UserManager<User> users,
+        AccountMails mails, AddressMailLimiter mailLimit)
+    {
+        var user = await users.FindByIdAsync(http.User.UserId().ToString());
+        if (user is null) return new ApiError(401, "authentication_error", "invalid_token", "This account no longer exists.").ToResult();
+        if (user.EmailConfirmed) return new ApiError(409, "invalid_request_error", "already_verified", "Your e-mail address is verified already.").ToResult();
+        if (user.Email is null) return new ApiError(409, "invalid_request_error", "no_email", "This account has no e-mail address; your identity provider must verify one.").ToResult();
+        if (mailLimit.TryAcquire(user.Email)) await mails.SendVerificationAsync(user);
+        return TypedResults.Accepted("/portal/me", new StatusDto("verification_sent", "We sent the verification link again. Check your mail."));
+    }
+
+    private static async Task<Results<Accepted<StatusDto>, ErrorResult>> RequestReset(ResetRequestBody body, UserManager<User> users,
+        AccountMails mails, AddressMailLimiter mailLimit)
+    {
+        var email = body.Email?.Trim();
+        if (string.IsNullOrEmpty(email)) return ApiError.MissingField("email").ToResult();
+        var user = await users.FindByEmailAsync(email);
+        // Only accounts with a Portal password can reset one; the mail is queued, so the answer takes the same time.
+        if (user is { PasswordHash: not null, Email: not null } && mailLimit.TryAcquire(email)) await mails.SendPasswordResetAsync(user);
+        return TypedResults.Accepted("/portal/auth/password-reset", new StatusDto("reset_sent",
+            "If an account has this address, we sent it a link to choose a new password. Check your mail."));
+    }
+
+    private static async Task<Results<Ok<StatusDto>, ErrorResult>> ConfirmReset(ResetBody body, UserManager<User> users,
+        PortalDbContext db, TimeProvider clock, CancellationToken ct)
+    {
+        if (body.UserId is null) return ApiError.MissingField("user_id").ToResult();
+        if (string.IsNullOrWhiteSpace(body.Token)) return ApiError.MissingField("token").ToResult();
+        if (string.IsNullOrEmpty(body.NewPassword)) return ApiError.MissingField("new_password").ToResult();
+        var user = await users.FindByIdAsync(body.UserId.Value.ToString());
+        if (user is null || user.PasswordHash is null) return ApiError.InvalidLink("password reset").ToResult();
+        if (!await users.VerifyUserTokenAsync(user, users.Options.Tokens.PasswordResetTokenProvider, UserManager<User>.ResetPasswordTokenPurpose, body.Token))
+            return ApiError.InvalidLink("password reset").ToResult();
+        // ResetPasswordAsync changes the security stamp, which is what makes the link single-use.
+        var result = await users.ResetPasswordAsync(user, body.Token, body.NewPassword);
+        if (!result.Succeeded)
+            return result.Errors.Any(e => e.Code == "InvalidToken") ? ApiError.InvalidLink("password reset").ToResult()
+                : ApiError.InvalidField("new_password", string.Join(" ", result.Errors.Select(e => e.Description))).ToResult();
+        // Whoever knew the old password is signed out: every refresh token of the account dies.
+        var now = clock.GetUtcNow();
+        await db.RefreshTokens.Where(t => t.UserId == user.Id && t.RevokedAt == null)
+            .ExecuteUpdateAsync(s => s.SetProperty(t => t.RevokedAt, now), ct);
+        // Reaching the mailbox proves the address as well.
+        if (!user.EmailConfirmed)
+        {
+            user.EmailConfirmed = true;
+            await users.UpdateAsync(user);
+        }
+        return TypedResults.Ok(new StatusDto("password_changed", "Your password is changed and every session is signed out. Sign in with the new password."));
+    }
+}
+
+/// <summary>
+/// Keeps unverified accounts from what needs a proven identity (creating keys, organisations, invitations,
+/// joining). Reads the database, not a token claim, so verifying takes effect at once.
+/// </summary>
+public sealed class VerifiedEmailFilter(string what) : IEndpointFilter
+{
+    public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        var http = context.HttpContext;
+        var userId = http.User.UserId();
+        var db = http.RequestServices.GetRequiredService<PortalDbContext>();
+        var verified = await db.Users.AsNoTracking().Where(u => u.Id == userId).Select(u => u.EmailConfirmed).SingleOrDefaultAsync(http.RequestAborted);
+        return verified ? await next(context) : ApiError.EmailNotVerified(what).ToResult();
+    }
+}
+
+public static class VerifiedEmailExtensions
+{
+    public static TBuilder RequireVerifiedEmail<TBuilder>(this TBuilder builder, string what) where TBuilder : IEndpointConventionBuilder =>
+        builder.AddEndpointFilter(new VerifiedEmailFilter(what));
+}
