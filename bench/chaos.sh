@@ -97,7 +97,7 @@ add_org() { # name plan mode credits
 }
 # Two credit organisations (one rich, one that runs out mid-run) and two on the free plan's monthly quota.
 add_org pro-rich pro credits 1000
-add_org pro-poor pro credits 0.01
+add_org pro-poor pro credits 0.004
 add_org free-a free quota 0
 add_org free-b free quota 0
 for _ in $(seq 1 60); do # both replicas see healthy routers

@@ -91,6 +91,7 @@ public static class ChaosCheck
             var duplicated = byRequest.Count(g => g.Value.Length > 1);
             var strangers = byRequest.Keys.Count(id => !byId.ContainsKey(id));
             var noRespBilled = noResponse.Count(r => byRequest.ContainsKey(r.RequestId));
+            var refused = noResponse.Count(r => r.Outcome == "refused");
             // What the client was told must be what was recorded: status (when no body broke), tokens (when usage was told).
             var compared = 0;
             var mismatched = new List<string>();
@@ -108,7 +109,8 @@ public static class ChaosCheck
             }
             Line($"{o.Name}: requests told == usage recorded",
                 $"{answered.Length} answered, {answered.Length - missing} recorded, {missing} missing, {duplicated} recorded twice, {strangers} unknown ids; " +
-                $"{noResponse.Length} got no response ({noRespBilled} of them recorded)", missing == 0 && duplicated == 0 && strangers == 0);
+                $"{noResponse.Length} got no response ({refused} refused, {noResponse.Length - refused} died in flight; {noRespBilled} of them recorded)",
+                missing == 0 && duplicated == 0 && strangers == 0);
             Line($"{o.Name}: status and usage told == recorded", $"{compared} compared, {mismatched.Count} differ" +
                 (mismatched.Count > 0 ? " (e.g. " + string.Join("; ", mismatched.Take(3)) + ")" : ""), mismatched.Count == 0);
 
@@ -119,6 +121,14 @@ public static class ChaosCheck
                 string.Create(CultureInfo.InvariantCulture, $"debits ${debits:0.##########} vs costs ${costs:0.##########}; tokens {ledgerTokens} vs {usageTokens}"),
                 (o.Credits ? debits == costs : debits == 0) && ledgerTokens == usageTokens);
             var h = hot[o.Id];
+            if (o.Credits)
+            {
+                // Never below zero while Redis answers; during an outage at most the stated allowance
+                // (docs/operations.md: $0.50 per organisation per replica per hour, two replicas here).
+                var balance = Pricing.FromUnits(h.Ledger);
+                Line($"{o.Name}: overspend within the stated bound", string.Create(CultureInfo.InvariantCulture,
+                    $"ledger balance ${balance} (granted ${balance + debits:0.##########}); bound -$1.00"), balance >= -1.00m);
+            }
             Line($"{o.Name}: hot {(o.Credits ? "balance" : "month tokens")} == ledger",
                 h.Loaded ? (o.Credits
                     ? string.Create(CultureInfo.InvariantCulture, $"hot ${Pricing.FromUnits(h.Hot)} vs ledger ${Pricing.FromUnits(h.Ledger)}")

@@ -32,7 +32,8 @@ public sealed record ChaosRecord
     [JsonPropertyName("hung_up")] public bool HungUp { get; init; }
     /// <summary>HTTP status told, or null when no response arrived (connection refused or reset before headers).</summary>
     [JsonPropertyName("status")] public int? Status { get; init; }
-    /// <summary>How it ended: answered, error_event (an error in the stream), broken (the connection died mid-body), hung_up, no_response.</summary>
+    /// <summary>How it ended: answered, error_event (an error in the stream), broken (the connection died mid-body), hung_up,
+    /// no_response (the connection died before the headers), refused (the replica was down).</summary>
     [JsonPropertyName("outcome")] public required string Outcome { get; init; }
     [JsonPropertyName("prompt_tokens")] public int? PromptTokens { get; init; }
     [JsonPropertyName("completion_tokens")] public int? CompletionTokens { get; init; }
@@ -72,7 +73,7 @@ public static class ChaosDriver
         var weighted = orgs.SelectMany(o => Enumerable.Repeat(o, o.Credits ? 4 : 1)).ToArray();
         using var handler = new SocketsHttpHandler { MaxConnectionsPerServer = 64, PooledConnectionLifetime = TimeSpan.FromSeconds(30) };
         using var client = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(60) };
-        await using var sink = new StreamWriter(output, append: false, Encoding.UTF8) { AutoFlush = false };
+        await using var sink = new StreamWriter(output, append: false, new UTF8Encoding(false)) { AutoFlush = false };
         var gate = new SemaphoreSlim(1, 1);
         var clock = Stopwatch.StartNew();
         var sent = 0;
@@ -101,7 +102,7 @@ public static class ChaosDriver
                 }
                 finally { gate.Release(); }
                 // A client whose replica is down backs off a little instead of spinning on refused connections.
-                if (record.Outcome == "no_response") await Task.Delay(200);
+                if (record.Outcome == "refused") await Task.Delay(200);
             }
         }));
         await sink.FlushAsync();
@@ -136,7 +137,10 @@ public static class ChaosDriver
         }
         catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or IOException)
         {
-            return record;
+            // Refused: the replica was down, the request never reached it. Otherwise it died in flight.
+            var refused = ex is HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError }
+                && ex.InnerException is System.Net.Sockets.SocketException { SocketErrorCode: System.Net.Sockets.SocketError.ConnectionRefused };
+            return refused ? record with { Outcome = "refused" } : record;
         }
         using (response)
         {
