@@ -217,9 +217,20 @@ public static class ChaosCheck
         var seen = new Dictionary<string, int>();
         foreach (var api in apis)
         {
-            using var response = await client.GetAsync(new Uri(api, "/admin/pools"));
-            response.EnsureSuccessStatusCode();
-            using var pools = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+            string body;
+            try
+            {
+                using var response = await client.GetAsync(new Uri(api, "/admin/pools"));
+                response.EnsureSuccessStatusCode();
+                body = await response.Content.ReadAsStringAsync();
+            }
+            catch (HttpRequestException ex)
+            {
+                Console.WriteLine($"GET {api}admin/pools failed: {ex.Message}");
+                seen[api.Authority] = -1; // unknown: a FAIL, never a silent pass
+                continue;
+            }
+            using var pools = JsonDocument.Parse(body);
             var total = 0;
             foreach (var pool in pools.RootElement.EnumerateArray())
                 foreach (var router in pool.GetProperty("routers").EnumerateArray())
