@@ -16,35 +16,38 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+# Throwaway secrets per run: the Api runs in Production here and refuses published or weak ones.
+pw=$(openssl rand -hex 16); router_token=$(openssl rand -hex 16); admin_password="Bench-$(openssl rand -hex 8)-A1"
 pg_port=$(free_port); redis_port=$(free_port); router_port=$(free_port); api_port=$(free_port)
 
 dotnet build Cortensor.sln -c Release -nologo -v quiet >/dev/null
 
-PGPORT=$pg_port PGDATA=$data/postgres POSTGRES_PASSWORD=bench bash scripts/local-postgres.sh > "$out/postgres.log" 2>&1 & pids+=($!)
-REDIS_PORT=$redis_port REDIS_DATA=$data/redis REDIS_PASSWORD=bench bash scripts/local-redis.sh > "$out/redis.log" 2>&1 & pids+=($!)
+PGPORT=$pg_port PGDATA=$data/postgres POSTGRES_PASSWORD=$pw bash scripts/local-postgres.sh > "$out/postgres.log" 2>&1 & pids+=($!)
+REDIS_PORT=$redis_port REDIS_DATA=$data/redis REDIS_PASSWORD=$pw bash scripts/local-redis.sh > "$out/redis.log" 2>&1 & pids+=($!)
 for _ in $(seq 1 60); do
-  PGPASSWORD=bench psql -h 127.0.0.1 -p "$pg_port" -U postgres -c 'select 1' >/dev/null 2>&1 && break; sleep 0.5
+  PGPASSWORD=$pw psql -h 127.0.0.1 -p "$pg_port" -U postgres -c 'select 1' >/dev/null 2>&1 && break; sleep 0.5
 done
 
-export ConnectionStrings__portaldb="Host=127.0.0.1;Port=$pg_port;Username=postgres;Password=bench;Database=portal;Maximum Pool Size=50"
-export ConnectionStrings__redis="127.0.0.1:$redis_port,password=bench"
-export Auth__SigningKey=bench-signing-key-bench-signing-key-0123456789
-Admin__Email=bench-admin@cortensor.local Admin__Password=Bench-admin-password-1 \
+export ConnectionStrings__portaldb="Host=127.0.0.1;Port=$pg_port;Username=postgres;Password=$pw;Database=portal;Maximum Pool Size=50"
+export ConnectionStrings__redis="127.0.0.1:$redis_port,password=$pw"
+export Auth__SigningKey=$(openssl rand -base64 32)
+Admin__Email=bench-admin@cortensor.local Admin__Password=$admin_password \
   dotnet src/Cortensor.Api/bin/Release/net10.0/Cortensor.Api.dll migrate > "$out/migrate.log" 2>&1
 
 sessions=(--Router:Sessions:0=2001 --Router:Sessions:1=2002 --Router:Sessions:2=2003 --Router:Sessions:3=2004 --Router:Sessions:4=2005 --Router:Sessions:5=2006)
-ASPNETCORE_URLS=http://127.0.0.1:$router_port Router__ApiKey=bench-router Router__Model=gpt-oss-20b Logging__LogLevel__Default=Warning \
+ASPNETCORE_URLS=http://127.0.0.1:$router_port Router__ApiKey=$router_token Router__Model=gpt-oss-20b Logging__LogLevel__Default=Warning \
+  Router__Behaviour__AssignmentDelayMs=0 Router__Behaviour__PrecommitDelayMs=0 Router__Behaviour__TokensPerSecond=0 \
   dotnet src/Cortensor.RouterSim/bin/Release/net10.0/Cortensor.RouterSim.dll "${sessions[@]}" > "$out/router.log" 2>&1 & pids+=($!)
 
 # Names with dashes are not shell identifiers: env sets them.
-env ASPNETCORE_URLS=http://127.0.0.1:$api_port Routers__Token=bench-router Logging__LogLevel__Default=Warning \
+env ASPNETCORE_URLS=http://127.0.0.1:$api_port Routers__Token=$router_token Logging__LogLevel__Default=Warning \
   services__router-oss20b-1__http__0=http://127.0.0.1:$router_port \
   services__router-oss20b-2__http__0=http://127.0.0.1:$router_port \
   services__router-oss20b-3__http__0=http://127.0.0.1:$router_port \
   dotnet src/Cortensor.Api/bin/Release/net10.0/Cortensor.Api.dll > "$out/api.log" 2>&1 & pids+=($!)
 
 for _ in $(seq 1 120); do curl -fs "http://127.0.0.1:$api_port/health" >/dev/null 2>&1 && break; sleep 0.5; done
-token=$(curl -fs -H "Content-Type: application/json" -d '{"email":"bench-admin@cortensor.local","password":"Bench-admin-password-1"}' \
+token=$(curl -fs -H "Content-Type: application/json" -d "{\"email\":\"bench-admin@cortensor.local\",\"password\":\"$admin_password\"}" \
   "http://127.0.0.1:$api_port/portal/auth/login" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 admin=(-H "Authorization: Bearer $token" -H "Content-Type: application/json")
 org=$(curl -fs "${admin[@]}" -d '{"name":"bench","plan":"scale"}' "http://127.0.0.1:$api_port/admin/organizations" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
@@ -57,7 +60,7 @@ if [ "${BENCH_STACK_ONLY:-0}" = 1 ]; then
 fi
 
 bench=bench/Cortensor.Bench/bin/Release/net10.0/Cortensor.Bench.dll
-dotnet $bench load --api "http://127.0.0.1:$api_port" --router "http://127.0.0.1:$router_port" --key "$key" --router-token bench-router --seconds "$seconds" > "$out/latency.md"
+dotnet $bench load --api "http://127.0.0.1:$api_port" --router "http://127.0.0.1:$router_port" --key "$key" --router-token $router_token --seconds "$seconds" > "$out/latency.md"
 
 chat='{"model":"gpt-oss-20b","messages":[{"role":"user","content":"Say hello to the pool"}],"max_tokens":16}'
 direct='{"prompt":"Say hello to the pool","max_tokens":16}'
@@ -65,14 +68,14 @@ saturate() { # name url token body
   BODY=$4 TOKEN=$3 wrk -t2 -c64 -d"${seconds}s" --latency -s bench/post.lua "$2" > "$out/wrk-$1.txt" 2>&1
   awk '/Requests\/sec/ {print $2}' "$out/wrk-$1.txt"
 }
-BODY=$direct TOKEN=bench-router wrk -t2 -c64 -d3s -s bench/post.lua "http://127.0.0.1:$router_port/api/v1/completions/2001" >/dev/null 2>&1
-direct_rps=$(saturate direct "http://127.0.0.1:$router_port/api/v1/completions/2001" bench-router "$direct")
+BODY=$direct TOKEN=$router_token wrk -t2 -c64 -d3s -s bench/post.lua "http://127.0.0.1:$router_port/api/v1/completions/2001" >/dev/null 2>&1
+direct_rps=$(saturate direct "http://127.0.0.1:$router_port/api/v1/completions/2001" $router_token "$direct")
 # Warm the Api's JIT (tiered compilation with PGO) before measuring it, as the router was warmed above.
 BODY=$chat TOKEN=$key wrk -t2 -c64 -d10s -s bench/post.lua "http://127.0.0.1:$api_port/v1/chat/completions" >/dev/null 2>&1
 for _ in $(seq 1 100); do
-  [ "$(redis-cli -p "$redis_port" -a bench --no-auth-warning xlen usage:events)" = 0 ] && break; sleep 0.2
+  [ "$(redis-cli -p "$redis_port" -a "$pw" --no-auth-warning xlen usage:events)" = 0 ] && break; sleep 0.2
 done
-usage_before=$(PGPASSWORD=bench psql -h 127.0.0.1 -p "$pg_port" -U postgres -d portal -tAc 'select count(*) from usage_events')
+usage_before=$(PGPASSWORD=$pw psql -h 127.0.0.1 -p "$pg_port" -U postgres -d portal -tAc 'select count(*) from usage_events')
 load_start=$(date +%s.%N)
 api_rps=$(saturate api "http://127.0.0.1:$api_port/v1/chat/completions" "$key" "$chat")
 load_end=$(date +%s.%N)
@@ -81,14 +84,14 @@ api_non200=$(awk '/non-200 responses/ {print $3}' "$out/wrk-api.txt")
 # The usage pipeline under that peak: how long until every request of the run is in Postgres.
 expected=$((usage_before + api_requests))
 for _ in $(seq 1 600); do
-  n=$(PGPASSWORD=bench psql -h 127.0.0.1 -p "$pg_port" -U postgres -d portal -tAc 'select count(*) from usage_events')
+  n=$(PGPASSWORD=$pw psql -h 127.0.0.1 -p "$pg_port" -U postgres -d portal -tAc 'select count(*) from usage_events')
   [ "$n" -ge "$expected" ] && break; sleep 0.1
 done
 drained=$(date +%s.%N)
 drain_lag=$(python3 -c "print(f'{$drained - $load_end:.2f}')")
 ratio=$(python3 -c "print(f'{100*$api_rps/$direct_rps:.1f}')")
 
-dotnet $bench ledger --postgres "Host=127.0.0.1;Port=$pg_port;Username=postgres;Password=bench;Database=ledgerbench" --events "${BENCH_EVENTS:-200000}" > "$out/ledger.md"
+dotnet $bench ledger --postgres "Host=127.0.0.1;Port=$pg_port;Username=postgres;Password=$pw;Database=ledgerbench" --events "${BENCH_EVENTS:-200000}" > "$out/ledger.md"
 
 (cd "$out" && dotnet "$root/$bench" micro --filter '*' > micro.log 2>&1) || true
 micro=$(find "$out" -name '*SnapshotLookupBenchmark-report-github.md' | head -1)

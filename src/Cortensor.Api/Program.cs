@@ -11,6 +11,7 @@ using Scalar.AspNetCore;
 var builder = WebApplication.CreateBuilder(args);
 
 builder.AddServiceDefaults();
+builder.AddDeploymentSecrets();
 builder.AddPortalJson();
 builder.AddPortalDatabase();
 builder.AddPortalRedis();
@@ -26,6 +27,8 @@ var app = builder.Build();
 
 if (PortalDatabase.IsMigrateCommand(args))
 {
+    // No host starts here, so the start-up validation (secrets, options) runs explicitly.
+    app.Services.GetRequiredService<Microsoft.Extensions.Options.IStartupValidator>().Validate();
     await PortalDatabase.MigrateAsync(app.Services);
     await AdminAccount.EnsureAsync(app.Services);
     return;
@@ -34,7 +37,7 @@ if (PortalDatabase.IsMigrateCommand(args))
 app.UseRequestId();
 app.UseErrorHandling();
 app.MapDefaultEndpoints();
-app.MapOpenApi();
+app.MapPortalOpenApi();
 app.MapScalarApiReference("/reference");
 app.MapInferenceApi();
 app.MapCatalogApi();

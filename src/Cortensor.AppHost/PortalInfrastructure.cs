@@ -22,7 +22,18 @@ public static class PortalInfrastructure
         {
             var database = builder.AddPostgres("postgres", password: postgresPassword).WithDataVolume()
                 .AddDatabase(LaunchTopology.Database, "portal");
-            var redis = builder.AddRedis(LaunchTopology.Redis, password: redisPassword).WithDataVolume().WithPersistence();
+            var redisFlags = $"{RedisForMoney} --maxmemory {builder.Configuration["Infrastructure:RedisMaxMemory"] ?? "1gb"}";
+            var redis = builder.AddRedis(LaunchTopology.Redis, password: redisPassword).WithDataVolume().WithPersistence()
+                .WithArgs(context =>
+                {
+                    // Aspire starts Redis as `/bin/sh -c "redis-server ..."`: flags must go inside that one command string.
+                    for (var i = context.Args.Count - 1; i >= 0; i--)
+                        if (context.Args[i] is string command && command.StartsWith("redis-server", StringComparison.Ordinal))
+                        {
+                            context.Args[i] = $"{command} {redisFlags}";
+                            break;
+                        }
+                });
             return (database, redis);
         }
 
@@ -47,6 +58,14 @@ public static class PortalInfrastructure
 
         return (postgres, localRedis);
     }
+
+    /// <summary>
+    /// Redis holds the usage buffer and the hot balances: an append-only file fsynced every second (snapshots alone
+    /// lose up to a minute), and a full Redis refuses writes rather than evicting keys (the Api spools usage to disk
+    /// when Redis refuses it; eviction would drop the usage stream silently). Same flags as scripts/local-redis.sh;
+    /// the memory bound is Infrastructure:RedisMaxMemory (default 1gb), kept below the container's memory limit.
+    /// </summary>
+    private const string RedisForMoney = "--appendonly yes --appendfsync everysec --maxmemory-policy noeviction";
 
     /// <summary>Where this stack keeps local state (database and Redis files, the usage spool): one directory per stack.</summary>
     public static string DataRoot(IDistributedApplicationBuilder builder) =>

@@ -2,6 +2,13 @@ using Cortensor.AppHost;
 
 var builder = DistributedApplication.CreateBuilder(args);
 
+// Outside Development every secret parameter must be given, strong and not a published default.
+if (DeploymentSecrets.Problems(builder) is { Count: > 0 } problems)
+{
+    Console.Error.WriteLine(DeploymentSecrets.Explain(builder, problems));
+    return 1;
+}
+
 // Durable state and runtime state: containers where a runtime exists, local processes where not.
 var (database, redis) = builder.AddPortalInfrastructure();
 
@@ -29,11 +36,19 @@ var api = builder.AddProject<Projects.Cortensor_Api>(LaunchTopology.Api, launchP
     .WithRouters(routers, routerToken)
     .WithEnvironment("Auth__SigningKey", signingKey)
     // The spool replays every file in its directory: one directory per stack, so two stacks on one
-    // machine never replay each other's usage into the wrong Redis.
-    .WithEnvironment("Metering__SpoolDirectory", Path.Combine(PortalInfrastructure.DataRoot(builder), "spool"))
+    // machine never replay each other's usage into the wrong Redis. A deployment keeps the Api's default
+    // (a folder under its content root, on a persistent volume: docs/operations.md), never this machine's temp folder.
+    .WithEnvironment(context =>
+    {
+        if (!builder.ExecutionContext.IsPublishMode)
+            context.EnvironmentVariables["Metering__SpoolDirectory"] = Path.Combine(PortalInfrastructure.DataRoot(builder), "spool");
+    })
     .WithReplicas(builder.Configuration.GetValue("Api:Replicas", 1))
     .WithHttpHealthCheck("/health")
-    .WithSettingsFrom(builder.Configuration, "Routing", "Inference", "Auth");
+    .WithSettingsFrom(builder.Configuration, "Routing", "Inference", "Limits", "Metering", "Auth", "Keys");
+// The Api judges its secrets by the AppHost's environment (not its launch profile's, nor Production by default).
+migrations.WithHostEnvironment(builder);
+api.WithHostEnvironment(builder);
 
 builder.AddProject<Projects.Cortensor_Web>(LaunchTopology.Web, launchProfileName: "http")
     .WithReference(api).WaitFor(api)
@@ -42,3 +57,4 @@ builder.AddProject<Projects.Cortensor_Web>(LaunchTopology.Web, launchProfileName
     .WithHttpHealthCheck("/health");
 
 builder.Build().Run();
+return 0;

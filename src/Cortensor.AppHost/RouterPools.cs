@@ -17,6 +17,10 @@ public static class RouterPools
                     .WithEnvironment("Router__Model", pool.BackendModel)
                     .WithEnvironment("Router__ApiKey", routerToken)
                     .WithEnvironment("Router__Seed", index.ToString(System.Globalization.CultureInfo.InvariantCulture))
+                    // Fast by default so tests and benchmarks stay quick; the network's own delays are a setting (README).
+                    .WithEnvironment("Router__Behaviour__AssignmentDelayMs", "0")
+                    .WithEnvironment("Router__Behaviour__PrecommitDelayMs", "0")
+                    .WithEnvironment("Router__Behaviour__TokensPerSecond", "0")
                     .WithHttpHealthCheck("/health");
                 for (var s = 0; s < router.Sessions.Count; s++)
                     node.WithEnvironment($"Router__Sessions__{s}", router.Sessions[s].ToString(System.Globalization.CultureInfo.InvariantCulture));

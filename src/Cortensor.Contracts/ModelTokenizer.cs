@@ -41,6 +41,26 @@ public sealed class ModelTokenizer
     /// <summary>The family's count (exact families) or the o200k estimate (the others).</summary>
     public int Count(string text) => text.Length == 0 ? 0 : _tokenizer.Value.CountTokens(text);
 
+    /// <summary>
+    /// The text cut where its tokens begin, for a simulator that streams one token at a time: the pieces join back
+    /// to the text, and there is one per token except where several tokens share one character (multi-byte UTF-8).
+    /// </summary>
+    public IReadOnlyList<string> Pieces(string text)
+    {
+        if (text.Length == 0) return [];
+        var tokens = _tokenizer.Value.EncodeToTokens(text, out _);
+        var pieces = new List<string>(tokens.Count);
+        var start = 0;
+        for (var i = 1; i <= tokens.Count; i++)
+        {
+            var end = i == tokens.Count ? text.Length : tokens[i].Offset.Start.GetOffset(text.Length);
+            if (end <= start) continue;
+            pieces.Add(text[start..end]);
+            start = end;
+        }
+        return pieces;
+    }
+
     /// <summary>The most tokens the text can take in this family: what a reservation must cover.</summary>
     public int Ceiling(string text) => IsExact ? Count(text) : Encoding.UTF8.GetByteCount(text) + 1;
 

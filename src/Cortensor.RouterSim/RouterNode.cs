@@ -1,5 +1,8 @@
+using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Cortensor.Contracts;
 
 namespace Cortensor.RouterSim;
 
@@ -7,20 +10,53 @@ namespace Cortensor.RouterSim;
 public sealed class RouterNodeOptions
 {
     public string Name { get; set; } = "router";
+    /// <summary>The model the node's sessions serve; gpt-oss-* count tokens as gpt-oss, others with the byte-bound family's estimate.</summary>
     public string Model { get; set; } = "gpt-oss-20b";
     public List<long> Sessions { get; set; } = [1];
+    /// <summary>How many miners the node reports as connected.</summary>
+    public int Miners { get; set; } = 3;
     /// <summary>The bearer token clients must present, as on a real router node.</summary>
     public string ApiKey { get; set; } = "";
-    /// <summary>Mixed into every generation so two nodes can be told apart; same seed, same text.</summary>
+    /// <summary>Mixed into every answer so two nodes can be told apart; same seed, same text.</summary>
     public int Seed { get; set; }
-    public RouterBehaviour Behaviour { get; set; } = new();
+    /// <summary>
+    /// Started alone, the node waits as the network does (assignment, pre-commit, a steady token rate); the
+    /// AppHost and the benchmarks start it with zero delays so tests stay fast.
+    /// </summary>
+    public RouterBehaviour Behaviour { get; set; } = RouterBehaviour.Network with { };
 }
 
 public enum OutageMode { None, Refuse, Hang, Error500 }
 
-/// <summary>How the node behaves; changeable at run time through the control endpoint.</summary>
+/// <summary>Answers seen from routers in the wild (docs/router-contract.md), one switched on at a time.</summary>
+public enum RouterQuirk
+{
+    None,
+    /// <summary>No usage, neither in the body nor as a final stream chunk.</summary>
+    NoUsage,
+    /// <summary>200 with an <c>error</c> and no text.</summary>
+    ErrorIn200,
+    /// <summary>200 with <c>status: pending</c> (stream: a <c>queued</c> event, then the end) and no text.</summary>
+    Pending,
+    /// <summary>200 with empty text and only a reference to off-chain storage.</summary>
+    StorageReference,
+    /// <summary>Streamed text as plain, non-JSON <c>data:</c> lines.</summary>
+    NonJsonStreamLines,
+    /// <summary><c>/status</c> answers 500 while completions and <c>/info</c> work.</summary>
+    StatusErrors,
+}
+
+/// <summary>How the node behaves; replaced whole at run time through the control endpoint (unset fields are zero).</summary>
 public sealed record RouterBehaviour
 {
+    /// <summary>What a task waits on a real network before the first token: assignment to miners, then pre-commit.</summary>
+    public static readonly RouterBehaviour Network = new() { AssignmentDelayMs = 2000, PrecommitDelayMs = 3000, TokensPerSecond = 25 };
+
+    /// <summary>Until the session's miners are assigned the task.</summary>
+    public int AssignmentDelayMs { get; init; }
+    /// <summary>Until the miners have pre-committed; the first token follows.</summary>
+    public int PrecommitDelayMs { get; init; }
+    /// <summary>Any further wait before the first token.</summary>
     public int TimeToFirstTokenMs { get; init; }
     /// <summary>0 means as fast as possible.</summary>
     public double TokensPerSecond { get; init; }
@@ -30,15 +66,45 @@ public sealed record RouterBehaviour
     public OutageMode Outage { get; init; }
     /// <summary>When set, streams are cut (connection aborted) after this many tokens.</summary>
     public int? CutStreamAfterTokens { get; init; }
+    [JsonConverter(typeof(JsonStringEnumConverter<RouterQuirk>))]
+    public RouterQuirk Quirk { get; init; }
+
+    public int DelayBeforeFirstTokenMs => AssignmentDelayMs + PrecommitDelayMs + TimeToFirstTokenMs;
 }
 
-/// <summary>The node's live state: current behaviour and load counters.</summary>
-public sealed class RouterNodeState(RouterNodeOptions options)
-{
-    private RouterBehaviour _behaviour = options.Behaviour;
-    private long _inFlight, _completed, _failed;
+/// <summary>One task the node ran, as <c>/tasks/{session}/{task}</c> reports it.</summary>
+public sealed record RouterTask(
+    long TaskId, long SessionId, int Status, string ClientReference, IReadOnlyList<string> AssignedMiners,
+    long CreatedAt, long? FinishedAt, RouterTaskResults Results);
 
-    public RouterNodeOptions Options { get; } = options;
+public sealed record RouterTaskResults(IReadOnlyList<string> Data, IReadOnlyList<string> Miners);
+
+/// <summary>The node's live state: current behaviour, load counters and the recent tasks of each session.</summary>
+public sealed class RouterNodeState
+{
+    /// <summary>Task statuses as the public clients read them: 4 is finished.</summary>
+    public const int TaskRunning = 1, TaskFinished = 4, TaskFailed = 5;
+    private const int TasksKeptPerSession = 200;
+
+    private RouterBehaviour _behaviour;
+    private long _inFlight, _completed, _failed, _nextTask;
+    private readonly Dictionary<long, List<RouterTask>> _tasks = [];
+
+    public RouterNodeState(RouterNodeOptions options)
+    {
+        Options = options;
+        _behaviour = options.Behaviour;
+        Tokenizer = options.Model.StartsWith("gpt-oss", StringComparison.Ordinal) ? ModelTokenizer.GptOss : ModelTokenizer.ByteBound;
+        MinerAddresses = Enumerable.Range(0, Math.Max(0, options.Miners))
+            .Select(i => "0x" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes($"{options.Name}/miner/{i}")))[..40])
+            .ToArray();
+        // Task ids differ between nodes and restarts, as on the network where they come from the session queue.
+        _nextTask = DateTimeOffset.UtcNow.ToUnixTimeSeconds() % 100_000 * 1000;
+    }
+
+    public RouterNodeOptions Options { get; }
+    public ModelTokenizer Tokenizer { get; }
+    public IReadOnlyList<string> MinerAddresses { get; }
     public DateTimeOffset StartedAt { get; } = DateTimeOffset.UtcNow;
     public RouterBehaviour Behaviour { get => Volatile.Read(ref _behaviour); set => Volatile.Write(ref _behaviour, value); }
     public long InFlight => Interlocked.Read(ref _inFlight);
@@ -47,6 +113,40 @@ public sealed class RouterNodeState(RouterNodeOptions options)
 
     public IDisposable Track() { Interlocked.Increment(ref _inFlight); return new Release(this); }
     public void CountFailure() => Interlocked.Increment(ref _failed);
+
+    public RouterTask StartTask(long session, string clientReference)
+    {
+        var task = new RouterTask(Interlocked.Increment(ref _nextTask), session, TaskRunning, clientReference, MinerAddresses,
+            DateTimeOffset.UtcNow.ToUnixTimeSeconds(), null, new RouterTaskResults([], []));
+        lock (_tasks)
+        {
+            if (!_tasks.TryGetValue(session, out var list)) _tasks[session] = list = [];
+            list.Add(task);
+            if (list.Count > TasksKeptPerSession) list.RemoveAt(0);
+        }
+        return task;
+    }
+
+    /// <summary>Records the miners' result (null: the task failed).</summary>
+    public void FinishTask(RouterTask task, string? text)
+    {
+        var finished = task with
+        {
+            Status = text is null ? TaskFailed : TaskFinished,
+            FinishedAt = DateTimeOffset.UtcNow.ToUnixTimeSeconds(),
+            Results = text is null ? task.Results : new RouterTaskResults(MinerAddresses.Select(_ => text).ToArray(), MinerAddresses),
+        };
+        lock (_tasks)
+        {
+            if (_tasks.TryGetValue(task.SessionId, out var list) && list.FindIndex(t => t.TaskId == task.TaskId) is var at and >= 0)
+                list[at] = finished;
+        }
+    }
+
+    public IReadOnlyList<RouterTask> Tasks(long session)
+    {
+        lock (_tasks) return _tasks.TryGetValue(session, out var list) ? list.ToArray() : [];
+    }
 
     private sealed class Release(RouterNodeState state) : IDisposable
     {
@@ -66,6 +166,8 @@ public static class RouterNodeExtensions
     {
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        // Clients send session_id and numbers as strings too.
+        NumberHandling = JsonNumberHandling.AllowReadingFromString,
     };
 
     public static WebApplicationBuilder AddRouterNode(this WebApplicationBuilder builder)
@@ -80,6 +182,7 @@ public static class RouterNodeExtensions
         {
             o.SerializerOptions.PropertyNamingPolicy = Json.PropertyNamingPolicy;
             o.SerializerOptions.DefaultIgnoreCondition = Json.DefaultIgnoreCondition;
+            o.SerializerOptions.NumberHandling = Json.NumberHandling;
         });
         return builder;
     }

@@ -1,46 +1,85 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.RegularExpressions;
+using Cortensor.Contracts;
 
 namespace Cortensor.RouterSim;
 
+/// <summary>A simulated answer: its text, the pieces it streams in (one per token), and its exact token count.</summary>
+public sealed record GeneratedAnswer(string Text, IReadOnlyList<string> Pieces, int Tokens, bool Truncated);
+
 /// <summary>
-/// Deterministic stand-in for a model: the same prompt and seed always give the same tokens,
-/// and <see cref="CountTokens"/> of the generated text equals the number of tokens generated.
+/// Deterministic stand-in for a model: short plain English that says it comes from a simulated router and
+/// echoes what was asked. Counted with the model family's tokenizer, as a real router counts: the reported
+/// completion tokens are exactly the count of the returned text, and max_tokens cuts it on a token boundary.
 /// </summary>
 public static partial class TextGenerator
 {
-    private static readonly string[] Vocabulary =
+    private const int EchoWords = 12;
+
+    private static readonly string[] Openings =
     [
-        "the", "router", "pool", "session", "model", "answer", "token", "stream", "request", "network",
-        "node", "inference", "portal", "quickly", "reliable", "cortensor", "miner", "validator", "result",
-        "context", "latency", "prompt", "gateway", "ledger", "credit", "quota", "balance", "dedicated",
-        "healthy", "route", "serves", "returns", "computes", "checks", "decentralised", "compute", "task",
+        "This is a simulated Cortensor router answering on session {0}.",
+        "Hello from a simulated Cortensor router, session {0}.",
+        "A simulated Cortensor router received your prompt on session {0}.",
     ];
 
-    private static readonly string[] Endings = [".", ",", "!", ";"];
+    private static readonly string[] Closings =
+    [
+        "On the real network, miners would run this prompt and the router would return their answer here.",
+        "A live router would assign this task to miners, wait for their results and send the answer back.",
+        "No model ran: this text only stands in for what the network's miners would write.",
+    ];
 
-    /// <summary>Splits text the way usage is counted: words and single punctuation marks.</summary>
-    [GeneratedRegex(@"\w+|[^\w\s]")]
-    private static partial Regex TokenPattern();
+    /// <summary>The last user turn of a chat template (harmony, ChatML, Gemma), or the whole prompt.</summary>
+    [GeneratedRegex(@"(?:<\|start\|>user<\|message\|>|<\|im_start\|>user\n|<start_of_turn>user\n)(?<text>.*?)(?:<\|end\|>|<\|im_end\|>|<end_of_turn>)", RegexOptions.Singleline)]
+    private static partial Regex UserTurn();
 
-    public static int CountTokens(string text) => TokenPattern().Count(text);
+    [GeneratedRegex(@"<\|[^|>]{1,32}\|>|<(?:start|end)_of_turn>")]
+    private static partial Regex Markup();
 
-    /// <summary>How many tokens this prompt naturally answers with (before max_tokens).</summary>
-    public static int NaturalLength(string prompt, int seed) => 12 + (int)(Hash(prompt, seed) % 53);
+    [GeneratedRegex(@"\s+")]
+    private static partial Regex Space();
 
-    /// <summary>The tokens of the answer, each a piece of text that counts as exactly one token.</summary>
-    public static IEnumerable<string> Generate(string prompt, int seed, int count)
+    /// <summary>The full answer before max_tokens: same prompt, session and seed, same text.</summary>
+    public static string Compose(string prompt, long session, int seed)
     {
-        var rng = new Random(unchecked((int)Hash(prompt, seed)));
-        for (var i = 0; i < count; i++)
+        var hash = Hash(prompt, seed);
+        var opening = string.Format(System.Globalization.CultureInfo.InvariantCulture, Openings[(int)(hash % (ulong)Openings.Length)], session);
+        var closing = Closings[(int)(hash / 7 % (ulong)Closings.Length)];
+        var asked = Echo(prompt);
+        return asked.Length == 0 ? $"{opening} You sent an empty prompt. {closing}" : $"{opening} You asked: \"{asked}\" {closing}";
+    }
+
+    /// <summary>The answer as the router returns it: at most <paramref name="maxTokens"/> tokens of <see cref="Compose"/>.</summary>
+    public static GeneratedAnswer Generate(ModelTokenizer tokenizer, string prompt, long session, int seed, int maxTokens)
+    {
+        var full = Compose(prompt, session, seed);
+        var pieces = tokenizer.Pieces(full);
+        var total = tokenizer.Count(full);
+        if (total <= maxTokens) return new GeneratedAnswer(full, pieces, total, false);
+
+        // Keep whole tokens; a prefix re-counted can merge differently, so it shrinks until it fits.
+        var keep = Math.Min(maxTokens, pieces.Count);
+        string text;
+        int count;
+        do
         {
-            // Punctuation every few words keeps the text readable and is a token of its own.
-            if (i > 0 && i % 7 == 6)
-                yield return Endings[rng.Next(Endings.Length)];
-            else
-                yield return (i == 0 ? "" : " ") + Vocabulary[rng.Next(Vocabulary.Length)];
+            text = string.Concat(pieces.Take(keep));
+            count = tokenizer.Count(text);
         }
+        while (count > maxTokens && --keep > 0);
+        return new GeneratedAnswer(text, pieces.Take(keep).ToArray(), count, true);
+    }
+
+    /// <summary>What was asked, in at most a dozen words and without template markup.</summary>
+    public static string Echo(string prompt)
+    {
+        var turns = UserTurn().Matches(prompt);
+        var asked = turns.Count > 0 ? turns[^1].Groups["text"].Value : prompt;
+        asked = Space().Replace(Markup().Replace(asked, " "), " ").Trim().Replace('"', '\'');
+        var words = asked.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        return words.Length <= EchoWords ? asked : string.Join(' ', words.Take(EchoWords)) + " ...";
     }
 
     private static ulong Hash(string prompt, int seed)

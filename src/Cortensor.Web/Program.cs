@@ -15,6 +15,7 @@ var app = builder.Build();
 if (!app.Environment.IsDevelopment())
     app.UseExceptionHandler("/error", createScopeForErrors: true);
 
+app.UseSignInBinding();
 app.UseAuthentication();
 app.UseAuthorization();
 app.UseAntiforgery();

@@ -28,6 +28,7 @@ public static class AccountsExtensions
     {
         builder.Services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section)
             .Validate(o => Encoding.UTF8.GetByteCount(o.SigningKey) >= 32, "Auth:SigningKey must be at least 32 bytes (AppHost parameter auth-signing-key).")
+            .Validate(o => o.External.Problem() is null, "Auth:External needs exactly one of JwksUrl or SigningSecret, and Audience or AuthorizedParties.")
             .ValidateOnStart();
 
         builder.Services.AddIdentityCore<User>(o =>
@@ -45,6 +46,8 @@ public static class AccountsExtensions
             .AddEntityFrameworkStores<PortalDbContext>()
             .AddSignInManager();
         builder.Services.AddScoped<PortalTokens>();
+        builder.Services.AddSingleton<SessionRevocations>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<SessionRevocations>());
         builder.Services.AddScoped<ExternalUsers>();
 
         var auth = builder.Configuration.GetSection(AuthOptions.Section).Get<AuthOptions>() ?? new AuthOptions();
@@ -61,7 +64,13 @@ public static class AccountsExtensions
                     ValidAlgorithms = [SecurityAlgorithms.HmacSha256], ClockSkew = TimeSpan.FromSeconds(30),
                     NameClaimType = "sub", RoleClaimType = "role",
                 };
-                jwt.Events = PortalBearerEvents.Create();
+                // Signed-out sessions and cut-off sign-ins stop here, on every replica (an in-memory lookup).
+                jwt.Events = PortalBearerEvents.Create(context =>
+                {
+                    if (context.HttpContext.RequestServices.GetRequiredService<SessionRevocations>().IsRevoked(context.Principal?.FindFirst("sid")?.Value))
+                        context.Fail(new SessionRevokedException());
+                    return Task.CompletedTask;
+                });
             });
         if (external.IsConfigured)
             authentication.AddJwtBearer(PortalAuth.ExternalScheme, jwt => ExternalIdentity.Configure(jwt, external));

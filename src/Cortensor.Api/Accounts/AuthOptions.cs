@@ -25,8 +25,13 @@ public sealed class ExternalIdentityOptions
     public string Provider { get; set; } = "external";
     /// <summary>Exact <c>iss</c> of the provider's tokens, e.g. https://PROJECT.supabase.co/auth/v1 or https://CLERK-DOMAIN.</summary>
     public string? Issuer { get; set; }
-    /// <summary>Expected <c>aud</c>; empty skips the audience check (Clerk session tokens carry none).</summary>
+    /// <summary>Expected <c>aud</c> (Supabase: "authenticated"). Required unless <see cref="AuthorizedParties"/> is set.</summary>
     public string? Audience { get; set; }
+    /// <summary>
+    /// Accepted <c>azp</c> values (the origins of your front ends): Clerk session tokens carry no <c>aud</c>, so
+    /// they are pinned to your applications this way. When set, a token without a listed <c>azp</c> is refused.
+    /// </summary>
+    public string[] AuthorizedParties { get; set; } = [];
     public string? JwksUrl { get; set; }
     public string? SigningSecret { get; set; }
     /// <summary>Plain-http JWKS only for local development and tests.</summary>
@@ -34,4 +39,13 @@ public sealed class ExternalIdentityOptions
     public string EmailClaim { get; set; } = "email";
 
     public bool IsConfigured => !string.IsNullOrWhiteSpace(Issuer);
+
+    /// <summary>What is wrong with a configured provider (null when nothing): the Api refuses to start with it.</summary>
+    public string? Problem() =>
+        !IsConfigured ? null
+        : string.IsNullOrWhiteSpace(JwksUrl) == string.IsNullOrWhiteSpace(SigningSecret)
+            ? "Auth:External needs exactly one of JwksUrl (RS256/ES256 keys) or SigningSecret (HS256)."
+        : string.IsNullOrWhiteSpace(Audience) && AuthorizedParties.Length == 0
+            ? "Auth:External needs Audience or AuthorizedParties: a token meant for another application must not sign in here."
+        : null;
 }

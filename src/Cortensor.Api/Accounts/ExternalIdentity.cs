@@ -4,6 +4,7 @@ using Cortensor.Api.Keys;
 using Microsoft.AspNetCore.Authentication.JwtBearer;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Protocols;
 using Microsoft.IdentityModel.Protocols.OpenIdConnect;
 using Microsoft.IdentityModel.Tokens;
@@ -39,19 +40,42 @@ public static class ExternalIdentity
         });
     }
 
-    public static TokenValidationParameters ValidationParameters(ExternalIdentityOptions external) => new()
+    /// <summary>JWKS keys are asymmetric; a shared secret is HMAC. Nothing else, and never "none".</summary>
+    public static readonly string[] JwksAlgorithms = [SecurityAlgorithms.RsaSha256, SecurityAlgorithms.EcdsaSha256];
+    public static readonly string[] SecretAlgorithms = [SecurityAlgorithms.HmacSha256];
+
+    public static TokenValidationParameters ValidationParameters(ExternalIdentityOptions external)
     {
-        ValidIssuer = external.Issuer,
-        ValidateAudience = !string.IsNullOrWhiteSpace(external.Audience),
-        ValidAudience = external.Audience,
-        ValidateLifetime = true,
-        ClockSkew = TimeSpan.FromSeconds(30),
-        RequireSignedTokens = true,
-        IssuerSigningKey = string.IsNullOrWhiteSpace(external.SigningSecret)
-            ? null : new SymmetricSecurityKey(System.Text.Encoding.UTF8.GetBytes(external.SigningSecret)),
-        NameClaimType = "sub",
-        RoleClaimType = "role",
-    };
+        var shared = !string.IsNullOrWhiteSpace(external.SigningSecret);
+        return new TokenValidationParameters
+        {
+            ValidIssuer = external.Issuer,
+            // Always on: with neither an audience nor authorised parties configured, every token is refused.
+            ValidateAudience = true,
+            AudienceValidator = (audiences, token, _) => AudienceAccepted(external, audiences, token),
+            ValidateLifetime = true,
+            RequireExpirationTime = true,
+            ClockSkew = TimeSpan.FromSeconds(30),
+            RequireSignedTokens = true,
+            ValidateIssuerSigningKey = true,
+            // Pinning the algorithm to the key type stops "alg: none" and HS256 signed with a JWKS public key.
+            ValidAlgorithms = shared ? SecretAlgorithms : JwksAlgorithms,
+            IssuerSigningKey = shared ? new SymmetricSecurityKey(System.Text.Encoding.UTF8.GetBytes(external.SigningSecret!)) : null,
+            NameClaimType = "sub",
+            RoleClaimType = "role",
+        };
+    }
+
+    /// <summary>The configured <c>aud</c> must be among the token's audiences, and its <c>azp</c> among the authorised parties.</summary>
+    private static bool AudienceAccepted(ExternalIdentityOptions external, IEnumerable<string> audiences, SecurityToken token)
+    {
+        var hasAudience = !string.IsNullOrWhiteSpace(external.Audience);
+        if (!hasAudience && external.AuthorizedParties.Length == 0) return false;
+        if (hasAudience && !audiences.Contains(external.Audience, StringComparer.Ordinal)) return false;
+        if (external.AuthorizedParties.Length == 0) return true;
+        return token is JsonWebToken jwt && jwt.TryGetPayloadValue<string>("azp", out var azp)
+            && external.AuthorizedParties.Contains(azp, StringComparer.Ordinal);
+    }
 
     /// <summary>Once mapped, an external caller looks exactly like a Portal-signed one to the rest of the Api.</summary>
     private static ClaimsPrincipal PortalPrincipal(User user, string provider)

@@ -15,6 +15,8 @@ public static class PortalBearerEvents
             context.HandleResponse();
             var error = context.AuthenticateFailure switch
             {
+                SessionRevokedException => new ApiError(401, "authentication_error", "session_revoked",
+                    "This sign-in has ended (signed out, or your access changed). Sign in again with POST /portal/auth/login."),
                 SecurityTokenExpiredException => new ApiError(401, "authentication_error", "token_expired",
                     "The access token has expired. Get a new one from POST /portal/auth/refresh."),
                 not null => new ApiError(401, "authentication_error", "invalid_token",

@@ -15,7 +15,7 @@ public sealed record TokenPair(string AccessToken, string RefreshToken, int Expi
 /// Issues the Portal's own tokens: a short-lived JWT access token and a rotating opaque refresh token
 /// (stored hashed). Presenting a refresh token twice revokes every token of that sign-in.
 /// </summary>
-public sealed class PortalTokens(PortalDbContext db, IOptions<AuthOptions> options, TimeProvider clock)
+public sealed class PortalTokens(PortalDbContext db, IOptions<AuthOptions> options, TimeProvider clock, SessionRevocations revocations)
 {
     private static readonly JsonWebTokenHandler Handler = new();
     private AuthOptions Options => options.Value;
@@ -73,11 +73,27 @@ public sealed class PortalTokens(PortalDbContext db, IOptions<AuthOptions> optio
         if (family is { } id) await RevokeFamilyAsync(id, ct);
     }
 
-    private Task<int> RevokeFamilyAsync(Guid family, CancellationToken ct)
+    /// <summary>
+    /// Ends every sign-in of a user (e.g. their platform role changed): refresh tokens stop working and the
+    /// access tokens already issued are refused on every replica within about a second.
+    /// </summary>
+    public async Task RevokeAllSessionsAsync(Guid userId, CancellationToken ct)
     {
         var now = clock.GetUtcNow();
-        return db.RefreshTokens.Where(t => t.FamilyId == family && t.RevokedAt == null)
+        var families = await db.RefreshTokens.Where(t => t.UserId == userId && t.RevokedAt == null && t.ExpiresAt > now)
+            .Select(t => t.FamilyId).Distinct().ToListAsync(ct);
+        await db.RefreshTokens.Where(t => t.UserId == userId && t.RevokedAt == null)
             .ExecuteUpdateAsync(s => s.SetProperty(t => t.RevokedAt, now), ct);
+        await revocations.RevokeAsync(families);
+    }
+
+    /// <summary>A family is one sign-in: its id is the access tokens' <c>sid</c>, so those stop too.</summary>
+    private async Task RevokeFamilyAsync(Guid family, CancellationToken ct)
+    {
+        var now = clock.GetUtcNow();
+        await db.RefreshTokens.Where(t => t.FamilyId == family && t.RevokedAt == null)
+            .ExecuteUpdateAsync(s => s.SetProperty(t => t.RevokedAt, now), ct);
+        await revocations.RevokeAsync([family]);
     }
 
     private static byte[] Hash(string token) => SHA256.HashData(Encoding.UTF8.GetBytes(token));

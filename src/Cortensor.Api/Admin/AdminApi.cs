@@ -51,6 +51,8 @@ public static class AdminApi
         admin.MapGet("/pools", ListPools).WithSummary("Pools and routers with health, load and error rate, as this replica sees them");
         admin.MapGet("/audit", ListAudit).WithSummary("The audit log, newest first; filter by action, target or actor");
         admin.MapGet("/requests/{requestId}", FindRequest).WithSummary("Any request by its request id, with its usage");
+        admin.MapUsageDeadLetters();
+        admin.MapPlatformAdmins();
         return app;
     }
 

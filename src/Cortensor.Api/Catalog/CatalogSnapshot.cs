@@ -20,8 +20,17 @@ public sealed record CatalogSnapshot(
 public sealed record CatalogModel(
     string Id, string DisplayName, string Family, bool Enabled,
     decimal InputPricePer1K, decimal OutputPricePer1K, int ContextWindow,
-    string PoolId, string BackendModel, DateTimeOffset CreatedAt);
+    string PoolId, string BackendModel, DateTimeOffset CreatedAt)
+{
+    /// <summary>The router task's <c>timeout</c> and <c>precommit_timeout</c> in seconds; unset takes the routing defaults.</summary>
+    public int? TimeoutSeconds { get; init; }
+    public int? PrecommitTimeoutSeconds { get; init; }
+}
 
-public sealed record CatalogPool(string Id, bool Draining, IReadOnlyList<CatalogRouter> Routers);
+public sealed record CatalogPool(string Id, bool Draining, IReadOnlyList<CatalogRouter> Routers)
+{
+    /// <summary>The routers' API version and the optional fields they accept.</summary>
+    public Routing.PoolProtocol Protocol { get; init; } = Routing.PoolProtocol.Default;
+}
 
 public sealed record CatalogRouter(string Id, string PoolId, string BaseUrl, IReadOnlyList<long> Sessions);

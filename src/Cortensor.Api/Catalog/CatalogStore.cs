@@ -30,10 +30,17 @@ public sealed class CatalogStore(IServiceScopeFactory scopes, IConfiguration con
             var sessionsByRouter = sessions.GroupBy(s => s.RouterId).ToDictionary(g => g.Key, g => g.Select(s => s.Id).Order().ToArray());
             var catalogPools = pools.ToFrozenDictionary(p => p.Id, p => new CatalogPool(p.Id, p.Draining,
                 routers.Where(r => r.PoolId == p.Id && sessionsByRouter.ContainsKey(r.Id)).OrderBy(r => r.Id)
-                    .Select(r => new CatalogRouter(r.Id, r.PoolId, Resolve(r.BaseUrl), sessionsByRouter[r.Id])).ToArray()));
+                    .Select(r => new CatalogRouter(r.Id, r.PoolId, Resolve(r.BaseUrl), sessionsByRouter[r.Id])).ToArray())
+                {
+                    Protocol = Routing.PoolProtocol.From(p.ApiVersion, p.SupportsSeed, p.SupportsPenalties, p.SupportsTopK),
+                });
             var catalogModels = models.Where(m => mappings.ContainsKey(m.Id)).ToFrozenDictionary(m => m.Id, m => new CatalogModel(
                 m.Id, m.DisplayName, m.Family, m.Enabled, m.InputPricePer1K, m.OutputPricePer1K, m.ContextWindow,
-                mappings[m.Id].PoolId, mappings[m.Id].BackendModel, m.CreatedAt), StringComparer.Ordinal);
+                mappings[m.Id].PoolId, mappings[m.Id].BackendModel, m.CreatedAt)
+            {
+                TimeoutSeconds = m.TimeoutSeconds,
+                PrecommitTimeoutSeconds = m.PrecommitTimeoutSeconds,
+            }, StringComparer.Ordinal);
 
             var snapshot = new CatalogSnapshot(catalogModels, catalogPools, DateTimeOffset.UtcNow);
             Volatile.Write(ref _current, snapshot);

@@ -130,6 +130,10 @@ public sealed class Model
     public int ContextWindow { get; set; }
     public bool Enabled { get; set; } = true;
     public DateTimeOffset CreatedAt { get; set; }
+    /// <summary>The router task's <c>timeout</c> in seconds; null takes Routing:DefaultTimeoutSeconds.</summary>
+    public int? TimeoutSeconds { get; set; }
+    /// <summary>The router task's <c>precommit_timeout</c> in seconds; null takes Routing:DefaultPrecommitTimeoutSeconds.</summary>
+    public int? PrecommitTimeoutSeconds { get; set; }
 }
 
 public sealed class RouterPool
@@ -137,6 +141,12 @@ public sealed class RouterPool
     public required string Id { get; set; }
     public bool Draining { get; set; }
     public DateTimeOffset CreatedAt { get; set; }
+    /// <summary>Router completions API: 1 (/api/v1/completions) or 3 (/api/v3/completions); null is 1.</summary>
+    public int? ApiVersion { get; set; }
+    /// <summary>Optional request fields the pool's routers accept; not sent otherwise.</summary>
+    public bool SupportsSeed { get; set; }
+    public bool SupportsPenalties { get; set; }
+    public bool SupportsTopK { get; set; }
 }
 
 /// <summary>Which pool serves a model alias, and under what backend model name.</summary>
@@ -185,6 +195,8 @@ public sealed class UsageEvent
     public int? TimeToFirstTokenMs { get; set; }
     public bool Streamed { get; set; }
     public DateTimeOffset CreatedAt { get; set; }
+    /// <summary>The router's task id: the link to the network's own record of the work.</summary>
+    public string? TaskId { get; set; }
 }
 
 public sealed class RequestLog
@@ -200,6 +212,8 @@ public sealed class RequestLog
     public string? ErrorCode { get; set; }
     public int LatencyMs { get; set; }
     public DateTimeOffset CreatedAt { get; set; }
+    /// <summary>The router's task id, when a router took the request.</summary>
+    public string? TaskId { get; set; }
 }
 
 /// <summary>Per organisation, key, model and UTC day: what the usage charts read (90 days stay cheap).</summary>

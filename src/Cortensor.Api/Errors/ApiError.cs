@@ -29,6 +29,9 @@ public sealed record ApiError(int Status, string Type, string Code, string Messa
         new(401, "authentication_error", "missing_api_key", "No API key provided. Send it as 'Authorization: Bearer <key>'.");
     public static ApiError InvalidKey() =>
         new(401, "authentication_error", "invalid_api_key", "The API key is not valid. Check it, or create a new one in the Portal.");
+    public static ApiError TooManyFailedAuthentications(int retryAfterSeconds) =>
+        new(429, "rate_limit_error", "too_many_failed_authentications",
+            $"Too many requests with unknown API keys from your address. Check your key and try again in {retryAfterSeconds} s.") { RetryAfterSeconds = retryAfterSeconds };
     public static ApiError RevokedKey() =>
         new(401, "authentication_error", "api_key_revoked", "This API key has been revoked. Create a new one in the Portal.");
     public static ApiError ExpiredKey() =>

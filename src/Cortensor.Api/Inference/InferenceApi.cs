@@ -15,13 +15,13 @@ public static class InferenceApi
 
         v1.MapGet("/models", ListModels).WithName("ListModels").WithSummary("Models this key may use")
             .Produces<ErrorEnvelope>(401).Produces<ErrorEnvelope>(403).Produces<ErrorEnvelope>(503);
-        v1.MapPost("/chat/completions", (HttpContext http, InferenceHandler handler) => handler.HandleAsync(http, InferenceKind.Chat))
+        v1.MapPost("/chat/completions", (HttpContext http, InferenceHandler handler) => handler.HandleAsync(http, Dialect.Chat))
             .WithName("CreateChatCompletion").WithSummary("Chat completion, streaming (SSE) or not")
             .Accepts<ChatCompletionRequest>("application/json")
             .Produces<ChatCompletion>().Produces<ChatCompletionChunk>(200, "text/event-stream")
             .Produces<ErrorEnvelope>(400).Produces<ErrorEnvelope>(401).Produces<ErrorEnvelope>(402).Produces<ErrorEnvelope>(403).Produces<ErrorEnvelope>(404).Produces<ErrorEnvelope>(413)
             .Produces<ErrorEnvelope>(429).Produces<ErrorEnvelope>(502).Produces<ErrorEnvelope>(503).Produces<ErrorEnvelope>(504);
-        v1.MapPost("/completions", (HttpContext http, InferenceHandler handler) => handler.HandleAsync(http, InferenceKind.Text))
+        v1.MapPost("/completions", (HttpContext http, InferenceHandler handler) => handler.HandleAsync(http, Dialect.Text))
             .WithName("CreateCompletion").WithSummary("Text completion, streaming (SSE) or not")
             .Accepts<CompletionRequest>("application/json")
             .Produces<TextCompletion>()

@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Text.Json;
 using Cortensor.Api.Catalog;
 using Cortensor.Api.Errors;
@@ -8,7 +7,6 @@ using Cortensor.Api.Limits;
 using Cortensor.Api.Metering;
 using Cortensor.Api.Routing;
 using Cortensor.Contracts;
-using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Options;
 
 namespace Cortensor.Api.Inference;
@@ -24,7 +22,7 @@ public sealed class InferenceHandler(
     // The request ends this long before its reservation's deadline, so the reaper never races a live request.
     private static readonly TimeSpan DeadlineMargin = TimeSpan.FromSeconds(30);
 
-    public async Task<IResult> HandleAsync(HttpContext http, InferenceKind kind)
+    public async Task<IResult> HandleAsync(HttpContext http, Dialect dialect)
     {
         var key = http.GetKey();
         var ct = http.RequestAborted;
@@ -32,32 +30,28 @@ public sealed class InferenceHandler(
         var usage = new UsageTracker(http, key, meter, local, clock);
         try
         {
-            var (request, invalid) = await ReadAsync(http, kind);
+            var (request, invalid) = await RequestReader.ReadAsync(http, dialect, options.Value.MaxRequestBytes);
             if (invalid is not null) return usage.Fail(invalid);
             usage.Requested(request!.Model, request.Stream);
 
-            // Step 3: entitlement. Internal names (pool, router, backend model) never reach the client.
+            // Step 3: entitlement.
             var snapshot = catalog.Current;
-            if (!snapshot.Models.TryGetValue(request.Model, out var model)) return usage.Fail(ApiError.UnknownModel(request.Model));
-            usage.Model = model;
-            if (!model.Enabled) return usage.Fail(ApiError.ModelDisabled(model.Id));
-            if (!key.MayUse(model.Id)) return usage.Fail(ApiError.ModelNotEntitled(model.Id));
             var maxTokens = request.MaxTokens ?? options.Value.DefaultMaxTokens;
-            if (maxTokens > model.ContextWindow)
-                return usage.Fail(ApiError.InvalidField("max_tokens", $"'max_tokens' must be at most {model.ContextWindow} for {model.Id}; got {maxTokens}."));
+            var denied = Entitlement.Check(snapshot, key, request.Model, maxTokens, out var model);
+            usage.Model = model;
+            if (denied is not null || model is null) return usage.Fail(denied ?? ApiError.UnknownModel(request.Model));
 
             // The prompt as the router will see it, counted with the family's tokenizer: the reservation
             // covers its ceiling, and the router's report is checked against it.
             string text;
             using (Telemetry.StartStep("normalise-request"))
-                text = kind == InferenceKind.Chat ? PromptTemplates.Render(model.Family, request.Messages) : request.RawPrompt!;
+                text = dialect.Render(model, request);
             var prompt = new UsageBounds.Prompt(ModelTokenizer.ForFamily(model.Family), text);
-            if (prompt.Floor + maxTokens > model.ContextWindow)
-                return usage.Fail(ApiError.InvalidField("messages", $"The prompt ({prompt.Floor} tokens) plus max_tokens ({maxTokens}) exceeds the context window of {model.Id} ({model.ContextWindow})."));
+            if (Entitlement.Fits(model, prompt, maxTokens) is { } tooLong) return usage.Fail(tooLong);
 
             // Steps 4-5: rate limits and quota or credits, one atomic reservation shared by every replica.
             var admission = await admissions.AdmitAsync(key, model, usage.Draft(model), prompt.Ceiling, maxTokens, ct);
-            WriteRateLimitHeaders(http, admission);
+            RateLimitHeaders.Write(http.Response, admission);
             if (Refusals.For(admission, key.BillingMode, key.MonthlyTokenQuota) is { } refused) return usage.Fail(refused);
             usage.Admission = admission;
 
@@ -71,11 +65,12 @@ public sealed class InferenceHandler(
             using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
             deadline.CancelAfter(TimeSpan.FromSeconds(limits.Value.ReservationSeconds) - DeadlineMargin);
             var body = new RouterCompletionRequest(text, maxTokens, request.Temperature, request.TopP, request.Stream,
-                http.GetRequestId(), request.Seed);
-            var (response, failed) = await forwarder.SendAsync(pool, body, request.Stream, deadline.Token);
+                http.GetRequestId(), request.Seed, request.PresencePenalty, request.FrequencyPenalty);
+            var (response, failed) = await forwarder.SendAsync(pool, model, body, deadline.Token);
             if (failed is not null) return usage.Fail(failed);
             using var upstream = response!;
             usage.Route = upstream.Route;
+            KeepTaskId(usage, upstream.TaskId);
             if (!upstream.Message.IsSuccessStatusCode)
             {
                 var detail = await upstream.Message.Content.ReadAsStringAsync(ct);
@@ -86,11 +81,10 @@ public sealed class InferenceHandler(
 
             if (request.Stream)
             {
-                await new StreamRelay(http, kind, model, request, upstream, usage, prompt, maxTokens,
-                    TimeSpan.FromMilliseconds(forwarder.StreamIdleTimeoutMs), log).RelayAsync(deadline.Token);
+                await new StreamRelay(http, dialect, model, request, upstream, usage, prompt, maxTokens, log).RelayAsync(deadline.Token);
                 return Results.Empty;
             }
-            return await CompleteAsync(kind, model, request, upstream, usage, prompt, maxTokens, ct);
+            return await CompleteAsync(dialect, model, request, upstream, usage, prompt, maxTokens, ct);
         }
         catch (Exception ex) when (ct.IsCancellationRequested && ex is OperationCanceledException or IOException)
         {
@@ -103,82 +97,28 @@ public sealed class InferenceHandler(
         }
     }
 
-    private async Task<IResult> CompleteAsync(InferenceKind kind, CatalogModel model, InferenceRequest request,
+    private async Task<IResult> CompleteAsync(Dialect dialect, CatalogModel model, InferenceRequest request,
         RouterResponse upstream, UsageTracker usage, UsageBounds.Prompt prompt, int maxTokens, CancellationToken ct)
     {
-        RouterCompletion? answer;
-        try
-        {
-            // The body is already buffered: the forwarder read it under the request's one deadline.
-            answer = await upstream.Message.Content.ReadFromJsonAsync(PortalJsonContext.Default.RouterCompletion, ct);
-        }
-        catch (Exception ex) when (ex is JsonException or HttpRequestException or IOException)
-        {
-            upstream.Lease.Failed();
-            return usage.Fail(ApiError.UpstreamFailed());
-        }
+        // The forwarder has read and checked the whole answer (RouterAnswerReader): it is text, not an error or a pending task.
+        var answer = upstream.Answer!;
         upstream.Lease.Succeeded();
 
         using var _ = Telemetry.StartStep("normalise-response");
-        var choice = answer?.Choices is { Length: > 0 } choices ? choices[0] : null;
-        var generated = choice?.Text ?? "";
-        var (text, stopped) = ResponseNormaliser.ApplyStop(generated, request.Stop);
-        var finish = stopped ? "stop" : ResponseNormaliser.FinishReason(choice?.FinishReason);
-        var counted = answer?.Usage is null ? prompt.Tokenizer.Count(generated) : 0;
-        var (promptTokens, completionTokens) = UsageBounds.Bound(prompt, answer?.Usage?.PromptTokens, answer?.Usage?.CompletionTokens,
+        var (text, stopped) = ResponseNormaliser.ApplyStop(answer.Text, request.Stop);
+        var finish = stopped ? "stop" : ResponseNormaliser.FinishReason(answer.FinishReason);
+        var counted = answer.Usage?.CompletionTokens is null ? prompt.Tokenizer.Count(answer.Text) : 0;
+        var (promptTokens, completionTokens) = UsageBounds.Bound(prompt, answer.Usage?.PromptTokens, answer.Usage?.CompletionTokens,
             counted, maxTokens, upstream.Route.Router.Id, log);
         usage.Charge(promptTokens, completionTokens);
-        var tokens = usage.Tokens;
-        var created = usage.Created;
-        return kind == InferenceKind.Chat
-            ? TypedResults.Json(ResponseNormaliser.Chat(usage.CompletionId("chatcmpl"), model.Id, created, text, finish, tokens), PortalJsonContext.Default.ChatCompletion)
-            : TypedResults.Json(ResponseNormaliser.Text(usage.CompletionId("cmpl"), model.Id, created, text, finish, tokens), PortalJsonContext.Default.TextCompletion);
+        return dialect.Answer(usage.CompletionId(dialect.IdPrefix), model.Id, usage.Created, text, finish, usage.Tokens);
     }
 
-    private static void WriteRateLimitHeaders(HttpContext http, Admission d)
+    /// <summary>The router's task id goes into the usage record, the request log and the trace.</summary>
+    private static void KeepTaskId(UsageTracker usage, string? taskId)
     {
-        var h = http.Response.Headers;
-        var reset = d.Reset.TotalSeconds.ToString("0", CultureInfo.InvariantCulture) + "s";
-        h["x-ratelimit-limit-requests"] = d.RequestLimit.ToString(CultureInfo.InvariantCulture);
-        h["x-ratelimit-remaining-requests"] = d.RequestsRemaining.ToString(CultureInfo.InvariantCulture);
-        h["x-ratelimit-reset-requests"] = reset;
-        h["x-ratelimit-limit-tokens"] = d.TokenLimit.ToString(CultureInfo.InvariantCulture);
-        h["x-ratelimit-remaining-tokens"] = d.TokensRemaining.ToString(CultureInfo.InvariantCulture);
-        h["x-ratelimit-reset-tokens"] = reset;
-    }
-
-    private async Task<(InferenceRequest? Request, ApiError? Error)> ReadAsync(HttpContext http, InferenceKind kind)
-    {
-        var limit = options.Value.MaxRequestBytes;
-        if (http.Request.ContentLength > limit) return (null, ApiError.BodyTooLarge(limit));
-        if (http.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size) size.MaxRequestBodySize = limit;
-        if (http.Request.ContentType is not { } type || !type.StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
-            return (null, new ApiError(400, "invalid_request_error", "invalid_content_type", "Send the request body as JSON with 'Content-Type: application/json'."));
-        try
-        {
-            if (kind == InferenceKind.Chat)
-            {
-                var body = await JsonSerializer.DeserializeAsync(http.Request.Body, PortalJsonContext.Default.ChatCompletionRequest, http.RequestAborted);
-                if (body is null) return (null, ApiError.MalformedJson(null, "the body must be a JSON object."));
-                return (RequestValidation.Validate(body, out var r) is { } e ? (null, e) : (r, null));
-            }
-            else
-            {
-                var body = await JsonSerializer.DeserializeAsync(http.Request.Body, PortalJsonContext.Default.CompletionRequest, http.RequestAborted);
-                if (body is null) return (null, ApiError.MalformedJson(null, "the body must be a JSON object."));
-                return (RequestValidation.Validate(body, out var r) is { } e ? (null, e) : (r, null));
-            }
-        }
-        catch (JsonException ex)
-        {
-            var path = ex.Path is { Length: > 2 } p ? p.TrimStart('$', '.') : null;
-            return (null, path is null
-                ? ApiError.MalformedJson(null, "check the syntax of the body.")
-                : ApiError.InvalidField(path, $"'{path}' has the wrong type or is malformed."));
-        }
-        catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
-        {
-            return (null, ApiError.BodyTooLarge(limit));
-        }
+        if (taskId is null) return;
+        usage.TaskId = taskId;
+        System.Diagnostics.Activity.Current?.SetTag("cortensor.task_id", taskId);
     }
 }

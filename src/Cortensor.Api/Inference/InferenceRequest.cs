@@ -11,7 +11,7 @@ public sealed record PromptMessage(string Role, string Content);
 public sealed record InferenceRequest(
     InferenceKind Kind, string Model, IReadOnlyList<PromptMessage> Messages, string? RawPrompt,
     int? MaxTokens, double? Temperature, double? TopP, IReadOnlyList<string> Stop,
-    bool Stream, bool IncludeUsage, int? Seed)
+    bool Stream, bool IncludeUsage, int? Seed, double? PresencePenalty = null, double? FrequencyPenalty = null)
 {
     /// <summary>Rough prompt size (4 characters a token) for rate-limit and quota reservations before the router counts.</summary>
     /// <remarks>Computed once: it is read again for every streamed chunk.</remarks>
@@ -51,7 +51,7 @@ public static class RequestValidation
         if (common is not null) return common;
 
         request = new InferenceRequest(InferenceKind.Chat, r.Model, messages, null, r.MaxCompletionTokens ?? r.MaxTokens,
-            r.Temperature, r.TopP, stop, r.Stream == true, r.StreamOptions?.IncludeUsage == true, r.Seed);
+            r.Temperature, r.TopP, stop, r.Stream == true, r.StreamOptions?.IncludeUsage == true, r.Seed, r.PresencePenalty, r.FrequencyPenalty);
         return null;
     }
 
@@ -84,7 +84,7 @@ public static class RequestValidation
 
         // OpenAI's legacy completions default to 16 tokens.
         request = new InferenceRequest(InferenceKind.Text, r.Model, [], prompt, r.MaxTokens ?? 16, r.Temperature, r.TopP, stop,
-            r.Stream == true, r.StreamOptions?.IncludeUsage == true, r.Seed);
+            r.Stream == true, r.StreamOptions?.IncludeUsage == true, r.Seed, r.PresencePenalty, r.FrequencyPenalty);
         return null;
     }
 

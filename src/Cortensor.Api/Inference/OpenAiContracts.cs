@@ -77,12 +77,3 @@ public sealed record TextChoice(string Text, int Index,
 
 public sealed record ModelList(string Object, ModelCard[] Data);
 public sealed record ModelCard(string Id, string Object, long Created, string OwnedBy);
-
-// The router node's own API (what Cortensor routers speak), used to forward requests.
-
-public sealed record RouterCompletionRequest(string Prompt, int MaxTokens, double? Temperature, double? TopP, bool Stream,
-    string ClientReference, int? Seed);
-public sealed record RouterCompletion(string? Id, string? Object, long Created, string? Model, RouterChoice[]? Choices, RouterUsage? Usage);
-public sealed record RouterChoice(int Index, string? Text, string? FinishReason);
-public sealed record RouterUsage(int PromptTokens, int CompletionTokens, int TotalTokens);
-public sealed record RouterStatus(bool Healthy, long Load);

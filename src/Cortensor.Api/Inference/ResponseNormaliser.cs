@@ -23,13 +23,6 @@ public static class ResponseNormaliser
         return cut < 0 ? (text, false) : (text[..cut], true);
     }
 
-    public static Usage ToUsage(RouterUsage? usage, int fallbackPrompt, int fallbackCompletion)
-    {
-        var prompt = usage?.PromptTokens ?? fallbackPrompt;
-        var completion = usage?.CompletionTokens ?? fallbackCompletion;
-        return new Usage(prompt, completion, prompt + completion);
-    }
-
     public static ChatCompletion Chat(string id, string model, long created, string text, string finishReason, Usage usage) =>
         new(id, "chat.completion", created, model, [new ChatChoice(0, new AssistantMessage("assistant", text), finishReason, null)], usage, null);
 

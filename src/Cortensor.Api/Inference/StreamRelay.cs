@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.Net.ServerSentEvents;
 using System.Runtime.CompilerServices;
-using System.Text;
 using System.Text.Json;
 using Cortensor.Api.Catalog;
 using Cortensor.Api.Errors;
@@ -18,12 +17,11 @@ namespace Cortensor.Api.Inference;
 /// (counted with the family's tokenizer when the router reports no usage) and the router lease is
 /// closed once, with the right verdict.
 /// </summary>
-internal sealed class StreamRelay(HttpContext http, InferenceKind kind, CatalogModel model, InferenceRequest request,
-    RouterResponse upstream, UsageTracker usage, UsageBounds.Prompt prompt, int maxTokens, TimeSpan idle, ILogger log)
+internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogModel model, InferenceRequest request,
+    RouterResponse upstream, UsageTracker usage, UsageBounds.Prompt prompt, int maxTokens, ILogger log)
 {
     private static readonly object Done = new();
-    private readonly StringBuilder _text = new();
-    private RouterUsage? _reported;
+    private RouterEventStream? _events;
 
     public async Task RelayAsync(CancellationToken deadline)
     {
@@ -44,86 +42,53 @@ internal sealed class StreamRelay(HttpContext http, InferenceKind kind, CatalogM
 
     private void Charge()
     {
-        var counted = prompt.Tokenizer.Count(_text.ToString());
-        var (p, c) = UsageBounds.Bound(prompt, _reported?.PromptTokens, _reported?.CompletionTokens, counted, maxTokens, upstream.Route.Router.Id, log);
+        var reported = _events?.Usage;
+        var counted = reported?.CompletionTokens is null ? prompt.Tokenizer.Count(_events?.Generated ?? "") : 0;
+        var (p, c) = UsageBounds.Bound(prompt, reported?.PromptTokens, reported?.CompletionTokens, counted, maxTokens, upstream.Route.Router.Id, log);
         usage.Charge(p, c);
     }
 
     private async IAsyncEnumerable<SseItem<object>> Events([EnumeratorCancellation] CancellationToken deadline)
     {
-        var id = usage.CompletionId(kind == InferenceKind.Chat ? "chatcmpl" : "cmpl");
+        var id = usage.CompletionId(dialect.IdPrefix);
         var created = usage.Created;
         var stop = new StreamingStopFilter(request.Stop);
         var chunks = 0;
         string? finish = null;
         ApiError? failure = null;
 
-        if (kind == InferenceKind.Chat)
-            yield return Item(ChatChunk(id, created, new ChunkDelta("assistant", ""), null));
+        if (dialect.Opening(id, created, model.Id) is { } opening) yield return Item(opening);
 
-        await using var body = await upstream.Message.Content.ReadAsStreamAsync(deadline);
-        // One token for the client going away, the request's deadline and the router falling silent:
-        // the parser's reads are cancelled themselves, so it is never disposed with a read pending.
-        using var silence = CancellationTokenSource.CreateLinkedTokenSource(deadline);
-        var reader = SseParser.Create(body, (_, data) => data.ToArray()).EnumerateAsync(silence.Token).GetAsyncEnumerator(silence.Token);
-        try
+        // The forwarder has read up to the first piece of text (RouterEventStream); events are text, then Done or Failed.
+        await using var events = upstream.Events!;
+        _events = events;
+        while (true)
         {
-            while (true)
+            RouterStreamEvent next;
+            try
             {
-                bool more;
-                try
-                {
-                    silence.CancelAfter(idle);
-                    more = await reader.MoveNextAsync();
-                    silence.CancelAfter(Timeout.InfiniteTimeSpan); // time spent writing to the client is not silence
-                }
-                catch (OperationCanceledException) when (!http.RequestAborted.IsCancellationRequested)
-                {
-                    failure = ApiError.UpstreamTimeout();
-                    break;
-                }
-                catch (Exception ex) when (ex is HttpRequestException or IOException)
-                {
-                    failure = http.RequestAborted.IsCancellationRequested ? throw new OperationCanceledException(http.RequestAborted) : ApiError.UpstreamFailed();
-                    break;
-                }
-                if (!more)
-                {
-                    // The router closed the stream without its [DONE]: a cut, not an answer.
-                    failure = ApiError.UpstreamFailed();
-                    break;
-                }
-                var data = reader.Current.Data;
-                if (data.AsSpan().SequenceEqual("[DONE]"u8)) break;
-                RouterCompletion? chunk;
-                try
-                {
-                    chunk = JsonSerializer.Deserialize(data, PortalJsonContext.Default.RouterCompletion);
-                }
-                catch (JsonException)
-                {
-                    failure = ApiError.UpstreamFailed();
-                    break;
-                }
-                if (chunk?.Usage is not null) _reported = chunk.Usage;
-                var choice = chunk?.Choices is { Length: > 0 } c ? c[0] : null;
-                if (choice?.Text is { Length: > 0 } piece)
-                {
-                    chunks++;
-                    _text.Append(piece);
-                    if (chunks == 1) usage.FirstToken();
-                    usage.Progress(prompt.Estimate, Math.Min(chunks, maxTokens));
-                    var send = stop.Push(piece);
-                    if (send.Length > 0) yield return Item(Delta(id, created, send, null));
-                    if (stop.Stopped) { finish = "stop"; break; }
-                }
-                if (choice?.FinishReason is { } reason) finish = ResponseNormaliser.FinishReason(reason);
+                next = await events.NextAsync(deadline);
             }
+            catch (OperationCanceledException) when (!http.RequestAborted.IsCancellationRequested)
+            {
+                next = new RouterStreamEvent(RouterStreamEventKind.Failed, Failure: new RouterFailure(RouterFailureKind.Timeout, "the request's deadline passed"));
+            }
+            if (next.Kind == RouterStreamEventKind.Done) break;
+            if (next.Kind == RouterStreamEventKind.Failed)
+            {
+                failure = next.Failure!.Kind == RouterFailureKind.Timeout ? ApiError.UpstreamTimeout() : ApiError.UpstreamFailed();
+                log.LogWarning("Router {Router} stream failed after output: {Failure}", upstream.Route.Router.Id, next.Failure);
+                break;
+            }
+            chunks++;
+            if (chunks == 1) usage.FirstToken();
+            usage.Progress(prompt.Estimate, Math.Min(chunks, maxTokens));
+            var send = stop.Push(next.Text!);
+            if (send.Length > 0) yield return Item(Delta(id, created, send, null));
+            if (stop.Stopped) { finish = "stop"; break; }
         }
-        finally
-        {
-            await reader.DisposeAsync();
-        }
+        finish ??= events.FinishReason is { } reason ? ResponseNormaliser.FinishReason(reason) : null;
+        if (events.TaskId is { } taskId) usage.TaskId = taskId;
 
         if (failure is not null)
         {
@@ -138,25 +103,13 @@ internal sealed class StreamRelay(HttpContext http, InferenceKind kind, CatalogM
         var rest = stop.Flush();
         if (rest.Length > 0) yield return Item(Delta(id, created, rest, null));
         yield return Item(Delta(id, created, null, finish ?? "stop"));
-        if (request.IncludeUsage)
-        {
-            var tokens = usage.Tokens;
-            yield return Item(kind == InferenceKind.Chat
-                ? new ChatCompletionChunk(id, "chat.completion.chunk", created, model.Id, [], tokens)
-                : new TextCompletion(id, "text_completion", created, model.Id, [], tokens));
-        }
+        if (request.IncludeUsage) yield return Item(dialect.UsageChunk(id, created, model.Id, usage.Tokens));
         yield return new SseItem<object>(Done);
     }
 
     private static SseItem<object> Item(object payload) => new(payload);
 
-    private object Delta(string id, long created, string? text, string? finish) =>
-        kind == InferenceKind.Chat
-            ? ChatChunk(id, created, finish is null ? new ChunkDelta(null, text) : new ChunkDelta(null, null), finish)
-            : new TextCompletion(id, "text_completion", created, model.Id, [new TextChoice(text ?? "", 0, null, finish)], null);
-
-    private ChatCompletionChunk ChatChunk(string id, long created, ChunkDelta delta, string? finish) =>
-        new(id, "chat.completion.chunk", created, model.Id, [new ChunkChoice(0, delta, finish)], null);
+    private object Delta(string id, long created, string? text, string? finish) => dialect.Delta(id, created, model.Id, text, finish);
 
     private static void WriteEvent(SseItem<object> item, IBufferWriter<byte> buffer)
     {

@@ -48,6 +48,9 @@ public static class HotPathExtensions
             .WithRegisteredDistributedCache()
             .WithBackplane(sp => new RedisBackplane(sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<RedisBackplaneOptions>>()));
         builder.Services.AddSingleton<EntitlementCache>();
+        builder.Services.AddOptions<KeyCheckOptions>().BindConfiguration(KeyCheckOptions.Section)
+            .Validate(o => o.FailedAuthenticationsPerMinute > 0, "Keys:FailedAuthenticationsPerMinute must be positive.").ValidateOnStart();
+        builder.Services.AddSingleton<FailedKeyThrottle>();
         builder.Services.AddSingleton<ApiKeyFilter>();
         builder.Services.AddOptions<LimitsOptions>().BindConfiguration("Limits")
             .Validate(o => o.ReservationSeconds >= 120 && o.ReplicaSilenceSeconds >= 10 && o.ReaperIntervalSeconds >= 1,

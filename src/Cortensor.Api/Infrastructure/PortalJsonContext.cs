@@ -17,8 +17,5 @@ namespace Cortensor.Api.Infrastructure;
 [JsonSerializable(typeof(ChatCompletionChunk))]
 [JsonSerializable(typeof(TextCompletion))]
 [JsonSerializable(typeof(ModelList))]
-[JsonSerializable(typeof(RouterCompletionRequest))]
-[JsonSerializable(typeof(RouterCompletion))]
-[JsonSerializable(typeof(RouterStatus))]
 [JsonSerializable(typeof(UsageRecord))]
 internal sealed partial class PortalJsonContext : JsonSerializerContext;

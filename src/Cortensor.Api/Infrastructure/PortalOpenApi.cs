@@ -1,3 +1,4 @@
+using Cortensor.Api.Accounts;
 using Cortensor.Api.Errors;
 using Microsoft.AspNetCore.OpenApi;
 using Microsoft.OpenApi;
@@ -5,24 +6,48 @@ using Microsoft.OpenApi;
 namespace Cortensor.Api.Infrastructure;
 
 /// <summary>
-/// One OpenAPI document for /v1, /portal and /admin (served at /openapi/v1.json, browsable at /reference):
-/// the two ways to authenticate, and the error responses each part can answer in the one error shape.
+/// Two OpenAPI documents: "v1" for customers (/v1 and /portal; public at /openapi/v1.json and browsable at
+/// /reference) and "admin" for operators (/admin; /openapi/admin.json, administrators only), each with the
+/// ways to authenticate and the error responses every endpoint can answer in the one error shape.
 /// </summary>
 public static class PortalOpenApi
 {
     public const string ApiKeyScheme = "api_key";
     public const string AccessTokenScheme = "access_token";
+    public const string PublicDocument = "v1";
+    public const string AdminDocument = "admin";
+
+    private static bool IsAdminPath(string? path) => path is not null && (path == "admin" || path.StartsWith("admin/", StringComparison.Ordinal));
 
     public static WebApplicationBuilder AddPortalOpenApi(this WebApplicationBuilder builder)
     {
-        builder.Services.AddOpenApi(options => options.AddDocumentTransformer((document, _, _) =>
+        builder.Services.AddOpenApi(PublicDocument, options =>
         {
-            document.Info = new OpenApiInfo
-            {
-                Title = "Cortensor Portal API",
-                Version = "v1",
-                Description = "OpenAI-compatible inference (/v1, API key), the customer control plane (/portal, access token) and operator controls (/admin, access token of an administrator). Errors always answer {\"error\": {message, type, param, code, request_id}}.",
-            };
+            options.ShouldInclude = description => !IsAdminPath(description.RelativePath);
+            Describe(options, "Cortensor Portal API",
+                "OpenAI-compatible inference (/v1, API key) and the customer control plane (/portal, access token). Errors always answer {\"error\": {message, type, param, code, request_id}}.");
+        });
+        builder.Services.AddOpenApi(AdminDocument, options =>
+        {
+            options.ShouldInclude = description => IsAdminPath(description.RelativePath);
+            Describe(options, "Cortensor Portal admin API",
+                "Operator controls (/admin, access token of an administrator). Errors always answer {\"error\": {message, type, param, code, request_id}}.");
+        });
+        return builder;
+    }
+
+    /// <summary>The customer document is public; the operator document only answers administrators.</summary>
+    public static WebApplication MapPortalOpenApi(this WebApplication app)
+    {
+        app.MapOpenApi($"/openapi/{{documentName:regex(^{PublicDocument}$)}}.json");
+        app.MapOpenApi($"/openapi/{{documentName:regex(^{AdminDocument}$)}}.json").RequireAuthorization(PortalAuth.AdminPolicy);
+        return app;
+    }
+
+    private static void Describe(OpenApiOptions options, string title, string description) =>
+        options.AddDocumentTransformer((document, _, _) =>
+        {
+            document.Info = new OpenApiInfo { Title = title, Version = "v1", Description = description };
             document.Components ??= new OpenApiComponents();
             document.Components.SecuritySchemes = new Dictionary<string, IOpenApiSecurityScheme>
             {
@@ -43,9 +68,7 @@ public static class PortalOpenApi
                 }
             }
             return Task.CompletedTask;
-        }));
-        return builder;
-    }
+        });
 
     /// <summary>Declares the error responses an endpoint group can answer, with the error envelope as their schema.</summary>
     public static TBuilder ProducesErrors<TBuilder>(this TBuilder builder, params int[] statuses) where TBuilder : IEndpointConventionBuilder =>

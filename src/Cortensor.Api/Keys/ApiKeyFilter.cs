@@ -8,7 +8,7 @@ namespace Cortensor.Api.Keys;
 /// Step 2 of the hot path, applied to the whole /v1 group: the Bearer key is checked once and the
 /// caller's snapshot is available to every handler through <see cref="CurrentKey"/>.
 /// </summary>
-public sealed class ApiKeyFilter(EntitlementCache entitlements, TimeProvider clock) : IEndpointFilter
+public sealed class ApiKeyFilter(EntitlementCache entitlements, FailedKeyThrottle failures, TimeProvider clock) : IEndpointFilter
 {
     public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
@@ -25,20 +25,28 @@ public sealed class ApiKeyFilter(EntitlementCache entitlements, TimeProvider clo
         return await next(context);
     }
 
-    private async ValueTask<ApiError?> AuthenticateAsync(HttpContext http)
+    internal async ValueTask<ApiError?> AuthenticateAsync(HttpContext http)
     {
         var header = http.Request.Headers.Authorization.ToString();
         if (header.Length == 0) return ApiError.MissingKey();
-        if (!header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)) return ApiError.InvalidKey();
-        var key = header.AsSpan(7).Trim();
-        if (!ApiKeyFormat.LooksValid(key)) return ApiError.InvalidKey();
+        var client = FailedKeyThrottle.ClientOf(http);
+        var throttled = failures.IsThrottled(client, out var retryAfter);
+        var key = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header.AsSpan(7).Trim() : [];
+        if (!ApiKeyFormat.LooksValid(key))
+        {
+            failures.RecordFailure(client);
+            return throttled ? ApiError.TooManyFailedAuthentications(retryAfter) : ApiError.InvalidKey();
+        }
 
         var hash = ApiKeyFormat.Hash(key.ToString());
-        var (outcome, snapshot) = await entitlements.LookupAsync(hash, http.RequestAborted);
+        var (outcome, snapshot) = await entitlements.LookupAsync(hash, http.RequestAborted, databaseAllowed: !throttled);
         switch (outcome)
         {
             case KeyLookupOutcome.Unavailable: return ApiError.DependencyUnavailable("Key verification");
-            case KeyLookupOutcome.Unknown: return ApiError.InvalidKey();
+            case KeyLookupOutcome.Unknown or KeyLookupOutcome.NotCached:
+                failures.RecordFailure(client);
+                // Throttled, a cached "unknown" answers the same as an unasked one: nothing to learn by probing.
+                return throttled ? ApiError.TooManyFailedAuthentications(retryAfter) : ApiError.InvalidKey();
         }
         var s = snapshot!;
         if (s.KeyStatus == ApiKeyStatus.Revoked) return ApiError.RevokedKey();

@@ -6,7 +6,7 @@ using ZiggyCreatures.Caching.Fusion;
 namespace Cortensor.Api.Keys;
 
 /// <summary>The answer to "who is this key?": a snapshot, a known-unknown key, or "can't tell right now".</summary>
-public enum KeyLookupOutcome { Found, Unknown, Unavailable }
+public enum KeyLookupOutcome { Found, Unknown, Unavailable, NotCached }
 
 /// <summary>
 /// Resolves key snapshots through FusionCache: in-process memory, then Redis (shared by every
@@ -24,7 +24,8 @@ public sealed class EntitlementCache(IFusionCache cache, IServiceScopeFactory sc
     private long _databaseLookups;
     public long DatabaseLookups => Interlocked.Read(ref _databaseLookups);
 
-    public async ValueTask<(KeyLookupOutcome Outcome, KeySnapshot? Snapshot)> LookupAsync(byte[] hash, CancellationToken ct)
+    /// <param name="databaseAllowed">False for a throttled client: memory and Redis answer, Postgres is not asked (<see cref="KeyLookupOutcome.NotCached"/>).</param>
+    public async ValueTask<(KeyLookupOutcome Outcome, KeySnapshot? Snapshot)> LookupAsync(byte[] hash, CancellationToken ct, bool databaseAllowed = true)
     {
         try
         {
@@ -33,6 +34,7 @@ public sealed class EntitlementCache(IFusionCache cache, IServiceScopeFactory sc
                 // Degraded mode: without Redis the replica cannot share limits with the others, so it
                 // only serves keys it already knows (memory, fail-safe) and says 503 to the rest.
                 if (!redis.IsConnected) throw new KeyStoreUnavailableException("Redis");
+                if (!databaseAllowed) throw new KeyNotCachedException();
                 var found = await LoadAsync(hash, token);
                 if (found is null)
                 {
@@ -44,6 +46,10 @@ public sealed class EntitlementCache(IFusionCache cache, IServiceScopeFactory sc
                 return found;
             }, token: ct);
             return snapshot is null ? (KeyLookupOutcome.Unknown, null) : (KeyLookupOutcome.Found, snapshot);
+        }
+        catch (Exception ex) when (ex is KeyNotCachedException || ex.InnerException is KeyNotCachedException)
+        {
+            return (KeyLookupOutcome.NotCached, null);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
@@ -81,3 +87,6 @@ public sealed class EntitlementCache(IFusionCache cache, IServiceScopeFactory sc
 }
 
 public sealed class KeyStoreUnavailableException(string what) : Exception($"{what} is unavailable");
+
+/// <summary>The key is in neither memory nor Redis, and this lookup may not ask Postgres.</summary>
+public sealed class KeyNotCachedException() : Exception("The key is not cached and the database may not be asked");

@@ -26,7 +26,7 @@ public sealed partial class UsageMeter(IConnectionMultiplexer redis, UsageSpool 
     /// <returns>False only when <paramref name="onlyIfHeld"/> found the reservation already settled.</returns>
     public async Task<bool> RecordAsync(UsageRecord record, bool onlyIfHeld = false)
     {
-        var payload = JsonSerializer.SerializeToUtf8Bytes(record, PortalJsonContext.Default.UsageRecord);
+        var payload = Payload(record);
         try
         {
             if (!redis.IsConnected) throw new RedisConnectionException(ConnectionFailureType.UnableToConnect, "Redis is disconnected");
@@ -50,8 +50,8 @@ public sealed partial class UsageMeter(IConnectionMultiplexer redis, UsageSpool 
     /// </summary>
     public async Task ReleaseAsync(UsageRecord draft)
     {
-        var payload = JsonSerializer.SerializeToUtf8Bytes(draft, PortalJsonContext.Default.UsageRecord);
-        await SendAsync(draft with { PromptTokens = 0, CompletionTokens = 0, Cost = 0m }, payload, onlyIfHeld: true, release: true);
+        var released = draft with { PromptTokens = 0, CompletionTokens = 0, Cost = 0m };
+        await SendAsync(released, Payload(released), onlyIfHeld: true, release: true);
     }
 
     /// <summary>Tokens streamed so far, for the reaper should this replica die mid-request (best effort, never waited on).</summary>
@@ -62,12 +62,11 @@ public sealed partial class UsageMeter(IConnectionMultiplexer redis, UsageSpool 
     }
 
     /// <summary>Replays a spooled record: its reservation, if any, is settled now (once).</summary>
-    public Task ReplayAsync(byte[] payload)
-    {
-        var record = JsonSerializer.Deserialize(payload, PortalJsonContext.Default.UsageRecord)
-            ?? throw new JsonException("empty usage record");
-        return SendAsync(record, payload, onlyIfHeld: false);
-    }
+    public Task ReplayAsync(UsageRecord record) => SendAsync(record, Payload(record), onlyIfHeld: false);
+
+    /// <summary>What goes into the stream (and the spool): the normalised record, so every value in it is storable.</summary>
+    public static byte[] Payload(UsageRecord record) =>
+        JsonSerializer.SerializeToUtf8Bytes(record.Normalised(), PortalJsonContext.Default.UsageRecord);
 
     private async Task<bool> SendAsync(UsageRecord record, byte[] payload, bool onlyIfHeld, bool release = false)
     {

@@ -32,6 +32,8 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter m
     public CatalogModel? Model { get; set; }
     public Admission? Admission { get; set; }
     public RouteChoice? Route { get; set; }
+    /// <summary>The router's task id, kept in the usage record and the request log.</summary>
+    public string? TaskId { get; set; }
 
     public string CompletionId(string prefix) => $"{prefix}-{_eventId[4..]}";
 
@@ -88,5 +90,5 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter m
         status, errorCode, prompt, completion, cost,
         (int)Stopwatch.GetElapsedTime(_started).TotalMilliseconds,
         _firstTokenAt == 0 ? null : (int)Stopwatch.GetElapsedTime(_started, _firstTokenAt).TotalMilliseconds,
-        _streamed, CreatedAt, hold);
+        _streamed, CreatedAt, hold, TaskId);
 }

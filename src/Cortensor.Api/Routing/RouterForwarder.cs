@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Net.Http.Headers;
-using System.Text.Json;
 using Cortensor.Api.Catalog;
 using Cortensor.Api.Errors;
 using Cortensor.Api.Infrastructure;
@@ -10,10 +9,19 @@ using Polly.CircuitBreaker;
 
 namespace Cortensor.Api.Routing;
 
-/// <summary>An open response from a router, before any byte went to the client; it owns the router lease.</summary>
-public sealed record RouterResponse(RouterLease Lease, HttpResponseMessage Message) : IDisposable
+/// <summary>
+/// A router's answer, before any byte went to the client: a complete answer (<see cref="Answer"/>), a stream
+/// already holding its first piece of text (<see cref="Events"/>), or a refusal to pass on (non-2xx <see cref="Message"/>).
+/// It owns the router lease: disposing it without a verdict releases the router's load and holds nothing against it.
+/// </summary>
+public sealed class RouterResponse(RouterLease lease, HttpResponseMessage message) : IDisposable
 {
+    public RouterLease Lease { get; } = lease;
     public RouteChoice Route => Lease.Route;
+    public HttpResponseMessage Message { get; } = message;
+    public RouterAnswer? Answer { get; init; }
+    public RouterEventStream? Events { get; init; }
+    public string? TaskId => Answer?.TaskId ?? Events?.TaskId;
 
     public void Dispose()
     {
@@ -23,26 +31,26 @@ public sealed record RouterResponse(RouterLease Lease, HttpResponseMessage Messa
 }
 
 /// <summary>
-/// Sends a request to a router of the pool. A connect failure, a timeout before the answer
-/// starts, a 5xx or an open circuit moves the request once to another router: nothing has
-/// reached the client yet, so the retry is invisible to it.
+/// Sends a request to a router of the pool and waits for an answer. A connect failure, a 5xx, an open circuit,
+/// or a 2xx that is not an answer (an error, a pending task, no text: <see cref="RouterAnswerReader"/>,
+/// <see cref="RouterStreamReader"/>) moves the request once to another router: nothing has reached the client
+/// yet, so the retry is invisible to it. No first token within the model's task timeouts is a 504 at once.
 /// </summary>
 public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient client, IOptions<RoutingOptions> options,
     ILogger<RouterForwarder> log)
 {
-    public int StreamIdleTimeoutMs => options.Value.StreamIdleTimeoutMs;
     private const int MaxAttempts = 2;
     private static readonly MediaTypeHeaderValue JsonMediaType = new("application/json");
 
-    /// <param name="stream">
-    /// False: the whole answer is read within the deadline (headers and body under one clock, and a
-    /// stall counts as the router's failure). True: only until the headers; the relay watches the rest.
-    /// </param>
     public async Task<(RouterResponse? Response, ApiError? Error)> SendAsync(
-        CatalogPool pool, RouterCompletionRequest body, bool stream, CancellationToken ct)
+        CatalogPool pool, CatalogModel model, RouterCompletionRequest body, CancellationToken ct)
     {
         var o = options.Value;
+        var timeouts = RouterDeadlines.For(model, o);
+        var firstToken = RouterDeadlines.FirstToken(timeouts, o);
+        var payload = RouterRequestWriter.Write(body, pool.Protocol, timeouts);
         string? tried = null;
+        RouterFailure? notAnAnswer = null;
         for (var attempt = 1; attempt <= MaxAttempts; attempt++)
         {
             var routeSpan = CortensorTelemetry.ActivitySource.StartActivity("route");
@@ -59,27 +67,29 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
 
             tried = route.Router.Id;
             var lease = new RouterLease(route);
+            var started = lease.StartedAt;
             using var forwardSpan = CortensorTelemetry.ActivitySource.StartActivity("forward");
             forwardSpan?.SetTag("cortensor.router", route.Router.Id);
             forwardSpan?.SetTag("cortensor.attempt", attempt);
+            HttpResponseMessage? response = null;
             try
             {
-                var response = await route.State.Breaker.ExecuteAsync(async token =>
+                response = await route.State.Breaker.ExecuteAsync(async token =>
                 {
                     using var timeout = CancellationTokenSource.CreateLinkedTokenSource(token);
-                    timeout.CancelAfter(o.UpstreamTimeoutMs);
-                    using var request = new HttpRequestMessage(HttpMethod.Post, $"{route.Router.BaseUrl}/api/v1/completions/{route.Session}")
+                    timeout.CancelAfter(firstToken);
+                    using var request = new HttpRequestMessage(HttpMethod.Post, route.Router.BaseUrl + pool.Protocol.CompletionsPath(route.Session))
                     {
                         // Serialised up front: one write with a Content-Length instead of a chunked upload.
-                        Content = new ByteArrayContent(JsonSerializer.SerializeToUtf8Bytes(body, PortalJsonContext.Default.RouterCompletionRequest))
-                        {
-                            Headers = { ContentType = JsonMediaType },
-                        },
+                        Content = new ByteArrayContent(payload) { Headers = { ContentType = JsonMediaType } },
                     };
                     request.Headers.Authorization = client.Authorization;
                     try
                     {
-                        return await client.Http.SendAsync(request, stream ? HttpCompletionOption.ResponseHeadersRead : HttpCompletionOption.ResponseContentRead, timeout.Token);
+                        // A whole answer is read here, under the same clock as the headers: a body that stalls
+                        // is the router's timeout and counts against its circuit.
+                        return await client.Http.SendAsync(request,
+                            body.Stream ? HttpCompletionOption.ResponseHeadersRead : HttpCompletionOption.ResponseContentRead, timeout.Token);
                     }
                     catch (OperationCanceledException) when (!token.IsCancellationRequested)
                     {
@@ -90,15 +100,29 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
                 if ((int)response.StatusCode >= 500)
                 {
                     log.LogWarning("Router {Router} answered {Status}; attempt {Attempt}", route.Router.Id, (int)response.StatusCode, attempt);
-                    response.Dispose();
-                    lease.Failed();
+                    Fail(lease, ref response);
                     continue;
                 }
-                return (new RouterResponse(lease, response), null);
+                if (!response.IsSuccessStatusCode) return (new RouterResponse(lease, response), null);
+
+                var remaining = firstToken - Stopwatch.GetElapsedTime(started);
+                var (answered, failure) = await ReadAnswerAsync(lease, response, body.Stream, remaining, timeouts, o, ct);
+                if (answered is not null)
+                {
+                    if (answered.TaskId is { } taskId) forwardSpan?.SetTag("cortensor.task_id", taskId);
+                    response = null; // owned by the answer now
+                    return (answered, null);
+                }
+                forwardSpan?.SetStatus(ActivityStatusCode.Error, failure!.Kind.ToString());
+                if (failure!.TaskId is { } failedTask) forwardSpan?.SetTag("cortensor.task_id", failedTask);
+                log.LogWarning("Router {Router} answered 2xx without an answer ({Failure}); attempt {Attempt}", route.Router.Id, failure, attempt);
+                Fail(lease, ref response);
+                if (failure.Kind == RouterFailureKind.Timeout) return (null, ApiError.UpstreamTimeout());
+                notAnAnswer = failure;
             }
             catch (Exception ex) when (ex is HttpRequestException or BrokenCircuitException or TimeoutRejectedOrUpstreamTimeout)
             {
-                lease.Failed();
+                Fail(lease, ref response);
                 forwardSpan?.SetStatus(ActivityStatusCode.Error, ex.GetType().Name);
                 log.LogWarning("Router {Router} failed ({Error}); attempt {Attempt}", route.Router.Id, ex.Message, attempt);
                 // A second full wait would double the client's wait: a timeout answers 504 at once.
@@ -106,11 +130,63 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
             }
             catch
             {
-                lease.Failed();
+                Fail(lease, ref response);
                 throw;
             }
         }
-        return (null, ApiError.NoCapacity("This model has no capacity free right now. Retry shortly.", o.NoCapacityRetryAfterSeconds));
+        // Routers that answered without an answer are up, but the network failed the task: that is not a capacity problem.
+        return (null, notAnAnswer is not null
+            ? ApiError.UpstreamFailed()
+            : ApiError.NoCapacity("This model has no capacity free right now. Retry shortly.", o.NoCapacityRetryAfterSeconds));
+    }
+
+    private static void Fail(RouterLease lease, ref HttpResponseMessage? response)
+    {
+        response?.Dispose();
+        response = null;
+        lease.Failed();
+    }
+
+    /// <summary>
+    /// Reads until there is something to give the client: the whole body when it is one JSON answer (also when a
+    /// stream was asked for), or the first piece of text of a stream. Null with the failure when it is not an answer.
+    /// </summary>
+    private static async Task<(RouterResponse? Response, RouterFailure? Failure)> ReadAnswerAsync(RouterLease lease,
+        HttpResponseMessage response, bool stream, TimeSpan remaining, TaskTimeouts timeouts, RoutingOptions o, CancellationToken ct)
+    {
+        if (remaining <= TimeSpan.Zero) return (null, new RouterFailure(RouterFailureKind.Timeout, "no answer within the task timeouts"));
+        if (stream && response.Content.Headers.ContentType?.MediaType is "text/event-stream")
+        {
+            var events = RouterEventStream.Over(await response.Content.ReadAsStreamAsync(ct), RouterDeadlines.Silence(timeouts, o), ct);
+            var first = await events.FirstAsync(remaining, ct);
+            if (first.Kind == RouterStreamEventKind.Text)
+                return (new RouterResponse(lease, response) { Events = events }, null);
+            await events.DisposeAsync();
+            return (null, first.Failure ?? new RouterFailure(RouterFailureKind.NoText, "the stream ended without text"));
+        }
+
+        byte[] bytes;
+        using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct))
+        {
+            timeout.CancelAfter(remaining);
+            try
+            {
+                bytes = await response.Content.ReadAsByteArrayAsync(timeout.Token);
+            }
+            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+            {
+                return (null, new RouterFailure(RouterFailureKind.Timeout, "the answer did not arrive within the task timeouts"));
+            }
+            catch (Exception ex) when (ex is HttpRequestException or IOException && !ct.IsCancellationRequested)
+            {
+                return (null, new RouterFailure(RouterFailureKind.Cut, ex.Message));
+            }
+        }
+        var reading = RouterAnswerReader.Read(bytes);
+        if (reading.Answer is not { } answer) return (null, reading.Failure);
+        return (stream
+            ? new RouterResponse(lease, response) { Events = RouterEventStream.Of(answer) }
+            : new RouterResponse(lease, response) { Answer = answer }, null);
     }
 }
 

@@ -1,12 +1,9 @@
-using System.Net.Http.Json;
 using Cortensor.Api.Catalog;
-using Cortensor.Api.Infrastructure;
-using Cortensor.Api.Inference;
 using Microsoft.Extensions.Options;
 
 namespace Cortensor.Api.Routing;
 
-/// <summary>Active health checking: every router of the catalog answers /api/v1/status or is taken out of rotation.</summary>
+/// <summary>Active health checking: every router of the catalog answers /api/v1/status or /api/v1/info with a 2xx, or is taken out of rotation.</summary>
 public sealed class RouterHealthProbe(
     CatalogStore catalog, RouterBalancer balancer, RouterHttpClient client, IOptions<RoutingOptions> options,
     ILogger<RouterHealthProbe> log) : BackgroundService
@@ -26,28 +23,33 @@ public sealed class RouterHealthProbe(
     private async Task ProbeAsync(CatalogRouter router, RoutingOptions o, CancellationToken ct)
     {
         var state = balancer.StateOf(router.Id);
-        bool healthy;
-        try
-        {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            timeout.CancelAfter(o.ProbeTimeoutMs);
-            using var request = new HttpRequestMessage(HttpMethod.Get, $"{router.BaseUrl}/api/v1/status");
-            request.Headers.Authorization = client.Authorization;
-            using var response = await client.Http.SendAsync(request, timeout.Token);
-            var status = response.IsSuccessStatusCode
-                ? await response.Content.ReadFromJsonAsync(PortalJsonContext.Default.RouterStatus, timeout.Token)
-                : null;
-            healthy = status?.Healthy == true;
-            state.ReportedLoad = status?.Load ?? state.ReportedLoad;
-        }
-        catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException or System.Text.Json.JsonException)
-        {
-            if (ct.IsCancellationRequested) return;
-            healthy = false;
-        }
+        // /status first (it may carry load); a router whose /status errors but whose /info answers is still up.
+        var liveness = await AskAsync(router, "/api/v1/status", o, ct) ?? await AskAsync(router, "/api/v1/info", o, ct);
+        if (ct.IsCancellationRequested) return;
+        var healthy = liveness is { CanServe: true };
+        if (liveness?.Load is { } load) state.ReportedLoad = load;
+        if (liveness?.Miners is { } miners) state.ReportedMiners = miners;
         if (healthy != state.ProbeHealthy)
             log.LogWarning("Router {Router} of pool {Pool} is now {State}", router.Id, router.PoolId, healthy ? "healthy" : "unhealthy");
         state.ProbeHealthy = healthy;
         state.LastProbeAt = DateTimeOffset.UtcNow;
+    }
+
+    private async Task<RouterLiveness?> AskAsync(CatalogRouter router, string path, RoutingOptions o, CancellationToken ct)
+    {
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            timeout.CancelAfter(o.ProbeTimeoutMs);
+            using var request = new HttpRequestMessage(HttpMethod.Get, router.BaseUrl + path);
+            request.Headers.Authorization = client.Authorization;
+            using var response = await client.Http.SendAsync(request, timeout.Token);
+            if (!response.IsSuccessStatusCode) return null;
+            return RouterLiveness.Read(await response.Content.ReadAsByteArrayAsync(timeout.Token));
+        }
+        catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException or IOException)
+        {
+            return null;
+        }
     }
 }

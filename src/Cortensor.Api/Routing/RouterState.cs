@@ -39,6 +39,8 @@ public sealed class RouterState
     public bool ProbeHealthy { get; set; } = true;
     public DateTimeOffset? LastProbeAt { get; set; }
     public long ReportedLoad { get; set; }
+    /// <summary>Connected miners as the router last reported them; null when it does not say.</summary>
+    public long? ReportedMiners { get; set; }
     public int InFlight => Volatile.Read(ref _inFlight);
     public long Completed => Interlocked.Read(ref _completed);
     public long Failed => Interlocked.Read(ref _failed);

@@ -7,10 +7,19 @@ public sealed class RoutingOptions
     public string RouterToken { get; set; } = "";
     public int ProbeIntervalMs { get; set; } = 2000;
     public int ProbeTimeoutMs { get; set; } = 1000;
-    /// <summary>Until the router's response headers (first token when streaming).</summary>
-    public int UpstreamTimeoutMs { get; set; } = 60_000;
-    /// <summary>Longest silence between two streamed chunks.</summary>
-    public int StreamIdleTimeoutMs { get; set; } = 30_000;
+    /// <summary>A model's <c>timeout</c> when its row leaves it unset: what public clients send (60-360 s).</summary>
+    public int DefaultTimeoutSeconds { get; set; } = 180;
+    /// <summary>A model's <c>precommit_timeout</c> when unset: the 90 s public clients send.</summary>
+    public int DefaultPrecommitTimeoutSeconds { get; set; } = 90;
+    /// <summary>Added to the network's own timeouts before the Portal gives up: the router reports its timeout itself first.</summary>
+    public int DeadlineGraceSeconds { get; set; } = 10;
+    /// <summary>
+    /// When set, caps the wait for the first token (the whole answer unstreamed) below what the model's
+    /// timeouts allow; tests use it to see a 504 in seconds. Unset in production.
+    /// </summary>
+    public int? UpstreamTimeoutMs { get; set; }
+    /// <summary>When set, caps the silence allowed between two streamed events (otherwise the model's <c>timeout</c>).</summary>
+    public int? StreamIdleTimeoutMs { get; set; }
     public double BreakerFailureRatio { get; set; } = 0.5;
     public int BreakerMinimumThroughput { get; set; } = 4;
     public int BreakDurationMs { get; set; } = 5000;

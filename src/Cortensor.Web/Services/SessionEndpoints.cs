@@ -13,6 +13,7 @@ public static class SessionEndpoints
     public static WebApplicationBuilder AddPortalSessions(this WebApplicationBuilder builder)
     {
         builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddScoped<SignInBinding>();
         builder.Services.AddAuthentication(CookieAuthenticationDefaults.AuthenticationScheme)
             .AddCookie(o =>
             {
@@ -44,7 +45,7 @@ public static class SessionEndpoints
     {
         app.MapGet("/auth/session", async (string ticket, string? returnUrl, SessionStore store, HttpContext http) =>
         {
-            if (store.Redeem(ticket) is not { } session) return Results.Redirect("/signin?expired=1");
+            if (store.Redeem(ticket, SignInBinding.From(http)) is not { } session) return Results.Redirect("/signin?expired=1");
             var claims = new List<Claim>
             {
                 new(ClaimTypes.NameIdentifier, session.UserId.ToString()), new(ClaimTypes.Name, session.DisplayName ?? session.Email),

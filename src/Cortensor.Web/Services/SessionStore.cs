@@ -11,7 +11,7 @@ namespace Cortensor.Web.Services;
 public sealed class SessionStore(TimeProvider clock)
 {
     private readonly ConcurrentDictionary<string, PortalSessionState> _sessions = new();
-    private readonly ConcurrentDictionary<string, (string SessionId, DateTimeOffset Expires)> _tickets = new();
+    private readonly ConcurrentDictionary<string, (string SessionId, DateTimeOffset Expires, string Browser)> _tickets = new();
 
     /// <summary>As long as the session cookie lives (sliding): a session unused for longer is gone.</summary>
     public static readonly TimeSpan IdleLifetime = TimeSpan.FromDays(7);
@@ -29,8 +29,11 @@ public sealed class SessionStore(TimeProvider clock)
         return state;
     }
 
-    /// <summary>Starts a session for freshly issued tokens; answers a one-time ticket the browser redeems for its cookie.</summary>
-    public (PortalSessionState Session, string Ticket) Start(Tokens tokens, Me me)
+    /// <summary>
+    /// Starts a session for freshly issued tokens; answers a one-time ticket that only the browser holding
+    /// <paramref name="browser"/> (its <see cref="SignInBinding"/> cookie) can redeem for its session cookie.
+    /// </summary>
+    public (PortalSessionState Session, string Ticket) Start(Tokens tokens, Me me, string browser)
     {
         var now = clock.GetUtcNow();
         // Abandoned sessions (never signed out) would otherwise stay in memory for good.
@@ -43,12 +46,19 @@ public sealed class SessionStore(TimeProvider clock)
         state.OrganizationId = me.Organizations.FirstOrDefault()?.Id;
         _sessions[state.Id] = state;
         var ticket = NewId();
-        _tickets[ticket] = (state.Id, clock.GetUtcNow().AddMinutes(1));
+        _tickets[ticket] = (state.Id, clock.GetUtcNow().AddMinutes(1), browser);
         return (state, ticket);
     }
 
-    public PortalSessionState? Redeem(string ticket) =>
-        _tickets.TryRemove(ticket, out var entry) && entry.Expires > clock.GetUtcNow() ? Find(entry.SessionId) : null;
+    /// <summary>The ticket's session, when the ticket is fresh and presented by the browser it was issued to. Used up either way.</summary>
+    public PortalSessionState? Redeem(string ticket, string? browser)
+    {
+        if (!_tickets.TryRemove(ticket, out var entry) || entry.Expires <= clock.GetUtcNow()) return null;
+        if (SignInBinding.Matches(entry.Browser, browser)) return Find(entry.SessionId);
+        // Someone else's ticket (a forwarded sign-in link): that sign-in is void.
+        End(entry.SessionId);
+        return null;
+    }
 
     public PortalSessionState? End(string? sessionId) => sessionId is not null && _sessions.TryRemove(sessionId, out var s) ? s : null;
 
@@ -66,8 +76,6 @@ public sealed class PortalSessionState(string id, Guid userId, string email, str
     public string RefreshToken { get; private set; } = "";
     public DateTimeOffset AccessTokenExpires { get; private set; }
     public Guid? OrganizationId { get; set; }
-    /// <summary>The last key created in this session, so the playground can use it without pasting.</summary>
-    public string? LastCreatedKey { get; set; }
     public SemaphoreSlim RefreshLock { get; } = new(1, 1);
     public DateTimeOffset LastSeen { get; set; }
 

@@ -104,6 +104,36 @@ public class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ASignInTicketLinkOpenedInAnotherBrowserDoesNotSignItIn()
+    {
+        var user = await portal.SignUpAsync();
+        var attacker = await NewPageAsync();
+        // The attacker signs in to their own account but keeps the ticket link instead of following it.
+        string? link = null;
+        Func<string, bool> ticketLink = url => url.Contains("/auth/session?", StringComparison.Ordinal);
+        await attacker.RouteAsync(ticketLink, async route => { link = route.Request.Url; await route.AbortAsync(); });
+        await GoAsync(attacker, "/signin");
+        await FillAsync(attacker, ("email", user.Email), ("password", TestUser.Password));
+        await attacker.Locator("#signin-submit").ClickAsync();
+        for (var i = 0; i < 100 && link is null; i++) await Task.Delay(100);
+        Assert.NotNull(link);
+
+        // The victim's browser opens the link: no session, back to sign-in.
+        var victim = await NewPageAsync();
+        await victim.GotoAsync(link!);
+        await victim.WaitForURLAsync(url => url.Contains("/signin?expired=1", StringComparison.Ordinal));
+        await GoAsync(victim, "/api-keys");
+        await victim.WaitForURLAsync(url => url.Contains("/signin", StringComparison.Ordinal));
+        var cookies = await victim.Context.CookiesAsync();
+        Assert.DoesNotContain(cookies, c => c.Name == "cortensor.session");
+
+        // The browser that signed in still signs in normally.
+        await attacker.UnrouteAsync(ticketLink);
+        await SignInAsync(attacker, user.Email, TestUser.Password);
+        Assert.Contains(await attacker.Context.CookiesAsync(), c => c.Name == "cortensor.session");
+    }
+
+    [Fact]
     public async Task ACustomerSignsUpCreatesAndCopiesAKeySeesTheCallInUsageAndRevokesIt()
     {
         var page = await NewPageAsync();
@@ -160,9 +190,11 @@ public class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
         await Assertions.Expect(page.GetByLabel("Credit balance")).ToBeVisibleAsync();
         await ShotAsync(page, "balance");
 
-        // The playground streams through /v1 with the key created in this session.
+        // The playground streams through /v1 with a key the user pastes (the session keeps none).
         await GoAsync(page, "/playground");
+        await Assertions.Expect(Input(page, "playground-key")).ToHaveValueAsync("");
         await Assertions.Expect(page.Locator("#playground-model")).ToHaveValueAsync("gpt-oss-20b");
+        await FillAsync(page, ("playground-key", key));
         await page.Locator("#playground-send").ClickAsync();
         await Assertions.Expect(page.Locator("#playground-answer")).Not.ToBeEmptyAsync();
         await Assertions.Expect(page.GetByText("completion tokens")).ToBeVisibleAsync();

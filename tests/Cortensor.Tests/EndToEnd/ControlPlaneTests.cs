@@ -427,13 +427,14 @@ public class ControlPlaneTests(PortalAppFixture portal)
     }
 
     [Fact]
-    public async Task TheOpenApiDocumentCoversV1PortalAndAdminWithTheirErrors()
+    public async Task TheOpenApiDocumentCoversV1AndPortalWithTheirErrorsAndTheAdminDocumentOnlyAnswersAdmins()
     {
         using var anonymous = portal.CreateClient("api");
         var document = await anonymous.GetFromJsonAsync<JsonElement>("/openapi/v1.json");
         var paths = document.GetProperty("paths");
-        foreach (var path in new[] { "/v1/chat/completions", "/portal/auth/signup", "/portal/api-keys", "/portal/usage-summary", "/portal/requests", "/portal/balance", "/admin/audit", "/admin/pools" })
+        foreach (var path in new[] { "/v1/chat/completions", "/portal/auth/signup", "/portal/api-keys", "/portal/usage-summary", "/portal/requests", "/portal/balance" })
             Assert.True(paths.TryGetProperty(path, out _), path);
+        Assert.DoesNotContain(paths.EnumerateObject(), p => p.Name.StartsWith("/admin", StringComparison.Ordinal));
         var keys = paths.GetProperty("/portal/api-keys").GetProperty("post");
         Assert.True(keys.GetProperty("responses").TryGetProperty("400", out _));
         Assert.True(keys.GetProperty("responses").TryGetProperty("401", out _));
@@ -441,6 +442,18 @@ public class ControlPlaneTests(PortalAppFixture portal)
         Assert.True(document.GetProperty("components").GetProperty("securitySchemes").TryGetProperty("access_token", out _));
         var reference = await anonymous.GetAsync("/reference");
         Assert.Equal(HttpStatusCode.OK, reference.StatusCode);
+        Assert.DoesNotContain("/admin/", await (await anonymous.GetAsync("/openapi/v1.json")).Content.ReadAsStringAsync(), StringComparison.Ordinal);
+
+        // The operator document: not to strangers, not to customers, to administrators.
+        Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync("/openapi/admin.json")).StatusCode);
+        var customer = await portal.SignUpAsync();
+        using var customerClient = customer.CreateClient();
+        Assert.Equal(HttpStatusCode.Forbidden, (await customerClient.GetAsync("/openapi/admin.json")).StatusCode);
+        using var admin = portal.CreateAdminClient();
+        var adminPaths = (await admin.GetFromJsonAsync<JsonElement>("/openapi/admin.json")).GetProperty("paths");
+        foreach (var path in new[] { "/admin/audit", "/admin/pools", "/admin/users/{id}/remove-admin" })
+            Assert.True(adminPaths.TryGetProperty(path, out _), path);
+        Assert.DoesNotContain(adminPaths.EnumerateObject(), p => !p.Name.StartsWith("/admin", StringComparison.Ordinal));
     }
 
     private static async Task<T> EventuallyAsync<T>(Func<Task<T?>> probe) where T : struct

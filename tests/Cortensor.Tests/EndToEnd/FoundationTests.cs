@@ -46,7 +46,8 @@ public class FoundationTests(PortalAppFixture portal)
         var choice = body.GetProperty("choices")[0];
         Assert.Equal("length", choice.GetProperty("finish_reason").GetString());
         Assert.Equal(8, body.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
-        Assert.Equal(8, Cortensor.RouterSim.TextGenerator.CountTokens(choice.GetProperty("text").GetString()!));
+        Assert.Equal(8, Cortensor.Contracts.ModelTokenizer.GptOss.Count(choice.GetProperty("text").GetString()!));
+        Assert.True(body.GetProperty("task_id").GetInt64() > 0);
     }
 
     [Fact]
@@ -71,12 +72,34 @@ public class FoundationTests(PortalAppFixture portal)
     }
 
     [Fact]
+    public async Task ARouterListsItsSessionsMinersAndTheTasksItRan()
+    {
+        using var router = portal.CreateRouterClient("router-oss120b-1");
+        var sessions = await router.GetFromJsonAsync<JsonElement>("/api/v1/sessions");
+        Assert.Equal(2, sessions.GetProperty("count").GetInt32());
+        Assert.Equal([3001L, 3002L], sessions.GetProperty("sessions").EnumerateArray().Select(s => s.GetProperty("id").GetInt64()));
+        Assert.Equal(3001, (await router.GetFromJsonAsync<JsonElement>("/api/v1/sessions/3001")).GetProperty("id").GetInt64());
+        Assert.True((await router.GetFromJsonAsync<JsonElement>("/api/v1/miners")).GetProperty("count").GetInt32() > 0);
+        var status = await router.GetFromJsonAsync<JsonElement>("/api/v1/status");
+        Assert.False(status.TryGetProperty("healthy", out _));
+
+        var answer = await (await router.PostAsJsonAsync("/api/v3/completions", new { session_id = 3002, prompt = "Which task is this?", max_tokens = 16 }))
+            .Content.ReadFromJsonAsync<JsonElement>();
+        var taskId = answer.GetProperty("task_id").GetInt64();
+        var task = await router.GetFromJsonAsync<JsonElement>($"/api/v1/tasks/3002/{taskId}");
+        Assert.Equal(4, task.GetProperty("status").GetInt32());
+        Assert.Equal(answer.GetProperty("choices")[0].GetProperty("text").GetString(), task.GetProperty("results").GetProperty("data")[0].GetString());
+        var tasks = await router.GetFromJsonAsync<JsonElement>("/api/v1/tasks/3002");
+        Assert.Contains(tasks.GetProperty("tasks").EnumerateArray(), t => t.GetProperty("task_id").GetInt64() == taskId);
+    }
+
+    [Fact]
     public async Task ARouterRejectsAWrongTokenAndAnUnknownSession()
     {
         using var router = portal.CreateRouterClient("router-qwen-1");
         var unknown = await router.PostAsJsonAsync("/api/v1/completions/999", new { prompt = "hi" });
         Assert.Equal(HttpStatusCode.NotFound, unknown.StatusCode);
-        Assert.Equal("session_not_found", (await unknown.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error").GetString());
+        Assert.Contains("999", (await unknown.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error").GetProperty("message").GetString());
 
         router.DefaultRequestHeaders.Authorization = new("Bearer", "not-the-token");
         var unauthorised = await router.PostAsJsonAsync("/api/v1/completions/5001", new { prompt = "hi" });

@@ -29,7 +29,7 @@ public class InferenceTests(PortalAppFixture portal)
         Assert.Equal(ChatFinishReason.Length, completion.FinishReason);
         Assert.Equal(8, completion.Usage.OutputTokenCount);
         Assert.True(completion.Usage.InputTokenCount > 0);
-        Assert.Equal(8, Cortensor.RouterSim.TextGenerator.CountTokens(completion.Content[0].Text));
+        Assert.Equal(8, Cortensor.Contracts.ModelTokenizer.ForFamily("gpt-oss").Count(completion.Content[0].Text));
         Assert.StartsWith("chatcmpl-", completion.Id);
     }
 
@@ -56,7 +56,7 @@ public class InferenceTests(PortalAppFixture portal)
         Assert.Equal(ChatFinishReason.Length, finish);
         Assert.NotNull(usage);
         Assert.Equal(9, usage.OutputTokenCount);
-        Assert.Equal(9, Cortensor.RouterSim.TextGenerator.CountTokens(text.ToString()));
+        Assert.Equal(9, Cortensor.Contracts.ModelTokenizer.ForFamily("gemma").Count(text.ToString()));
     }
 
     [Fact]

@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using Aspire.Hosting;
 using Aspire.Hosting.ApplicationModel;
+using Aspire.Hosting.Testing;
 using Cortensor.Tests.Fixtures;
 
 namespace Cortensor.Tests.EndToEnd;
@@ -123,6 +124,60 @@ public class MeteringTests(PortalAppFixture portal)
         var balance = await WaitForEventsAsync(customer, 26);
         Assert.Equal(26, balance.GetProperty("usage_events").GetInt32());
         Assert.Equal(26, balance.GetProperty("usage_entries").GetInt32());
+    }
+
+    [Fact]
+    public async Task RequestsWithANulInTheModelAreBilledAndARefusedRecordIsSetAsideWithoutStoppingTheWriters()
+    {
+        var customer = await portal.CreateCustomerAsync();
+        using var client = customer.CreateClient();
+        var poisoned = new List<string>();
+        for (var i = 0; i < 2; i++)
+        {
+            var r = await client.PostAsJsonAsync("/v1/chat/completions", new { model = "gpt-oss\0-20b", messages = new[] { new { role = "user", content = "poison" } } });
+            Assert.Equal(HttpStatusCode.NotFound, r.StatusCode);
+            poisoned.Add(r.Headers.GetValues("X-Request-Id").Single());
+        }
+        // A record the ledger refuses (its organisation does not exist), as a faulty producer could buffer it.
+        await using var redis = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync((await portal.App.GetConnectionStringAsync(LaunchTopology.Redis))!);
+        var refused = new Cortensor.Api.Inference.UsageRecord($"evt_{Guid.NewGuid():N}", "req_refused", Guid.NewGuid(), Guid.NewGuid(),
+            Cortensor.Api.Data.BillingMode.PrepaidCredits, "gpt-oss-20b", null, null, null, "POST", "/v1/chat/completions", 200, null,
+            10, 10, 0.0001m, 5, null, false, DateTimeOffset.UtcNow);
+        await redis.GetDatabase().StreamAddAsync(Cortensor.Api.Metering.UsageMeter.Stream, Cortensor.Api.Metering.UsageMeter.Field,
+            Cortensor.Api.Metering.UsageMeter.Payload(refused));
+        for (var i = 0; i < 3; i++)
+            Assert.Equal(HttpStatusCode.OK, (await client.PostAsJsonAsync("/v1/chat/completions",
+                new { model = "gpt-oss-20b", messages = new[] { new { role = "user", content = $"after poison {i}" } }, max_tokens = 3 })).StatusCode);
+
+        // The writers are not stuck: the requests after the poison land, and so do the poisoned ones (normalised).
+        var balance = await WaitForEventsAsync(customer, 5);
+        Assert.Equal(5, balance.GetProperty("usage_events").GetInt32());
+        using var admin = portal.CreateAdminClient();
+        foreach (var requestId in poisoned)
+        {
+            var logged = await admin.GetFromJsonAsync<JsonElement>($"/admin/requests/{requestId}");
+            Assert.Equal("gpt-oss_-20b", logged[0].GetProperty("usage").GetProperty("model_id").GetString());
+        }
+
+        JsonElement letter = default;
+        for (var i = 0; i < 60 && letter.ValueKind == JsonValueKind.Undefined; i++)
+        {
+            var page = await admin.GetFromJsonAsync<JsonElement>("/admin/usage/dead-letters?limit=500");
+            letter = page.GetProperty("items").EnumerateArray().FirstOrDefault(l => l.GetProperty("record").GetString()!.Contains(refused.EventId));
+            if (letter.ValueKind == JsonValueKind.Undefined) await Task.Delay(250);
+        }
+        Assert.NotEqual(JsonValueKind.Undefined, letter.ValueKind);
+        Assert.StartsWith("23503", letter.GetProperty("error").GetString());
+        var db = redis.GetDatabase();
+        for (var i = 0; i < 60 && (await db.StreamPendingAsync(Cortensor.Api.Metering.UsageMeter.Stream, Cortensor.Api.Metering.UsageWriter.Group)).PendingMessageCount > 0; i++)
+            await Task.Delay(250);
+        Assert.Equal(0, (await db.StreamPendingAsync(Cortensor.Api.Metering.UsageMeter.Stream, Cortensor.Api.Metering.UsageWriter.Group)).PendingMessageCount);
+
+        var bad = await admin.GetAsync("/admin/usage/dead-letters?before=yesterday");
+        Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+        Assert.Equal("before", (await bad.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error").GetProperty("param").GetString());
+        using var anonymous = portal.CreateClient(LaunchTopology.Api);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync("/admin/usage/dead-letters")).StatusCode);
     }
 
     private async Task<JsonElement> WaitForEventsAsync(TestCustomer customer, int events)

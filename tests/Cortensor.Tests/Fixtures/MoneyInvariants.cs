@@ -20,7 +20,7 @@ public static class MoneyInvariants
     public static async Task AssertSettledAsync(PortalAppFixture portal, TestCustomer customer, decimal granted, IReadOnlyCollection<string> requestIds)
     {
         await using var redis = await ConnectionMultiplexer.ConnectAsync((await portal.App.GetConnectionStringAsync(LaunchTopology.Redis))!);
-        await using var postgres = NpgsqlDataSource.Create((await portal.App.GetConnectionStringAsync(LaunchTopology.Database))!);
+        await using var postgres = NpgsqlDataSource.Create((await portal.App.GetConnectionStringAsync("postgres"))!);
         var db = redis.GetDatabase();
         var org = customer.OrganizationId;
 

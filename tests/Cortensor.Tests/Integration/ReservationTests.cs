@@ -175,16 +175,19 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
 
         // This replica's Redis is gone at settle time: the record and its reservation go to the spool.
         await using (var down = await ConnectionMultiplexer.ConnectAsync("127.0.0.1:1,abortConnect=false,connectTimeout=100"))
+        using (var spool = Spool(down))
         {
-            var offline = new UsageMeter(down, Spool(down), NullLogger<UsageMeter>.Instance);
+            var offline = new UsageMeter(down, spool, NullLogger<UsageMeter>.Instance);
             await offline.RecordAsync(used);
-        }
+        } // the replica is gone: its spool file is unlocked
         Assert.Equal(1, await db.HashLengthAsync(LimitKeys.Reservations(_org)));
         var line = File.ReadAllLines(Directory.GetFiles(_spool).Single()).Single();
 
         var (_, meter, _) = Build();
-        await meter.ReplayAsync(Encoding.UTF8.GetBytes(line));
-        await meter.ReplayAsync(Encoding.UTF8.GetBytes(line));
+        var spooled = JsonSerializer.Deserialize(line, PortalJsonContext.Default.UsageRecord)!;
+        Assert.NotNull(spooled.Hold);
+        await meter.ReplayAsync(spooled);
+        await meter.ReplayAsync(spooled);
         Assert.Equal(Pricing.ToUnits(1m) - Pricing.ToUnits(used.Cost), (long)await db.StringGetAsync(LimitKeys.Credit(_org)));
         Assert.Equal(0, await db.HashLengthAsync(LimitKeys.Reservations(_org)));
     }
@@ -237,7 +240,7 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
 
     private UsageSpool Spool(IConnectionMultiplexer redis) => new(
         new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { ["Metering:SpoolDirectory"] = _spool }).Build(),
-        redis, EmptyServices.Instance, NullLogger<UsageSpool>.Instance);
+        new Microsoft.Extensions.Hosting.Internal.HostingEnvironment { ContentRootPath = _spool }, redis, EmptyServices.Instance, NullLogger<UsageSpool>.Instance);
 
     private KeySnapshot Key(BillingMode mode) => new(Guid.CreateVersion7(), _org, ApiKeyStatus.Active, null, OrganizationStatus.Active,
         mode == BillingMode.PrepaidCredits ? "pro" : "free", mode, ["gpt-oss-20b"], 1000, 1_000_000,

@@ -256,6 +256,14 @@ namespace Cortensor.Api.Data.Migrations
                         .HasColumnType("numeric(20,10)")
                         .HasColumnName("output_price_per1k");
 
+                    b.Property<int?>("PrecommitTimeoutSeconds")
+                        .HasColumnType("integer")
+                        .HasColumnName("precommit_timeout_seconds");
+
+                    b.Property<int?>("TimeoutSeconds")
+                        .HasColumnType("integer")
+                        .HasColumnName("timeout_seconds");
+
                     b.HasKey("Id")
                         .HasName("pk_models");
 
@@ -708,6 +716,10 @@ namespace Cortensor.Api.Data.Migrations
                         .HasColumnType("integer")
                         .HasColumnName("status");
 
+                    b.Property<string>("TaskId")
+                        .HasColumnType("text")
+                        .HasColumnName("task_id");
+
                     b.HasKey("EventId")
                         .HasName("pk_request_logs");
 
@@ -820,6 +832,10 @@ namespace Cortensor.Api.Data.Migrations
                         .HasColumnType("character varying(64)")
                         .HasColumnName("id");
 
+                    b.Property<int?>("ApiVersion")
+                        .HasColumnType("integer")
+                        .HasColumnName("api_version");
+
                     b.Property<DateTimeOffset>("CreatedAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("created_at");
@@ -827,6 +843,18 @@ namespace Cortensor.Api.Data.Migrations
                     b.Property<bool>("Draining")
                         .HasColumnType("boolean")
                         .HasColumnName("draining");
+
+                    b.Property<bool>("SupportsPenalties")
+                        .HasColumnType("boolean")
+                        .HasColumnName("supports_penalties");
+
+                    b.Property<bool>("SupportsSeed")
+                        .HasColumnType("boolean")
+                        .HasColumnName("supports_seed");
+
+                    b.Property<bool>("SupportsTopK")
+                        .HasColumnType("boolean")
+                        .HasColumnName("supports_top_k");
 
                     b.HasKey("Id")
                         .HasName("pk_router_pools");
@@ -838,25 +866,37 @@ namespace Cortensor.Api.Data.Migrations
                         {
                             Id = "oss-20b",
                             CreatedAt = new DateTimeOffset(new DateTime(2026, 11, 1, 0, 0, 0, 0, DateTimeKind.Unspecified), new TimeSpan(0, 0, 0, 0, 0)),
-                            Draining = false
+                            Draining = false,
+                            SupportsPenalties = false,
+                            SupportsSeed = false,
+                            SupportsTopK = false
                         },
                         new
                         {
                             Id = "oss-120b",
                             CreatedAt = new DateTimeOffset(new DateTime(2026, 11, 1, 0, 0, 0, 0, DateTimeKind.Unspecified), new TimeSpan(0, 0, 0, 0, 0)),
-                            Draining = false
+                            Draining = false,
+                            SupportsPenalties = false,
+                            SupportsSeed = false,
+                            SupportsTopK = false
                         },
                         new
                         {
                             Id = "gemma4",
                             CreatedAt = new DateTimeOffset(new DateTime(2026, 11, 1, 0, 0, 0, 0, DateTimeKind.Unspecified), new TimeSpan(0, 0, 0, 0, 0)),
-                            Draining = false
+                            Draining = false,
+                            SupportsPenalties = false,
+                            SupportsSeed = false,
+                            SupportsTopK = false
                         },
                         new
                         {
                             Id = "qwen",
                             CreatedAt = new DateTimeOffset(new DateTime(2026, 11, 1, 0, 0, 0, 0, DateTimeKind.Unspecified), new TimeSpan(0, 0, 0, 0, 0)),
-                            Draining = false
+                            Draining = false,
+                            SupportsPenalties = false,
+                            SupportsSeed = false,
+                            SupportsTopK = false
                         });
                 });
 
@@ -1120,6 +1160,10 @@ namespace Cortensor.Api.Data.Migrations
                     b.Property<bool>("Streamed")
                         .HasColumnType("boolean")
                         .HasColumnName("streamed");
+
+                    b.Property<string>("TaskId")
+                        .HasColumnType("text")
+                        .HasColumnName("task_id");
 
                     b.Property<int?>("TimeToFirstTokenMs")
                         .HasColumnType("integer")

@@ -3,6 +3,7 @@ namespace Microsoft.Extensions.Hosting;
 /// <summary>
 /// The launch catalog's router pools as the AppHost starts them and the database seeds them.
 /// One definition, so the routers the AppHost runs are exactly the routers the Api routes to.
+/// Product data, not service plumbing: it lives with what the Api, the AppHost and the simulator share.
 /// </summary>
 public static class LaunchTopology
 {

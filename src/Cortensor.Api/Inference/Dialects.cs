@@ -1,0 +1,92 @@
+using System.Text.Json;
+using Cortensor.Api.Catalog;
+using Cortensor.Api.Errors;
+using Cortensor.Api.Infrastructure;
+
+namespace Cortensor.Api.Inference;
+
+/// <summary>
+/// One public API shape (chat completions, text completions): how its body is read, how its prompt
+/// reaches the router, and what its answers and stream chunks look like. The hot path is the same
+/// for every dialect and never branches on which one it serves.
+/// </summary>
+public abstract class Dialect
+{
+    public static readonly Dialect Chat = new ChatDialect();
+    public static readonly Dialect Text = new TextDialect();
+
+    /// <summary>The prefix of completion ids (chatcmpl-…, cmpl-…).</summary>
+    public abstract string IdPrefix { get; }
+
+    /// <summary>Deserialises and validates the body; a null body is the caller's error.</summary>
+    public abstract ValueTask<(InferenceRequest? Request, ApiError? Error)> ReadAsync(Stream body, CancellationToken ct);
+
+    /// <summary>The single prompt string a router session takes.</summary>
+    public abstract string Render(CatalogModel model, InferenceRequest request);
+
+    public abstract IResult Answer(string id, string model, long created, string text, string finish, Usage usage);
+
+    /// <summary>What a stream opens with, if anything (chat announces the assistant role).</summary>
+    public abstract object? Opening(string id, long created, string model);
+
+    /// <summary>A piece of text, or (with <paramref name="finish"/>) the end of the answer.</summary>
+    public abstract object Delta(string id, long created, string model, string? text, string? finish);
+
+    public abstract object UsageChunk(string id, long created, string model, Usage usage);
+
+    protected static (InferenceRequest?, ApiError?) Validated(ApiError? error, InferenceRequest? request) =>
+        error is not null ? (null, error) : (request, null);
+
+    private sealed class ChatDialect : Dialect
+    {
+        public override string IdPrefix => "chatcmpl";
+
+        public override async ValueTask<(InferenceRequest?, ApiError?)> ReadAsync(Stream body, CancellationToken ct)
+        {
+            var request = await JsonSerializer.DeserializeAsync(body, PortalJsonContext.Default.ChatCompletionRequest, ct);
+            if (request is null) return (null, ApiError.MalformedJson(null, "the body must be a JSON object."));
+            return Validated(RequestValidation.Validate(request, out var r), r);
+        }
+
+        public override string Render(CatalogModel model, InferenceRequest request) => PromptTemplates.Render(model.Family, request.Messages);
+
+        public override IResult Answer(string id, string model, long created, string text, string finish, Usage usage) =>
+            TypedResults.Json(ResponseNormaliser.Chat(id, model, created, text, finish, usage), PortalJsonContext.Default.ChatCompletion);
+
+        public override object? Opening(string id, long created, string model) => Chunk(id, created, model, new ChunkDelta("assistant", ""), null);
+
+        public override object Delta(string id, long created, string model, string? text, string? finish) =>
+            Chunk(id, created, model, finish is null ? new ChunkDelta(null, text) : new ChunkDelta(null, null), finish);
+
+        public override object UsageChunk(string id, long created, string model, Usage usage) =>
+            new ChatCompletionChunk(id, "chat.completion.chunk", created, model, [], usage);
+
+        private static ChatCompletionChunk Chunk(string id, long created, string model, ChunkDelta delta, string? finish) =>
+            new(id, "chat.completion.chunk", created, model, [new ChunkChoice(0, delta, finish)], null);
+    }
+
+    private sealed class TextDialect : Dialect
+    {
+        public override string IdPrefix => "cmpl";
+
+        public override async ValueTask<(InferenceRequest?, ApiError?)> ReadAsync(Stream body, CancellationToken ct)
+        {
+            var request = await JsonSerializer.DeserializeAsync(body, PortalJsonContext.Default.CompletionRequest, ct);
+            if (request is null) return (null, ApiError.MalformedJson(null, "the body must be a JSON object."));
+            return Validated(RequestValidation.Validate(request, out var r), r);
+        }
+
+        public override string Render(CatalogModel model, InferenceRequest request) => request.RawPrompt!;
+
+        public override IResult Answer(string id, string model, long created, string text, string finish, Usage usage) =>
+            TypedResults.Json(ResponseNormaliser.Text(id, model, created, text, finish, usage), PortalJsonContext.Default.TextCompletion);
+
+        public override object? Opening(string id, long created, string model) => null;
+
+        public override object Delta(string id, long created, string model, string? text, string? finish) =>
+            new TextCompletion(id, "text_completion", created, model, [new TextChoice(text ?? "", 0, null, finish)], null);
+
+        public override object UsageChunk(string id, long created, string model, Usage usage) =>
+            new TextCompletion(id, "text_completion", created, model, [], usage);
+    }
+}

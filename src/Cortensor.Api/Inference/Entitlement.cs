@@ -1,0 +1,27 @@
+using Cortensor.Api.Catalog;
+using Cortensor.Api.Errors;
+using Cortensor.Api.Keys;
+
+namespace Cortensor.Api.Inference;
+
+/// <summary>Step 3 of the hot path: the model exists, is enabled, is the key's to use, and the request fits it.</summary>
+public static class Entitlement
+{
+    /// <returns>Null when the request may go on; <paramref name="model"/> is set whenever the model exists.</returns>
+    public static ApiError? Check(CatalogSnapshot catalog, KeySnapshot key, string modelId, int maxTokens, out CatalogModel? model)
+    {
+        // Internal names (pool, router, backend model) never reach the client.
+        if (!catalog.Models.TryGetValue(modelId, out model)) return ApiError.UnknownModel(modelId);
+        if (!model.Enabled) return ApiError.ModelDisabled(model.Id);
+        if (!key.MayUse(model.Id)) return ApiError.ModelNotEntitled(model.Id);
+        if (maxTokens > model.ContextWindow)
+            return ApiError.InvalidField("max_tokens", $"'max_tokens' must be at most {model.ContextWindow} for {model.Id}; got {maxTokens}.");
+        return null;
+    }
+
+    /// <summary>The prompt's fewest possible tokens plus max_tokens must fit the model's context.</summary>
+    public static ApiError? Fits(CatalogModel model, UsageBounds.Prompt prompt, int maxTokens) =>
+        prompt.Floor + maxTokens > model.ContextWindow
+            ? ApiError.InvalidField("messages", $"The prompt ({prompt.Floor} tokens) plus max_tokens ({maxTokens}) exceeds the context window of {model.Id} ({model.ContextWindow}).")
+            : null;
+}
