@@ -25,6 +25,8 @@ trap cleanup EXIT
 say() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" | tee -a "$out/timeline.log"; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+# Throwaway secrets per run: the Api runs in Production here and refuses published or weak ones.
+pw=$(openssl rand -hex 16); router_token=$(openssl rand -hex 16); admin_password="Chaos-$(openssl rand -hex 8)-A1"
 pg_port=$(free_port); redis_port=$(free_port); router_a=$(free_port); router_b=$(free_port); api_a=$(free_port); api_b=$(free_port)
 
 say "building (Release)"
@@ -33,31 +35,31 @@ dotnet build src/Cortensor.RouterSim -c Release -nologo -v quiet >/dev/null
 dotnet build bench/Cortensor.Bench -c Release -nologo -v quiet >/dev/null
 
 start_postgres() {
-  PGPORT=$pg_port PGDATA=$data/postgres POSTGRES_PASSWORD=chaos bash scripts/local-postgres.sh >> "$out/postgres.log" 2>&1 & pid[postgres]=$!
+  PGPORT=$pg_port PGDATA=$data/postgres POSTGRES_PASSWORD=$pw bash scripts/local-postgres.sh >> "$out/postgres.log" 2>&1 & pid[postgres]=$!
   for _ in $(seq 1 120); do
-    PGPASSWORD=chaos psql -h 127.0.0.1 -p "$pg_port" -U postgres -c 'select 1' >/dev/null 2>&1 && return; sleep 0.5
+    PGPASSWORD=$pw psql -h 127.0.0.1 -p "$pg_port" -U postgres -c 'select 1' >/dev/null 2>&1 && return; sleep 0.5
   done
   echo "postgres did not start" >&2; exit 1
 }
 start_redis() {
-  REDIS_PORT=$redis_port REDIS_DATA=$data/redis REDIS_PASSWORD=chaos bash scripts/local-redis.sh >> "$out/redis.log" 2>&1 & pid[redis]=$!
+  REDIS_PORT=$redis_port REDIS_DATA=$data/redis REDIS_PASSWORD=$pw bash scripts/local-redis.sh >> "$out/redis.log" 2>&1 & pid[redis]=$!
   for _ in $(seq 1 60); do
-    redis-cli -p "$redis_port" -a chaos --no-auth-warning ping >/dev/null 2>&1 && return; sleep 0.2
+    redis-cli -p "$redis_port" -a "$pw" --no-auth-warning ping >/dev/null 2>&1 && return; sleep 0.2
   done
   echo "redis did not start" >&2; exit 1
 }
 start_router() { # name port
-  ASPNETCORE_URLS=http://127.0.0.1:$2 Router__ApiKey=chaos-router Router__Model=gpt-oss-20b Router__Name=$1 \
-    Router__Behaviour__TokensPerSecond=40 Logging__LogLevel__Default=Warning \
+  ASPNETCORE_URLS=http://127.0.0.1:$2 Router__ApiKey=$router_token Router__Model=gpt-oss-20b Router__Name=$1 \
+    Router__Behaviour__AssignmentDelayMs=0 Router__Behaviour__PrecommitDelayMs=0 Router__Behaviour__TokensPerSecond=40 Logging__LogLevel__Default=Warning \
     dotnet src/Cortensor.RouterSim/bin/Release/net10.0/Cortensor.RouterSim.dll \
     --Router:Sessions:0=2001 --Router:Sessions:1=2002 --Router:Sessions:2=2003 --Router:Sessions:3=2004 --Router:Sessions:4=2005 --Router:Sessions:5=2006 \
     >> "$out/$1.log" 2>&1 & pid[$1]=$!
 }
-export ConnectionStrings__portaldb="Host=127.0.0.1;Port=$pg_port;Username=postgres;Password=chaos;Database=portal;Maximum Pool Size=50"
-export ConnectionStrings__redis="127.0.0.1:$redis_port,password=chaos"
-export Auth__SigningKey=chaos-signing-key-chaos-signing-key-0123456789
+export ConnectionStrings__portaldb="Host=127.0.0.1;Port=$pg_port;Username=postgres;Password=$pw;Database=portal;Maximum Pool Size=50"
+export ConnectionStrings__redis="127.0.0.1:$redis_port,password=$pw"
+export Auth__SigningKey=$(openssl rand -base64 32)
 start_api() { # name port
-  env ASPNETCORE_URLS=http://127.0.0.1:$2 Routers__Token=chaos-router Logging__LogLevel__Default=Warning \
+  env ASPNETCORE_URLS=http://127.0.0.1:$2 Routers__Token=$router_token Logging__LogLevel__Default=Warning \
     Metering__SpoolDirectory="$data/spool-$1" Metering__ReconcileSeconds=$reconcile Limits__ReplicaSilenceSeconds=10 \
     services__router-oss20b-1__http__0=http://127.0.0.1:$router_a \
     services__router-oss20b-2__http__0=http://127.0.0.1:$router_b \
@@ -70,20 +72,20 @@ wait_api() { # port
 }
 kill9() { kill -9 "${pid[$1]}" 2>/dev/null || true; wait "${pid[$1]}" 2>/dev/null || true; unset "pid[$1]"; }
 cut_streams() { # router-port cut-after-tokens|null
-  curl -fs -X PUT -H "Authorization: Bearer chaos-router" -H "Content-Type: application/json" \
+  curl -fs -X PUT -H "Authorization: Bearer $router_token" -H "Content-Type: application/json" \
     -d "{\"tokens_per_second\":40,\"cut_stream_after_tokens\":$2}" "http://127.0.0.1:$1/control/behaviour" >/dev/null
 }
 
 say "starting Postgres, Redis, two RouterSims, two Api replicas"
 start_postgres; start_redis
-Admin__Email=chaos-admin@cortensor.local Admin__Password=Chaos-admin-password-1 \
+Admin__Email=chaos-admin@cortensor.local Admin__Password=$admin_password \
   dotnet src/Cortensor.Api/bin/Release/net10.0/Cortensor.Api.dll migrate > "$out/migrate.log" 2>&1
 start_router router-a "$router_a"; start_router router-b "$router_b"
 start_api api-a "$api_a"; start_api api-b "$api_b"
 wait_api "$api_a"; wait_api "$api_b"
 
 api=http://127.0.0.1:$api_a
-token=$(curl -fs -H "Content-Type: application/json" -d '{"email":"chaos-admin@cortensor.local","password":"Chaos-admin-password-1"}' \
+token=$(curl -fs -H "Content-Type: application/json" -d "{\"email\":\"chaos-admin@cortensor.local\",\"password\":\"$admin_password\"}" \
   "$api/portal/auth/login" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 admin=(-H "Authorization: Bearer $token" -H "Content-Type: application/json")
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)[\"$1\"])"; }
@@ -138,8 +140,8 @@ echo "schedule: $kills SIGKILLs (api-a, redis, api-b), $outages outages (redis, 
 say "waiting for the pipeline to drain, then checking the invariants"
 set +e
 dotnet $bench chaos check --api "http://127.0.0.1:$api_a" --api "http://127.0.0.1:$api_b" --orgs "$out/orgs.txt" \
-  --records "$out/records.jsonl" --redis "127.0.0.1:$redis_port,password=chaos" \
-  --postgres "Host=127.0.0.1;Port=$pg_port;Username=postgres;Password=chaos;Database=portal" \
+  --records "$out/records.jsonl" --redis "127.0.0.1:$redis_port,password=$pw" \
+  --postgres "Host=127.0.0.1;Port=$pg_port;Username=postgres;Password=$pw;Database=portal" \
   --admin-token "$token" --spool "$data/spool-api-a" --spool "$data/spool-api-b" --reconcile-seconds "$reconcile" \
   | tee "$out/invariants.md"
 verdict=${PIPESTATUS[0]}

@@ -153,6 +153,8 @@ public static class ChaosCheck
         var lengthNow = await db.StreamLengthAsync(UsageMeter.Stream);
         var pendingNow = (await db.StreamPendingAsync(UsageMeter.Stream, UsageWriter.Group)).PendingMessageCount;
         Line("total: 0 pending stream entries", $"stream length {lengthNow}, pending {pendingNow}", lengthNow == 0 && pendingNow == 0);
+        var deadLetters = await db.StreamLengthAsync(UsageDeadLetters.Stream);
+        Line("total: 0 dead letters", $"usage:dead-letters length {deadLetters}", deadLetters == 0);
         long openNow = 0;
         foreach (var o in orgs) openNow += await db.HashLengthAsync(LimitKeys.Reservations(o.Id));
         var dueNow = await db.SortedSetLengthAsync(LimitKeys.Due);
