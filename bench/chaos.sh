@@ -58,6 +58,8 @@ start_router() { # name port
 export ConnectionStrings__portaldb="Host=127.0.0.1;Port=$pg_port;Username=postgres;Password=$pw;Database=portal;Maximum Pool Size=50"
 export ConnectionStrings__redis="127.0.0.1:$redis_port,password=$pw"
 export Auth__SigningKey=$(openssl rand -base64 32) Routers__Token=$router_token # the migrate step validates them too
+# No mail is sent in the chaos run; the Api only needs to know where it would go.
+export Mail__Host=127.0.0.1 Mail__Port=2525 Mail__LinkBaseUrl=http://127.0.0.1
 start_api() { # name port
   env ASPNETCORE_URLS=http://127.0.0.1:$2 Routers__Token=$router_token Logging__LogLevel__Default=Warning \
     Metering__SpoolDirectory="$data/spool-$1" Metering__ReconcileSeconds=$reconcile Limits__ReplicaSilenceSeconds=10 \

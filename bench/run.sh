@@ -31,6 +31,9 @@ done
 export ConnectionStrings__portaldb="Host=127.0.0.1;Port=$pg_port;Username=postgres;Password=$pw;Database=portal;Maximum Pool Size=50"
 export ConnectionStrings__redis="127.0.0.1:$redis_port,password=$pw"
 export Auth__SigningKey=$(openssl rand -base64 32)
+export Routers__Token=$router_token
+# No mail is sent in a benchmark; the Api only needs to know where it would go.
+export Mail__Host=127.0.0.1 Mail__Port=2525 Mail__LinkBaseUrl=http://127.0.0.1
 Admin__Email=bench-admin@cortensor.local Admin__Password=$admin_password \
   dotnet src/Cortensor.Api/bin/Release/net10.0/Cortensor.Api.dll migrate > "$out/migrate.log" 2>&1
 

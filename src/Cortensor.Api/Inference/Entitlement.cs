@@ -10,6 +10,9 @@ public static class Entitlement
     /// <returns>Null when the request may go on; <paramref name="model"/> is set whenever the model exists.</returns>
     public static ApiError? Check(CatalogSnapshot catalog, KeySnapshot key, string modelId, int maxTokens, out CatalogModel? model)
     {
+        model = null;
+        // A replica that has not loaded the catalog yet does not know: that is not a 404.
+        if (!catalog.IsLoaded) return ApiError.DependencyUnavailable("The model catalog", 1);
         // Internal names (pool, router, backend model) never reach the client.
         if (!catalog.Models.TryGetValue(modelId, out model)) return ApiError.UnknownModel(modelId);
         if (!model.Enabled) return ApiError.ModelDisabled(model.Id);

@@ -93,6 +93,12 @@ public sealed class InferenceHandler(
             usage.ClientDisconnected();
             return Results.Empty;
         }
+        catch
+        {
+            // The error handler answers 500; the record must say so, not the 200 it started with.
+            usage.Failed(ApiError.Internal());
+            throw;
+        }
         finally
         {
             usage.Complete();

@@ -51,12 +51,16 @@ public sealed class HotCounters(IConnectionMultiplexer redis, NpgsqlDataSource p
         command.Parameters.Add(new NpgsqlParameter { Value = monthStart });
         command.Parameters.Add(new NpgsqlParameter { Value = monthStart.AddMonths(1) });
         command.Parameters.Add(new NpgsqlParameter { Value = unbilled.Keys.ToArray() });
-        await using var reader = await command.ExecuteReaderAsync(ct);
-        await reader.ReadAsync(ct);
-        var balance = reader.GetDecimal(0);
-        var tokens = reader.GetInt64(1);
-        var written = reader.GetFieldValue<string[]>(2);
-        await reader.DisposeAsync();
+        decimal balance;
+        long tokens;
+        string[] written;
+        // Disposed once, here: the data source's connection goes back to the pool with the reader, and a
+        // second dispose would reach a connection another request already holds.
+        await using (var reader = await command.ExecuteReaderAsync(ct))
+        {
+            await reader.ReadAsync(ct);
+            (balance, tokens, written) = (reader.GetDecimal(0), reader.GetInt64(1), reader.GetFieldValue<string[]>(2));
+        }
 
         var pending = unbilled.Sum(u => u.Value) - written.Sum(id => unbilled.GetValueOrDefault(id));
         var expected = credits ? Pricing.ToUnits(balance) - held - pending : tokens + held + pending;

@@ -168,7 +168,7 @@ public class EnforcementTests(PortalAppFixture portal)
     [Fact]
     public async Task TwoHundredConcurrentRequestsAgainstCreditForTenAdmitAtMostTenAndNeverOverspend()
     {
-        // Worst case per request on gpt-oss-120b: (3 * 0.0005 + 100 * 0.002) / 1000 = $0.0002015.
+        // Worst case per request on gpt-oss-120b: (7 prompt tokens * 0.0005 + 100 * 0.002) / 1000 = $0.0002035: nine fit.
         var customer = await portal.CreateCustomerAsync(credits: 0.002015m);
         using var client = customer.CreateClient();
         await portal.SetRouterBehaviourAsync("router-oss120b-1", new { time_to_first_token_ms = 1500 });
