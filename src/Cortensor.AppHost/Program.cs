@@ -28,12 +28,14 @@ var api = builder.AddProject<Projects.Cortensor_Api>(LaunchTopology.Api, launchP
     .WaitForCompletion(migrations)
     .WithRouters(routers, routerToken)
     .WithEnvironment("Auth__SigningKey", signingKey)
-    // The spool replays every file in its directory: one directory per stack, so two stacks on one
-    // machine never replay each other's usage into the wrong Redis.
-    .WithEnvironment("Metering__SpoolDirectory", Path.Combine(PortalInfrastructure.DataRoot(builder), "spool"))
     .WithReplicas(builder.Configuration.GetValue("Api:Replicas", 1))
     .WithHttpHealthCheck("/health")
     .WithSettingsFrom(builder.Configuration, "Routing", "Inference", "Auth");
+// The spool replays every file in its directory: one directory per stack, so two stacks on one
+// machine never replay each other's usage into the wrong Redis. A machine path means nothing in a
+// published manifest: a container keeps the Api's default.
+if (builder.ExecutionContext.IsRunMode)
+    api.WithEnvironment("Metering__SpoolDirectory", Path.Combine(PortalInfrastructure.DataRoot(builder), "spool"));
 
 builder.AddProject<Projects.Cortensor_Web>(LaunchTopology.Web, launchProfileName: "http")
     .WithReference(api).WaitFor(api)
