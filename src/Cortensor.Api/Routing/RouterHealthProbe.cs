@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net.Http.Json;
 using Cortensor.Api.Catalog;
 using Cortensor.Api.Infrastructure;
@@ -33,12 +34,16 @@ public sealed class RouterHealthProbe(
             timeout.CancelAfter(o.ProbeTimeoutMs);
             using var request = new HttpRequestMessage(HttpMethod.Get, $"{router.BaseUrl}/api/v1/status");
             request.Headers.Authorization = client.Authorization;
+            var started = Stopwatch.GetTimestamp();
             using var response = await client.Http.SendAsync(request, timeout.Token);
+            var roundTrip = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
             var status = response.IsSuccessStatusCode
                 ? await response.Content.ReadFromJsonAsync(PortalJsonContext.Default.RouterStatus, timeout.Token)
                 : null;
             healthy = status?.Healthy == true;
             state.ReportedLoad = status?.Load ?? state.ReportedLoad;
+            // Keeps the latency estimate current for a router that gets no traffic (see RouterState).
+            if (healthy) state.ObserveProbe(roundTrip);
         }
         catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException or System.Text.Json.JsonException)
         {

@@ -116,7 +116,7 @@ public static class PortalApiClientExtensions
             c.BaseAddress = baseAddress;
             c.Timeout = Timeout.InfiniteTimeSpan;
         });
-        builder.Services.AddSingleton<SessionStore>();
+        builder.AddPortalSessionStore();
         builder.Services.AddScoped<PortalSession>();
         return builder;
     }
