@@ -15,6 +15,18 @@ public static class Extensions
 {
     private const string HealthEndpointPath = "/health";
     private const string AlivenessEndpointPath = "/alive";
+    private const string RouterStatusPath = "/api/v1/status";
+    private const string BlazorHubPath = "/_blazor";
+
+    private static readonly string[] QuietCategories =
+    [
+        "Microsoft.EntityFrameworkCore",
+        "ZiggyCreatures.Caching.Fusion",
+        "Microsoft.Extensions.Diagnostics.HealthChecks",
+        "Microsoft.AspNetCore",
+        "System.Net.Http.HttpClient",
+        "Polly",
+    ];
 
     public static TBuilder AddServiceDefaults<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
     {
@@ -31,6 +43,13 @@ public static class Extensions
 
     public static TBuilder ConfigureOpenTelemetry<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
     {
+        // Framework and library chatter at Warning unless configuration asks for more
+        // (e.g. Logging__LogLevel__Microsoft.EntityFrameworkCore=Information): every EF command,
+        // cache lookup and health probe at Information buried the product's own logs.
+        foreach (var category in QuietCategories)
+            if (builder.Configuration[$"Logging:LogLevel:{category}"] is null)
+                builder.Logging.AddFilter(category, LogLevel.Warning);
+
         builder.Logging.AddOpenTelemetry(logging =>
         {
             logging.IncludeFormattedMessage = true;
@@ -47,11 +66,14 @@ public static class Extensions
                 .AddSource(builder.Environment.ApplicationName)
                 .AddSource(CortensorTelemetry.ActivitySourceName)
                 .AddAspNetCoreInstrumentation(o =>
-                    // Probes would drown the request traces operators look for.
+                    // Probes, router status polls (their client side is filtered below, so each would be
+                    // a root trace on the router) and Blazor's hub traffic would drown the request traces.
                     o.Filter = ctx => !ctx.Request.Path.StartsWithSegments(HealthEndpointPath)
-                                      && !ctx.Request.Path.StartsWithSegments(AlivenessEndpointPath))
+                                      && !ctx.Request.Path.StartsWithSegments(AlivenessEndpointPath)
+                                      && !ctx.Request.Path.StartsWithSegments(RouterStatusPath)
+                                      && !ctx.Request.Path.StartsWithSegments(BlazorHubPath))
                 .AddHttpClientInstrumentation(o =>
-                    o.FilterHttpRequestMessage = req => req.RequestUri?.AbsolutePath != "/api/v1/status"));
+                    o.FilterHttpRequestMessage = req => req.RequestUri?.AbsolutePath != RouterStatusPath));
 
         if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
             builder.Services.AddOpenTelemetry().UseOtlpExporter();
