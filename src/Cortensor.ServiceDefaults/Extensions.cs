@@ -88,11 +88,32 @@ public static class Extensions
         return builder;
     }
 
+    /// <summary>/health names each dependency (database, Redis, router pools, ...) with its state, for operators and probes alike.</summary>
+    private static Task WriteHealthJsonAsync(Microsoft.AspNetCore.Http.HttpContext context, HealthReport report)
+    {
+        context.Response.ContentType = "application/json; charset=utf-8";
+        var body = new System.Text.Json.Nodes.JsonObject
+        {
+            ["status"] = report.Status.ToString(),
+            ["duration_ms"] = Math.Round(report.TotalDuration.TotalMilliseconds, 1),
+            ["checks"] = new System.Text.Json.Nodes.JsonObject(report.Entries.Select(e =>
+                new KeyValuePair<string, System.Text.Json.Nodes.JsonNode?>(e.Key, new System.Text.Json.Nodes.JsonObject
+                {
+                    ["status"] = e.Value.Status.ToString(),
+                    ["description"] = e.Value.Description ?? e.Value.Exception?.Message,
+                    ["duration_ms"] = Math.Round(e.Value.Duration.TotalMilliseconds, 1),
+                    ["data"] = new System.Text.Json.Nodes.JsonObject(e.Value.Data.Select(d =>
+                        new KeyValuePair<string, System.Text.Json.Nodes.JsonNode?>(d.Key, System.Text.Json.Nodes.JsonValue.Create(d.Value?.ToString())))),
+                }))),
+        };
+        return Microsoft.AspNetCore.Http.HttpResponseWritingExtensions.WriteAsync(context.Response, body.ToJsonString());
+    }
+
     public static WebApplication MapDefaultEndpoints(this WebApplication app)
     {
         // Health endpoints are served in every environment: the orchestrator and the
         // container platform both probe them, and they reveal nothing but status.
-        app.MapHealthChecks(HealthEndpointPath);
+        app.MapHealthChecks(HealthEndpointPath, new HealthCheckOptions { ResponseWriter = WriteHealthJsonAsync });
         app.MapHealthChecks(AlivenessEndpointPath, new HealthCheckOptions { Predicate = r => r.Tags.Contains("live") });
         return app;
     }

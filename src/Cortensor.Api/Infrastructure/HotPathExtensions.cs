@@ -65,6 +65,7 @@ public static class HotPathExtensions
         builder.Services.AddSingleton<RouterBalancer>();
         builder.Services.AddSingleton<RouterForwarder>();
         builder.Services.AddHostedService<RouterHealthProbe>();
+        builder.Services.AddHealthChecks().AddCheck<RouterPoolsHealthCheck>("routers");
         builder.Services.AddSingleton<InferenceHandler>();
         return builder;
     }
