@@ -21,11 +21,15 @@ public sealed class SessionStore(IConnectionMultiplexer redis, TimeProvider cloc
     private static RedisKey SessionKey(string id) => $"web:session:{id}";
     private static RedisKey TicketKey(string ticket) => $"web:ticket:{ticket}";
 
-    /// <summary>The session, its idle expiry pushed back (GETEX: read and touch in one round trip).</summary>
+    // Scripts rather than GETEX/GETDEL: those need Redis 6.2, and Azure Cache for Redis offers 6.0.
+    private const string GetAndTouch = "local v = redis.call('GET', KEYS[1]) if v then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return v";
+    private const string GetAndDelete = "local v = redis.call('GET', KEYS[1]) if v then redis.call('DEL', KEYS[1]) end return v";
+
+    /// <summary>The session, its idle expiry pushed back (read and touch in one round trip).</summary>
     public PortalSessionState? Find(string? sessionId)
     {
         if (string.IsNullOrEmpty(sessionId)) return null;
-        var json = Db.StringGetSetExpiry(SessionKey(sessionId), IdleLifetime);
+        var json = (RedisValue)Db.ScriptEvaluate(GetAndTouch, [SessionKey(sessionId)], [(long)IdleLifetime.TotalMilliseconds]);
         return json.IsNullOrEmpty ? null : Attach(JsonSerializer.Deserialize<SessionRecord>(json.ToString())!);
     }
 
@@ -40,17 +44,17 @@ public sealed class SessionStore(IConnectionMultiplexer redis, TimeProvider cloc
         return (state, ticket);
     }
 
-    /// <summary>A ticket works once (GETDEL), on whichever replica the browser reaches.</summary>
+    /// <summary>A ticket works once (read and delete atomically), on whichever replica the browser reaches.</summary>
     public PortalSessionState? Redeem(string ticket)
     {
-        var sessionId = Db.StringGetDelete(TicketKey(ticket));
+        var sessionId = (RedisValue)Db.ScriptEvaluate(GetAndDelete, [TicketKey(ticket)]);
         return sessionId.IsNullOrEmpty ? null : Find(sessionId.ToString());
     }
 
     public PortalSessionState? End(string? sessionId)
     {
         if (string.IsNullOrEmpty(sessionId)) return null;
-        var json = Db.StringGetDelete(SessionKey(sessionId));
+        var json = (RedisValue)Db.ScriptEvaluate(GetAndDelete, [SessionKey(sessionId)]);
         return json.IsNullOrEmpty ? null : Attach(JsonSerializer.Deserialize<SessionRecord>(json.ToString())!);
     }
 
