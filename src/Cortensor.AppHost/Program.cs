@@ -55,6 +55,9 @@ api.WithHostEnvironment(builder);
 
 var web = builder.AddProject<Projects.Cortensor_Web>(LaunchTopology.Web, launchProfileName: "http")
     .WithReference(api).WaitFor(api)
+    // Sessions and Data Protection keys: any Web replica serves any signed-in user.
+    .WithReference(redis, LaunchTopology.Redis).WaitFor(redis)
+    .WithReplicas(builder.Configuration.GetValue("Web:Replicas", 1))
     // What the quickstart shows customers: the Api's address as a browser reaches it.
     .WithEnvironment("PortalApi__PublicUrl", api.GetEndpoint("http"))
     .WithHttpHealthCheck("/health");

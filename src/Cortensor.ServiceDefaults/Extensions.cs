@@ -15,6 +15,18 @@ public static class Extensions
 {
     private const string HealthEndpointPath = "/health";
     private const string AlivenessEndpointPath = "/alive";
+    private const string RouterStatusPath = "/api/v1/status";
+    private const string BlazorHubPath = "/_blazor";
+
+    private static readonly string[] QuietCategories =
+    [
+        "Microsoft.EntityFrameworkCore",
+        "ZiggyCreatures.Caching.Fusion",
+        "Microsoft.Extensions.Diagnostics.HealthChecks",
+        "Microsoft.AspNetCore",
+        "System.Net.Http.HttpClient",
+        "Polly",
+    ];
 
     public static TBuilder AddServiceDefaults<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
     {
@@ -31,6 +43,13 @@ public static class Extensions
 
     public static TBuilder ConfigureOpenTelemetry<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
     {
+        // Framework and library chatter at Warning unless configuration asks for more
+        // (e.g. Logging__LogLevel__Microsoft.EntityFrameworkCore=Information): every EF command,
+        // cache lookup and health probe at Information buried the product's own logs.
+        foreach (var category in QuietCategories)
+            if (builder.Configuration[$"Logging:LogLevel:{category}"] is null)
+                builder.Logging.AddFilter(category, LogLevel.Warning);
+
         builder.Logging.AddOpenTelemetry(logging =>
         {
             logging.IncludeFormattedMessage = true;
@@ -47,11 +66,14 @@ public static class Extensions
                 .AddSource(builder.Environment.ApplicationName)
                 .AddSource(CortensorTelemetry.ActivitySourceName)
                 .AddAspNetCoreInstrumentation(o =>
-                    // Probes would drown the request traces operators look for.
+                    // Probes, router status polls (their client side is filtered below, so each would be
+                    // a root trace on the router) and Blazor's hub traffic would drown the request traces.
                     o.Filter = ctx => !ctx.Request.Path.StartsWithSegments(HealthEndpointPath)
-                                      && !ctx.Request.Path.StartsWithSegments(AlivenessEndpointPath))
+                                      && !ctx.Request.Path.StartsWithSegments(AlivenessEndpointPath)
+                                      && !ctx.Request.Path.StartsWithSegments(RouterStatusPath)
+                                      && !ctx.Request.Path.StartsWithSegments(BlazorHubPath))
                 .AddHttpClientInstrumentation(o =>
-                    o.FilterHttpRequestMessage = req => req.RequestUri?.AbsolutePath != "/api/v1/status"));
+                    o.FilterHttpRequestMessage = req => req.RequestUri?.AbsolutePath != RouterStatusPath));
 
         if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
             builder.Services.AddOpenTelemetry().UseOtlpExporter();
@@ -66,11 +88,32 @@ public static class Extensions
         return builder;
     }
 
+    /// <summary>/health names each dependency (database, Redis, router pools, ...) with its state, for operators and probes alike.</summary>
+    private static Task WriteHealthJsonAsync(Microsoft.AspNetCore.Http.HttpContext context, HealthReport report)
+    {
+        context.Response.ContentType = "application/json; charset=utf-8";
+        var body = new System.Text.Json.Nodes.JsonObject
+        {
+            ["status"] = report.Status.ToString(),
+            ["duration_ms"] = Math.Round(report.TotalDuration.TotalMilliseconds, 1),
+            ["checks"] = new System.Text.Json.Nodes.JsonObject(report.Entries.Select(e =>
+                new KeyValuePair<string, System.Text.Json.Nodes.JsonNode?>(e.Key, new System.Text.Json.Nodes.JsonObject
+                {
+                    ["status"] = e.Value.Status.ToString(),
+                    ["description"] = e.Value.Description ?? e.Value.Exception?.Message,
+                    ["duration_ms"] = Math.Round(e.Value.Duration.TotalMilliseconds, 1),
+                    ["data"] = new System.Text.Json.Nodes.JsonObject(e.Value.Data.Select(d =>
+                        new KeyValuePair<string, System.Text.Json.Nodes.JsonNode?>(d.Key, System.Text.Json.Nodes.JsonValue.Create(d.Value?.ToString())))),
+                }))),
+        };
+        return Microsoft.AspNetCore.Http.HttpResponseWritingExtensions.WriteAsync(context.Response, body.ToJsonString());
+    }
+
     public static WebApplication MapDefaultEndpoints(this WebApplication app)
     {
         // Health endpoints are served in every environment: the orchestrator and the
         // container platform both probe them, and they reveal nothing but status.
-        app.MapHealthChecks(HealthEndpointPath);
+        app.MapHealthChecks(HealthEndpointPath, new HealthCheckOptions { ResponseWriter = WriteHealthJsonAsync });
         app.MapHealthChecks(AlivenessEndpointPath, new HealthCheckOptions { Predicate = r => r.Tags.Contains("live") });
         return app;
     }

@@ -139,7 +139,9 @@ public static class AdminApi
         return TypedResults.Ok(new BalancesDto(id, ledger.Balance, await counters.HotBalanceAsync(id), ledger.TokensThisMonth, ledger.UsageEntries, ledger.UsageEvents));
     }
 
-    public sealed record RouterDto(string Id, bool Healthy, string Circuit, int InFlight, long ReportedLoad, long Completed, long Failed, double ErrorRate, double LatencyMs, DateTimeOffset? LastProbeAt);
+    /// <summary>A router as this Api replica sees it; <c>Share</c> is its part of the pool's picks here (a starved router shows near 0).</summary>
+    public sealed record RouterDto(string Id, bool Healthy, string Circuit, int InFlight, long ReportedLoad, long Completed, long Failed, double ErrorRate, double LatencyMs, DateTimeOffset? LastProbeAt,
+        long Picked, double Share, double ProbeLatencyMs);
     public sealed record PoolDto(string Id, bool Draining, string[] Models, RouterDto[] Routers);
 
     private static Ok<PoolDto[]> ListPools(CatalogStore catalog, RouterBalancer balancer)
@@ -147,13 +149,20 @@ public static class AdminApi
         var snapshot = catalog.Current;
         return TypedResults.Ok(snapshot.Pools.Values.OrderBy(p => p.Id).Select(p => new PoolDto(p.Id, p.Draining,
             snapshot.Models.Values.Where(m => m.PoolId == p.Id).Select(m => m.Id).Order().ToArray(),
-            p.Routers.Select(r =>
-            {
-                var s = balancer.StateOf(r.Id);
-                var total = s.Completed + s.Failed;
-                return new RouterDto(r.Id, s.Available, s.Circuit.ToString(), s.InFlight, s.ReportedLoad, s.Completed, s.Failed,
-                    total == 0 ? 0 : (double)s.Failed / total, Math.Round(s.LatencyMs, 2), s.LastProbeAt);
-            }).ToArray())).ToArray());
+            RoutersOf(p, balancer))).ToArray());
+    }
+
+    private static RouterDto[] RoutersOf(CatalogPool pool, RouterBalancer balancer)
+    {
+        var poolPicked = pool.Routers.Sum(r => balancer.StateOf(r.Id).Picked);
+        return pool.Routers.Select(r =>
+        {
+            var s = balancer.StateOf(r.Id);
+            var total = s.Completed + s.Failed;
+            return new RouterDto(r.Id, s.Available, s.Circuit.ToString(), s.InFlight, s.ReportedLoad, s.Completed, s.Failed,
+                total == 0 ? 0 : (double)s.Failed / total, Math.Round(s.LatencyMs, 2), s.LastProbeAt,
+                s.Picked, poolPicked == 0 ? 0 : Math.Round((double)s.Picked / poolPicked, 4), Math.Round(s.ProbeLatencyMs, 2));
+        }).ToArray();
     }
 
     private static async Task<Results<Ok<AuditLogEntry[]>, ErrorResult>> ListAudit(PortalDbContext db, [FromQuery] string? limit,

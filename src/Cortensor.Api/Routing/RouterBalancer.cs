@@ -10,11 +10,11 @@ public sealed record RouteChoice(CatalogRouter Router, RouterState State, long S
 /// Picks a router of a pool: among the available ones (probe healthy, circuit not open), two at
 /// random, and the one with the lower outstanding-work score wins (power of two choices).
 /// </summary>
-public sealed class RouterBalancer(IOptions<RoutingOptions> options)
+public sealed class RouterBalancer(IOptions<RoutingOptions> options, TimeProvider clock)
 {
     private readonly ConcurrentDictionary<string, RouterState> _states = new(StringComparer.Ordinal);
 
-    public RouterState StateOf(string routerId) => _states.GetOrAdd(routerId, id => new RouterState(id, options.Value));
+    public RouterState StateOf(string routerId) => _states.GetOrAdd(routerId, id => new RouterState(id, options.Value, clock));
 
     public IReadOnlyDictionary<string, RouterState> States => _states;
 

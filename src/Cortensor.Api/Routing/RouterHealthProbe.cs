@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Cortensor.Api.Catalog;
 using Microsoft.Extensions.Options;
 
@@ -24,7 +25,7 @@ public sealed class RouterHealthProbe(
     {
         var state = balancer.StateOf(router.Id);
         // /status first (it may carry load); a router whose /status errors but whose /info answers is still up.
-        var liveness = await AskAsync(router, "/api/v1/status", o, ct) ?? await AskAsync(router, "/api/v1/info", o, ct);
+        var liveness = await AskAsync(router, state, "/api/v1/status", o, ct) ?? await AskAsync(router, state, "/api/v1/info", o, ct);
         if (ct.IsCancellationRequested) return;
         var healthy = liveness is { CanServe: true };
         if (liveness?.Load is { } load) state.ReportedLoad = load;
@@ -35,7 +36,7 @@ public sealed class RouterHealthProbe(
         state.LastProbeAt = DateTimeOffset.UtcNow;
     }
 
-    private async Task<RouterLiveness?> AskAsync(CatalogRouter router, string path, RoutingOptions o, CancellationToken ct)
+    private async Task<RouterLiveness?> AskAsync(CatalogRouter router, RouterState state, string path, RoutingOptions o, CancellationToken ct)
     {
         try
         {
@@ -43,9 +44,13 @@ public sealed class RouterHealthProbe(
             timeout.CancelAfter(o.ProbeTimeoutMs);
             using var request = new HttpRequestMessage(HttpMethod.Get, router.BaseUrl + path);
             request.Headers.Authorization = client.Authorization;
+            var started = Stopwatch.GetTimestamp();
             using var response = await client.Http.SendAsync(request, timeout.Token);
             if (!response.IsSuccessStatusCode) return null;
-            return RouterLiveness.Read(await response.Content.ReadAsByteArrayAsync(timeout.Token));
+            var liveness = RouterLiveness.Read(await response.Content.ReadAsByteArrayAsync(timeout.Token));
+            // Keeps the latency estimate current for a router that gets no traffic (see RouterState).
+            if (liveness.CanServe) state.ObserveProbe(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            return liveness;
         }
         catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException or IOException)
         {

@@ -4,20 +4,40 @@ using Polly.CircuitBreaker;
 namespace Cortensor.Api.Routing;
 
 /// <summary>
-/// What this replica knows about one router: its load from us, a latency average, the active
+/// What this replica knows about one router: its load from us, a latency estimate, the active
 /// probe's verdict, and a circuit breaker that ejects it after repeated failures.
 /// </summary>
+/// <remarks>
+/// The latency estimate must not keep a router out for good. It moved only when a request completed,
+/// so one slow (cold-start) answer made a router lose every comparison, it got no more requests, and
+/// its estimate never came back down. Now one answer can move the estimate at most by
+/// <see cref="MaxStepFactor"/>, and between answers the estimate decays (half-life
+/// <see cref="RoutingOptions.LatencyHalfLifeMs"/>) towards the round trip the health probe measures
+/// every few seconds: an idle router soon looks as good as the probe says and gets traffic again,
+/// and that traffic measures it anew.
+/// </remarks>
 public sealed class RouterState
 {
+    /// <summary>One answer counts at most this many times the current estimate (a cold start is not the norm).</summary>
+    public const double MaxStepFactor = 4;
+    private const double Weight = 0.2;
+
     private int _inFlight;
-    private long _completed, _failed;
-    private double _latencyEwmaMs = 20;
+    private long _completed, _failed, _picked;
+    private readonly Lock _latencyLock = new();
+    private double _latencyEwmaMs = 20, _probeLatencyMs = 20;
+    private long _latencyAt;
     private uint _sessionCursor;
     private readonly CircuitBreakerStateProvider _circuit = new();
+    private readonly TimeProvider _clock;
+    private readonly double _halfLifeTicks;
 
-    public RouterState(string id, RoutingOptions options)
+    public RouterState(string id, RoutingOptions options, TimeProvider? clock = null)
     {
         Id = id;
+        _clock = clock ?? TimeProvider.System;
+        _latencyAt = _clock.GetTimestamp();
+        _halfLifeTicks = Math.Max(1, options.LatencyHalfLifeMs) / 1000.0 * _clock.TimestampFrequency;
         Breaker = new ResiliencePipelineBuilder<HttpResponseMessage>()
             .AddCircuitBreaker(new CircuitBreakerStrategyOptions<HttpResponseMessage>
             {
@@ -44,7 +64,19 @@ public sealed class RouterState
     public int InFlight => Volatile.Read(ref _inFlight);
     public long Completed => Interlocked.Read(ref _completed);
     public long Failed => Interlocked.Read(ref _failed);
-    public double LatencyMs => Volatile.Read(ref _latencyEwmaMs);
+    /// <summary>Times the balancer chose this router (each attempt, retries included).</summary>
+    public long Picked => Interlocked.Read(ref _picked);
+    /// <summary>The last health probe's round trip.</summary>
+    public double ProbeLatencyMs { get { lock (_latencyLock) return _probeLatencyMs; } }
+
+    /// <summary>The latency estimate now: the last average, decayed towards the probe's round trip since.</summary>
+    public double LatencyMs
+    {
+        get
+        {
+            lock (_latencyLock) return Decayed(_clock.GetTimestamp());
+        }
+    }
     public CircuitState Circuit => _circuit.CircuitState;
     public bool Available => ProbeHealthy && _circuit.CircuitState is CircuitState.Closed or CircuitState.HalfOpen;
 
@@ -54,7 +86,11 @@ public sealed class RouterState
     public long NextSession(IReadOnlyList<long> sessions) =>
         sessions[(int)(Interlocked.Increment(ref _sessionCursor) % (uint)sessions.Count)];
 
-    public void Start() => Interlocked.Increment(ref _inFlight);
+    public void Start()
+    {
+        Interlocked.Increment(ref _inFlight);
+        Interlocked.Increment(ref _picked);
+    }
 
     /// <summary>The request ended without a verdict on the router (the client went away): only its load comes off.</summary>
     public void Release() => Interlocked.Decrement(ref _inFlight);
@@ -63,12 +99,35 @@ public sealed class RouterState
     {
         Interlocked.Decrement(ref _inFlight);
         if (success) Interlocked.Increment(ref _completed); else Interlocked.Increment(ref _failed);
-        if (success)
+        if (!success) return;
+        lock (_latencyLock)
         {
             // An exponentially weighted average: recent latency matters most, one outlier little.
-            var old = Volatile.Read(ref _latencyEwmaMs);
-            Volatile.Write(ref _latencyEwmaMs, old * 0.8 + Math.Max(0.1, elapsedMs) * 0.2);
+            var now = _clock.GetTimestamp();
+            var current = Decayed(now);
+            var sample = Math.Min(Math.Max(0.1, elapsedMs), current * MaxStepFactor);
+            _latencyEwmaMs = current * (1 - Weight) + sample * Weight;
+            _latencyAt = now;
         }
+    }
+
+    /// <summary>A successful health probe: its round trip is where an idle router's estimate decays to.</summary>
+    public void ObserveProbe(double roundTripMs)
+    {
+        lock (_latencyLock)
+        {
+            var now = _clock.GetTimestamp();
+            _latencyEwmaMs = Decayed(now);
+            _latencyAt = now;
+            _probeLatencyMs = Math.Max(0.1, roundTripMs);
+        }
+    }
+
+    private double Decayed(long now)
+    {
+        var elapsed = now - _latencyAt;
+        if (elapsed <= 0) return _latencyEwmaMs;
+        return _probeLatencyMs + (_latencyEwmaMs - _probeLatencyMs) * Math.Pow(0.5, elapsed / _halfLifeTicks);
     }
 }
 

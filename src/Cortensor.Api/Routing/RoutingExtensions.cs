@@ -16,6 +16,7 @@ public static class RoutingExtensions
         builder.Services.AddSingleton<RouterBalancer>();
         builder.Services.AddSingleton<RouterForwarder>();
         builder.Services.AddHostedService<RouterHealthProbe>();
+        builder.Services.AddHealthChecks().AddCheck<RouterPoolsHealthCheck>("routers");
         return builder;
     }
 }

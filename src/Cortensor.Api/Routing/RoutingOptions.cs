@@ -24,4 +24,6 @@ public sealed class RoutingOptions
     public int BreakerMinimumThroughput { get; set; } = 4;
     public int BreakDurationMs { get; set; } = 5000;
     public int NoCapacityRetryAfterSeconds { get; set; } = 5;
+    /// <summary>How fast a router's latency estimate forgets, between answers, what its last answers took.</summary>
+    public int LatencyHalfLifeMs { get; set; } = 1000;
 }

@@ -99,7 +99,8 @@ public sealed record CatalogModel(
     [property: JsonPropertyName("output_price_per_1k")] decimal OutputPricePer1K,
     bool Available, bool? Allowed = null);
 
-public sealed record RouterHealth(string Id, bool Healthy, string Circuit, int InFlight, long ReportedLoad, long Completed, long Failed, double ErrorRate, double LatencyMs);
+public sealed record RouterHealth(string Id, bool Healthy, string Circuit, int InFlight, long ReportedLoad, long Completed, long Failed, double ErrorRate, double LatencyMs,
+    long Picked = 0, double Share = 0);
 public sealed record Pool(string Id, bool Draining, IReadOnlyList<string> Models, IReadOnlyList<RouterHealth> Routers);
 public sealed record AdminOrganization(Guid Id, string Name, string Plan, string Status, DateTimeOffset CreatedAt);
 public sealed record PlanChange(string Plan);
@@ -130,7 +131,7 @@ public static class PortalApiClientExtensions
             c.BaseAddress = baseAddress;
             c.Timeout = Timeout.InfiniteTimeSpan;
         });
-        builder.Services.AddSingleton<SessionStore>();
+        builder.AddPortalSessionStore();
         builder.Services.AddScoped<PortalSession>();
         return builder;
     }

@@ -51,7 +51,7 @@ public sealed class PortalSession(IPortalApi api, SessionStore store, Authentica
             if (state.AccessToken != stale) return;
             try
             {
-                state.Update(await api.RefreshAsync(new RefreshRequest(state.RefreshToken)), clock.GetUtcNow());
+                await store.RefreshAsync(state, refreshToken => api.RefreshAsync(new RefreshRequest(refreshToken)));
             }
             catch (ApiException e) when (e.StatusCode == HttpStatusCode.Unauthorized)
             {

@@ -1,88 +1,161 @@
-using System.Collections.Concurrent;
 using System.Security.Cryptography;
+using System.Text.Json;
+using StackExchange.Redis;
 
 namespace Cortensor.Web.Services;
 
 /// <summary>
 /// The signed-in users' Api tokens, kept on the server: the browser's cookie carries only a session id.
 /// Blazor circuits outlive a 15-minute access token and cannot rewrite the cookie, so refreshed
-/// (rotated) tokens must live here. Sessions end when the Web process restarts; users sign in again.
+/// (rotated) tokens must live here. They live in Redis, so any Web replica serves any session and a
+/// restart signs nobody out; an idle session expires with its key (sliding, like the cookie).
 /// </summary>
-public sealed class SessionStore(TimeProvider clock)
+public sealed class SessionStore(IConnectionMultiplexer redis, TimeProvider clock)
 {
-    private readonly ConcurrentDictionary<string, PortalSessionState> _sessions = new();
-    private readonly ConcurrentDictionary<string, (string SessionId, DateTimeOffset Expires, string Browser)> _tickets = new();
-
     /// <summary>As long as the session cookie lives (sliding): a session unused for longer is gone.</summary>
     public static readonly TimeSpan IdleLifetime = TimeSpan.FromDays(7);
+    private static readonly TimeSpan TicketLifetime = TimeSpan.FromMinutes(1);
+    private static readonly TimeSpan RefreshLockLifetime = TimeSpan.FromSeconds(30);
 
+    private IDatabase Db => redis.GetDatabase();
+    private static RedisKey SessionKey(string id) => $"web:session:{id}";
+    private static RedisKey TicketKey(string ticket) => $"web:ticket:{ticket}";
+
+    // Scripts rather than GETEX/GETDEL: those need Redis 6.2, and Azure Cache for Redis offers 6.0.
+    private const string GetAndTouch = "local v = redis.call('GET', KEYS[1]) if v then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return v";
+    private const string GetAndDelete = "local v = redis.call('GET', KEYS[1]) if v then redis.call('DEL', KEYS[1]) end return v";
+
+    /// <summary>The session, its idle expiry pushed back (read and touch in one round trip).</summary>
     public PortalSessionState? Find(string? sessionId)
     {
-        if (sessionId is null || !_sessions.TryGetValue(sessionId, out var state)) return null;
-        var now = clock.GetUtcNow();
-        if (now - state.LastSeen > IdleLifetime)
-        {
-            _sessions.TryRemove(sessionId, out _);
-            return null;
-        }
-        state.LastSeen = now;
-        return state;
+        if (string.IsNullOrEmpty(sessionId)) return null;
+        var json = (RedisValue)Db.ScriptEvaluate(GetAndTouch, [SessionKey(sessionId)], [(long)IdleLifetime.TotalMilliseconds]);
+        return json.IsNullOrEmpty ? null : Attach(JsonSerializer.Deserialize<SessionRecord>(json.ToString())!);
     }
 
     /// <summary>
-    /// Starts a session for freshly issued tokens; answers a one-time ticket that only the browser holding
-    /// <paramref name="browser"/> (its <see cref="SignInBinding"/> cookie) can redeem for its session cookie.
+    /// Starts a session for freshly issued tokens; answers a one-time ticket the browser redeems for its
+    /// cookie. The ticket is bound to the browser that signed in (its <see cref="SignInBinding"/> nonce).
     /// </summary>
     public (PortalSessionState Session, string Ticket) Start(Tokens tokens, Me me, string browser)
     {
-        var now = clock.GetUtcNow();
-        // Abandoned sessions (never signed out) would otherwise stay in memory for good.
-        foreach (var (id, idle) in _sessions)
-            if (now - idle.LastSeen > IdleLifetime) _sessions.TryRemove(id, out _);
-        foreach (var (id, pending) in _tickets)
-            if (pending.Expires <= now) _tickets.TryRemove(id, out _);
-        var state = new PortalSessionState(NewId(), me.Id, me.Email ?? me.Id.ToString(), me.DisplayName, me.IsAdmin) { LastSeen = now };
-        state.Update(tokens, now);
-        state.OrganizationId = me.Organizations.FirstOrDefault()?.Id;
-        _sessions[state.Id] = state;
+        var state = Attach(new SessionRecord(NewId(), me.Id, me.Email ?? me.Id.ToString(), me.DisplayName, me.IsAdmin,
+            "", "", default, me.Organizations.FirstOrDefault()?.Id));
+        state.Update(tokens, clock.GetUtcNow());
         var ticket = NewId();
-        _tickets[ticket] = (state.Id, clock.GetUtcNow().AddMinutes(1), browser);
+        Db.StringSet(TicketKey(ticket), JsonSerializer.Serialize(new TicketRecord(state.Id, browser)), TicketLifetime);
         return (state, ticket);
     }
 
-    /// <summary>The ticket's session, when the ticket is fresh and presented by the browser it was issued to. Used up either way.</summary>
+    /// <summary>
+    /// The ticket's session, when the ticket is fresh and presented by the browser it was issued to, on
+    /// whichever replica the browser reaches. Used up either way (read and delete atomically).
+    /// </summary>
     public PortalSessionState? Redeem(string ticket, string? browser)
     {
-        if (!_tickets.TryRemove(ticket, out var entry) || entry.Expires <= clock.GetUtcNow()) return null;
+        var json = (RedisValue)Db.ScriptEvaluate(GetAndDelete, [TicketKey(ticket)]);
+        if (json.IsNullOrEmpty) return null;
+        var entry = JsonSerializer.Deserialize<TicketRecord>(json.ToString())!;
         if (SignInBinding.Matches(entry.Browser, browser)) return Find(entry.SessionId);
         // Someone else's ticket (a forwarded sign-in link): that sign-in is void.
         End(entry.SessionId);
         return null;
     }
 
-    public PortalSessionState? End(string? sessionId) => sessionId is not null && _sessions.TryRemove(sessionId, out var s) ? s : null;
+    public PortalSessionState? End(string? sessionId)
+    {
+        if (string.IsNullOrEmpty(sessionId)) return null;
+        var json = (RedisValue)Db.ScriptEvaluate(GetAndDelete, [SessionKey(sessionId)]);
+        return json.IsNullOrEmpty ? null : Attach(JsonSerializer.Deserialize<SessionRecord>(json.ToString())!);
+    }
+
+    /// <summary>
+    /// Refreshes the session's tokens once across every replica. A refresh token is single-use (the Api
+    /// rotates it), so two circuits of one user on two replicas must not both spend it: under a Redis lock,
+    /// the first refreshes and saves; the others find the saved tokens and take them.
+    /// </summary>
+    public async Task RefreshAsync(PortalSessionState state, Func<string, Task<Tokens>> refresh, CancellationToken cancellationToken = default)
+    {
+        var stale = state.AccessToken;
+        var lockKey = (RedisKey)$"web:session-refresh:{state.Id}";
+        var owner = NewId();
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(RefreshLockLifetime);
+        // Another replica holds the lock only while it calls the Api once; wait for it, then read what it saved.
+        while (!await Db.LockTakeAsync(lockKey, owner, RefreshLockLifetime))
+            await Task.Delay(TimeSpan.FromMilliseconds(50), deadline.Token);
+        try
+        {
+            var saved = await Db.StringGetAsync(SessionKey(state.Id));
+            if (saved.IsNullOrEmpty) throw new SessionEndedException();
+            var current = JsonSerializer.Deserialize<SessionRecord>(saved.ToString())!;
+            if (current.AccessToken != stale)
+            {
+                state.Adopt(current);
+                return;
+            }
+            state.Update(await refresh(current.RefreshToken), clock.GetUtcNow());
+        }
+        finally
+        {
+            await Db.LockReleaseAsync(lockKey, owner);
+        }
+    }
+
+    private PortalSessionState Attach(SessionRecord record) => new(record, Save);
+
+    /// <summary>Every change of a session (tokens, organisation, last key) is written through at once.</summary>
+    private void Save(SessionRecord record) =>
+        Db.StringSet(SessionKey(record.Id), JsonSerializer.Serialize(record), IdleLifetime);
 
     private static string NewId() => Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)).TrimEnd('=').Replace('+', '-').Replace('/', '_');
 }
 
-public sealed class PortalSessionState(string id, Guid userId, string email, string? displayName, bool isAdmin)
-{
-    public string Id { get; } = id;
-    public Guid UserId { get; } = userId;
-    public string Email { get; } = email;
-    public string? DisplayName { get; set; } = displayName;
-    public bool IsAdmin { get; } = isAdmin;
-    public string AccessToken { get; private set; } = "";
-    public string RefreshToken { get; private set; } = "";
-    public DateTimeOffset AccessTokenExpires { get; private set; }
-    public Guid? OrganizationId { get; set; }
-    public SemaphoreSlim RefreshLock { get; } = new(1, 1);
-    public DateTimeOffset LastSeen { get; set; }
+/// <summary>What Redis holds for one session: never an API key (the Playground asks for one).</summary>
+public sealed record SessionRecord(
+    string Id, Guid UserId, string Email, string? DisplayName, bool IsAdmin,
+    string AccessToken, string RefreshToken, DateTimeOffset AccessTokenExpires, Guid? OrganizationId);
 
-    public void Update(Tokens tokens, DateTimeOffset now)
+/// <summary>A sign-in ticket: the session it opens and the browser it was issued to.</summary>
+public sealed record TicketRecord(string SessionId, string Browser);
+
+/// <summary>One session as a circuit or request sees it; setting a property saves the session for every replica.</summary>
+public sealed class PortalSessionState
+{
+    private SessionRecord _record;
+    private readonly Action<SessionRecord> _save;
+
+    internal PortalSessionState(SessionRecord record, Action<SessionRecord> save)
     {
-        AccessToken = tokens.AccessToken;
-        RefreshToken = tokens.RefreshToken;
-        AccessTokenExpires = now.AddSeconds(tokens.ExpiresIn);
+        _record = record;
+        _save = save;
+    }
+
+    public string Id => _record.Id;
+    public Guid UserId => _record.UserId;
+    public string Email => _record.Email;
+    public bool IsAdmin => _record.IsAdmin;
+    public string AccessToken => _record.AccessToken;
+    public string RefreshToken => _record.RefreshToken;
+    public DateTimeOffset AccessTokenExpires => _record.AccessTokenExpires;
+    public string? DisplayName { get => _record.DisplayName; set => Change(_record with { DisplayName = value }); }
+    public Guid? OrganizationId { get => _record.OrganizationId; set => Change(_record with { OrganizationId = value }); }
+    /// <summary>Serialises refreshes of this circuit's copy; <see cref="SessionStore.RefreshAsync"/> serialises them across replicas.</summary>
+    public SemaphoreSlim RefreshLock { get; } = new(1, 1);
+
+    public void Update(Tokens tokens, DateTimeOffset now) => Change(_record with
+    {
+        AccessToken = tokens.AccessToken,
+        RefreshToken = tokens.RefreshToken,
+        AccessTokenExpires = now.AddSeconds(tokens.ExpiresIn),
+    });
+
+    /// <summary>Takes what another replica saved (its refreshed tokens) without writing it back.</summary>
+    internal void Adopt(SessionRecord saved) => _record = saved;
+
+    private void Change(SessionRecord next)
+    {
+        _record = next;
+        _save(next);
     }
 }

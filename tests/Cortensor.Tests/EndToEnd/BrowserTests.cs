@@ -49,12 +49,21 @@ public class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
         _playwright.Dispose();
     }
 
-    private string Web => portal.App.GetEndpoint(LaunchTopology.Web, "http").ToString().TrimEnd('/');
+    private IReadOnlyList<string>? _webReplicas;
 
-    private async Task<IPage> NewPageAsync()
+    /// <summary>
+    /// The Web replicas' own addresses. Browser tests talk to one replica at a time, as behind a load
+    /// balancer with sticky sessions (Azure Container Apps' session affinity): a Blazor circuit lives in
+    /// one process, and the AppHost's proxy would spread one page's connections over both.
+    /// </summary>
+    private async Task<IReadOnlyList<string>> WebReplicasAsync() => _webReplicas ??=
+        [.. (await portal.ReplicaUrlsAsync(LaunchTopology.Web, PortalAppFixture.WebReplicas)).Select(u => u.ToString().TrimEnd('/'))];
+
+    private async Task<IPage> NewPageAsync(string? web = null)
     {
-        var context = await _browser.NewContextAsync(new() { ViewportSize = new() { Width = 1360, Height = 1150 }, BaseURL = Web });
-        await context.GrantPermissionsAsync(["clipboard-read", "clipboard-write"], new() { Origin = Web });
+        web ??= (await WebReplicasAsync())[0];
+        var context = await _browser.NewContextAsync(new() { ViewportSize = new() { Width = 1360, Height = 1150 }, BaseURL = web });
+        await context.GrantPermissionsAsync(["clipboard-read", "clipboard-write"], new() { Origin = web });
         var page = await context.NewPageAsync();
         page.SetDefaultTimeout(20_000);
         _pages.Add(page);
@@ -296,6 +305,42 @@ public class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ASignedInUserContinuesOnTheOtherWebReplicaAndSignsOutOfBoth()
+    {
+        var replicas = await WebReplicasAsync();
+        Assert.Equal(2, replicas.Distinct().Count());
+        var customer = await portal.SignUpAsync();
+
+        // Signed in, and a key created, on the first replica...
+        var page = await NewPageAsync(replicas[0]);
+        await SignInAsync(page, customer.Email, TestUser.Password);
+        await GoAsync(page, "/api-keys");
+        await page.Locator("#create-key").ClickAsync();
+        await FillAsync(page, ("key-name", "replica key"));
+        await page.Locator("#create-key-submit").ClickAsync();
+        await Assertions.Expect(page.Locator("#new-key")).ToContainTextAsync("ctr_live_");
+        var key = (await page.Locator("#new-key").InnerTextAsync()).Trim();
+        await page.Locator("#close-key-dialog").ClickAsync();
+
+        // ...the same browser goes on with the second (cookies ignore the port): still signed in, same data.
+        await GoAsync(page, replicas[1] + "/api-keys");
+        Assert.StartsWith(replicas[1] + "/api-keys", page.Url);
+        await Assertions.Expect(page.GetByRole(AriaRole.Grid)).ToContainTextAsync("replica key");
+        // The playground there works with the key (pasted: the session keeps no key).
+        await GoAsync(page, replicas[1] + "/playground");
+        await Assertions.Expect(page.Locator("#playground-model")).ToHaveValueAsync("gpt-oss-20b");
+        await FillAsync(page, ("playground-key", key));
+        await page.Locator("#playground-send").ClickAsync();
+        await Assertions.Expect(page.Locator("#playground-answer")).Not.ToBeEmptyAsync();
+
+        // Signing out on the second replica ends the session on the first as well.
+        await page.GetByText("Sign out", new() { Exact = true }).ClickAsync();
+        await page.WaitForURLAsync("**/signin?signedout=1");
+        await page.GotoAsync(replicas[0] + "/api-keys");
+        await page.WaitForURLAsync("**/signin**");
+    }
+
+    [Fact]
     public async Task AnAdministratorDisablesAModelAndTheCatalogMarksIt()
     {
         var page = await NewPageAsync();
@@ -335,7 +380,7 @@ public class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
     {
         const int width = 390;
         var user = await portal.SignUpAsync("Phone Co");
-        var context = await _browser.NewContextAsync(new() { ViewportSize = new() { Width = width, Height = 844 }, BaseURL = Web, IsMobile = true, HasTouch = true });
+        var context = await _browser.NewContextAsync(new() { ViewportSize = new() { Width = width, Height = 844 }, BaseURL = (await WebReplicasAsync())[0], IsMobile = true, HasTouch = true });
         var page = await context.NewPageAsync();
         page.SetDefaultTimeout(20_000);
         _pages.Add(page);

@@ -9,6 +9,22 @@ namespace Cortensor.Tests.EndToEnd;
 public class FoundationTests(PortalAppFixture portal)
 {
     [Fact]
+    public async Task HealthNamesEachDependencyAndEveryPoolWithItsState()
+    {
+        using var api = portal.CreateClient(LaunchTopology.Api);
+        var health = await api.GetFromJsonAsync<JsonElement>("/health");
+        Assert.Equal("Healthy", health.GetProperty("status").GetString());
+        var checks = health.GetProperty("checks");
+        var names = checks.EnumerateObject().Select(c => c.Name).ToList();
+        Assert.Contains(names, n => n.Contains("Redis", StringComparison.OrdinalIgnoreCase));
+        Assert.Contains(names, n => n.Contains("PortalDbContext", StringComparison.Ordinal) || n.Contains("postgres", StringComparison.OrdinalIgnoreCase));
+        var routers = checks.GetProperty("routers");
+        Assert.Equal("Healthy", routers.GetProperty("status").GetString());
+        foreach (var pool in LaunchTopology.Pools)
+            Assert.StartsWith($"{pool.Routers.Count} of {pool.Routers.Count} routers available", routers.GetProperty("data").GetProperty(pool.Name).GetString());
+    }
+
+    [Fact]
     public async Task TheApiReportsHealthyAndServesTheLaunchCatalog()
     {
         using var api = portal.CreateClient(LaunchTopology.Api);

@@ -21,6 +21,8 @@ public sealed class PortalAppFixture : IAsyncLifetime
     public const string AdminPassword = "Cortensor-dev-admin-1";
     /// <summary>The Api runs as two replicas, as in production, so every e2e test crosses replicas.</summary>
     public const int ApiReplicas = 2;
+    /// <summary>The Web runs as two replicas too: a browser session must survive moving between them.</summary>
+    public const int WebReplicas = 2;
     private readonly string _dataDirectory = Path.Combine(Path.GetTempPath(), "cortensor-tests", "apphost-" + Guid.NewGuid().ToString("N"));
 
     /// <summary>The Api's --Routing:UpstreamTimeoutMs in this graph.</summary>
@@ -59,6 +61,7 @@ public sealed class PortalAppFixture : IAsyncLifetime
             "--Infrastructure:Mode=local",
             $"--Infrastructure:DataDirectory={_dataDirectory}",
             $"--Api:Replicas={ApiReplicas}",
+            $"--Web:Replicas={WebReplicas}",
             $"--Routing:UpstreamTimeoutMs={(int)UpstreamTimeout.TotalMilliseconds}",
             "--Routing:ProbeIntervalMs=500",
             "--Auth:External:Provider=supabase",
@@ -101,6 +104,34 @@ public sealed class PortalAppFixture : IAsyncLifetime
     }
 
     public HttpClient CreateClient(string resource) => App.CreateHttpClient(resource);
+
+    /// <summary>
+    /// Each replica's own address (the port it listens on behind the AppHost's proxy), so a test can
+    /// choose which replica a browser talks to, as a load balancer with sticky sessions would.
+    /// </summary>
+    public async Task<IReadOnlyList<Uri>> ReplicaUrlsAsync(string resource, int count)
+    {
+        var found = new Dictionary<string, Uri>();
+        var seen = new List<string>();
+        using var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+        try
+        {
+            await foreach (var e in App.ResourceNotifications.WatchAsync(deadline.Token))
+            {
+                if (e.Resource.Name != resource || e.Snapshot.State?.Text != KnownResourceStates.Running) continue;
+                var env = e.Snapshot.EnvironmentVariables.ToDictionary(v => v.Name, v => v.Value);
+                seen.Add($"{e.ResourceId}: {string.Join(", ", env.Where(v => v.Key.Contains("PORT") || v.Key.Contains("URLS")).Select(v => $"{v.Key}={v.Value}"))}");
+                var port = env.GetValueOrDefault("HTTP_PORTS") ?? env.GetValueOrDefault("ASPNETCORE_HTTP_PORTS");
+                var urls = env.GetValueOrDefault("ASPNETCORE_URLS");
+                Uri? url = port is { Length: > 0 } ? new Uri($"http://localhost:{port.Split(';')[0]}")
+                    : urls is { Length: > 0 } ? new Uri(urls.Split(';')[0].Replace("+", "localhost").Replace("*", "localhost")) : null;
+                if (url is not null) found[e.ResourceId] = url;
+                if (found.Count == count) return [.. found.Values.OrderBy(u => u.Port)];
+            }
+        }
+        catch (OperationCanceledException) { }
+        throw new InvalidOperationException($"{resource}: found {found.Count} of {count} replica addresses; saw {string.Join(" | ", seen)}");
+    }
 
     public HttpClient CreateRouterClient(string router)
     {
