@@ -72,8 +72,10 @@ public class RouterQuirkTests(PortalAppFixture portal)
         var quirkyAsked = false;
         try
         {
-            // The balancer picks two routers at random: within a few dozen requests the quirky one is asked.
-            for (var i = 0; i < 60 && !(quirkyAsked && responses.Count >= 6); i++)
+            // The balancer picks two routers at random: the quirky one is asked within a few dozen requests
+            // once it is in rotation (an earlier test may have left its circuit open for a few seconds).
+            var until = Stopwatch.StartNew();
+            for (var i = 0; until.Elapsed < TimeSpan.FromSeconds(20) && !(quirkyAsked && responses.Count >= 6); i++)
             {
                 responses.Add(await client.PostAsJsonAsync("/v1/chat/completions", Chat("gpt-oss-20b", $"retry me {i}", 6, stream)));
                 quirkyAsked = (await quirky.GetFromJsonAsync<JsonElement>("/api/v1/status")).GetProperty("failed").GetInt64() > failedBefore;
