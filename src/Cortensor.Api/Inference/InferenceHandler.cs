@@ -72,7 +72,7 @@ public sealed class InferenceHandler(
             if (failed is not null) return usage.Fail(failed);
             using var upstream = response!;
             usage.Route = upstream.Route;
-            KeepTaskId(usage, upstream.TaskId);
+            usage.KeepTaskId(upstream.TaskId);
             if (!upstream.Message.IsSuccessStatusCode)
             {
                 var detail = await upstream.Message.Content.ReadAsStringAsync(ct);
@@ -86,7 +86,7 @@ public sealed class InferenceHandler(
                 await new StreamRelay(http, dialect, model, request, upstream, usage, prompt, maxTokens, log).RelayAsync(deadline.Token);
                 return Results.Empty;
             }
-            return await CompleteAsync(dialect, model, request, upstream, usage, prompt, maxTokens, ct);
+            return AnswerRelay.Complete(dialect, model, request, upstream, usage, prompt, maxTokens, log);
         }
         catch (Exception ex) when (ct.IsCancellationRequested && ex is OperationCanceledException or IOException)
         {
@@ -103,30 +103,5 @@ public sealed class InferenceHandler(
         {
             usage.Complete();
         }
-    }
-
-    private async Task<IResult> CompleteAsync(Dialect dialect, CatalogModel model, InferenceRequest request,
-        RouterResponse upstream, UsageTracker usage, UsageBounds.Prompt prompt, int maxTokens, CancellationToken ct)
-    {
-        // The forwarder has read and checked the whole answer (RouterAnswerReader): it is text, not an error or a pending task.
-        var answer = upstream.Answer!;
-        upstream.Lease.Succeeded();
-
-        using var _ = Telemetry.StartStep("normalise-response");
-        var (text, stopped) = ResponseNormaliser.ApplyStop(answer.Text, request.Stop);
-        var finish = stopped ? "stop" : ResponseNormaliser.FinishReason(answer.FinishReason);
-        var counted = answer.Usage?.CompletionTokens is null ? prompt.Tokenizer.Count(answer.Text) : 0;
-        var (promptTokens, completionTokens) = UsageBounds.Bound(prompt, answer.Usage?.PromptTokens, answer.Usage?.CompletionTokens,
-            counted, maxTokens, upstream.Route.Router.Id, log);
-        usage.Charge(promptTokens, completionTokens);
-        return dialect.Answer(usage.CompletionId(dialect.IdPrefix), model.Id, usage.Created, text, finish, usage.Tokens);
-    }
-
-    /// <summary>The router's task id goes into the usage record, the request log and the trace.</summary>
-    private static void KeepTaskId(UsageTracker usage, string? taskId)
-    {
-        if (taskId is null) return;
-        usage.TaskId = taskId;
-        System.Diagnostics.Activity.Current?.SetTag("cortensor.task_id", taskId);
     }
 }

@@ -88,7 +88,7 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
             if (stop.Stopped) { finish = "stop"; break; }
         }
         finish ??= events.FinishReason is { } reason ? ResponseNormaliser.FinishReason(reason) : null;
-        if (events.TaskId is { } taskId) usage.TaskId = taskId;
+        usage.KeepTaskId(events.TaskId);
 
         if (failure is not null)
         {

@@ -35,6 +35,14 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter m
     /// <summary>The router's task id, kept in the usage record and the request log.</summary>
     public string? TaskId { get; set; }
 
+    /// <summary>The router's task id goes into the usage record, the request log and the trace.</summary>
+    public void KeepTaskId(string? taskId)
+    {
+        if (taskId is null) return;
+        TaskId = taskId;
+        Activity.Current?.SetTag("cortensor.task_id", taskId);
+    }
+
     public string CompletionId(string prefix) => $"{prefix}-{_eventId[4..]}";
 
     public void Requested(string model, bool streamed) =>

@@ -1,0 +1,27 @@
+using Cortensor.Api.Catalog;
+using Cortensor.Api.Infrastructure;
+using Cortensor.Api.Metering;
+using Cortensor.Api.Routing;
+
+namespace Cortensor.Api.Inference;
+
+/// <summary>A whole (unstreamed) answer, as the dialect shapes it, charged within its bounds; the router lease closed as a success.</summary>
+internal static class AnswerRelay
+{
+    public static IResult Complete(Dialect dialect, CatalogModel model, InferenceRequest request,
+        RouterResponse upstream, UsageTracker usage, UsageBounds.Prompt prompt, int maxTokens, ILogger log)
+    {
+        // The forwarder has read and checked the whole answer (RouterAnswerReader): it is text, not an error or a pending task.
+        var answer = upstream.Answer!;
+        upstream.Lease.Succeeded();
+
+        using var _ = Telemetry.StartStep("normalise-response");
+        var (text, stopped) = ResponseNormaliser.ApplyStop(answer.Text, request.Stop);
+        var finish = stopped ? "stop" : ResponseNormaliser.FinishReason(answer.FinishReason);
+        var counted = answer.Usage?.CompletionTokens is null ? prompt.Tokenizer.Count(answer.Text) : 0;
+        var (promptTokens, completionTokens) = UsageBounds.Bound(prompt, answer.Usage?.PromptTokens, answer.Usage?.CompletionTokens,
+            counted, maxTokens, upstream.Route.Router.Id, log);
+        usage.Charge(promptTokens, completionTokens);
+        return dialect.Answer(usage.CompletionId(dialect.IdPrefix), model.Id, usage.Created, text, finish, usage.Tokens);
+    }
+}
