@@ -13,6 +13,8 @@ seconds=${CHAOS_SECONDS:-180}
 reconcile=10
 out=${CHAOS_OUT:-$(mktemp -d /tmp/cortensor-chaos.XXXX)}
 mkdir -p "$out"
+# Postgres runs as the postgres user when started as root: it must reach its data under this folder.
+chmod 755 "$out"
 data=$out/data # Postgres, Redis (AOF) and both spools persist here across the restarts below
 rm -rf "$data"; mkdir -p "$data"
 
