@@ -1,6 +1,7 @@
 using System.Text.Json.Serialization;
 using Cortensor.Api.Errors;
 using Cortensor.Api.Inference;
+using Cortensor.Api.Metering;
 
 namespace Cortensor.Api.Infrastructure;
 

@@ -176,7 +176,7 @@ public sealed partial class UsageSpool(IOptions<MeteringOptions> options, IHostE
         return lines;
     }
 
-    private static Inference.UsageRecord? Parse(ReadOnlySpan<byte> line)
+    private static UsageRecord? Parse(ReadOnlySpan<byte> line)
     {
         try
         {

@@ -144,7 +144,7 @@ public class MeteringTests(PortalAppFixture portal)
         }
         // A record the ledger refuses (its organisation does not exist), as a faulty producer could buffer it.
         await using var redis = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync((await portal.App.GetConnectionStringAsync(LaunchTopology.Redis))!);
-        var refused = new Cortensor.Api.Inference.UsageRecord($"evt_{Guid.NewGuid():N}", "req_refused", Guid.NewGuid(), Guid.NewGuid(),
+        var refused = new Cortensor.Api.Metering.UsageRecord($"evt_{Guid.NewGuid():N}", "req_refused", Guid.NewGuid(), Guid.NewGuid(),
             Cortensor.Api.Data.BillingMode.PrepaidCredits, "gpt-oss-20b", null, null, null, "POST", "/v1/chat/completions", 200, null,
             10, 10, 0.0001m, 5, null, false, DateTimeOffset.UtcNow);
         await redis.GetDatabase().StreamAddAsync(Cortensor.Api.Metering.UsageMeter.Stream, Cortensor.Api.Metering.UsageMeter.Field,

@@ -1,8 +1,7 @@
 using Cortensor.Api.Data;
 using Cortensor.Api.Limits;
-using Cortensor.Api.Metering;
 
-namespace Cortensor.Api.Inference;
+namespace Cortensor.Api.Metering;
 
 /// <summary>
 /// What one authenticated /v1 request used, as it leaves the hot path for the ledger. EventId is
