@@ -28,6 +28,7 @@ public sealed class InferenceHandler(
         var ct = http.RequestAborted;
         // Every authenticated request leaves exactly one usage record, whatever happens below.
         var usage = new UsageTracker(http, key, meter, local, clock);
+        var trace = System.Diagnostics.Activity.Current; // the request's own span: its outcome is tagged on it
         try
         {
             var (request, invalid) = await RequestReader.ReadAsync(http, dialect, options.Value.MaxRequestBytes);
@@ -37,7 +38,13 @@ public sealed class InferenceHandler(
             // Step 3: entitlement.
             var snapshot = catalog.Current;
             var maxTokens = request.MaxTokens ?? options.Value.DefaultMaxTokens;
-            var denied = Entitlement.Check(snapshot, key, request.Model, maxTokens, out var model);
+            ApiError? denied;
+            CatalogModel? model;
+            using (var step = Telemetry.StartStep("entitlement"))
+            {
+                denied = Entitlement.Check(snapshot, key, request.Model, maxTokens, out model);
+                Telemetry.Outcome(step, denied);
+            }
             usage.Model = model;
             if (denied is not null || model is null) return usage.Fail(denied ?? ApiError.UnknownModel(request.Model));
 
@@ -57,7 +64,13 @@ public sealed class InferenceHandler(
             if (Entitlement.Fits(model, prompt, maxTokens) is { } tooLong) return usage.Fail(tooLong);
 
             // Steps 4-5: rate limits and quota or credits, one atomic reservation shared by every replica.
-            var admission = await admissions.AdmitAsync(key, model, usage.Draft(model), prompt.Ceiling, maxTokens, ct);
+            Admission admission;
+            using (var step = Telemetry.StartStep("admission"))
+            {
+                admission = await admissions.AdmitAsync(key, model, usage.Draft(model), prompt.Ceiling, maxTokens, ct);
+                step?.SetTag("cortensor.verdict", admission.Verdict.ToString());
+                step?.SetTag("cortensor.admitted_locally", admission.Local);
+            }
             RateLimitHeaders.Write(http.Response, admission);
             if (Refusals.For(admission, key.BillingMode, key.MonthlyTokenQuota) is { } refused) return usage.Fail(refused);
             usage.Admission = admission;
@@ -102,6 +115,7 @@ public sealed class InferenceHandler(
         finally
         {
             usage.Complete();
+            usage.Tag(trace);
         }
     }
 }

@@ -62,6 +62,7 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
         // The forwarder has read up to the first piece of text (RouterEventStream); events are text, then Done or Failed.
         await using var events = upstream.Events!;
         _events = events;
+        using var relay = Telemetry.StartStep("relay");
         while (true)
         {
             RouterStreamEvent next;
@@ -81,7 +82,12 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
                 break;
             }
             chunks++;
-            if (chunks == 1) usage.FirstToken();
+            if (chunks == 1)
+            {
+                usage.FirstToken();
+                relay?.AddEvent(new System.Diagnostics.ActivityEvent("first-token"));
+                relay?.SetTag("cortensor.ttft_ms", (int)System.Diagnostics.Stopwatch.GetElapsedTime(upstream.Lease.StartedAt).TotalMilliseconds);
+            }
             usage.Progress(prompt.Estimate, Math.Min(chunks, maxTokens));
             var send = stop.Push(next.Text!);
             if (send.Length > 0) yield return Item(Delta(id, created, send, null));

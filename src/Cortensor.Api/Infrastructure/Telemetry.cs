@@ -6,4 +6,12 @@ public static class Telemetry
 {
     /// <summary>A span for one named step of the hot path; null (free) when nobody listens.</summary>
     public static Activity? StartStep(string step) => CortensorTelemetry.ActivitySource.StartActivity(step);
+
+    /// <summary>A step that refused the request carries the refusal's code, so a trace shows why.</summary>
+    public static void Outcome(Activity? step, Errors.ApiError? error)
+    {
+        if (step is null || error is null) return;
+        step.SetTag("cortensor.error_code", error.Code);
+        step.SetStatus(ActivityStatusCode.Error, error.Code);
+    }
 }

@@ -76,6 +76,21 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter m
 
     public void ClientDisconnected() => (_status, _errorCode) = (499, "client_disconnected");
 
+    /// <summary>The request's span carries its outcome: model, pool, router, status and error code.</summary>
+    public void Tag(Activity? trace)
+    {
+        if (trace is null) return;
+        trace.SetTag("cortensor.model", Model?.Id ?? _requestedModel);
+        if (Model is not null) trace.SetTag("cortensor.pool", Model.PoolId);
+        if (Route is not null) trace.SetTag("cortensor.router", Route.Router.Id);
+        trace.SetTag("cortensor.status", _status);
+        if (_errorCode is not null)
+        {
+            trace.SetTag("cortensor.error_code", _errorCode);
+            trace.SetStatus(ActivityStatusCode.Error, _errorCode);
+        }
+    }
+
     /// <summary>The record the reservation is filed with: what the reaper bills if nobody settles it.</summary>
     public UsageRecord Draft(CatalogModel model) => Record(model, 499, "request_abandoned", 0, 0, 0m, null);
 
