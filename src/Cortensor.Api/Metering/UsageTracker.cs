@@ -81,6 +81,7 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter m
         var record = Record(Model, _status, _errorCode, _promptTokens, _completionTokens, cost, admission?.Hold);
         if (admission is { Local: true, Admitted: true })
             local.Release(key, admission.Window, _promptTokens + _completionTokens - admission.ReservedTokens);
+        PortalMetrics.RecordRequest(record);
         http.Response.OnCompleted(() => meter.RecordAsync(record));
     }
 
