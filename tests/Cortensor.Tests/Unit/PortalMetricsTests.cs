@@ -118,10 +118,24 @@ public sealed class PortalMetricsTests : IDisposable
         Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
     }
 
-    /// <summary>The Api's metrics wiring (service defaults, then the Portal's metrics) without its databases.</summary>
-    private static WebApplication MetricsApp(bool enabled)
+    [Fact]
+    public async Task MetricsRestrictedToAPortAnswersOnlyThere()
     {
-        var builder = WebApplication.CreateBuilder([$"--Metrics:Prometheus={enabled}"]);
+        await using var app = MetricsApp(enabled: true, "--Metrics:PrometheusHost=*:9464");
+        await app.StartAsync();
+        var client = app.GetTestClient();
+
+        using var publicPort = await client.GetAsync("http://localhost/metrics");
+        using var internalPort = await client.GetAsync("http://localhost:9464/metrics");
+
+        Assert.Equal(HttpStatusCode.NotFound, publicPort.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, internalPort.StatusCode);
+    }
+
+    /// <summary>The Api's metrics wiring (service defaults, then the Portal's metrics) without its databases.</summary>
+    private static WebApplication MetricsApp(bool enabled, params string[] args)
+    {
+        var builder = WebApplication.CreateBuilder([$"--Metrics:Prometheus={enabled}", .. args]);
         builder.WebHost.UseTestServer();
         builder.AddServiceDefaults();
         builder.Services.AddSingleton(TimeProvider.System);
