@@ -197,6 +197,9 @@ public sealed class UsageEvent
     public DateTimeOffset CreatedAt { get; set; }
     /// <summary>The router's task id: the link to the network's own record of the work.</summary>
     public string? TaskId { get; set; }
+    /// <summary>The W3C trace id of the request (32 hex digits): the link to its trace.</summary>
+    [System.ComponentModel.DataAnnotations.MaxLength(32)]
+    public string? TraceId { get; set; }
 }
 
 public sealed class RequestLog
@@ -214,6 +217,9 @@ public sealed class RequestLog
     public DateTimeOffset CreatedAt { get; set; }
     /// <summary>The router's task id, when a router took the request.</summary>
     public string? TaskId { get; set; }
+    /// <summary>The W3C trace id of the request (32 hex digits): the link to its trace.</summary>
+    [System.ComponentModel.DataAnnotations.MaxLength(32)]
+    public string? TraceId { get; set; }
 }
 
 /// <summary>Per organisation, key, model and UTC day: what the usage charts read (90 days stay cheap).</summary>

@@ -20,6 +20,7 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter m
     private static readonly TimeSpan ProgressEvery = TimeSpan.FromSeconds(1);
     private readonly long _started = Stopwatch.GetTimestamp();
     private readonly string _eventId = "evt_" + Guid.CreateVersion7().ToString("N");
+    private readonly string? _traceId = Activity.Current?.TraceId.ToHexString();
     private string _requestedModel = "";
     private bool _streamed, _completed;
     private int _status = StatusCodes.Status200OK, _promptTokens, _completionTokens;
@@ -91,5 +92,5 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter m
         status, errorCode, prompt, completion, cost,
         (int)Stopwatch.GetElapsedTime(_started).TotalMilliseconds,
         _firstTokenAt == 0 ? null : (int)Stopwatch.GetElapsedTime(_started, _firstTokenAt).TotalMilliseconds,
-        _streamed, CreatedAt, hold, TaskId);
+        _streamed, CreatedAt, hold, TaskId, _traceId);
 }
