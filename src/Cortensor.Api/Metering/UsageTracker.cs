@@ -83,6 +83,7 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter m
         if (admission is { Local: true, Admitted: true })
             local.Release(key, admission.Window, _promptTokens + _completionTokens - admission.ReservedTokens);
         PortalMetrics.RecordRequest(record);
+        RequestSummary.Write(http.RequestServices.GetRequiredService<ILogger<UsageTracker>>(), record);
         http.Response.OnCompleted(() => meter.RecordAsync(record));
     }
 
