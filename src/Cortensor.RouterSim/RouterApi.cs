@@ -134,6 +134,17 @@ public static class RouterApi
         }
 
         for (var i = 1; i < answer.Pieces.Count; i++) await Pace(behaviour, ct);
+        if (behaviour.Quirk == RouterQuirk.StallAfterHeaders)
+        {
+            var json = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(head with { Choices = [new RouterChoice(0, answer.Text, finish)], Usage = usage }, RouterNodeExtensions.Json);
+            http.Response.ContentType = "application/json";
+            http.Response.ContentLength = json.Length;
+            await http.Response.Body.WriteAsync(json.AsMemory(0, json.Length / 2), ct);
+            await http.Response.Body.FlushAsync(ct);
+            await Task.Delay(Timeout.Infinite, ct).ContinueWith(_ => { }, TaskScheduler.Default);
+            node.CountFailure();
+            return Results.Empty;
+        }
         node.FinishTask(task, answer.Text);
         return Results.Json(head with { Choices = [new RouterChoice(0, answer.Text, finish)], Usage = usage }, RouterNodeExtensions.Json);
     }

@@ -44,6 +44,8 @@ public enum RouterQuirk
     NonJsonStreamLines,
     /// <summary><c>/status</c> answers 500 while completions and <c>/info</c> work.</summary>
     StatusErrors,
+    /// <summary>An unstreamed answer sends its headers and half its body, then falls silent (the connection stays open).</summary>
+    StallAfterHeaders,
 }
 
 /// <summary>How the node behaves; replaced whole at run time through the control endpoint (unset fields are zero).</summary>

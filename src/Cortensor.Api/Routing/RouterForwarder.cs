@@ -51,10 +51,13 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
         var payload = RouterRequestWriter.Write(body, pool.Protocol, timeouts);
         string? tried = null;
         RouterFailure? notAnAnswer = null;
+        var connectionFailed = false;
         for (var attempt = 1; attempt <= MaxAttempts; attempt++)
         {
             var routeSpan = CortensorTelemetry.ActivitySource.StartActivity("route");
-            var route = balancer.Pick(pool, exclude: tried);
+            // A pool with one router left has nowhere else to go: after a connection-level failure (a
+            // pooled connection the router had closed) the same router is tried once more.
+            var route = balancer.Pick(pool, exclude: tried) ?? (connectionFailed ? balancer.Pick(pool) : null);
             if (route is null)
             {
                 routeSpan?.Dispose();
@@ -125,6 +128,7 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
                 Fail(lease, ref response);
                 forwardSpan?.SetStatus(ActivityStatusCode.Error, ex.GetType().Name);
                 RoutingLog.Failed(log, route.Router.Id, attempt, ex);
+                connectionFailed = ex is HttpRequestException;
                 // A second full wait would double the client's wait: a timeout answers 504 at once.
                 if (ex is TimeoutRejectedOrUpstreamTimeout) return (null, ApiError.UpstreamTimeout());
             }

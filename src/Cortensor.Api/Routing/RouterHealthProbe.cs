@@ -25,9 +25,28 @@ public sealed class RouterHealthProbe(
     {
         var state = balancer.StateOf(router.Id);
         // /status first (it may carry load); a router whose /status errors but whose /info answers is still up.
-        var liveness = await AskAsync(router, state, "/api/v1/status", o, ct) ?? await AskAsync(router, state, "/api/v1/info", o, ct);
+        var status = await AskAsync(router, state, "/api/v1/status", o, ct);
+        var probe = status.Liveness is not null ? status : await AskAsync(router, state, "/api/v1/info", o, ct);
         if (ct.IsCancellationRequested) return;
-        var healthy = liveness is { CanServe: true };
+        var liveness = probe.Liveness;
+        bool healthy;
+        if (liveness is { } live)
+        {
+            state.ProbeTimeoutsInARow = 0;
+            healthy = live.CanServe;
+        }
+        else if (status.Answered || probe.Answered)
+        {
+            // The router answered "not serving": out at once.
+            state.ProbeTimeoutsInARow = 0;
+            healthy = false;
+        }
+        else
+        {
+            // No answer at all within the probe timeout (a busy host, a lost packet) is not a verdict on
+            // its own: a second one in a row takes the router out; the circuit breaker covers the gap.
+            healthy = ++state.ProbeTimeoutsInARow < 2 && state.ProbeHealthy;
+        }
         if (liveness?.Load is { } load) state.ReportedLoad = load;
         if (liveness?.Miners is { } miners) state.ReportedMiners = miners;
         if (healthy != state.ProbeHealthy)
@@ -36,7 +55,8 @@ public sealed class RouterHealthProbe(
         state.LastProbeAt = DateTimeOffset.UtcNow;
     }
 
-    private async Task<RouterLiveness?> AskAsync(CatalogRouter router, RouterState state, string path, RoutingOptions o, CancellationToken ct)
+    /// <returns>What a 2xx said; <c>Answered</c> is true when the router answered at all (a non-2xx is an answer).</returns>
+    private async Task<(RouterLiveness? Liveness, bool Answered)> AskAsync(CatalogRouter router, RouterState state, string path, RoutingOptions o, CancellationToken ct)
     {
         try
         {
@@ -46,15 +66,19 @@ public sealed class RouterHealthProbe(
             request.Headers.Authorization = client.Authorization;
             var started = Stopwatch.GetTimestamp();
             using var response = await client.Http.SendAsync(request, timeout.Token);
-            if (!response.IsSuccessStatusCode) return null;
+            if (!response.IsSuccessStatusCode) return (null, true);
             var liveness = RouterLiveness.Read(await response.Content.ReadAsByteArrayAsync(timeout.Token));
             // Keeps the latency estimate current for a router that gets no traffic (see RouterState).
             if (liveness.CanServe) state.ObserveProbe(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-            return liveness;
+            return (liveness, true);
+        }
+        catch (HttpRequestException ex) when (ex.HttpRequestError == HttpRequestError.ConnectionError)
+        {
+            return (null, true); // refused: nothing listens there, which is an answer too
         }
         catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException or IOException)
         {
-            return null;
+            return (null, false);
         }
     }
 }

@@ -57,6 +57,8 @@ public sealed class RouterState
     public string Id { get; }
     public ResiliencePipeline<HttpResponseMessage> Breaker { get; }
     public bool ProbeHealthy { get; set; } = true;
+    /// <summary>Probes in a row that got no answer at all (only the health probe writes it).</summary>
+    public int ProbeTimeoutsInARow { get; set; }
     public DateTimeOffset? LastProbeAt { get; set; }
     public long ReportedLoad { get; set; }
     /// <summary>Connected miners as the router last reported them; null when it does not say.</summary>

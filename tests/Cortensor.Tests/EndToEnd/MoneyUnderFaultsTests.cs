@@ -126,4 +126,67 @@ public class MoneyUnderFaultsTests(PortalAppFixture portal)
             await portal.SetRouterBehaviourAsync("router-qwen-1", new { outage = "None" });
         }
     }
+
+    [Fact]
+    public async Task AnAnswerWhoseBodyStallsAfterItsHeadersIs504WithinTheDeadlineBillsNothingAndFreesTheRouter()
+    {
+        var customer = await portal.CreateCustomerAsync(credits: 10m);
+        using var client = customer.CreateClient();
+        await portal.SetRouterBehaviourAsync("router-gemma4-1", new { quirk = "StallAfterHeaders" });
+        HttpResponseMessage response;
+        TimeSpan elapsed;
+        try
+        {
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            response = await client.PostAsJsonAsync("/v1/chat/completions", Chat("gemma-4-26b", "a body that never ends", 16));
+            elapsed = System.Diagnostics.Stopwatch.GetElapsedTime(started);
+        }
+        finally
+        {
+            await portal.SetRouterBehaviourAsync("router-gemma4-1", new { outage = "None" });
+        }
+        // One deadline covers the headers and the body: it passes, and the client hears so, not silence.
+        Assert.Equal(HttpStatusCode.GatewayTimeout, response.StatusCode);
+        Assert.Equal("upstream_timeout", (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error").GetProperty("code").GetString());
+        Assert.InRange(elapsed, PortalAppFixture.UpstreamTimeout * 0.9, PortalAppFixture.UpstreamTimeout * 3);
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while ((await MoneyInvariants.RoutersInFlightAsync(portal)).Values.Any(n => n != 0))
+        {
+            if (DateTime.UtcNow > deadline) Assert.Fail("a router is still held after the timeout");
+            await Task.Delay(250);
+        }
+        await MoneyInvariants.AssertSettledAsync(portal, customer, 10m, [response.Headers.GetValues("X-Request-Id").Single()]);
+    }
+
+    [Fact]
+    public async Task ThreeKeysOfOneFreeOrganisationBurstingTogetherGetThePlansSixtyRequestsAMinuteNotThreeTimesThat()
+    {
+        // The free plan allows 60 requests a minute (docs/api.md) to the organisation, whatever its keys.
+        var customer = await portal.CreateCustomerAsync(plan: "free", credits: 0m);
+        using var admin = portal.CreateAdminClient();
+        var keys = new List<string> { customer.Key };
+        for (var i = 0; i < 2; i++)
+        {
+            var created = await admin.PostAsJsonAsync($"/admin/organizations/{customer.OrganizationId}/api-keys", new { name = $"burst {i}" });
+            created.EnsureSuccessStatusCode();
+            keys.Add((await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("key").GetString()!);
+        }
+        await AvoidMinuteBoundaryAsync();
+        // Four at a time, under the plan's 8 concurrent requests, so only the per-minute limit can refuse.
+        var statuses = new System.Collections.Concurrent.ConcurrentBag<HttpStatusCode>();
+        await Parallel.ForEachAsync(Enumerable.Range(0, 75), new ParallelOptions { MaxDegreeOfParallelism = 4 }, async (i, _) =>
+        {
+            using var client = (customer with { Key = keys[i % 3] }).CreateClient();
+            var response = await client.PostAsJsonAsync("/v1/chat/completions", Chat("gpt-oss-20b", $"burst {i}", 2));
+            statuses.Add(response.StatusCode);
+        });
+        Assert.Equal(60, statuses.Count(s => s == HttpStatusCode.OK));
+        Assert.Equal(15, statuses.Count(s => s == HttpStatusCode.TooManyRequests));
+    }
+
+    private static async Task AvoidMinuteBoundaryAsync()
+    {
+        // The limit's window is the calendar minute: a burst across its end would see two windows.
+        while (DateTimeOffset.UtcNow.Second > 45) await Task.Delay(500);
+    }
 }

@@ -13,7 +13,7 @@ using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
 namespace Cortensor.Api.Data.Migrations
 {
     [DbContext(typeof(PortalDbContext))]
-    [Migration("20261127111406_RequestTraceIds")]
+    [Migration("20261127112129_RequestTraceIds")]
     partial class RequestTraceIds
     {
         /// <inheritdoc />

@@ -1,0 +1,24 @@
+using Cortensor.Api.Data;
+using Cortensor.Api.Errors;
+using Cortensor.Api.Keys;
+using Microsoft.AspNetCore.Http.HttpResults;
+
+namespace Cortensor.Api.Admin;
+
+/// <summary>Any key, whichever organisation it belongs to: revoke (final), pause, resume.</summary>
+public static class KeysAdminApi
+{
+    public static RouteGroupBuilder MapKeysAdmin(this RouteGroupBuilder admin)
+    {
+        var keys = admin.MapGroup("/api-keys");
+        keys.MapPost("/{id:guid}/revoke", (Guid id, [AsParameters] AdminChanges c) => SetStatus(id, ApiKeyStatus.Revoked, c)).WithSummary("Revoke a key (final)");
+        keys.MapPost("/{id:guid}/pause", (Guid id, [AsParameters] AdminChanges c) => SetStatus(id, ApiKeyStatus.Paused, c)).WithSummary("Pause a key: it answers 403 until resumed");
+        keys.MapPost("/{id:guid}/resume", (Guid id, [AsParameters] AdminChanges c) => SetStatus(id, ApiKeyStatus.Active, c)).WithSummary("Resume a paused key");
+        return admin;
+    }
+
+    private static async Task<Results<Ok<ApiKeyDto>, ErrorResult>> SetStatus(Guid id, ApiKeyStatus status, AdminChanges c) =>
+        await c.Keys.SetKeyStatusAsync(id, status, null, c.Actor, c.Ct) is { } k
+            ? TypedResults.Ok(ApiKeyDto.From(k, c.Clock.GetUtcNow()))
+            : ApiError.NotFound("API key").ToResult();
+}
