@@ -27,6 +27,7 @@ builder.AddLimits();
 builder.AddRouting();
 builder.AddInference();
 builder.AddMetering();
+builder.AddPortalMetrics();
 builder.AddErrorHandling();
 builder.AddPortalOpenApi();
 
@@ -48,6 +49,7 @@ app.UseRequestId();
 app.UseErrorHandling();
 app.UseAuthThrottling();
 app.MapDefaultEndpoints();
+app.UsePortalMetrics();
 app.MapPortalOpenApi();
 app.MapScalarApiReference("/reference");
 app.MapInferenceApi();

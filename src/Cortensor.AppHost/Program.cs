@@ -61,6 +61,9 @@ var web = builder.AddProject<Projects.Cortensor_Web>(LaunchTopology.Web, launchP
     // What the quickstart shows customers: the Api's address as a browser reaches it.
     .WithEnvironment("PortalApi__PublicUrl", api.GetEndpoint("http"))
     .WithHttpHealthCheck("/health");
+// The admin request lookup links each request's trace into this dashboard (the AppHost's own first URL).
+if (builder.ExecutionContext.IsRunMode && builder.Configuration["ASPNETCORE_URLS"]?.Split(';')[0] is { Length: > 0 } dashboardUrl)
+    web.WithEnvironment("Telemetry__DashboardUrl", dashboardUrl);
 // The links in account mails open pages of the web dashboard.
 api.WithEnvironment("Mail__LinkBaseUrl", web.GetEndpoint("http"));
 

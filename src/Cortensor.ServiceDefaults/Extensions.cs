@@ -17,6 +17,7 @@ public static class Extensions
     private const string AlivenessEndpointPath = "/alive";
     private const string RouterStatusPath = "/api/v1/status";
     private const string BlazorHubPath = "/_blazor";
+    private const string PrometheusScrapePath = "/metrics";
 
     private static readonly string[] QuietCategories =
     [
@@ -66,10 +67,11 @@ public static class Extensions
                 .AddSource(builder.Environment.ApplicationName)
                 .AddSource(CortensorTelemetry.ActivitySourceName)
                 .AddAspNetCoreInstrumentation(o =>
-                    // Probes, router status polls (their client side is filtered below, so each would be
+                    // Probes, Prometheus scrapes, router status polls (their client side is filtered below, so each would be
                     // a root trace on the router) and Blazor's hub traffic would drown the request traces.
                     o.Filter = ctx => !ctx.Request.Path.StartsWithSegments(HealthEndpointPath)
                                       && !ctx.Request.Path.StartsWithSegments(AlivenessEndpointPath)
+                                      && !ctx.Request.Path.StartsWithSegments(PrometheusScrapePath)
                                       && !ctx.Request.Path.StartsWithSegments(RouterStatusPath)
                                       && !ctx.Request.Path.StartsWithSegments(BlazorHubPath))
                 .AddHttpClientInstrumentation(o =>

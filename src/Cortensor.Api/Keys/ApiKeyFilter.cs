@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Cortensor.Api.Data;
 using Cortensor.Api.Errors;
+using Cortensor.Api.Infrastructure;
 
 namespace Cortensor.Api.Keys;
 
@@ -8,17 +9,21 @@ namespace Cortensor.Api.Keys;
 /// Step 2 of the hot path, applied to the whole /v1 group: the Bearer key is checked once and the
 /// caller's snapshot is available to every handler through <see cref="CurrentKey"/>.
 /// </summary>
-public sealed class ApiKeyFilter(EntitlementCache entitlements, FailedKeyThrottle failures, TimeProvider clock) : IEndpointFilter
+public sealed partial class ApiKeyFilter(EntitlementCache entitlements, FailedKeyThrottle failures, TimeProvider clock, ILogger<ApiKeyFilter> log) : IEndpointFilter
 {
     public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
         var http = context.HttpContext;
-        using (var span = Cortensor.Api.Infrastructure.Telemetry.StartStep("authenticate"))
+        using (var span = Telemetry.StartStep("authenticate"))
         {
             var error = await AuthenticateAsync(http);
             if (error is not null)
             {
                 span?.SetStatus(ActivityStatusCode.Error, error.Code);
+                // No usage record is made without a key: this line (with the request id in its scope) is how a refused
+                // authentication is found by its request id.
+                Refused(log, http.Request.Method, http.Request.Path.Value ?? "", error.Status, error.Code, http.GetRequestId(),
+                    FailedKeyThrottle.ClientOf(http));
                 return error.ToResult();
             }
         }
@@ -58,6 +63,9 @@ public sealed class ApiKeyFilter(EntitlementCache entitlements, FailedKeyThrottl
         Activity.Current?.SetTag("cortensor.key", s.KeyId);
         return null;
     }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "{Method} {Path} {Status} {ErrorCode}: authentication refused, request {RequestId} from {Client}")]
+    private static partial void Refused(ILogger logger, string method, string path, int status, string errorCode, string requestId, string client);
 }
 
 /// <summary>The authenticated caller of a /v1 request.</summary>

@@ -26,6 +26,8 @@ public sealed class UsageEvent
     public DateTimeOffset CreatedAt { get; set; }
     /// <summary>The router's task id: the link to the network's own record of the work.</summary>
     public string? TaskId { get; set; }
+    /// <summary>The W3C trace id of the request (32 hex digits): the link to its trace.</summary>
+    public string? TraceId { get; set; }
 }
 
 internal sealed class UsageEventConfiguration : IEntityTypeConfiguration<UsageEvent>
@@ -36,6 +38,7 @@ internal sealed class UsageEventConfiguration : IEntityTypeConfiguration<UsageEv
         e.HasKey(x => x.EventId);
         e.Property(x => x.EventId).HasMaxLength(40);
         e.Property(x => x.RequestId).HasMaxLength(128);
+        e.Property(x => x.TraceId).HasMaxLength(32);
         // Written at tens of thousands of rows a second: every index here costs ledger throughput.
         // Lookups by request id or organisation go through request_logs; charts read usage_daily.
     }
@@ -56,6 +59,8 @@ public sealed class RequestLog
     public DateTimeOffset CreatedAt { get; set; }
     /// <summary>The router's task id, when a router took the request.</summary>
     public string? TaskId { get; set; }
+    /// <summary>The W3C trace id of the request (32 hex digits): the link to its trace.</summary>
+    public string? TraceId { get; set; }
 }
 
 internal sealed class RequestLogConfiguration : IEntityTypeConfiguration<RequestLog>
@@ -65,6 +70,7 @@ internal sealed class RequestLogConfiguration : IEntityTypeConfiguration<Request
         e.HasKey(x => x.EventId);
         e.Property(x => x.EventId).HasMaxLength(40);
         e.Property(x => x.RequestId).HasMaxLength(128);
+        e.Property(x => x.TraceId).HasMaxLength(32);
         e.HasIndex(x => x.RequestId);
         e.HasIndex(x => new { x.ModelId, x.CreatedAt });
         e.HasIndex(x => new { x.Status, x.CreatedAt });

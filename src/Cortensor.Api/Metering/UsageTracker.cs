@@ -20,6 +20,7 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter m
     private static readonly TimeSpan ProgressEvery = TimeSpan.FromSeconds(1);
     private readonly long _started = Stopwatch.GetTimestamp();
     private readonly string _eventId = "evt_" + Guid.CreateVersion7().ToString("N");
+    private readonly string? _traceId = Activity.Current?.TraceId.ToHexString();
     private string _requestedModel = "";
     private bool _streamed, _completed;
     private int _status = StatusCodes.Status200OK, _promptTokens, _completionTokens;
@@ -104,6 +105,8 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter m
         var record = Record(Model, _status, _errorCode, _promptTokens, _completionTokens, cost, admission?.Hold);
         if (admission is { Local: true, Admitted: true })
             local.Release(key, admission.Window, _promptTokens + _completionTokens - admission.ReservedTokens);
+        PortalMetrics.RecordRequest(record);
+        RequestSummary.Write(http.RequestServices.GetRequiredService<ILogger<UsageTracker>>(), record);
         http.Response.OnCompleted(() => meter.RecordAsync(record));
     }
 
@@ -113,5 +116,5 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter m
         status, errorCode, prompt, completion, cost,
         (int)Stopwatch.GetElapsedTime(_started).TotalMilliseconds,
         _firstTokenAt == 0 ? null : (int)Stopwatch.GetElapsedTime(_started, _firstTokenAt).TotalMilliseconds,
-        _streamed, CreatedAt, hold, TaskId);
+        _streamed, CreatedAt, hold, TaskId, _traceId);
 }

@@ -320,6 +320,7 @@ public sealed partial class UsageWriter(IConnectionMultiplexer redis, NpgsqlData
         Add(command, "streamed", NpgsqlDbType.Boolean, batch.Select(r => r.Streamed));
         Add(command, "created", NpgsqlDbType.TimestampTz, batch.Select(r => r.CreatedAt.UtcDateTime));
         Add(command, "task", NpgsqlDbType.Text, batch.Select(r => r.TaskId));
+        Add(command, "trace", NpgsqlDbType.Text, batch.Select(r => r.TraceId));
         await command.ExecuteNonQueryAsync(ct);
     }
 
@@ -329,14 +330,14 @@ public sealed partial class UsageWriter(IConnectionMultiplexer redis, NpgsqlData
     private const string Sql = """
         WITH batch AS (
             SELECT * FROM unnest(@event_id, @request_id, @org, @key, @credits, @model, @pool, @router, @session, @method, @path,
-                                 @status, @error_code, @prompt, @completion, @cost, @latency, @ttft, @streamed, @created, @task)
+                                 @status, @error_code, @prompt, @completion, @cost, @latency, @ttft, @streamed, @created, @task, @trace)
                 AS b(event_id, request_id, org, key, credits, model, pool, router, session, method, path,
-                     status, error_code, prompt, completion, cost, latency, ttft, streamed, created, task)
+                     status, error_code, prompt, completion, cost, latency, ttft, streamed, created, task, trace)
         ),
         inserted AS (
             INSERT INTO usage_events (event_id, request_id, organization_id, api_key_id, model_id, pool_id, router_id, session_id,
-                                      status, prompt_tokens, completion_tokens, cost, latency_ms, time_to_first_token_ms, streamed, created_at, task_id)
-            SELECT event_id, request_id, org, key, model, pool, router, session, status, prompt, completion, cost, latency, ttft, streamed, created, task
+                                      status, prompt_tokens, completion_tokens, cost, latency_ms, time_to_first_token_ms, streamed, created_at, task_id, trace_id)
+            SELECT event_id, request_id, org, key, model, pool, router, session, status, prompt, completion, cost, latency, ttft, streamed, created, task, trace
             FROM batch
             ON CONFLICT (event_id) DO NOTHING
             RETURNING event_id
@@ -345,8 +346,8 @@ public sealed partial class UsageWriter(IConnectionMultiplexer redis, NpgsqlData
             SELECT b.* FROM batch b JOIN inserted i USING (event_id)
         ),
         logged AS (
-            INSERT INTO request_logs (event_id, request_id, organization_id, api_key_id, model_id, method, path, status, error_code, latency_ms, created_at, task_id)
-            SELECT event_id, request_id, org, key, model, method, path, status, error_code, latency, created, task FROM fresh
+            INSERT INTO request_logs (event_id, request_id, organization_id, api_key_id, model_id, method, path, status, error_code, latency_ms, created_at, task_id, trace_id)
+            SELECT event_id, request_id, org, key, model, method, path, status, error_code, latency, created, task, trace FROM fresh
             ON CONFLICT (event_id) DO NOTHING
         ),
         ledger AS (

@@ -106,8 +106,10 @@ public sealed record AdminOrganization(Guid Id, string Name, string Plan, string
 public sealed record PlanChange(string Plan);
 public sealed record CreditAdjustment(decimal Amount, string Reason);
 public sealed record AuditEntry(long Id, string Actor, string Action, string TargetType, string TargetId, string? Before, string? After, DateTimeOffset CreatedAt);
-public sealed record LoggedRequest(string RequestId, Guid? OrganizationId, Guid? ApiKeyId, string? ModelId, string Method, string Path, int Status, string? ErrorCode, int LatencyMs, DateTimeOffset CreatedAt);
-public sealed record FoundRequest(LoggedRequest Log);
+public sealed record LoggedRequest(string RequestId, Guid? OrganizationId, Guid? ApiKeyId, string? ModelId, string Method, string Path, int Status, string? ErrorCode, int LatencyMs, DateTimeOffset CreatedAt,
+    string? TaskId = null, string? TraceId = null);
+public sealed record RequestUsage(string? PoolId, string? RouterId, int PromptTokens, int CompletionTokens, decimal Cost, int? TimeToFirstTokenMs, bool Streamed);
+public sealed record FoundRequest(LoggedRequest Log, RequestUsage? Usage = null);
 
 public static class PortalApiClientExtensions
 {

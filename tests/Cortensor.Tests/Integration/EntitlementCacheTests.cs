@@ -69,7 +69,7 @@ public class EntitlementCacheTests(InfrastructureFixture infrastructure)
     {
         var (cache, _) = await CreateAsync();
         using var throttle = new FailedKeyThrottle(Microsoft.Extensions.Options.Options.Create(new KeyCheckOptions()), TimeProvider.System);
-        var filter = new ApiKeyFilter(cache, throttle, TimeProvider.System);
+        var filter = new ApiKeyFilter(cache, throttle, TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<ApiKeyFilter>.Instance);
 
         var (status, reachedHandler) = await AuthenticateAsync(filter, key);
         Assert.Equal(StatusCodes.Status401Unauthorized, status);

@@ -81,6 +81,6 @@ public class FailedKeyThrottleTests(InfrastructureFixture infrastructure)
         var mux = await ConnectionMultiplexer.ConnectAsync(infrastructure.RedisConnectionString);
         var cache = new EntitlementCache(new FusionCache(new FusionCacheOptions()), services.GetRequiredService<IServiceScopeFactory>(), mux, NullLogger<EntitlementCache>.Instance);
         var throttle = new FailedKeyThrottle(Options.Create(new KeyCheckOptions { FailedAuthenticationsPerMinute = Limit }), TimeProvider.System);
-        return (new ApiKeyFilter(cache, throttle, TimeProvider.System), cache, services);
+        return (new ApiKeyFilter(cache, throttle, TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<ApiKeyFilter>.Instance), cache, services);
     }
 }

@@ -794,6 +794,11 @@ namespace Cortensor.Api.Data.Migrations
                         .HasColumnType("text")
                         .HasColumnName("task_id");
 
+                    b.Property<string>("TraceId")
+                        .HasMaxLength(32)
+                        .HasColumnType("character varying(32)")
+                        .HasColumnName("trace_id");
+
                     b.HasKey("EventId")
                         .HasName("pk_request_logs");
 
@@ -1242,6 +1247,11 @@ namespace Cortensor.Api.Data.Migrations
                     b.Property<int?>("TimeToFirstTokenMs")
                         .HasColumnType("integer")
                         .HasColumnName("time_to_first_token_ms");
+
+                    b.Property<string>("TraceId")
+                        .HasMaxLength(32)
+                        .HasColumnType("character varying(32)")
+                        .HasColumnName("trace_id");
 
                     b.HasKey("EventId")
                         .HasName("pk_usage_events");
