@@ -1,3 +1,4 @@
+using Cortensor.Api.Metering;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using Cortensor.Api.Catalog;

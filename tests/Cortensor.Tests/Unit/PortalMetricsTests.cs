@@ -1,3 +1,4 @@
+using Cortensor.Api.Metering;
 using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using System.Net;
