@@ -16,6 +16,7 @@ public sealed class CatalogStore(IServiceScopeFactory scopes, IConfiguration con
 
     public async Task ReloadAsync(CancellationToken ct = default)
     {
+        using var work = Infrastructure.BackgroundWork.Start("catalog.reload");
         await _reload.WaitAsync(ct);
         try
         {

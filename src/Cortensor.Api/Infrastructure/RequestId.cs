@@ -10,7 +10,10 @@ public static class RequestId
 {
     public const string Header = "X-Request-Id";
     private const int MaxLength = 128;
-    private sealed record Holder(string Value);
+    private sealed record Holder(string Value, long ArrivedAt);
+
+    /// <summary>When the request reached the Api (before authentication): what its latency is measured from.</summary>
+    public static long ArrivedAt(this HttpContext http) => http.Features.Get<Holder>()?.ArrivedAt ?? Stopwatch.GetTimestamp();
 
     public static string GetRequestId(this HttpContext http) =>
         http.Features.Get<Holder>()?.Value ?? http.TraceIdentifier;
@@ -22,7 +25,7 @@ public static class RequestId
         {
             var supplied = http.Request.Headers[Header].ToString();
             var id = IsSane(supplied) ? supplied : "req_" + Guid.CreateVersion7().ToString("N");
-            http.Features.Set(new Holder(id));
+            http.Features.Set(new Holder(id, Stopwatch.GetTimestamp()));
             http.TraceIdentifier = id;
             http.Response.Headers[Header] = id;
             Activity.Current?.SetTag("cortensor.request_id", id);

@@ -44,6 +44,7 @@ public sealed partial class ReservationReaper(
     {
         var now = clock.GetUtcNow();
         if (!redis.IsConnected) { _connectedSince = null; return 0; }
+        using var work = BackgroundWork.Start("reservations.reap");
         var db = redis.GetDatabase();
         await db.HashSetAsync(LimitKeys.Replicas, replica.Id, now.ToUnixTimeSeconds());
         _connectedSince ??= now;
@@ -100,6 +101,8 @@ public sealed partial class ReservationReaper(
                 Log.Reaped(log, id, hold.Replica, record.PromptTokens, record.CompletionTokens);
             }
         }
+        work?.SetTag("cortensor.settled", settled);
+        if (settled == 0) work.Discard();
         return settled;
     }
 

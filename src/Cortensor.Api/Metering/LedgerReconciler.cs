@@ -1,3 +1,4 @@
+using Cortensor.Api.Infrastructure;
 using Microsoft.Extensions.Options;
 using System.Diagnostics.Metrics;
 using Cortensor.Api.Data;
@@ -43,6 +44,7 @@ public sealed partial class LedgerReconciler(HotCounters counters, IServiceScope
     /// <summary>One pass over every organisation; returns how many counters were corrected.</summary>
     public async Task<int> ReconcileAsync(CancellationToken ct)
     {
+        using var work = BackgroundWork.Start("ledger.reconcile");
         List<(Guid Id, BillingMode Mode)> orgs;
         using (var scope = scopes.CreateScope())
         {
@@ -70,6 +72,7 @@ public sealed partial class LedgerReconciler(HotCounters counters, IServiceScope
                 break;
             }
         }
+        work?.SetTag("cortensor.corrected", corrected);
         return corrected;
     }
 

@@ -18,7 +18,8 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter m
 {
     private const int MaxModelLength = 64;
     private static readonly TimeSpan ProgressEvery = TimeSpan.FromSeconds(1);
-    private readonly long _started = Stopwatch.GetTimestamp();
+    // Latency counts from the request's arrival, authentication included.
+    private readonly long _started = http.ArrivedAt();
     private readonly string _eventId = "evt_" + Guid.CreateVersion7().ToString("N");
     private readonly string? _traceId = Activity.Current?.TraceId.ToHexString();
     private string _requestedModel = "";

@@ -95,7 +95,11 @@ public sealed partial class UsageWriter(IConnectionMultiplexer redis, NpgsqlData
                     continue;
                 }
 
-                await ProcessAsync(db, entries, stoppingToken);
+                using (var work = BackgroundWork.Start("usage.write"))
+                {
+                    work?.SetTag("cortensor.entries", entries.Length);
+                    await ProcessAsync(db, entries, stoppingToken);
+                }
                 delay = TimeSpan.FromMilliseconds(100);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
