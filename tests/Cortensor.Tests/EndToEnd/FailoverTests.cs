@@ -100,6 +100,8 @@ public class FailoverTests(PortalAppFixture portal)
     {
         var customer = await portal.CreateCustomerAsync();
         using var client = customer.CreateClient();
+        // The pool's only router must be in rotation first: an earlier test's faults may still hold it out.
+        await WaitUntilServedAsync(client, "gemma-4-26b");
         await portal.SetRouterBehaviourAsync("router-gemma4-1", new { cut_stream_after_tokens = 3 });
         try
         {
