@@ -15,6 +15,7 @@ public static class MeteringExtensions
         builder.Services.AddSingleton<UsageSpool>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<UsageSpool>());
         builder.Services.AddSingleton<UsageMeter>();
+        builder.Services.AddHealthChecks().AddCheck<UsagePipelineHealthCheck>("usage-pipeline");
         builder.Services.AddSingleton<LedgerReconciler>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<LedgerReconciler>());
         // Writers per replica: hosted services are registered before options can be read, so the count

@@ -18,6 +18,9 @@ public class FoundationTests(PortalAppFixture portal)
         var names = checks.EnumerateObject().Select(c => c.Name).ToList();
         Assert.Contains(names, n => n.Contains("Redis", StringComparison.OrdinalIgnoreCase));
         Assert.Contains(names, n => n.Contains("PortalDbContext", StringComparison.Ordinal) || n.Contains("postgres", StringComparison.OrdinalIgnoreCase));
+        var usage = checks.GetProperty("usage-pipeline");
+        Assert.Equal("Healthy", usage.GetProperty("status").GetString());
+        Assert.True(usage.GetProperty("data").GetProperty("backlog").GetInt64() >= 0);
         var routers = checks.GetProperty("routers");
         Assert.Equal("Healthy", routers.GetProperty("status").GetString());
         foreach (var pool in LaunchTopology.Pools)
