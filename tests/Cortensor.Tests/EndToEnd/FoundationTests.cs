@@ -20,7 +20,7 @@ public class FoundationTests(PortalAppFixture portal)
         Assert.Contains(names, n => n.Contains("PortalDbContext", StringComparison.Ordinal) || n.Contains("postgres", StringComparison.OrdinalIgnoreCase));
         var usage = checks.GetProperty("usage-pipeline");
         Assert.Equal("Healthy", usage.GetProperty("status").GetString());
-        Assert.True(usage.GetProperty("data").GetProperty("backlog").GetInt64() >= 0);
+        Assert.True(long.Parse(usage.GetProperty("data").GetProperty("backlog").GetString()!, System.Globalization.CultureInfo.InvariantCulture) >= 0);
         var routers = checks.GetProperty("routers");
         Assert.Equal("Healthy", routers.GetProperty("status").GetString());
         foreach (var pool in LaunchTopology.Pools)
