@@ -180,6 +180,8 @@ public static class RouterApi
             if (behaviour.CutStreamAfterTokens is { } cut && sent >= cut)
             {
                 node.CountFailure();
+                // What was sent reaches the client before the cut: a cut mid-stream, not a refused connection.
+                await http.Response.Body.FlushAsync(ct);
                 http.Abort();
                 yield break;
             }
