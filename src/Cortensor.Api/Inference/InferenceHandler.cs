@@ -32,8 +32,8 @@ public sealed class InferenceHandler(
         try
         {
             var (request, invalid) = await RequestReader.ReadAsync(http, dialect, options.Value.MaxRequestBytes);
-            if (invalid is not null) return usage.Fail(invalid);
-            usage.Requested(request!.Model, request.Stream);
+            if (request is null) return usage.Fail(invalid ?? ApiError.MalformedJson(null, "the body must be a JSON object."));
+            usage.Requested(request.Model, request.Stream);
 
             // Step 3: entitlement.
             var snapshot = catalog.Current;
@@ -82,8 +82,8 @@ public sealed class InferenceHandler(
             var body = new RouterCompletionRequest(text, maxTokens, request.Temperature, request.TopP, request.Stream,
                 http.GetRequestId(), request.Seed, request.PresencePenalty, request.FrequencyPenalty);
             var (response, failed) = await forwarder.SendAsync(pool, model, body, deadline.Token);
-            if (failed is not null) return usage.Fail(failed);
-            using var upstream = response!;
+            if (response is null) return usage.Fail(failed ?? ApiError.UpstreamFailed());
+            using var upstream = response;
             usage.Route = upstream.Route;
             usage.KeepTaskId(upstream.TaskId);
             if (!upstream.Message.IsSuccessStatusCode)
