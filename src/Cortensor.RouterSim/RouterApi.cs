@@ -181,7 +181,10 @@ public static class RouterApi
             {
                 node.CountFailure();
                 // What was sent reaches the client before the cut: a cut mid-stream, not a refused connection.
+                // The moment's pause lets a proxy in between (the orchestrator's, a load balancer) pass the
+                // bytes on before the reset reaches it: a reset overtakes data still in its buffers.
                 await http.Response.Body.FlushAsync(ct);
+                await Task.Delay(TimeSpan.FromMilliseconds(200), ct);
                 http.Abort();
                 yield break;
             }
