@@ -83,18 +83,28 @@ public sealed class WalletAccounts(PortalDbContext db, UserManager<User> users, 
     /// <summary>Unlinks an address, unless it is the account's last way to sign in; null when done, else why not.</summary>
     public async Task<ApiError?> UnlinkAsync(Guid userId, string address, CancellationToken ct)
     {
-        var user = await users.FindByIdAsync(userId.ToString());
-        if (user is null) return new ApiError(401, "authentication_error", "invalid_token", "This account no longer exists.");
-        var wallets = await ListAsync(userId, ct);
-        var linked = wallets.FirstOrDefault(w => string.Equals(w, address, StringComparison.OrdinalIgnoreCase));
-        if (linked is null) return ApiError.NotFound("linked wallet");
-        var otherWays = (user.PasswordHash is not null ? 1 : 0) + (user.ExternalSubject is not null ? 1 : 0) + wallets.Count - 1;
-        if (otherWays == 0) return SiweErrors.LastSignInMethod();
-        var removed = await users.RemoveLoginAsync(user, LoginProvider, linked);
-        if (!removed.Succeeded) return ApiError.NotFound("linked wallet");
-        db.Record(new AuditActor(userId, user.Email ?? user.UserName ?? userId.ToString()), "wallet.unlink", "user", userId.ToString(), new { Address = linked }, null, clock.GetUtcNow());
-        await db.SaveChangesAsync(ct);
-        return null;
+        var strategy = db.Database.CreateExecutionStrategy();
+        return await strategy.ExecuteAsync(async () =>
+        {
+            db.ChangeTracker.Clear();
+            await using var transaction = await db.Database.BeginTransactionAsync(ct);
+            // The user's row is locked while its ways to sign in are counted: two unlinks at once must not both
+            // see the other wallet and leave the account with none.
+            await db.Database.ExecuteSqlInterpolatedAsync($"SELECT 1 FROM users WHERE id = {userId} FOR UPDATE", ct);
+            var user = await users.FindByIdAsync(userId.ToString());
+            if (user is null) return new ApiError(401, "authentication_error", "invalid_token", "This account no longer exists.");
+            var wallets = await ListAsync(userId, ct);
+            var linked = wallets.FirstOrDefault(w => string.Equals(w, address, StringComparison.OrdinalIgnoreCase));
+            if (linked is null) return ApiError.NotFound("linked wallet");
+            var otherWays = (user.PasswordHash is not null ? 1 : 0) + (user.ExternalSubject is not null ? 1 : 0) + wallets.Count - 1;
+            if (otherWays == 0) return SiweErrors.LastSignInMethod();
+            var removed = await users.RemoveLoginAsync(user, LoginProvider, linked);
+            if (!removed.Succeeded) return ApiError.NotFound("linked wallet");
+            db.Record(new AuditActor(userId, user.Email ?? user.UserName ?? userId.ToString()), "wallet.unlink", "user", userId.ToString(), new { Address = linked }, null, clock.GetUtcNow());
+            await db.SaveChangesAsync(ct);
+            await transaction.CommitAsync(ct);
+            return (ApiError?)null;
+        });
     }
 
     /// <summary>0x1234…abcd: how wallets show an address where the whole one does not fit.</summary>
