@@ -1,0 +1,25 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Metadata.Builders;
+
+// The data model lives with its feature; the types stay in one namespace, the schema's.
+namespace Cortensor.Api.Data;
+
+/// <summary>A Portal key issued by Unkey: its id there, for updates, revocation and checking what verification returns.</summary>
+public sealed class UnkeyKey
+{
+    public Guid ApiKeyId { get; set; }
+    public required string UnkeyKeyId { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+}
+
+internal sealed class UnkeyKeyConfiguration : IEntityTypeConfiguration<UnkeyKey>
+{
+    public void Configure(EntityTypeBuilder<UnkeyKey> e)
+    {
+        e.ToTable("unkey_keys");
+        e.HasKey(x => x.ApiKeyId);
+        e.HasIndex(x => x.UnkeyKeyId).IsUnique();
+        e.Property(x => x.UnkeyKeyId).HasMaxLength(255);
+        e.HasOne<ApiKey>().WithOne().HasForeignKey<UnkeyKey>(x => x.ApiKeyId).OnDelete(DeleteBehavior.Cascade);
+    }
+}
