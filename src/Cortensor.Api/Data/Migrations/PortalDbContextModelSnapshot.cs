@@ -1139,6 +1139,7 @@ namespace Cortensor.Api.Data.Migrations
                         .HasColumnName("created_at");
 
                     b.Property<string>("UnkeyKeyId")
+                        .IsRequired()
                         .HasMaxLength(255)
                         .HasColumnType("character varying(255)")
                         .HasColumnName("unkey_key_id");

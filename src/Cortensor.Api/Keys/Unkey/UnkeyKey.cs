@@ -19,7 +19,7 @@ internal sealed class UnkeyKeyConfiguration : IEntityTypeConfiguration<UnkeyKey>
         e.ToTable("unkey_keys");
         e.HasKey(x => x.ApiKeyId);
         e.HasIndex(x => x.UnkeyKeyId).IsUnique();
-        e.Property(x => x.UnkeyKeyId).HasMaxLength(255);
+        e.Property(x => x.UnkeyKeyId).HasMaxLength(255).IsRequired();
         e.HasOne<ApiKey>().WithOne().HasForeignKey<UnkeyKey>(x => x.ApiKeyId).OnDelete(DeleteBehavior.Cascade);
     }
 }

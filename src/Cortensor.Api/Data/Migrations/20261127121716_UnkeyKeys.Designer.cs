@@ -13,7 +13,7 @@ using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
 namespace Cortensor.Api.Data.Migrations
 {
     [DbContext(typeof(PortalDbContext))]
-    [Migration("20261127121429_UnkeyKeys")]
+    [Migration("20261127121716_UnkeyKeys")]
     partial class UnkeyKeys
     {
         /// <inheritdoc />
@@ -1142,6 +1142,7 @@ namespace Cortensor.Api.Data.Migrations
                         .HasColumnName("created_at");
 
                     b.Property<string>("UnkeyKeyId")
+                        .IsRequired()
                         .HasMaxLength(255)
                         .HasColumnType("character varying(255)")
                         .HasColumnName("unkey_key_id");

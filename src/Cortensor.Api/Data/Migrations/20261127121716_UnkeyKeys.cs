@@ -16,7 +16,7 @@ namespace Cortensor.Api.Data.Migrations
                 columns: table => new
                 {
                     api_key_id = table.Column<Guid>(type: "uuid", nullable: false),
-                    unkey_key_id = table.Column<string>(type: "character varying(255)", maxLength: 255, nullable: true),
+                    unkey_key_id = table.Column<string>(type: "character varying(255)", maxLength: 255, nullable: false),
                     created_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false)
                 },
                 constraints: table =>
