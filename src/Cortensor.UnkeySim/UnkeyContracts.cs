@@ -35,7 +35,7 @@ public sealed record DeleteKeyRequest(string? KeyId, bool? Permanent);
 public sealed record RatelimitLimitRequest(string? Namespace, string? Identifier, long? Limit, long? Duration, long? Cost);
 public sealed record RatelimitLimitData(long Limit, long Remaining, long Reset, bool Success);
 
-internal static class UnkeyJson
+internal static class SimJson
 {
     public static readonly JsonSerializerOptions Options = new(JsonSerializerDefaults.Web)
     {

@@ -32,6 +32,7 @@ public static class UnkeySimApp
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<KeyStore>();
         builder.Services.AddSingleton<SlidingWindowLimiter>();
+        builder.Services.AddSingleton<Traffic>();
 
         var app = builder.Build();
         app.MapDefaultEndpoints();
@@ -41,6 +42,8 @@ public static class UnkeySimApp
         v2.MapPost("/keys.updateKey", UpdateKey);
         v2.MapPost("/keys.deleteKey", DeleteKey);
         v2.MapPost("/ratelimit.limit", Limit);
+        // Not Unkey's: what the stand-in was asked, so tests can show what the Portal calls and what it does not.
+        app.MapGet("/control/stats", (Traffic traffic) => Results.Json(traffic.Snapshot(), SimJson.Options)).AddEndpointFilter(RequireRootKey);
         return app;
     }
 
@@ -57,8 +60,9 @@ public static class UnkeySimApp
         return await next(context);
     }
 
-    private static async Task<IResult> CreateKey(HttpRequest http, KeyStore store, Microsoft.Extensions.Options.IOptions<UnkeySimOptions> options)
+    private static async Task<IResult> CreateKey(HttpRequest http, KeyStore store, Microsoft.Extensions.Options.IOptions<UnkeySimOptions> options, Traffic traffic)
     {
+        traffic.Count(ref traffic.Creations);
         var (request, invalid) = await ReadAsync<CreateKeyRequest>(http);
         if (invalid is not null) return invalid;
         var errors = new List<ValidationError>();
@@ -75,8 +79,9 @@ public static class UnkeySimApp
         return Ok(new CreateKeyData(key.Id, plaintext));
     }
 
-    private static async Task<IResult> VerifyKey(HttpRequest http, KeyStore store, SlidingWindowLimiter limiter)
+    private static async Task<IResult> VerifyKey(HttpRequest http, KeyStore store, SlidingWindowLimiter limiter, Traffic traffic)
     {
+        traffic.Count(ref traffic.Verifications);
         var (request, invalid) = await ReadAsync<VerifyKeyRequest>(http);
         if (invalid is not null) return invalid;
         if (request!.Key is not { Length: >= 1 and <= 512 }) return BadRequest([new("body.key", "key is required (1 to 512 characters)")]);
@@ -124,12 +129,13 @@ public static class UnkeySimApp
         return Ok(Answer(results.Any(r => r.Exceeded) ? "RATE_LIMITED" : "VALID", results));
     }
 
-    private static async Task<IResult> UpdateKey(HttpRequest http, KeyStore store)
+    private static async Task<IResult> UpdateKey(HttpRequest http, KeyStore store, Traffic traffic)
     {
+        traffic.Count(ref traffic.Updates);
         JsonObject body;
         try
         {
-            body = await JsonSerializer.DeserializeAsync<JsonObject>(http.Body, UnkeyJson.Options, http.HttpContext.RequestAborted)
+            body = await JsonSerializer.DeserializeAsync<JsonObject>(http.Body, SimJson.Options, http.HttpContext.RequestAborted)
                    ?? throw new JsonException("the body is null");
         }
         catch (JsonException ex)
@@ -150,7 +156,7 @@ public static class UnkeySimApp
             Require(errors, expires is null or (>= 0 and <= 4102444800000), "body.expires", "expires must be a Unix time in milliseconds or null");
             enabled = body["enabled"]?.GetValue<bool>();
             meta = body["meta"]?.AsObject();
-            ratelimits = body["ratelimits"]?.Deserialize<RatelimitRequest[]>(UnkeyJson.Options);
+            ratelimits = body["ratelimits"]?.Deserialize<RatelimitRequest[]>(SimJson.Options);
             ValidateRatelimits(errors, ratelimits);
         }
         catch (Exception ex) when (ex is InvalidOperationException or FormatException or JsonException)
@@ -174,8 +180,9 @@ public static class UnkeySimApp
         return updated ? Ok(new Empty()) : Problem(404, "Not Found", $"The key {keyId} does not exist.", "data/key_not_found");
     }
 
-    private static async Task<IResult> DeleteKey(HttpRequest http, KeyStore store)
+    private static async Task<IResult> DeleteKey(HttpRequest http, KeyStore store, Traffic traffic)
     {
+        traffic.Count(ref traffic.Deletions);
         var (request, invalid) = await ReadAsync<DeleteKeyRequest>(http);
         if (invalid is not null) return invalid;
         if (request!.KeyId is not { Length: >= 3 and <= 255 }) return BadRequest([new("body.keyId", "keyId is required")]);
@@ -184,8 +191,9 @@ public static class UnkeySimApp
             : Problem(404, "Not Found", $"The key {request.KeyId} does not exist.", "data/key_not_found");
     }
 
-    private static async Task<IResult> Limit(HttpRequest http, SlidingWindowLimiter limiter)
+    private static async Task<IResult> Limit(HttpRequest http, SlidingWindowLimiter limiter, Traffic traffic)
     {
+        traffic.Count(ref traffic.Limits);
         var (request, invalid) = await ReadAsync<RatelimitLimitRequest>(http);
         if (invalid is not null) return invalid;
         var errors = new List<ValidationError>();
@@ -222,7 +230,7 @@ public static class UnkeySimApp
     {
         try
         {
-            var value = await JsonSerializer.DeserializeAsync<T>(http.Body, UnkeyJson.Options, http.HttpContext.RequestAborted);
+            var value = await JsonSerializer.DeserializeAsync<T>(http.Body, SimJson.Options, http.HttpContext.RequestAborted);
             return value is null ? (null, BadRequest([new("body", "The body must be a JSON object")])) : (value, null);
         }
         catch (JsonException ex)
@@ -234,14 +242,27 @@ public static class UnkeySimApp
 
     private static string RequestId() => Ids.New("req");
 
-    private static IResult Ok<T>(T data) => Results.Json(new Envelope<T>(new Meta(RequestId()), data), UnkeyJson.Options);
+    private static IResult Ok<T>(T data) => Results.Json(new Envelope<T>(new Meta(RequestId()), data), SimJson.Options);
 
     private static IResult BadRequest(List<ValidationError> errors) =>
         Results.Json(new ErrorEnvelope(new Meta(RequestId()), new ErrorDetail("Bad Request", "The request is invalid.", 400,
-            "https://unkey.com/docs/errors/unkey/application/invalid_input", [.. errors])), UnkeyJson.Options,
+            "https://unkey.com/docs/errors/unkey/application/invalid_input", [.. errors])), SimJson.Options,
             "application/problem+json", 400);
 
     private static IResult Problem(int status, string title, string detail, string type) =>
         Results.Json(new ErrorEnvelope(new Meta(RequestId()), new ErrorDetail(title, detail, status, "https://unkey.com/docs/errors/unkey/" + type)),
-            UnkeyJson.Options, "application/problem+json", status);
+            SimJson.Options, "application/problem+json", status);
 }
+
+/// <summary>How many calls of each kind the stand-in has answered (GET /control/stats).</summary>
+public sealed class Traffic
+{
+    public long Creations, Verifications, Updates, Deletions, Limits;
+
+    public void Count(ref long counter) => Interlocked.Increment(ref counter);
+
+    public TrafficStats Snapshot() => new(Interlocked.Read(ref Creations), Interlocked.Read(ref Verifications), Interlocked.Read(ref Updates),
+        Interlocked.Read(ref Deletions), Interlocked.Read(ref Limits));
+}
+
+public sealed record TrafficStats(long Creations, long Verifications, long Updates, long Deletions, long Limits);
