@@ -1,6 +1,7 @@
 using Cortensor.Api.Keys.Unkey;
 using Cortensor.UnkeySim;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
 using Refit;
 
 namespace Cortensor.Tests.Fixtures;
@@ -20,10 +21,13 @@ public sealed class UnkeyStandIn : IAsyncLifetime
         BaseAddress = new Uri(_app.Urls.First());
     }
 
+    /// <summary>How many calls of each kind the stand-in has answered.</summary>
+    public TrafficStats Traffic => _app.Services.GetRequiredService<Traffic>().Snapshot();
+
     /// <summary>The client the Api uses, with the serializer settings the Api gives it.</summary>
-    public IUnkeyApi CreateClient(string? rootKey = RootKey)
+    public IUnkeyApi CreateClient(string? rootKey = RootKey, Uri? baseAddress = null)
     {
-        var http = new HttpClient { BaseAddress = BaseAddress };
+        var http = new HttpClient { BaseAddress = baseAddress ?? BaseAddress };
         if (rootKey is not null) http.DefaultRequestHeaders.Authorization = new("Bearer", rootKey);
         return RestService.For<IUnkeyApi>(http, new RefitSettings { ContentSerializer = new SystemTextJsonContentSerializer(UnkeyJson.Options) });
     }

@@ -143,7 +143,8 @@ public sealed partial class UnkeyKeyProvider(IUnkeyApi unkey, IOptions<UnkeyOpti
             CallFailed(log, (int)ex.StatusCode, error?.Type ?? "", error?.Detail ?? ex.Message, ex);
             throw new KeyProviderUnavailableException("Unkey", ex);
         }
-        catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or TimeoutException or Polly.Timeout.TimeoutRejectedException)
+        // Refit wraps what sending threw (no connection, a timeout) in ApiRequestException.
+        catch (Exception ex) when (ex is ApiRequestException or HttpRequestException or TimeoutException or Polly.Timeout.TimeoutRejectedException)
         {
             CallFailed(log, 0, "", ex.Message, ex);
             throw new KeyProviderUnavailableException("Unkey", ex);
