@@ -17,8 +17,6 @@ public enum KeyLookupOutcome { Found, Unknown, Unavailable, NotCached }
 public sealed class EntitlementCache(IFusionCache cache, IServiceScopeFactory scopes, IConnectionMultiplexer redis, ILogger<EntitlementCache> log,
     IKeyProvider? provider = null)
 {
-    private readonly IKeyProvider _provider = provider ?? new BuiltinKeyProvider();
-
     public static readonly TimeSpan SnapshotDuration = TimeSpan.FromMinutes(5);
     public static readonly TimeSpan NegativeDuration = TimeSpan.FromSeconds(30);
     /// <summary>How long a replica keeps serving known keys from memory while Redis or Postgres is down.</summary>
@@ -28,7 +26,7 @@ public sealed class EntitlementCache(IFusionCache cache, IServiceScopeFactory sc
     public long DatabaseLookups => Interlocked.Read(ref _databaseLookups);
 
     /// <param name="databaseAllowed">False for a throttled client: memory and Redis answer, Postgres is not asked (<see cref="KeyLookupOutcome.NotCached"/>).</param>
-    /// <param name="presentedKey">The key as presented, for a provider that verifies it on a miss (Unkey); the builtin provider needs only the hash.</param>
+    /// <param name="presentedKey">The key as presented, for a key provider that verifies it when the snapshot is built (Unkey).</param>
     public async ValueTask<(KeyLookupOutcome Outcome, KeySnapshot? Snapshot)> LookupAsync(byte[] hash, CancellationToken ct, bool databaseAllowed = true,
         string? presentedKey = null)
     {
@@ -40,7 +38,8 @@ public sealed class EntitlementCache(IFusionCache cache, IServiceScopeFactory sc
                 // only serves keys it already knows (memory, fail-safe) and says 503 to the rest.
                 if (!redis.IsConnected) throw new KeyStoreUnavailableException("Redis");
                 if (!databaseAllowed) throw new KeyNotCachedException();
-                var found = await LoadAsync(hash, presentedKey, token);
+                var found = await LoadAsync(hash, token);
+                if (found is not null) found = await VerifyWithProviderAsync(found, presentedKey, token);
                 if (found is null)
                 {
                     ctx.Options.Duration = NegativeDuration;
@@ -68,7 +67,16 @@ public sealed class EntitlementCache(IFusionCache cache, IServiceScopeFactory sc
     public Task InvalidatePlanAsync(string planId) => cache.RemoveByTagAsync(KeySnapshot.PlanTag(planId)).AsTask();
     public Task InvalidateAllAsync() => cache.RemoveByTagAsync(KeySnapshot.AllTag).AsTask();
 
-    private async Task<KeySnapshot?> LoadAsync(byte[] hash, string? presentedKey, CancellationToken ct)
+    /// <summary>The key provider (Keys:Provider) has the last word on whether the key is live and on its own limits.</summary>
+    private async Task<KeySnapshot?> VerifyWithProviderAsync(KeySnapshot portal, string? presentedKey, CancellationToken ct)
+    {
+        if (provider is null or BuiltinKeyProvider) return portal;
+        if (presentedKey is null) throw new InvalidOperationException($"The {provider.Name} key provider verifies the presented key, not its hash.");
+        using var scope = scopes.CreateScope();
+        return await provider.VerifyAsync(presentedKey, portal, scope.ServiceProvider.GetRequiredService<PortalDbContext>(), ct);
+    }
+
+    private async Task<KeySnapshot?> LoadAsync(byte[] hash, CancellationToken ct)
     {
         Interlocked.Increment(ref _databaseLookups);
         using var scope = scopes.CreateScope();
@@ -83,15 +91,11 @@ public sealed class EntitlementCache(IFusionCache cache, IServiceScopeFactory sc
         var models = await ModelEntitlements.ForOrganizationAsync(db, row.Org.Id, row.Plan.Id, ct);
         if (row.Key.AllowedModels.Count > 0) models.IntersectWith(row.Key.AllowedModels);
 
-        var snapshot = new KeySnapshot(row.Key.Id, row.Org.Id, row.Key.Status, row.Key.ExpiresAt, row.Org.Status, row.Plan.Id, row.Plan.BillingMode,
+        return new KeySnapshot(row.Key.Id, row.Org.Id, row.Key.Status, row.Key.ExpiresAt, row.Org.Status, row.Plan.Id, row.Plan.BillingMode,
             models.Order(StringComparer.Ordinal).ToArray(),
             Math.Min(row.Key.RequestsPerMinute ?? row.Plan.RequestsPerMinute, row.Plan.RequestsPerMinute),
             Math.Min(row.Key.TokensPerMinute ?? row.Plan.TokensPerMinute, row.Plan.TokensPerMinute),
             row.Plan.MonthlyTokenQuota, row.Plan.RequestsPerMinute, row.Plan.TokensPerMinute, row.Plan.MaxConcurrentRequests);
-        // The provider has the last word on whether the key is live and on its own limits (Keys:Provider).
-        if (presentedKey is null)
-            return _provider is BuiltinKeyProvider ? snapshot : throw new InvalidOperationException($"The {_provider.Name} key provider verifies the presented key, not its hash.");
-        return await _provider.VerifyAsync(presentedKey, snapshot, db, ct);
     }
 }
 

@@ -38,7 +38,13 @@ public interface IKeyProvider
 
     /// <summary>Carries a status change made in the Portal (pause, resume, revoke) to the provider, before the Portal records it.</summary>
     Task SetStatusAsync(Guid keyId, ApiKeyStatus status, PortalDbContext db, CancellationToken ct);
+
+    /// <summary>Carries a change of a key's own settings made in the Portal (name, expiry, its limits) to the provider, before the Portal records it.</summary>
+    Task UpdateAsync(Guid keyId, KeySettings settings, PortalDbContext db, CancellationToken ct);
 }
+
+/// <summary>A key's own settings as they are after a change (null limit: the plan's; null expiry: never).</summary>
+public sealed record KeySettings(string Name, DateTimeOffset? ExpiresAt, int? RequestsPerMinute, int? TokensPerMinute);
 
 /// <summary>The Portal issues keys itself and its Postgres rows are the whole truth about them.</summary>
 public sealed class BuiltinKeyProvider : IKeyProvider
@@ -52,6 +58,8 @@ public sealed class BuiltinKeyProvider : IKeyProvider
         Task.FromResult<KeySnapshot?>(portal);
 
     public Task SetStatusAsync(Guid keyId, ApiKeyStatus status, PortalDbContext db, CancellationToken ct) => Task.CompletedTask;
+
+    public Task UpdateAsync(Guid keyId, KeySettings settings, PortalDbContext db, CancellationToken ct) => Task.CompletedTask;
 }
 
 /// <summary>The key provider could not be reached or refused the Portal's call: a 503, never a 401 nor a half-made change.</summary>

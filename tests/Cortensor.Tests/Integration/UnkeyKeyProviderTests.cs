@@ -59,6 +59,28 @@ public class UnkeyKeyProviderTests(InfrastructureFixture infrastructure, UnkeySt
     }
 
     [Fact]
+    public async Task AChangeOfAKeysSettingsReplacesThemInUnkeyExpiryClearedIncluded()
+    {
+        var (_, services) = await CreateAsync(unkey.CreateClient());
+        using var scope = services.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<PortalDbContext>();
+        var org = new Organization { Name = "unkey settings", PlanId = "free" };
+        db.Organizations.Add(org);
+        await db.SaveChangesAsync();
+        var created = await scope.ServiceProvider.GetRequiredService<KeyService>().CreateKeyAsync(
+            org.Id, "before", "live", DateTimeOffset.UtcNow.AddDays(1), [], 10, null, null, AuditActor.System, CancellationToken.None);
+        var client = unkey.CreateClient();
+        Assert.NotNull((await client.VerifyKeyAsync(new UnkeyVerifyKey(created.Plaintext))).Data.Expires);
+
+        await scope.ServiceProvider.GetRequiredService<IKeyProvider>().UpdateAsync(created.Key.Id, new KeySettings("after", null, null, 500), db, CancellationToken.None);
+        var after = (await client.VerifyKeyAsync(new UnkeyVerifyKey(created.Plaintext, [new("requests", Cost: 0), new("tokens", Cost: 0)]))).Data;
+        Assert.Equal("after", after.Name);
+        Assert.Null(after.Expires);
+        Assert.Equal(UnkeyKeyProvider.NoKeyLimit, after.Ratelimits!.Single(r => r.Name == "requests").Limit);
+        Assert.Equal(500, after.Ratelimits!.Single(r => r.Name == "tokens").Limit);
+    }
+
+    [Fact]
     public async Task AKeyDeletedInUnkeyBehindThePortalsBackIsNotAKey()
     {
         var (cache, services) = await CreateAsync(unkey.CreateClient());

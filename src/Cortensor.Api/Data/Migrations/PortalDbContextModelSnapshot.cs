@@ -1130,6 +1130,11 @@ namespace Cortensor.Api.Data.Migrations
 
             modelBuilder.Entity("Cortensor.Api.Data.UnkeyKey", b =>
                 {
+                    b.Property<string>("UnkeyKeyId")
+                        .HasMaxLength(255)
+                        .HasColumnType("character varying(255)")
+                        .HasColumnName("unkey_key_id");
+
                     b.Property<Guid>("ApiKeyId")
                         .HasColumnType("uuid")
                         .HasColumnName("api_key_id");
@@ -1138,18 +1143,11 @@ namespace Cortensor.Api.Data.Migrations
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("created_at");
 
-                    b.Property<string>("UnkeyKeyId")
-                        .IsRequired()
-                        .HasMaxLength(255)
-                        .HasColumnType("character varying(255)")
-                        .HasColumnName("unkey_key_id");
-
-                    b.HasKey("ApiKeyId")
+                    b.HasKey("UnkeyKeyId")
                         .HasName("pk_unkey_keys");
 
-                    b.HasIndex("UnkeyKeyId")
-                        .IsUnique()
-                        .HasDatabaseName("ix_unkey_keys_unkey_key_id");
+                    b.HasIndex("ApiKeyId")
+                        .HasDatabaseName("ix_unkey_keys_api_key_id");
 
                     b.ToTable("unkey_keys", (string)null);
                 });
@@ -1650,8 +1648,8 @@ namespace Cortensor.Api.Data.Migrations
             modelBuilder.Entity("Cortensor.Api.Data.UnkeyKey", b =>
                 {
                     b.HasOne("Cortensor.Api.Data.ApiKey", null)
-                        .WithOne()
-                        .HasForeignKey("Cortensor.Api.Data.UnkeyKey", "ApiKeyId")
+                        .WithMany()
+                        .HasForeignKey("ApiKeyId")
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_unkey_keys_api_keys_api_key_id");

@@ -21,6 +21,10 @@ public interface IUnkeyApi
     [Post("/v2/keys.updateKey")]
     Task<UnkeyResponse<JsonElement>> UpdateKeyAsync([Body] UnkeyUpdateKey body, CancellationToken ct = default);
 
+    /// <summary>updateKey with every setting the Portal owns, <c>expires: null</c> included (it clears an expiry).</summary>
+    [Post("/v2/keys.updateKey")]
+    Task<UnkeyResponse<JsonElement>> UpdateKeySettingsAsync([Body] UnkeyKeySettings body, CancellationToken ct = default);
+
     [Post("/v2/keys.deleteKey")]
     Task<UnkeyResponse<JsonElement>> DeleteKeyAsync([Body] UnkeyDeleteKey body, CancellationToken ct = default);
 
@@ -54,6 +58,8 @@ public sealed record UnkeyRatelimitState(bool Exceeded, string Id, string Name, 
 
 /// <summary>Only the fields set are sent: absent leaves them as they are in Unkey.</summary>
 public sealed record UnkeyUpdateKey(string KeyId, string? Name = null, bool? Enabled = null, long? Expires = null, UnkeyRatelimit[]? Ratelimits = null);
+public sealed record UnkeyKeySettings(string KeyId, string Name,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] long? Expires, UnkeyRatelimit[] Ratelimits);
 public sealed record UnkeyDeleteKey(string KeyId, bool? Permanent = null);
 
 public sealed record UnkeyLimit(string Namespace, string Identifier, long Limit, long Duration, long? Cost = null);

@@ -4,7 +4,10 @@ using Microsoft.EntityFrameworkCore.Metadata.Builders;
 // The data model lives with its feature; the types stay in one namespace, the schema's.
 namespace Cortensor.Api.Data;
 
-/// <summary>A Portal key issued by Unkey: its id there, for updates, revocation and checking what verification returns.</summary>
+/// <summary>
+/// A Portal key's key in Unkey: its id there, for updates, revocation and checking what verification returns. One Portal key
+/// may have more than one (a rotated key's old secret lives on in Unkey until its grace period ends).
+/// </summary>
 public sealed class UnkeyKey
 {
     public Guid ApiKeyId { get; set; }
@@ -17,9 +20,9 @@ internal sealed class UnkeyKeyConfiguration : IEntityTypeConfiguration<UnkeyKey>
     public void Configure(EntityTypeBuilder<UnkeyKey> e)
     {
         e.ToTable("unkey_keys");
-        e.HasKey(x => x.ApiKeyId);
-        e.HasIndex(x => x.UnkeyKeyId).IsUnique();
+        e.HasKey(x => x.UnkeyKeyId);
+        e.HasIndex(x => x.ApiKeyId);
         e.Property(x => x.UnkeyKeyId).HasMaxLength(255).IsRequired();
-        e.HasOne<ApiKey>().WithOne().HasForeignKey<UnkeyKey>(x => x.ApiKeyId).OnDelete(DeleteBehavior.Cascade);
+        e.HasOne<ApiKey>().WithMany().HasForeignKey(x => x.ApiKeyId).OnDelete(DeleteBehavior.Cascade);
     }
 }

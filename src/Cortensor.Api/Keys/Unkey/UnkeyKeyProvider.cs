@@ -54,8 +54,8 @@ public sealed partial class UnkeyKeyProvider(IUnkeyApi unkey, IOptions<UnkeyOpti
 
     public async Task<KeySnapshot?> VerifyAsync(string presentedKey, KeySnapshot portal, PortalDbContext db, CancellationToken ct)
     {
-        var unkeyKeyId = await db.Set<UnkeyKey>().AsNoTracking().Where(m => m.ApiKeyId == portal.KeyId).Select(m => m.UnkeyKeyId).SingleOrDefaultAsync(ct);
-        if (unkeyKeyId is null) return portal;
+        var unkeyKeyIds = await UnkeyKeyIdsAsync(portal.KeyId, db, ct);
+        if (unkeyKeyIds.Count == 0) return portal;
 
         UnkeyResponse<UnkeyVerification> verdict;
         try
@@ -74,9 +74,9 @@ public sealed partial class UnkeyKeyProvider(IUnkeyApi unkey, IOptions<UnkeyOpti
         if (answer.Code == UnkeyVerification.NotFound)
             // Deleted in Unkey: revoked here, or removed there behind the Portal's back (then the key is simply not valid).
             return portal.KeyStatus == ApiKeyStatus.Revoked ? portal : null;
-        if (answer.KeyId != unkeyKeyId)
+        if (answer.KeyId is null || !unkeyKeyIds.Contains(answer.KeyId))
         {
-            KeyIdMismatch(log, portal.KeyId, unkeyKeyId, answer.KeyId);
+            KeyIdMismatch(log, portal.KeyId, string.Join(", ", unkeyKeyIds), answer.KeyId);
             return null;
         }
 
@@ -110,14 +110,25 @@ public sealed partial class UnkeyKeyProvider(IUnkeyApi unkey, IOptions<UnkeyOpti
 
     public async Task SetStatusAsync(Guid keyId, ApiKeyStatus status, PortalDbContext db, CancellationToken ct)
     {
-        var unkeyKeyId = await db.Set<UnkeyKey>().AsNoTracking().Where(m => m.ApiKeyId == keyId).Select(m => m.UnkeyKeyId).SingleOrDefaultAsync(ct);
-        if (unkeyKeyId is null) return;
-        if (status == ApiKeyStatus.Revoked)
-            // A soft delete: Unkey keeps the record for its audit log and answers NOT_FOUND from now on. Already gone is fine.
-            await CallAsync(() => unkey.DeleteKeyAsync(new UnkeyDeleteKey(unkeyKeyId), ct), allow: HttpStatusCode.NotFound);
-        else
-            await CallAsync(() => unkey.UpdateKeyAsync(new UnkeyUpdateKey(unkeyKeyId, Enabled: status == ApiKeyStatus.Active), ct));
+        foreach (var unkeyKeyId in await UnkeyKeyIdsAsync(keyId, db, ct))
+        {
+            if (status == ApiKeyStatus.Revoked)
+                // A soft delete: Unkey keeps the record for its audit log and answers NOT_FOUND from now on. Already gone is fine.
+                await CallAsync(() => unkey.DeleteKeyAsync(new UnkeyDeleteKey(unkeyKeyId), ct), allow: HttpStatusCode.NotFound);
+            else
+                await CallAsync(() => unkey.UpdateKeyAsync(new UnkeyUpdateKey(unkeyKeyId, Enabled: status == ApiKeyStatus.Active), ct));
+        }
     }
+
+    public async Task UpdateAsync(Guid keyId, KeySettings settings, PortalDbContext db, CancellationToken ct)
+    {
+        foreach (var unkeyKeyId in await UnkeyKeyIdsAsync(keyId, db, ct))
+            await CallAsync(() => unkey.UpdateKeySettingsAsync(new UnkeyKeySettings(unkeyKeyId, settings.Name, settings.ExpiresAt?.ToUnixTimeMilliseconds(),
+                Ratelimits(settings.RequestsPerMinute, settings.TokensPerMinute)), ct));
+    }
+
+    private static Task<List<string>> UnkeyKeyIdsAsync(Guid keyId, PortalDbContext db, CancellationToken ct) =>
+        db.Set<UnkeyKey>().AsNoTracking().Where(m => m.ApiKeyId == keyId).Select(m => m.UnkeyKeyId).ToListAsync(ct);
 
     /// <summary>
     /// Every failure of a call to Unkey is a <see cref="KeyProviderUnavailableException"/> (a 503 to the caller, the change not made),

@@ -15,13 +15,13 @@ namespace Cortensor.Api.Data.Migrations
                 name: "unkey_keys",
                 columns: table => new
                 {
-                    api_key_id = table.Column<Guid>(type: "uuid", nullable: false),
                     unkey_key_id = table.Column<string>(type: "character varying(255)", maxLength: 255, nullable: false),
+                    api_key_id = table.Column<Guid>(type: "uuid", nullable: false),
                     created_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false)
                 },
                 constraints: table =>
                 {
-                    table.PrimaryKey("pk_unkey_keys", x => x.api_key_id);
+                    table.PrimaryKey("pk_unkey_keys", x => x.unkey_key_id);
                     table.ForeignKey(
                         name: "fk_unkey_keys_api_keys_api_key_id",
                         column: x => x.api_key_id,
@@ -31,10 +31,9 @@ namespace Cortensor.Api.Data.Migrations
                 });
 
             migrationBuilder.CreateIndex(
-                name: "ix_unkey_keys_unkey_key_id",
+                name: "ix_unkey_keys_api_key_id",
                 table: "unkey_keys",
-                column: "unkey_key_id",
-                unique: true);
+                column: "api_key_id");
         }
 
         /// <inheritdoc />
