@@ -47,6 +47,8 @@ var api = builder.AddProject<Projects.Cortensor_Api>(LaunchTopology.Api, launchP
             context.EnvironmentVariables["Metering__SpoolDirectory"] = Path.Combine(PortalInfrastructure.DataRoot(builder), "spool");
     })
     .WithReplicas(builder.Configuration.GetValue("Api:Replicas", 1))
+    // Who issues and verifies API keys: the Api itself, or Unkey (a local stand-in in development).
+    .WithKeyProvider(builder)
     .WithHttpHealthCheck("/health")
     .WithSettingsFrom(builder.Configuration, "Routing", "Inference", "Limits", "Metering", "Auth", "Keys", "AuthThrottling", "ControlPlane", "Mail", "Siwe");
 // The Api judges its secrets by the AppHost's environment (not its launch profile's, nor Production by default).
