@@ -22,6 +22,7 @@ internal static class AnswerRelay
         var (promptTokens, completionTokens) = UsageBounds.Bound(prompt, answer.Usage?.PromptTokens, answer.Usage?.CompletionTokens,
             counted, maxTokens, upstream.Route.Router.Id, log);
         usage.Charge(promptTokens, completionTokens);
+        usage.TellCost();
         return dialect.Answer(usage.CompletionId(dialect.IdPrefix), model.Id, usage.Created, text, finish, usage.Tokens);
     }
 }
