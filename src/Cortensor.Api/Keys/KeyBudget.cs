@@ -7,7 +7,12 @@ namespace Cortensor.Api.Keys;
 
 /// <summary>The UTC period a key budget covers: a calendar day, an ISO week (from Monday) or a calendar month.</summary>
 [JsonConverter(typeof(JsonStringEnumConverter<KeyBudgetPeriod>))]
-public enum KeyBudgetPeriod { Day, Week, Month }
+public enum KeyBudgetPeriod
+{
+    [JsonStringEnumMemberName("day")] Day,
+    [JsonStringEnumMemberName("week")] Week,
+    [JsonStringEnumMemberName("month")] Month,
+}
 
 /// <summary>
 /// A key's spending limit per UTC period, in USD, tokens or both. It is enforced in the admission script,
