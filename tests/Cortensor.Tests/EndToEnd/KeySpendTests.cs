@@ -9,6 +9,7 @@ using Cortensor.Tests.Fixtures;
 using Npgsql;
 using OpenAI;
 using OpenAI.Chat;
+using Xunit.Abstractions;
 
 namespace Cortensor.Tests.EndToEnd;
 
@@ -17,9 +18,13 @@ namespace Cortensor.Tests.EndToEnd;
 /// holds under concurrency across replicas; a key is edited and rotated on every replica at once.
 /// </summary>
 [Collection(PortalAppCollection.Name), Trait("Category", PortalAppCollection.Category)]
-public class KeySpendTests(PortalAppFixture portal)
+public class KeySpendTests(PortalAppFixture portal, ITestOutputHelper output)
 {
     private static readonly object Normal = new { outage = "None" };
+
+    /// <summary>The key was accepted: the answer, or a failure of the model behind it (a loaded router may time out), never 401/403.</summary>
+    private static void AssertServed(HttpResponseMessage r) =>
+        Assert.True(r.StatusCode == HttpStatusCode.OK || (int)r.StatusCode >= 500, $"answered {(int)r.StatusCode}");
 
     [Fact]
     public async Task TheCostsClientsAreToldSumToTheirLedgerDebitsExactlyAcrossStreamedUnstreamedAndCutRequests()
@@ -122,6 +127,8 @@ public class KeySpendTests(PortalAppFixture portal)
         Assert.Equal(sent.Order(), rows.Keys.Order());
         Assert.All(sent.Except(told.Keys), id => Assert.True(rows[id].Debit < 0, $"{id} was not billed"));
 
+        output.WriteLine($"{sent.Count} requests, {told.Count} told a cost: told {told.Values.Sum()} USD, their ledger debits {-told.Keys.Sum(id => rows[id].Debit!.Value)} USD; all debits {-rows.Values.Sum(r => r.Debit ?? 0)} USD");
+
         // The request log shows the same figure.
         using var admin = portal.CreateAdminClient();
         var first = told.First();
@@ -158,6 +165,7 @@ public class KeySpendTests(PortalAppFixture portal)
         await using var command = postgres.CreateCommand("SELECT coalesce(-sum(amount), 0) FROM billing_ledger WHERE organization_id = $1 AND kind = 'Usage'");
         command.Parameters.Add(new NpgsqlParameter { Value = customer.OrganizationId });
         var spent = (decimal)(await command.ExecuteScalarAsync())!;
+        output.WriteLine($"50 concurrent requests against a $0.01 budget: {string.Join(", ", statuses.Select(s => $"{s.Value}x{s.Key}"))}; ledger spent {spent} USD");
         Assert.InRange(spent, 0.0001m, 0.01m);
 
         var key = await owner.GetFromJsonAsync<JsonElement>($"/portal/api-keys/{customer.KeyId}");
@@ -174,7 +182,7 @@ public class KeySpendTests(PortalAppFixture portal)
         using var owner = user.CreateClient();
         static Task<HttpResponseMessage> Ask(HttpClient c, string model) =>
             c.PostAsJsonAsync("/v1/chat/completions", new { model, messages = new[] { new { role = "user", content = "edit" } }, max_tokens = 3 });
-        Assert.All(await customer.OnEveryReplicaAsync(c => Ask(c, "gpt-oss-20b")), r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+        Assert.All(await customer.OnEveryReplicaAsync(c => Ask(c, "gpt-oss-20b")), AssertServed);
 
         // Bad edits: a clear 400 naming the field, and nothing changed.
         foreach (var (body, param) in new (object, string)[]
@@ -213,14 +221,17 @@ public class KeySpendTests(PortalAppFixture portal)
             return customer.Replicas.All(replica => answers.Last(a => PortalAppFixture.ReplicaOf(a) == replica).StatusCode == HttpStatusCode.Forbidden);
         }, TimeSpan.FromSeconds(5), "the edit did not reach every replica");
         Assert.True(DateTime.UtcNow - at < TimeSpan.FromSeconds(2.5), $"took {(DateTime.UtcNow - at).TotalSeconds:0.0} s");
-        Assert.All(await customer.OnEveryReplicaAsync(c => Ask(c, "gemma-4-26b")), r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+        Assert.All(await customer.OnEveryReplicaAsync(c => Ask(c, "gemma-4-26b")), AssertServed);
 
         // null clears: every model again, no budget.
         var cleared = await owner.PatchAsJsonAsync($"/portal/api-keys/{customer.KeyId}", JsonDocument.Parse("""{"models": null, "budget": null}""").RootElement);
         Assert.True(cleared.IsSuccessStatusCode);
         Assert.False((await cleared.Content.ReadFromJsonAsync<JsonElement>()).TryGetProperty("budget", out _));
-        await Eventually.WaitUntilAsync(async () => (await Ask(customer.CreateClientAcrossReplicas(), "gpt-oss-20b")).IsSuccessStatusCode
-            && (await Ask(customer.CreateClientAcrossReplicas(), "gpt-oss-20b")).IsSuccessStatusCode, TimeSpan.FromSeconds(5), "clearing the models did not take");
+        await Eventually.WaitUntilAsync(async () =>
+        {
+            var answers = await customer.OnEveryReplicaAsync(c => Ask(c, "gpt-oss-20b"), perReplica: 1);
+            return customer.Replicas.All(replica => answers.Last(a => PortalAppFixture.ReplicaOf(a) == replica).StatusCode != HttpStatusCode.Forbidden);
+        }, TimeSpan.FromSeconds(5), "clearing the models did not take");
     }
 
     [Fact]
@@ -230,7 +241,7 @@ public class KeySpendTests(PortalAppFixture portal)
         using var owner = user.CreateClient();
         static Task<HttpResponseMessage> Ask(HttpClient c) =>
             c.PostAsJsonAsync("/v1/chat/completions", new { model = "gpt-oss-20b", messages = new[] { new { role = "user", content = "rotate" } }, max_tokens = 3 });
-        Assert.All(await customer.OnEveryReplicaAsync(Ask), r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+        Assert.All(await customer.OnEveryReplicaAsync(Ask), AssertServed);
 
         Assert.Equal("grace_period_seconds", (await (await owner.PostAsJsonAsync($"/portal/api-keys/{customer.KeyId}/rotate", new { grace_period_seconds = -1 }))
             .Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error").GetProperty("param").GetString());
@@ -245,15 +256,15 @@ public class KeySpendTests(PortalAppFixture portal)
 
         // The new secret on every replica at once; the old one too, for now.
         var renewed = customer with { Key = secret };
-        Assert.All(await renewed.OnEveryReplicaAsync(Ask), r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
-        Assert.All(await customer.OnEveryReplicaAsync(Ask, perReplica: 1), r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+        Assert.All(await renewed.OnEveryReplicaAsync(Ask), AssertServed);
+        Assert.All(await customer.OnEveryReplicaAsync(Ask, perReplica: 1), AssertServed);
         Assert.True(DateTimeOffset.UtcNow < graceEnds, "the checks above outlasted the grace period; the test proves nothing");
 
         // After the grace: 401 api_key_rotated on every replica, never before it ended.
         await Eventually.WaitUntilAsync(async () =>
         {
             var r = await Ask(customer.CreateClientAcrossReplicas());
-            if (r.StatusCode == HttpStatusCode.OK) return false;
+            if (r.StatusCode != HttpStatusCode.Unauthorized) return false;
             Assert.True(DateTimeOffset.UtcNow >= graceEnds.AddMilliseconds(-200), "the old secret stopped before its grace ended");
             return true;
         }, TimeSpan.FromSeconds(30), "the old secret kept working after its grace");
@@ -262,7 +273,7 @@ public class KeySpendTests(PortalAppFixture portal)
             Assert.Equal(HttpStatusCode.Unauthorized, r.StatusCode);
             Assert.Equal("api_key_rotated", (await r.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error").GetProperty("code").GetString());
         }
-        Assert.All(await renewed.OnEveryReplicaAsync(Ask, perReplica: 1), r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+        Assert.All(await renewed.OnEveryReplicaAsync(Ask, perReplica: 1), AssertServed);
 
         // Rotating again without grace: the second secret stops on every replica within about a second.
         var again = await (await owner.PostAsync($"/portal/api-keys/{customer.KeyId}/rotate", null)).Content.ReadFromJsonAsync<JsonElement>();
@@ -272,7 +283,7 @@ public class KeySpendTests(PortalAppFixture portal)
             var answers = await renewed.OnEveryReplicaAsync(Ask, perReplica: 1);
             return customer.Replicas.All(replica => answers.Last(a => PortalAppFixture.ReplicaOf(a) == replica).StatusCode == HttpStatusCode.Unauthorized);
         }, TimeSpan.FromSeconds(3), "the replaced secret kept working");
-        Assert.All(await third.OnEveryReplicaAsync(Ask, perReplica: 1), r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+        Assert.All(await third.OnEveryReplicaAsync(Ask, perReplica: 1), AssertServed);
     }
 
     /// <summary>A signed-up owner on the pro plan with credits, and a key made through the portal.</summary>
