@@ -151,6 +151,7 @@ public class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
         await Assertions.Expect(shown).ToContainTextAsync("ctr_live_");
         var secret = (await shown.TextContentAsync())!.Trim();
         await page.Locator("#close-rotate-dialog").ClickAsync();
+        await Assertions.Expect(page.Locator("#rotated-key")).ToHaveCountAsync(0);
         Assert.DoesNotContain(secret, await page.ContentAsync());
 
         var rotated = await Eventually.WaitForAsync(Ask, r => r.StatusCode != HttpStatusCode.OK, TimeSpan.FromSeconds(5), "the rotated secret was still served");

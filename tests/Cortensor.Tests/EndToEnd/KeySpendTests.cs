@@ -145,12 +145,14 @@ public class KeySpendTests(PortalAppFixture portal, ITestOutputHelper output)
         var patched = await owner.PatchAsJsonAsync($"/portal/api-keys/{customer.KeyId}", new { budget = new { usd = 0.01m, period = "day" } });
         Assert.True(patched.IsSuccessStatusCode, await patched.Content.ReadAsStringAsync());
 
-        // Each may cost up to ~$0.0008 (2000 tokens of gpt-oss-20b output): about twelve fit in a cent.
+        // Each costs about what it reserves, ~$0.0022 (a 22,000-token prompt, counted exactly for gpt-oss, and 20 tokens
+        // of answer, which the router always fills): four fit in a cent, a fifth would pass it.
+        var prompt = string.Join(' ', Enumerable.Repeat("budget", 22_000));
         var responses = await Task.WhenAll(Enumerable.Range(0, 50).Select(async i =>
         {
             using var client = customer.CreateClientAcrossReplicas();
             return await client.PostAsJsonAsync("/v1/chat/completions",
-                new { model = "gpt-oss-20b", messages = new[] { new { role = "user", content = $"spend {i}" } }, max_tokens = 2000 });
+                new { model = "gpt-oss-20b", messages = new[] { new { role = "user", content = $"{i} {prompt}" } }, max_tokens = 20 });
         }));
         var statuses = responses.GroupBy(r => (int)r.StatusCode).ToDictionary(g => g.Key, g => g.Count());
         Assert.True(statuses.GetValueOrDefault(200) > 0 && statuses.GetValueOrDefault(402) > 0, string.Join(", ", statuses));
@@ -166,7 +168,13 @@ public class KeySpendTests(PortalAppFixture portal, ITestOutputHelper output)
         command.Parameters.Add(new NpgsqlParameter { Value = customer.OrganizationId });
         var spent = (decimal)(await command.ExecuteScalarAsync())!;
         output.WriteLine($"50 concurrent requests against a $0.01 budget: {string.Join(", ", statuses.Select(s => $"{s.Value}x{s.Key}"))}; ledger spent {spent} USD");
-        Assert.InRange(spent, 0.0001m, 0.01m);
+        // At most the cent, and what the served requests were told; one more would not have fit: the budget stopped the rest.
+        Assert.InRange(spent, 0m, 0.01m);
+        var costs = new List<decimal>();
+        foreach (var r in responses.Where(r => r.StatusCode == HttpStatusCode.OK))
+            costs.Add((await r.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("usage").GetProperty("cost").GetDecimal());
+        Assert.Equal(spent, costs.Sum());
+        Assert.True(spent + costs.Min() > 0.01m, $"spent {spent}, cheapest answer {costs.Min()}");
 
         var key = await owner.GetFromJsonAsync<JsonElement>($"/portal/api-keys/{customer.KeyId}");
         var budget = key.GetProperty("budget");
