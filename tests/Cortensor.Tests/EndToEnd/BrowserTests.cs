@@ -135,13 +135,13 @@ public class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
         await FillAsync(page, ("edit-key-budget-usd", "0.5"));
         await page.Locator("#edit-key-budget-period").SelectOptionAsync("day");
         await page.Locator("#edit-key-save").ClickAsync();
-        await Assertions.Expect(page.GetByRole(AriaRole.Grid)).ToContainTextAsync("of $0.5");
-        await Assertions.Expect(page.GetByRole(AriaRole.Grid)).ToContainTextAsync("per day");
+        await Assertions.Expect(page.GetByRole(AriaRole.Grid)).ToContainTextAsync("$0 of $0.5/day");
         var budget = (await owner.GetFromJsonAsync<JsonElement>($"/portal/api-keys/{keyId}")).GetProperty("budget");
         Assert.Equal((0.5m, "day"), (budget.GetProperty("limit_usd").GetDecimal(), budget.GetProperty("period").GetString()));
         Assert.Equal(HttpStatusCode.OK, (await Ask()).StatusCode);
         await GoAsync(page, "/api-keys");
-        await Assertions.Expect(page.GetByRole(AriaRole.Grid)).Not.ToContainTextAsync("$0 of $0.5");
+        await Assertions.Expect(page.GetByRole(AriaRole.Grid)).Not.ToContainTextAsync("$0 of $0.5/day");
+        await Assertions.Expect(page.GetByRole(AriaRole.Grid)).ToContainTextAsync("of $0.5/day");
         await ShotAsync(page, "api-keys-budget");
 
         await page.GetByLabel("Rotate budget key").ClickAsync();
