@@ -42,6 +42,12 @@ public sealed record ApiError(int Status, string Type, string Code, string Messa
             $"Too many requests with unknown API keys from your address. Check your key and try again in {retryAfterSeconds} s.") { RetryAfterSeconds = retryAfterSeconds };
     public static ApiError RevokedKey() =>
         new(401, "authentication_error", "api_key_revoked", "This API key has been revoked. Create a new one in the Portal.");
+    public static ApiError RotatedKey() =>
+        new(401, "authentication_error", "api_key_rotated", "This API key's secret was rotated and its grace period has ended. Use the new secret shown when the key was rotated.");
+    public static ApiError KeyAlreadyRevoked() =>
+        new(409, "invalid_request_error", "api_key_revoked", "This API key is revoked: it can no longer be changed or rotated. Create a new one.");
+    public static ApiError KeyBudgetExceeded(string message) =>
+        new(402, "insufficient_quota", "key_budget_exceeded", message);
     public static ApiError ExpiredKey() =>
         new(401, "authentication_error", "api_key_expired", "This API key has expired. Create a new one in the Portal.");
     public static ApiError KeyPaused() =>

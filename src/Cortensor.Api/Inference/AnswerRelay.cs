@@ -22,6 +22,7 @@ internal static class AnswerRelay
         var (promptTokens, completionTokens) = UsageBounds.Bound(prompt, answer.Usage?.PromptTokens, answer.Usage?.CompletionTokens,
             counted, maxTokens, upstream.Route.Router.Id, log);
         usage.Charge(promptTokens, completionTokens);
+        usage.TellCost();
         if (request.Structured)
         {
             // What the model generated is charged even when it is not what was asked for (docs/api.md).
