@@ -80,6 +80,8 @@ public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements
         if (changes.TokensPerMinuteSet) key.TokensPerMinute = changes.TokensPerMinute;
         if (changes.BudgetSet)
             (key.BudgetUsd, key.BudgetTokens, key.BudgetPeriod) = (changes.Budget?.Usd, changes.Budget?.Tokens, changes.Budget?.Period);
+        // The provider first (Unkey keeps the key's name, expiry and limits): if it cannot be told, nothing changes here.
+        await provider.UpdateAsync(key.Id, new KeySettings(key.Name, key.ExpiresAt, key.RequestsPerMinute, key.TokensPerMinute), db, ct);
         Audit(actor, "api_key.update", "api_key", key.Id.ToString(), before, Describe(key));
         await db.SaveChangesAsync(ct);
         await InvalidateAsync(key);
@@ -96,7 +98,12 @@ public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements
         if (key is null) return null;
         var now = clock.GetUtcNow();
         var earlier = key.RetiredHash;
-        var plaintext = ApiKeyFormat.Generate(key.Environment);
+        // The new secret comes from the key provider, as at creation (with Unkey: a second Unkey key for the same Portal key).
+        var issued = await provider.IssueAsync(new KeyToIssue(key.Id, key.OrganizationId, key.Name, key.Environment, key.ExpiresAt,
+            key.RequestsPerMinute, key.TokensPerMinute), ct);
+        var plaintext = issued.Plaintext;
+        if (issued.ProviderKeyId is { } providerKeyId)
+            db.Set<UnkeyKey>().Add(new UnkeyKey { ApiKeyId = key.Id, UnkeyKeyId = providerKeyId, CreatedAt = now });
         (key.RetiredHash, key.RetiredHashExpiresAt, key.RotatedAt) = (key.Hash, now + grace, now);
         (key.Hash, key.Start) = (ApiKeyFormat.Hash(plaintext), ApiKeyFormat.Start(plaintext));
         Audit(actor, "api_key.rotate", "api_key", key.Id.ToString(), null, new { key.Start, PreviousSecretExpiresAt = key.RetiredHashExpiresAt });
