@@ -27,6 +27,12 @@ public static class InferenceApi
             .Produces<TextCompletion>()
             .Produces<ErrorEnvelope>(400).Produces<ErrorEnvelope>(401).Produces<ErrorEnvelope>(402).Produces<ErrorEnvelope>(403).Produces<ErrorEnvelope>(404).Produces<ErrorEnvelope>(413)
             .Produces<ErrorEnvelope>(429).Produces<ErrorEnvelope>(502).Produces<ErrorEnvelope>(503).Produces<ErrorEnvelope>(504);
+        v1.MapPost("/responses", (HttpContext http, InferenceHandler handler) => handler.HandleAsync(http, Dialect.Responses))
+            .WithName("CreateResponse").WithSummary("Responses API: a response to text or message input, streaming (SSE events) or not; nothing is stored")
+            .Accepts<ResponseRequest>("application/json")
+            .Produces<ResponseObject>().Produces<ResponseLifecycleEvent>(200, "text/event-stream")
+            .Produces<ErrorEnvelope>(400).Produces<ErrorEnvelope>(401).Produces<ErrorEnvelope>(402).Produces<ErrorEnvelope>(403).Produces<ErrorEnvelope>(404).Produces<ErrorEnvelope>(413)
+            .Produces<ErrorEnvelope>(429).Produces<ErrorEnvelope>(502).Produces<ErrorEnvelope>(503).Produces<ErrorEnvelope>(504);
         return app;
     }
 

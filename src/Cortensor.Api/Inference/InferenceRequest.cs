@@ -17,6 +17,9 @@ public sealed record InferenceRequest(
     /// <remarks>Computed once: it is read again for every streamed chunk.</remarks>
     public int EstimatedPromptTokens { get; } =
         Math.Max(1, ((RawPrompt?.Length ?? Messages.Sum(m => m.Content.Length + m.Role.Length + 4)) + 3) / 4);
+
+    /// <summary>What a Responses API request echoes back in its response object (null for the other dialects).</summary>
+    public ResponseSettings? Responses { get; init; }
 }
 
 /// <summary>Checks a request the way OpenAI does and names the offending field.</summary>

@@ -18,5 +18,13 @@ namespace Cortensor.Api.Infrastructure;
 [JsonSerializable(typeof(ChatCompletionChunk))]
 [JsonSerializable(typeof(TextCompletion))]
 [JsonSerializable(typeof(ModelList))]
+[JsonSerializable(typeof(ResponseRequest))]
+[JsonSerializable(typeof(ResponseObject))]
+[JsonSerializable(typeof(ResponseLifecycleEvent))]
+[JsonSerializable(typeof(ResponseItemEvent))]
+[JsonSerializable(typeof(ResponsePartEvent))]
+[JsonSerializable(typeof(ResponseTextDeltaEvent))]
+[JsonSerializable(typeof(ResponseTextDoneEvent))]
+[JsonSerializable(typeof(ResponseErrorEvent))]
 [JsonSerializable(typeof(UsageRecord))]
 internal sealed partial class PortalJsonContext : JsonSerializerContext;
