@@ -1,0 +1,76 @@
+using System.Text;
+using System.Text.Json;
+using Cortensor.Api.Idempotency;
+using Cortensor.Api.Inference;
+
+namespace Cortensor.Tests.Unit;
+
+/// <summary>A Responses API request becomes the chat request the hot path serves, or a 400 naming what cannot be honoured.</summary>
+public class ResponsesTranslationTests
+{
+    private static async Task<(InferenceRequest? Request, Cortensor.Api.Errors.ApiError? Error)> Read(string json) =>
+        await Dialect.Responses.ReadAsync(new MemoryStream(Encoding.UTF8.GetBytes(json)), CancellationToken.None);
+
+    [Fact]
+    public async Task InstructionsComeFirstAsTheDeveloperTurnThenTheInputItemsInOrder()
+    {
+        var (request, error) = await Read("""
+            {"model":"qwen-3-32b","instructions":"Be terse.","input":[
+              {"role":"system","content":"House rules."},
+              {"type":"message","role":"user","content":[{"type":"input_text","text":"Hello"},{"type":"input_text","text":"there"}]},
+              {"role":"assistant","content":[{"type":"output_text","text":"Hi."}]},
+              {"role":"user","content":"And now?"}],
+             "max_output_tokens":33,"temperature":0.2,"top_p":0.9,"stream":true,"store":false,"metadata":{"a":"b"}}
+            """);
+
+        Assert.Null(error);
+        Assert.Equal([new("developer", "Be terse."), new("system", "House rules."), new("user", "Hello\nthere"), new("assistant", "Hi."), new PromptMessage("user", "And now?")],
+            request!.Messages);
+        Assert.Equal((33, 0.2, 0.9, true, true), (request.MaxTokens, request.Temperature, request.TopP, request.Stream, request.IncludeUsage));
+        Assert.Equal("b", request.Responses!.Metadata["a"]);
+    }
+
+    [Fact]
+    public async Task TextInputIsOneUserTurn()
+    {
+        var (request, error) = await Read("""{"model":"m","input":"Tell me"}""");
+        Assert.Null(error);
+        Assert.Equal([new PromptMessage("user", "Tell me")], request!.Messages);
+    }
+
+    [Theory]
+    [InlineData("""{"model":"m","input":"x","store":true}""", "unsupported_parameter", "store")]
+    [InlineData("""{"model":"m","input":"x","previous_response_id":"resp_1"}""", "unsupported_parameter", "previous_response_id")]
+    [InlineData("""{"model":"m","input":"x","conversation":"conv_1"}""", "unsupported_parameter", "conversation")]
+    [InlineData("""{"model":"m","input":"x","background":true}""", "unsupported_parameter", "background")]
+    [InlineData("""{"model":"m","input":"x","include":["reasoning.encrypted_content"]}""", "unsupported_parameter", "include")]
+    [InlineData("""{"model":"m","input":"x","truncation":"auto"}""", "unsupported_parameter", "truncation")]
+    [InlineData("""{"model":"m","input":"x","text":{"verbosity":"low"}}""", "unsupported_parameter", "text.verbosity")]
+    [InlineData("""{"model":"m","input":[{"type":"item_reference","id":"msg_1"}]}""", "unsupported_parameter", "input[0].type")]
+    [InlineData("""{"model":"m","input":[{"role":"user","content":[{"type":"input_file","file_id":"f"}]}]}""", "unsupported_parameter", "input[0].content[0].type")]
+    [InlineData("""{"model":"m","input":[{"role":"tool","content":"x"}]}""", "invalid_value", "input[0].role")]
+    [InlineData("""{"model":"m","input":[]}""", "invalid_value", "input")]
+    [InlineData("""{"model":"m"}""", "missing_required_parameter", "input")]
+    [InlineData("""{"input":"x"}""", "missing_required_parameter", "model")]
+    [InlineData("""{"model":"m","input":"x","max_output_tokens":0}""", "invalid_value", "max_output_tokens")]
+    [InlineData("""{"model":"m","input":"x","temperature":3}""", "invalid_value", "temperature")]
+    public async Task WhatCannotBeHonouredIsRefusedByName(string json, string code, string param)
+    {
+        var (request, error) = await Read(json);
+        Assert.Null(request);
+        Assert.Equal((400, code, param), (error!.Status, error.Code, error.Param));
+    }
+
+    [Fact]
+    public void TheSameRequestInAnotherMemberOrderIsTheSameBodyAndAnotherValueIsNot()
+    {
+        var a = CanonicalBody.Hash("""{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":5}"""u8.ToArray());
+        var b = CanonicalBody.Hash("""{ "max_tokens": 5, "messages": [ { "content": "x", "role": "user" } ], "model": "m" }"""u8.ToArray());
+        var c = CanonicalBody.Hash("""{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":6}"""u8.ToArray());
+        var notJson = CanonicalBody.Hash("{not json"u8.ToArray());
+
+        Assert.Equal(a, b);
+        Assert.NotEqual(a, c);
+        Assert.Equal(64, notJson.Length);
+    }
+}
