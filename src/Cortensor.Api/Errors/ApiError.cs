@@ -77,6 +77,9 @@ public sealed record ApiError(int Status, string Type, string Code, string Messa
     public static ApiError IdempotentAnswerNotRetained(string? requestId) =>
         new(409, "invalid_request_error", "idempotency_answer_not_retained",
             $"A request with this Idempotency-Key already ran{(requestId is null ? "" : $" (request {requestId})")}, but its answer was too large to keep, so it cannot be replayed. Use a new key to run it again.", "Idempotency-Key");
+    /// <summary>The model answered, but not in the form the request asked for (tool call, JSON, schema); the tokens are charged.</summary>
+    public static ApiError InvalidModelOutput(string why) =>
+        new(502, "api_error", "invalid_model_output", $"The model's answer was not usable: {why} The tokens it generated are charged; retry the request.");
     public static ApiError Internal() =>
         new(500, "api_error", "internal_error", "Something went wrong on our side. Retry; if it persists, contact support with the request id.");
 

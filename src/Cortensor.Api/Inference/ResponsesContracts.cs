@@ -93,6 +93,12 @@ public sealed record ResponseTextDeltaEvent(string Type, int SequenceNumber, str
 /// <summary>response.output_text.done.</summary>
 public sealed record ResponseTextDoneEvent(string Type, int SequenceNumber, string ItemId, int OutputIndex, int ContentIndex, string Text, object[] Logprobs);
 
+/// <summary>response.function_call_arguments.delta.</summary>
+public sealed record ResponseArgumentsDeltaEvent(string Type, int SequenceNumber, string ItemId, int OutputIndex, string Delta);
+
+/// <summary>response.function_call_arguments.done.</summary>
+public sealed record ResponseArgumentsDoneEvent(string Type, int SequenceNumber, string ItemId, int OutputIndex, string Name, string Arguments);
+
 /// <summary>error: a failure of the stream itself (sent before response.failed).</summary>
 public sealed record ResponseErrorEvent(string Type, int SequenceNumber, string Code, string Message,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? Param);

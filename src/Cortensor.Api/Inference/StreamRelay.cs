@@ -52,6 +52,8 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
         var id = usage.CompletionId(dialect.IdPrefix);
         var created = usage.Created;
         var stop = new StreamingStopFilter(request.Stop);
+        // Tool calls and JSON are held and read whole (ModelOutput); plain text passes as it comes.
+        var structured = request.Structured ? new StructuredStream(model.Family, request) : null;
         var chunks = 0;
         string? finish = null;
         ApiError? failure = null;
@@ -90,6 +92,7 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
             }
             usage.Progress(prompt.Estimate, Math.Min(chunks, maxTokens));
             var send = stop.Push(next.Text!);
+            if (structured is not null) send = structured.Push(send);
             if (send.Length > 0) foreach (var item in shape.Text(send)) yield return item;
             if (stop.Stopped) { finish = "stop"; break; }
         }
@@ -107,7 +110,24 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
         Charge();
 
         var rest = stop.Flush();
+        if (structured is not null) rest = structured.Push(rest);
         if (rest.Length > 0) foreach (var item in shape.Text(rest)) yield return item;
+        if (structured?.Finish(finish == "length") is { } read)
+        {
+            if (read.Error is { } invalid)
+            {
+                // The tokens were generated: they stay charged, and the stream ends with the error instead of its normal end.
+                usage.Failed(invalid);
+                foreach (var item in shape.Failure(invalid, http.GetRequestId())) yield return item;
+                yield break;
+            }
+            if (read.Content is { Length: > 0 } content) foreach (var item in shape.Text(content)) yield return item;
+            if (read.Calls is { Length: > 0 } calls)
+            {
+                foreach (var item in shape.ToolCalls(calls)) yield return item;
+                finish = "tool_calls";
+            }
+        }
         foreach (var item in shape.Closing(finish ?? "stop", usage.Tokens)) yield return item;
     }
 

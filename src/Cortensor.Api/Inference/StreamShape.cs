@@ -18,6 +18,9 @@ public abstract class StreamShape
     /// <summary>A piece of text, already past the stop filter.</summary>
     public abstract IEnumerable<SseItem<object>> Text(string piece);
 
+    /// <summary>The tool calls of an answer read whole (<see cref="StructuredStream"/>), before its end.</summary>
+    public abstract IEnumerable<SseItem<object>> ToolCalls(AnswerToolCall[] calls);
+
     /// <summary>The end of a whole answer: its finish reason and what it was charged.</summary>
     public abstract IEnumerable<SseItem<object>> Closing(string finish, Usage usage);
 
@@ -37,6 +40,9 @@ internal sealed class ChunkStream(Dialect dialect, string id, long created, stri
     {
         yield return new(dialect.Delta(id, created, model, piece, null));
     }
+
+    public override IEnumerable<SseItem<object>> ToolCalls(AnswerToolCall[] calls) =>
+        dialect.ToolCallDeltas(id, created, model, calls).Select(chunk => new SseItem<object>(chunk));
 
     public override IEnumerable<SseItem<object>> Closing(string finish, Usage usage)
     {

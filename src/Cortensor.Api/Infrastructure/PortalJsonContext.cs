@@ -26,5 +26,7 @@ namespace Cortensor.Api.Infrastructure;
 [JsonSerializable(typeof(ResponseTextDeltaEvent))]
 [JsonSerializable(typeof(ResponseTextDoneEvent))]
 [JsonSerializable(typeof(ResponseErrorEvent))]
+[JsonSerializable(typeof(ResponseArgumentsDeltaEvent))]
+[JsonSerializable(typeof(ResponseArgumentsDoneEvent))]
 [JsonSerializable(typeof(UsageRecord))]
 internal sealed partial class PortalJsonContext : JsonSerializerContext;
