@@ -111,10 +111,58 @@ public class ResponsesApiTests(PortalAppFixture portal)
         Assert.Equal(usage.GetProperty("input_tokens").GetInt32() + usage.GetProperty("output_tokens").GetInt32(), usage.GetProperty("total_tokens").GetInt32());
     }
 
+    private static readonly FunctionTool Weather = ResponseTool.CreateFunctionTool("get_weather",
+        BinaryData.FromString("""{"type":"object","properties":{"city":{"type":"string"}},"required":["city"],"additionalProperties":false}"""),
+        true, "The weather in a city");
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task AFunctionToolRoundTripsThroughTheOpenAiSdk(bool stream)
+    {
+        var customer = await portal.CreateCustomerAsync();
+        var client = Client(customer);
+        var question = ResponseItem.CreateUserMessageItem("What is the weather in Paris?");
+        var ask = new CreateResponseOptions("qwen-3-32b", [question]) { Tools = { Weather }, ToolChoice = ResponseToolChoice.CreateRequiredChoice(), MaxOutputTokenCount = 300 };
+
+        var first = await RespondAsync(client, ask, stream);
+        var call = Assert.IsType<FunctionCallResponseItem>(Assert.Single(first.OutputItems));
+        Assert.Equal("get_weather", call.FunctionName);
+        Assert.StartsWith("call_", call.CallId);
+        Assert.Equal(JsonValueKind.String, JsonDocument.Parse(call.FunctionArguments).RootElement.GetProperty("city").ValueKind);
+        Assert.Equal(ResponseStatus.Completed, first.Status);
+
+        // The call and its result go back as input items; the model answers from the result.
+        var answer = new CreateResponseOptions("qwen-3-32b", [question, call, ResponseItem.CreateFunctionCallOutputItem(call.CallId, "Sunny and 21 C")])
+        {
+            Tools = { Weather }, MaxOutputTokenCount = 300,
+        };
+        var final = await RespondAsync(client, answer, stream);
+        Assert.IsType<MessageResponseItem>(Assert.Single(final.OutputItems));
+        Assert.Contains("Sunny and 21 C", final.GetOutputText());
+    }
+
+    private static async Task<ResponseResult> RespondAsync(ResponsesClient client, CreateResponseOptions options, bool stream)
+    {
+        if (!stream) return await client.CreateResponseAsync(options);
+        ResponseResult? final = null;
+        var done = new List<ResponseItem>();
+        await foreach (var update in await client.CreateResponseStreamingAsync(options))
+        {
+            if (update is StreamingResponseOutputItemDoneUpdate item) done.Add(item.Item);
+            if (update is StreamingResponseCompletedUpdate completed) final = completed.Response;
+        }
+        Assert.NotNull(final);
+        // Each item as it was finished in the stream is the item of the final response.
+        Assert.Equal(final.OutputItems.Select(i => i.Id), done.Select(i => i.Id));
+        return final;
+    }
+
     [Theory]
     [InlineData("""{"model":"qwen-3-32b","input":"hi","store":true}""", "store")]
     [InlineData("""{"model":"qwen-3-32b","input":"hi","previous_response_id":"resp_123"}""", "previous_response_id")]
     [InlineData("""{"model":"qwen-3-32b","input":"hi","reasoning":{"effort":"low"}}""", "reasoning")]
+    [InlineData("""{"model":"qwen-3-32b","input":"hi","tools":[{"type":"web_search"}]}""", "tools[0].type")]
     [InlineData("""{"model":"qwen-3-32b","input":[{"role":"user","content":[{"type":"input_image","image_url":"https://x/y.png"}]}]}""", "input[0].content[0].type")]
     public async Task FieldsThePortalCannotHonourAreRefusedByName(string json, string param)
     {

@@ -62,6 +62,50 @@ public class ResponsesTranslationTests
     }
 
     [Fact]
+    public async Task FlatFunctionToolsAndEarlierCallsMapOntoTheChatToolModel()
+    {
+        var (request, error) = await Read("""
+            {"model":"m","tools":[{"type":"function","name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}},"strict":true}],
+             "tool_choice":{"type":"function","name":"get_weather"},"parallel_tool_calls":false,
+             "input":[{"role":"user","content":"Weather in Paris?"},
+                      {"type":"function_call","id":"fc_1","call_id":"call_1","name":"get_weather","arguments":"{\"city\":\"Paris\"}","status":"completed"},
+                      {"type":"function_call_output","call_id":"call_1","output":"Sunny"}]}
+            """);
+
+        Assert.Null(error);
+        var tools = request!.Tools!;
+        Assert.Equal((ToolChoiceMode.Named, "get_weather", false), (tools.Choice, tools.Named, tools.ParallelCalls));
+        Assert.NotNull(Assert.Single(tools.Tools).Schema);
+        Assert.Equal([new PromptToolCall("call_1", "get_weather", "{\"city\":\"Paris\"}")], request.Messages[1].ToolCalls);
+        Assert.Equal(("assistant", "tool", "call_1", "get_weather", "Sunny"),
+            (request.Messages[1].Role, request.Messages[2].Role, request.Messages[2].ToolCallId, request.Messages[2].Name, request.Messages[2].Content));
+    }
+
+    [Fact]
+    public async Task AJsonSchemaTextFormatIsChatsResponseFormat()
+    {
+        var (request, error) = await Read("""
+            {"model":"m","input":"x","text":{"format":{"type":"json_schema","name":"city","schema":{"type":"object","properties":{"name":{"type":"string"}}},"strict":true}}}
+            """);
+        Assert.Null(error);
+        Assert.Equal((OutputKind.JsonSchema, "city"), (request!.Format!.Kind, request.Format.Name));
+        Assert.NotNull(request.Format.Compiled);
+    }
+
+    [Theory]
+    [InlineData("""{"model":"m","input":"x","tools":[{"type":"function","parameters":{}}]}""", "tools[0].name")]
+    [InlineData("""{"model":"m","input":"x","tools":[{"type":"function","name":"f"}],"tool_choice":{"type":"function","name":"g"}}""", "tool_choice.name")]
+    [InlineData("""{"model":"m","input":"x","tool_choice":"required"}""", "tool_choice")]
+    [InlineData("""{"model":"m","input":[{"type":"function_call_output","call_id":"call_9","output":"x"}]}""", "input[0].call_id")]
+    [InlineData("""{"model":"m","input":"x","text":{"format":{"type":"json_schema","schema":{}}}}""", "text.format.name")]
+    public async Task ToolAndFormatErrorsNameTheResponsesField(string json, string param)
+    {
+        var (_, error) = await Read(json);
+        Assert.Equal(param, error!.Param);
+        Assert.DoesNotContain("function.name", error.Message);
+    }
+
+    [Fact]
     public void TheSameRequestInAnotherMemberOrderIsTheSameBodyAndAnotherValueIsNot()
     {
         var a = CanonicalBody.Hash("""{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":5}"""u8.ToArray());
