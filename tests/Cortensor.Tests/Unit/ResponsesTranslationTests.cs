@@ -118,3 +118,46 @@ public class ResponsesTranslationTests
         Assert.Equal(64, notJson.Length);
     }
 }
+
+/// <summary>The Responses stream's events in OpenAI's order, numbered from 0, whatever the answer holds.</summary>
+public class ResponsesStreamTests
+{
+    private static async Task<InferenceRequest> Request() =>
+        (await Dialect.Responses.ReadAsync(new MemoryStream("""{"model":"m","input":"x","stream":true}"""u8.ToArray()), CancellationToken.None)).Request!;
+
+    private static List<string> Types(IEnumerable<System.Net.ServerSentEvents.SseItem<object>> events, List<int> sequence) =>
+        [.. events.Select(e =>
+        {
+            sequence.Add((int)e.Data.GetType().GetProperty("SequenceNumber")!.GetValue(e.Data)!);
+            return e.EventType;
+        })];
+
+    [Fact]
+    public async Task TextThenACallAreOneMessageItemThenOneFunctionCallItem()
+    {
+        var shape = Dialect.Responses.Stream("resp-abc", 1, "m", await Request());
+        var sequence = new List<int>();
+        var types = Types(shape.Opening().Concat(shape.Text("Hel")).Concat(shape.Text("lo"))
+            .Concat(shape.ToolCalls([new AnswerToolCall("call_1", "function", new AnswerFunction("f", "{}"))]))
+            .Concat(shape.Closing("tool_calls", new Usage(3, 4, 7))).ToList(), sequence);
+
+        Assert.Equal([
+            "response.created", "response.in_progress",
+            "response.output_item.added", "response.content_part.added", "response.output_text.delta", "response.output_text.delta",
+            "response.output_text.done", "response.content_part.done", "response.output_item.done",
+            "response.output_item.added", "response.function_call_arguments.delta", "response.function_call_arguments.done", "response.output_item.done",
+            "response.completed"], types);
+        Assert.Equal(Enumerable.Range(0, types.Count), sequence);
+    }
+
+    [Fact]
+    public async Task AFailureAfterTextClosesTheMessageAndEndsWithResponseFailed()
+    {
+        var shape = Dialect.Responses.Stream("resp-abc", 1, "m", await Request());
+        var events = shape.Opening().Concat(shape.Text("partial")).Concat(shape.Failure(Cortensor.Api.Errors.ApiError.UpstreamFailed(), "req_1")).ToList();
+
+        Assert.Equal(["error", "response.failed"], events[^2..].Select(e => e.EventType));
+        var failed = Assert.IsType<ResponseLifecycleEvent>(events[^1].Data);
+        Assert.Equal(("failed", "upstream_error", "partial"), (failed.Response.Status, failed.Response.Error!.Code, failed.Response.Output[0].Content![0].Text));
+    }
+}
