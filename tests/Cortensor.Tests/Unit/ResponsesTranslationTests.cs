@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using System.Text;
 using System.Text.Json;
 using Cortensor.Api.Idempotency;
@@ -159,5 +160,33 @@ public class ResponsesStreamTests
         Assert.Equal(["error", "response.failed"], events[^2..].Select(e => e.EventType));
         var failed = Assert.IsType<ResponseLifecycleEvent>(events[^1].Data);
         Assert.Equal(("failed", "upstream_error", "partial"), (failed.Response.Status, failed.Response.Error!.Code, failed.Response.Output[0].Content![0].Text));
+    }
+}
+
+/// <summary>What the Portal writes is what the OpenAI SDK reads: its own deserialiser, no server.</summary>
+public class ResponsesShapeTests
+{
+    [Fact]
+    public async Task TheOpenAiSdkReadsAResponseWithTextAndAFunctionCall()
+    {
+        var (request, _) = await Dialect.Responses.ReadAsync(new MemoryStream("""
+            {"model":"m","input":"x","instructions":"Be brief.","metadata":{"k":"v"},
+             "tools":[{"type":"function","name":"f","parameters":{"type":"object","properties":{}}}],"tool_choice":"auto"}
+            """u8.ToArray()), CancellationToken.None);
+        var answer = new StructuredAnswer("Calling f.", [new AnswerToolCall("call_1", "function", new AnswerFunction("f", "{}"))], null);
+        var result = Dialect.Responses.Answer(request!, "resp-abc", "m", 1700000000, answer, "tool_calls", new Usage(3, 4, 7));
+        var http = new Microsoft.AspNetCore.Http.DefaultHttpContext { RequestServices = new ServiceCollection().AddLogging().BuildServiceProvider() };
+        http.Response.Body = new MemoryStream();
+        await result.ExecuteAsync(http);
+
+#pragma warning disable OPENAI001 // the SDK's Responses types are marked for evaluation
+        var read = System.ClientModel.Primitives.ModelReaderWriter.Read<OpenAI.Responses.ResponseResult>(
+            BinaryData.FromBytes(((MemoryStream)http.Response.Body).ToArray()))!;
+        Assert.Equal(("resp_abc", OpenAI.Responses.ResponseStatus.Completed, "Calling f."), (read.Id, read.Status, read.GetOutputText()));
+        var call = Assert.IsAssignableFrom<OpenAI.Responses.FunctionCallResponseItem>(read.OutputItems[1]);
+        Assert.Equal(("call_1", "f"), (call.CallId, call.FunctionName));
+        Assert.Equal((3, 4, 7), (read.Usage.InputTokenCount, read.Usage.OutputTokenCount, read.Usage.TotalTokenCount));
+        Assert.Equal("v", read.Metadata["k"]);
+#pragma warning restore OPENAI001
     }
 }
