@@ -29,6 +29,9 @@ public sealed record InferenceRequest(
     /// <summary>The answer has to be read as a whole (tool calls, JSON) before it is given to the client.</summary>
     public bool Structured => Tools is { Active: true } || Format is not null;
 
+    /// <summary>Models to try in order when <see cref="Model"/> cannot serve (see <see cref="ModelFallback"/>).</summary>
+    public IReadOnlyList<string> Fallbacks { get; init; } = [];
+
     /// <summary>Rough prompt size (4 characters a token) for rate-limit and quota reservations before the router counts.</summary>
     /// <remarks>Computed once: it is read again for every streamed chunk.</remarks>
     public int EstimatedPromptTokens { get; } =
@@ -47,7 +50,7 @@ public static class RequestValidation
     public static ApiError? Validate(ChatCompletionRequest r, out InferenceRequest? request)
     {
         request = null;
-        if (string.IsNullOrWhiteSpace(r.Model)) return ApiError.MissingField("model");
+        if (ReadModels(r.Model, r.Models, out var model, out var fallbacks) is { } badModel) return badModel;
         if (r.Messages is null) return ApiError.MissingField("messages");
         if (r.Messages.Count == 0) return ApiError.InvalidField("messages", "'messages' must contain at least one message.");
 
@@ -79,11 +82,12 @@ public static class RequestValidation
             r.Temperature, r.TopP, r.N, r.Stop, r.Stream, r.StreamOptions, r.PresencePenalty, r.FrequencyPenalty, out var stop);
         if (common is not null) return common;
 
-        request = new InferenceRequest(InferenceKind.Chat, r.Model, messages, null, r.MaxCompletionTokens ?? r.MaxTokens,
+        request = new InferenceRequest(InferenceKind.Chat, model, messages, null, r.MaxCompletionTokens ?? r.MaxTokens,
             r.Temperature, r.TopP, stop, r.Stream == true, r.StreamOptions?.IncludeUsage == true, r.Seed, r.PresencePenalty, r.FrequencyPenalty)
         {
             Tools = tools,
             Format = format,
+            Fallbacks = fallbacks,
         };
         return null;
     }
@@ -91,7 +95,7 @@ public static class RequestValidation
     public static ApiError? Validate(CompletionRequest r, out InferenceRequest? request)
     {
         request = null;
-        if (string.IsNullOrWhiteSpace(r.Model)) return ApiError.MissingField("model");
+        if (ReadModels(r.Model, r.Models, out var model, out var fallbacks) is { } badModel) return badModel;
         string prompt;
         switch (r.Prompt.ValueKind)
         {
@@ -115,8 +119,40 @@ public static class RequestValidation
         if (common is not null) return common;
 
         // OpenAI's legacy completions default to 16 tokens.
-        request = new InferenceRequest(InferenceKind.Text, r.Model, [], prompt, r.MaxTokens ?? 16, r.Temperature, r.TopP, stop,
-            r.Stream == true, r.StreamOptions?.IncludeUsage == true, r.Seed, r.PresencePenalty, r.FrequencyPenalty);
+        request = new InferenceRequest(InferenceKind.Text, model, [], prompt, r.MaxTokens ?? 16, r.Temperature, r.TopP, stop,
+            r.Stream == true, r.StreamOptions?.IncludeUsage == true, r.Seed, r.PresencePenalty, r.FrequencyPenalty)
+        { Fallbacks = fallbacks };
+        return null;
+    }
+
+    /// <summary>
+    /// <c>model</c>, and <c>models</c> to fall back on (OpenRouter's convention): with both, <c>model</c> is tried
+    /// first; with only <c>models</c>, its first entry is. Repeats are dropped, order kept.
+    /// </summary>
+    internal static ApiError? ReadModels(string? modelField, JsonElement models, out string model, out IReadOnlyList<string> fallbacks)
+    {
+        model = modelField ?? "";
+        fallbacks = [];
+        if (models.ValueKind is JsonValueKind.Undefined or JsonValueKind.Null)
+            return string.IsNullOrWhiteSpace(modelField) ? ApiError.MissingField("model") : null;
+        if (models.ValueKind != JsonValueKind.Array)
+            return ApiError.InvalidField("models", "'models' must be an array of model ids.");
+        var count = models.GetArrayLength();
+        if (count == 0) return ApiError.InvalidField("models", "'models' must name at least one model.");
+        if (count > ModelFallback.MaxModels)
+            return ApiError.InvalidField("models", $"'models' takes at most {ModelFallback.MaxModels} models; got {count}.");
+        var list = new List<string>(count + 1);
+        if (!string.IsNullOrWhiteSpace(modelField)) list.Add(modelField);
+        var index = 0;
+        foreach (var item in models.EnumerateArray())
+        {
+            if (item.ValueKind != JsonValueKind.String || item.GetString() is not { } id || string.IsNullOrWhiteSpace(id))
+                return ApiError.InvalidField($"models[{index}]", $"'models[{index}]' must be a model id (a non-empty string).");
+            if (!list.Contains(id, StringComparer.Ordinal)) list.Add(id);
+            index++;
+        }
+        model = list[0];
+        fallbacks = list.Count == 1 ? [] : list.GetRange(1, list.Count - 1);
         return null;
     }
 

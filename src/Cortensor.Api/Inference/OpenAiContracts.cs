@@ -9,6 +9,8 @@ namespace Cortensor.Api.Inference;
 public sealed class ChatCompletionRequest
 {
     public string? Model { get; set; }
+    /// <summary>Fallback models, tried in order when the first cannot serve (OpenRouter's convention).</summary>
+    public JsonElement Models { get; set; }
     public List<ChatMessage>? Messages { get; set; }
     public int? MaxTokens { get; set; }
     public int? MaxCompletionTokens { get; set; }
@@ -95,6 +97,8 @@ public sealed class StreamOptions
 public sealed class CompletionRequest
 {
     public string? Model { get; set; }
+    /// <summary>Fallback models, tried in order when the first cannot serve (OpenRouter's convention).</summary>
+    public JsonElement Models { get; set; }
     public JsonElement Prompt { get; set; }
     public int? MaxTokens { get; set; }
     public double? Temperature { get; set; }

@@ -10,6 +10,8 @@ namespace Cortensor.Api.Inference;
 public sealed class ResponseRequest
 {
     public string? Model { get; set; }
+    /// <summary>Models to fall back on, as in chat (OpenRouter's convention).</summary>
+    public JsonElement Models { get; set; }
     public JsonElement Input { get; set; }
     public string? Instructions { get; set; }
     public int? MaxOutputTokens { get; set; }

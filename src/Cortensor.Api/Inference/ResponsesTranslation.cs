@@ -22,7 +22,7 @@ public static class ResponsesTranslation
     {
         request = null;
         if (Refused(r) is { } refused) return refused;
-        if (string.IsNullOrWhiteSpace(r.Model)) return ApiError.MissingField("model");
+        if (RequestValidation.ReadModels(r.Model, r.Models, out var model, out var fallbacks) is { } badModel) return badModel;
 
         var messages = new List<PromptMessage>();
         if (!string.IsNullOrEmpty(r.Instructions)) messages.Add(new PromptMessage("developer", r.Instructions));
@@ -35,11 +35,12 @@ public static class ResponsesTranslation
         if (ReadTextFormat(r.Text, out var format, out var formatEcho) is { } badFormat) return badFormat;
         if (ReadTools(r, out var tools) is { } badTools) return badTools;
 
-        request = new InferenceRequest(InferenceKind.Chat, r.Model, messages, null, r.MaxOutputTokens, r.Temperature, r.TopP, [],
+        request = new InferenceRequest(InferenceKind.Chat, model, messages, null, r.MaxOutputTokens, r.Temperature, r.TopP, [],
             r.Stream == true, IncludeUsage: true, Seed: null)
         {
             Tools = tools,
             Format = format,
+            Fallbacks = fallbacks,
             Responses = new ResponseSettings(r.Instructions, r.MaxOutputTokens, r.Temperature, r.TopP,
                 r.Metadata ?? new Dictionary<string, string>(),
                 r.Tools.ValueKind == JsonValueKind.Array ? r.Tools.Clone() : NoTools,

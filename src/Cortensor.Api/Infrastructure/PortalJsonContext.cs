@@ -28,5 +28,6 @@ namespace Cortensor.Api.Infrastructure;
 [JsonSerializable(typeof(ResponseErrorEvent))]
 [JsonSerializable(typeof(ResponseArgumentsDeltaEvent))]
 [JsonSerializable(typeof(ResponseArgumentsDoneEvent))]
+[JsonSerializable(typeof(ModelCard))]
 [JsonSerializable(typeof(UsageRecord))]
 internal sealed partial class PortalJsonContext : JsonSerializerContext;
