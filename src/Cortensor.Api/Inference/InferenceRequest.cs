@@ -20,6 +20,9 @@ public sealed record InferenceRequest(
     int? MaxTokens, double? Temperature, double? TopP, IReadOnlyList<string> Stop,
     bool Stream, bool IncludeUsage, int? Seed, double? PresencePenalty = null, double? FrequencyPenalty = null)
 {
+    /// <summary>Models to try in order when <see cref="Model"/> cannot serve (see <see cref="ModelFallback"/>).</summary>
+    public IReadOnlyList<string> Fallbacks { get; init; } = [];
+
     /// <summary>Function tools and tool_choice (chat only); rendered in the family's tool format.</summary>
     public ToolSet? Tools { get; init; }
 
@@ -28,9 +31,6 @@ public sealed record InferenceRequest(
 
     /// <summary>The answer has to be read as a whole (tool calls, JSON) before it is given to the client.</summary>
     public bool Structured => Tools is { Active: true } || Format is not null;
-
-    /// <summary>Models to try in order when <see cref="Model"/> cannot serve (see <see cref="ModelFallback"/>).</summary>
-    public IReadOnlyList<string> Fallbacks { get; init; } = [];
 
     /// <summary>Rough prompt size (4 characters a token) for rate-limit and quota reservations before the router counts.</summary>
     /// <remarks>Computed once: it is read again for every streamed chunk.</remarks>

@@ -94,15 +94,16 @@ public static partial class ToolValidation
                 break;
             case JsonValueKind.String:
                 var value = r.ToolChoice.GetString();
-                choice = value switch
+                ToolChoiceMode? mode = value switch
                 {
                     "auto" => ToolChoiceMode.Auto,
                     "none" => ToolChoiceMode.None,
                     "required" => ToolChoiceMode.Required,
-                    _ => (ToolChoiceMode)(-1),
+                    _ => null,
                 };
-                if ((int)choice < 0)
+                if (mode is null)
                     return ApiError.InvalidField("tool_choice", $"'tool_choice' must be 'none', 'auto', 'required' or a named function; got '{value}'.");
+                choice = mode.Value;
                 break;
             case JsonValueKind.Object:
                 if (!r.ToolChoice.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String || type.GetString() != "function")
