@@ -72,6 +72,17 @@ public sealed record ApiError(int Status, string Type, string Code, string Messa
         new(504, "timeout", "upstream_timeout", "The model did not answer in time. Retry, or lower max_tokens.");
     public static ApiError UpstreamFailed() =>
         new(502, "api_error", "upstream_error", "The model failed while answering. Retry the request.");
+    public static ApiError InvalidIdempotencyKey() =>
+        new(400, "invalid_request_error", "invalid_idempotency_key", "'Idempotency-Key' must be one value of 1 to 255 printable ASCII characters.", "Idempotency-Key");
+    public static ApiError IdempotencyKeyReused() =>
+        new(422, "invalid_request_error", "idempotency_key_reused",
+            "This Idempotency-Key was already used with a different request body. Use a new key for a new request.", "Idempotency-Key");
+    public static ApiError IdempotencyInProgress(int retryAfter) =>
+        new(409, "invalid_request_error", "idempotency_in_progress",
+            "A request with this Idempotency-Key is still running. Retry shortly to get its answer.", "Idempotency-Key") { RetryAfterSeconds = retryAfter };
+    public static ApiError IdempotentAnswerNotRetained(string? requestId) =>
+        new(409, "invalid_request_error", "idempotency_answer_not_retained",
+            $"A request with this Idempotency-Key already ran{(requestId is null ? "" : $" (request {requestId})")}, but its answer was too large to keep, so it cannot be replayed. Use a new key to run it again.", "Idempotency-Key");
     /// <summary>The model answered, but not in the form the request asked for (tool call, JSON, schema); the tokens are charged.</summary>
     public static ApiError InvalidModelOutput(string why) =>
         new(502, "api_error", "invalid_model_output", $"The model's answer was not usable: {why} The tokens it generated are charged; retry the request.");

@@ -113,6 +113,7 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter m
         var record = Record(Model, _status, _errorCode, _promptTokens, _completionTokens, Cost, admission?.Hold);
         if (admission is { Local: true, Admitted: true })
             local.Release(key, admission.Window, _promptTokens + _completionTokens - admission.ReservedTokens);
+        http.Features.Set(new RequestOutcome(_status));
         PortalMetrics.RecordRequest(record);
         RequestSummary.Write(http.RequestServices.GetRequiredService<ILogger<UsageTracker>>(), record);
         http.Response.OnCompleted(() => meter.RecordAsync(record));
@@ -126,3 +127,6 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter m
         _firstTokenAt == 0 ? null : (int)Stopwatch.GetElapsedTime(_started, _firstTokenAt).TotalMilliseconds,
         _streamed, CreatedAt, hold, TaskId, _traceId);
 }
+
+/// <summary>A /v1 request's final status as metered (a stream that failed after its 200 says so): what later steps judge it by.</summary>
+public sealed record RequestOutcome(int Status);
