@@ -73,8 +73,9 @@ public sealed record ResponseOutputItem(string Type, string Id, string Status, s
 
 public sealed record ResponseContentPart(string Type, string Text, object[] Annotations);
 
+/// <summary>OpenAI's usage, and <c>cost</c>: the USD the ledger is debited for the request, as on chat and completions.</summary>
 public sealed record ResponseUsage(int InputTokens, ResponseInputTokensDetails InputTokensDetails, int OutputTokens,
-    ResponseOutputTokensDetails OutputTokensDetails, int TotalTokens);
+    ResponseOutputTokensDetails OutputTokensDetails, int TotalTokens, decimal Cost);
 public sealed record ResponseInputTokensDetails(int CachedTokens);
 public sealed record ResponseOutputTokensDetails(int ReasoningTokens);
 

@@ -109,6 +109,10 @@ public class ResponsesApiTests(PortalAppFixture portal)
         var usage = body.GetProperty("usage");
         Assert.True(usage.GetProperty("input_tokens").GetInt32() > 0);
         Assert.Equal(usage.GetProperty("input_tokens").GetInt32() + usage.GetProperty("output_tokens").GetInt32(), usage.GetProperty("total_tokens").GetInt32());
+        // What the request cost, as chat and completions tell it: the same figure as the header, the ledger's.
+        Assert.True(usage.GetProperty("cost").GetDecimal() > 0m);
+        Assert.Equal(decimal.Parse(response.Headers.GetValues("x-cortensor-cost").Single(), System.Globalization.CultureInfo.InvariantCulture),
+            usage.GetProperty("cost").GetDecimal());
     }
 
     private static readonly FunctionTool Weather = ResponseTool.CreateFunctionTool("get_weather",

@@ -140,7 +140,7 @@ public class ResponsesStreamTests
         var sequence = new List<int>();
         var types = Types(shape.Opening().Concat(shape.Text("Hel")).Concat(shape.Text("lo"))
             .Concat(shape.ToolCalls([new AnswerToolCall("call_1", "function", new AnswerFunction("f", "{}"))]))
-            .Concat(shape.Closing("tool_calls", new Usage(3, 4, 7))).ToList(), sequence);
+            .Concat(shape.Closing("tool_calls", new Usage(3, 4, 7, 0.0000019m))).ToList(), sequence);
 
         Assert.Equal([
             "response.created", "response.in_progress",
@@ -174,7 +174,7 @@ public class ResponsesShapeTests
              "tools":[{"type":"function","name":"f","parameters":{"type":"object","properties":{}}}],"tool_choice":"auto"}
             """u8.ToArray()), CancellationToken.None);
         var answer = new StructuredAnswer("Calling f.", [new AnswerToolCall("call_1", "function", new AnswerFunction("f", "{}"))], null);
-        var result = Dialect.Responses.Answer(request!, "resp-abc", "m", 1700000000, answer, "tool_calls", new Usage(3, 4, 7));
+        var result = Dialect.Responses.Answer(request!, "resp-abc", "m", 1700000000, answer, "tool_calls", new Usage(3, 4, 7, 0.0000019m));
         var http = new Microsoft.AspNetCore.Http.DefaultHttpContext { RequestServices = new ServiceCollection().AddLogging().BuildServiceProvider() };
         http.Response.Body = new MemoryStream();
         await result.ExecuteAsync(http);
