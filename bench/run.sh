@@ -13,6 +13,7 @@
 #   BENCH_LEDGER=1          0 skips the ledger writer throughput run; BENCH_EVENTS=200000 events in it
 #   BENCH_MICRO=1           0 skips the BenchmarkDotNet micro benchmark
 #   BENCH_OUT=docs/benchmarks.md  where the report goes
+#   BENCH_BUILD=1           0 uses the Release builds already there (Api, RouterSim, Bench, YarpFloor)
 #   BENCH_STACK_ONLY=1      only start the stack and wait (writes /tmp/cortensor-bench.env)
 # A quick run: BENCH_SECONDS=3 BENCH_WARMUP=2 BENCH_LEDGER=0 BENCH_MICRO=0 BENCH_OUT=/tmp/bench.md bench/run.sh
 set -euo pipefail
@@ -50,8 +51,10 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 pw=$(openssl rand -hex 16); router_token=$(openssl rand -hex 16); admin_password="Bench-$(openssl rand -hex 8)-A1"
 pg_port=$(free_port); redis_port=$(free_port); router_port=$(free_port); api_port=$(free_port)
 
-dotnet build Cortensor.sln -c Release -nologo -v quiet >/dev/null
-dotnet build bench/YarpFloor -c Release -nologo -v quiet >/dev/null
+if [ "${BENCH_BUILD:-1}" = 1 ]; then
+  dotnet build Cortensor.sln -c Release -nologo -v quiet >/dev/null
+  dotnet build bench/YarpFloor -c Release -nologo -v quiet >/dev/null
+fi
 
 PGPORT=$pg_port PGDATA=$data/postgres POSTGRES_PASSWORD=$pw bash scripts/local-postgres.sh > "$out/postgres.log" 2>&1 & pids+=($!)
 REDIS_PORT=$redis_port REDIS_DATA=$data/redis REDIS_PASSWORD=$pw bash scripts/local-redis.sh > "$out/redis.log" 2>&1 & pids+=($!)
@@ -253,7 +256,7 @@ for c, r in sorted(peers.items()):
     ratio = r['portal']['rps'] / r['portkey']['rps'] if r['portkey']['rps'] else float('nan')
     need = 10 if c >= 16 else 1
     print(f'| throughput >= {need}x Portkey at {c} connection(s) | {ratio:.2f}x | {verdict(ratio >= need)} |')
-    print(f'| added p50 within 2x of YARP\\'s at {c} connection(s) | {a50:+.2f} ms vs {y50:+.2f} ms | {verdict(a50 <= 2 * max(y50, 0.0) + 0.005)} |')
+    print(f"| added p50 within 2x of YARP's at {c} connection(s) | {a50:+.2f} ms vs {y50:+.2f} ms | {verdict(a50 <= 2 * max(y50, 0.0) + 0.005)} |")
     if c == 64:
         share = r['portal']['rps'] / r['direct']['rps']
         print(f'| throughput via Api >= 25 % of direct at 64 connections | {100*share:.1f} % | {verdict(share >= 0.25)} |')

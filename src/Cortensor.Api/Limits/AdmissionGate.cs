@@ -19,7 +19,7 @@ namespace Cortensor.Api.Limits;
 /// When Redis is unreachable, <see cref="LocalAdmission"/> decides alone, within a published bound.
 /// </summary>
 public sealed partial class AdmissionGate(
-    IConnectionMultiplexer redis, HotCounters counters, LocalAdmission local, ReplicaIdentity replica,
+    IConnectionMultiplexer redis, HotCounters counters, LocalAdmission local, AdmissionLeases leases, ReplicaIdentity replica,
     IOptions<LimitsOptions> options, TimeProvider clock, ILogger<AdmissionGate> log)
 {
     private const int WindowSeconds = 60;
@@ -40,6 +40,8 @@ public sealed partial class AdmissionGate(
         long amount = credits ? Pricing.ToUnits(Pricing.Cost(model, promptTokens, maxTokens)) : tokens;
         // The quota month is the admission's: a request admitted at 23:59:59 refunds into that month.
         var counter = credits ? LimitKeys.Credit(key.OrganizationId) : LimitKeys.Quota(key.OrganizationId, LimitKeys.Period(draft.CreatedAt));
+        // A busy key is admitted from this replica's lease, without a round trip (AdmissionLeases).
+        if (leases.TryAdmit(key, model, draft.Streamed, counter, window, reset, tokens, amount) is { } leased) return leased;
         var hold = new Hold(counter, key.BillingMode, amount, tokens, window, promptTokens, maxTokens,
             model.InputPricePer1K, model.OutputPricePer1K, now.AddSeconds(options.Value.ReservationSeconds), replica.Id);
 
@@ -55,6 +57,7 @@ public sealed partial class AdmissionGate(
                     orgRequests = (RedisKey)LimitKeys.OrgRequests(key.OrganizationId, window),
                     orgTokens = (RedisKey)LimitKeys.OrgTokens(key.OrganizationId, window),
                     reservations = (RedisKey)LimitKeys.Reservations(key.OrganizationId),
+                    leasedSlots = (RedisKey)LimitKeys.LeasedSlots(key.OrganizationId),
                     counter = (RedisKey)counter,
                     held = (RedisKey)LimitKeys.Held(counter),
                     version = (RedisKey)LimitKeys.Version(key.OrganizationId),

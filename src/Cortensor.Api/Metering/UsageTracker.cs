@@ -14,7 +14,7 @@ namespace Cortensor.Api.Metering;
 /// to the meter, which settles the request's reservation with it (or spools both). The charge never
 /// exceeds what was reserved: tokens are bounded before they get here and the cost is capped again.
 /// </summary>
-public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter meter, LocalAdmission local, TimeProvider clock)
+public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter meter, SettlementQueue settlements, LocalAdmission local, TimeProvider clock)
 {
     private const int MaxModelLength = 64;
     private static readonly TimeSpan ProgressEvery = TimeSpan.FromSeconds(1);
@@ -103,12 +103,15 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter m
         var admission = Admission;
         var cost = _promptTokens + _completionTokens == 0 || Model is null ? 0m : Pricing.RoundForLedger(Pricing.Cost(Model, _promptTokens, _completionTokens));
         if (admission?.Hold is { Credits: true } hold) cost = Pricing.FromUnits(hold.Charge(_promptTokens, _completionTokens, cost));
+        if (admission?.Lease is { Credits: true } leased) cost = Pricing.FromUnits(leased.Charge(_promptTokens, _completionTokens, cost));
         var record = Record(Model, _status, _errorCode, _promptTokens, _completionTokens, cost, admission?.Hold);
         if (admission is { Local: true, Admitted: true })
             local.Release(key, admission.Window, _promptTokens + _completionTokens - admission.ReservedTokens);
         PortalMetrics.RecordRequest(record);
         RequestSummary.Write(http.RequestServices.GetRequiredService<ILogger<UsageTracker>>(), record);
-        http.Response.OnCompleted(() => meter.RecordAsync(record));
+        // Settlement leaves the response path: the lease files it, or the queue sends it with others'.
+        if (admission?.Lease is { } lease) http.Response.OnCompleted(() => { lease.Complete(record); return Task.CompletedTask; });
+        else http.Response.OnCompleted(() => { settlements.Record(record); return Task.CompletedTask; });
     }
 
     private UsageRecord Record(CatalogModel? model, int status, string? errorCode, int prompt, int completion, decimal cost, Hold? hold) => new(
