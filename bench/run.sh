@@ -147,7 +147,7 @@ for c in $connections; do
     if [ "$name" = api ]; then
       alloc_csv="$out/alloc-$c.csv"; rm -f "$alloc_csv"; counters_pid=
       if [ -n "$counters" ]; then
-        "$counters" collect -p "$api_pid" --counters 'System.Runtime[dotnet.gc.heap.total_allocated]' --format csv \
+        "$counters" collect -p "$api_pid" --counters 'System.Runtime[dotnet.gc.heap.total_allocated],Cortensor[cortensor.admission.leased]' --format csv \
           -o "$alloc_csv" --refresh-interval 1 --duration "$(d=$((seconds + 4)); printf '00:%02d:%02d:%02d' $((d / 3600)) $((d % 3600 / 60)) $((d % 60)))" > "$out/counters-$c.log" 2>&1 &
         counters_pid=$!; sleep 2 # attached before the cell starts
       fi
@@ -162,8 +162,10 @@ path, n, before, after, hz = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), in
 r = {'requests': n}
 if n: r['cpu_us'] = (after - before) / hz * 1e6 / n
 if n and os.path.exists(path):
-    total = sum(float(row['Mean/Increment']) for row in csv.DictReader(open(path)) if 'total_allocated' in row['Counter Name'])
+    rows = list(csv.DictReader(open(path)))
+    total = sum(float(row['Mean/Increment']) for row in rows if 'total_allocated' in row['Counter Name'])
     if total: r['alloc_bytes'] = total / n
+    r['leased'] = sum(float(row['Mean/Increment']) for row in rows if 'admission.leased' in row['Counter Name']) / n
 print(json.dumps(r))
 PY
     else

@@ -26,6 +26,11 @@ public sealed partial class AdmissionLeases(
     IOptions<LimitsOptions> options, TimeProvider clock, ILogger<AdmissionLeases> log) : BackgroundService
 {
     private const int WindowSeconds = 60;
+    private static readonly System.Diagnostics.Metrics.Meter Meter = new(CortensorTelemetry.MeterName);
+    private static readonly System.Diagnostics.Metrics.Counter<long> Leased = Meter.CreateCounter<long>("cortensor.admission.leased",
+        "{request}", "Requests admitted from this replica's lease, without a Redis round trip");
+    private static readonly System.Diagnostics.Metrics.Counter<long> Slices = Meter.CreateCounter<long>("cortensor.admission.lease_slices",
+        "{slice}", "Slices of limits and money taken from Redis ahead of need");
     private readonly ConcurrentDictionary<Guid, KeyState> _keys = new();
     private readonly ConcurrentQueue<Lease> _retired = new();
     private volatile bool _stopping;
@@ -58,6 +63,7 @@ public sealed partial class AdmissionLeases(
                 if (lease.Requests < lease.RequestSlice / 4 || lease.Tokens < lease.TokenSlice / 4 || lease.Money < Math.Max(lease.MoneySlice / 4, 16 * amount))
                     Take(state, key, model, counter, window, tokens, amount);
                 var credits = key.BillingMode == BillingMode.PrepaidCredits;
+                Leased.Add(1);
                 return new Admission(AdmissionVerdict.Admitted, reset, window,
                     key.RequestsPerMinute, lease.SharedKeyRequests - lease.Requests, key.TokensPerMinute, lease.SharedKeyTokens - lease.Tokens,
                     key.OrganizationRequestsPerMinute, lease.SharedOrgRequests - lease.Requests, key.OrganizationTokensPerMinute, lease.SharedOrgTokens - lease.Tokens,
@@ -141,6 +147,7 @@ public sealed partial class AdmissionLeases(
                         if (verdict != (int)AdmissionVerdict.BalanceNotLoaded) state.RefusedWindow = window;
                         return;
                     }
+                    Slices.Add(1);
                     var lease = state.Current is { } c && c.Id == id ? c : null;
                     if (lease is null)
                     {
