@@ -13,6 +13,7 @@
 #   BENCH_LEDGER=1          0 skips the ledger writer throughput run; BENCH_EVENTS=200000 events in it
 #   BENCH_MICRO=1           0 skips the BenchmarkDotNet micro benchmark
 #   BENCH_OUT=docs/benchmarks.md  where the report goes
+#   BENCH_API_ENV="..."     extra NAME=value settings for the Api only (e.g. DOTNET_gcServer=0, Limits__Leasing=false)
 #   BENCH_BUILD=1           0 uses the Release builds already there (Api, RouterSim, Bench, YarpFloor)
 #   BENCH_STACK_ONLY=1      only start the stack and wait (writes /tmp/cortensor-bench.env)
 # A quick run: BENCH_SECONDS=3 BENCH_WARMUP=2 BENCH_LEDGER=0 BENCH_MICRO=0 BENCH_OUT=/tmp/bench.md bench/run.sh
@@ -77,7 +78,8 @@ ASPNETCORE_URLS=http://127.0.0.1:$router_port Router__ApiKey=$router_token Route
   dotnet src/Cortensor.RouterSim/bin/Release/net10.0/Cortensor.RouterSim.dll "${sessions[@]}" > "$out/router.log" 2>&1 & pids+=($!)
 
 # Names with dashes are not shell identifiers: env sets them.
-env ASPNETCORE_URLS=http://127.0.0.1:$api_port Routers__Token=$router_token Logging__LogLevel__Default=Warning \
+# shellcheck disable=SC2086 # BENCH_API_ENV is a list of NAME=value words
+env ${BENCH_API_ENV:-} ASPNETCORE_URLS=http://127.0.0.1:$api_port Routers__Token=$router_token Logging__LogLevel__Default=Warning \
   services__router-oss20b-1__http__0=http://127.0.0.1:$router_port \
   services__router-oss20b-2__http__0=http://127.0.0.1:$router_port \
   services__router-oss20b-3__http__0=http://127.0.0.1:$router_port \

@@ -270,7 +270,7 @@ public sealed partial class AdmissionLeases(
             close = lease.Retired && lease.InFlight == 0;
         }
         var payload = UsageMeter.Payload(record);
-        queue.Enqueue(() => FileAsync(lease, record, charge, payload));
+        queue.Enqueue(() => FileAsync(lease, record, charge, payload), "settle");
         if (close) CloseLater(lease);
     }
 

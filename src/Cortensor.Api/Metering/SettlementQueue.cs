@@ -1,4 +1,6 @@
+using System.Diagnostics;
 using System.Threading.Channels;
+using Cortensor.Api.Infrastructure;
 
 namespace Cortensor.Api.Metering;
 
@@ -13,15 +15,17 @@ namespace Cortensor.Api.Metering;
 public sealed partial class SettlementQueue(UsageMeter meter, ILogger<SettlementQueue> log) : BackgroundService
 {
     private const int MaxBatch = 512;
-    private readonly Channel<Func<Task>> _work = Channel.CreateUnbounded<Func<Task>>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Channel<Work> _work = Channel.CreateUnbounded<Work>(new UnboundedChannelOptions { SingleReader = true });
     private long _pending;
 
     /// <summary>Settles the record's reservation (if any) and files the record, soon, off the caller's path.</summary>
-    public void Record(UsageRecord record) => Enqueue(() => meter.RecordAsync(record));
+    public void Record(UsageRecord record) => Enqueue(() => meter.RecordAsync(record), record.Hold is null ? "meter" : "settle");
 
-    public void Enqueue(Func<Task> work)
+    /// <param name="span">When the caller's request is traced, the work is a span of that trace under this name.</param>
+    public void Enqueue(Func<Task> run, string? span = null)
     {
         Interlocked.Increment(ref _pending);
+        var work = new Work(run, span, span is not null && Activity.Current is { Recorded: true } request ? request.Context : default);
         // Once the loop has stopped (shutdown), work runs at once on the caller's behalf.
         if (!_work.Writer.TryWrite(work)) _ = RunAsync(work);
     }
@@ -48,11 +52,13 @@ public sealed partial class SettlementQueue(UsageMeter meter, ILogger<Settlement
         }
     }
 
-    private async Task RunAsync(Func<Task> work)
+    private async Task RunAsync(Work work)
     {
+        using var span = work.Span is null || work.Parent == default ? null
+            : CortensorTelemetry.ActivitySource.StartActivity(work.Span, ActivityKind.Internal, work.Parent);
         try
         {
-            await work().ConfigureAwait(false);
+            await work.Run().ConfigureAwait(false);
         }
         catch (Exception ex)
         {
@@ -71,6 +77,8 @@ public sealed partial class SettlementQueue(UsageMeter meter, ILogger<Settlement
         if (ExecuteTask is { } loop) await loop.WaitAsync(cancellationToken).ConfigureAwait(false);
         await base.StopAsync(cancellationToken).ConfigureAwait(false);
     }
+
+    private readonly record struct Work(Func<Task> Run, string? Span, ActivityContext Parent);
 
     private static partial class Log
     {
