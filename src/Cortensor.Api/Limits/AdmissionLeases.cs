@@ -166,6 +166,8 @@ public sealed partial class AdmissionLeases(
             }
             catch (Exception ex) when (ex is RedisException or TimeoutException)
             {
+                // Not retried within this minute: while Redis is away the exact path decides (and says why).
+                lock (state) state.RefusedWindow = window;
                 Log.TakeFailed(log, ex);
             }
             finally
