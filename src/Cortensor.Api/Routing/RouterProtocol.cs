@@ -39,10 +39,14 @@ public static class RouterRequestWriter
     /// <summary>1 = RAW: the Portal has already applied the model family's chat template.</summary>
     public const int RawPromptType = 1;
 
+    // Machine to machine, never embedded in HTML: the chat templates' "<|start|>" markers need no \u003C escapes,
+    // and escaping took a tenth of all the Api allocated per request (a temporary buffer for every prompt).
+    private static readonly JsonWriterOptions Relaxed = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
     public static byte[] Write(RouterCompletionRequest body, PoolProtocol protocol, TaskTimeouts timeouts)
     {
         var buffer = new System.Buffers.ArrayBufferWriter<byte>(body.Prompt.Length + 256);
-        using (var json = new Utf8JsonWriter(buffer))
+        using (var json = new Utf8JsonWriter(buffer, Relaxed))
         {
             json.WriteStartObject();
             json.WriteString("prompt", body.Prompt);
