@@ -48,10 +48,12 @@ public sealed partial class AdmissionLeases(
         lock (state)
         {
             var lease = state.Current;
+            var rolled = false;
             if (lease is not null && (lease.Window != window || lease.Counter != counter))
             {
+                // The minute rolled: the key was busy, so the next minute's lease is taken at once.
                 Retire(state, returnUnused: false);
-                lease = null;
+                (lease, rolled) = (null, true);
             }
             if (lease is { Requests: >= 1 } && lease.Tokens >= tokens && lease.Money >= amount && lease.InFlight < lease.Slots)
             {
@@ -60,8 +62,7 @@ public sealed partial class AdmissionLeases(
                 lease.Money -= amount;
                 lease.InFlight++;
                 lease.LastUse = Stopwatch.GetTimestamp();
-                if (lease.Requests < lease.RequestSlice / 4 || lease.Tokens < lease.TokenSlice / 4 || lease.Money < Math.Max(lease.MoneySlice / 4, 16 * amount))
-                    Take(state, key, model, counter, window, tokens, amount);
+                if (Low(lease, amount)) Take(state, key, model, counter, window, tokens, amount);
                 var credits = key.BillingMode == BillingMode.PrepaidCredits;
                 Leased.Add(1);
                 return new Admission(AdmissionVerdict.Admitted, reset, window,
@@ -73,12 +74,19 @@ public sealed partial class AdmissionLeases(
                 };
             }
             if (state.DemandWindow != window) (state.DemandWindow, state.Demand) = (window, 0);
-            if (++state.Demand >= o.LeaseAfterRequests || lease is not null) Take(state, key, model, counter, window, tokens, amount);
+            state.Demand++;
+            // A lease is topped up only for what it lacks; without one, a key busy enough gets one.
+            if (lease is null ? state.Demand >= o.LeaseAfterRequests || rolled : Low(lease, amount) || lease.InFlight >= lease.Slots)
+                Take(state, key, model, counter, window, tokens, amount);
             return null;
         }
     }
 
-    /// <summary>Keys the exact path must decide one request at a time (a per-key budget is checked per request by the Admit script).</summary>
+    /// <summary>A quarter of a slice left, or not enough money for 16 more requests like this one: time to top up.</summary>
+    private static bool Low(Lease lease, long amount) =>
+        lease.Requests < lease.RequestSlice / 4 || lease.Tokens < lease.TokenSlice / 4 || lease.Money < Math.Max(lease.MoneySlice / 4, 16 * amount);
+
+    /// <summary>Keys the exact path must decide one request at a time: a key with a per-key budget, once keys carry one.</summary>
     private static bool NeedsExactPath(KeySnapshot key) => false;
 
     /// <summary>Takes (or tops up) the key's lease in the background, once at a time; sizes from the key's limits.</summary>
@@ -89,7 +97,10 @@ public sealed partial class AdmissionLeases(
         var requests = Math.Min(Math.Min(key.RequestsPerMinute, key.OrganizationRequestsPerMinute) / o.LeaseShare, o.LeaseMaxRequests);
         var tokenSlice = Math.Min(Math.Min((long)key.TokensPerMinute, key.OrganizationTokensPerMinute) / o.LeaseShare, o.LeaseMaxTokens);
         var existing = state.Current is { } current && current.Window == window && current.Counter == counter ? current : null;
-        var slots = existing is null ? Math.Min(key.MaxConcurrentRequests / o.LeaseShare, o.LeaseMaxConcurrency) : 0;
+        var slotSlice = Math.Min(key.MaxConcurrentRequests / o.LeaseShare, o.LeaseMaxConcurrency);
+        // A top-up adds slots only when every slot is in use, up to the largest lease.
+        var slots = existing is null ? slotSlice
+            : existing.InFlight >= existing.Slots ? Math.Max(0, Math.Min(slotSlice, o.LeaseMaxConcurrency - existing.Slots)) : 0;
         // Too small to be worth a slice (a few requests a minute, a tiny concurrency): the exact path is exact.
         if (requests < 8 || tokenSlice < 8L * tokens || (existing is null && slots < 2))
         {

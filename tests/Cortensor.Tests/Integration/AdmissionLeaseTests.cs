@@ -173,6 +173,40 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
     }
 
     [Fact]
+    public async Task WhenTheMinuteRollsABusyKeysNextLeaseIsTakenAtOnceAndTheOldOneGivenBack()
+    {
+        var replica = await StartAsync("a");
+        var db = _redis.GetDatabase();
+        await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(10m));
+        var key = Key(requestsPerMinute: 1000);
+        var charged = 0L;
+        for (var i = 0; i < new LimitsOptions().LeaseAfterRequests; i++) charged += await AdmitAndCompleteAsync(replica, key, 100, 100, 50);
+        await WaitUntilAsync(async () =>
+        {
+            var (admission, draft) = await AdmitAsync(replica, key, 100, 100);
+            charged += Complete(replica, admission, draft, 100, 50);
+            return admission.Lease is not null;
+        });
+
+        _clock.Advance(TimeSpan.FromSeconds(60));
+        var exactInNewMinute = 0;
+        await WaitUntilAsync(async () =>
+        {
+            var (admission, draft) = await AdmitAsync(replica, key, 100, 100);
+            charged += Complete(replica, admission, draft, 100, 50);
+            if (admission.Lease is null) exactInNewMinute++;
+            return admission.Lease is not null;
+        });
+        Assert.True(exactInNewMinute < new LimitsOptions().LeaseAfterRequests, $"{exactInNewMinute} exact admissions before the new minute's lease");
+
+        replica.Leases.Sweep(TimeSpan.Zero);
+        await replica.Queue.FlushAsync();
+        await WaitUntilAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) == 0);
+        Assert.Equal(Pricing.ToUnits(10m) - charged, (long)await db.StringGetAsync(LimitKeys.Credit(_org)));
+        Assert.Equal(0, (long)await db.StringGetAsync(LimitKeys.Held(LimitKeys.Credit(_org))));
+    }
+
+    [Fact]
     public async Task AKeyWithASmallLimitOrASmallBalanceStaysOnTheExactPath()
     {
         var replica = await StartAsync("a");
