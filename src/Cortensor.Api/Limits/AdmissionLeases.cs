@@ -294,11 +294,11 @@ public sealed partial class AdmissionLeases(
             if (!redis.IsConnected) throw new RedisConnectionException(ConnectionFailureType.UnableToConnect, "Redis is disconnected");
             await redis.GetDatabase().ScriptEvaluateAsync(LeaseScripts.File, new
             {
-                leases = (RedisKey)LimitKeys.Leases(lease.Organization),
+                leases = lease.LeasesKey,
                 counter = (RedisKey)lease.Counter,
-                heldKey = (RedisKey)LimitKeys.Held(lease.Counter),
-                unbilled = (RedisKey)LimitKeys.Unbilled(lease.Counter),
-                version = (RedisKey)LimitKeys.Version(lease.Organization),
+                heldKey = lease.HeldKey,
+                unbilled = lease.UnbilledKey,
+                version = lease.VersionKey,
                 stream = UsageMeter.Stream,
                 lease = lease.Id,
                 id = record.EventId,
@@ -374,6 +374,11 @@ public sealed partial class AdmissionLeases(
         public long Window { get; } = window;
         public string Counter { get; } = counter;
         public bool Credits { get; } = credits;
+        // Named once per lease, not once per filed request.
+        public RedisKey LeasesKey { get; } = LimitKeys.Leases(organization);
+        public RedisKey HeldKey { get; } = LimitKeys.Held(counter);
+        public RedisKey UnbilledKey { get; } = LimitKeys.Unbilled(counter);
+        public RedisKey VersionKey { get; } = LimitKeys.Version(organization);
         public long Requests, Tokens, Money, RequestSlice, TokenSlice, MoneySlice;
         public int Slots, InFlight, Closing;
         public long SharedKeyRequests, SharedKeyTokens, SharedBalance, SharedOrgRequests, SharedOrgTokens;
