@@ -207,6 +207,33 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
     }
 
     [Fact]
+    public async Task AQuotaKeyLeasesTokensOfItsMonthAndTheCounterEndsAtWhatWasUsed()
+    {
+        var replica = await StartAsync("a");
+        var db = _redis.GetDatabase();
+        var quota = LimitKeys.Quota(_org, LimitKeys.Period(_clock.GetUtcNow()));
+        var key = new KeySnapshot(Guid.CreateVersion7(), _org, ApiKeyStatus.Active, null, OrganizationStatus.Active,
+            "quota", BillingMode.MonthlyQuota, ["gpt-oss-20b"], 1000, 100_000_000, 1_000_000, 1000, 100_000_000, 256);
+        var (leased, requests) = (0, 0);
+        while (leased < 10)
+        {
+            Assert.True(++requests < 200, "no request came from a lease");
+            var (admission, draft) = await AdmitAsync(replica, key, 100, 100);
+            Assert.True(admission.Admitted, admission.Verdict.ToString());
+            if (admission.Lease is not null) leased++;
+            Complete(replica, admission, draft, 100, 30);
+        }
+        Assert.True((long)await db.StringGetAsync(quota) >= requests * 130 + 16 * 200); // the lease's tokens are counted as used while held
+
+        replica.Leases.Sweep(TimeSpan.Zero);
+        await replica.Queue.FlushAsync();
+        await WaitUntilAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) == 0);
+        Assert.Equal(requests * 130, (long)await db.StringGetAsync(quota));
+        Assert.Equal(0, (long)await db.StringGetAsync(LimitKeys.Held(quota)));
+        Assert.Equal(requests * 130, (await db.HashGetAllAsync(LimitKeys.Unbilled(quota))).Sum(e => (long)e.Value));
+    }
+
+    [Fact]
     public async Task AKeyWithASmallLimitOrASmallBalanceStaysOnTheExactPath()
     {
         var replica = await StartAsync("a");
