@@ -39,6 +39,8 @@ public class SettlementQueueTests(InfrastructureFixture infrastructure) : IAsync
         var queue = new SettlementQueue(new UsageMeter(_redis, spool, NullLogger<UsageMeter>.Instance), NullLogger<SettlementQueue>.Instance);
         await queue.StartAsync(CancellationToken.None);
 
+        // Redis holds writes for a moment, so the queue still has work in flight when it is told to stop.
+        await _redis.GetDatabase().ExecuteAsync("CLIENT", "PAUSE", "500", "WRITE");
         var ids = Enumerable.Range(0, 2000).Select(_ => "evt_" + Guid.CreateVersion7().ToString("N")).ToList();
         await Task.WhenAll(Enumerable.Range(0, 8).Select(worker => Task.Run(() =>
         {
