@@ -160,6 +160,14 @@ public sealed partial class AdmissionLeases(
                     }
                     Slices.Add(1);
                     var lease = state.Current is { } c && c.Id == id ? c : null;
+                    if (lease is null && existing is not null)
+                    {
+                        // A top-up of a lease retired meanwhile: a close sent after this grant gives the top-up back
+                        // with the rest; if the lease's close went first, the top-up is given back now.
+                        if (Volatile.Read(ref existing.Closing) == 1)
+                            queue.Enqueue(() => CloseAsync(new Lease(id, key.OrganizationId, key.KeyId, window, counter, credits) { Retired = true }));
+                        return;
+                    }
                     if (lease is null)
                     {
                         if (state.Current is not null) Retire(state, returnUnused: false);
