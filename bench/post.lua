@@ -1,8 +1,12 @@
--- wrk script: POST the benchmark body with the bearer token from the environment.
+-- wrk script: POST the benchmark body with the bearer token from the environment, plus any extra
+-- headers given as HEADERS="Name: value|Name: value" (the peer gateway's routing headers).
 wrk.method = "POST"
 wrk.body = os.getenv("BODY")
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")
+for name, value in string.gmatch(os.getenv("HEADERS") or "", "([^:|]+):%s*([^|]+)") do
+  wrk.headers[name] = value
+end
 
 local errors = 0
 response = function(status, headers, body)

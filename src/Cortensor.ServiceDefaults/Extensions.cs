@@ -64,6 +64,9 @@ public static class Extensions
                 .AddRuntimeInstrumentation()
                 .AddMeter(CortensorTelemetry.MeterName))
             .WithTracing(tracing => tracing
+                // Every trace unless Telemetry:TraceSampleRatio says less (a sampled parent from a client is always
+                // followed); an unsampled request carries its trace id but records no spans, at almost no cost.
+                .SetSampler(new ParentBasedSampler(new TraceIdRatioBasedSampler(double.TryParse(builder.Configuration["Telemetry:TraceSampleRatio"], System.Globalization.CultureInfo.InvariantCulture, out var ratio) ? ratio : 1.0)))
                 .AddSource(builder.Environment.ApplicationName)
                 .AddSource(CortensorTelemetry.ActivitySourceName)
                 .AddAspNetCoreInstrumentation(o =>

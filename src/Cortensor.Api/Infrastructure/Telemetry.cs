@@ -5,7 +5,9 @@ namespace Cortensor.Api.Infrastructure;
 public static class Telemetry
 {
     /// <summary>A span for one named step of the hot path; null (free) when nobody listens.</summary>
-    public static Activity? StartStep(string step) => CortensorTelemetry.ActivitySource.StartActivity(step);
+    /// <summary>A span of the request's trace; none at all when the request is not sampled (no cost for the unsampled).</summary>
+    public static Activity? StartStep(string step) =>
+        Activity.Current is { Recorded: false } ? null : CortensorTelemetry.ActivitySource.StartActivity(step);
 
     /// <summary>A step that refused the request carries the refusal's code, so a trace shows why.</summary>
     public static void Outcome(Activity? step, Errors.ApiError? error)

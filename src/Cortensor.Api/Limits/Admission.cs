@@ -11,6 +11,9 @@ public sealed record Admission(
 {
     public bool Admitted => Verdict == AdmissionVerdict.Admitted;
 
+    /// <summary>Set when admitted from this replica's lease (<see cref="AdmissionLeases"/>) rather than by a reservation.</summary>
+    public LeaseTicket? Lease { get; init; }
+
     // The headers report whichever limit binds first: the key's own or the organisation's.
     public int RequestLimit => Math.Min(KeyRequestLimit, OrganizationRequestLimit);
     public int RequestsRemaining => (int)Math.Max(0, Math.Min(KeyRequestLimit - KeyRequests, OrganizationRequestLimit - OrganizationRequests));

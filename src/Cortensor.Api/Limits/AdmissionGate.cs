@@ -19,7 +19,7 @@ namespace Cortensor.Api.Limits;
 /// When Redis is unreachable, <see cref="LocalAdmission"/> decides alone, within a published bound.
 /// </summary>
 public sealed partial class AdmissionGate(
-    IConnectionMultiplexer redis, HotCounters counters, LocalAdmission local, ReplicaIdentity replica,
+    IConnectionMultiplexer redis, HotCounters counters, LocalAdmission local, AdmissionLeases leases, ReplicaIdentity replica,
     IOptions<LimitsOptions> options, TimeProvider clock, ILogger<AdmissionGate> log)
 {
     private const int WindowSeconds = 60;
@@ -44,6 +44,8 @@ public sealed partial class AdmissionGate(
         var budget = key.Budget;
         var (budgetPeriod, _, budgetEnd) = budget?.PeriodAt(now) ?? default;
         var budgetCounter = budget is null ? null : KeyBudget.Counter(key.OrganizationId, key.KeyId, budgetPeriod);
+        // A busy key is admitted from this replica's lease, without a round trip (AdmissionLeases).
+        if (leases.TryAdmit(key, model, draft.Streamed, counter, window, reset, tokens, amount) is { } leased) return leased;
         var hold = new Hold(counter, key.BillingMode, amount, tokens, window, promptTokens, maxTokens,
             model.InputPricePer1K, model.OutputPricePer1K, now.AddSeconds(options.Value.ReservationSeconds), replica.Id);
         if (budgetCounter is not null) hold = hold with { KeyBudget = budgetCounter, BudgetUnits = hold.CostCeiling };
@@ -60,6 +62,7 @@ public sealed partial class AdmissionGate(
                     orgRequests = (RedisKey)LimitKeys.OrgRequests(key.OrganizationId, window),
                     orgTokens = (RedisKey)LimitKeys.OrgTokens(key.OrganizationId, window),
                     reservations = (RedisKey)LimitKeys.Reservations(key.OrganizationId),
+                    leasedSlots = (RedisKey)LimitKeys.LeasedSlots(key.OrganizationId),
                     counter = (RedisKey)counter,
                     held = (RedisKey)LimitKeys.Held(counter),
                     version = (RedisKey)LimitKeys.Version(key.OrganizationId),

@@ -24,7 +24,8 @@ internal static class AdmissionScripts
         if kt + cost > tonumber(@keyTokenLimit) then return {2, kr, kt, 0, orq, ot} end
         if orq + 1 > tonumber(@orgRequestLimit) then return {3, kr, kt, 0, orq, ot} end
         if ot + cost > tonumber(@orgTokenLimit) then return {4, kr, kt, 0, orq, ot} end
-        if redis.call('HLEN', @reservations) + 1 > tonumber(@concurrency) then return {5, kr, kt, 0, orq, ot} end
+        local leased = tonumber(redis.call('GET', @leasedSlots) or '0')
+        if redis.call('HLEN', @reservations) + leased + 1 > tonumber(@concurrency) then return {5, kr, kt, 0, orq, ot} end
         local budgeted = @budgeted == '1'
         local budgetUnits = tonumber(@budgetUnits)
         if budgeted then

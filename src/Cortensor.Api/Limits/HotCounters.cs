@@ -7,7 +7,8 @@ namespace Cortensor.Api.Limits;
 /// <summary>
 /// The hot-path counters (credit balances, monthly token use) and the ledger they must equal. A
 /// counter should always be: the ledger, less what open reservations hold, less charges settled but
-/// not yet written (credits; plus them for quota). Redis gives those three at one instant; Postgres
+/// not yet written (credits; plus them for quota). Admission leases are holds too: their unspent money
+/// is in the held figure, and a charge filed from a lease moves from held to pending. Redis gives those three at one instant; Postgres
 /// gives the ledger and which of the unwritten charges it already has, in one statement. The result
 /// is set only if no admission, settlement or grant moved the organisation in between, so a busy
 /// organisation is corrected too, whenever its counters hold still for a moment.
@@ -88,7 +89,15 @@ public sealed class HotCounters(IConnectionMultiplexer redis, NpgsqlDataSource p
     /// <summary>The hot-path balance in USD, or null when Redis has not loaded it.</summary>
     public async Task<decimal?> HotBalanceAsync(Guid org)
     {
-        var value = await redis.GetDatabase().StringGetAsync(LimitKeys.Credit(org));
-        return value.IsNull ? null : Pricing.FromUnits((long)value);
+        var db = redis.GetDatabase();
+        var value = await db.StringGetAsync(LimitKeys.Credit(org));
+        if (value.IsNull) return null;
+        // Money leased to replicas but not spent is still the organisation's.
+        var credit = LimitKeys.Credit(org);
+        var leases = (await db.HashGetAllAsync(LimitKeys.Leases(org))).ToDictionary(e => e.Name.ToString(), e => e.Value);
+        var leased = leases.Where(e => e.Key.EndsWith(".m", StringComparison.Ordinal)
+                && leases.GetValueOrDefault(e.Key[..^2] + ".counter") == credit)
+            .Sum(e => (long)e.Value);
+        return Pricing.FromUnits((long)value + leased);
     }
 }

@@ -47,4 +47,15 @@ public static class LimitKeys
     public static string OrgTokens(Guid org, long window) => $"rlo:{{{org:N}}}:t:{window}";
 
     public static string DueMember(Guid org, string eventId) => $"{org:N}|{eventId}";
+
+    /// <summary>The organisation's admission leases: per lease id, the money it holds, its slots, counter and replica.</summary>
+    public static string Leases(Guid org) => $"lease:{{{org:N}}}";
+
+    /// <summary>Concurrency slots the organisation's leases hold, counted with its open reservations.</summary>
+    public static string LeasedSlots(Guid org) => $"lconc:{{{org:N}}}";
+
+    /// <summary>A lease on the due-sets, beside reservations: the reaper tells them apart by this prefix.</summary>
+    public const string LeaseMemberPrefix = "lease:";
+
+    public static string LeaseMember(Guid org, string leaseId) => $"{org:N}|{LeaseMemberPrefix}{leaseId}";
 }

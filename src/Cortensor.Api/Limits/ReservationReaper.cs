@@ -16,7 +16,7 @@ namespace Cortensor.Api.Limits;
 /// Every replica runs one; they may reap the same entry, the script settles it once.
 /// </summary>
 public sealed partial class ReservationReaper(
-    IConnectionMultiplexer redis, UsageMeter meter, AdmissionGate gate, ReplicaIdentity replica, IOptions<LimitsOptions> options,
+    IConnectionMultiplexer redis, UsageMeter meter, AdmissionGate gate, AdmissionLeases leases, ReplicaIdentity replica, IOptions<LimitsOptions> options,
     TimeProvider clock, ILogger<ReservationReaper> log) : BackgroundService
 {
     private DateTimeOffset? _connectedSince;
@@ -83,6 +83,13 @@ public sealed partial class ReservationReaper(
             ct.ThrowIfCancellationRequested();
             var parts = member.Split('|');
             var org = parts.Length == 2 && Guid.TryParseExact(parts[0], "N", out var parsed) ? parsed : Guid.Empty;
+            // A lease past its deadline or of a dead replica: its money and slots go back; requests it admitted
+            // that were never filed are not billed (like a reservation with no progress).
+            if (org != Guid.Empty && parts[1].StartsWith(LimitKeys.LeaseMemberPrefix, StringComparison.Ordinal))
+            {
+                if (await leases.ReapAsync(org, parts[1][LimitKeys.LeaseMemberPrefix.Length..], member, owner)) settled++;
+                continue;
+            }
             var stored = org == Guid.Empty ? RedisValue.Null : await db.HashGetAsync(LimitKeys.Reservations(org), parts[1]);
             var draft = stored.IsNull ? null : JsonSerializer.Deserialize((byte[])stored!, PortalJsonContext.Default.UsageRecord);
             if (draft?.Hold is not { } hold)

@@ -15,6 +15,8 @@ public static class MeteringExtensions
         builder.Services.AddSingleton<UsageSpool>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<UsageSpool>());
         builder.Services.AddSingleton<UsageMeter>();
+        builder.Services.AddSingleton<SettlementQueue>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<SettlementQueue>());
         builder.Services.AddHealthChecks().AddCheck<UsagePipelineHealthCheck>("usage-pipeline");
         builder.Services.AddSingleton<LedgerReconciler>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<LedgerReconciler>());

@@ -27,8 +27,7 @@ public sealed partial class UsageMeter(IConnectionMultiplexer redis, UsageSpool 
     public async Task<bool> RecordAsync(UsageRecord record, bool onlyIfHeld = false)
     {
         var payload = Payload(record);
-        // Within the request's trace when there is one; a background settlement (the reaper) makes no span of its own.
-        using var settle = System.Diagnostics.Activity.Current is null ? null : CortensorTelemetry.ActivitySource.StartActivity(record.Hold is null ? "meter" : "settle");
+        // The request's "settle" span is the settlement queue's; a background settlement (the reaper) makes none.
         try
         {
             if (!redis.IsConnected) throw new RedisConnectionException(ConnectionFailureType.UnableToConnect, "Redis is disconnected");

@@ -14,7 +14,7 @@ namespace Cortensor.Api.Metering;
 /// to the meter, which settles the request's reservation with it (or spools both). The charge never
 /// exceeds what was reserved: tokens are bounded before they get here and the cost is capped again.
 /// </summary>
-public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter meter, LocalAdmission local, TimeProvider clock)
+public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter meter, SettlementQueue settlements, LocalAdmission local, TimeProvider clock)
 {
     private const int MaxModelLength = 64;
     private static readonly TimeSpan ProgressEvery = TimeSpan.FromSeconds(1);
@@ -60,7 +60,10 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter m
     public Usage Tokens => new(_promptTokens, _completionTokens, _promptTokens + _completionTokens, Cost);
 
     /// <summary>What the request is billed for its tokens so far: the figure the ledger gets (<see cref="Pricing.Bill"/>).</summary>
-    public decimal Cost => Pricing.Bill(Model, Admission?.Hold, _promptTokens, _completionTokens);
+    /// <remarks>A request admitted from a lease is billed at the model's prices, never above the amount it took from the lease.</remarks>
+    public decimal Cost => Admission?.Lease is { Credits: true } leased
+        ? Pricing.FromUnits(leased.Charge(_promptTokens, _completionTokens, Pricing.Bill(Model, null, _promptTokens, _completionTokens)))
+        : Pricing.Bill(Model, Admission?.Hold, _promptTokens, _completionTokens);
 
     /// <summary>The cost as a header too, for clients that read no body (LiteLLM's convention); non-streamed answers only.</summary>
     public void TellCost() =>
@@ -116,7 +119,9 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter m
         http.Features.Set(new RequestOutcome(_status));
         PortalMetrics.RecordRequest(record);
         RequestSummary.Write(http.RequestServices.GetRequiredService<ILogger<UsageTracker>>(), record);
-        http.Response.OnCompleted(() => meter.RecordAsync(record));
+        // Settlement leaves the response path: the lease files it, or the queue sends it with others'.
+        if (admission?.Lease is { } lease) http.Response.OnCompleted(() => { lease.Complete(record); return Task.CompletedTask; });
+        else http.Response.OnCompleted(() => { settlements.Record(record); return Task.CompletedTask; });
     }
 
     private UsageRecord Record(CatalogModel? model, int status, string? errorCode, int prompt, int completion, decimal cost, Hold? hold) => new(

@@ -54,7 +54,7 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
         var connectionFailed = false;
         for (var attempt = 1; attempt <= MaxAttempts; attempt++)
         {
-            var routeSpan = CortensorTelemetry.ActivitySource.StartActivity("route");
+            var routeSpan = Telemetry.StartStep("route");
             // A pool with one router left has nowhere else to go: after a connection-level failure (a
             // pooled connection the router had closed) the same router is tried once more.
             var route = balancer.Pick(pool, exclude: tried) ?? (connectionFailed ? balancer.Pick(pool) : null);
@@ -71,7 +71,7 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
             tried = route.Router.Id;
             var lease = new RouterLease(route);
             var started = lease.StartedAt;
-            using var forwardSpan = CortensorTelemetry.ActivitySource.StartActivity("forward");
+            using var forwardSpan = Telemetry.StartStep("forward");
             forwardSpan?.SetTag("cortensor.router", route.Router.Id);
             forwardSpan?.SetTag("cortensor.attempt", attempt);
             HttpResponseMessage? response = null;

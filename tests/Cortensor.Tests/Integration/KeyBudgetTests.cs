@@ -152,21 +152,41 @@ public class KeyBudgetTests(InfrastructureFixture infrastructure) : IAsyncLifeti
         var identity = new ReplicaIdentityStub(_replica);
         var options = Options.Create(new LimitsOptions());
         var counters = new HotCounters(_redis, _postgres, _clock);
-        var gate = new AdmissionGate(_redis, counters, new LocalAdmission(_clock), identity, options, _clock, NullLogger<AdmissionGate>.Instance);
         var spool = new UsageSpool(Options.Create(new MeteringOptions { SpoolDirectory = Path.Combine(Path.GetTempPath(), "cortensor-tests", "spool-" + _replica) }),
             new Microsoft.Extensions.Hosting.Internal.HostingEnvironment { ContentRootPath = Path.GetTempPath() }, _redis, EmptyServices.Instance,
             NullLogger<UsageSpool>.Instance);
         var meter = new UsageMeter(_redis, spool, NullLogger<UsageMeter>.Instance);
-        return (gate, meter, new ReservationReaper(_redis, meter, gate, identity, options, _clock, NullLogger<ReservationReaper>.Instance));
+        // Leasing is on (the default): a key with a budget must still be decided one request at a time.
+        var leases = new AdmissionLeases(_redis, new SettlementQueue(meter, NullLogger<SettlementQueue>.Instance), spool, identity, options, _clock,
+            NullLogger<AdmissionLeases>.Instance);
+        var gate = new AdmissionGate(_redis, counters, new LocalAdmission(_clock), leases, identity, options, _clock, NullLogger<AdmissionGate>.Instance);
+        return (gate, meter, new ReservationReaper(_redis, meter, gate, leases, identity, options, _clock, NullLogger<ReservationReaper>.Instance));
     }
 
     private KeySnapshot Key(KeyBudget? budget) => new(Guid.CreateVersion7(), _org, ApiKeyStatus.Active, null, OrganizationStatus.Active,
         "pro", BillingMode.PrepaidCredits, ["gpt-oss-20b"], 100_000, 100_000_000, null, 100_000, 100_000_000, 1000, budget, "budget key");
 
-    private async Task<(Admission Admission, UsageRecord Draft)> AdmitAsync(AdmissionGate gate, KeySnapshot key, int promptTokens, int maxTokens)
+    /// <summary>A busy key without a budget would be admitted from a lease after a few requests; one with a budget never is.</summary>
+    [Fact]
+    public async Task AKeyWithABudgetIsNeverAdmittedFromALeaseHoweverBusy()
+    {
+        var (gate, _, _) = Build();
+        var key = Key(new KeyBudget(100m, null, KeyBudgetPeriod.Month));
+        for (var i = 0; i < 40; i++)
+        {
+            var (admission, _) = await AdmitAsync(gate, key, 10, 10, streamed: false);
+            Assert.True(admission.Admitted);
+            Assert.Null(admission.Lease);
+            Assert.NotNull(admission.Hold);
+            Assert.NotNull(admission.Hold!.KeyBudget);
+        }
+    }
+
+    private async Task<(Admission Admission, UsageRecord Draft)> AdmitAsync(AdmissionGate gate, KeySnapshot key, int promptTokens, int maxTokens,
+        bool streamed = true)
     {
         var draft = new UsageRecord("evt_" + Guid.CreateVersion7().ToString("N"), "req", key.OrganizationId, key.KeyId, key.BillingMode,
-            Model.Id, Model.PoolId, null, null, "POST", "/v1/chat/completions", 499, "request_abandoned", 0, 0, 0m, 0, null, true, _clock.GetUtcNow());
+            Model.Id, Model.PoolId, null, null, "POST", "/v1/chat/completions", 499, "request_abandoned", 0, 0, 0m, 0, null, streamed, _clock.GetUtcNow());
         var admission = await gate.AdmitAsync(key, Model, draft, promptTokens, maxTokens, CancellationToken.None);
         return (admission, draft with { Hold = admission.Hold });
     }

@@ -232,9 +232,12 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
         var identity = new ReplicaIdentityStub(replica);
         var options = Options.Create(new LimitsOptions());
         var counters = new HotCounters(mux, _postgres, _clock);
-        var gate = new AdmissionGate(mux, counters, new LocalAdmission(_clock), identity, options, _clock, NullLogger<AdmissionGate>.Instance);
         var meter = new UsageMeter(mux, Spool(mux), NullLogger<UsageMeter>.Instance);
-        var reaper = new ReservationReaper(mux, meter, gate, identity, options, _clock, NullLogger<ReservationReaper>.Instance);
+        // Streamed drafts (as AdmitAsync files them) always take the exact path: leases are LeaseTests' subject.
+        var leases = new AdmissionLeases(mux, new SettlementQueue(meter, NullLogger<SettlementQueue>.Instance), Spool(mux), identity, options, _clock,
+            NullLogger<AdmissionLeases>.Instance);
+        var gate = new AdmissionGate(mux, counters, new LocalAdmission(_clock), leases, identity, options, _clock, NullLogger<AdmissionGate>.Instance);
+        var reaper = new ReservationReaper(mux, meter, gate, leases, identity, options, _clock, NullLogger<ReservationReaper>.Instance);
         return (gate, meter, reaper);
     }
 

@@ -159,6 +159,21 @@ public class RouterProtocolTests
     }
 
     [Fact]
+    public void TheBodyCarriesTheTemplatedPromptExactlyAndEachCallGetsItsOwnBytes()
+    {
+        var templated = "<|start|>user<|message|>say \"hi\" & 'bye'\nthen 日本 \u0001 " + new string('x', 40_000) + "<|end|><|start|>assistant";
+        var first = RouterRequestWriter.Write(Body with { Prompt = templated }, PoolProtocol.Default, new TaskTimeouts(120, 45));
+        var firstCopy = first.ToArray();
+        var second = RouterRequestWriter.Write(Body with { Prompt = "short" }, PoolProtocol.Default, new TaskTimeouts(120, 45));
+
+        Assert.Equal(templated, JsonDocument.Parse(first).RootElement.GetProperty("prompt").GetString());
+        Assert.Equal("short", JsonDocument.Parse(second).RootElement.GetProperty("prompt").GetString());
+        Assert.Equal(firstCopy, first); // the reused buffer never shows through an earlier body
+        // Template markers travel as written (no \u003C escapes); quotes and control characters are escaped.
+        Assert.True(first.AsSpan().IndexOf("\"prompt\":\"<|start|>user<|message|>say \\\"hi\\\""u8) >= 0);
+    }
+
+    [Fact]
     public void ThePoolsApiVersionChoosesTheCompletionsRoute()
     {
         Assert.Equal("/api/v1/completions/2001", PoolProtocol.Default.CompletionsPath(2001));

@@ -1,0 +1,322 @@
+using System.Text.Json;
+using Cortensor.Api.Catalog;
+using Cortensor.Api.Data;
+using Cortensor.Api.Infrastructure;
+using Cortensor.Api.Inference;
+using Cortensor.Api.Keys;
+using Cortensor.Api.Limits;
+using Cortensor.Api.Metering;
+using Cortensor.Tests.Fixtures;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Time.Testing;
+using Npgsql;
+using StackExchange.Redis;
+
+namespace Cortensor.Tests.Integration;
+
+/// <summary>
+/// Admission leases on real Redis: a busy key is admitted without a round trip from a slice taken ahead
+/// of need, the shared totals and the balance are never exceeded whatever the replicas do, what a lease
+/// did not use comes back (idle, shutdown, a dead replica through the reaper), and small limits or
+/// balances stay on the exact per-request path.
+/// </summary>
+[Collection(InfrastructureCollection.Name)]
+public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncLifetime
+{
+    private static readonly CatalogModel Model = new("gpt-oss-20b", "GPT-OSS 20B", "gpt-oss", true, 0.0001m, 0.0004m, 131072,
+        "oss-20b", "gpt-oss-20b", DateTimeOffset.UnixEpoch);
+    // Mid-minute, so no window rolls while a test runs.
+    private readonly FakeTimeProvider _clock = new(new DateTimeOffset(2026, 11, 27, 12, 0, 20, TimeSpan.Zero));
+    private ConnectionMultiplexer _redis = null!;
+    private NpgsqlDataSource _postgres = null!;
+    private string _spool = null!;
+    private readonly Guid _org = Guid.CreateVersion7();
+    private readonly string _replica = "replica-" + Guid.NewGuid().ToString("N")[..8];
+    private readonly List<Replica> _replicas = [];
+
+    public async Task InitializeAsync()
+    {
+        _postgres = NpgsqlDataSource.Create(await infrastructure.CreateDatabaseAsync());
+        _redis = await ConnectionMultiplexer.ConnectAsync(infrastructure.RedisConnectionString);
+        _spool = Path.Combine(Path.GetTempPath(), "cortensor-tests", "spool-" + Guid.NewGuid().ToString("N"));
+        await _redis.GetDatabase().KeyDeleteAsync([UsageMeter.Stream, LimitKeys.Due]);
+    }
+
+    public async Task DisposeAsync()
+    {
+        foreach (var r in _replicas) await r.Queue.StopAsync(CancellationToken.None);
+        var db = _redis.GetDatabase();
+        await db.KeyDeleteAsync([UsageMeter.Stream, LimitKeys.Due]);
+        foreach (var entry in await db.HashGetAllAsync(LimitKeys.Replicas))
+            if (entry.Name.ToString().StartsWith(_replica, StringComparison.Ordinal)) await db.HashDeleteAsync(LimitKeys.Replicas, entry.Name);
+        await _redis.DisposeAsync();
+        await _postgres.DisposeAsync();
+        if (Directory.Exists(_spool)) Directory.Delete(_spool, recursive: true);
+    }
+
+    [Fact]
+    public async Task ABusyKeyIsAdmittedFromItsLeaseWithoutReservationsAndWhatTheLeaseDidNotUseComesBack()
+    {
+        var replica = await StartAsync("a");
+        var db = _redis.GetDatabase();
+        await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(10m));
+        var key = Key(requestsPerMinute: 1000);
+        var window = _clock.GetUtcNow().ToUnixTimeSeconds() / 60;
+
+        // The first requests are exact (reservations) and make the key busy enough for a lease.
+        var charged = 0L;
+        for (var i = 0; i < new LimitsOptions().LeaseAfterRequests; i++) charged += await AdmitAndCompleteAsync(replica, key, 100, 100, 80);
+        await WaitUntilAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) > 0);
+        var leased = 0;
+        for (var i = 0; i < 20; i++)
+        {
+            var (admission, draft) = await AdmitAsync(replica, key, 100, 100);
+            Assert.True(admission.Admitted);
+            if (admission.Lease is null) { charged += Complete(replica, admission, draft, 100, 80); continue; }
+            leased++;
+            Assert.Null(admission.Hold);
+            charged += Complete(replica, admission, draft, 100, 80);
+        }
+        Assert.True(leased >= 15, $"only {leased} of 20 requests came from the lease");
+        Assert.Equal(0, await db.HashLengthAsync(LimitKeys.Reservations(_org)));
+
+        replica.Leases.Sweep(TimeSpan.Zero); // idle: given back
+        await replica.Queue.FlushAsync();
+        await WaitUntilAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) == 0);
+        Assert.Equal(Pricing.ToUnits(10m) - charged, (long)await db.StringGetAsync(LimitKeys.Credit(_org)));
+        Assert.Equal(0, (long)await db.StringGetAsync(LimitKeys.Held(LimitKeys.Credit(_org))));
+        Assert.Equal(0, (long)await db.StringGetAsync(LimitKeys.LeasedSlots(_org)));
+        // Unused requests and tokens went back to the shared windows: they count exactly what was admitted.
+        Assert.Equal(28, (long)await db.StringGetAsync(LimitKeys.KeyRequests(key.KeyId, window)));
+        Assert.Equal(28, (long)await db.StringGetAsync(LimitKeys.OrgRequests(_org, window)));
+        Assert.Equal(28 * 180, (long)await db.StringGetAsync(LimitKeys.KeyTokens(key.KeyId, window)));
+        var records = (await db.StreamRangeAsync(UsageMeter.Stream)).Select(Parse).Where(r => r.OrganizationId == _org).ToList();
+        Assert.Equal(28, records.Select(r => r.EventId).Distinct().Count());
+        Assert.Equal(charged, records.Sum(r => Pricing.ToUnits(r.Cost)));
+        // Each charge is pending for the ledger until the writer has it, as for reservations.
+        Assert.Equal(charged, (await db.HashGetAllAsync(LimitKeys.Unbilled(LimitKeys.Credit(_org)))).Sum(e => (long)e.Value));
+    }
+
+    [Fact]
+    public async Task TwoReplicasLeasingFromOneSmallBalanceNeverSpendMoreThanIt()
+    {
+        var a = await StartAsync("a");
+        var b = await StartAsync("b");
+        var db = _redis.GetDatabase();
+        var balance = Pricing.ToUnits(0.03m); // room for leases of $0.0015 (30 requests) and for 600 requests in all
+        await db.StringSetAsync(LimitKeys.Credit(_org), balance);
+        var key = Key(requestsPerMinute: 100_000);
+        var charged = 0L;
+        var (admitted, fromLeases, refusedInARow) = (0, 0, 0);
+        for (var i = 0; i < 5000 && refusedInARow < 50; i++)
+        {
+            var replica = i % 2 == 0 ? a : b;
+            var (admission, draft) = await AdmitAsync(replica, key, 100, 100);
+            if (!admission.Admitted)
+            {
+                Assert.Equal(AdmissionVerdict.InsufficientFunds, admission.Verdict);
+                refusedInARow++;
+                continue;
+            }
+            refusedInARow = 0;
+            admitted++;
+            if (admission.Lease is not null) fromLeases++;
+            charged += Complete(replica, admission, draft, 100, 100); // the whole reservation is used
+            Assert.True((long)await db.StringGetAsync(LimitKeys.Credit(_org)) >= 0);
+        }
+        Assert.True(fromLeases > 0, "no request came from a lease");
+        foreach (var r in new[] { a, b }) { r.Leases.Sweep(TimeSpan.Zero); await r.Queue.FlushAsync(); }
+        await WaitUntilAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) == 0);
+
+        Assert.True(charged <= balance, $"charged {charged} of a balance of {balance}");
+        Assert.Equal(balance - charged, (long)await db.StringGetAsync(LimitKeys.Credit(_org)));
+        Assert.Equal(0, (long)await db.StringGetAsync(LimitKeys.Held(LimitKeys.Credit(_org))));
+        // Nothing worth more than a few requests was left stranded: the balance ran out, it was not held back by leases
+        // (each lease can end with less than one request's reservation in it).
+        Assert.True(balance - charged < 3 * Pricing.ToUnits(Pricing.Cost(Model, 100, 100)), $"{balance - charged} left unspent");
+        Assert.Equal(admitted, (await db.StreamRangeAsync(UsageMeter.Stream)).Select(Parse).Count(r => r.OrganizationId == _org));
+    }
+
+    [Fact]
+    public async Task ADeadReplicasLeaseIsGivenBackByTheReaperAndItsUnfiledRequestsCostNothing()
+    {
+        var dying = await StartAsync("dying");
+        var db = _redis.GetDatabase();
+        await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(10m));
+        var key = Key(requestsPerMinute: 1000);
+        var charged = 0L;
+        for (var i = 0; i < new LimitsOptions().LeaseAfterRequests; i++) charged += await AdmitAndCompleteAsync(dying, key, 100, 100, 50);
+        await WaitUntilAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) > 0);
+        // One request admitted from the lease is in flight when the replica dies (and any exact one before it).
+        var exactInFlight = 0;
+        await WaitUntilAsync(async () =>
+        {
+            var fromLease = (await AdmitAsync(dying, key, 100, 100)).Admission.Lease is not null;
+            if (!fromLease) exactInFlight++;
+            return fromLease;
+        });
+        Assert.True((long)await db.StringGetAsync(LimitKeys.Credit(_org)) < Pricing.ToUnits(10m) - charged);
+        await db.HashSetAsync(LimitKeys.Replicas, dying.Id, _clock.GetUtcNow().ToUnixTimeSeconds());
+
+        var survivor = await StartAsync("survivor");
+        Assert.Equal(0, await survivor.Reaper.ReapAsync(CancellationToken.None));
+        _clock.Advance(TimeSpan.FromSeconds(new LimitsOptions().ReplicaSilenceSeconds + 1));
+        Assert.Equal(1 + exactInFlight, await survivor.Reaper.ReapAsync(CancellationToken.None));
+
+        Assert.Equal(0, await db.HashLengthAsync(LimitKeys.Leases(_org)));
+        Assert.Equal(Pricing.ToUnits(10m) - charged, (long)await db.StringGetAsync(LimitKeys.Credit(_org)));
+        Assert.Equal(0, (long)await db.StringGetAsync(LimitKeys.Held(LimitKeys.Credit(_org))));
+        Assert.Equal(0, (long)await db.StringGetAsync(LimitKeys.LeasedSlots(_org)));
+        Assert.Equal(0, await survivor.Reaper.ReapAsync(CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task WhenTheMinuteRollsABusyKeysNextLeaseIsTakenAtOnceAndTheOldOneGivenBack()
+    {
+        var replica = await StartAsync("a");
+        var db = _redis.GetDatabase();
+        await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(10m));
+        var key = Key(requestsPerMinute: 1000);
+        var charged = 0L;
+        for (var i = 0; i < new LimitsOptions().LeaseAfterRequests; i++) charged += await AdmitAndCompleteAsync(replica, key, 100, 100, 50);
+        await WaitUntilAsync(async () =>
+        {
+            var (admission, draft) = await AdmitAsync(replica, key, 100, 100);
+            charged += Complete(replica, admission, draft, 100, 50);
+            return admission.Lease is not null;
+        });
+
+        _clock.Advance(TimeSpan.FromSeconds(60));
+        var exactInNewMinute = 0;
+        await WaitUntilAsync(async () =>
+        {
+            var (admission, draft) = await AdmitAsync(replica, key, 100, 100);
+            charged += Complete(replica, admission, draft, 100, 50);
+            if (admission.Lease is null) exactInNewMinute++;
+            return admission.Lease is not null;
+        });
+        Assert.True(exactInNewMinute < new LimitsOptions().LeaseAfterRequests, $"{exactInNewMinute} exact admissions before the new minute's lease");
+
+        replica.Leases.Sweep(TimeSpan.Zero);
+        await replica.Queue.FlushAsync();
+        await WaitUntilAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) == 0);
+        Assert.Equal(Pricing.ToUnits(10m) - charged, (long)await db.StringGetAsync(LimitKeys.Credit(_org)));
+        Assert.Equal(0, (long)await db.StringGetAsync(LimitKeys.Held(LimitKeys.Credit(_org))));
+    }
+
+    [Fact]
+    public async Task AQuotaKeyLeasesTokensOfItsMonthAndTheCounterEndsAtWhatWasUsed()
+    {
+        var replica = await StartAsync("a");
+        var db = _redis.GetDatabase();
+        var quota = LimitKeys.Quota(_org, LimitKeys.Period(_clock.GetUtcNow()));
+        var key = new KeySnapshot(Guid.CreateVersion7(), _org, ApiKeyStatus.Active, null, OrganizationStatus.Active,
+            "quota", BillingMode.MonthlyQuota, ["gpt-oss-20b"], 1000, 100_000_000, 1_000_000, 1000, 100_000_000, 256);
+        var (leased, requests) = (0, 0);
+        while (leased < 10)
+        {
+            Assert.True(++requests < 200, "no request came from a lease");
+            var (admission, draft) = await AdmitAsync(replica, key, 100, 100);
+            Assert.True(admission.Admitted, admission.Verdict.ToString());
+            if (admission.Lease is not null) leased++;
+            Complete(replica, admission, draft, 100, 30);
+        }
+        Assert.True((long)await db.StringGetAsync(quota) >= requests * 130 + 16 * 200); // the lease's tokens are counted as used while held
+
+        replica.Leases.Sweep(TimeSpan.Zero);
+        await replica.Queue.FlushAsync();
+        await WaitUntilAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) == 0);
+        Assert.Equal(requests * 130, (long)await db.StringGetAsync(quota));
+        Assert.Equal(0, (long)await db.StringGetAsync(LimitKeys.Held(quota)));
+        Assert.Equal(requests * 130, (await db.HashGetAllAsync(LimitKeys.Unbilled(quota))).Sum(e => (long)e.Value));
+    }
+
+    [Fact]
+    public async Task AKeyWithASmallLimitOrASmallBalanceStaysOnTheExactPath()
+    {
+        var replica = await StartAsync("a");
+        var db = _redis.GetDatabase();
+        await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(10m));
+        var small = Key(requestsPerMinute: 60); // a slice would be 3 requests
+        for (var i = 0; i < 30; i++) await AdmitAndCompleteAsync(replica, small, 100, 100, 10);
+        await replica.Queue.FlushAsync();
+        Assert.Equal(0, await db.HashLengthAsync(LimitKeys.Leases(_org)));
+
+        await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(0.005m)); // 1/20 of it is less than 16 requests
+        var big = Key(requestsPerMinute: 100_000);
+        for (var i = 0; i < 30; i++) await AdmitAndCompleteAsync(replica, big, 100, 100, 10);
+        await replica.Queue.FlushAsync();
+        Assert.Equal(0, await db.HashLengthAsync(LimitKeys.Leases(_org)));
+    }
+
+    private sealed record Replica(string Id, AdmissionGate Gate, AdmissionLeases Leases, SettlementQueue Queue, UsageMeter Meter, ReservationReaper Reaper);
+
+    private async Task<Replica> StartAsync(string name)
+    {
+        var id = $"{_replica}-{name}";
+        var identity = new ReplicaIdentityStub(id);
+        var options = Options.Create(new LimitsOptions());
+        var spool = new UsageSpool(Options.Create(new MeteringOptions { SpoolDirectory = _spool }),
+            new Microsoft.Extensions.Hosting.Internal.HostingEnvironment { ContentRootPath = _spool }, _redis, EmptyServices.Instance, NullLogger<UsageSpool>.Instance);
+        var meter = new UsageMeter(_redis, spool, NullLogger<UsageMeter>.Instance);
+        var queue = new SettlementQueue(meter, NullLogger<SettlementQueue>.Instance);
+        await queue.StartAsync(CancellationToken.None);
+        var leases = new AdmissionLeases(_redis, queue, spool, identity, options, _clock, NullLogger<AdmissionLeases>.Instance);
+        var gate = new AdmissionGate(_redis, new HotCounters(_redis, _postgres, _clock), new LocalAdmission(_clock), leases, identity, options, _clock,
+            NullLogger<AdmissionGate>.Instance);
+        var reaper = new ReservationReaper(_redis, meter, gate, leases, identity, options, _clock, NullLogger<ReservationReaper>.Instance);
+        var replica = new Replica(id, gate, leases, queue, meter, reaper);
+        _replicas.Add(replica);
+        return replica;
+    }
+
+    private KeySnapshot Key(int requestsPerMinute) => new(Guid.CreateVersion7(), _org, ApiKeyStatus.Active, null, OrganizationStatus.Active,
+        "pro", BillingMode.PrepaidCredits, ["gpt-oss-20b"], requestsPerMinute, 100_000_000, null, requestsPerMinute, 100_000_000, 256);
+
+    private async Task<(Admission Admission, UsageRecord Draft)> AdmitAsync(Replica replica, KeySnapshot key, int promptTokens, int maxTokens)
+    {
+        var draft = new UsageRecord("evt_" + Guid.CreateVersion7().ToString("N"), "req", key.OrganizationId, key.KeyId, key.BillingMode,
+            Model.Id, Model.PoolId, null, null, "POST", "/v1/chat/completions", 499, "request_abandoned", 0, 0, 0m, 0, null, false, _clock.GetUtcNow());
+        var admission = await replica.Gate.AdmitAsync(key, Model, draft, promptTokens, maxTokens, CancellationToken.None);
+        return (admission, draft with { Hold = admission.Hold });
+    }
+
+    private async Task<long> AdmitAndCompleteAsync(Replica replica, KeySnapshot key, int promptTokens, int maxTokens, int completion)
+    {
+        var (admission, draft) = await AdmitAsync(replica, key, promptTokens, maxTokens);
+        Assert.True(admission.Admitted, admission.Verdict.ToString());
+        return Complete(replica, admission, draft, promptTokens, completion);
+    }
+
+    /// <summary>As the usage tracker ends a request: the lease files it, or the queue settles its reservation. Returns the charge.</summary>
+    private static long Complete(Replica replica, Admission admission, UsageRecord draft, int prompt, int completion)
+    {
+        var cost = Pricing.RoundForLedger(Pricing.Cost(Model, prompt, completion));
+        if (admission.Lease is { } lease) cost = Pricing.FromUnits(lease.Charge(prompt, completion, cost));
+        if (admission.Hold is { } hold) cost = Pricing.FromUnits(hold.Charge(prompt, completion, cost));
+        var used = draft with { Status = 200, ErrorCode = null, PromptTokens = prompt, CompletionTokens = completion, Cost = cost };
+        if (admission.Lease is { } ticket) ticket.Complete(used);
+        else replica.Queue.Record(used);
+        return Pricing.ToUnits(cost);
+    }
+
+    private static UsageRecord Parse(StreamEntry entry) =>
+        JsonSerializer.Deserialize((byte[])entry[UsageMeter.Field]!, PortalJsonContext.Default.UsageRecord)!;
+
+    private static async Task WaitUntilAsync(Func<Task<bool>> condition)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (!await condition())
+        {
+            if (DateTime.UtcNow > deadline) Assert.Fail("condition not reached within 10 s");
+            await Task.Delay(20);
+        }
+    }
+
+    private sealed class ReplicaIdentityStub(string id) : ReplicaIdentity(new ConfigurationBuilder().Build())
+    {
+        public override string Id => id;
+    }
+}
