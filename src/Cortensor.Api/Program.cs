@@ -1,5 +1,6 @@
 using Cortensor.Api.Accounts;
 using Cortensor.Api.Admin;
+using Cortensor.Api.Billing;
 using Cortensor.Api.Catalog;
 using Cortensor.Api.ControlPlane;
 using Cortensor.Api.Data;
@@ -21,6 +22,7 @@ builder.AddPortalDatabase();
 builder.AddPortalRedis();
 builder.AddAccounts();
 builder.AddControlPlane();
+builder.AddBilling();
 builder.AddCatalog();
 builder.AddKeys();
 builder.AddLimits();
@@ -55,6 +57,7 @@ app.MapScalarApiReference("/reference");
 app.MapInferenceApi();
 app.MapCatalogApi();
 app.MapControlPlaneApi();
+app.MapBilling();
 app.MapAdminApi();
 
 app.Run();
