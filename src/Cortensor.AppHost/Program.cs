@@ -48,7 +48,9 @@ var api = builder.AddProject<Projects.Cortensor_Api>(LaunchTopology.Api, launchP
     })
     .WithReplicas(builder.Configuration.GetValue("Api:Replicas", 1))
     .WithHttpHealthCheck("/health")
-    .WithSettingsFrom(builder.Configuration, "Routing", "Inference", "Limits", "Metering", "Auth", "Keys", "AuthThrottling", "ControlPlane", "Mail");
+    .WithSettingsFrom(builder.Configuration, "Routing", "Inference", "Limits", "Metering", "Auth", "Keys", "AuthThrottling", "ControlPlane", "Mail")
+    // Buying credit through Stripe: on only when the Stripe secrets are given.
+    .WithCreditPurchases(builder);
 // The Api judges its secrets by the AppHost's environment (not its launch profile's, nor Production by default).
 migrations.WithHostEnvironment(builder);
 api.WithHostEnvironment(builder);

@@ -40,6 +40,8 @@ public interface IPortalApi
     Task<RequestPage> GetRequestsAsync([Authorize] string token, [Header("X-Organization-Id")] string? org,
         [AliasAs("request_id")] string? requestId, int limit, CancellationToken ct = default);
     [Get("/portal/balance")] Task<OrganizationBalance> GetBalanceAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, CancellationToken ct = default);
+    [Get("/portal/billing")] Task<BillingOverview> GetBillingAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, CancellationToken ct = default);
+    [Post("/portal/billing/checkout")] Task<StartedCheckout> StartCheckoutAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, [Body] CheckoutRequest checkout, CancellationToken ct = default);
     [Get("/portal/models")] Task<IReadOnlyList<CatalogModel>> GetModelsAsync(CancellationToken ct = default);
     [Get("/portal/models")] Task<IReadOnlyList<CatalogModel>> GetModelsForAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, CancellationToken ct = default);
 
@@ -92,6 +94,10 @@ public sealed record RequestPage(IReadOnlyList<RequestEntry> Data, bool HasMore)
 public sealed record PlanInfo(string Id, string Name, string BillingMode, int RequestsPerMinute, int TokensPerMinute, long? MonthlyTokenQuota);
 public sealed record QuotaInfo(DateTimeOffset PeriodStart, DateTimeOffset PeriodEnd, long TokensUsed, long? TokensLeft);
 public sealed record OrganizationBalance(Guid OrganizationId, string OrganizationName, string Status, PlanInfo Plan, decimal CreditBalanceUsd, QuotaInfo Quota, IReadOnlyList<string> Models);
+public sealed record CheckoutRequest(decimal AmountUsd);
+public sealed record StartedCheckout(string SessionId, string Url);
+public sealed record CreditReceipt(string SessionId, decimal AmountUsd, string Status, DateTimeOffset CreatedAt, DateTimeOffset? PaidAt, string? PaymentIntentId, string? ReceiptUrl);
+public sealed record BillingOverview(bool PurchasesEnabled, string? HowToEnable, decimal MinimumUsd, decimal MaximumUsd, IReadOnlyList<CreditReceipt> Receipts);
 
 public sealed record CatalogModel(
     string Id, string DisplayName, string Family, bool Enabled, int ContextWindow,
