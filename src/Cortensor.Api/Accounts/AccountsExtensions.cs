@@ -48,6 +48,7 @@ public static class AccountsExtensions
                 o.Tokens.PasswordResetTokenProvider = AccountTokens.ResetProvider;
             })
             .AddEntityFrameworkStores<PortalDbContext>()
+            .AddErrorDescriber<PortalIdentityErrors>()
             .AddSignInManager()
             .AddDefaultTokenProviders()
             .AddTokenProvider<PasswordResetTokenProvider>(AccountTokens.ResetProvider);
@@ -61,6 +62,7 @@ public static class AccountsExtensions
         builder.Services.AddSingleton<SessionRevocations>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<SessionRevocations>());
         builder.Services.AddScoped<ExternalUsers>();
+        builder.Services.AddScoped<AccountDeletion>();
 
         var auth = builder.Configuration.GetSection(AuthOptions.Section).Get<AuthOptions>() ?? new AuthOptions();
         var external = auth.External;
