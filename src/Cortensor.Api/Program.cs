@@ -11,7 +11,6 @@ using Cortensor.Api.Keys;
 using Cortensor.Api.Limits;
 using Cortensor.Api.Metering;
 using Cortensor.Api.Routing;
-using Scalar.AspNetCore;
 
 var builder = WebApplication.CreateBuilder(args);
 
@@ -53,7 +52,7 @@ app.UseAuthThrottling();
 app.MapDefaultEndpoints();
 app.UsePortalMetrics();
 app.MapPortalOpenApi();
-app.MapScalarApiReference("/reference");
+app.MapPortalReference();
 app.MapInferenceApi();
 app.MapCatalogApi();
 app.MapControlPlaneApi();
