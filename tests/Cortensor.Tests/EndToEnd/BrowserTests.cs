@@ -13,7 +13,7 @@ namespace Cortensor.Tests.EndToEnd;
 /// with CORTENSOR_SCREENSHOTS=1.
 /// </summary>
 [Collection(PortalAppCollection.Name), Trait("Category", PortalAppCollection.Category)]
-public class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
+public partial class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
 {
     private IPlaywright _playwright = null!;
     private IBrowser _browser = null!;
