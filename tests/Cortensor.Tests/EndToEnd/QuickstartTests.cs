@@ -11,8 +11,16 @@ namespace Cortensor.Tests.EndToEnd;
 /// with the key in CORTENSOR_API_KEY as the page's first step puts it there.
 /// </summary>
 [Collection(PortalAppCollection.Name), Trait("Category", PortalAppCollection.Category)]
-public class QuickstartTests(PortalAppFixture portal)
+public class QuickstartTests(PortalAppFixture portal) : IDisposable
 {
+    private readonly List<string> _directories = [];
+
+    public void Dispose()
+    {
+        foreach (var directory in _directories)
+            try { Directory.Delete(directory, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+
     private async Task<IReadOnlyDictionary<string, string>> SnippetsAsync()
     {
         using var web = portal.CreateClient(LaunchTopology.Web);
@@ -41,11 +49,12 @@ public class QuickstartTests(PortalAppFixture portal)
         return output;
     }
 
-    private static string TempDirectory()
+    private string TempDirectory()
     {
         // Outside the repository: its Directory.Build.props and global.json must not shape a customer's project.
         var path = Path.Combine(Path.GetTempPath(), "cortensor-quickstart-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(path);
+        _directories.Add(path);
         return path;
     }
 
