@@ -1,5 +1,6 @@
 using System.Text;
 using Cortensor.Api.Accounts.Mail;
+using Cortensor.Api.Accounts.Siwe;
 using Cortensor.Api.Data;
 using Microsoft.AspNetCore.DataProtection;
 using Microsoft.AspNetCore.Authentication.JwtBearer;
@@ -63,6 +64,7 @@ public static class AccountsExtensions
         builder.Services.AddHostedService(sp => sp.GetRequiredService<SessionRevocations>());
         builder.Services.AddScoped<ExternalUsers>();
         builder.Services.AddScoped<AccountDeletion>();
+        builder.AddWalletSignIn();
 
         var auth = builder.Configuration.GetSection(AuthOptions.Section).Get<AuthOptions>() ?? new AuthOptions();
         var external = auth.External;

@@ -20,6 +20,8 @@ public sealed class DeploymentSecrets
     public string? RedisConnectionString { get; set; }
     public string? StripeSecretKey { get; set; }
     public string? StripeWebhookSecret { get; set; }
+    /// <summary>Only with Keys:Provider=unkey.</summary>
+    public string? UnkeyRootKey { get; set; }
 }
 
 public static class DeploymentSecretsExtensions
@@ -38,6 +40,7 @@ public static class DeploymentSecretsExtensions
                 s.RedisConnectionString = c.GetConnectionString(LaunchTopology.Redis);
                 s.StripeSecretKey = c["Stripe:SecretKey"];
                 s.StripeWebhookSecret = c["Stripe:WebhookSecret"];
+                if (string.Equals(c["Keys:Provider"], "unkey", StringComparison.OrdinalIgnoreCase)) s.UnkeyRootKey = c["Keys:Unkey:RootKey"] ?? "";
             })
             .ValidateOnStart();
         builder.Services.AddSingleton<IValidateOptions<DeploymentSecrets>, DeploymentSecretsValidator>();
@@ -69,6 +72,8 @@ public sealed class DeploymentSecretsValidator(IHostEnvironment environment) : I
             problems.Add(SecretPolicy.Problem("Stripe:SecretKey (AppHost parameter stripe-secret-key)", s.StripeSecretKey, SecretPolicy.MachinePassword));
             problems.Add(SecretPolicy.Problem("Stripe:WebhookSecret (AppHost parameter stripe-webhook-secret)", s.StripeWebhookSecret, SecretPolicy.MachinePassword));
         }
+        if (s.UnkeyRootKey is not null)
+            problems.Add(SecretPolicy.Problem("Keys:Unkey:RootKey (AppHost parameter unkey-root-key)", s.UnkeyRootKey, SecretPolicy.MachinePassword));
         // A connection without a password (e.g. managed identity) is the provider's business; one with a weak one is ours.
         if (DatabasePassword(s.DatabaseConnectionString) is { } databasePassword)
             problems.Add(SecretPolicy.Problem($"ConnectionStrings:{LaunchTopology.Database} password (AppHost parameter postgres-password)", databasePassword, SecretPolicy.MachinePassword));
