@@ -1,5 +1,6 @@
 using Cortensor.Api.Accounts;
 using Cortensor.Api.Admin;
+using Cortensor.Api.Billing;
 using Cortensor.Api.Catalog;
 using Cortensor.Api.ControlPlane;
 using Cortensor.Api.Data;
@@ -11,7 +12,6 @@ using Cortensor.Api.Keys;
 using Cortensor.Api.Limits;
 using Cortensor.Api.Metering;
 using Cortensor.Api.Routing;
-using Scalar.AspNetCore;
 
 var builder = WebApplication.CreateBuilder(args);
 
@@ -22,6 +22,7 @@ builder.AddPortalDatabase();
 builder.AddPortalRedis();
 builder.AddAccounts();
 builder.AddControlPlane();
+builder.AddBilling();
 builder.AddCatalog();
 builder.AddKeys();
 builder.AddLimits();
@@ -53,10 +54,11 @@ app.UseAuthThrottling();
 app.MapDefaultEndpoints();
 app.UsePortalMetrics();
 app.MapPortalOpenApi();
-app.MapScalarApiReference("/reference");
+app.MapPortalReference();
 app.MapInferenceApi();
 app.MapCatalogApi();
 app.MapControlPlaneApi();
+app.MapBilling();
 app.MapAdminApi();
 
 app.Run();

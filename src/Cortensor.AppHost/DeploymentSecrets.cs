@@ -29,6 +29,7 @@ public static class DeploymentSecrets
             .OfType<string>().ToList();
         if (string.IsNullOrWhiteSpace(builder.Configuration["Parameters:admin-email"]))
             problems.Add("Parameters:admin-email is not set.");
+        problems.AddRange(CreditPurchases.Problems(builder));
         return problems;
     }
 

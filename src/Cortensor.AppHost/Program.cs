@@ -50,7 +50,9 @@ var api = builder.AddProject<Projects.Cortensor_Api>(LaunchTopology.Api, launchP
     // Who issues and verifies API keys: the Api itself, or Unkey (a local stand-in in development).
     .WithKeyProvider(builder)
     .WithHttpHealthCheck("/health")
-    .WithSettingsFrom(builder.Configuration, "Routing", "Inference", "Limits", "Metering", "Auth", "Keys", "AuthThrottling", "ControlPlane", "Mail", "Siwe");
+    .WithSettingsFrom(builder.Configuration, "Routing", "Inference", "Limits", "Metering", "Auth", "Keys", "AuthThrottling", "ControlPlane", "Mail", "Siwe")
+    // Buying credit through Stripe: on only when the Stripe secrets are given.
+    .WithCreditPurchases(builder);
 // The Api judges its secrets by the AppHost's environment (not its launch profile's, nor Production by default).
 migrations.WithHostEnvironment(builder);
 api.WithHostEnvironment(builder);

@@ -86,7 +86,8 @@ public static class AccountLinks
         var result = await users.ResetPasswordAsync(user, body.Token, body.NewPassword);
         if (!result.Succeeded)
             return result.Errors.Any(e => e.Code == "InvalidToken") ? ApiError.InvalidLink("password reset").ToResult()
-                : ApiError.InvalidField("new_password", string.Join(" ", result.Errors.Select(e => e.Description))).ToResult();
+                : ApiError.InvalidField("new_password", (result.Errors.Any(e => e.Code.StartsWith("Password", StringComparison.Ordinal)) ? "Choose a stronger password: " : "")
+                    + PortalIdentityErrors.Describe(result)).ToResult();
         // Whoever knew the old password is signed out: every refresh token of the account dies.
         var now = clock.GetUtcNow();
         await db.RefreshTokens.Where(t => t.UserId == user.Id && t.RevokedAt == null)

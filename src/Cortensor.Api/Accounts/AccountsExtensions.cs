@@ -49,6 +49,7 @@ public static class AccountsExtensions
                 o.Tokens.PasswordResetTokenProvider = AccountTokens.ResetProvider;
             })
             .AddEntityFrameworkStores<PortalDbContext>()
+            .AddErrorDescriber<PortalIdentityErrors>()
             .AddSignInManager()
             .AddDefaultTokenProviders()
             .AddTokenProvider<PasswordResetTokenProvider>(AccountTokens.ResetProvider);
@@ -62,6 +63,7 @@ public static class AccountsExtensions
         builder.Services.AddSingleton<SessionRevocations>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<SessionRevocations>());
         builder.Services.AddScoped<ExternalUsers>();
+        builder.Services.AddScoped<AccountDeletion>();
         builder.AddWalletSignIn();
 
         var auth = builder.Configuration.GetSection(AuthOptions.Section).Get<AuthOptions>() ?? new AuthOptions();

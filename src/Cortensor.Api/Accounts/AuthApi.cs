@@ -21,7 +21,7 @@ public static class AuthApi
         auth.MapPost("/signup", SignUp).RequireRateLimiting(AuthThrottling.SignUp)
             .WithSummary("Create an account and its personal organisation, and mail a verification link; the answer is the same whether or not the address was free");
         auth.MapPost("/login", LogIn).RequireRateLimiting(AuthThrottling.SignIn)
-            .WithSummary("Sign in with e-mail and password; a wrong password and an unknown address answer alike; too many failures from one IP make that IP wait for that address");
+            .WithSummary("Sign in with e-mail and password (and two_factor_code when two-factor sign-in is on: 401 two_factor_required asks for it); a wrong password and an unknown address answer alike; too many failures from one IP make that IP wait for that address");
         auth.MapPost("/refresh", Refresh).RequireRateLimiting(AuthThrottling.Tokens).WithSummary("Exchange a refresh token for a new pair (the old one stops working)");
         auth.MapPost("/logout", LogOut).RequireRateLimiting(AuthThrottling.Tokens).WithSummary("Sign out: the refresh token and every token rotated from it stop working");
         auth.MapAccountLinks();
@@ -30,12 +30,14 @@ public static class AuthApi
         var me = app.MapGroup("/portal/me").WithTags("Accounts").RequireAuthorization(PortalAuth.UserPolicy).ProducesErrors(400, 401);
         me.MapGet("", GetMe).WithSummary("The signed-in user and their organisations");
         me.MapPatch("", UpdateMe).WithSummary("Change the display name");
+        me.MapAccountSecurity();
         me.MapWallets();
         return app;
     }
 
     public sealed record SignUpBody(string? Email, string? Password, string? Organization);
-    public sealed record LogInBody(string? Email, string? Password);
+    /// <param name="TwoFactorCode">With two-factor sign-in on: the authenticator app's 6-digit code, or one of the recovery codes.</param>
+    public sealed record LogInBody(string? Email, string? Password, string? TwoFactorCode = null);
     public sealed record RefreshBody(string? RefreshToken);
     public sealed record ProfileBody(string? DisplayName);
     public sealed record TokensDto(string AccessToken, string RefreshToken, int ExpiresIn, string TokenType = "Bearer");
@@ -56,13 +58,13 @@ public static class AuthApi
             return ApiError.InvalidField("email", "'email' is not a valid e-mail address.").ToResult();
         if (string.IsNullOrEmpty(body.Password)) return ApiError.MissingField("password").ToResult();
         var organization = body.Organization?.Trim();
-        if (organization is { Length: 0 or > 200 })
-            return ApiError.InvalidField("organization", "'organization' must be 1 to 200 characters.").ToResult();
+        if (organization is not null && ApiError.Text("organization", "Organization name", organization, 200) is { } badOrganization)
+            return badOrganization.ToResult();
         var user = new User { UserName = email, Email = email };
         var weak = new List<IdentityError>();
         foreach (var validator in users.PasswordValidators)
             if (await validator.ValidateAsync(users, user, body.Password) is { Succeeded: false } result) weak.AddRange(result.Errors);
-        if (weak.Count > 0) return ApiError.InvalidField("password", string.Join(" ", weak.Select(e => e.Description))).ToResult();
+        if (weak.Count > 0) return ApiError.InvalidField("password", "Choose a stronger password: " + string.Join(" ", weak.Select(e => e.Description))).ToResult();
 
         var accepted = TypedResults.Accepted("/portal/me", new SignUpAcceptedDto(email, "verification_sent",
             "Check your mail: follow the link we sent to verify your address, then sign in."));
@@ -122,6 +124,15 @@ public static class AuthApi
         if (user is { PasswordHash: not null })
         {
             var result = await signIn.CheckPasswordSignInAsync(user, body.Password, lockoutOnFailure: false);
+            if (result.Succeeded && user.TwoFactorEnabled && string.IsNullOrWhiteSpace(body.TwoFactorCode))
+                return new ApiError(401, "authentication_error", "two_factor_required",
+                    "Enter the 6-digit code from your authenticator app, or one of your recovery codes.", "two_factor_code").ToResult();
+            if (result.Succeeded && user.TwoFactorEnabled && !await TwoFactor.VerifyAsync(users, user, body.TwoFactorCode!))
+            {
+                await failures.RecordAsync(http, email);
+                return new ApiError(401, "authentication_error", "invalid_two_factor_code",
+                    "That code is not right. Enter the current code from your authenticator app (check its clock), or an unused recovery code.", "two_factor_code").ToResult();
+            }
             if (result.Succeeded)
             {
                 await failures.ClearAsync(http, email);
@@ -167,7 +178,7 @@ public static class AuthApi
     private static async Task<Results<Ok<MeDto>, ErrorResult>> UpdateMe(ProfileBody body, HttpContext http, PortalDbContext db, CancellationToken ct)
     {
         var name = body.DisplayName?.Trim();
-        if (string.IsNullOrEmpty(name) || name.Length > 200) return ApiError.InvalidField("display_name", "'display_name' must be 1 to 200 characters.").ToResult();
+        if (ApiError.Text("display_name", "Display name", name, 200) is { } badName) return badName.ToResult();
         var user = await db.Users.SingleOrDefaultAsync(u => u.Id == http.User.UserId(), ct);
         if (user is null) return new ApiError(401, "authentication_error", "invalid_token", "This account no longer exists.").ToResult();
         user.DisplayName = name;

@@ -77,12 +77,15 @@ public sealed class PortalTokens(PortalDbContext db, IOptions<AuthOptions> optio
     /// Ends every sign-in of a user (e.g. their platform role changed): refresh tokens stop working and the
     /// access tokens already issued are refused on every replica within about a second.
     /// </summary>
-    public async Task RevokeAllSessionsAsync(Guid userId, CancellationToken ct)
+    public Task RevokeAllSessionsAsync(Guid userId, CancellationToken ct) => RevokeSessionsAsync(userId, keep: null, ct);
+
+    /// <summary>Ends every sign-in of a user but <paramref name="keep"/> (the one asking, e.g. after a password change).</summary>
+    public async Task RevokeSessionsAsync(Guid userId, Guid? keep, CancellationToken ct)
     {
         var now = clock.GetUtcNow();
-        var families = await db.RefreshTokens.Where(t => t.UserId == userId && t.RevokedAt == null && t.ExpiresAt > now)
+        var families = await db.RefreshTokens.Where(t => t.UserId == userId && t.RevokedAt == null && t.ExpiresAt > now && t.FamilyId != keep)
             .Select(t => t.FamilyId).Distinct().ToListAsync(ct);
-        await db.RefreshTokens.Where(t => t.UserId == userId && t.RevokedAt == null)
+        await db.RefreshTokens.Where(t => t.UserId == userId && t.RevokedAt == null && t.FamilyId != keep)
             .ExecuteUpdateAsync(s => s.SetProperty(t => t.RevokedAt, now), ct);
         await revocations.RevokeAsync(families);
     }

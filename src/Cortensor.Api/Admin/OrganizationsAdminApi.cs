@@ -45,10 +45,10 @@ public static class OrganizationsAdminApi
 
     private static async Task<Results<Created<OrganizationDto>, ErrorResult>> Create(CreateOrganizationBody body, [AsParameters] AdminChanges c)
     {
-        if (string.IsNullOrWhiteSpace(body.Name) || body.Name.Length > 200) return ApiError.InvalidField("name", "'name' is required (at most 200 characters).").ToResult();
+        if (ApiError.Text("name", "Name", body.Name, 200) is { } badName) return badName.ToResult();
         var plan = body.Plan ?? "free";
         if (!await c.Db.Plans.AnyAsync(p => p.Id == plan, c.Ct)) return ApiError.InvalidField("plan", $"Unknown plan '{plan}'.").ToResult();
-        var org = await c.Keys.CreateOrganizationAsync(body.Name.Trim(), plan, null, c.Actor, c.Ct);
+        var org = await c.Keys.CreateOrganizationAsync(body.Name!.Trim(), plan, null, c.Actor, c.Ct);
         return TypedResults.Created($"/admin/organizations/{org.Id}", OrganizationDto.From(org));
     }
 

@@ -1,4 +1,5 @@
 using Cortensor.Api.Accounts;
+using Cortensor.Api.Billing;
 using Cortensor.Api.Infrastructure;
 
 namespace Cortensor.Api.ControlPlane;
@@ -30,7 +31,8 @@ public static class ControlPlaneApi
             .MapApiKeysApi()
             .MapMembersApi()
             .MapInvitationsApi()
-            .MapUsageApi();
+            .MapUsageApi()
+            .MapCreditPurchasesApi();
         return app;
     }
 }

@@ -49,14 +49,14 @@ public static class OrganizationsApi
         PortalDbContext db, KeyService keys, IOptions<ControlPlaneLimits> limits, CancellationToken ct)
     {
         var name = body.Name?.Trim();
-        if (string.IsNullOrEmpty(name) || name.Length > 200) return ApiError.InvalidField("name", "'name' is required (at most 200 characters).").ToResult();
+        if (ApiError.Text("name", "Name", name, 200) is { } badName) return badName.ToResult();
         var userId = user.UserId();
         var cap = limits.Value.FreeOrganizationsPerUser;
         var ownedFree = await (from m in db.OrganizationMembers join o in db.Organizations on m.OrganizationId equals o.Id
                                where m.UserId == userId && m.Role == MemberRole.Owner && o.PlanId == "free" select o.Id).CountAsync(ct);
         if (ownedFree >= cap)
             return ApiError.LimitReached("organization_limit", $"You own {cap} free organizations already (the most one user may own); upgrade or hand one over first.").ToResult();
-        var org = await keys.CreateOrganizationAsync(name, "free", userId, AuditActor.From(user), ct);
+        var org = await keys.CreateOrganizationAsync(name!, "free", userId, AuditActor.From(user), ct);
         return TypedResults.Created($"/portal/organizations/{org.Id}",
             new OrganizationDto(org.Id, org.Name, org.PlanId, Lower(org.Status), Lower(MemberRole.Owner), org.CreatedAt));
     }

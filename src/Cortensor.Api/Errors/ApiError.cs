@@ -19,6 +19,14 @@ public sealed record ApiError(int Status, string Type, string Code, string Messa
         new(400, "invalid_request_error", "missing_required_parameter", $"'{param}' is required.", param);
     public static ApiError MalformedJson(string? path, string detail) =>
         new(400, "invalid_request_error", "invalid_json", $"The request body is not valid JSON{(path is null ? "" : $" at '{path}'")}: {detail}", path);
+    /// <summary>
+    /// A required text field in the customer's words: blank is "required", too long names the limit (a long name is never
+    /// told it is "required"). <paramref name="label"/> is how the form calls it ("Name", "Display name").
+    /// </summary>
+    public static ApiError? Text(string param, string label, string? value, int max) =>
+        string.IsNullOrWhiteSpace(value) ? new(400, "invalid_request_error", "missing_required_parameter", $"{label} is required.", param)
+        : value.Trim().Length > max ? InvalidField(param, $"{label} must be at most {max} characters.")
+        : null;
     public static ApiError BodyTooLarge(long limit) =>
         new(413, "invalid_request_error", "request_too_large", $"The request body exceeds the limit of {limit} bytes.");
     public static ApiError NotFound(string what) =>

@@ -18,6 +18,8 @@ public sealed class DeploymentSecrets
     public string? ExternalSigningSecret { get; set; }
     public string? DatabaseConnectionString { get; set; }
     public string? RedisConnectionString { get; set; }
+    public string? StripeSecretKey { get; set; }
+    public string? StripeWebhookSecret { get; set; }
     /// <summary>Only with Keys:Provider=unkey.</summary>
     public string? UnkeyRootKey { get; set; }
 }
@@ -36,6 +38,8 @@ public static class DeploymentSecretsExtensions
                 s.ExternalSigningSecret = c["Auth:External:SigningSecret"];
                 s.DatabaseConnectionString = c.GetConnectionString(LaunchTopology.Database);
                 s.RedisConnectionString = c.GetConnectionString(LaunchTopology.Redis);
+                s.StripeSecretKey = c["Stripe:SecretKey"];
+                s.StripeWebhookSecret = c["Stripe:WebhookSecret"];
                 if (string.Equals(c["Keys:Provider"], "unkey", StringComparison.OrdinalIgnoreCase)) s.UnkeyRootKey = c["Keys:Unkey:RootKey"] ?? "";
             })
             .ValidateOnStart();
@@ -61,6 +65,13 @@ public sealed class DeploymentSecretsValidator(IHostEnvironment environment) : I
             problems.Add(SecretPolicy.Problem("Admin:Password (AppHost parameter admin-password)", s.AdminPassword, SecretPolicy.HumanPassword));
         if (!string.IsNullOrEmpty(s.ExternalSigningSecret))
             problems.Add(SecretPolicy.Problem("Auth:External:SigningSecret", s.ExternalSigningSecret, SecretPolicy.SigningKey));
+        // Credit purchases are optional: without Stripe keys they are off (and the dashboard says how to turn them on);
+        // with either key set, both must be real secrets.
+        if (!string.IsNullOrEmpty(s.StripeSecretKey) || !string.IsNullOrEmpty(s.StripeWebhookSecret))
+        {
+            problems.Add(SecretPolicy.Problem("Stripe:SecretKey (AppHost parameter stripe-secret-key)", s.StripeSecretKey, SecretPolicy.MachinePassword));
+            problems.Add(SecretPolicy.Problem("Stripe:WebhookSecret (AppHost parameter stripe-webhook-secret)", s.StripeWebhookSecret, SecretPolicy.MachinePassword));
+        }
         if (s.UnkeyRootKey is not null)
             problems.Add(SecretPolicy.Problem("Keys:Unkey:RootKey (AppHost parameter unkey-root-key)", s.UnkeyRootKey, SecretPolicy.MachinePassword));
         // A connection without a password (e.g. managed identity) is the provider's business; one with a weak one is ours.

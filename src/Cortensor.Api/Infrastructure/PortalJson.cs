@@ -12,6 +12,9 @@ public static class PortalJson
         {
             o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
             o.SerializerOptions.DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull;
+            // A number is a number: "12" is refused as it is by OpenAI (and by the /v1 reader), and the OpenAPI
+            // document (generated from these options) types numbers as numbers rather than "number | string" with a pattern.
+            o.SerializerOptions.NumberHandling = JsonNumberHandling.Strict;
         });
         return builder;
     }

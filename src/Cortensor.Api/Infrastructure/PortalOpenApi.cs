@@ -24,6 +24,7 @@ public static class PortalOpenApi
         builder.Services.AddOpenApi(PublicDocument, options =>
         {
             options.ShouldInclude = description => !IsAdminPath(description.RelativePath);
+            ReferenceExamples.Add(options);
             Describe(options, "Cortensor Portal API",
                 "OpenAI-compatible inference (/v1, API key) and the customer control plane (/portal, access token). Errors always answer {\"error\": {message, type, param, code, request_id}}.");
         });

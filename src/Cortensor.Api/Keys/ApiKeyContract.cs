@@ -9,7 +9,7 @@ public sealed record CreateKeyBody(string? Name, string? Environment, DateTimeOf
 {
     public ApiError? Validate(CatalogSnapshot catalog, DateTimeOffset now)
     {
-        if (string.IsNullOrWhiteSpace(Name) || Name.Trim().Length > 100) return ApiError.InvalidField("name", "'name' is required (at most 100 characters).");
+        if (ApiError.Text("name", "Name", Name, 100) is { } badName) return badName;
         if ((Environment ?? "live") is not ("live" or "test")) return ApiError.InvalidField("environment", "'environment' must be 'live' or 'test'.");
         if (ExpiresAt is { } expires && expires <= now) return ApiError.InvalidField("expires_at", "'expires_at' must be in the future.");
         if (Models is { Length: > 50 }) return ApiError.InvalidField("models", "'models' lists at most 50 models.");

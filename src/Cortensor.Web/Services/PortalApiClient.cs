@@ -26,6 +26,14 @@ public interface IPortalApi
     [Delete("/portal/me/wallets/{address}")] Task UnlinkWalletAsync([Authorize] string token, string address, CancellationToken ct = default);
     [Get("/portal/me")] Task<Me> GetMeAsync([Authorize] string token, CancellationToken ct = default);
     [Patch("/portal/me")] Task<Me> UpdateMeAsync([Authorize] string token, [Body] ProfileUpdate update, CancellationToken ct = default);
+    [Post("/portal/me/password")] Task ChangePasswordAsync([Authorize] string token, [Body] PasswordChange change, CancellationToken ct = default);
+    [Get("/portal/me/two-factor")] Task<TwoFactorStatus> GetTwoFactorAsync([Authorize] string token, CancellationToken ct = default);
+    [Post("/portal/me/two-factor/setup")] Task<TwoFactorSetup> SetUpTwoFactorAsync([Authorize] string token, CancellationToken ct = default);
+    [Post("/portal/me/two-factor/enable")] Task<RecoveryCodeList> EnableTwoFactorAsync([Authorize] string token, [Body] TwoFactorCode code, CancellationToken ct = default);
+    [Post("/portal/me/two-factor/disable")] Task DisableTwoFactorAsync([Authorize] string token, [Body] PasswordConfirmation confirmation, CancellationToken ct = default);
+    [Post("/portal/me/two-factor/recovery-codes")] Task<RecoveryCodeList> NewRecoveryCodesAsync([Authorize] string token, [Body] PasswordConfirmation confirmation, CancellationToken ct = default);
+    [Get("/portal/me/deletion")] Task<AccountDeletionPlan> GetDeletionPlanAsync([Authorize] string token, CancellationToken ct = default);
+    [Post("/portal/me/delete")] Task<AccountDeletionPlan> DeleteAccountAsync([Authorize] string token, [Body] AccountDeletionConfirmation confirmation, CancellationToken ct = default);
     [Get("/portal/organizations")] Task<IReadOnlyList<Organization>> GetOrganizationsAsync([Authorize] string token, CancellationToken ct = default);
     [Post("/portal/organizations")] Task<Organization> CreateOrganizationAsync([Authorize] string token, [Body] NewOrganization organization, CancellationToken ct = default);
     [Get("/portal/members")] Task<IReadOnlyList<Member>> GetMembersAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, CancellationToken ct = default);
@@ -48,6 +56,8 @@ public interface IPortalApi
     Task<RequestPage> GetRequestsAsync([Authorize] string token, [Header("X-Organization-Id")] string? org,
         [AliasAs("request_id")] string? requestId, int limit, CancellationToken ct = default);
     [Get("/portal/balance")] Task<OrganizationBalance> GetBalanceAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, CancellationToken ct = default);
+    [Get("/portal/billing")] Task<BillingOverview> GetBillingAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, CancellationToken ct = default);
+    [Post("/portal/billing/checkout")] Task<StartedCheckout> StartCheckoutAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, [Body] CheckoutRequest checkout, CancellationToken ct = default);
     [Get("/portal/models")] Task<IReadOnlyList<CatalogModel>> GetModelsAsync(CancellationToken ct = default);
     [Get("/portal/models")] Task<IReadOnlyList<CatalogModel>> GetModelsForAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, CancellationToken ct = default);
 
@@ -69,7 +79,7 @@ public interface IPortalApi
 }
 
 public sealed record SignUpRequest(string Email, string Password, string? Organization);
-public sealed record LogInRequest(string Email, string Password);
+public sealed record LogInRequest(string Email, string Password, string? TwoFactorCode = null);
 public sealed record RefreshRequest(string RefreshToken);
 public sealed record SiweNonce(string Nonce, DateTimeOffset ExpiresAt, IReadOnlyList<long> ChainIds);
 public sealed record SignedMessage(string Message, string Signature);
@@ -85,6 +95,15 @@ public sealed record InvitationToken(string Token);
 public sealed record JoinedOrganization(Guid OrganizationId, string OrganizationName, string Role);
 public sealed record Me(Guid Id, string? Email, bool EmailVerified, string? DisplayName, bool IsAdmin, string? IdentityProvider, DateTimeOffset CreatedAt, IReadOnlyList<Organization> Organizations);
 public sealed record ProfileUpdate(string DisplayName);
+public sealed record PasswordChange(string CurrentPassword, string NewPassword);
+public sealed record PasswordConfirmation(string Password);
+public sealed record TwoFactorStatus(bool Enabled, bool HasPassword, int RecoveryCodesLeft);
+public sealed record TwoFactorSetup(string SharedKey, string AuthenticatorUri);
+public sealed record TwoFactorCode(string Code);
+public sealed record RecoveryCodeList(IReadOnlyList<string> RecoveryCodes);
+public sealed record AccountDeletionConfirmation(string? Password, string? ConfirmEmail);
+public sealed record OrganizationOnDeletion(Guid OrganizationId, string Name, string Role, int Members, int ActiveKeys, string Outcome, string? NewOwner, string Explanation);
+public sealed record AccountDeletionPlan(bool Deleted, IReadOnlyList<OrganizationOnDeletion> Organizations);
 public sealed record Organization(Guid Id, string Name, string Plan, string Status, string Role, DateTimeOffset CreatedAt);
 public sealed record NewOrganization(string Name);
 public sealed record Member(Guid UserId, string? Email, string? DisplayName, string Role, DateTimeOffset CreatedAt);
@@ -109,6 +128,10 @@ public sealed record RequestPage(IReadOnlyList<RequestEntry> Data, bool HasMore)
 public sealed record PlanInfo(string Id, string Name, string BillingMode, int RequestsPerMinute, int TokensPerMinute, long? MonthlyTokenQuota);
 public sealed record QuotaInfo(DateTimeOffset PeriodStart, DateTimeOffset PeriodEnd, long TokensUsed, long? TokensLeft);
 public sealed record OrganizationBalance(Guid OrganizationId, string OrganizationName, string Status, PlanInfo Plan, decimal CreditBalanceUsd, QuotaInfo Quota, IReadOnlyList<string> Models);
+public sealed record CheckoutRequest(decimal AmountUsd);
+public sealed record StartedCheckout(string SessionId, string Url);
+public sealed record CreditReceipt(string SessionId, decimal AmountUsd, string Status, DateTimeOffset CreatedAt, DateTimeOffset? PaidAt, string? PaymentIntentId, string? ReceiptUrl);
+public sealed record BillingOverview(bool PurchasesEnabled, string? HowToEnable, decimal MinimumUsd, decimal MaximumUsd, IReadOnlyList<CreditReceipt> Receipts);
 
 public sealed record CatalogModel(
     string Id, string DisplayName, string Family, bool Enabled, int ContextWindow,

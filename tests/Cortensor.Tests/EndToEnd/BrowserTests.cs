@@ -263,7 +263,7 @@ public partial class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
         await ShotAsync(page, "playground");
 
         await GoAsync(page, "/quickstart");
-        await Assertions.Expect(page.Locator("pre").First).ToContainTextAsync("/v1");
+        await Assertions.Expect(page.Locator("#snippet-curl-plain")).ToContainTextAsync("/v1");
         await ShotAsync(page, "quickstart");
 
         await GoAsync(page, "/api-keys");

@@ -32,6 +32,8 @@ public class PortalAppFixture : IAsyncLifetime
     public DistributedApplication App { get; private set; } = null!;
     /// <summary>An external identity provider (Supabase-like) the Api is configured to trust.</summary>
     public TestIdentityProvider IdentityProvider { get; private set; } = null!;
+    /// <summary>Stands in for api.stripe.com: the Api buys credit through it and the tests sign its webhooks.</summary>
+    public StripeStandIn Stripe { get; private set; } = null!;
     private (string Token, DateTime IssuedAt)? _adminToken;
     private readonly SemaphoreSlim _adminSignIn = new(1, 1);
 
@@ -56,6 +58,7 @@ public class PortalAppFixture : IAsyncLifetime
         Directory.CreateDirectory(_dataDirectory);
         await File.WriteAllTextAsync(Path.Combine(_dataDirectory, OwnerFile), Environment.ProcessId.ToString());
         IdentityProvider = await TestIdentityProvider.StartAsync();
+        Stripe = await StripeStandIn.StartAsync();
         var builder = await DistributedApplicationTestingBuilder.CreateAsync<Projects.Cortensor_AppHost>(
         [
             "--Infrastructure:Mode=local",
@@ -69,6 +72,9 @@ public class PortalAppFixture : IAsyncLifetime
             $"--Auth:External:Audience={TestIdentityProvider.Audience}",
             $"--Auth:External:JwksUrl={IdentityProvider.JwksUrl}",
             "--Auth:External:RequireHttps=false",
+            $"--Parameters:stripe-secret-key={StripeStandIn.SecretKey}",
+            $"--Parameters:stripe-webhook-secret={StripeStandIn.WebhookSecret}",
+            $"--Stripe:ApiBase={Stripe.ApiBase}",
             .. AppHostArguments,
         ]);
         builder.Services.AddLogging(logging => logging
@@ -314,6 +320,7 @@ public class PortalAppFixture : IAsyncLifetime
             try
             {
                 if (IdentityProvider is not null) await IdentityProvider.DisposeAsync();
+                if (Stripe is not null) await Stripe.DisposeAsync();
             }
             finally
             {

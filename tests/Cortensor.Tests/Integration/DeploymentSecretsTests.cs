@@ -97,6 +97,25 @@ public class DeploymentSecretsTests
         Assert.True(Validator("Development").Validate(null, defaults).Succeeded);
     }
 
+    [Fact]
+    public void StripeKeysAreOptionalInProductionButWhenGivenMustBothBeRealSecrets()
+    {
+        DeploymentSecrets Secrets(string? key, string? webhook) => new()
+        {
+            SigningKey = Strong(), RouterToken = Strong(), StripeSecretKey = key, StripeWebhookSecret = webhook,
+        };
+        // Purchases off: nothing to judge.
+        Assert.True(Validator("Production").Validate(null, Secrets(null, null)).Succeeded);
+        Assert.True(Validator("Production").Validate(null, Secrets("sk_live_" + Strong(), "whsec_" + Strong())).Succeeded);
+
+        var halfConfigured = Validator("Production").Validate(null, Secrets("sk_live_" + Strong(), null));
+        Assert.False(halfConfigured.Succeeded);
+        Assert.Contains("Stripe:WebhookSecret (AppHost parameter stripe-webhook-secret) is not set.", halfConfigured.FailureMessage, StringComparison.Ordinal);
+        var weak = Validator("Production").Validate(null, Secrets("sk_live_aaaaaaaaaaaaaaaaaaaa", "whsec_" + Strong()));
+        Assert.False(weak.Succeeded);
+        Assert.Contains("Stripe:SecretKey (AppHost parameter stripe-secret-key) is too predictable", weak.FailureMessage, StringComparison.Ordinal);
+    }
+
     private static DeploymentSecretsValidator Validator(string environment) =>
         new(new HostingEnvironment { EnvironmentName = environment });
 

@@ -1,0 +1,87 @@
+using Cortensor.Api.ControlPlane;
+using Cortensor.Api.Data;
+using Cortensor.Api.Keys;
+using Microsoft.EntityFrameworkCore;
+
+namespace Cortensor.Api.Accounts;
+
+/// <summary>
+/// Deleting an account, decided per organisation it belongs to (docs/api.md, "Deleting an account"):
+/// <list type="bullet">
+/// <item><b>closed</b>: the user is its only member. Every key is revoked (refused within about a second), the
+/// organisation is paused, and its pending invitations end. Its ledger, usage and receipts are kept (billing records),
+/// but nobody can sign in to it any more; an operator can still see it.</item>
+/// <item><b>handed_over</b>: the user is its only owner and others remain. Ownership passes to the longest-standing
+/// admin, or the longest-standing member when there is no admin. Keys and credit stay with the organisation.</item>
+/// <item><b>left</b>: another owner remains. The user just leaves; keys stay with the organisation.</item>
+/// </list>
+/// Then every sign-in of the account ends and the account (and its authenticator, recovery codes and memberships) is deleted.
+/// </summary>
+public sealed class AccountDeletion(PortalDbContext db, KeyService keys, PortalTokens tokens, TimeProvider clock)
+{
+    public sealed record OrganizationOutcome(Guid OrganizationId, string Name, string Role, int Members, int ActiveKeys, string Outcome, string? NewOwner, string Explanation);
+    public sealed record Plan(bool Deleted, OrganizationOutcome[] Organizations);
+
+    public async Task<Plan> PlanAsync(Guid userId, CancellationToken ct)
+    {
+        var memberships = await db.OrganizationMembers.AsNoTracking().Where(m => m.UserId == userId)
+            .Join(db.Organizations.AsNoTracking(), m => m.OrganizationId, o => o.Id, (m, o) => new { m.OrganizationId, o.Name, m.Role })
+            .OrderBy(x => x.Name).ToListAsync(ct);
+        var outcomes = new List<OrganizationOutcome>();
+        foreach (var m in memberships)
+        {
+            var others = await (from member in db.OrganizationMembers.AsNoTracking()
+                                join u in db.Users.AsNoTracking() on member.UserId equals u.Id
+                                where member.OrganizationId == m.OrganizationId && member.UserId != userId
+                                select new { member.Role, member.CreatedAt, u.Email }).ToListAsync(ct);
+            var activeKeys = await db.ApiKeys.CountAsync(k => k.OrganizationId == m.OrganizationId && k.Status != ApiKeyStatus.Revoked, ct);
+            var role = m.Role.ToString().ToLowerInvariant();
+            if (others.Count == 0)
+            {
+                outcomes.Add(new(m.OrganizationId, m.Name, role, 1, activeKeys, "closed", null,
+                    $"You are its only member: its {activeKeys} active key(s) are revoked and it is closed. Its billing records are kept."));
+            }
+            else if (m.Role == MemberRole.Owner && others.All(o => o.Role != MemberRole.Owner))
+            {
+                var heir = others.OrderBy(o => o.Role == MemberRole.Admin ? 0 : 1).ThenBy(o => o.CreatedAt).First();
+                outcomes.Add(new(m.OrganizationId, m.Name, role, others.Count + 1, activeKeys, "handed_over", heir.Email,
+                    $"You are its only owner: {heir.Email} becomes owner. Its keys and credit stay with it."));
+            }
+            else
+            {
+                outcomes.Add(new(m.OrganizationId, m.Name, role, others.Count + 1, activeKeys, "left", null,
+                    "You leave it. Its keys and credit stay with it."));
+            }
+        }
+        return new Plan(false, outcomes.ToArray());
+    }
+
+    public async Task<Plan> DeleteAsync(User user, AuditActor actor, CancellationToken ct)
+    {
+        var plan = await PlanAsync(user.Id, ct);
+        foreach (var org in plan.Organizations)
+        {
+            switch (org.Outcome)
+            {
+                case "closed":
+                    // Each revocation is durable and evicted from every replica's cache before the next step.
+                    foreach (var keyId in await db.ApiKeys.Where(k => k.OrganizationId == org.OrganizationId && k.Status != ApiKeyStatus.Revoked).Select(k => k.Id).ToListAsync(ct))
+                        await keys.SetKeyStatusAsync(keyId, ApiKeyStatus.Revoked, org.OrganizationId, actor, ct);
+                    await keys.SetOrganizationStatusAsync(org.OrganizationId, OrganizationStatus.Paused, actor, ct);
+                    await db.Set<Invitation>().Where(i => i.OrganizationId == org.OrganizationId).ExecuteDeleteAsync(ct);
+                    break;
+                case "handed_over":
+                    var heir = await db.Users.Where(u => u.Email == org.NewOwner).Select(u => u.Id).SingleAsync(ct);
+                    await db.OrganizationMembers.Where(m => m.OrganizationId == org.OrganizationId && m.UserId == heir)
+                        .ExecuteUpdateAsync(s => s.SetProperty(m => m.Role, MemberRole.Owner), ct);
+                    db.Record(actor, "member.handover", "organization", org.OrganizationId.ToString(), new { From = user.Id }, new { To = heir }, clock.GetUtcNow());
+                    break;
+            }
+        }
+        await tokens.RevokeAllSessionsAsync(user.Id, ct);
+        db.Record(actor, "account.delete", "user", user.Id.ToString(), new { user.Email }, new { plan.Organizations.Length }, clock.GetUtcNow());
+        db.Users.Remove(user);
+        await db.SaveChangesAsync(ct);
+        return plan with { Deleted = true };
+    }
+}

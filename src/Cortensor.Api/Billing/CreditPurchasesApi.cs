@@ -1,0 +1,126 @@
+using Cortensor.Api.ControlPlane;
+using Cortensor.Api.Data;
+using Cortensor.Api.Errors;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.Extensions.Options;
+using Stripe;
+using Stripe.Checkout;
+
+namespace Cortensor.Api.Billing;
+
+/// <summary>Buying credit (signed-in owners and admins) and Stripe's webhook that grants it.</summary>
+public static partial class CreditPurchasesApi
+{
+    public static RouteGroupBuilder MapCreditPurchasesApi(this RouteGroupBuilder portal)
+    {
+        var billing = portal.MapGroup("/billing").WithTags("Billing");
+        billing.MapGet("", Overview).WithSummary("Whether credit can be bought here, the amounts allowed, and the organisation's receipts");
+        billing.MapPost("/checkout", StartCheckout)
+            .WithSummary("Start buying credit: answers a Stripe Checkout URL; the credit is granted when Stripe reports the payment");
+        return portal;
+    }
+
+    public static IEndpointRouteBuilder MapStripeWebhook(this IEndpointRouteBuilder app)
+    {
+        app.MapPost("/webhooks/stripe", Webhook).ExcludeFromDescription();
+        return app;
+    }
+
+    public sealed record CheckoutBody(decimal? AmountUsd);
+    public sealed record CheckoutDto(string SessionId, string Url);
+    public sealed record ReceiptDto(string SessionId, decimal AmountUsd, string Status, DateTimeOffset CreatedAt, DateTimeOffset? PaidAt,
+        string? PaymentIntentId, string? ReceiptUrl);
+    public sealed record BillingDto(bool PurchasesEnabled, string? HowToEnable, decimal MinimumUsd, decimal MaximumUsd, ReceiptDto[] Receipts);
+
+    private static async Task<Ok<BillingDto>> Overview(PortalCaller caller, CreditPurchases purchases, IOptions<CreditPurchaseOptions> options, CancellationToken ct)
+    {
+        var o = options.Value;
+        var receipts = (await purchases.ListAsync(caller.OrganizationId, ct))
+            .Select(p => new ReceiptDto(p.Id, p.AmountUsd, p.Status.ToString().ToLowerInvariant(), p.CreatedAt, p.PaidAt, p.PaymentIntentId, p.ReceiptUrl))
+            .ToArray();
+        return TypedResults.Ok(new BillingDto(o.Enabled, o.Enabled ? null : CreditPurchaseOptions.HowToEnable, o.MinimumUsd, o.MaximumUsd, receipts));
+    }
+
+    private static async Task<Results<Ok<CheckoutDto>, ErrorResult>> StartCheckout(CheckoutBody body, PortalCaller caller, CreditPurchases purchases,
+        IOptions<CreditPurchaseOptions> options, ILoggerFactory logs, CancellationToken ct)
+    {
+        var o = options.Value;
+        if (!o.Enabled) return new ApiError(409, "invalid_request_error", "credit_purchases_disabled", CreditPurchaseOptions.HowToEnable).ToResult();
+        if (!caller.CanManage) return ApiError.InsufficientRole("buy credit").ToResult();
+        if (body.AmountUsd is not { } amount) return ApiError.MissingField("amount_usd").ToResult();
+        if (amount < o.MinimumUsd || amount > o.MaximumUsd || decimal.Round(amount, 2) != amount)
+            return ApiError.InvalidField("amount_usd", $"'amount_usd' must be between {o.MinimumUsd:0.##} and {o.MaximumUsd:0.##} USD, in whole cents.").ToResult();
+        try
+        {
+            var started = await purchases.StartCheckoutAsync(caller, amount, ct);
+            return TypedResults.Ok(new CheckoutDto(started.SessionId, started.Url));
+        }
+        catch (StripeException ex)
+        {
+            Log.CheckoutFailed(logs.CreateLogger(typeof(CreditPurchasesApi)), ex);
+            return ApiError.DependencyUnavailable("The payment provider").ToResult();
+        }
+    }
+
+    /// <summary>The most a Checkout event can plausibly weigh; anything larger is not Stripe.</summary>
+    private const int MaxWebhookBytes = 256 * 1024;
+
+    /// <summary>
+    /// Stripe's event delivery. The signature (Stripe-Signature, HMAC-SHA256 with the endpoint's secret, at most
+    /// <see cref="CreditPurchaseOptions.SignatureToleranceSeconds"/> old) is checked by Stripe.net before anything is read.
+    /// A 2xx tells Stripe to stop retrying: it is answered once the grant is durable, or when the event needs nothing.
+    /// </summary>
+    private static async Task<Results<Ok, ErrorResult>> Webhook(HttpRequest request, CreditPurchases purchases, IOptions<CreditPurchaseOptions> options,
+        ILoggerFactory logs, CancellationToken ct)
+    {
+        var o = options.Value;
+        if (!o.Enabled) return ApiError.NotFound("webhook").ToResult();
+        if (request.ContentLength > MaxWebhookBytes) return ApiError.BodyTooLarge(MaxWebhookBytes).ToResult();
+        string payload;
+        using (var reader = new StreamReader(request.Body))
+        {
+            var buffer = new char[MaxWebhookBytes + 1];
+            var read = await reader.ReadBlockAsync(buffer, ct);
+            if (read > MaxWebhookBytes) return ApiError.BodyTooLarge(MaxWebhookBytes).ToResult();
+            payload = new string(buffer, 0, read);
+        }
+        Event stripeEvent;
+        try
+        {
+            // The API version of the endpoint may differ from Stripe.net's: the few session fields read here are stable across versions.
+            stripeEvent = EventUtility.ConstructEvent(payload, request.Headers["Stripe-Signature"], o.WebhookSecret,
+                o.SignatureToleranceSeconds, throwOnApiVersionMismatch: false);
+        }
+        catch (StripeException)
+        {
+            return new ApiError(400, "invalid_request_error", "invalid_signature",
+                "The Stripe-Signature header does not match this payload and the webhook secret (or the event is too old).").ToResult();
+        }
+
+        if (stripeEvent.Data?.Object is not Session session) return TypedResults.Ok();
+        var log = logs.CreateLogger(typeof(CreditPurchasesApi));
+        switch (stripeEvent.Type)
+        {
+            case EventTypes.CheckoutSessionCompleted or EventTypes.CheckoutSessionAsyncPaymentSucceeded:
+                var outcome = await purchases.SettleAsync(session, stripeEvent.Id, ct);
+                Log.Settled(log, stripeEvent.Type, stripeEvent.Id, session.Id, outcome);
+                break;
+            case EventTypes.CheckoutSessionAsyncPaymentFailed:
+                await purchases.CloseAsync(session, CreditPurchaseStatus.Failed, stripeEvent.Id, ct);
+                break;
+            case EventTypes.CheckoutSessionExpired:
+                await purchases.CloseAsync(session, CreditPurchaseStatus.Expired, stripeEvent.Id, ct);
+                break;
+        }
+        return TypedResults.Ok();
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(LogLevel.Warning, "Stripe refused to create a Checkout session")]
+        public static partial void CheckoutFailed(ILogger logger, Exception ex);
+
+        [LoggerMessage(LogLevel.Information, "Stripe {EventType} {EventId} for session {SessionId}: {Outcome}")]
+        public static partial void Settled(ILogger logger, string eventType, string eventId, string sessionId, CreditPurchases.Outcome outcome);
+    }
+}
