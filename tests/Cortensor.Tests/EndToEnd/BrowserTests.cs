@@ -13,7 +13,7 @@ namespace Cortensor.Tests.EndToEnd;
 /// with CORTENSOR_SCREENSHOTS=1.
 /// </summary>
 [Collection(PortalAppCollection.Name), Trait("Category", PortalAppCollection.Category)]
-public class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
+public partial class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
 {
     private IPlaywright _playwright = null!;
     private IBrowser _browser = null!;
@@ -195,9 +195,9 @@ public class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
             await page.Locator("[data-interactive='yes']").WaitForAsync();
             return false;
         }, TimeSpan.FromSeconds(20), $"the usage page never found {requestId}", TimeSpan.FromMilliseconds(500));
-        await Assertions.Expect(page.GetByText(requestId)).ToBeVisibleAsync();
+        await Assertions.Expect(page.GetByText(requestId).First).ToBeVisibleAsync();
         await GoAsync(page, "/usage");
-        await Assertions.Expect(page.Locator(".portal-chart .js-plotly-plot")).ToBeVisibleAsync();
+        await Assertions.Expect(page.Locator("#usage-chart-day .js-plotly-plot")).ToBeVisibleAsync();
         await ShotAsync(page, "usage");
 
         await GoAsync(page, "/balance");
