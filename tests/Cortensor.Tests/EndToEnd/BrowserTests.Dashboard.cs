@@ -79,6 +79,8 @@ public partial class BrowserTests
         await page.Locator("#request-status").SelectOptionAsync("");
         await page.Locator("#request-model").SelectOptionAsync("gpt-oss-20b");
         await page.Locator("#request-search-submit").ClickAsync();
+        // The failed request's row is replaced, not merely one row left.
+        await Assertions.Expect(log).Not.ToContainTextAsync("model_not_found");
         await Assertions.Expect(LogRows(page)).ToHaveCountAsync(1);
         await LogRows(page).First.ClickAsync();
         await Assertions.Expect(detail).ToContainTextAsync(completionId);
