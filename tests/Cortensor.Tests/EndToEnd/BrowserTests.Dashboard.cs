@@ -98,8 +98,15 @@ public partial class BrowserTests
         await GoAsync(page, "/usage");
         var day = page.Locator("figure[aria-label='Usage per day chart']").First;
         await Assertions.Expect(day.Locator(".portal-chart-placeholder")).ToBeVisibleAsync();
-        var held = (await day.BoundingBoxAsync())!;
-        Assert.True(held.Height >= 300, $"the chart's place is {held.Height}px high while loading");
+        // Read in one go: the figure is re-rendered when the figures arrive (loading, then drawing), never absent.
+        var held = await page.EvaluateAsync<double[]>("""
+            (() => {
+                const figure = document.querySelector("figure[aria-label='Usage per day chart']");
+                const placeholder = figure.querySelector('.portal-chart-placeholder');
+                return [figure.getBoundingClientRect().height, placeholder.getBoundingClientRect().height];
+            })()
+            """);
+        Assert.True(held[0] >= 300 && held[1] >= 250, $"the chart's place is {held[0]}px high while loading, its placeholder {held[1]}px");
         release.SetResult();
         await page.UnrouteAsync("**/_content/Plotly.Blazor/**");
 
@@ -213,6 +220,14 @@ public partial class BrowserTests
             await AssertFitsAsync(page, PhoneWidth, url);
             await ShotAsync(page, "phone" + url.Replace('/', '-'));
         }
+        // A model the free plan lacks says which plans have it and links to Balance and plan, which says what the plan charges.
+        await GoAsync(page, "/models");
+        await Assertions.Expect(page.Locator("[data-model-plan='gpt-oss-120b']")).ToContainTextAsync("Not included — in the Pro, Scale plans");
+        await page.GetByLabel("Balance and plan: how to get gpt-oss-120b").ClickAsync();
+        await page.WaitForURLAsync("**/balance");
+        await Assertions.Expect(page.Locator("#plan-charges")).ToContainTextAsync("nothing is charged");
+        await Assertions.Expect(page.Locator("#plan-change")).ToContainTextAsync("Cortensor administrator");
+
         await GoAsync(page, "/api-keys");
         await AssertOnScreenAsync(page, page.GetByLabel("Revoke phone key"), PhoneWidth);
         await ShotAsync(page, "api-keys-phone");
