@@ -15,6 +15,7 @@ public static class DeploymentSecrets
         ("redis-password", SecretPolicy.MachinePassword),
         ("router-token", SecretPolicy.MachinePassword),
         ("admin-password", SecretPolicy.HumanPassword),
+        ("unkey-root-key", SecretPolicy.MachinePassword),
     ];
 
     /// <summary>What is wrong with the configured secrets, one line per setting; empty when the AppHost may start.</summary>
@@ -22,6 +23,8 @@ public static class DeploymentSecrets
     {
         if (builder.Environment.IsDevelopment() || builder.ExecutionContext.IsPublishMode) return [];
         var problems = Secrets
+            // Unkey's root key is a secret only when Unkey is the key provider.
+            .Where(s => s.Parameter != "unkey-root-key" || KeyProviders.UsesUnkey(builder.Configuration))
             .Select(s => SecretPolicy.Problem($"Parameters:{s.Parameter}", builder.Configuration[$"Parameters:{s.Parameter}"], s.Rule))
             .OfType<string>().ToList();
         if (string.IsNullOrWhiteSpace(builder.Configuration["Parameters:admin-email"]))

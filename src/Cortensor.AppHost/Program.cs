@@ -47,8 +47,10 @@ var api = builder.AddProject<Projects.Cortensor_Api>(LaunchTopology.Api, launchP
             context.EnvironmentVariables["Metering__SpoolDirectory"] = Path.Combine(PortalInfrastructure.DataRoot(builder), "spool");
     })
     .WithReplicas(builder.Configuration.GetValue("Api:Replicas", 1))
+    // Who issues and verifies API keys: the Api itself, or Unkey (a local stand-in in development).
+    .WithKeyProvider(builder)
     .WithHttpHealthCheck("/health")
-    .WithSettingsFrom(builder.Configuration, "Routing", "Inference", "Limits", "Metering", "Auth", "Keys", "AuthThrottling", "ControlPlane", "Mail");
+    .WithSettingsFrom(builder.Configuration, "Routing", "Inference", "Limits", "Metering", "Auth", "Keys", "AuthThrottling", "ControlPlane", "Mail", "Siwe");
 // The Api judges its secrets by the AppHost's environment (not its launch profile's, nor Production by default).
 migrations.WithHostEnvironment(builder);
 api.WithHostEnvironment(builder);
@@ -66,6 +68,15 @@ if (builder.ExecutionContext.IsRunMode && builder.Configuration["ASPNETCORE_URLS
     web.WithEnvironment("Telemetry__DashboardUrl", dashboardUrl);
 // The links in account mails open pages of the web dashboard.
 api.WithEnvironment("Mail__LinkBaseUrl", web.GetEndpoint("http"));
+// Sign-In with Ethereum: messages name the dashboard (or the Api, for clients that sign in directly), unless the
+// operator lists the public origins (Siwe:Origins) themselves.
+if (builder.Configuration["Siwe:Origins:0"] is { Length: > 0 } dashboardOrigin)
+    web.WithEnvironment("Siwe__Origin", dashboardOrigin);
+else
+{
+    web.WithEnvironment("Siwe__Origin", web.GetEndpoint("http"));
+    api.WithEnvironment("Siwe__Origins__0", web.GetEndpoint("http")).WithEnvironment("Siwe__Origins__1", api.GetEndpoint("http"));
+}
 
 builder.Build().Run();
 return 0;

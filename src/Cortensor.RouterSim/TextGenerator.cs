@@ -10,7 +10,7 @@ public sealed record GeneratedAnswer(string Text, IReadOnlyList<string> Pieces, 
 
 /// <summary>
 /// Deterministic stand-in for a model: short plain English that says it comes from a simulated router and
-/// echoes what was asked. Counted with the model family's tokenizer, as a real router counts: the reported
+/// echoes what was asked (or, for prompts with tools or a response format, see <see cref="StructuredAnswers"/>). Counted with the model family's tokenizer, as a real router counts: the reported
 /// completion tokens are exactly the count of the returned text, and max_tokens cuts it on a token boundary.
 /// </summary>
 public static partial class TextGenerator
@@ -47,6 +47,8 @@ public static partial class TextGenerator
         var hash = Hash(prompt, seed);
         var opening = string.Format(System.Globalization.CultureInfo.InvariantCulture, Openings[(int)(hash % (ulong)Openings.Length)], session);
         var closing = Closings[(int)(hash / 7 % (ulong)Closings.Length)];
+        // Tools and response formats in the prompt get a tool call, a final answer or a JSON document, as a model would write them.
+        if (StructuredAnswers.Answer(prompt, opening, closing) is { } structured) return structured;
         var asked = Echo(prompt);
         if (asked.Length == 0) return $"{opening} You sent an empty prompt. {closing}";
         // The quotation closes the sentence: a full stop after it unless the question already ends with one.

@@ -17,6 +17,7 @@ public static class SecretPolicy
         "cortensor-dev-postgres",
         "cortensor-dev-redis",
         "cortensor-dev-router-token",
+        "cortensor-dev-unkey-root-key",
         "Cortensor-dev-admin-1",
         "bench-signing-key-bench-signing-key-0123456789",
         "bench-router",

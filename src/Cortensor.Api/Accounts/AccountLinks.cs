@@ -55,7 +55,7 @@ public static class AccountLinks
         var user = await users.FindByIdAsync(http.User.UserId().ToString());
         if (user is null) return new ApiError(401, "authentication_error", "invalid_token", "This account no longer exists.").ToResult();
         if (user.EmailConfirmed) return new ApiError(409, "invalid_request_error", "already_verified", "Your e-mail address is verified already.").ToResult();
-        if (user.Email is null) return new ApiError(409, "invalid_request_error", "no_email", "This account has no e-mail address; your identity provider must verify one.").ToResult();
+        if (user.Email is null) return new ApiError(409, "invalid_request_error", "no_email", "This account has no e-mail address to verify (it signs in with a wallet or an identity provider).").ToResult();
         if (mailLimit.TryAcquire(user.Email)) await mails.SendVerificationAsync(user);
         return TypedResults.Accepted("/portal/me", new StatusDto("verification_sent", "We sent the verification link again. Check your mail."));
     }
@@ -112,7 +112,10 @@ public sealed class VerifiedEmailFilter(string what) : IEndpointFilter
         var http = context.HttpContext;
         var userId = http.User.UserId();
         var db = http.RequestServices.GetRequiredService<PortalDbContext>();
-        var verified = await db.Users.AsNoTracking().Where(u => u.Id == userId).Select(u => u.EmailConfirmed).SingleOrDefaultAsync(http.RequestAborted);
+        // A wallet proven by a signed message is an identity as proven as a verified address.
+        var verified = await db.Users.AsNoTracking().Where(u => u.Id == userId)
+            .Select(u => u.EmailConfirmed || db.UserLogins.Any(l => l.UserId == u.Id && l.LoginProvider == Siwe.WalletAccounts.LoginProvider))
+            .SingleOrDefaultAsync(http.RequestAborted);
         return verified ? await next(context) : ApiError.EmailNotVerified(what).ToResult();
     }
 }

@@ -1,5 +1,6 @@
 using System.Text;
 using Cortensor.Api.Accounts.Mail;
+using Cortensor.Api.Accounts.Siwe;
 using Cortensor.Api.Data;
 using Microsoft.AspNetCore.DataProtection;
 using Microsoft.AspNetCore.Authentication.JwtBearer;
@@ -61,6 +62,7 @@ public static class AccountsExtensions
         builder.Services.AddSingleton<SessionRevocations>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<SessionRevocations>());
         builder.Services.AddScoped<ExternalUsers>();
+        builder.AddWalletSignIn();
 
         var auth = builder.Configuration.GetSection(AuthOptions.Section).Get<AuthOptions>() ?? new AuthOptions();
         var external = auth.External;

@@ -1,5 +1,6 @@
 using System.Net.Mail;
 using Cortensor.Api.Accounts.Mail;
+using Cortensor.Api.Accounts.Siwe;
 using Cortensor.Api.ControlPlane;
 using Cortensor.Api.Data;
 using Cortensor.Api.Errors;
@@ -24,10 +25,12 @@ public static class AuthApi
         auth.MapPost("/refresh", Refresh).RequireRateLimiting(AuthThrottling.Tokens).WithSummary("Exchange a refresh token for a new pair (the old one stops working)");
         auth.MapPost("/logout", LogOut).RequireRateLimiting(AuthThrottling.Tokens).WithSummary("Sign out: the refresh token and every token rotated from it stop working");
         auth.MapAccountLinks();
+        auth.MapWalletSignIn();
 
         var me = app.MapGroup("/portal/me").WithTags("Accounts").RequireAuthorization(PortalAuth.UserPolicy).ProducesErrors(400, 401);
         me.MapGet("", GetMe).WithSummary("The signed-in user and their organisations");
         me.MapPatch("", UpdateMe).WithSummary("Change the display name");
+        me.MapWallets();
         return app;
     }
 

@@ -80,6 +80,9 @@ public sealed record ApiError(int Status, string Type, string Code, string Messa
         new(504, "timeout", "upstream_timeout", "The model did not answer in time. Retry, or lower max_tokens.");
     public static ApiError UpstreamFailed() =>
         new(502, "api_error", "upstream_error", "The model failed while answering. Retry the request.");
+    /// <summary>The model answered, but not in the form the request asked for (tool call, JSON, schema); the tokens are charged.</summary>
+    public static ApiError InvalidModelOutput(string why) =>
+        new(502, "api_error", "invalid_model_output", $"The model's answer was not usable: {why} The tokens it generated are charged; retry the request.");
     public static ApiError Internal() =>
         new(500, "api_error", "internal_error", "Something went wrong on our side. Retry; if it persists, contact support with the request id.");
 

@@ -34,6 +34,13 @@ public abstract class Dialect
 
     public abstract object UsageChunk(string id, long created, string model, Usage usage);
 
+    /// <summary>A whole answer read as the request asked (tool calls or a checked JSON document). Only chat takes tools.</summary>
+    public virtual IResult Answer(string id, string model, long created, StructuredAnswer answer, string finish, Usage usage) =>
+        Answer(id, model, created, answer.Content ?? "", finish, usage);
+
+    /// <summary>The stream chunks of an answer's tool calls, before the chunk that ends the answer.</summary>
+    public virtual IEnumerable<object> ToolCallDeltas(string id, long created, string model, AnswerToolCall[] calls) => [];
+
     protected static (InferenceRequest?, ApiError?) Validated(ApiError? error, InferenceRequest? request) =>
         error is not null ? (null, error) : (request, null);
 
@@ -48,10 +55,30 @@ public abstract class Dialect
             return Validated(RequestValidation.Validate(request, out var r), r);
         }
 
-        public override string Render(CatalogModel model, InferenceRequest request) => PromptTemplates.Render(model.Family, request.Messages);
+        public override string Render(CatalogModel model, InferenceRequest request) => PromptTemplates.Render(model.Family, request);
 
         public override IResult Answer(string id, string model, long created, string text, string finish, Usage usage) =>
             TypedResults.Json(ResponseNormaliser.Chat(id, model, created, text, finish, usage), PortalJsonContext.Default.ChatCompletion);
+
+        public override IResult Answer(string id, string model, long created, StructuredAnswer answer, string finish, Usage usage) =>
+            TypedResults.Json(new ChatCompletion(id, "chat.completion", created, model,
+                [new ChatChoice(0, new AssistantMessage("assistant", answer.Content, answer.Calls), finish, null)], usage, null),
+                PortalJsonContext.Default.ChatCompletion);
+
+        /// <summary>As OpenAI streams calls: index, id, type and name with empty arguments first, then pieces of the arguments.</summary>
+        public override IEnumerable<object> ToolCallDeltas(string id, long created, string model, AnswerToolCall[] calls)
+        {
+            const int Piece = 24;
+            for (var i = 0; i < calls.Length; i++)
+            {
+                var call = calls[i];
+                yield return Chunk(id, created, model, new ChunkDelta(null, null, [new ChunkToolCall(i, call.Id, "function", new ChunkFunction(call.Function.Name, ""))]), null);
+                var args = call.Function.Arguments;
+                for (var at = 0; at < args.Length; at += Piece)
+                    yield return Chunk(id, created, model,
+                        new ChunkDelta(null, null, [new ChunkToolCall(i, null, null, new ChunkFunction(null, args.Substring(at, Math.Min(Piece, args.Length - at))))]), null);
+            }
+        }
 
         public override object? Opening(string id, long created, string model) => Chunk(id, created, model, new ChunkDelta("assistant", ""), null);
 

@@ -15,6 +15,8 @@ public static class InferenceApi
 
         v1.MapGet("/models", ListModels).WithName("ListModels").WithSummary("Models this key may use")
             .Produces<ErrorEnvelope>(401).Produces<ErrorEnvelope>(403).Produces<ErrorEnvelope>(503);
+        v1.MapGet("/models/{id}", GetModel).WithName("RetrieveModel").WithSummary("One model this key may use")
+            .Produces<ErrorEnvelope>(401).Produces<ErrorEnvelope>(403).Produces<ErrorEnvelope>(404).Produces<ErrorEnvelope>(503);
         v1.MapPost("/chat/completions", (HttpContext http, InferenceHandler handler) => handler.HandleAsync(http, Dialect.Chat))
             .WithName("CreateChatCompletion").WithSummary("Chat completion, streaming (SSE) or not")
             .Accepts<ChatCompletionRequest>("application/json")
@@ -30,13 +32,28 @@ public static class InferenceApi
         return app;
     }
 
+    /// <summary>
+    /// As OpenAI: a model the key may use, else 404. A model that exists but is not the key's is 403 model_not_entitled,
+    /// as a completion for it would be, so the dashboard's upgrade path can name it.
+    /// </summary>
+    private static Results<JsonHttpResult<ModelCard>, ErrorResult> GetModel(string id, HttpContext http, CatalogStore catalog)
+    {
+        var snapshot = catalog.Current;
+        if (!snapshot.IsLoaded) return ApiError.DependencyUnavailable("The model catalog", 1).ToResult();
+        if (!snapshot.Models.TryGetValue(id, out var model) || !model.Enabled) return ApiError.UnknownModel(id).ToResult();
+        if (http.GetKey() is var key && !key.MayUse(model.Id)) return ApiError.ModelNotEntitled(model, key.PlanId).ToResult();
+        return TypedResults.Json(Card(model), PortalJsonContext.Default.ModelCard);
+    }
+
+    private static ModelCard Card(CatalogModel m) => new(m.Id, "model", m.CreatedAt.ToUnixTimeSeconds(), "cortensor");
+
     private static JsonHttpResult<ModelList> ListModels(HttpContext http, CatalogStore catalog)
     {
         var key = http.GetKey();
         var models = catalog.Current.Models.Values
             .Where(m => m.Enabled && key.MayUse(m.Id))
             .OrderBy(m => m.Id, StringComparer.Ordinal)
-            .Select(m => new ModelCard(m.Id, "model", m.CreatedAt.ToUnixTimeSeconds(), "cortensor"))
+            .Select(Card)
             .ToArray();
         return TypedResults.Json(new ModelList("list", models), PortalJsonContext.Default.ModelList);
     }

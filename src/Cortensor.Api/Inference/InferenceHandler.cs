@@ -16,7 +16,7 @@ namespace Cortensor.Api.Inference;
 /// settle and meter. One instance per process; every step is a named span.
 /// </summary>
 public sealed class InferenceHandler(
-    CatalogStore catalog, AdmissionGate admissions, RouterForwarder forwarder, UsageMeter meter, LocalAdmission local,
+    CatalogStore catalog, AdmissionGate admissions, RouterForwarder forwarder, RouterBalancer balancer, UsageMeter meter, LocalAdmission local,
     IOptions<InferenceOptions> options, IOptions<LimitsOptions> limits, TimeProvider clock, ILogger<InferenceHandler> log)
 {
     // The request ends this long before its reservation's deadline, so the reaper never races a live request.
@@ -35,25 +35,18 @@ public sealed class InferenceHandler(
             if (request is null) return usage.Fail(invalid ?? ApiError.MalformedJson(null, "the body must be a JSON object."));
             usage.Requested(request.Model, request.Stream);
 
-            // Step 3: entitlement.
+            // Step 3: entitlement, and the fallback models when the first cannot serve.
             var snapshot = catalog.Current;
             var maxTokens = request.MaxTokens ?? options.Value.DefaultMaxTokens;
-            ApiError? denied;
-            CatalogModel? model;
+            ModelFallback.Choice choice;
             using (var step = Telemetry.StartStep("entitlement"))
             {
-                denied = Entitlement.Check(snapshot, key, request.Model, maxTokens, out model);
-                Telemetry.Outcome(step, denied);
+                choice = ModelFallback.Pick(snapshot, key, request, maxTokens, balancer);
+                Telemetry.Outcome(step, choice.Error);
             }
-            usage.Model = model;
-            if (denied is not null || model is null) return usage.Fail(denied ?? ApiError.UnknownModel(request.Model));
-
-            // A request its pool cannot take is refused before it counts against any limit.
-            if (!snapshot.Pools.TryGetValue(model.PoolId, out var pool) || pool.Routers.Count == 0)
-                return usage.Fail(ApiError.NoCapacity($"The model '{model.Id}' has no capacity right now. Retry shortly."));
-            if (pool.Draining)
-                return usage.Fail(ApiError.NoCapacity($"The model '{model.Id}' is paused for maintenance. Retry later.", 30));
-            if (Entitlement.Honoured(model, pool, request) is { } unsupported) return usage.Fail(unsupported);
+            usage.Model = choice.Model;
+            if (choice is not { Error: null, Model: { } model, Pool: { } pool })
+                return usage.Fail(choice.Error ?? ApiError.UnknownModel(request.Model));
 
             // The prompt as the router will see it, counted with the family's tokenizer: the reservation
             // covers its ceiling, and the router's report is checked against it.

@@ -5,7 +5,14 @@ namespace Cortensor.Api.Inference;
 
 public enum InferenceKind { Chat, Text }
 
-public sealed record PromptMessage(string Role, string Content);
+public sealed record PromptMessage(string Role, string Content)
+{
+    /// <summary>The calls an assistant turn made (then its content may be empty).</summary>
+    public IReadOnlyList<PromptToolCall>? ToolCalls { get; init; }
+    /// <summary>For a tool turn: the call it answers, and that call's function name.</summary>
+    public string? ToolCallId { get; init; }
+    public string? Name { get; init; }
+}
 
 /// <summary>A validated /v1 request, independent of which endpoint it came from.</summary>
 public sealed record InferenceRequest(
@@ -13,6 +20,18 @@ public sealed record InferenceRequest(
     int? MaxTokens, double? Temperature, double? TopP, IReadOnlyList<string> Stop,
     bool Stream, bool IncludeUsage, int? Seed, double? PresencePenalty = null, double? FrequencyPenalty = null)
 {
+    /// <summary>Models to try in order when <see cref="Model"/> cannot serve (see <see cref="ModelFallback"/>).</summary>
+    public IReadOnlyList<string> Fallbacks { get; init; } = [];
+
+    /// <summary>Function tools and tool_choice (chat only); rendered in the family's tool format.</summary>
+    public ToolSet? Tools { get; init; }
+
+    /// <summary>response_format json_object / json_schema; null for text.</summary>
+    public OutputFormat? Format { get; init; }
+
+    /// <summary>The answer has to be read as a whole (tool calls, JSON) before it is given to the client.</summary>
+    public bool Structured => Tools is { Active: true } || Format is not null;
+
     /// <summary>Rough prompt size (4 characters a token) for rate-limit and quota reservations before the router counts.</summary>
     /// <remarks>Computed once: it is read again for every streamed chunk.</remarks>
     public int EstimatedPromptTokens { get; } =
@@ -28,11 +47,13 @@ public static class RequestValidation
     public static ApiError? Validate(ChatCompletionRequest r, out InferenceRequest? request)
     {
         request = null;
-        if (string.IsNullOrWhiteSpace(r.Model)) return ApiError.MissingField("model");
+        if (ReadModels(r.Model, r.Models, out var model, out var fallbacks) is { } badModel) return badModel;
         if (r.Messages is null) return ApiError.MissingField("messages");
         if (r.Messages.Count == 0) return ApiError.InvalidField("messages", "'messages' must contain at least one message.");
 
+        if (RequestFields.Check(r.Unread, ApiSurface.Chat, "/v1/chat/completions") is { } unread) return unread;
         var messages = new List<PromptMessage>(r.Messages.Count);
+        Dictionary<string, string>? callNames = null;
         for (var i = 0; i < r.Messages.Count; i++)
         {
             var m = r.Messages[i];
@@ -43,22 +64,35 @@ public static class RequestValidation
                 return ApiError.InvalidField($"{at}.role", $"'{at}.role' must be one of system, developer, user, assistant, tool; got '{m.Role}'.");
             var error = ReadContent(m.Content, $"{at}.content", m.Role, out var text);
             if (error is not null) return error;
-            messages.Add(new PromptMessage(m.Role, text));
+            var message = new PromptMessage(m.Role, text);
+            if (m.ToolCalls is not null || m.Role == "tool")
+            {
+                callNames ??= new Dictionary<string, string>(StringComparer.Ordinal);
+                if (ToolValidation.ReadToolTurn(m, at, callNames, ref message) is { } toolError) return toolError;
+            }
+            messages.Add(message);
         }
+        if (ToolValidation.ReadTools(r, out var tools) is { } toolsError) return toolsError;
+        if (ToolValidation.ReadFormat(r.ResponseFormat, out var format) is { } formatError) return formatError;
 
         var common = ValidateCommon(r.MaxCompletionTokens ?? r.MaxTokens, r.MaxCompletionTokens is null ? "max_tokens" : "max_completion_tokens",
             r.Temperature, r.TopP, r.N, r.Stop, r.Stream, r.StreamOptions, r.PresencePenalty, r.FrequencyPenalty, out var stop);
         if (common is not null) return common;
 
-        request = new InferenceRequest(InferenceKind.Chat, r.Model, messages, null, r.MaxCompletionTokens ?? r.MaxTokens,
-            r.Temperature, r.TopP, stop, r.Stream == true, r.StreamOptions?.IncludeUsage == true, r.Seed, r.PresencePenalty, r.FrequencyPenalty);
+        request = new InferenceRequest(InferenceKind.Chat, model, messages, null, r.MaxCompletionTokens ?? r.MaxTokens,
+            r.Temperature, r.TopP, stop, r.Stream == true, r.StreamOptions?.IncludeUsage == true, r.Seed, r.PresencePenalty, r.FrequencyPenalty)
+        {
+            Tools = tools,
+            Format = format,
+            Fallbacks = fallbacks,
+        };
         return null;
     }
 
     public static ApiError? Validate(CompletionRequest r, out InferenceRequest? request)
     {
         request = null;
-        if (string.IsNullOrWhiteSpace(r.Model)) return ApiError.MissingField("model");
+        if (ReadModels(r.Model, r.Models, out var model, out var fallbacks) is { } badModel) return badModel;
         string prompt;
         switch (r.Prompt.ValueKind)
         {
@@ -75,16 +109,47 @@ public static class RequestValidation
             default:
                 return ApiError.InvalidField("prompt", "'prompt' must be a string.");
         }
-        if (r.Echo == true) return ApiError.InvalidField("echo", "'echo' is not supported.");
-        if (!string.IsNullOrEmpty(r.Suffix)) return ApiError.InvalidField("suffix", "'suffix' is not supported.");
+        if (RequestFields.Check(r.Unread, ApiSurface.Text, "/v1/completions") is { } unread) return unread;
 
         var common = ValidateCommon(r.MaxTokens ?? 16, "max_tokens", r.Temperature, r.TopP, r.N, r.Stop, r.Stream, r.StreamOptions,
             r.PresencePenalty, r.FrequencyPenalty, out var stop);
         if (common is not null) return common;
 
         // OpenAI's legacy completions default to 16 tokens.
-        request = new InferenceRequest(InferenceKind.Text, r.Model, [], prompt, r.MaxTokens ?? 16, r.Temperature, r.TopP, stop,
-            r.Stream == true, r.StreamOptions?.IncludeUsage == true, r.Seed, r.PresencePenalty, r.FrequencyPenalty);
+        request = new InferenceRequest(InferenceKind.Text, model, [], prompt, r.MaxTokens ?? 16, r.Temperature, r.TopP, stop,
+            r.Stream == true, r.StreamOptions?.IncludeUsage == true, r.Seed, r.PresencePenalty, r.FrequencyPenalty)
+        { Fallbacks = fallbacks };
+        return null;
+    }
+
+    /// <summary>
+    /// <c>model</c>, and <c>models</c> to fall back on (OpenRouter's convention): with both, <c>model</c> is tried
+    /// first; with only <c>models</c>, its first entry is. Repeats are dropped, order kept.
+    /// </summary>
+    private static ApiError? ReadModels(string? modelField, JsonElement models, out string model, out IReadOnlyList<string> fallbacks)
+    {
+        model = modelField ?? "";
+        fallbacks = [];
+        if (models.ValueKind is JsonValueKind.Undefined or JsonValueKind.Null)
+            return string.IsNullOrWhiteSpace(modelField) ? ApiError.MissingField("model") : null;
+        if (models.ValueKind != JsonValueKind.Array)
+            return ApiError.InvalidField("models", "'models' must be an array of model ids.");
+        var count = models.GetArrayLength();
+        if (count == 0) return ApiError.InvalidField("models", "'models' must name at least one model.");
+        if (count > ModelFallback.MaxModels)
+            return ApiError.InvalidField("models", $"'models' takes at most {ModelFallback.MaxModels} models; got {count}.");
+        var list = new List<string>(count + 1);
+        if (!string.IsNullOrWhiteSpace(modelField)) list.Add(modelField);
+        var index = 0;
+        foreach (var item in models.EnumerateArray())
+        {
+            if (item.ValueKind != JsonValueKind.String || item.GetString() is not { } id || string.IsNullOrWhiteSpace(id))
+                return ApiError.InvalidField($"models[{index}]", $"'models[{index}]' must be a model id (a non-empty string).");
+            if (!list.Contains(id, StringComparer.Ordinal)) list.Add(id);
+            index++;
+        }
+        model = list[0];
+        fallbacks = list.Count == 1 ? [] : list.GetRange(1, list.Count - 1);
         return null;
     }
 
@@ -95,7 +160,7 @@ public static class RequestValidation
         if (maxTokens is < 1) return ApiError.InvalidField(maxTokensName, $"'{maxTokensName}' must be at least 1; got {maxTokens}.");
         if (temperature is < 0 or > 2) return ApiError.InvalidField("temperature", $"'temperature' must be between 0 and 2; got {temperature}.");
         if (topP is < 0 or > 1) return ApiError.InvalidField("top_p", $"'top_p' must be between 0 and 1; got {topP}.");
-        if (n is not null and not 1) return ApiError.InvalidField("n", $"'n' must be 1 (one choice per request is supported); got {n}.");
+        if (n is not null and not 1) return ApiError.UnsupportedParameter("n", $"'n' must be 1 (one choice per request is supported); got {n}.");
         if (presence is < -2 or > 2) return ApiError.InvalidField("presence_penalty", "'presence_penalty' must be between -2 and 2.");
         if (frequency is < -2 or > 2) return ApiError.InvalidField("frequency_penalty", "'frequency_penalty' must be between -2 and 2.");
         if (streamOptions is not null && stream != true)

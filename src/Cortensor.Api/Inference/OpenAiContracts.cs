@@ -9,6 +9,8 @@ namespace Cortensor.Api.Inference;
 public sealed class ChatCompletionRequest
 {
     public string? Model { get; set; }
+    /// <summary>Fallback models, tried in order when the first cannot serve (OpenRouter's convention).</summary>
+    public JsonElement Models { get; set; }
     public List<ChatMessage>? Messages { get; set; }
     public int? MaxTokens { get; set; }
     public int? MaxCompletionTokens { get; set; }
@@ -22,6 +24,15 @@ public sealed class ChatCompletionRequest
     public double? PresencePenalty { get; set; }
     public double? FrequencyPenalty { get; set; }
     public string? User { get; set; }
+    public List<ToolDefinition?>? Tools { get; set; }
+    /// <summary>"none", "auto", "required" or {"type": "function", "function": {"name"}}.</summary>
+    public JsonElement ToolChoice { get; set; }
+    public bool? ParallelToolCalls { get; set; }
+    public ResponseFormat? ResponseFormat { get; set; }
+
+    /// <summary>Every other top-level field, checked against <see cref="RequestFields"/>; null (no allocation) when there is none.</summary>
+    [JsonExtensionData]
+    public Dictionary<string, JsonElement>? Unread { get; set; }
 }
 
 public sealed class ChatMessage
@@ -29,6 +40,53 @@ public sealed class ChatMessage
     public string? Role { get; set; }
     public JsonElement Content { get; set; }
     public string? Name { get; set; }
+    /// <summary>An assistant turn's calls, sent back with the conversation.</summary>
+    public List<ToolCall?>? ToolCalls { get; set; }
+    /// <summary>Which call a <c>tool</c> message answers.</summary>
+    public string? ToolCallId { get; set; }
+}
+
+/// <summary>A function the model may call; <c>parameters</c> is a JSON schema.</summary>
+public sealed class ToolDefinition
+{
+    public string? Type { get; set; }
+    public FunctionDefinition? Function { get; set; }
+}
+
+public sealed class FunctionDefinition
+{
+    public string? Name { get; set; }
+    public string? Description { get; set; }
+    public JsonElement Parameters { get; set; }
+    public bool? Strict { get; set; }
+}
+
+public sealed class ToolCall
+{
+    public string? Id { get; set; }
+    public string? Type { get; set; }
+    public FunctionCall? Function { get; set; }
+}
+
+/// <summary><c>arguments</c> is a JSON object serialised as a string, as OpenAI sends it.</summary>
+public sealed class FunctionCall
+{
+    public string? Name { get; set; }
+    public string? Arguments { get; set; }
+}
+
+public sealed class ResponseFormat
+{
+    public string? Type { get; set; }
+    public JsonSchemaFormat? JsonSchema { get; set; }
+}
+
+public sealed class JsonSchemaFormat
+{
+    public string? Name { get; set; }
+    public string? Description { get; set; }
+    public JsonElement Schema { get; set; }
+    public bool? Strict { get; set; }
 }
 
 public sealed class StreamOptions
@@ -39,6 +97,8 @@ public sealed class StreamOptions
 public sealed class CompletionRequest
 {
     public string? Model { get; set; }
+    /// <summary>Fallback models, tried in order when the first cannot serve (OpenRouter's convention).</summary>
+    public JsonElement Models { get; set; }
     public JsonElement Prompt { get; set; }
     public int? MaxTokens { get; set; }
     public double? Temperature { get; set; }
@@ -48,11 +108,13 @@ public sealed class CompletionRequest
     public bool? Stream { get; set; }
     public StreamOptions? StreamOptions { get; set; }
     public int? Seed { get; set; }
-    public bool? Echo { get; set; }
-    public string? Suffix { get; set; }
     public double? PresencePenalty { get; set; }
     public double? FrequencyPenalty { get; set; }
     public string? User { get; set; }
+
+    /// <summary>Every other top-level field (echo, suffix, best_of, …), checked against <see cref="RequestFields"/>.</summary>
+    [JsonExtensionData]
+    public Dictionary<string, JsonElement>? Unread { get; set; }
 }
 
 public sealed record Usage(int PromptTokens, int CompletionTokens, int TotalTokens);
@@ -62,13 +124,25 @@ public sealed record ChatCompletion(string Id, string Object, long Created, stri
 public sealed record ChatChoice(int Index, AssistantMessage Message,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? FinishReason,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] object? Logprobs);
-public sealed record AssistantMessage(string Role, string Content);
+public sealed record AssistantMessage(string Role,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? Content, AnswerToolCall[]? ToolCalls = null);
+
+/// <summary>A call in an answer: <c>arguments</c> is the JSON object as a string.</summary>
+public sealed record AnswerToolCall(string Id, string Type, AnswerFunction Function);
+public sealed record AnswerFunction(string Name, string Arguments);
 
 public sealed record ChatCompletionChunk(string Id, string Object, long Created, string Model, ChunkChoice[] Choices,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] Usage? Usage);
 public sealed record ChunkChoice(int Index, ChunkDelta Delta,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? FinishReason);
-public sealed record ChunkDelta(string? Role, string? Content);
+public sealed record ChunkDelta(string? Role, string? Content, ChunkToolCall[]? ToolCalls = null);
+
+/// <summary>
+/// A streamed piece of a call, as OpenAI sends it: the first chunk of a call has its index, id, type, name and
+/// empty arguments; the following chunks carry only the index and a piece of the arguments.
+/// </summary>
+public sealed record ChunkToolCall(int Index, string? Id, string? Type, ChunkFunction Function);
+public sealed record ChunkFunction(string? Name, string? Arguments);
 
 public sealed record TextCompletion(string Id, string Object, long Created, string Model, TextChoice[] Choices, Usage? Usage);
 public sealed record TextChoice(string Text, int Index,

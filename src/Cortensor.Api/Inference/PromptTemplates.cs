@@ -1,4 +1,5 @@
 using System.Text;
+using System.Text.Json;
 
 namespace Cortensor.Api.Inference;
 
@@ -23,12 +24,22 @@ public static class PromptTemplates
     private static readonly string[] GemmaTokens =
         ["<start_of_turn>", "<end_of_turn>", "<bos>", "<eos>", "<pad>", "<unk>", "<mask>", "<start_of_image>", "<end_of_image>"];
 
-    public static string Render(string family, IReadOnlyList<PromptMessage> messages) => family switch
+    public static string Render(string family, IReadOnlyList<PromptMessage> messages) => Render(family, messages, null, null);
+
+    /// <summary>The request's messages with its tools and response format, in the family's own conventions (docs/api.md, "Tools and structured output").</summary>
+    public static string Render(string family, InferenceRequest request) => Render(family, request.Messages, request.Tools, request.Format);
+
+    public static string Render(string family, IReadOnlyList<PromptMessage> messages, ToolSet? tools, OutputFormat? format)
     {
-        "gpt-oss" => Harmony(messages),
-        "gemma" => Gemma(messages),
-        _ => ChatMl(messages),
-    };
+        // tool_choice none: the model is not shown the tools (earlier calls and results still are).
+        var shown = tools is { Active: true } ? tools : null;
+        return family switch
+        {
+            "gpt-oss" => Harmony(messages, shown, format),
+            "gemma" => Gemma(messages, shown, format),
+            _ => ChatMl(messages, shown, format),
+        };
+    }
 
     /// <summary>Message content as inert text for <paramref name="family"/>: no control token of that family survives.</summary>
     public static string Neutralise(string family, string content)
@@ -43,22 +54,93 @@ public static class PromptTemplates
         return content.Contains("<|", StringComparison.Ordinal) ? content.Replace("<|", $"<{Neutraliser}|", StringComparison.Ordinal) : content;
     }
 
-    /// <summary>The gpt-oss "harmony" format; developer and system both map to their own roles.</summary>
-    private static string Harmony(IReadOnlyList<PromptMessage> messages)
+    /// <summary>
+    /// The gpt-oss "harmony" format; developer and system both map to their own roles. Tools are a TypeScript-like
+    /// <c>namespace functions</c> in a developer message, the model calls one with
+    /// <c>&lt;|channel|&gt;commentary to=functions.name &lt;|constrain|&gt;json&lt;|message|&gt;{…}&lt;|call|&gt;</c>, and a result
+    /// comes back from <c>functions.name to=assistant</c>. A response format is a "# Response Formats" section.
+    /// </summary>
+    private static string Harmony(IReadOnlyList<PromptMessage> messages, ToolSet? tools, OutputFormat? format)
     {
         var sb = new StringBuilder();
-        foreach (var m in messages)
-            sb.Append("<|start|>").Append(m.Role).Append("<|message|>").Append(Neutralise("gpt-oss", m.Content)).Append("<|end|>");
+        var i = 0;
+        // The tools' developer message follows the leading system and developer messages.
+        for (; i < messages.Count && messages[i].Role is "system" or "developer"; i++) HarmonyMessage(sb, messages[i]);
+        if (tools is not null || format is not null)
+        {
+            var dev = new StringBuilder();
+            if (Instruction(tools) is { } instruction) dev.Append("# Instructions\n\n").Append(instruction).Append("\n\n");
+            if (tools is not null)
+            {
+                dev.Append("# Tools\n\n## functions\n\nnamespace functions {\n\n");
+                foreach (var t in tools.Tools)
+                {
+                    if (t.Description is { Length: > 0 } d) dev.Append("// ").Append(d.ReplaceLineEndings(" ")).Append('\n');
+                    dev.Append("type ").Append(t.Name).Append(" = ");
+                    if (t.Parameters.TryGetProperty("properties", out var props) && props.ValueKind == JsonValueKind.Object && props.EnumerateObject().Any())
+                        dev.Append("(_: ").Append(TypeScript.Of(t.Parameters)).Append(") => any;\n\n");
+                    else
+                        dev.Append("() => any;\n\n");
+                }
+                dev.Append("} // namespace functions");
+            }
+            if (format is not null)
+            {
+                if (tools is not null) dev.Append("\n\n");
+                dev.Append("# Response Formats\n\n## ").Append(format.Name).Append("\n\n");
+                if (format.Description is { Length: > 0 } d) dev.Append("// ").Append(d.ReplaceLineEndings(" ")).Append('\n');
+                dev.Append(SchemaText(format));
+            }
+            sb.Append("<|start|>developer<|message|>").Append(Neutralise("gpt-oss", dev.ToString())).Append("<|end|>");
+        }
+        for (; i < messages.Count; i++) HarmonyMessage(sb, messages[i]);
         return sb.Append("<|start|>assistant").ToString();
     }
 
-    /// <summary>Gemma has user and model turns only: system and developer text leads the first user turn.</summary>
-    private static string Gemma(IReadOnlyList<PromptMessage> messages)
+    private static void HarmonyMessage(StringBuilder sb, PromptMessage m)
+    {
+        if (m.Role == "tool")
+        {
+            sb.Append("<|start|>functions.").Append(m.Name).Append(" to=assistant<|channel|>commentary<|message|>")
+                .Append(Neutralise("gpt-oss", m.Content)).Append("<|end|>");
+            return;
+        }
+        if (m.ToolCalls is { Count: > 0 } calls)
+        {
+            if (m.Content.Length > 0) sb.Append("<|start|>assistant<|message|>").Append(Neutralise("gpt-oss", m.Content)).Append("<|end|>");
+            foreach (var c in calls)
+                sb.Append("<|start|>assistant<|channel|>commentary to=functions.").Append(c.Name).Append(" <|constrain|>json<|message|>")
+                    .Append(Neutralise("gpt-oss", c.Arguments)).Append("<|call|>");
+            return;
+        }
+        sb.Append("<|start|>").Append(m.Role).Append("<|message|>").Append(Neutralise("gpt-oss", m.Content)).Append("<|end|>");
+    }
+
+    /// <summary>
+    /// Gemma has user and model turns only: system and developer text leads the first user turn. Gemma has no tool
+    /// tokens; its documented function-calling prompt lists the functions as JSON and asks for a call as
+    /// <c>{"name": …, "parameters": {…}}</c> with no other text; results come back in a <c>```tool_output</c> block.
+    /// </summary>
+    private static string Gemma(IReadOnlyList<PromptMessage> messages, ToolSet? tools, OutputFormat? format)
     {
         var sb = new StringBuilder();
         var preamble = new StringBuilder();
-        foreach (var m in messages)
+        if (tools is not null)
         {
+            preamble.Append(GemmaToolsIntro).Append('[');
+            for (var t = 0; t < tools.Tools.Count; t++)
+            {
+                if (t > 0) preamble.Append(",\n");
+                preamble.Append(Neutralise("gemma", FunctionJson(tools.Tools[t], wrapped: false)));
+            }
+            preamble.Append("]\n\n");
+            if (Instruction(tools) is { } instruction) preamble.Append(instruction).Append("\n\n");
+        }
+        if (format is not null) preamble.Append(Neutralise("gemma", FormatInstruction(format))).Append("\n\n");
+
+        for (var i = 0; i < messages.Count; i++)
+        {
+            var m = messages[i];
             var content = Neutralise("gemma", m.Content);
             switch (m.Role)
             {
@@ -66,7 +148,31 @@ public static class PromptTemplates
                     preamble.Append(content).Append("\n\n");
                     break;
                 case "assistant":
-                    sb.Append("<start_of_turn>model\n").Append(content).Append("<end_of_turn>\n");
+                    sb.Append("<start_of_turn>model\n").Append(content);
+                    if (m.ToolCalls is { Count: > 0 } calls)
+                    {
+                        if (content.Length > 0) sb.Append('\n');
+                        if (calls.Count > 1) sb.Append('[');
+                        for (var c = 0; c < calls.Count; c++)
+                        {
+                            if (c > 0) sb.Append(", ");
+                            sb.Append("{\"name\": \"").Append(calls[c].Name).Append("\", \"parameters\": ").Append(Neutralise("gemma", calls[c].Arguments)).Append('}');
+                        }
+                        if (calls.Count > 1) sb.Append(']');
+                    }
+                    sb.Append("<end_of_turn>\n");
+                    break;
+                case "tool":
+                    // Consecutive results share one user turn.
+                    sb.Append("<start_of_turn>user\n").Append(preamble);
+                    preamble.Clear();
+                    for (; ; i++)
+                    {
+                        sb.Append("```tool_output\n").Append(Neutralise("gemma", messages[i].Content)).Append("\n```");
+                        if (i + 1 >= messages.Count || messages[i + 1].Role != "tool") break;
+                        sb.Append('\n');
+                    }
+                    sb.Append("<end_of_turn>\n");
                     break;
                 default:
                     sb.Append("<start_of_turn>user\n").Append(preamble).Append(content).Append("<end_of_turn>\n");
@@ -78,13 +184,107 @@ public static class PromptTemplates
         return sb.Append("<start_of_turn>model\n").ToString();
     }
 
-    /// <summary>ChatML (Qwen and the default); developer is sent as system.</summary>
-    private static string ChatMl(IReadOnlyList<PromptMessage> messages)
+    private const string GemmaToolsIntro =
+        "You have access to functions. If you decide to invoke any of the function(s),\nyou MUST put it in the format of\n" +
+        "{\"name\": function name, \"parameters\": dictionary of argument name and its value}\n\n" +
+        "You SHOULD NOT include any other text in the response if you call a function\n";
+
+    /// <summary>
+    /// ChatML (Qwen and the default); developer is sent as system. Tools follow Qwen's (Hermes-style) template: the
+    /// function signatures as JSON inside <c>&lt;tools&gt;</c> in the system message, calls as
+    /// <c>&lt;tool_call&gt;{"name": …, "arguments": {…}}&lt;/tool_call&gt;</c>, results as <c>&lt;tool_response&gt;</c> in a user turn.
+    /// </summary>
+    private static string ChatMl(IReadOnlyList<PromptMessage> messages, ToolSet? tools, OutputFormat? format)
     {
         var sb = new StringBuilder();
-        foreach (var m in messages)
-            sb.Append("<|im_start|>").Append(m.Role == "developer" ? "system" : m.Role).Append('\n')
-                .Append(Neutralise("chatml", m.Content)).Append("<|im_end|>\n");
+        var i = 0;
+        if (tools is not null || format is not null)
+        {
+            sb.Append("<|im_start|>system\n");
+            var rest = new StringBuilder();
+            if (messages.Count > 0 && messages[0].Role is "system" or "developer")
+            {
+                sb.Append(Neutralise("chatml", messages[0].Content)).Append("\n\n");
+                i = 1;
+            }
+            if (tools is not null)
+            {
+                rest.Append("# Tools\n\nYou may call one or more functions to assist with the user query.\n\n")
+                    .Append("You are provided with function signatures within <tools></tools> XML tags:\n<tools>");
+                foreach (var t in tools.Tools) rest.Append('\n').Append(FunctionJson(t, wrapped: true));
+                rest.Append("\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n")
+                    .Append("<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call>");
+                if (Instruction(tools) is { } instruction) rest.Append("\n\n").Append(instruction);
+            }
+            if (format is not null)
+            {
+                if (rest.Length > 0) rest.Append("\n\n");
+                rest.Append(FormatInstruction(format));
+            }
+            sb.Append(Neutralise("chatml", rest.ToString())).Append("<|im_end|>\n");
+        }
+        for (; i < messages.Count; i++)
+        {
+            var m = messages[i];
+            if (m.Role == "tool")
+            {
+                sb.Append("<|im_start|>user");
+                for (; ; i++)
+                {
+                    sb.Append("\n<tool_response>\n").Append(Neutralise("chatml", messages[i].Content)).Append("\n</tool_response>");
+                    if (i + 1 >= messages.Count || messages[i + 1].Role != "tool") break;
+                }
+                sb.Append("<|im_end|>\n");
+                continue;
+            }
+            sb.Append("<|im_start|>").Append(m.Role == "developer" ? "system" : m.Role).Append('\n').Append(Neutralise("chatml", m.Content));
+            if (m.ToolCalls is { Count: > 0 } calls)
+                foreach (var c in calls)
+                {
+                    if (sb[^1] != '\n') sb.Append('\n');
+                    sb.Append("<tool_call>\n{\"name\": \"").Append(c.Name).Append("\", \"arguments\": ").Append(Neutralise("chatml", c.Arguments)).Append("}\n</tool_call>");
+                }
+            sb.Append("<|im_end|>\n");
+        }
         return sb.Append("<|im_start|>assistant\n").ToString();
+    }
+
+    /// <summary>What tool_choice asks, as an instruction (auto needs none).</summary>
+    private static string? Instruction(ToolSet? tools) => tools?.Choice switch
+    {
+        ToolChoiceMode.Required => "You must call at least one of the functions.",
+        ToolChoiceMode.Named => $"You must call the function '{tools.Named}'.",
+        _ => null,
+    };
+
+    /// <summary>json_object is the schema {"type": "object"}, so every family states one rule.</summary>
+    internal static string SchemaText(OutputFormat format) => format.Kind == OutputKind.JsonObject ? """{"type":"object"}""" : format.Schema.GetRawText();
+
+    internal const string FormatLead = "Respond only with a JSON document, and no other text, that conforms to this JSON schema:\n";
+
+    private static string FormatInstruction(OutputFormat format) =>
+        (format.Description is { Length: > 0 } d ? d.ReplaceLineEndings(" ") + "\n" : "") + FormatLead + SchemaText(format);
+
+    /// <summary>{"name", "description", "parameters"}, or wrapped as {"type": "function", "function": {…}} (Qwen's form).</summary>
+    private static string FunctionJson(ToolSpec tool, bool wrapped)
+    {
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>(256);
+        using (var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        {
+            if (wrapped)
+            {
+                json.WriteStartObject();
+                json.WriteString("type", "function");
+                json.WritePropertyName("function");
+            }
+            json.WriteStartObject();
+            json.WriteString("name", tool.Name);
+            if (tool.Description is not null) json.WriteString("description", tool.Description);
+            json.WritePropertyName("parameters");
+            tool.Parameters.WriteTo(json);
+            json.WriteEndObject();
+            if (wrapped) json.WriteEndObject();
+        }
+        return Encoding.UTF8.GetString(buffer.WrittenSpan);
     }
 }

@@ -53,6 +53,8 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
         var id = usage.CompletionId(dialect.IdPrefix);
         var created = usage.Created;
         var stop = new StreamingStopFilter(request.Stop);
+        // Tool calls and JSON are held and read whole (ModelOutput); plain text passes as it comes.
+        var structured = request.Structured ? new StructuredStream(model.Family, request) : null;
         var chunks = 0;
         string? finish = null;
         ApiError? failure = null;
@@ -90,6 +92,7 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
             }
             usage.Progress(prompt.Estimate, Math.Min(chunks, maxTokens));
             var send = stop.Push(next.Text!);
+            if (structured is not null) send = structured.Push(send);
             if (send.Length > 0) yield return Item(Delta(id, created, send, null));
             if (stop.Stopped) { finish = "stop"; break; }
         }
@@ -107,7 +110,24 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
         Charge();
 
         var rest = stop.Flush();
+        if (structured is not null) rest = structured.Push(rest);
         if (rest.Length > 0) yield return Item(Delta(id, created, rest, null));
+        if (structured?.Finish(finish == "length") is { } read)
+        {
+            if (read.Error is { } invalid)
+            {
+                // The tokens were generated: they stay charged, and the stream ends with the error instead of [DONE].
+                usage.Failed(invalid);
+                yield return new SseItem<object>(invalid.ToEnvelope(http.GetRequestId()));
+                yield break;
+            }
+            if (read.Content is { Length: > 0 } content) yield return Item(Delta(id, created, content, null));
+            if (read.Calls is { Length: > 0 } calls)
+            {
+                foreach (var chunk in dialect.ToolCallDeltas(id, created, model.Id, calls)) yield return Item(chunk);
+                finish = "tool_calls";
+            }
+        }
         yield return Item(Delta(id, created, null, finish ?? "stop"));
         if (request.IncludeUsage) yield return Item(dialect.UsageChunk(id, created, model.Id, usage.Tokens));
         yield return new SseItem<object>(Done);

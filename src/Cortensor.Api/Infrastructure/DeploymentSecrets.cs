@@ -18,6 +18,8 @@ public sealed class DeploymentSecrets
     public string? ExternalSigningSecret { get; set; }
     public string? DatabaseConnectionString { get; set; }
     public string? RedisConnectionString { get; set; }
+    /// <summary>Only with Keys:Provider=unkey.</summary>
+    public string? UnkeyRootKey { get; set; }
 }
 
 public static class DeploymentSecretsExtensions
@@ -34,6 +36,7 @@ public static class DeploymentSecretsExtensions
                 s.ExternalSigningSecret = c["Auth:External:SigningSecret"];
                 s.DatabaseConnectionString = c.GetConnectionString(LaunchTopology.Database);
                 s.RedisConnectionString = c.GetConnectionString(LaunchTopology.Redis);
+                if (string.Equals(c["Keys:Provider"], "unkey", StringComparison.OrdinalIgnoreCase)) s.UnkeyRootKey = c["Keys:Unkey:RootKey"] ?? "";
             })
             .ValidateOnStart();
         builder.Services.AddSingleton<IValidateOptions<DeploymentSecrets>, DeploymentSecretsValidator>();
@@ -58,6 +61,8 @@ public sealed class DeploymentSecretsValidator(IHostEnvironment environment) : I
             problems.Add(SecretPolicy.Problem("Admin:Password (AppHost parameter admin-password)", s.AdminPassword, SecretPolicy.HumanPassword));
         if (!string.IsNullOrEmpty(s.ExternalSigningSecret))
             problems.Add(SecretPolicy.Problem("Auth:External:SigningSecret", s.ExternalSigningSecret, SecretPolicy.SigningKey));
+        if (s.UnkeyRootKey is not null)
+            problems.Add(SecretPolicy.Problem("Keys:Unkey:RootKey (AppHost parameter unkey-root-key)", s.UnkeyRootKey, SecretPolicy.MachinePassword));
         // A connection without a password (e.g. managed identity) is the provider's business; one with a weak one is ours.
         if (DatabasePassword(s.DatabaseConnectionString) is { } databasePassword)
             problems.Add(SecretPolicy.Problem($"ConnectionStrings:{LaunchTopology.Database} password (AppHost parameter postgres-password)", databasePassword, SecretPolicy.MachinePassword));

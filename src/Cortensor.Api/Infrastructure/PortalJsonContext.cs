@@ -18,5 +18,6 @@ namespace Cortensor.Api.Infrastructure;
 [JsonSerializable(typeof(ChatCompletionChunk))]
 [JsonSerializable(typeof(TextCompletion))]
 [JsonSerializable(typeof(ModelList))]
+[JsonSerializable(typeof(ModelCard))]
 [JsonSerializable(typeof(UsageRecord))]
 internal sealed partial class PortalJsonContext : JsonSerializerContext;

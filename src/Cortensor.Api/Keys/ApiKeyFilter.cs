@@ -43,8 +43,9 @@ public sealed partial class ApiKeyFilter(EntitlementCache entitlements, FailedKe
             return throttled ? ApiError.TooManyFailedAuthentications(retryAfter) : ApiError.InvalidKey();
         }
 
-        var hash = ApiKeyFormat.Hash(key.ToString());
-        var (outcome, snapshot) = await entitlements.LookupAsync(hash, http.RequestAborted, databaseAllowed: !throttled);
+        var presented = key.ToString();
+        var hash = ApiKeyFormat.Hash(presented);
+        var (outcome, snapshot) = await entitlements.LookupAsync(hash, http.RequestAborted, databaseAllowed: !throttled, presentedKey: presented);
         switch (outcome)
         {
             case KeyLookupOutcome.Unavailable: return ApiError.DependencyUnavailable("Key verification");

@@ -11,6 +11,8 @@ public static class ApiKeyFormat
 {
     private const string Alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     public const int RandomLength = 43; // 62^43 > 2^256
+    /// <summary>Keys issued by Unkey (Keys:Provider=unkey) carry 32 random bytes in base58: 43 or 44 characters, rarely fewer.</summary>
+    private const int MinRandomLength = 40, MaxRandomLength = 44;
     private const int VisibleRandomChars = 4;
 
     public static string Generate(string environment)
@@ -27,7 +29,7 @@ public static class ApiKeyFormat
     {
         if (!(key.StartsWith("ctr_live_") || key.StartsWith("ctr_test_"))) return false;
         var random = key[9..];
-        if (random.Length != RandomLength) return false;
+        if (random.Length is < MinRandomLength or > MaxRandomLength) return false;
         foreach (var c in random)
             if (!char.IsAsciiLetterOrDigit(c)) return false;
         return true;

@@ -14,7 +14,8 @@ public enum KeyLookupOutcome { Found, Unknown, Unavailable, NotCached }
 /// memory at once. Unknown keys are cached too, briefly, so a key-spraying client costs Postgres
 /// at most one query per key per <see cref="NegativeDuration"/>.
 /// </summary>
-public sealed class EntitlementCache(IFusionCache cache, IServiceScopeFactory scopes, IConnectionMultiplexer redis, ILogger<EntitlementCache> log)
+public sealed class EntitlementCache(IFusionCache cache, IServiceScopeFactory scopes, IConnectionMultiplexer redis, ILogger<EntitlementCache> log,
+    IKeyProvider? provider = null)
 {
     public static readonly TimeSpan SnapshotDuration = TimeSpan.FromMinutes(5);
     public static readonly TimeSpan NegativeDuration = TimeSpan.FromSeconds(30);
@@ -25,7 +26,9 @@ public sealed class EntitlementCache(IFusionCache cache, IServiceScopeFactory sc
     public long DatabaseLookups => Interlocked.Read(ref _databaseLookups);
 
     /// <param name="databaseAllowed">False for a throttled client: memory and Redis answer, Postgres is not asked (<see cref="KeyLookupOutcome.NotCached"/>).</param>
-    public async ValueTask<(KeyLookupOutcome Outcome, KeySnapshot? Snapshot)> LookupAsync(byte[] hash, CancellationToken ct, bool databaseAllowed = true)
+    /// <param name="presentedKey">The key as presented, for a key provider that verifies it when the snapshot is built (Unkey).</param>
+    public async ValueTask<(KeyLookupOutcome Outcome, KeySnapshot? Snapshot)> LookupAsync(byte[] hash, CancellationToken ct, bool databaseAllowed = true,
+        string? presentedKey = null)
     {
         try
         {
@@ -36,6 +39,7 @@ public sealed class EntitlementCache(IFusionCache cache, IServiceScopeFactory sc
                 if (!redis.IsConnected) throw new KeyStoreUnavailableException("Redis");
                 if (!databaseAllowed) throw new KeyNotCachedException();
                 var found = await LoadAsync(hash, token);
+                if (found is not null) found = await VerifyWithProviderAsync(found, presentedKey, token);
                 if (found is null)
                 {
                     ctx.Options.Duration = NegativeDuration;
@@ -62,6 +66,15 @@ public sealed class EntitlementCache(IFusionCache cache, IServiceScopeFactory sc
     public Task InvalidateOrganizationAsync(Guid organizationId) => cache.RemoveByTagAsync(KeySnapshot.OrganizationTag(organizationId)).AsTask();
     public Task InvalidatePlanAsync(string planId) => cache.RemoveByTagAsync(KeySnapshot.PlanTag(planId)).AsTask();
     public Task InvalidateAllAsync() => cache.RemoveByTagAsync(KeySnapshot.AllTag).AsTask();
+
+    /// <summary>The key provider (Keys:Provider) has the last word on whether the key is live and on its own limits.</summary>
+    private async Task<KeySnapshot?> VerifyWithProviderAsync(KeySnapshot portal, string? presentedKey, CancellationToken ct)
+    {
+        if (provider is null or BuiltinKeyProvider) return portal;
+        if (presentedKey is null) throw new InvalidOperationException($"The {provider.Name} key provider verifies the presented key, not its hash.");
+        using var scope = scopes.CreateScope();
+        return await provider.VerifyAsync(presentedKey, portal, scope.ServiceProvider.GetRequiredService<PortalDbContext>(), ct);
+    }
 
     private async Task<KeySnapshot?> LoadAsync(byte[] hash, CancellationToken ct)
     {

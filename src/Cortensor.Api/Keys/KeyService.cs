@@ -11,7 +11,7 @@ public sealed record CreatedKey(ApiKey Key, string Plaintext);
 /// plane both use it. Every change is durable in Postgres first, then evicted from every replica's
 /// snapshot cache, and recorded in the audit log.
 /// </summary>
-public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements, HotCounters counters, TimeProvider clock)
+public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements, HotCounters counters, TimeProvider clock, IKeyProvider provider)
 {
     /// <summary>Creates an organisation; with <paramref name="owner"/>, that user becomes its owner in the same transaction.</summary>
     public async Task<Organization> CreateOrganizationAsync(string name, string planId, Guid? owner, AuditActor actor, CancellationToken ct)
@@ -29,15 +29,20 @@ public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements
     public async Task<CreatedKey> CreateKeyAsync(Guid organizationId, string name, string environment, DateTimeOffset? expiresAt,
         IReadOnlyList<string> models, int? requestsPerMinute, int? tokensPerMinute, Guid? createdBy, AuditActor actor, CancellationToken ct)
     {
-        var plaintext = ApiKeyFormat.Generate(environment);
+        var id = Guid.CreateVersion7();
+        // Issued first (Unkey: a call out): should saving then fail, the issued key has no row, so it verifies as unknown.
+        var issued = await provider.IssueAsync(new KeyToIssue(id, organizationId, name, environment, expiresAt, requestsPerMinute, tokensPerMinute), ct);
+        var plaintext = issued.Plaintext;
         var key = new ApiKey
         {
-            OrganizationId = organizationId, Name = name, Environment = environment, Start = ApiKeyFormat.Start(plaintext),
+            Id = id, OrganizationId = organizationId, Name = name, Environment = environment, Start = ApiKeyFormat.Start(plaintext),
             Hash = ApiKeyFormat.Hash(plaintext), ExpiresAt = expiresAt, AllowedModels = models.ToList(),
             RequestsPerMinute = requestsPerMinute, TokensPerMinute = tokensPerMinute, CreatedByUserId = createdBy,
             CreatedAt = clock.GetUtcNow(),
         };
         db.ApiKeys.Add(key);
+        if (issued.ProviderKeyId is { } providerKeyId)
+            db.Set<UnkeyKey>().Add(new UnkeyKey { ApiKeyId = key.Id, UnkeyKeyId = providerKeyId, CreatedAt = key.CreatedAt });
         Audit(actor, "api_key.create", "api_key", key.Id.ToString(), null, new { key.Name, key.Start, key.ExpiresAt, key.AllowedModels });
         await db.SaveChangesAsync(ct);
         // A lookup of this key may have been cached as unknown moments ago.
@@ -52,6 +57,8 @@ public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements
         if (key is null) return null;
         if (key.Status == ApiKeyStatus.Revoked && status != ApiKeyStatus.Revoked) return key; // revocation is final
         var before = key.Status;
+        // The provider first: if it cannot be told, nothing changes here either (a 503, retried by the caller).
+        await provider.SetStatusAsync(key.Id, status, db, ct);
         key.Status = status;
         if (status == ApiKeyStatus.Revoked) key.RevokedAt ??= clock.GetUtcNow();
         Audit(actor, $"api_key.{status.ToString().ToLowerInvariant()}", "api_key", key.Id.ToString(), new { Status = before }, new { key.Status });

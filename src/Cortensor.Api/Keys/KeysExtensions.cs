@@ -42,6 +42,7 @@ public static class KeysExtensions
             .WithSerializer(new FusionCacheSystemTextJsonSerializer())
             .WithRegisteredDistributedCache()
             .WithBackplane(sp => new RedisBackplane(sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<RedisBackplaneOptions>>()));
+        builder.AddKeyProvider();
         builder.Services.AddSingleton<EntitlementCache>();
         builder.Services.AddOptions<KeyCheckOptions>().BindConfiguration(KeyCheckOptions.Section)
             .Validate(o => o.FailedAuthenticationsPerMinute > 0, "Keys:FailedAuthenticationsPerMinute must be positive.").ValidateOnStart();

@@ -18,6 +18,15 @@ public sealed class RouterBalancer(IOptions<RoutingOptions> options, TimeProvide
 
     public IReadOnlyDictionary<string, RouterState> States => _states;
 
+    /// <summary>Whether any router of the pool could be picked now (probe healthy, circuit not open).</summary>
+    public bool AnyAvailable(CatalogPool pool)
+    {
+        var routers = pool.Routers;
+        for (var i = 0; i < routers.Count; i++)
+            if (StateOf(routers[i].Id).Available) return true;
+        return false;
+    }
+
     public RouteChoice? Pick(CatalogPool pool, string? exclude = null)
     {
         RouteChoice? first = null, second = null;

@@ -19,6 +19,11 @@ public interface IPortalApi
     [Post("/portal/auth/refresh")] Task<Tokens> RefreshAsync([Body] RefreshRequest request, CancellationToken ct = default);
     [Post("/portal/auth/logout")] Task LogOutAsync([Body] RefreshRequest request, CancellationToken ct = default);
 
+    [Post("/portal/auth/siwe/nonce")] Task<SiweNonce> GetSiweNonceAsync([Header("X-Forwarded-For")] string? clientAddress, CancellationToken ct = default);
+    [Post("/portal/auth/siwe/verify")] Task<Tokens> SignInWithWalletAsync([Body] SignedMessage message, [Header("X-Forwarded-For")] string? clientAddress, CancellationToken ct = default);
+    [Get("/portal/me/wallets")] Task<IReadOnlyList<LinkedWallet>> GetWalletsAsync([Authorize] string token, CancellationToken ct = default);
+    [Post("/portal/me/wallets")] Task<IReadOnlyList<LinkedWallet>> LinkWalletAsync([Authorize] string token, [Body] SignedMessage message, CancellationToken ct = default);
+    [Delete("/portal/me/wallets/{address}")] Task UnlinkWalletAsync([Authorize] string token, string address, CancellationToken ct = default);
     [Get("/portal/me")] Task<Me> GetMeAsync([Authorize] string token, CancellationToken ct = default);
     [Patch("/portal/me")] Task<Me> UpdateMeAsync([Authorize] string token, [Body] ProfileUpdate update, CancellationToken ct = default);
     [Get("/portal/organizations")] Task<IReadOnlyList<Organization>> GetOrganizationsAsync([Authorize] string token, CancellationToken ct = default);
@@ -63,6 +68,9 @@ public interface IPortalApi
 public sealed record SignUpRequest(string Email, string Password, string? Organization);
 public sealed record LogInRequest(string Email, string Password);
 public sealed record RefreshRequest(string RefreshToken);
+public sealed record SiweNonce(string Nonce, DateTimeOffset ExpiresAt, IReadOnlyList<long> ChainIds);
+public sealed record SignedMessage(string Message, string Signature);
+public sealed record LinkedWallet(string Address);
 public sealed record Tokens(string AccessToken, string RefreshToken, int ExpiresIn);
 public sealed record AccountStatus(string Status, string Message);
 public sealed record AccountLink(Guid UserId, string Token);

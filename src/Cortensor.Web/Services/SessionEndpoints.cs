@@ -14,6 +14,7 @@ public static class SessionEndpoints
     {
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddScoped<SignInBinding>();
+        builder.AddWalletSignIn();
         builder.Services.AddAuthentication(CookieAuthenticationDefaults.AuthenticationScheme)
             .AddCookie(o =>
             {

@@ -13,7 +13,7 @@ namespace Cortensor.Tests.Fixtures;
 /// The whole AppHost graph (Postgres, Redis, router pools, migrations, Api, Web) booted once for
 /// a test collection, as `./run.sh` would boot it, with its own data directory.
 /// </summary>
-public sealed class PortalAppFixture : IAsyncLifetime
+public class PortalAppFixture : IAsyncLifetime
 {
     public const string RouterToken = "cortensor-dev-router-token";
     /// <summary>The initial operator account: the AppHost's documented dev defaults.</summary>
@@ -69,6 +69,7 @@ public sealed class PortalAppFixture : IAsyncLifetime
             $"--Auth:External:Audience={TestIdentityProvider.Audience}",
             $"--Auth:External:JwksUrl={IdentityProvider.JwksUrl}",
             "--Auth:External:RequireHttps=false",
+            .. AppHostArguments,
         ]);
         builder.Services.AddLogging(logging => logging
             .SetMinimumLevel(LogLevel.Warning)
@@ -87,6 +88,9 @@ public sealed class PortalAppFixture : IAsyncLifetime
         await App.ResourceNotifications.WaitForResourceHealthyAsync(LaunchTopology.Api, timeout.Token);
         await App.ResourceNotifications.WaitForResourceHealthyAsync(LaunchTopology.Web, timeout.Token);
     }
+
+    /// <summary>What a variant of the graph adds to the AppHost's command line (e.g. another key provider).</summary>
+    protected virtual IEnumerable<string> AppHostArguments => [];
 
     private const string OwnerFile = "owner.pid";
 

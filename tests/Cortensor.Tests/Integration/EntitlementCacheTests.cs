@@ -151,6 +151,7 @@ public class EntitlementCacheTests(InfrastructureFixture infrastructure)
             .AddSingleton<EntitlementCache>()
             .AddSingleton(Npgsql.NpgsqlDataSource.Create(connectionString))
             .AddSingleton<HotCounters>()
+            .AddSingleton<IKeyProvider, BuiltinKeyProvider>()
             .AddScoped<KeyService>()
             .BuildServiceProvider();
         return (services.GetRequiredService<EntitlementCache>(), services);

@@ -1128,6 +1128,30 @@ namespace Cortensor.Api.Data.Migrations
                         });
                 });
 
+            modelBuilder.Entity("Cortensor.Api.Data.UnkeyKey", b =>
+                {
+                    b.Property<string>("UnkeyKeyId")
+                        .HasMaxLength(255)
+                        .HasColumnType("character varying(255)")
+                        .HasColumnName("unkey_key_id");
+
+                    b.Property<Guid>("ApiKeyId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("api_key_id");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.HasKey("UnkeyKeyId")
+                        .HasName("pk_unkey_keys");
+
+                    b.HasIndex("ApiKeyId")
+                        .HasDatabaseName("ix_unkey_keys_api_key_id");
+
+                    b.ToTable("unkey_keys", (string)null);
+                });
+
             modelBuilder.Entity("Cortensor.Api.Data.UsageDaily", b =>
                 {
                     b.Property<Guid>("OrganizationId")
@@ -1619,6 +1643,16 @@ namespace Cortensor.Api.Data.Migrations
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_router_sessions_routers_router_id");
+                });
+
+            modelBuilder.Entity("Cortensor.Api.Data.UnkeyKey", b =>
+                {
+                    b.HasOne("Cortensor.Api.Data.ApiKey", null)
+                        .WithMany()
+                        .HasForeignKey("ApiKeyId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_unkey_keys_api_keys_api_key_id");
                 });
 
             modelBuilder.Entity("Microsoft.AspNetCore.Identity.IdentityUserClaim<System.Guid>", b =>

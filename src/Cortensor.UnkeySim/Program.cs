@@ -1,0 +1,4 @@
+using Cortensor.UnkeySim;
+
+var app = UnkeySimApp.Create(args);
+app.Run();

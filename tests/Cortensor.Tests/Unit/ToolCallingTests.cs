@@ -1,0 +1,234 @@
+using System.Text.Json;
+using Cortensor.Api.Inference;
+using Cortensor.Contracts;
+using Cortensor.RouterSim;
+
+namespace Cortensor.Tests.Unit;
+
+/// <summary>
+/// Tools and response formats through each family's template, answered by the router simulator as a model would,
+/// and read back by the Portal: calls with arguments that fit, final answers after results, JSON that validates.
+/// </summary>
+public class ToolCallingTests
+{
+    public static readonly TheoryData<string> Families = new() { "gpt-oss", "qwen", "gemma" };
+
+    private static readonly JsonSerializerOptions Snake = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+
+    private const string WeatherTool = """
+        {"type":"function","function":{"name":"get_weather","description":"Current weather in a city","strict":true,
+         "parameters":{"type":"object","properties":{"city":{"type":"string","description":"The city"},
+           "unit":{"type":"string","enum":["celsius","fahrenheit"]},"days":{"type":"integer","minimum":1,"maximum":7}},
+         "required":["city","unit","days"],"additionalProperties":false}}}
+        """;
+    private const string ClockTool = """{"type":"function","function":{"name":"read_clock","description":"The time now"}}""";
+
+    public static InferenceRequest Request(string json)
+    {
+        var body = JsonSerializer.Deserialize<ChatCompletionRequest>(json, Snake)!;
+        var error = RequestValidation.Validate(body, out var request);
+        Assert.Null(error);
+        return request!;
+    }
+
+    private static string Model(string family, InferenceRequest request, int maxTokens = 512) =>
+        TextGenerator.Generate(ModelTokenizer.ForFamily(family), PromptTemplates.Render(family, request), 7, 1, maxTokens).Text;
+
+    [Theory, MemberData(nameof(Families))]
+    public void AQuestionAboutAToolGetsACallWhoseArgumentsFitItsStrictSchema(string family)
+    {
+        var request = Request($$$"""{"model":"m","messages":[{"role":"user","content":"What's the weather in Paris?"}],"tools":[{{{ClockTool}}},{{{WeatherTool}}}]}""");
+
+        var answer = ModelOutput.Interpret(family, Model(family, request), request, truncated: false);
+
+        Assert.Null(answer.Error);
+        var call = Assert.Single(answer.Calls!);
+        Assert.Equal("get_weather", call.Function.Name);
+        Assert.StartsWith("call_", call.Id);
+        var args = JsonDocument.Parse(call.Function.Arguments).RootElement;
+        Assert.Equal("Paris", args.GetProperty("city").GetString());
+        Assert.Equal("celsius", args.GetProperty("unit").GetString());
+        Assert.Equal(1, args.GetProperty("days").GetInt32());
+        Assert.Equal("tool_calls", answer.Finish("stop"));
+    }
+
+    [Theory, MemberData(nameof(Families))]
+    public void ANamedToolChoiceIsCalledEvenWhenTheQuestionIsAboutAnother(string family)
+    {
+        var request = Request($$$"""
+            {"model":"m","messages":[{"role":"user","content":"What's the weather in Paris?"}],"tools":[{{{WeatherTool}}},{{{ClockTool}}}],
+             "tool_choice":{"type":"function","function":{"name":"read_clock"} } }
+            """);
+        var answer = ModelOutput.Interpret(family, Model(family, request), request, false);
+        Assert.Equal("read_clock", Assert.Single(answer.Calls!).Function.Name);
+    }
+
+    [Theory, MemberData(nameof(Families))]
+    public void AQuestionNoToolAnswersIsAnsweredWithTextAndToolChoiceNoneHidesTheTools(string family)
+    {
+        var unrelated = Request($$$"""{"model":"m","messages":[{"role":"user","content":"Tell me a joke"}],"tools":[{{{WeatherTool}}}]}""");
+        var text = ModelOutput.Interpret(family, Model(family, unrelated), unrelated, false);
+        Assert.Null(text.Calls);
+        Assert.Contains("simulated Cortensor router", text.Content);
+
+        var none = Request($$$"""{"model":"m","messages":[{"role":"user","content":"Weather in Paris?"}],"tools":[{{{WeatherTool}}}],"tool_choice":"none"}""");
+        Assert.DoesNotContain("get_weather", PromptTemplates.Render(family, none));
+    }
+
+    [Theory, MemberData(nameof(Families))]
+    public void AfterAToolResultTheModelAnswersWithFinalText(string family)
+    {
+        var request = Request($$$"""
+            {"model":"m","tools":[{{{WeatherTool}}}],"messages":[
+              {"role":"user","content":"What's the weather in Paris?"},
+              {"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\",\"unit\":\"celsius\",\"days\":1}"}}]},
+              {"role":"tool","tool_call_id":"call_1","content":"{\"temperature\":21,\"sky\":\"clear\"}"}]}
+            """);
+        var answer = ModelOutput.Interpret(family, Model(family, request), request, false);
+        Assert.Null(answer.Calls);
+        Assert.Contains("The tool answered", answer.Content);
+        Assert.Contains("temperature", answer.Content);
+    }
+
+    [Theory, MemberData(nameof(Families))]
+    public void AStrictJsonSchemaIsAnsweredWithADocumentThatValidates(string family)
+    {
+        var request = Request("""
+            {"model":"m","messages":[{"role":"user","content":"Describe a city"}],
+             "response_format":{"type":"json_schema","json_schema":{"name":"city","strict":true,"schema":{"type":"object",
+               "properties":{"name":{"type":"string"},"population":{"type":"integer","minimum":1000},"tags":{"type":"array","items":{"type":"string"},"minItems":2},
+                 "coast":{"type":"boolean"},"kind":{"enum":["capital","town"]}},
+               "required":["name","population","tags","coast","kind"],"additionalProperties":false}}}}
+            """);
+        var answer = ModelOutput.Interpret(family, Model(family, request), request, false);
+        Assert.Null(answer.Error);
+        var doc = JsonDocument.Parse(answer.Content!).RootElement;
+        Assert.Equal(1000, doc.GetProperty("population").GetInt32());
+        Assert.Equal(2, doc.GetProperty("tags").GetArrayLength());
+        Assert.Equal("capital", doc.GetProperty("kind").GetString());
+    }
+
+    [Theory, MemberData(nameof(Families))]
+    public void JsonObjectModeIsAnsweredWithAJsonObject(string family)
+    {
+        var request = Request("""{"model":"m","messages":[{"role":"user","content":"Say hi as JSON"}],"response_format":{"type":"json_object"}}""");
+        var answer = ModelOutput.Interpret(family, Model(family, request), request, false);
+        Assert.Null(answer.Error);
+        Assert.Equal(JsonValueKind.Object, JsonDocument.Parse(answer.Content!).RootElement.ValueKind);
+    }
+
+    [Theory, MemberData(nameof(Families))]
+    public void AnAnswerCutByMaxTokensIsAnInvalidModelOutput(string family)
+    {
+        var request = Request("""
+            {"model":"m","messages":[{"role":"user","content":"x"}],
+             "response_format":{"type":"json_schema","json_schema":{"name":"s","strict":true,"schema":{"type":"object","properties":{"a":{"type":"string"},"b":{"type":"string"}},"required":["a","b"]}}}}
+            """);
+        var answer = ModelOutput.Interpret(family, Model(family, request, maxTokens: 4), request, truncated: true);
+        Assert.Equal(("invalid_model_output", 502), (answer.Error!.Code, answer.Error.Status));
+        Assert.Contains("max_tokens", answer.Error.Message);
+    }
+
+    [Fact]
+    public void ADocumentThatBreaksTheStrictSchemaOrTextWhereACallIsRequiredIsRefused()
+    {
+        var schema = Request("""
+            {"model":"m","messages":[{"role":"user","content":"x"}],
+             "response_format":{"type":"json_schema","json_schema":{"name":"s","strict":true,"schema":{"type":"object","properties":{"n":{"type":"integer"}},"required":["n"]}}}}
+            """);
+        var wrong = ModelOutput.Interpret("qwen", """{"n":"seven"}""", schema, false);
+        Assert.Equal("invalid_model_output", wrong.Error?.Code);
+        Assert.Contains("/n", wrong.Error!.Message);
+        Assert.Null(ModelOutput.Interpret("qwen", """{"n":7}""", schema, false).Error);
+        Assert.Equal("invalid_model_output", ModelOutput.Interpret("qwen", "seven", schema, false).Error?.Code);
+
+        var required = Request($$$"""{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{{{WeatherTool}}}],"tool_choice":"required"}""");
+        Assert.Equal("invalid_model_output", ModelOutput.Interpret("qwen", "No call today.", required, false).Error?.Code);
+        var badArgs = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": 3}}\n</tool_call>";
+        Assert.Contains("strict parameters schema", ModelOutput.Interpret("qwen", badArgs, required, false).Error?.Message);
+    }
+
+    [Fact]
+    public void HarmonyShowsToolsAsAFunctionsNamespaceAndCallsGoToTheirRecipient()
+    {
+        var request = Request($$$"""
+            {"model":"m","tools":[{{{WeatherTool}}}],"tool_choice":"required","messages":[{"role":"system","content":"Be brief."},
+              {"role":"user","content":"Weather?"},
+              {"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"get_weather","arguments":"{}"}}]},
+              {"role":"tool","tool_call_id":"c1","content":"sunny"}]}
+            """);
+        var prompt = PromptTemplates.Render("gpt-oss", request);
+        Assert.Equal(
+            "<|start|>system<|message|>Be brief.<|end|>" +
+            "<|start|>developer<|message|># Instructions\n\nYou must call at least one of the functions.\n\n# Tools\n\n## functions\n\nnamespace functions {\n\n" +
+            "// Current weather in a city\ntype get_weather = (_: {\n// The city\ncity: string,\nunit: \"celsius\" | \"fahrenheit\",\ndays: number,\n}) => any;\n\n" +
+            "} // namespace functions<|end|>" +
+            "<|start|>user<|message|>Weather?<|end|>" +
+            "<|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{}<|call|>" +
+            "<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>sunny<|end|>" +
+            "<|start|>assistant", prompt);
+    }
+
+    [Fact]
+    public void QwenShowsToolsInsideToolsTagsAndResultsAsToolResponses()
+    {
+        var request = Request($$$"""
+            {"model":"m","tools":[{{{ClockTool}}}],"messages":[{"role":"user","content":"Time?"},
+              {"role":"assistant","content":"","tool_calls":[{"id":"c1","type":"function","function":{"name":"read_clock","arguments":"{}"}}]},
+              {"role":"tool","tool_call_id":"c1","content":"noon"}]}
+            """);
+        Assert.Equal(
+            "<|im_start|>system\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n" +
+            "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n" +
+            "{\"type\":\"function\",\"function\":{\"name\":\"read_clock\",\"description\":\"The time now\",\"parameters\":{\"type\":\"object\",\"properties\":{}}}}\n</tools>\n\n" +
+            "For each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n" +
+            "<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n" +
+            "<|im_start|>user\nTime?<|im_end|>\n" +
+            "<|im_start|>assistant\n<tool_call>\n{\"name\": \"read_clock\", \"arguments\": {}}\n</tool_call><|im_end|>\n" +
+            "<|im_start|>user\n<tool_response>\nnoon\n</tool_response><|im_end|>\n" +
+            "<|im_start|>assistant\n", PromptTemplates.Render("qwen", request));
+    }
+
+    [Fact]
+    public void GemmaListsFunctionsAsJsonInTheFirstUserTurnAndResultsAsToolOutput()
+    {
+        var request = Request($$$"""
+            {"model":"m","tools":[{{{ClockTool}}}],"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Time?"},
+              {"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"read_clock","arguments":"{}"}}]},
+              {"role":"tool","tool_call_id":"c1","content":"noon"}]}
+            """);
+        Assert.Equal(
+            "<start_of_turn>user\nYou have access to functions. If you decide to invoke any of the function(s),\nyou MUST put it in the format of\n" +
+            "{\"name\": function name, \"parameters\": dictionary of argument name and its value}\n\n" +
+            "You SHOULD NOT include any other text in the response if you call a function\n" +
+            "[{\"name\":\"read_clock\",\"description\":\"The time now\",\"parameters\":{\"type\":\"object\",\"properties\":{}}}]\n\n" +
+            "Be brief.\n\nTime?<end_of_turn>\n" +
+            "<start_of_turn>model\n{\"name\": \"read_clock\", \"parameters\": {}}<end_of_turn>\n" +
+            "<start_of_turn>user\n```tool_output\nnoon\n```<end_of_turn>\n" +
+            "<start_of_turn>model\n", PromptTemplates.Render("gemma", request));
+    }
+
+    [Fact]
+    public void AStreamPassesTextOnAtOnceButHoldsWhatCouldBeACall()
+    {
+        var tools = Request($$$"""{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{{{ClockTool}}}]}""");
+        var text = new StructuredStream("qwen", tools);
+        Assert.Equal("", text.Push("  "));
+        Assert.Equal("  Hello", text.Push("Hello"));
+        Assert.Equal(" there", text.Push(" there"));
+        Assert.Null(text.Finish(false));
+
+        var call = new StructuredStream("qwen", tools);
+        foreach (var piece in new[] { "<tool", "_call>\n{\"name\": \"read_clock\",", " \"arguments\": {}}\n</tool_call>" }) Assert.Equal("", call.Push(piece));
+        Assert.Equal("read_clock", Assert.Single(call.Finish(false)!.Calls!).Function.Name);
+    }
+
+    [Fact]
+    public void ToolMessagesMustAnswerACallMadeBefore()
+    {
+        var body = JsonSerializer.Deserialize<ChatCompletionRequest>("""
+            {"model":"m","messages":[{"role":"user","content":"x"},{"role":"tool","tool_call_id":"nope","content":"y"}]}
+            """, Snake)!;
+        Assert.Equal("messages[1].tool_call_id", RequestValidation.Validate(body, out _)?.Param);
+    }
+}
