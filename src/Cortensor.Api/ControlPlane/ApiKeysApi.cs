@@ -6,6 +6,8 @@ using Cortensor.Api.Keys;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
+using StackExchange.Redis;
+using System.Text.Json;
 
 namespace Cortensor.Api.ControlPlane;
 
@@ -20,20 +22,73 @@ public static class ApiKeysApi
             .WithSummary("Create a key; the answer is the only time the plaintext key is shown. The plan caps active keys per organisation (409 api_key_limit)");
         keys.MapGet("/{id:guid}", Get).WithSummary("One key");
         keys.MapDelete("/{id:guid}", Revoke).WithSummary("Revoke a key: it answers 401 on every replica within about a second");
+        keys.MapPatch("/{id:guid}", Update)
+            .WithSummary("Change a key's name, models, rate limits, expiry or budget (only the fields sent; null clears one). Effective on every replica within about a second");
+        keys.MapPost("/{id:guid}/rotate", Rotate)
+            .WithSummary("A new secret for the same key (shown once); the replaced secret works for grace_period_seconds (default 0), then answers 401 api_key_rotated");
         return portal;
     }
 
-    private static async Task<Ok<ApiKeyDto[]>> List(PortalCaller caller, PortalDbContext db, TimeProvider clock, CancellationToken ct)
+    private static async Task<Ok<ApiKeyDto[]>> List(PortalCaller caller, PortalDbContext db, IConnectionMultiplexer redis, TimeProvider clock, CancellationToken ct)
     {
         var rows = await Query(db, caller.OrganizationId).ToListAsync(ct);
         var now = clock.GetUtcNow();
-        return TypedResults.Ok(rows.Select(x => ApiKeyDto.From(x.Key, now, x.LastUsedAt)).ToArray());
+        var keys = new List<ApiKeyDto>(rows.Count);
+        foreach (var x in rows) keys.Add(ApiKeyDto.From(x.Key, now, x.LastUsedAt, await BudgetStateAsync(redis, x.Key, now)));
+        return TypedResults.Ok(keys.ToArray());
     }
 
-    private static async Task<Results<Ok<ApiKeyDto>, ErrorResult>> Get(Guid id, PortalCaller caller, PortalDbContext db, TimeProvider clock, CancellationToken ct) =>
-        await Query(db, caller.OrganizationId, id).SingleOrDefaultAsync(ct) is { } row
-            ? TypedResults.Ok(ApiKeyDto.From(row.Key, clock.GetUtcNow(), row.LastUsedAt))
-            : ApiError.NotFound("API key").ToResult();
+    private static async Task<Results<Ok<ApiKeyDto>, ErrorResult>> Get(Guid id, PortalCaller caller, PortalDbContext db, IConnectionMultiplexer redis,
+        TimeProvider clock, CancellationToken ct)
+    {
+        if (await Query(db, caller.OrganizationId, id).SingleOrDefaultAsync(ct) is not { } row) return ApiError.NotFound("API key").ToResult();
+        var now = clock.GetUtcNow();
+        return TypedResults.Ok(ApiKeyDto.From(row.Key, now, row.LastUsedAt, await BudgetStateAsync(redis, row.Key, now)));
+    }
+
+    private static async Task<Results<Ok<ApiKeyDto>, ErrorResult>> Update(Guid id, JsonElement body, PortalCaller caller, PortalDbContext db,
+        KeyService keys, CatalogStore catalog, IConnectionMultiplexer redis, TimeProvider clock, CancellationToken ct)
+    {
+        var now = clock.GetUtcNow();
+        if (await Changeable(id, caller, db, "change a key someone else created", ct) is { } refused) return refused.ToResult();
+        var (changes, invalid) = KeyChanges.Read(body, catalog.Current, now);
+        if (changes is null) return (invalid ?? ApiError.MalformedJson(null, "the body must be a JSON object.")).ToResult();
+        var key = await keys.UpdateKeyAsync(id, caller.OrganizationId, changes, caller.Actor, ct);
+        return key is null ? ApiError.NotFound("API key").ToResult() : TypedResults.Ok(ApiKeyDto.From(key, now, null, await BudgetStateAsync(redis, key, now)));
+    }
+
+    private static async Task<Results<Ok<RotatedApiKeyDto>, ErrorResult>> Rotate(Guid id, RotateKeyBody? body, PortalCaller caller, PortalDbContext db,
+        KeyService keys, CancellationToken ct)
+    {
+        if (body?.Validate() is { } invalid) return invalid.ToResult();
+        if (await Changeable(id, caller, db, "rotate a key someone else created", ct) is { } refused) return refused.ToResult();
+        var rotated = await keys.RotateKeyAsync(id, caller.OrganizationId, TimeSpan.FromSeconds(body?.GracePeriodSeconds ?? 0), caller.Actor, ct);
+        return rotated is null ? ApiError.NotFound("API key").ToResult() : TypedResults.Ok(RotatedApiKeyDto.From(rotated));
+    }
+
+    /// <summary>Who may change a key: an owner or admin, or whoever created it; a revoked key is final.</summary>
+    private static async Task<ApiError?> Changeable(Guid id, PortalCaller caller, PortalDbContext db, string what, CancellationToken ct)
+    {
+        var key = await db.ApiKeys.AsNoTracking().Where(k => k.Id == id && k.OrganizationId == caller.OrganizationId)
+            .Select(k => new { k.CreatedByUserId, k.Status }).SingleOrDefaultAsync(ct);
+        if (key is null) return ApiError.NotFound("API key");
+        if (!caller.CanManage && key.CreatedByUserId != caller.UserId) return ApiError.InsufficientRole(what);
+        return key.Status == ApiKeyStatus.Revoked ? ApiError.KeyAlreadyRevoked() : null;
+    }
+
+    /// <summary>Spent and left this period, from the admission counters (settled and still reserved); none when Redis is away.</summary>
+    private static async Task<KeyBudgetState?> BudgetStateAsync(IConnectionMultiplexer redis, ApiKey key, DateTimeOffset now)
+    {
+        if (KeyBudget.From(key.BudgetUsd, key.BudgetTokens, key.BudgetPeriod) is not { } budget) return null;
+        try
+        {
+            return await budget.StateAsync(redis.GetDatabase(), key.OrganizationId, key.Id, now);
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        {
+            return null;
+        }
+    }
 
     private static async Task<Results<Created<CreatedApiKeyDto>, ErrorResult>> Create(CreateKeyBody body, PortalCaller caller,
         KeyService keys, CatalogStore catalog, PortalDbContext db, IOptions<ControlPlaneLimits> limits, TimeProvider clock, CancellationToken ct)

@@ -42,6 +42,12 @@ public sealed record ApiError(int Status, string Type, string Code, string Messa
             $"Too many requests with unknown API keys from your address. Check your key and try again in {retryAfterSeconds} s.") { RetryAfterSeconds = retryAfterSeconds };
     public static ApiError RevokedKey() =>
         new(401, "authentication_error", "api_key_revoked", "This API key has been revoked. Create a new one in the Portal.");
+    public static ApiError RotatedKey() =>
+        new(401, "authentication_error", "api_key_rotated", "This API key's secret was rotated and its grace period has ended. Use the new secret shown when the key was rotated.");
+    public static ApiError KeyAlreadyRevoked() =>
+        new(409, "invalid_request_error", "api_key_revoked", "This API key is revoked: it can no longer be changed or rotated. Create a new one.");
+    public static ApiError KeyBudgetExceeded(string message) =>
+        new(402, "insufficient_quota", "key_budget_exceeded", message);
     public static ApiError ExpiredKey() =>
         new(401, "authentication_error", "api_key_expired", "This API key has expired. Create a new one in the Portal.");
     public static ApiError KeyPaused() =>
@@ -80,6 +86,17 @@ public sealed record ApiError(int Status, string Type, string Code, string Messa
         new(504, "timeout", "upstream_timeout", "The model did not answer in time. Retry, or lower max_tokens.");
     public static ApiError UpstreamFailed() =>
         new(502, "api_error", "upstream_error", "The model failed while answering. Retry the request.");
+    public static ApiError InvalidIdempotencyKey() =>
+        new(400, "invalid_request_error", "invalid_idempotency_key", "'Idempotency-Key' must be one value of 1 to 255 printable ASCII characters.", "Idempotency-Key");
+    public static ApiError IdempotencyKeyReused() =>
+        new(422, "invalid_request_error", "idempotency_key_reused",
+            "This Idempotency-Key was already used with a different request body. Use a new key for a new request.", "Idempotency-Key");
+    public static ApiError IdempotencyInProgress(int retryAfter) =>
+        new(409, "invalid_request_error", "idempotency_in_progress",
+            "A request with this Idempotency-Key is still running. Retry shortly to get its answer.", "Idempotency-Key") { RetryAfterSeconds = retryAfter };
+    public static ApiError IdempotentAnswerNotRetained(string? requestId) =>
+        new(409, "invalid_request_error", "idempotency_answer_not_retained",
+            $"A request with this Idempotency-Key already ran{(requestId is null ? "" : $" (request {requestId})")}, but its answer was too large to keep, so it cannot be replayed. Use a new key to run it again.", "Idempotency-Key");
     /// <summary>The model answered, but not in the form the request asked for (tool call, JSON, schema); the tokens are charged.</summary>
     public static ApiError InvalidModelOutput(string why) =>
         new(502, "api_error", "invalid_model_output", $"The model's answer was not usable: {why} The tokens it generated are charged; retry the request.");

@@ -22,13 +22,14 @@ internal static class AnswerRelay
         var (promptTokens, completionTokens) = UsageBounds.Bound(prompt, answer.Usage?.PromptTokens, answer.Usage?.CompletionTokens,
             counted, maxTokens, upstream.Route.Router.Id, log);
         usage.Charge(promptTokens, completionTokens);
+        usage.TellCost();
         if (request.Structured)
         {
             // What the model generated is charged even when it is not what was asked for (docs/api.md).
             var read = ModelOutput.Interpret(model.Family, text, request, finish == "length");
             if (read.Error is not null) return usage.Fail(read.Error);
-            return dialect.Answer(usage.CompletionId(dialect.IdPrefix), model.Id, usage.Created, read, read.Finish(finish), usage.Tokens);
+            return dialect.Answer(request, usage.CompletionId(dialect.IdPrefix), model.Id, usage.Created, read, read.Finish(finish), usage.Tokens);
         }
-        return dialect.Answer(usage.CompletionId(dialect.IdPrefix), model.Id, usage.Created, text, finish, usage.Tokens);
+        return dialect.Answer(request, usage.CompletionId(dialect.IdPrefix), model.Id, usage.Created, text, finish, usage.Tokens);
     }
 }

@@ -6,7 +6,7 @@ using Cortensor.Api.Infrastructure;
 namespace Cortensor.Api.Inference;
 
 /// <summary>
-/// One public API shape (chat completions, text completions): how its body is read, how its prompt
+/// One public API shape (chat completions, text completions, responses): how its body is read, how its prompt
 /// reaches the router, and what its answers and stream chunks look like. The hot path is the same
 /// for every dialect and never branches on which one it serves.
 /// </summary>
@@ -14,6 +14,7 @@ public abstract class Dialect
 {
     public static readonly Dialect Chat = new ChatDialect();
     public static readonly Dialect Text = new TextDialect();
+    public static readonly Dialect Responses = new ResponsesDialect();
 
     /// <summary>The prefix of completion ids (chatcmpl-…, cmpl-…).</summary>
     public abstract string IdPrefix { get; }
@@ -24,7 +25,10 @@ public abstract class Dialect
     /// <summary>The single prompt string a router session takes.</summary>
     public abstract string Render(CatalogModel model, InferenceRequest request);
 
-    public abstract IResult Answer(string id, string model, long created, string text, string finish, Usage usage);
+    public abstract IResult Answer(InferenceRequest request, string id, string model, long created, string text, string finish, Usage usage);
+
+    /// <summary>The events of one streamed answer; chat and text send chunks built by the three methods below.</summary>
+    public virtual StreamShape Stream(string id, long created, string model, InferenceRequest request) => new ChunkStream(this, id, created, model, request);
 
     /// <summary>What a stream opens with, if anything (chat announces the assistant role).</summary>
     public abstract object? Opening(string id, long created, string model);
@@ -35,8 +39,8 @@ public abstract class Dialect
     public abstract object UsageChunk(string id, long created, string model, Usage usage);
 
     /// <summary>A whole answer read as the request asked (tool calls or a checked JSON document). Only chat takes tools.</summary>
-    public virtual IResult Answer(string id, string model, long created, StructuredAnswer answer, string finish, Usage usage) =>
-        Answer(id, model, created, answer.Content ?? "", finish, usage);
+    public virtual IResult Answer(InferenceRequest request, string id, string model, long created, StructuredAnswer answer, string finish, Usage usage) =>
+        Answer(request, id, model, created, answer.Content ?? "", finish, usage);
 
     /// <summary>The stream chunks of an answer's tool calls, before the chunk that ends the answer.</summary>
     public virtual IEnumerable<object> ToolCallDeltas(string id, long created, string model, AnswerToolCall[] calls) => [];
@@ -57,10 +61,10 @@ public abstract class Dialect
 
         public override string Render(CatalogModel model, InferenceRequest request) => PromptTemplates.Render(model.Family, request);
 
-        public override IResult Answer(string id, string model, long created, string text, string finish, Usage usage) =>
+        public override IResult Answer(InferenceRequest request, string id, string model, long created, string text, string finish, Usage usage) =>
             TypedResults.Json(ResponseNormaliser.Chat(id, model, created, text, finish, usage), PortalJsonContext.Default.ChatCompletion);
 
-        public override IResult Answer(string id, string model, long created, StructuredAnswer answer, string finish, Usage usage) =>
+        public override IResult Answer(InferenceRequest request, string id, string model, long created, StructuredAnswer answer, string finish, Usage usage) =>
             TypedResults.Json(new ChatCompletion(id, "chat.completion", created, model,
                 [new ChatChoice(0, new AssistantMessage("assistant", answer.Content, answer.Calls), finish, null)], usage, null),
                 PortalJsonContext.Default.ChatCompletion);
@@ -105,7 +109,7 @@ public abstract class Dialect
 
         public override string Render(CatalogModel model, InferenceRequest request) => request.RawPrompt!;
 
-        public override IResult Answer(string id, string model, long created, string text, string finish, Usage usage) =>
+        public override IResult Answer(InferenceRequest request, string id, string model, long created, string text, string finish, Usage usage) =>
             TypedResults.Json(ResponseNormaliser.Text(id, model, created, text, finish, usage), PortalJsonContext.Default.TextCompletion);
 
         public override object? Opening(string id, long created, string model) => null;

@@ -1,5 +1,6 @@
 using Cortensor.Api.Catalog;
 using Cortensor.Api.Errors;
+using Cortensor.Api.Idempotency;
 using Cortensor.Api.Infrastructure;
 using Cortensor.Api.Keys;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -18,15 +19,24 @@ public static class InferenceApi
         v1.MapGet("/models/{id}", GetModel).WithName("RetrieveModel").WithSummary("One model this key may use")
             .Produces<ErrorEnvelope>(401).Produces<ErrorEnvelope>(403).Produces<ErrorEnvelope>(404).Produces<ErrorEnvelope>(503);
         v1.MapPost("/chat/completions", (HttpContext http, InferenceHandler handler) => handler.HandleAsync(http, Dialect.Chat))
+            .WithIdempotencyKey()
             .WithName("CreateChatCompletion").WithSummary("Chat completion, streaming (SSE) or not")
             .Accepts<ChatCompletionRequest>("application/json")
             .Produces<ChatCompletion>().Produces<ChatCompletionChunk>(200, "text/event-stream")
             .Produces<ErrorEnvelope>(400).Produces<ErrorEnvelope>(401).Produces<ErrorEnvelope>(402).Produces<ErrorEnvelope>(403).Produces<ErrorEnvelope>(404).Produces<ErrorEnvelope>(413)
             .Produces<ErrorEnvelope>(429).Produces<ErrorEnvelope>(502).Produces<ErrorEnvelope>(503).Produces<ErrorEnvelope>(504);
         v1.MapPost("/completions", (HttpContext http, InferenceHandler handler) => handler.HandleAsync(http, Dialect.Text))
+            .WithIdempotencyKey()
             .WithName("CreateCompletion").WithSummary("Text completion, streaming (SSE) or not")
             .Accepts<CompletionRequest>("application/json")
             .Produces<TextCompletion>()
+            .Produces<ErrorEnvelope>(400).Produces<ErrorEnvelope>(401).Produces<ErrorEnvelope>(402).Produces<ErrorEnvelope>(403).Produces<ErrorEnvelope>(404).Produces<ErrorEnvelope>(413)
+            .Produces<ErrorEnvelope>(429).Produces<ErrorEnvelope>(502).Produces<ErrorEnvelope>(503).Produces<ErrorEnvelope>(504);
+        v1.MapPost("/responses", (HttpContext http, InferenceHandler handler) => handler.HandleAsync(http, Dialect.Responses))
+            .WithIdempotencyKey()
+            .WithName("CreateResponse").WithSummary("Responses API: a response to text or message input, streaming (SSE events) or not; nothing is stored")
+            .Accepts<ResponseRequest>("application/json")
+            .Produces<ResponseObject>().Produces<ResponseLifecycleEvent>(200, "text/event-stream")
             .Produces<ErrorEnvelope>(400).Produces<ErrorEnvelope>(401).Produces<ErrorEnvelope>(402).Produces<ErrorEnvelope>(403).Produces<ErrorEnvelope>(404).Produces<ErrorEnvelope>(413)
             .Produces<ErrorEnvelope>(429).Produces<ErrorEnvelope>(502).Produces<ErrorEnvelope>(503).Produces<ErrorEnvelope>(504);
         return app;

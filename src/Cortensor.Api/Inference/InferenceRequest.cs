@@ -36,6 +36,9 @@ public sealed record InferenceRequest(
     /// <remarks>Computed once: it is read again for every streamed chunk.</remarks>
     public int EstimatedPromptTokens { get; } =
         Math.Max(1, ((RawPrompt?.Length ?? Messages.Sum(m => m.Content.Length + m.Role.Length + 4)) + 3) / 4);
+
+    /// <summary>What a Responses API request echoes back in its response object (null for the other dialects).</summary>
+    public ResponseSettings? Responses { get; init; }
 }
 
 /// <summary>Checks a request the way OpenAI does and names the offending field.</summary>
@@ -126,7 +129,7 @@ public static class RequestValidation
     /// <c>model</c>, and <c>models</c> to fall back on (OpenRouter's convention): with both, <c>model</c> is tried
     /// first; with only <c>models</c>, its first entry is. Repeats are dropped, order kept.
     /// </summary>
-    private static ApiError? ReadModels(string? modelField, JsonElement models, out string model, out IReadOnlyList<string> fallbacks)
+    internal static ApiError? ReadModels(string? modelField, JsonElement models, out string model, out IReadOnlyList<string> fallbacks)
     {
         model = modelField ?? "";
         fallbacks = [];

@@ -117,7 +117,8 @@ public sealed class CompletionRequest
     public Dictionary<string, JsonElement>? Unread { get; set; }
 }
 
-public sealed record Usage(int PromptTokens, int CompletionTokens, int TotalTokens);
+/// <summary>The usage object; <c>cost</c> (USD) is exactly what the ledger is debited for the request (OpenRouter's field).</summary>
+public sealed record Usage(int PromptTokens, int CompletionTokens, int TotalTokens, decimal Cost);
 
 public sealed record ChatCompletion(string Id, string Object, long Created, string Model, ChatChoice[] Choices, Usage Usage,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? SystemFingerprint);

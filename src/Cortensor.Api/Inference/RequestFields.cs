@@ -54,7 +54,7 @@ public static class RequestFields
     [
         // Honoured (read by the contracts).
         new("model", ApiSurface.All, FieldHandling.Honoured, "the public model name"),
-        new("models", ApiSurface.Chat | ApiSurface.Text, FieldHandling.Honoured, "fallback models, tried in order (OpenRouter's convention)"),
+        new("models", ApiSurface.All, FieldHandling.Honoured, "fallback models, tried in order (OpenRouter's convention)"),
         new("messages", ApiSurface.Chat, FieldHandling.Honoured, "rendered with the model family's template"),
         new("prompt", ApiSurface.Text, FieldHandling.Honoured, "sent unchanged"),
         new("max_tokens", ApiSurface.Chat | ApiSurface.Text, FieldHandling.Honoured, "the completion's token limit"),

@@ -20,7 +20,6 @@ namespace Cortensor.Api.Inference;
 internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogModel model, InferenceRequest request,
     RouterResponse upstream, UsageTracker usage, UsageBounds.Prompt prompt, int maxTokens, ILogger log)
 {
-    private static readonly object Done = new();
     private RouterEventStream? _events;
 
     public async Task RelayAsync(CancellationToken deadline)
@@ -59,7 +58,8 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
         string? finish = null;
         ApiError? failure = null;
 
-        if (dialect.Opening(id, created, model.Id) is { } opening) yield return Item(opening);
+        var shape = dialect.Stream(id, created, model.Id, request);
+        foreach (var item in shape.Opening()) yield return item;
 
         // The forwarder has read up to the first piece of text (RouterEventStream); events are text, then Done or Failed.
         await using var events = upstream.Events!;
@@ -93,7 +93,7 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
             usage.Progress(prompt.Estimate, Math.Min(chunks, maxTokens));
             var send = stop.Push(next.Text!);
             if (structured is not null) send = structured.Push(send);
-            if (send.Length > 0) yield return Item(Delta(id, created, send, null));
+            if (send.Length > 0) foreach (var item in shape.Text(send)) yield return item;
             if (stop.Stopped) { finish = "stop"; break; }
         }
         finish ??= events.FinishReason is { } reason ? ResponseNormaliser.FinishReason(reason) : null;
@@ -103,7 +103,7 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
         {
             upstream.Lease.Failed();
             usage.Failed(failure);
-            yield return new SseItem<object>(failure.ToEnvelope(http.GetRequestId()));
+            foreach (var item in shape.Failure(failure, http.GetRequestId())) yield return item;
             yield break;
         }
         upstream.Lease.Succeeded();
@@ -111,35 +111,29 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
 
         var rest = stop.Flush();
         if (structured is not null) rest = structured.Push(rest);
-        if (rest.Length > 0) yield return Item(Delta(id, created, rest, null));
+        if (rest.Length > 0) foreach (var item in shape.Text(rest)) yield return item;
         if (structured?.Finish(finish == "length") is { } read)
         {
             if (read.Error is { } invalid)
             {
-                // The tokens were generated: they stay charged, and the stream ends with the error instead of [DONE].
+                // The tokens were generated: they stay charged, and the stream ends with the error instead of its normal end.
                 usage.Failed(invalid);
-                yield return new SseItem<object>(invalid.ToEnvelope(http.GetRequestId()));
+                foreach (var item in shape.Failure(invalid, http.GetRequestId())) yield return item;
                 yield break;
             }
-            if (read.Content is { Length: > 0 } content) yield return Item(Delta(id, created, content, null));
+            if (read.Content is { Length: > 0 } content) foreach (var item in shape.Text(content)) yield return item;
             if (read.Calls is { Length: > 0 } calls)
             {
-                foreach (var chunk in dialect.ToolCallDeltas(id, created, model.Id, calls)) yield return Item(chunk);
+                foreach (var item in shape.ToolCalls(calls)) yield return item;
                 finish = "tool_calls";
             }
         }
-        yield return Item(Delta(id, created, null, finish ?? "stop"));
-        if (request.IncludeUsage) yield return Item(dialect.UsageChunk(id, created, model.Id, usage.Tokens));
-        yield return new SseItem<object>(Done);
+        foreach (var item in shape.Closing(finish ?? "stop", usage.Tokens)) yield return item;
     }
-
-    private static SseItem<object> Item(object payload) => new(payload);
-
-    private object Delta(string id, long created, string? text, string? finish) => dialect.Delta(id, created, model.Id, text, finish);
 
     private static void WriteEvent(SseItem<object> item, IBufferWriter<byte> buffer)
     {
-        if (ReferenceEquals(item.Data, Done))
+        if (ReferenceEquals(item.Data, StreamShape.Done))
         {
             buffer.Write("[DONE]"u8);
             return;
@@ -150,6 +144,8 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
             case ChatCompletionChunk chunk: JsonSerializer.Serialize(json, chunk, PortalJsonContext.Default.ChatCompletionChunk); break;
             case TextCompletion text: JsonSerializer.Serialize(json, text, PortalJsonContext.Default.TextCompletion); break;
             case ErrorEnvelope error: JsonSerializer.Serialize(json, error, PortalJsonContext.Default.ErrorEnvelope); break;
+            // The other shapes' events (Responses API), each a type of the source-generated context.
+            default: JsonSerializer.Serialize(json, item.Data, item.Data.GetType(), PortalJsonContext.Default); break;
         }
     }
 }

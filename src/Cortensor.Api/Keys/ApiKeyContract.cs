@@ -25,11 +25,14 @@ public sealed record CreateKeyBody(string? Name, string? Environment, DateTimeOf
 /// <summary>A key as listed: never the plaintext, only its visible start.</summary>
 public sealed record ApiKeyDto(Guid Id, Guid OrganizationId, string Name, string Start, string Environment, string Status,
     DateTimeOffset CreatedAt, DateTimeOffset? LastUsedAt, DateTimeOffset? ExpiresAt, DateTimeOffset? RevokedAt,
-    string[] Models, int? RequestsPerMinute, int? TokensPerMinute, Guid? CreatedBy)
+    string[] Models, int? RequestsPerMinute, int? TokensPerMinute, Guid? CreatedBy,
+    KeyBudgetState? Budget = null, DateTimeOffset? RotatedAt = null, DateTimeOffset? PreviousSecretExpiresAt = null)
 {
-    public static ApiKeyDto From(ApiKey k, DateTimeOffset now, DateTimeOffset? lastUsedAt = null) => new(k.Id, k.OrganizationId, k.Name, k.Start,
+    /// <param name="budget">The budget's state this period (<see cref="KeyBudget.StateAsync"/>), when the key has one.</param>
+    public static ApiKeyDto From(ApiKey k, DateTimeOffset now, DateTimeOffset? lastUsedAt = null, KeyBudgetState? budget = null) => new(k.Id, k.OrganizationId, k.Name, k.Start,
         k.Environment, StatusOf(k, now), k.CreatedAt, lastUsedAt, k.ExpiresAt, k.RevokedAt, k.AllowedModels.ToArray(),
-        k.RequestsPerMinute, k.TokensPerMinute, k.CreatedByUserId);
+        k.RequestsPerMinute, k.TokensPerMinute, k.CreatedByUserId, budget, k.RotatedAt,
+        k.RetiredHashExpiresAt > now ? k.RetiredHashExpiresAt : null);
 
     public static string StatusOf(ApiKey k, DateTimeOffset now) =>
         k.Status == ApiKeyStatus.Active && k.ExpiresAt is { } e && e <= now ? "expired" : k.Status.ToString().ToLowerInvariant();
@@ -45,4 +48,11 @@ public sealed record CreatedApiKeyDto(Guid Id, Guid OrganizationId, string Name,
         return new(k.Id, k.OrganizationId, k.Name, created.Plaintext, k.Start, k.Environment, k.Status.ToString().ToLowerInvariant(),
             k.CreatedAt, k.ExpiresAt, k.AllowedModels.ToArray(), k.RequestsPerMinute, k.TokensPerMinute);
     }
+}
+
+/// <summary>The answer to a rotation: the only time the new secret is shown, and until when the replaced one still works.</summary>
+public sealed record RotatedApiKeyDto(Guid Id, string Name, string Key, string Start, DateTimeOffset RotatedAt, DateTimeOffset PreviousSecretExpiresAt)
+{
+    public static RotatedApiKeyDto From(CreatedKey rotated) =>
+        new(rotated.Key.Id, rotated.Key.Name, rotated.Plaintext, rotated.Key.Start, rotated.Key.RotatedAt!.Value, rotated.Key.RetiredHashExpiresAt!.Value);
 }

@@ -56,6 +56,7 @@ public sealed partial class ApiKeyFilter(EntitlementCache entitlements, FailedKe
         }
         var s = snapshot!;
         if (s.KeyStatus == ApiKeyStatus.Revoked) return ApiError.RevokedKey();
+        if (s.RetiredSecret && !(s.RetiredSecretExpiresAt > clock.GetUtcNow())) return ApiError.RotatedKey();
         if (s.ExpiresAt is { } expires && expires <= clock.GetUtcNow()) return ApiError.ExpiredKey();
         if (s.OrganizationStatus == OrganizationStatus.Paused) return ApiError.OrganizationPaused();
         if (s.KeyStatus == ApiKeyStatus.Paused) return ApiError.KeyPaused();

@@ -84,7 +84,7 @@ public sealed class EntitlementCache(IFusionCache cache, IServiceScopeFactory sc
         var row = await (from k in db.ApiKeys.AsNoTracking()
                          join o in db.Organizations.AsNoTracking() on k.OrganizationId equals o.Id
                          join p in db.Plans.AsNoTracking() on o.PlanId equals p.Id
-                         where k.Hash == hash
+                         where k.Hash == hash || k.RetiredHash == hash
                          select new { Key = k, Org = o, Plan = p }).SingleOrDefaultAsync(ct);
         if (row is null) return null;
 
@@ -95,7 +95,9 @@ public sealed class EntitlementCache(IFusionCache cache, IServiceScopeFactory sc
             models.Order(StringComparer.Ordinal).ToArray(),
             Math.Min(row.Key.RequestsPerMinute ?? row.Plan.RequestsPerMinute, row.Plan.RequestsPerMinute),
             Math.Min(row.Key.TokensPerMinute ?? row.Plan.TokensPerMinute, row.Plan.TokensPerMinute),
-            row.Plan.MonthlyTokenQuota, row.Plan.RequestsPerMinute, row.Plan.TokensPerMinute, row.Plan.MaxConcurrentRequests);
+            row.Plan.MonthlyTokenQuota, row.Plan.RequestsPerMinute, row.Plan.TokensPerMinute, row.Plan.MaxConcurrentRequests,
+            KeyBudget.From(row.Key.BudgetUsd, row.Key.BudgetTokens, row.Key.BudgetPeriod), row.Key.Name,
+            row.Key.RetiredHashExpiresAt, RetiredSecret: !row.Key.Hash.AsSpan().SequenceEqual(hash));
     }
 }
 

@@ -27,6 +27,14 @@ public sealed class ApiKey
     public DateTimeOffset CreatedAt { get; set; } = DateTimeOffset.UtcNow;
     public DateTimeOffset? LastUsedAt { get; set; }
     public DateTimeOffset? RevokedAt { get; set; }
+    /// <summary>Optional spending limit per UTC period (<see cref="Keys.KeyBudget"/>): USD, tokens, or both.</summary>
+    public decimal? BudgetUsd { get; set; }
+    public long? BudgetTokens { get; set; }
+    public Keys.KeyBudgetPeriod? BudgetPeriod { get; set; }
+    /// <summary>SHA-256 of the secret the last rotation replaced: it works until <see cref="RetiredHashExpiresAt"/>, then answers api_key_rotated.</summary>
+    public byte[]? RetiredHash { get; set; }
+    public DateTimeOffset? RetiredHashExpiresAt { get; set; }
+    public DateTimeOffset? RotatedAt { get; set; }
 }
 
 internal sealed class ApiKeyConfiguration : IEntityTypeConfiguration<ApiKey>
@@ -35,6 +43,8 @@ internal sealed class ApiKeyConfiguration : IEntityTypeConfiguration<ApiKey>
     {
         e.HasIndex(x => x.Hash).IsUnique();
         e.HasIndex(x => x.OrganizationId);
+        e.HasIndex(x => x.RetiredHash).IsUnique();
+        e.Property(x => x.BudgetPeriod).HasConversion<string>().HasMaxLength(8);
         e.Property(x => x.Name).HasMaxLength(100);
         e.Property(x => x.Environment).HasMaxLength(8);
         e.Property(x => x.Start).HasMaxLength(24);

@@ -63,9 +63,68 @@ public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements
         if (status == ApiKeyStatus.Revoked) key.RevokedAt ??= clock.GetUtcNow();
         Audit(actor, $"api_key.{status.ToString().ToLowerInvariant()}", "api_key", key.Id.ToString(), new { Status = before }, new { key.Status });
         await db.SaveChangesAsync(ct);
-        await entitlements.InvalidateKeyAsync(key.Hash);
+        await InvalidateAsync(key);
         return key;
     }
+
+    /// <summary>Applies a PATCH (only the fields it carries) to a key of <paramref name="organizationId"/>; null if there is no such key.</summary>
+    public async Task<ApiKey?> UpdateKeyAsync(Guid keyId, Guid? organizationId, KeyChanges changes, AuditActor actor, CancellationToken ct)
+    {
+        var key = await db.ApiKeys.SingleOrDefaultAsync(k => k.Id == keyId && (organizationId == null || k.OrganizationId == organizationId), ct);
+        if (key is null) return null;
+        var before = Describe(key);
+        if (changes.Name is { } name) key.Name = name;
+        if (changes.ExpiresAtSet) key.ExpiresAt = changes.ExpiresAt;
+        if (changes.Models is { } models) key.AllowedModels = [.. models];
+        if (changes.RequestsPerMinuteSet) key.RequestsPerMinute = changes.RequestsPerMinute;
+        if (changes.TokensPerMinuteSet) key.TokensPerMinute = changes.TokensPerMinute;
+        if (changes.BudgetSet)
+            (key.BudgetUsd, key.BudgetTokens, key.BudgetPeriod) = (changes.Budget?.Usd, changes.Budget?.Tokens, changes.Budget?.Period);
+        // The provider first (Unkey keeps the key's name, expiry and limits): if it cannot be told, nothing changes here.
+        await provider.UpdateAsync(key.Id, new KeySettings(key.Name, key.ExpiresAt, key.RequestsPerMinute, key.TokensPerMinute), db, ct);
+        Audit(actor, "api_key.update", "api_key", key.Id.ToString(), before, Describe(key));
+        await db.SaveChangesAsync(ct);
+        await InvalidateAsync(key);
+        return key;
+    }
+
+    /// <summary>
+    /// Gives a key a new secret (same id, limits, budget and history). The replaced one keeps working for
+    /// <paramref name="grace"/>, then answers api_key_rotated; one rotated before it stops at once.
+    /// </summary>
+    public async Task<CreatedKey?> RotateKeyAsync(Guid keyId, Guid? organizationId, TimeSpan grace, AuditActor actor, CancellationToken ct)
+    {
+        var key = await db.ApiKeys.SingleOrDefaultAsync(k => k.Id == keyId && (organizationId == null || k.OrganizationId == organizationId), ct);
+        if (key is null) return null;
+        var now = clock.GetUtcNow();
+        var earlier = key.RetiredHash;
+        // The new secret comes from the key provider, as at creation (with Unkey: a second Unkey key for the same Portal key).
+        var issued = await provider.IssueAsync(new KeyToIssue(key.Id, key.OrganizationId, key.Name, key.Environment, key.ExpiresAt,
+            key.RequestsPerMinute, key.TokensPerMinute), ct);
+        var plaintext = issued.Plaintext;
+        if (issued.ProviderKeyId is { } providerKeyId)
+            db.Set<UnkeyKey>().Add(new UnkeyKey { ApiKeyId = key.Id, UnkeyKeyId = providerKeyId, CreatedAt = now });
+        (key.RetiredHash, key.RetiredHashExpiresAt, key.RotatedAt) = (key.Hash, now + grace, now);
+        (key.Hash, key.Start) = (ApiKeyFormat.Hash(plaintext), ApiKeyFormat.Start(plaintext));
+        Audit(actor, "api_key.rotate", "api_key", key.Id.ToString(), null, new { key.Start, PreviousSecretExpiresAt = key.RetiredHashExpiresAt });
+        await db.SaveChangesAsync(ct);
+        await InvalidateAsync(key);
+        if (earlier is not null) await entitlements.InvalidateKeyAsync(earlier);
+        return new CreatedKey(key, plaintext);
+    }
+
+    /// <summary>Every replica drops the key's snapshots (its secret's and a rotated one's) within about a second.</summary>
+    private async Task InvalidateAsync(ApiKey key)
+    {
+        await entitlements.InvalidateKeyAsync(key.Hash);
+        if (key.RetiredHash is { } retired) await entitlements.InvalidateKeyAsync(retired);
+    }
+
+    private static object Describe(ApiKey k) => new
+    {
+        k.Name, k.ExpiresAt, Models = k.AllowedModels.ToArray(), k.RequestsPerMinute, k.TokensPerMinute,
+        k.BudgetUsd, k.BudgetTokens, BudgetPeriod = k.BudgetPeriod?.ToString(),
+    };
 
     public async Task<Organization?> SetOrganizationStatusAsync(Guid orgId, OrganizationStatus status, AuditActor actor, CancellationToken ct)
     {

@@ -1,3 +1,5 @@
+using Cortensor.Api.Keys;
+
 namespace Cortensor.Api.Limits;
 
 /// <summary>What a request was allowed to use: its rate-limit windows and, when admitted, its hold.</summary>
@@ -5,7 +7,7 @@ public sealed record Admission(
     AdmissionVerdict Verdict, TimeSpan Reset, long Window,
     int KeyRequestLimit, long KeyRequests, int KeyTokenLimit, long KeyTokens,
     int OrganizationRequestLimit, long OrganizationRequests, int OrganizationTokenLimit, long OrganizationTokens,
-    int ConcurrencyLimit, int ReservedTokens, long Amount, long Balance, Hold? Hold, bool Local)
+    int ConcurrencyLimit, int ReservedTokens, long Amount, long Balance, Hold? Hold, bool Local, KeyBudgetRefusal? OverBudget = null)
 {
     public bool Admitted => Verdict == AdmissionVerdict.Admitted;
 

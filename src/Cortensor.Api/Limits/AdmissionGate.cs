@@ -40,8 +40,13 @@ public sealed partial class AdmissionGate(
         long amount = credits ? Pricing.ToUnits(Pricing.Cost(model, promptTokens, maxTokens)) : tokens;
         // The quota month is the admission's: a request admitted at 23:59:59 refunds into that month.
         var counter = credits ? LimitKeys.Credit(key.OrganizationId) : LimitKeys.Quota(key.OrganizationId, LimitKeys.Period(draft.CreatedAt));
+        // The key budget's period is the admission's too: a refund goes back to the period it was taken from.
+        var budget = key.Budget;
+        var (budgetPeriod, _, budgetEnd) = budget?.PeriodAt(now) ?? default;
+        var budgetCounter = budget is null ? null : KeyBudget.Counter(key.OrganizationId, key.KeyId, budgetPeriod);
         var hold = new Hold(counter, key.BillingMode, amount, tokens, window, promptTokens, maxTokens,
             model.InputPricePer1K, model.OutputPricePer1K, now.AddSeconds(options.Value.ReservationSeconds), replica.Id);
+        if (budgetCounter is not null) hold = hold with { KeyBudget = budgetCounter, BudgetUnits = hold.CostCeiling };
 
         try
         {
@@ -75,6 +80,12 @@ public sealed partial class AdmissionGate(
                     hold = JsonSerializer.Serialize(draft with { Hold = hold }, PortalJsonContext.Default.UsageRecord),
                     deadline = hold.Deadline.ToUnixTimeSeconds(),
                     dueMember = LimitKeys.DueMember(key.OrganizationId, draft.EventId),
+                    budgeted = budget is null ? "0" : "1",
+                    keyBudget = (RedisKey)(budgetCounter ?? KeyBudget.Counter(key.OrganizationId, key.KeyId, "none")),
+                    budgetUnits = hold.BudgetUnits,
+                    budgetUnitLimit = budget?.UsdUnits ?? -1,
+                    budgetTokenLimit = budget?.Tokens ?? -1,
+                    budgetTtl = budget is null ? 0 : KeyBudget.CounterTtlSeconds(now, budgetEnd),
                 }))!;
                 var verdict = (AdmissionVerdict)(int)(long)r[0];
                 if (verdict == AdmissionVerdict.BalanceNotLoaded && attempt == 0)
@@ -84,11 +95,16 @@ public sealed partial class AdmissionGate(
                 }
                 var balance = (long)r[3];
                 var admitted = verdict == AdmissionVerdict.Admitted;
+                var overBudget = verdict == AdmissionVerdict.KeyBudgetExhausted
+                    ? new KeyBudgetRefusal(key.KeyId, key.KeyName, budget!, Pricing.FromUnits(balance), (long)r[6],
+                        Pricing.FromUnits(hold.BudgetUnits), tokens, budgetEnd)
+                    : null;
+                if (overBudget is not null) balance = 0;
                 if (admitted || verdict == AdmissionVerdict.InsufficientFunds)
                     local.Remember(key.OrganizationId, credits ? balance : (key.MonthlyTokenQuota ?? 0) - balance);
                 return new Admission(verdict, reset, window, key.RequestsPerMinute, (long)r[1], key.TokensPerMinute, (long)r[2],
                     key.OrganizationRequestsPerMinute, (long)r[4], key.OrganizationTokensPerMinute, (long)r[5], key.MaxConcurrentRequests,
-                    tokens, amount, balance, admitted ? hold : null, Local: false);
+                    tokens, amount, balance, admitted ? hold : null, Local: false, overBudget);
             }
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException)

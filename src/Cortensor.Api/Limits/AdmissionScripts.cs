@@ -9,8 +9,9 @@ namespace Cortensor.Api.Limits;
 internal static class AdmissionScripts
 {
     /// <summary>
-    /// Rate windows (the key's, then the organisation's), concurrency, then the quota or credit
-    /// reservation; nothing is counted unless everything passes. The reservation is recorded with
+    /// Rate windows (the key's, then the organisation's), concurrency, the key's budget for its period
+    /// (USD as credit units and/or tokens), then the quota or credit reservation; nothing is counted unless
+    /// everything passes. The reservation is recorded with
     /// its deadline so it can be settled exactly once, by the request or by the reaper.
     /// </summary>
     public static readonly LuaScript Admit = LuaScript.Prepare("""
@@ -24,6 +25,15 @@ internal static class AdmissionScripts
         if orq + 1 > tonumber(@orgRequestLimit) then return {3, kr, kt, 0, orq, ot} end
         if ot + cost > tonumber(@orgTokenLimit) then return {4, kr, kt, 0, orq, ot} end
         if redis.call('HLEN', @reservations) + 1 > tonumber(@concurrency) then return {5, kr, kt, 0, orq, ot} end
+        local budgeted = @budgeted == '1'
+        local budgetUnits = tonumber(@budgetUnits)
+        if budgeted then
+            local bu = tonumber(redis.call('HGET', @keyBudget, 'u') or '0')
+            local bt = tonumber(redis.call('HGET', @keyBudget, 't') or '0')
+            local lu = tonumber(@budgetUnitLimit)
+            local lt = tonumber(@budgetTokenLimit)
+            if (lu >= 0 and bu + budgetUnits > lu) or (lt >= 0 and bt + cost > lt) then return {10, kr, kt, bu, orq, ot, bt} end
+        end
         local amount = tonumber(@amount)
         local balance
         if @credits == '1' then
@@ -39,6 +49,11 @@ internal static class AdmissionScripts
         end
         redis.call('INCRBY', @held, amount)
         if @credits ~= '1' then redis.call('EXPIRE', @held, @quotaTtl) end
+        if budgeted then
+            redis.call('HINCRBY', @keyBudget, 'u', budgetUnits)
+            redis.call('HINCRBY', @keyBudget, 't', cost)
+            redis.call('EXPIRE', @keyBudget, @budgetTtl)
+        end
         redis.call('INCR', @version)
         redis.call('HSET', @reservations, @id, @hold)
         redis.call('ZADD', @due, @deadline, @dueMember)
@@ -57,7 +72,7 @@ internal static class AdmissionScripts
     /// <summary>
     /// Settles a reservation by its id and hands over the usage record, atomically: whoever settles
     /// first (the request, a spool replay, the reaper) gives back what was not used; the others find
-    /// nothing to give back. With <c>onlyIfHeld</c> (the reaper), a reservation already settled adds no record;
+    /// nothing to give back; the key budget's counter (of the period the hold was taken in) gets its unused part too. With <c>onlyIfHeld</c> (the reaper), a reservation already settled adds no record;
     /// without <c>file</c>, only the hold is given back (the request was billed another way).
     /// Counters Redis lost are not recreated here: reconciliation rebuilds them from the ledger.
     /// </summary>
@@ -80,6 +95,10 @@ internal static class AdmissionScripts
             if delta ~= 0 then
                 if redis.call('EXISTS', @keyTokens) == 1 then redis.call('INCRBY', @keyTokens, delta) end
                 if redis.call('EXISTS', @orgTokens) == 1 then redis.call('INCRBY', @orgTokens, delta) end
+            end
+            if @budgeted == '1' and redis.call('EXISTS', @keyBudget) == 1 then
+                redis.call('HINCRBY', @keyBudget, 'u', tonumber(@budgetActual) - tonumber(@budgetUnits))
+                if delta ~= 0 then redis.call('HINCRBY', @keyBudget, 't', delta) end
             end
         elseif @onlyIfHeld == '1' then
             return 0

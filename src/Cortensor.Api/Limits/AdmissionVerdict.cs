@@ -13,4 +13,5 @@ public enum AdmissionVerdict
     InsufficientFunds = 7,
     OutageAllowanceSpent = 8,
     BillingUnavailable = 9,
+    KeyBudgetExhausted = 10,
 }

@@ -37,8 +37,11 @@ public sealed class LocalAdmission(TimeProvider clock)
             if (kw != window) (kr, kt) = (0, 0);
             var (ow, orq, ot, inflight) = _orgs.GetValueOrDefault(key.OrganizationId);
             if (ow != window) (orq, ot) = (0, 0);
+            // A key budget is only ever checked in Redis, atomically with every replica's spend: without Redis
+            // such a key is refused (503) rather than let one replica spend it alone.
             var verdict =
-                kr + 1 > key.RequestsPerMinute ? AdmissionVerdict.KeyRequestsExhausted
+                key.NeedsExactAdmission ? AdmissionVerdict.BillingUnavailable
+                : kr + 1 > key.RequestsPerMinute ? AdmissionVerdict.KeyRequestsExhausted
                 : kt + tokens > key.TokensPerMinute ? AdmissionVerdict.KeyTokensExhausted
                 : orq + 1 > key.OrganizationRequestsPerMinute ? AdmissionVerdict.OrganizationRequestsExhausted
                 : ot + tokens > key.OrganizationTokensPerMinute ? AdmissionVerdict.OrganizationTokensExhausted

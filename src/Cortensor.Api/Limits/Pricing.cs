@@ -17,4 +17,19 @@ public static class Pricing
 
     /// <summary>The ledger's precision, rounded up like the units.</summary>
     public static decimal RoundForLedger(decimal usd) => FromUnits(ToUnits(usd));
+
+    /// <summary>Tokens at these prices, in whole credit units (nothing used costs nothing).</summary>
+    public static long Units(decimal inputPer1K, decimal outputPer1K, int promptTokens, int completionTokens) =>
+        promptTokens + completionTokens == 0 ? 0 : ToUnits((promptTokens * inputPer1K + completionTokens * outputPer1K) / 1000m);
+
+    /// <summary>
+    /// What a request is billed, in USD at the ledger's precision: the one figure the client is told
+    /// (<c>usage.cost</c>, <c>x-cortensor-cost</c>), the usage record carries, settlement takes off the
+    /// balance and key budget, and the ledger writes. With a reservation, at its prices and never above
+    /// what it covered; without one (admitted by this replica alone), at the model's prices.
+    /// </summary>
+    public static decimal Bill(CatalogModel? model, Hold? hold, int promptTokens, int completionTokens) =>
+        hold is not null ? hold.Bill(promptTokens, completionTokens)
+        : model is null ? 0m
+        : FromUnits(Units(model.InputPricePer1K, model.OutputPricePer1K, promptTokens, completionTokens));
 }

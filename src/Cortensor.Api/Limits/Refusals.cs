@@ -22,6 +22,7 @@ public static class Refusals
                 $"tokens per minute of your organization (limit {a.OrganizationTokenLimit}, shared by all its keys; this request reserves {a.ReservedTokens})", retry),
             AdmissionVerdict.TooManyConcurrent => ApiError.RateLimited(
                 $"concurrent requests of your organization (limit {a.ConcurrencyLimit})", 1),
+            AdmissionVerdict.KeyBudgetExhausted when a.OverBudget is { } over => ApiError.KeyBudgetExceeded(over.Message()),
             AdmissionVerdict.InsufficientFunds when mode == BillingMode.PrepaidCredits => ApiError.InsufficientQuota(
                 $"Your credit balance is ${Usd(a.Balance)} and this request may cost up to ${Usd(a.Amount)}. Add credits, or lower max_tokens."),
             AdmissionVerdict.InsufficientFunds => ApiError.InsufficientQuota(

@@ -116,9 +116,7 @@ public sealed partial class ReservationReaper(
             prompt = Math.Clamp(prompt, 0, hold.PromptTokens);
             completion = Math.Clamp(completion, 0, hold.MaxTokens);
         }
-        var cost = prompt + completion == 0 ? 0m
-            : Pricing.RoundForLedger((prompt * hold.InputPricePer1K + completion * hold.OutputPricePer1K) / 1000m);
-        if (hold.Credits) cost = Pricing.FromUnits(hold.Charge(prompt, completion, cost));
+        var cost = Pricing.Bill(null, hold, prompt, completion);
         return draft with
         {
             Status = 499, ErrorCode = "request_abandoned", PromptTokens = prompt, CompletionTokens = completion, Cost = cost,

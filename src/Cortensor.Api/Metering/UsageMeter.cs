@@ -99,6 +99,11 @@ public sealed partial class UsageMeter(IConnectionMultiplexer redis, UsageSpool 
             credits = hold.Credits ? "1" : "0",
             tokenDelta = record.PromptTokens + record.CompletionTokens - hold.Tokens,
             onlyIfHeld = onlyIfHeld ? "1" : "0",
+            budgeted = hold.KeyBudget is null ? "0" : "1",
+            keyBudget = (RedisKey)(hold.KeyBudget ?? "kbudget:none"),
+            budgetUnits = hold.BudgetUnits,
+            // The same figure as the ledger's: the record's cost, in credit units (never above what was held).
+            budgetActual = Math.Min(hold.BudgetUnits, Pricing.ToUnits(record.Cost)),
             file = release ? "0" : "1",
             field = Field,
             payload,

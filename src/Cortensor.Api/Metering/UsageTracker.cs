@@ -67,8 +67,17 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter m
         return error.ToResult();
     }
 
-    /// <summary>What the request is charged for so far, as the client's usage object.</summary>
-    public Usage Tokens => new(_promptTokens, _completionTokens, _promptTokens + _completionTokens);
+    /// <summary>What the request is charged for so far, as the client's usage object, its cost included.</summary>
+    public Usage Tokens => new(_promptTokens, _completionTokens, _promptTokens + _completionTokens, Cost);
+
+    /// <summary>What the request is billed for its tokens so far: the figure the ledger gets (<see cref="Pricing.Bill"/>).</summary>
+    public decimal Cost => Pricing.Bill(Model, Admission?.Hold, _promptTokens, _completionTokens);
+
+    /// <summary>The cost as a header too, for clients that read no body (LiteLLM's convention); non-streamed answers only.</summary>
+    public void TellCost() =>
+        http.Response.Headers[CostHeader] = Cost.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    public const string CostHeader = "x-cortensor-cost";
 
     public void FirstToken() => _firstTokenAt = Stopwatch.GetTimestamp();
 
@@ -112,11 +121,10 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter m
         if (_completed) return;
         _completed = true;
         var admission = Admission;
-        var cost = _promptTokens + _completionTokens == 0 || Model is null ? 0m : Pricing.RoundForLedger(Pricing.Cost(Model, _promptTokens, _completionTokens));
-        if (admission?.Hold is { Credits: true } hold) cost = Pricing.FromUnits(hold.Charge(_promptTokens, _completionTokens, cost));
-        var record = Record(Model, _status, _errorCode, _promptTokens, _completionTokens, cost, admission?.Hold);
+        var record = Record(Model, _status, _errorCode, _promptTokens, _completionTokens, Cost, admission?.Hold);
         if (admission is { Local: true, Admitted: true })
             local.Release(key, admission.Window, _promptTokens + _completionTokens - admission.ReservedTokens);
+        http.Features.Set(new RequestOutcome(_status));
         PortalMetrics.RecordRequest(record);
         RequestSummary.Write(http.RequestServices.GetRequiredService<ILogger<UsageTracker>>(), record);
         http.Response.OnCompleted(() => meter.RecordAsync(record));
@@ -130,3 +138,6 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter m
         _firstTokenAt == 0 ? null : (int)Stopwatch.GetElapsedTime(_started, _firstTokenAt).TotalMilliseconds,
         _streamed, CreatedAt, hold, TaskId, _traceId);
 }
+
+/// <summary>A /v1 request's final status as metered (a stream that failed after its 200 says so): what later steps judge it by.</summary>
+public sealed record RequestOutcome(int Status);

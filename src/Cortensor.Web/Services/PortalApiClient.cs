@@ -37,6 +37,9 @@ public interface IPortalApi
     [Get("/portal/api-keys")] Task<IReadOnlyList<ApiKey>> GetKeysAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, CancellationToken ct = default);
     [Post("/portal/api-keys")] Task<CreatedApiKey> CreateKeyAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, [Body] NewApiKey key, CancellationToken ct = default);
     [Delete("/portal/api-keys/{id}")] Task<ApiKey> RevokeKeyAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, Guid id, CancellationToken ct = default);
+    /// <summary>Only the fields in <paramref name="changes"/> change (snake_case names); a null value clears one.</summary>
+    [Patch("/portal/api-keys/{id}")] Task<ApiKey> UpdateKeyAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, Guid id, [Body] IReadOnlyDictionary<string, object?> changes, CancellationToken ct = default);
+    [Post("/portal/api-keys/{id}/rotate")] Task<RotatedApiKey> RotateKeyAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, Guid id, [Body] KeyRotation rotation, CancellationToken ct = default);
 
     [Get("/portal/usage-summary")]
     Task<UsageSummary> GetUsageAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, string from, string to,
@@ -87,7 +90,13 @@ public sealed record NewOrganization(string Name);
 public sealed record Member(Guid UserId, string? Email, string? DisplayName, string Role, DateTimeOffset CreatedAt);
 
 public sealed record ApiKey(Guid Id, Guid OrganizationId, string Name, string Start, string Environment, string Status, DateTimeOffset CreatedAt,
-    DateTimeOffset? LastUsedAt, DateTimeOffset? ExpiresAt, DateTimeOffset? RevokedAt, IReadOnlyList<string>? Models);
+    DateTimeOffset? LastUsedAt, DateTimeOffset? ExpiresAt, DateTimeOffset? RevokedAt, IReadOnlyList<string>? Models,
+    int? RequestsPerMinute = null, int? TokensPerMinute = null, KeyBudgetState? Budget = null, DateTimeOffset? RotatedAt = null, DateTimeOffset? PreviousSecretExpiresAt = null);
+/// <summary>A key's budget this period: limits, spent (settled and reserved), left, and when it resets (UTC).</summary>
+public sealed record KeyBudgetState(string Period, decimal? LimitUsd, long? LimitTokens, decimal SpentUsd, long SpentTokens,
+    decimal? RemainingUsd, long? RemainingTokens, DateTimeOffset ResetsAt);
+public sealed record KeyRotation(int GracePeriodSeconds);
+public sealed record RotatedApiKey(Guid Id, string Name, string Key, string Start, DateTimeOffset RotatedAt, DateTimeOffset PreviousSecretExpiresAt);
 public sealed record NewApiKey(string Name, DateTimeOffset? ExpiresAt, IReadOnlyList<string>? Models);
 public sealed record CreatedApiKey(Guid Id, string Name, string Key, string Start, DateTimeOffset CreatedAt, DateTimeOffset? ExpiresAt, IReadOnlyList<string>? Models);
 

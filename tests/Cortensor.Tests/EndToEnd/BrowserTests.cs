@@ -113,6 +113,54 @@ public partial class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AnOwnerGivesAKeyABudgetAndRotatesItSeeingTheNewSecretOnce()
+    {
+        var user = await portal.SignUpAsync();
+        using (var admin = portal.CreateAdminClient())
+        {
+            (await admin.PutAsJsonAsync($"/admin/organizations/{user.OrganizationId}/plan", new { plan = "pro" })).EnsureSuccessStatusCode();
+            (await admin.PostAsJsonAsync($"/admin/organizations/{user.OrganizationId}/credits", new { amount = 5m, reason = "test" })).EnsureSuccessStatusCode();
+        }
+        using var owner = user.CreateClient();
+        var created = await (await owner.PostAsJsonAsync("/portal/api-keys", new { name = "budget key" })).Content.ReadFromJsonAsync<JsonElement>();
+        var keyId = created.GetProperty("id").GetGuid();
+        using var api = new HttpClient { BaseAddress = portal.App.GetEndpoint(LaunchTopology.Api, "http") };
+        api.DefaultRequestHeaders.Authorization = new("Bearer", created.GetProperty("key").GetString());
+        Task<HttpResponseMessage> Ask() => api.PostAsJsonAsync("/v1/chat/completions", new { model = "gpt-oss-20b", messages = new[] { new { role = "user", content = "budget" } }, max_tokens = 4 });
+
+        var page = await NewPageAsync();
+        await SignInAsync(page, user.Email, TestUser.Password);
+        await GoAsync(page, "/api-keys");
+        await page.GetByLabel("Edit budget key").ClickAsync();
+        await FillAsync(page, ("edit-key-budget-usd", "0.5"));
+        await page.Locator("#edit-key-budget-period").SelectOptionAsync("day");
+        await page.Locator("#edit-key-save").ClickAsync();
+        await Assertions.Expect(page.GetByRole(AriaRole.Grid)).ToContainTextAsync("$0 of $0.5/day");
+        var budget = (await owner.GetFromJsonAsync<JsonElement>($"/portal/api-keys/{keyId}")).GetProperty("budget");
+        Assert.Equal((0.5m, "day"), (budget.GetProperty("limit_usd").GetDecimal(), budget.GetProperty("period").GetString()));
+        Assert.Equal(HttpStatusCode.OK, (await Ask()).StatusCode);
+        await GoAsync(page, "/api-keys");
+        await Assertions.Expect(page.GetByRole(AriaRole.Grid)).Not.ToContainTextAsync("$0 of $0.5/day");
+        await Assertions.Expect(page.GetByRole(AriaRole.Grid)).ToContainTextAsync("of $0.5/day");
+        await ShotAsync(page, "api-keys-budget");
+
+        await page.GetByLabel("Rotate budget key").ClickAsync();
+        await page.Locator("#rotate-key-grace").SelectOptionAsync("0");
+        await page.Locator("#rotate-key-submit").ClickAsync();
+        var shown = page.Locator("#rotated-key");
+        await Assertions.Expect(shown).ToContainTextAsync("ctr_live_");
+        var secret = (await shown.TextContentAsync())!.Trim();
+        await page.Locator("#close-rotate-dialog").ClickAsync();
+        await Assertions.Expect(page.Locator("#rotated-key")).ToHaveCountAsync(0);
+        Assert.DoesNotContain(secret, await page.ContentAsync());
+
+        var rotated = await Eventually.WaitForAsync(Ask, r => r.StatusCode != HttpStatusCode.OK, TimeSpan.FromSeconds(5), "the rotated secret was still served");
+        Assert.Equal("api_key_rotated", (await rotated.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error").GetProperty("code").GetString());
+        api.DefaultRequestHeaders.Authorization = new("Bearer", secret);
+        Assert.Equal(HttpStatusCode.OK, (await Ask()).StatusCode);
+    }
+
+    [Fact]
     public async Task ASignInTicketLinkOpenedInAnotherBrowserDoesNotSignItIn()
     {
         var user = await portal.SignUpAsync();

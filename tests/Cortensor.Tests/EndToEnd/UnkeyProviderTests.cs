@@ -11,7 +11,7 @@ namespace Cortensor.Tests.EndToEnd;
 /// there, pauses and revocations carried there, its key limits enforced, and no call to it while a snapshot is warm.
 /// </summary>
 [Collection(UnkeyPortalAppCollection.Name), Trait("Category", PortalAppCollection.Category)]
-public class UnkeyProviderTests(UnkeyPortalAppFixture portal)
+public class UnkeyProviderTests(UnkeyPortalAppFixture portal, Xunit.Abstractions.ITestOutputHelper output)
 {
     private EnforcementTests Enforcement => new(portal);
 
@@ -41,6 +41,14 @@ public class UnkeyProviderTests(UnkeyPortalAppFixture portal)
         using var unkey = portal.CreateUnkeyClient();
         Assert.Equal("EXPIRED", (await VerifyAsync(unkey, customer.Key)).GetProperty("code").GetString());
     }
+
+    [Fact]
+    public Task AKeyEditedThroughThePortalChangesOnEveryReplicaWithinASecondAndBadEditsChangeNothing() =>
+        new KeySpendTests(portal, output).AKeyEditedThroughThePortalChangesOnEveryReplicaWithinASecondAndBadEditsChangeNothing();
+
+    [Fact]
+    public Task ARotatedKeyServesItsNewSecretAtOnceAndItsOldOneUntilTheGraceEndsThen401Rotated() =>
+        new KeySpendTests(portal, output).ARotatedKeyServesItsNewSecretAtOnceAndItsOldOneUntilTheGraceEndsThen401Rotated();
 
     [Fact]
     public Task UnknownMalformedAndMissingKeysAre401() => Enforcement.UnknownMalformedAndMissingKeysAre401();

@@ -109,6 +109,20 @@ namespace Cortensor.Api.Data.Migrations
                         .HasColumnType("text[]")
                         .HasColumnName("allowed_models");
 
+                    b.Property<string>("BudgetPeriod")
+                        .HasMaxLength(8)
+                        .HasColumnType("character varying(8)")
+                        .HasColumnName("budget_period");
+
+                    b.Property<long?>("BudgetTokens")
+                        .HasColumnType("bigint")
+                        .HasColumnName("budget_tokens");
+
+                    b.Property<decimal?>("BudgetUsd")
+                        .HasPrecision(20, 10)
+                        .HasColumnType("numeric(20,10)")
+                        .HasColumnName("budget_usd");
+
                     b.Property<DateTimeOffset>("CreatedAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("created_at");
@@ -150,9 +164,21 @@ namespace Cortensor.Api.Data.Migrations
                         .HasColumnType("integer")
                         .HasColumnName("requests_per_minute");
 
+                    b.Property<byte[]>("RetiredHash")
+                        .HasColumnType("bytea")
+                        .HasColumnName("retired_hash");
+
+                    b.Property<DateTimeOffset?>("RetiredHashExpiresAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("retired_hash_expires_at");
+
                     b.Property<DateTimeOffset?>("RevokedAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("revoked_at");
+
+                    b.Property<DateTimeOffset?>("RotatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("rotated_at");
 
                     b.Property<string>("Start")
                         .IsRequired()
@@ -179,6 +205,10 @@ namespace Cortensor.Api.Data.Migrations
 
                     b.HasIndex("OrganizationId")
                         .HasDatabaseName("ix_api_keys_organization_id");
+
+                    b.HasIndex("RetiredHash")
+                        .IsUnique()
+                        .HasDatabaseName("ix_api_keys_retired_hash");
 
                     b.ToTable("api_keys", (string)null);
                 });

@@ -1,0 +1,53 @@
+using System.Buffers;
+using System.Security.Cryptography;
+using System.Text.Json;
+
+namespace Cortensor.Api.Idempotency;
+
+/// <summary>
+/// The hash that says whether two bodies are the same request: JSON with its object members in ordinal
+/// order and no insignificant white space, so re-serialising the same request (another SDK, another key
+/// order) is still the same; anything that is not JSON is hashed as sent.
+/// </summary>
+public static class CanonicalBody
+{
+    public static string Hash(ReadOnlyMemory<byte> body)
+    {
+        var canonical = new ArrayBufferWriter<byte>(body.Length + 16);
+        try
+        {
+            using var document = JsonDocument.Parse(body);
+            using var writer = new Utf8JsonWriter(canonical);
+            Write(writer, document.RootElement);
+        }
+        catch (JsonException)
+        {
+            return Convert.ToHexStringLower(SHA256.HashData(body.Span));
+        }
+        return Convert.ToHexStringLower(SHA256.HashData(canonical.WrittenSpan));
+    }
+
+    private static void Write(Utf8JsonWriter writer, JsonElement element)
+    {
+        switch (element.ValueKind)
+        {
+            case JsonValueKind.Object:
+                writer.WriteStartObject();
+                foreach (var property in element.EnumerateObject().OrderBy(p => p.Name, StringComparer.Ordinal))
+                {
+                    writer.WritePropertyName(property.Name);
+                    Write(writer, property.Value);
+                }
+                writer.WriteEndObject();
+                break;
+            case JsonValueKind.Array:
+                writer.WriteStartArray();
+                foreach (var item in element.EnumerateArray()) Write(writer, item);
+                writer.WriteEndArray();
+                break;
+            default:
+                element.WriteTo(writer);
+                break;
+        }
+    }
+}
