@@ -181,7 +181,7 @@ public static class RequestLogApi
     private static string? CompletionId(RequestLog r, UsageEvent? u)
     {
         if (r.Status >= 400 && (u?.CompletionTokens ?? 0) == 0) return null;
-        var prefix = r.Path switch { "/v1/chat/completions" => "chatcmpl", "/v1/completions" => "cmpl", _ => null };
+        var prefix = r.Path switch { "/v1/chat/completions" => "chatcmpl", "/v1/completions" => "cmpl", "/v1/responses" => "resp", _ => null };
         return prefix is null ? null : UsageTracker.CompletionIdOf(r.EventId, prefix);
     }
 }
