@@ -50,7 +50,10 @@ public static partial class TextGenerator
         // Tools and response formats in the prompt get a tool call, a final answer or a JSON document, as a model would write them.
         if (StructuredAnswers.Answer(prompt, opening, closing) is { } structured) return structured;
         var asked = Echo(prompt);
-        return asked.Length == 0 ? $"{opening} You sent an empty prompt. {closing}" : $"{opening} You asked: \"{asked}\" {closing}";
+        if (asked.Length == 0) return $"{opening} You sent an empty prompt. {closing}";
+        // The quotation closes the sentence: a full stop after it unless the question already ends with one.
+        var end = asked[^1] is '.' or '?' or '!' ? "" : ".";
+        return $"{opening} You asked: \"{asked}\"{end} {closing}";
     }
 
     /// <summary>The answer as the router returns it: at most <paramref name="maxTokens"/> tokens of <see cref="Compose"/>.</summary>

@@ -22,6 +22,7 @@ app.UseAntiforgery();
 app.MapStaticAssets();
 app.MapDefaultEndpoints();
 app.MapPortalSessions();
+app.MapRequestExport();
 app.MapRazorComponents<App>().AddInteractiveServerRenderMode();
 
 app.Run();

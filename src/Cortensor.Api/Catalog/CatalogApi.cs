@@ -42,7 +42,7 @@ public static class CatalogApi
             .Select(m => new CatalogModelDto(m.Id, m.DisplayName, m.Family, m.Enabled, m.ContextWindow,
                 m.InputPricePer1K, m.OutputPricePer1K,
                 snapshot.Pools.TryGetValue(m.PoolId, out var pool) && !pool.Draining && pool.Routers.Count > 0,
-                allowed?.Contains(m.Id)))
+                allowed?.Contains(m.Id), m.IncludedIn.Select(p => p.Name).ToArray()))
             .ToArray());
     }
 }
@@ -53,4 +53,5 @@ public sealed record CatalogModelDto(
     [property: JsonPropertyName("input_price_per_1k")] decimal InputPricePer1K,
     [property: JsonPropertyName("output_price_per_1k")] decimal OutputPricePer1K,
     bool Available,
-    bool? Allowed = null);
+    bool? Allowed = null,
+    string[]? IncludedIn = null);

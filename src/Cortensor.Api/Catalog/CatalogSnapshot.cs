@@ -25,7 +25,11 @@ public sealed record CatalogModel(
     /// <summary>The router task's <c>timeout</c> and <c>precommit_timeout</c> in seconds; unset takes the routing defaults.</summary>
     public int? TimeoutSeconds { get; init; }
     public int? PrecommitTimeoutSeconds { get; init; }
+    /// <summary>The plans that include the model, cheapest first: what a refusal names as the way to it.</summary>
+    public IReadOnlyList<PlanName> IncludedIn { get; init; } = [];
 }
+
+public sealed record PlanName(string Id, string Name);
 
 public sealed record CatalogPool(string Id, bool Draining, IReadOnlyList<CatalogRouter> Routers)
 {

@@ -27,6 +27,13 @@ public sealed class CatalogStore(IServiceScopeFactory scopes, IConfiguration con
             var pools = await db.RouterPools.AsNoTracking().ToListAsync(ct);
             var routers = await db.Routers.AsNoTracking().Where(r => r.Enabled).ToListAsync(ct);
             var sessions = await db.RouterSessions.AsNoTracking().Where(s => s.Enabled).ToListAsync(ct);
+            var plansByModel = (await (from p in db.ModelAccessPolicies.AsNoTracking()
+                                       join plan in db.Plans.AsNoTracking() on p.PlanId equals plan.Id
+                                       where p.Allowed
+                                       select new { p.ModelId, plan.Id, plan.Name, plan.MonthlyPriceUsd, plan.RequestsPerMinute }).ToListAsync(ct))
+                .GroupBy(p => p.ModelId)
+                .ToDictionary(g => g.Key, g => (IReadOnlyList<PlanName>)g.OrderBy(p => p.MonthlyPriceUsd).ThenBy(p => p.RequestsPerMinute)
+                    .Select(p => new PlanName(p.Id, p.Name)).ToArray());
 
             var sessionsByRouter = sessions.GroupBy(s => s.RouterId).ToDictionary(g => g.Key, g => g.Select(s => s.Id).Order().ToArray());
             var catalogPools = pools.ToFrozenDictionary(p => p.Id, p => new CatalogPool(p.Id, p.Draining,
@@ -41,6 +48,7 @@ public sealed class CatalogStore(IServiceScopeFactory scopes, IConfiguration con
             {
                 TimeoutSeconds = m.TimeoutSeconds,
                 PrecommitTimeoutSeconds = m.PrecommitTimeoutSeconds,
+                IncludedIn = plansByModel.GetValueOrDefault(m.Id) ?? [],
             }, StringComparer.Ordinal);
 
             var snapshot = new CatalogSnapshot(catalogModels, catalogPools, DateTimeOffset.UtcNow);

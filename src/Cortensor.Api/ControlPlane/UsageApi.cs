@@ -1,3 +1,4 @@
+using Cortensor.Api.Catalog;
 using Cortensor.Api.Data;
 using Cortensor.Api.Errors;
 using Cortensor.Api.Keys;
@@ -18,18 +19,24 @@ public static class UsageApi
     {
         portal.MapGet("/usage-summary", Summary).WithTags("Usage")
             .WithSummary("Requests, tokens and cost per UTC day, model or key (group_by: day, model, key, or two joined by a comma)");
-        portal.MapGet("/requests", Requests).WithTags("Usage").WithSummary("The request log, newest first; filter by request id, key, status and time");
+        portal.MapRequestLogApi();
         portal.MapGet("/balance", Balance).WithTags("Usage").WithSummary("Credits, quota left this month and the plan's limits and models");
         return portal;
     }
 
     public sealed record UsageRow(DateOnly? Day, string? Model, Guid? KeyId, string? KeyName, long Requests, long Errors,
         long PromptTokens, long CompletionTokens, long TotalTokens, decimal Cost);
-    public sealed record UsageSummaryDto(DateOnly From, DateOnly To, string[] GroupBy, UsageRow[] Data, UsageRow Totals);
+    /// <summary>
+    /// One line of a chart: a model's (or key's, or all) figures for every day of <see cref="UsageSummaryDto.Days"/>,
+    /// a day without usage as zero, so a chart spans the range asked for rather than the days that had traffic.
+    /// </summary>
+    public sealed record UsageSeries(string Name, string? Model, Guid? KeyId, bool ModelKnown, long[] Requests, long[] TotalTokens, decimal[] Cost);
+    public sealed record UsageSummaryDto(DateOnly From, DateOnly To, string[] GroupBy, UsageRow[] Data, UsageRow Totals,
+        DateOnly[] Days, UsageSeries[] Series);
 
     private static readonly string[] Dimensions = ["day", "model", "key"];
 
-    private static async Task<Results<Ok<UsageSummaryDto>, ErrorResult>> Summary(PortalCaller caller, PortalDbContext db, TimeProvider clock,
+    private static async Task<Results<Ok<UsageSummaryDto>, ErrorResult>> Summary(PortalCaller caller, PortalDbContext db, CatalogStore catalog, TimeProvider clock,
         [FromQuery] string? from, [FromQuery] string? to, [FromQuery(Name = "group_by")] string? groupBy, CancellationToken ct)
     {
         if (QueryParameters.FirstError(QueryParameters.Date(from, "from", out var fromDate), QueryParameters.Date(to, "to", out var toDate)) is { } bad)
@@ -54,7 +61,24 @@ public static class UsageApi
             .Select(g => Sum(g, g.Key.Day, g.Key.Model, g.Key.Key, g.Key.Key is { } k ? names.GetValueOrDefault(k) : null))
             .OrderBy(r => r.Day).ThenBy(r => r.Model, StringComparer.Ordinal).ThenBy(r => r.KeyName, StringComparer.Ordinal).ThenBy(r => r.KeyId)
             .ToArray();
-        return TypedResults.Ok(new UsageSummaryDto(first, last, groups, data, Sum(rows, null, null, null, null)));
+        var days = Enumerable.Range(0, last.DayNumber - first.DayNumber + 1).Select(first.AddDays).ToArray();
+        var models = catalog.Current.Models;
+        var series = rows
+            .GroupBy(r => (Model: byKey ? null : byModel ? r.ModelId : null, Key: byKey ? r.ApiKeyId : (Guid?)null))
+            .Select(g =>
+            {
+                var perDay = g.GroupBy(r => r.Day).ToDictionary(d => d.Key, d => Sum(d, d.Key, null, null, null));
+                var known = g.Key.Model is { Length: > 0 } m && models.ContainsKey(m);
+                var name = byKey ? (names.GetValueOrDefault(g.Key.Key!.Value) ?? g.Key.Key.ToString()!)
+                    : byModel ? ModelLabels.Describe(g.Key.Model, known) : "All requests";
+                return new UsageSeries(name, g.Key.Model, g.Key.Key, byModel && known,
+                    [.. days.Select(d => perDay.GetValueOrDefault(d)?.Requests ?? 0)],
+                    [.. days.Select(d => perDay.GetValueOrDefault(d)?.TotalTokens ?? 0)],
+                    [.. days.Select(d => perDay.GetValueOrDefault(d)?.Cost ?? 0m)]);
+            })
+            .OrderBy(s => s.Name, StringComparer.Ordinal)
+            .ToArray();
+        return TypedResults.Ok(new UsageSummaryDto(first, last, groups, data, Sum(rows, null, null, null, null), days, series));
     }
 
     private static UsageRow Sum(IEnumerable<UsageDaily> rows, DateOnly? day, string? model, Guid? key, string? keyName)
@@ -65,54 +89,8 @@ public static class UsageApi
         return new UsageRow(day, model, key, keyName, requests, errors, prompt, completion, prompt + completion, cost);
     }
 
-    public sealed record RequestDto(string RequestId, DateTimeOffset CreatedAt, string Method, string Path, int Status, string? ErrorCode,
-        int LatencyMs, string? Model, Guid? KeyId, int PromptTokens, int CompletionTokens, decimal Cost, bool Streamed, int? TimeToFirstTokenMs);
-    public sealed record RequestPage(RequestDto[] Data, bool HasMore, DateTimeOffset? NextBefore);
-
-    private static async Task<Results<Ok<RequestPage>, ErrorResult>> Requests(PortalCaller caller, PortalDbContext db,
-        [FromQuery(Name = "request_id")] string? requestId, [FromQuery(Name = "key_id")] string? keyId, [FromQuery] string? status,
-        [FromQuery] string? from, [FromQuery] string? to, [FromQuery] string? before, [FromQuery] string? limit, CancellationToken ct)
-    {
-        if (QueryParameters.FirstError(
-                QueryParameters.Guid(keyId, "key_id", out var key),
-                QueryParameters.Time(from, "from", out var fromTime),
-                QueryParameters.Time(to, "to", out var toTime),
-                QueryParameters.Time(before, "before", out var beforeTime),
-                QueryParameters.Int(limit, "limit", 1, 500, out var pageSize)) is { } bad) return bad.ToResult();
-        if (requestId is { Length: > 128 }) return ApiError.InvalidField("request_id", "'request_id' is at most 128 characters.").ToResult();
-        var (minStatus, maxStatus) = status switch
-        {
-            null or "" => (0, 999),
-            "2xx" or "4xx" or "5xx" => ((status[0] - '0') * 100, (status[0] - '0') * 100 + 99),
-            "error" => (400, 599),
-            _ when int.TryParse(status, out var code) && code is >= 100 and <= 599 => (code, code),
-            _ => (-1, -1),
-        };
-        if (minStatus < 0) return ApiError.InvalidField("status", "'status' is an HTTP status (e.g. 429), a class ('2xx', '4xx', '5xx') or 'error'.").ToResult();
-        if (key is { } k && !await db.ApiKeys.AnyAsync(x => x.Id == k && x.OrganizationId == caller.OrganizationId, ct))
-            return ApiError.NotFound("API key").ToResult();
-
-        var query = db.RequestLogs.AsNoTracking().Where(r => r.OrganizationId == caller.OrganizationId);
-        if (!string.IsNullOrEmpty(requestId)) query = query.Where(r => r.RequestId == requestId);
-        if (key is not null) query = query.Where(r => r.ApiKeyId == key);
-        if (status is { Length: > 0 }) query = query.Where(r => r.Status >= minStatus && r.Status <= maxStatus);
-        if (fromTime is not null) query = query.Where(r => r.CreatedAt >= fromTime);
-        if (toTime is not null) query = query.Where(r => r.CreatedAt < toTime);
-        if (beforeTime is not null) query = query.Where(r => r.CreatedAt < beforeTime);
-        var size = pageSize ?? 50;
-        var page = await query.OrderByDescending(r => r.CreatedAt).ThenByDescending(r => r.EventId).Take(size + 1)
-            .GroupJoin(db.UsageEvents.AsNoTracking(), r => r.EventId, u => u.EventId, (r, u) => new { r, u })
-            .SelectMany(x => x.u.DefaultIfEmpty(), (x, u) => new { x.r, u })
-            .ToListAsync(ct);
-        var data = page.OrderByDescending(x => x.r.CreatedAt).ThenByDescending(x => x.r.EventId).Take(size)
-            .Select(x => new RequestDto(x.r.RequestId, x.r.CreatedAt, x.r.Method, x.r.Path, x.r.Status, x.r.ErrorCode, x.r.LatencyMs, x.r.ModelId,
-                x.r.ApiKeyId, x.u?.PromptTokens ?? 0, x.u?.CompletionTokens ?? 0, x.u?.Cost ?? 0, x.u?.Streamed ?? false, x.u?.TimeToFirstTokenMs))
-            .ToArray();
-        var more = page.Count > size;
-        return TypedResults.Ok(new RequestPage(data, more, more ? data[^1].CreatedAt : null));
-    }
-
-    public sealed record PlanDto(string Id, string Name, string BillingMode, int RequestsPerMinute, int TokensPerMinute, long? MonthlyTokenQuota);
+    public sealed record PlanDto(string Id, string Name, string BillingMode, int RequestsPerMinute, int TokensPerMinute, long? MonthlyTokenQuota,
+        decimal MonthlyPriceUsd);
     public sealed record QuotaDto(DateTimeOffset PeriodStart, DateTimeOffset PeriodEnd, long TokensUsed, long? TokensLeft);
     public sealed record BalanceDto(Guid OrganizationId, string OrganizationName, string Status, PlanDto Plan, decimal CreditBalanceUsd,
         QuotaDto Quota, string[] Models);
@@ -128,7 +106,7 @@ public static class UsageApi
         var models = await ModelEntitlements.ForOrganizationAsync(db, row.o.Id, row.p.Id, ct);
         var start = Balances.MonthStart(now);
         var plan = new PlanDto(row.p.Id, row.p.Name, row.p.BillingMode == BillingMode.MonthlyQuota ? "monthly_quota" : "prepaid_credits",
-            row.p.RequestsPerMinute, row.p.TokensPerMinute, row.p.MonthlyTokenQuota);
+            row.p.RequestsPerMinute, row.p.TokensPerMinute, row.p.MonthlyTokenQuota, row.p.MonthlyPriceUsd);
         var quota = new QuotaDto(start, start.AddMonths(1), ledger.TokensThisMonth,
             row.p.MonthlyTokenQuota is { } q ? Math.Max(0, q - ledger.TokensThisMonth) : null);
         return TypedResults.Ok(new BalanceDto(row.o.Id, row.o.Name, row.o.Status.ToString().ToLowerInvariant(), plan, ledger.Balance, quota,

@@ -66,8 +66,22 @@ public sealed record ApiError(int Status, string Type, string Code, string Messa
         new(404, "invalid_request_error", "model_not_found", $"The model '{model}' does not exist. GET /v1/models lists the models you can use.", "model");
     public static ApiError ModelDisabled(string model) =>
         new(403, "permission_error", "model_disabled", $"The model '{model}' is temporarily disabled.", "model");
-    public static ApiError ModelNotEntitled(string model) =>
-        new(403, "permission_error", "model_not_entitled", $"Your plan or API key does not include the model '{model}'.", "model");
+    /// <summary>Says which plan includes the model, or that the key's own model list is what refuses it.</summary>
+    public static ApiError ModelNotEntitled(Catalog.CatalogModel model, string planId)
+    {
+        var plans = model.IncludedIn;
+        var message = plans.Any(p => p.Id == planId)
+            ? $"This API key is restricted to other models and does not include '{model.Id}'. Use a key without that restriction, or create one on the API keys page of the Portal (/api-keys)."
+            : $"Your plan does not include the model '{model.Id}'" + (plans.Count == 0 ? "." : $"; the {Join(plans.Select(p => p.Name))} plan{(plans.Count > 1 ? "s include" : " includes")} it.")
+              + " See your plan and balance on the Balance and plan page of the Portal (/balance); until paid plans open, a Cortensor administrator changes plans on request.";
+        return new(403, "permission_error", "model_not_entitled", message, "model");
+    }
+
+    private static string Join(IEnumerable<string> names)
+    {
+        var list = names.ToList();
+        return list.Count <= 1 ? string.Concat(list) : string.Join(", ", list[..^1]) + " and " + list[^1];
+    }
     public static ApiError RateLimited(string what, int retryAfter) =>
         new(429, "rate_limit_error", "rate_limit_exceeded", $"Rate limit reached for {what}. Retry after {retryAfter}s.") { RetryAfterSeconds = retryAfter };
     public static ApiError InsufficientQuota(string message) =>

@@ -16,7 +16,7 @@ public static class Entitlement
         // Internal names (pool, router, backend model) never reach the client.
         if (!catalog.Models.TryGetValue(modelId, out model)) return ApiError.UnknownModel(modelId);
         if (!model.Enabled) return ApiError.ModelDisabled(model.Id);
-        if (!key.MayUse(model.Id)) return ApiError.ModelNotEntitled(model.Id);
+        if (!key.MayUse(model.Id)) return ApiError.ModelNotEntitled(model, key.PlanId);
         if (maxTokens > model.ContextWindow)
             return ApiError.InvalidField("max_tokens", $"'max_tokens' must be at most {model.ContextWindow} for {model.Id}; got {maxTokens}.");
         return null;

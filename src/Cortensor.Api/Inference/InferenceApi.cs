@@ -51,7 +51,7 @@ public static class InferenceApi
         var snapshot = catalog.Current;
         if (!snapshot.IsLoaded) return ApiError.DependencyUnavailable("The model catalog", 1).ToResult();
         if (!snapshot.Models.TryGetValue(id, out var model) || !model.Enabled) return ApiError.UnknownModel(id).ToResult();
-        if (!http.GetKey().MayUse(model.Id)) return ApiError.ModelNotEntitled(model.Id).ToResult();
+        if (http.GetKey() is var key && !key.MayUse(model.Id)) return ApiError.ModelNotEntitled(model, key.PlanId).ToResult();
         return TypedResults.Json(Card(model), PortalJsonContext.Default.ModelCard);
     }
 

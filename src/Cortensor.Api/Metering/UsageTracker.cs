@@ -45,7 +45,18 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter m
         Activity.Current?.SetTag("cortensor.task_id", taskId);
     }
 
-    public string CompletionId(string prefix) => $"{prefix}-{_eventId[4..]}";
+    public string CompletionId(string prefix) => CompletionIdOf(_eventId, prefix);
+
+    /// <summary>The id a client saw in the answer (chatcmpl-…, cmpl-…) is the event id under another prefix: nothing more to store.</summary>
+    public static string CompletionIdOf(string eventId, string prefix) => $"{prefix}-{eventId[4..]}";
+
+    /// <summary>The event id behind a completion id, or null when <paramref name="completionId"/> is not one.</summary>
+    public static string? EventIdOf(string completionId)
+    {
+        var dash = completionId.IndexOf('-');
+        var id = dash > 0 ? completionId[(dash + 1)..] : "";
+        return id.Length == 32 && id.All(char.IsAsciiHexDigitLower) ? "evt_" + id : null;
+    }
 
     public void Requested(string model, bool streamed) =>
         (_requestedModel, _streamed) = (LedgerText.Identifier(model, MaxModelLength), streamed);

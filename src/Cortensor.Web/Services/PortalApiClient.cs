@@ -54,7 +54,7 @@ public interface IPortalApi
         [AliasAs("group_by")] string groupBy, CancellationToken ct = default);
     [Get("/portal/requests")]
     Task<RequestPage> GetRequestsAsync([Authorize] string token, [Header("X-Organization-Id")] string? org,
-        [AliasAs("request_id")] string? requestId, int limit, CancellationToken ct = default);
+        [Query] RequestFilter filter, string? before, int limit, CancellationToken ct = default);
     [Get("/portal/balance")] Task<OrganizationBalance> GetBalanceAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, CancellationToken ct = default);
     [Get("/portal/billing")] Task<BillingOverview> GetBillingAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, CancellationToken ct = default);
     [Post("/portal/billing/checkout")] Task<StartedCheckout> StartCheckoutAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, [Body] CheckoutRequest checkout, CancellationToken ct = default);
@@ -121,11 +121,35 @@ public sealed record CreatedApiKey(Guid Id, string Name, string Key, string Star
 
 public sealed record UsageRow(DateOnly? Day, string? Model, Guid? KeyId, string? KeyName, long Requests, long Errors,
     long PromptTokens, long CompletionTokens, long TotalTokens, decimal Cost);
-public sealed record UsageSummary(DateOnly From, DateOnly To, IReadOnlyList<string> GroupBy, IReadOnlyList<UsageRow> Data, UsageRow Totals);
+public sealed record UsageSeries(string Name, string? Model, Guid? KeyId, bool ModelKnown, IReadOnlyList<long> Requests, IReadOnlyList<long> TotalTokens, IReadOnlyList<decimal> Cost);
+public sealed record UsageSummary(DateOnly From, DateOnly To, IReadOnlyList<string> GroupBy, IReadOnlyList<UsageRow> Data, UsageRow Totals,
+    IReadOnlyList<DateOnly>? Days = null, IReadOnlyList<UsageSeries>? Series = null);
 public sealed record RequestEntry(string RequestId, DateTimeOffset CreatedAt, string Method, string Path, int Status, string? ErrorCode,
-    int LatencyMs, string? Model, Guid? KeyId, int PromptTokens, int CompletionTokens, decimal Cost, bool Streamed);
-public sealed record RequestPage(IReadOnlyList<RequestEntry> Data, bool HasMore);
-public sealed record PlanInfo(string Id, string Name, string BillingMode, int RequestsPerMinute, int TokensPerMinute, long? MonthlyTokenQuota);
+    int LatencyMs, string? Model, Guid? KeyId, int PromptTokens, int CompletionTokens, decimal Cost, bool Streamed, int? TimeToFirstTokenMs = null,
+    string? KeyName = null, string? CompletionId = null, bool ModelKnown = false, string? ModelLabel = null);
+public sealed record RequestPage(IReadOnlyList<RequestEntry> Data, bool HasMore, DateTimeOffset? NextBefore = null);
+
+/// <summary>The request log's filters, the same for the page and the CSV export (query names as the Api takes them).</summary>
+public sealed record RequestFilter
+{
+    [AliasAs("search")] public string? Search { get; init; }
+    [AliasAs("key_id")] public string? KeyId { get; init; }
+    [AliasAs("model")] public string? Model { get; init; }
+    [AliasAs("status")] public string? Status { get; init; }
+    [AliasAs("from")] public string? From { get; init; }
+    [AliasAs("to")] public string? To { get; init; }
+
+    public IEnumerable<KeyValuePair<string, string>> Query()
+    {
+        if (!string.IsNullOrWhiteSpace(Search)) yield return new("search", Search.Trim());
+        if (!string.IsNullOrWhiteSpace(KeyId)) yield return new("key_id", KeyId);
+        if (!string.IsNullOrWhiteSpace(Model)) yield return new("model", Model);
+        if (!string.IsNullOrWhiteSpace(Status)) yield return new("status", Status);
+        if (!string.IsNullOrWhiteSpace(From)) yield return new("from", From.Trim());
+        if (!string.IsNullOrWhiteSpace(To)) yield return new("to", To.Trim());
+    }
+}
+public sealed record PlanInfo(string Id, string Name, string BillingMode, int RequestsPerMinute, int TokensPerMinute, long? MonthlyTokenQuota, decimal MonthlyPriceUsd = 0);
 public sealed record QuotaInfo(DateTimeOffset PeriodStart, DateTimeOffset PeriodEnd, long TokensUsed, long? TokensLeft);
 public sealed record OrganizationBalance(Guid OrganizationId, string OrganizationName, string Status, PlanInfo Plan, decimal CreditBalanceUsd, QuotaInfo Quota, IReadOnlyList<string> Models);
 public sealed record CheckoutRequest(decimal AmountUsd);
@@ -137,7 +161,7 @@ public sealed record CatalogModel(
     string Id, string DisplayName, string Family, bool Enabled, int ContextWindow,
     [property: JsonPropertyName("input_price_per_1k")] decimal InputPricePer1K,
     [property: JsonPropertyName("output_price_per_1k")] decimal OutputPricePer1K,
-    bool Available, bool? Allowed = null);
+    bool Available, bool? Allowed = null, IReadOnlyList<string>? IncludedIn = null);
 
 public sealed record RouterHealth(string Id, bool Healthy, string Circuit, int InFlight, long ReportedLoad, long Completed, long Failed, double ErrorRate, double LatencyMs,
     long Picked = 0, double Share = 0);

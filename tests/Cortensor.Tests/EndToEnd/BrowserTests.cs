@@ -243,9 +243,9 @@ public partial class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
             await page.Locator("[data-interactive='yes']").WaitForAsync();
             return false;
         }, TimeSpan.FromSeconds(20), $"the usage page never found {requestId}", TimeSpan.FromMilliseconds(500));
-        await Assertions.Expect(page.GetByText(requestId)).ToBeVisibleAsync();
+        await Assertions.Expect(page.GetByText(requestId).First).ToBeVisibleAsync();
         await GoAsync(page, "/usage");
-        await Assertions.Expect(page.Locator(".portal-chart .js-plotly-plot")).ToBeVisibleAsync();
+        await Assertions.Expect(page.Locator("#usage-chart-day .js-plotly-plot")).ToBeVisibleAsync();
         await ShotAsync(page, "usage");
 
         await GoAsync(page, "/balance");

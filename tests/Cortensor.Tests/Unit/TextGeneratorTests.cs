@@ -54,4 +54,14 @@ public class TextGeneratorTests
         Assert.EndsWith(".", answer.Text);
         Assert.Equal(ModelTokenizer.GptOss.Count(answer.Text), answer.Tokens);
     }
+
+    [Theory]
+    [InlineData("hello router", "You asked: \"hello router\". ")]
+    [InlineData("What is a session?", "You asked: \"What is a session?\" ")]
+    public void TheEchoedQuestionEndsItsSentenceBeforeTheNextBegins(string prompt, string expected)
+    {
+        var text = TextGenerator.Compose(prompt, 1, 0);
+        Assert.Contains(expected, text);
+        Assert.Matches(@"^[A-Z][^<>|]*[.!?]$", text);
+    }
 }
