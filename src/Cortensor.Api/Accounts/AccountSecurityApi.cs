@@ -15,14 +15,41 @@ public static class TwoFactor
     public const string Issuer = "Cortensor Portal";
     public const int RecoveryCodes = 10;
 
-    public static async Task<bool> VerifyAsync(UserManager<User> users, User user, string code)
+    /// <summary>
+    /// Identity accepts an authenticator code for about two and a half minutes (two time steps either side) and does not
+    /// remember that it was used; a code seen once (shoulder-surfed, phished, replayed from a log) must not sign in
+    /// again, so each used code is kept for longer than that window.
+    /// </summary>
+    private static readonly TimeSpan UsedCodeMemory = TimeSpan.FromMinutes(3);
+
+    /// <returns>Null when the code is right and unused (it is used now); otherwise the error to answer.</returns>
+    public static async Task<ApiError?> VerifyAsync(UserManager<User> users, User user, string code, StackExchange.Redis.IConnectionMultiplexer redis)
     {
         var compact = code.Replace(" ", "").Replace("-", "").Trim();
         if (compact.Length == 6 && compact.All(char.IsAsciiDigit))
-            return await users.VerifyTwoFactorTokenAsync(user, users.Options.Tokens.AuthenticatorTokenProvider, compact);
+        {
+            if (!await users.VerifyTwoFactorTokenAsync(user, users.Options.Tokens.AuthenticatorTokenProvider, compact)) return WrongCode;
+            bool first;
+            try
+            {
+                first = await redis.GetDatabase().StringSetAsync($"cortensor:totp-used:{user.Id:N}:{compact}", 1, UsedCodeMemory, StackExchange.Redis.When.NotExists);
+            }
+            catch (StackExchange.Redis.RedisException)
+            {
+                // Without the memory of used codes a replay cannot be told apart: no sign-in rather than an unsafe one.
+                return ApiError.DependencyUnavailable("Two-factor sign-in");
+            }
+            return first ? null : UsedCode;
+        }
         // Recovery codes are stored as issued (with their dash); each works once.
-        return compact.Length > 0 && (await users.RedeemTwoFactorRecoveryCodeAsync(user, code.Trim())).Succeeded;
+        return compact.Length > 0 && (await users.RedeemTwoFactorRecoveryCodeAsync(user, code.Trim())).Succeeded ? null : WrongCode;
     }
+
+    private static ApiError WrongCode => new(401, "authentication_error", "invalid_two_factor_code",
+        "That code is not right. Enter the current code from your authenticator app (check its clock), or an unused recovery code.", "two_factor_code");
+
+    private static ApiError UsedCode => new(401, "authentication_error", "two_factor_code_used",
+        "That code has already been used to sign in. Wait for your authenticator app to show the next code, or use a recovery code.", "two_factor_code");
 
     /// <summary>The key as people type it: base32 in groups of four.</summary>
     public static string Format(string key)

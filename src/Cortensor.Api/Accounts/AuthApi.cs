@@ -114,7 +114,7 @@ public static class AuthApi
     /// address, for known and unknown addresses alike.
     /// </summary>
     private static async Task<Results<Ok<TokensDto>, ErrorResult>> LogIn(LogInBody body, HttpContext http, UserManager<User> users,
-        SignInManager<User> signIn, SignInFailures failures, PortalTokens tokens, CancellationToken ct)
+        SignInManager<User> signIn, SignInFailures failures, PortalTokens tokens, StackExchange.Redis.IConnectionMultiplexer redis, CancellationToken ct)
     {
         if (string.IsNullOrWhiteSpace(body.Email)) return ApiError.MissingField("email").ToResult();
         if (string.IsNullOrEmpty(body.Password)) return ApiError.MissingField("password").ToResult();
@@ -127,11 +127,10 @@ public static class AuthApi
             if (result.Succeeded && user.TwoFactorEnabled && string.IsNullOrWhiteSpace(body.TwoFactorCode))
                 return new ApiError(401, "authentication_error", "two_factor_required",
                     "Enter the 6-digit code from your authenticator app, or one of your recovery codes.", "two_factor_code").ToResult();
-            if (result.Succeeded && user.TwoFactorEnabled && !await TwoFactor.VerifyAsync(users, user, body.TwoFactorCode!))
+            if (result.Succeeded && user.TwoFactorEnabled && await TwoFactor.VerifyAsync(users, user, body.TwoFactorCode!, redis) is { } refused)
             {
-                await failures.RecordAsync(http, email);
-                return new ApiError(401, "authentication_error", "invalid_two_factor_code",
-                    "That code is not right. Enter the current code from your authenticator app (check its clock), or an unused recovery code.", "two_factor_code").ToResult();
+                if (refused.Status == StatusCodes.Status401Unauthorized) await failures.RecordAsync(http, email);
+                return refused.ToResult();
             }
             if (result.Succeeded)
             {
