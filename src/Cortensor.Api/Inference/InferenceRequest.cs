@@ -208,24 +208,35 @@ public static class RequestValidation
                 // An assistant turn may carry only tool calls; every other role needs content.
                 return role == "assistant" ? null : ApiError.MissingField(at);
             case JsonValueKind.Array:
-                var parts = new System.Text.StringBuilder();
-                var index = 0;
-                foreach (var part in content.EnumerateArray())
-                {
-                    var partAt = $"{at}[{index++}]";
-                    if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
-                        return ApiError.InvalidField($"{partAt}.type", $"'{partAt}' must be an object with a 'type'.");
-                    if (type.GetString() != "text")
-                        return ApiError.InvalidField($"{partAt}.type", $"Only 'text' content parts are supported; got '{type.GetString()}'.");
-                    if (!part.TryGetProperty("text", out var partText) || partText.ValueKind != JsonValueKind.String)
-                        return ApiError.MissingField($"{partAt}.text");
-                    if (parts.Length > 0) parts.Append('\n');
-                    parts.Append(partText.GetString());
-                }
-                text = parts.ToString();
-                return null;
+                return JoinTextParts(content, at, static type => type == "text",
+                    static (partAt, type) => ApiError.InvalidField($"{partAt}.type", $"Only 'text' content parts are supported; got '{type}'."), out text);
             default:
                 return ApiError.InvalidField(at, $"'{at}' must be a string or an array of content parts.");
         }
+    }
+
+    /// <summary>
+    /// Content parts joined by new lines, as both chat (<c>text</c>) and Responses (<c>input_text</c>, <c>output_text</c>)
+    /// send them; <paramref name="refuse"/> words the error for a part of another type.
+    /// </summary>
+    internal static ApiError? JoinTextParts(JsonElement parts, string at, Func<string?, bool> accepted,
+        Func<string, string?, ApiError> refuse, out string text)
+    {
+        text = "";
+        var joined = new System.Text.StringBuilder();
+        var index = 0;
+        foreach (var part in parts.EnumerateArray())
+        {
+            var partAt = $"{at}[{index++}]";
+            if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
+                return ApiError.InvalidField($"{partAt}.type", $"'{partAt}' must be an object with a 'type'.");
+            if (!accepted(type.GetString())) return refuse(partAt, type.GetString());
+            if (!part.TryGetProperty("text", out var partText) || partText.ValueKind != JsonValueKind.String)
+                return ApiError.MissingField($"{partAt}.text");
+            if (joined.Length > 0) joined.Append('\n');
+            joined.Append(partText.GetString());
+        }
+        text = joined.ToString();
+        return null;
     }
 }

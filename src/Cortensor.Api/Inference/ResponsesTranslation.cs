@@ -165,22 +165,9 @@ public static class ResponsesTranslation
                 text = content.GetString()!;
                 return null;
             case JsonValueKind.Array:
-                var parts = new StringBuilder();
-                var index = 0;
-                foreach (var part in content.EnumerateArray())
-                {
-                    var partAt = $"{at}[{index++}]";
-                    if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
-                        return ApiError.InvalidField($"{partAt}.type", $"'{partAt}' must be an object with a 'type'.");
-                    if (type.GetString() is not ("input_text" or "output_text"))
-                        return ApiError.UnsupportedParameter($"{partAt}.type", $"Only 'input_text' (and 'output_text' of earlier answers) content parts are supported; got '{type.GetString()}'.");
-                    if (!part.TryGetProperty("text", out var partText) || partText.ValueKind != JsonValueKind.String)
-                        return ApiError.MissingField($"{partAt}.text");
-                    if (parts.Length > 0) parts.Append('\n');
-                    parts.Append(partText.GetString());
-                }
-                text = parts.ToString();
-                return null;
+                return RequestValidation.JoinTextParts(content, at, static type => type is "input_text" or "output_text",
+                    static (partAt, type) => ApiError.UnsupportedParameter($"{partAt}.type",
+                        $"Only 'input_text' (and 'output_text' of earlier answers) content parts are supported; got '{type}'."), out text);
             default:
                 return ApiError.InvalidField(at, $"'{at}' must be a string or an array of content parts.");
         }

@@ -53,7 +53,7 @@ public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements
     /// <summary>Changes a key's status; with <paramref name="organizationId"/>, only a key of that organisation (else null).</summary>
     public async Task<ApiKey?> SetKeyStatusAsync(Guid keyId, ApiKeyStatus status, Guid? organizationId, AuditActor actor, CancellationToken ct)
     {
-        var key = await db.ApiKeys.SingleOrDefaultAsync(k => k.Id == keyId && (organizationId == null || k.OrganizationId == organizationId), ct);
+        var key = await FindKeyAsync(keyId, organizationId, ct);
         if (key is null) return null;
         if (key.Status == ApiKeyStatus.Revoked && status != ApiKeyStatus.Revoked) return key; // revocation is final
         var before = key.Status;
@@ -70,7 +70,7 @@ public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements
     /// <summary>Applies a PATCH (only the fields it carries) to a key of <paramref name="organizationId"/>; null if there is no such key.</summary>
     public async Task<ApiKey?> UpdateKeyAsync(Guid keyId, Guid? organizationId, KeyChanges changes, AuditActor actor, CancellationToken ct)
     {
-        var key = await db.ApiKeys.SingleOrDefaultAsync(k => k.Id == keyId && (organizationId == null || k.OrganizationId == organizationId), ct);
+        var key = await FindKeyAsync(keyId, organizationId, ct);
         if (key is null) return null;
         var before = Describe(key);
         if (changes.Name is { } name) key.Name = name;
@@ -94,7 +94,7 @@ public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements
     /// </summary>
     public async Task<CreatedKey?> RotateKeyAsync(Guid keyId, Guid? organizationId, TimeSpan grace, AuditActor actor, CancellationToken ct)
     {
-        var key = await db.ApiKeys.SingleOrDefaultAsync(k => k.Id == keyId && (organizationId == null || k.OrganizationId == organizationId), ct);
+        var key = await FindKeyAsync(keyId, organizationId, ct);
         if (key is null) return null;
         var now = clock.GetUtcNow();
         var earlier = key.RetiredHash;
@@ -112,6 +112,10 @@ public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements
         if (earlier is not null) await entitlements.InvalidateKeyAsync(earlier);
         return new CreatedKey(key, plaintext);
     }
+
+    /// <summary>A key by id; with <paramref name="organizationId"/>, only a key of that organisation.</summary>
+    private Task<ApiKey?> FindKeyAsync(Guid keyId, Guid? organizationId, CancellationToken ct) =>
+        db.ApiKeys.SingleOrDefaultAsync(k => k.Id == keyId && (organizationId == null || k.OrganizationId == organizationId), ct);
 
     /// <summary>Every replica drops the key's snapshots (its secret's and a rotated one's) within about a second.</summary>
     private async Task InvalidateAsync(ApiKey key)

@@ -71,21 +71,30 @@ public static class WalletApi
     private static async Task<Results<Ok<AuthApi.TokensDto>, ErrorResult>> Verify(SignedMessageBody body, HttpContext http, SiweVerifier verifier,
         IOptions<SiweOptions> options, SignInFailures failures, WalletAccounts wallets, PortalTokens tokens, CancellationToken ct)
     {
-        if (!options.Value.IsEnabled) return SiweErrors.Disabled().ToResult();
+        var (wallet, refused) = await CheckSignedAsync(body, http, verifier, options, failures, clearFailures: true);
+        if (wallet is null) return refused!.ToResult();
+        var user = await wallets.SignInAsync(wallet.Address, ct);
+        var issued = await tokens.IssueAsync(user, null, ct);
+        return TypedResults.Ok(new AuthApi.TokensDto(issued.AccessToken, issued.RefreshToken, issued.ExpiresIn));
+    }
+
+    /// <summary>The checks sign-in and linking share: enabled, well formed, not throttled, and signed by the address it names.</summary>
+    private static async Task<(VerifiedWallet? Wallet, ApiError? Refused)> CheckSignedAsync(SignedMessageBody body, HttpContext http,
+        SiweVerifier verifier, IOptions<SiweOptions> options, SignInFailures failures, bool clearFailures)
+    {
+        if (!options.Value.IsEnabled) return (null, SiweErrors.Disabled());
         var message = verifier.Read(body.Message, out var malformed);
-        if (message is null) return malformed!.ToResult();
+        if (message is null) return (null, malformed);
         var throttle = "wallet:" + message.Address;
-        if (await failures.WaitAsync(http, throttle) is { } wait) return ApiError.AuthThrottled(wait).ToResult();
+        if (await failures.WaitAsync(http, throttle) is { } wait) return (null, ApiError.AuthThrottled(wait));
         var (wallet, refused) = await verifier.VerifyAsync(body.Message!, message, body.Signature);
         if (wallet is null)
         {
             if (refused!.Status == 401) await failures.RecordAsync(http, throttle);
-            return refused.ToResult();
+            return (null, refused);
         }
-        await failures.ClearAsync(http, throttle);
-        var user = await wallets.SignInAsync(wallet.Address, ct);
-        var issued = await tokens.IssueAsync(user, null, ct);
-        return TypedResults.Ok(new AuthApi.TokensDto(issued.AccessToken, issued.RefreshToken, issued.ExpiresIn));
+        if (clearFailures) await failures.ClearAsync(http, throttle);
+        return (wallet, null);
     }
 
     private static async Task<Ok<WalletDto[]>> List(HttpContext http, WalletAccounts wallets, CancellationToken ct) =>
@@ -94,17 +103,8 @@ public static class WalletApi
     private static async Task<Results<Ok<WalletDto[]>, ErrorResult>> Link(SignedMessageBody body, HttpContext http, SiweVerifier verifier,
         IOptions<SiweOptions> options, SignInFailures failures, WalletAccounts wallets, CancellationToken ct)
     {
-        if (!options.Value.IsEnabled) return SiweErrors.Disabled().ToResult();
-        var message = verifier.Read(body.Message, out var malformed);
-        if (message is null) return malformed!.ToResult();
-        var throttle = "wallet:" + message.Address;
-        if (await failures.WaitAsync(http, throttle) is { } wait) return ApiError.AuthThrottled(wait).ToResult();
-        var (wallet, refused) = await verifier.VerifyAsync(body.Message!, message, body.Signature);
-        if (wallet is null)
-        {
-            if (refused!.Status == 401) await failures.RecordAsync(http, throttle);
-            return refused.ToResult();
-        }
+        var (wallet, refused) = await CheckSignedAsync(body, http, verifier, options, failures, clearFailures: false);
+        if (wallet is null) return refused!.ToResult();
         if (await wallets.LinkAsync(http.User.UserId(), wallet.Address, ct) is { } error) return error.ToResult();
         return TypedResults.Ok((await wallets.ListAsync(http.User.UserId(), ct)).Select(a => new WalletDto(a)).ToArray());
     }
