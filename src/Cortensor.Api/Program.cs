@@ -13,6 +13,10 @@ using Cortensor.Api.Limits;
 using Cortensor.Api.Metering;
 using Cortensor.Api.Routing;
 
+// Customers' JSON schemas bring their own 'pattern's, checked against model output on the hot path: no regex in this
+// process may backtrack for longer than this (the default is for ever). Set before any Regex is built.
+AppContext.SetData("REGEX_DEFAULT_MATCH_TIMEOUT", TimeSpan.FromSeconds(1));
+
 var builder = WebApplication.CreateBuilder(args);
 
 builder.AddServiceDefaults();

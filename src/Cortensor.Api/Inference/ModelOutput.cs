@@ -145,7 +145,16 @@ public static partial class ModelOutput
     /// <summary>The first thing the instance breaks, or null when it validates.</summary>
     public static string? Violation(Json.Schema.JsonSchema schema, JsonElement instance)
     {
-        var results = schema.Evaluate(instance, new Json.Schema.EvaluationOptions { OutputFormat = Json.Schema.OutputFormat.List });
+        Json.Schema.EvaluationResults results;
+        try
+        {
+            results = schema.Evaluate(instance, new Json.Schema.EvaluationOptions { OutputFormat = Json.Schema.OutputFormat.List });
+        }
+        catch (System.Text.RegularExpressions.RegexMatchTimeoutException)
+        {
+            // A customer's 'pattern' can backtrack for ever on the right text; Program.cs bounds every regex in the process.
+            return "a 'pattern' of the schema took too long to check against the answer.";
+        }
         if (results.IsValid) return null;
         foreach (var detail in results.Details ?? [])
             if (detail.Errors is { Count: > 0 } errors)
