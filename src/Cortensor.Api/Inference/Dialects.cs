@@ -62,10 +62,10 @@ public abstract class Dialect
         public override string Render(CatalogModel model, InferenceRequest request) => PromptTemplates.Render(model.Family, request);
 
         public override IResult Answer(InferenceRequest request, string id, string model, long created, string text, string finish, Usage usage) =>
-            TypedResults.Json(ResponseNormaliser.Chat(id, model, created, text, finish, usage), PortalJsonContext.Default.ChatCompletion);
+            JsonAnswer.Of(ResponseNormaliser.Chat(id, model, created, text, finish, usage), PortalJsonContext.Default.ChatCompletion);
 
         public override IResult Answer(InferenceRequest request, string id, string model, long created, StructuredAnswer answer, string finish, Usage usage) =>
-            TypedResults.Json(new ChatCompletion(id, "chat.completion", created, model,
+            JsonAnswer.Of(new ChatCompletion(id, "chat.completion", created, model,
                 [new ChatChoice(0, new AssistantMessage("assistant", answer.Content, answer.Calls), finish, null)], usage, null),
                 PortalJsonContext.Default.ChatCompletion);
 
@@ -110,7 +110,7 @@ public abstract class Dialect
         public override string Render(CatalogModel model, InferenceRequest request) => request.RawPrompt!;
 
         public override IResult Answer(InferenceRequest request, string id, string model, long created, string text, string finish, Usage usage) =>
-            TypedResults.Json(ResponseNormaliser.Text(id, model, created, text, finish, usage), PortalJsonContext.Default.TextCompletion);
+            JsonAnswer.Of(ResponseNormaliser.Text(id, model, created, text, finish, usage), PortalJsonContext.Default.TextCompletion);
 
         public override object? Opening(string id, long created, string model) => null;
 

@@ -37,7 +37,7 @@ internal sealed class ResponsesDialect : Dialect
         var output = new List<ResponseOutputItem>();
         if (answer.Content is { Length: > 0 } || answer.Calls is not { Length: > 0 }) output.Add(Message(itemId, Status(finish), answer.Content ?? ""));
         foreach (var call in answer.Calls ?? []) output.Add(FunctionCall(call, output.Count, "completed"));
-        return TypedResults.Json(Response(request, responseId, model, created, Status(finish), Incomplete(finish), [.. output], usage, null),
+        return JsonAnswer.Of(Response(request, responseId, model, created, Status(finish), Incomplete(finish), [.. output], usage, null),
             PortalJsonContext.Default.ResponseObject);
     }
 

@@ -9,6 +9,17 @@ public sealed class MeteringOptions
     /// <summary>How long a writer's unacknowledged entries wait before another writer takes them.</summary>
     public double ClaimIdleSeconds { get; set; } = 30;
     public int ReconcileSeconds { get; set; } = 60;
+    /// <summary>
+    /// How long the settlement queue gathers requests' settlements before sending them together (0: at once). A
+    /// replica that dies loses nothing by it: its reservations are the reaper's either way.
+    /// </summary>
+    public double SettleLingerMilliseconds { get; set; } = 1;
+    /// <summary>
+    /// How long a writer waits after a small batch before reading again (0: at once), so that under light load the
+    /// ledger takes a few larger transactions rather than one commit for every request or two. Adds at most this to the
+    /// write lag; a writer that reads a large batch (a backlog) does not wait.
+    /// </summary>
+    public double WriterLingerMilliseconds { get; set; } = 200;
     /// <summary>Where usage waits while Redis is away; empty: a folder under the content root.</summary>
     public string? SpoolDirectory { get; set; }
 }

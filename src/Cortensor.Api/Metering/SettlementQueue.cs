@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Threading.Channels;
 using Cortensor.Api.Infrastructure;
+using Microsoft.Extensions.Options;
 
 namespace Cortensor.Api.Metering;
 
@@ -12,7 +13,7 @@ namespace Cortensor.Api.Metering;
 /// Redis cannot take is spooled to disk, a reservation is settled exactly once by its id, and a replica
 /// that dies with records still queued leaves their reservations to the reaper.
 /// </summary>
-public sealed partial class SettlementQueue(UsageMeter meter, ILogger<SettlementQueue> log) : BackgroundService
+public sealed partial class SettlementQueue(UsageMeter meter, IOptions<MeteringOptions> options, ILogger<SettlementQueue> log) : BackgroundService
 {
     private const int MaxBatch = 512;
     private readonly Channel<Work> _work = Channel.CreateUnbounded<Work>(new UnboundedChannelOptions { SingleReader = true });
@@ -43,9 +44,13 @@ public sealed partial class SettlementQueue(UsageMeter meter, ILogger<Settlement
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var batch = new List<Task>(MaxBatch);
+        var linger = TimeSpan.FromMilliseconds(options.Value.SettleLingerMilliseconds);
         // Not cancelled by the stopping token: on shutdown the writer is completed and this loop drains it.
         while (await _work.Reader.WaitToReadAsync(CancellationToken.None).ConfigureAwait(false))
         {
+            // Below full batches the loop would wake once per request, and on two cores that wake-up is taken from the
+            // next request. Lingering a moment lets several requests' work go to Redis in one write and one wake-up.
+            if (linger > TimeSpan.Zero && Pending < MaxBatch) await Task.Delay(linger).ConfigureAwait(false);
             batch.Clear();
             while (batch.Count < MaxBatch && _work.Reader.TryRead(out var work)) batch.Add(RunAsync(work));
             await Task.WhenAll(batch).ConfigureAwait(false);

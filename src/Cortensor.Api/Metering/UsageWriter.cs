@@ -34,6 +34,9 @@ public sealed partial class UsageWriter(IConnectionMultiplexer redis, NpgsqlData
 {
     public const string Group = "ledger-writers";
     private const int BatchSize = 2000;
+    /// <summary>A batch below this is light load, and the writer lingers before its next read.</summary>
+    private const int SmallBatch = 500;
+    private readonly TimeSpan _linger = TimeSpan.FromMilliseconds(options.Value.WriterLingerMilliseconds);
     /// <summary>How long another writer's entries stay unacknowledged before they are taken over.</summary>
     private readonly TimeSpan _claimIdle = TimeSpan.FromSeconds(options.Value.ClaimIdleSeconds);
     private readonly string _consumer = $"{Environment.MachineName}-{Environment.ProcessId}-{index}";
@@ -101,6 +104,9 @@ public sealed partial class UsageWriter(IConnectionMultiplexer redis, NpgsqlData
                     await ProcessAsync(db, entries, stoppingToken);
                 }
                 delay = TimeSpan.FromMilliseconds(100);
+                // Under light load every read finds a request or two, and each becomes a commit (a WAL flush) taking
+                // CPU from the requests themselves; waiting a moment turns them into one. A backlog is read at once.
+                if (entries.Length < SmallBatch && _linger > TimeSpan.Zero) await Task.Delay(_linger, stoppingToken);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {

@@ -210,6 +210,9 @@ public sealed class RouterHttpClient(IOptions<RoutingOptions> options) : IDispos
         UseCookies = false,
         UseProxy = false,
         ConnectTimeout = TimeSpan.FromSeconds(5),
+        // A router that answers a prompt with a redirect has failed; following it would send the prompt (and the
+        // pool's token) somewhere else. Without it the handler chain also skips a redirect stage on every request.
+        AllowAutoRedirect = false,
     })
     {
         Timeout = Timeout.InfiniteTimeSpan, // each call carries its own deadline

@@ -75,7 +75,11 @@ public class KeySpendTests(PortalAppFixture portal, ITestOutputHelper output)
             }
             else
             {
-                var cost = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("usage").GetProperty("cost").GetDecimal();
+                var bytes = await response.Content.ReadAsByteArrayAsync();
+                // A whole answer goes out with its length, in one write: not chunked.
+                Assert.Equal(bytes.Length, response.Content.Headers.ContentLength);
+                Assert.NotEqual(true, response.Headers.TransferEncodingChunked);
+                var cost = JsonDocument.Parse(bytes).RootElement.GetProperty("usage").GetProperty("cost").GetDecimal();
                 Assert.Equal(cost, decimal.Parse(response.Headers.GetValues("x-cortensor-cost").Single(), CultureInfo.InvariantCulture));
                 told[id] = cost;
             }

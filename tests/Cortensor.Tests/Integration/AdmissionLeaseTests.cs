@@ -80,6 +80,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
             charged += Complete(replica, admission, draft, 100, 80);
         }
         Assert.True(leased >= 15, $"only {leased} of 20 requests came from the lease");
+        await replica.Queue.FlushAsync(); // the exact requests' settlements leave through the queue
         Assert.Equal(0, await db.HashLengthAsync(LimitKeys.Reservations(_org)));
 
         replica.Leases.Sweep(TimeSpan.Zero); // idle: given back
@@ -261,7 +262,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         var spool = new UsageSpool(Options.Create(new MeteringOptions { SpoolDirectory = _spool }),
             new Microsoft.Extensions.Hosting.Internal.HostingEnvironment { ContentRootPath = _spool }, _redis, EmptyServices.Instance, NullLogger<UsageSpool>.Instance);
         var meter = new UsageMeter(_redis, spool, NullLogger<UsageMeter>.Instance);
-        var queue = new SettlementQueue(meter, NullLogger<SettlementQueue>.Instance);
+        var queue = new SettlementQueue(meter, Options.Create(new MeteringOptions()), NullLogger<SettlementQueue>.Instance);
         await queue.StartAsync(CancellationToken.None);
         var leases = new AdmissionLeases(_redis, queue, spool, identity, options, _clock, NullLogger<AdmissionLeases>.Instance);
         var gate = new AdmissionGate(_redis, new HotCounters(_redis, _postgres, _clock), new LocalAdmission(_clock), leases, identity, options, _clock,

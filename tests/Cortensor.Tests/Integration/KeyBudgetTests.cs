@@ -157,7 +157,7 @@ public class KeyBudgetTests(InfrastructureFixture infrastructure) : IAsyncLifeti
             NullLogger<UsageSpool>.Instance);
         var meter = new UsageMeter(_redis, spool, NullLogger<UsageMeter>.Instance);
         // Leasing is on (the default): a key with a budget must still be decided one request at a time.
-        var leases = new AdmissionLeases(_redis, new SettlementQueue(meter, NullLogger<SettlementQueue>.Instance), spool, identity, options, _clock,
+        var leases = new AdmissionLeases(_redis, new SettlementQueue(meter, Options.Create(new MeteringOptions()), NullLogger<SettlementQueue>.Instance), spool, identity, options, _clock,
             NullLogger<AdmissionLeases>.Instance);
         var gate = new AdmissionGate(_redis, counters, new LocalAdmission(_clock), leases, identity, options, _clock, NullLogger<AdmissionGate>.Instance);
         return (gate, meter, new ReservationReaper(_redis, meter, gate, leases, identity, options, _clock, NullLogger<ReservationReaper>.Instance));

@@ -234,7 +234,7 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
         var counters = new HotCounters(mux, _postgres, _clock);
         var meter = new UsageMeter(mux, Spool(mux), NullLogger<UsageMeter>.Instance);
         // Streamed drafts (as AdmitAsync files them) always take the exact path: leases are LeaseTests' subject.
-        var leases = new AdmissionLeases(mux, new SettlementQueue(meter, NullLogger<SettlementQueue>.Instance), Spool(mux), identity, options, _clock,
+        var leases = new AdmissionLeases(mux, new SettlementQueue(meter, Options.Create(new MeteringOptions()), NullLogger<SettlementQueue>.Instance), Spool(mux), identity, options, _clock,
             NullLogger<AdmissionLeases>.Instance);
         var gate = new AdmissionGate(mux, counters, new LocalAdmission(_clock), leases, identity, options, _clock, NullLogger<AdmissionGate>.Instance);
         var reaper = new ReservationReaper(mux, meter, gate, leases, identity, options, _clock, NullLogger<ReservationReaper>.Instance);

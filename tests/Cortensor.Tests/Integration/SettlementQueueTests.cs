@@ -36,7 +36,7 @@ public class SettlementQueueTests(InfrastructureFixture infrastructure) : IAsync
     {
         var spool = new UsageSpool(Options.Create(new MeteringOptions { SpoolDirectory = _spool }),
             new Microsoft.Extensions.Hosting.Internal.HostingEnvironment { ContentRootPath = _spool }, _redis, EmptyServices.Instance, NullLogger<UsageSpool>.Instance);
-        var queue = new SettlementQueue(new UsageMeter(_redis, spool, NullLogger<UsageMeter>.Instance), NullLogger<SettlementQueue>.Instance);
+        var queue = new SettlementQueue(new UsageMeter(_redis, spool, NullLogger<UsageMeter>.Instance), Options.Create(new MeteringOptions()), NullLogger<SettlementQueue>.Instance);
         await queue.StartAsync(CancellationToken.None);
 
         // Redis holds writes for a moment, so the queue still has work in flight when it is told to stop.
