@@ -19,7 +19,7 @@ public sealed class MeteringOptions
     /// ledger takes a few larger transactions rather than one commit for every request or two. Adds at most this to the
     /// write lag; a writer that reads a large batch (a backlog) does not wait.
     /// </summary>
-    public double WriterLingerMilliseconds { get; set; } = 200;
+    public double WriterLingerMilliseconds { get; set; } = 50;
     /// <summary>Where usage waits while Redis is away; empty: a folder under the content root.</summary>
     public string? SpoolDirectory { get; set; }
 }
