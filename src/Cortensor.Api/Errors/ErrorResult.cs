@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text.Json;
 using Cortensor.Api.Infrastructure;
 
 namespace Cortensor.Api.Errors;
@@ -15,10 +14,8 @@ public sealed class ErrorResult(ApiError error) : IResult, IStatusCodeHttpResult
         http.Response.StatusCode = Error.Status;
         if (Error.RetryAfterSeconds is { } retry)
             http.Response.Headers.RetryAfter = retry.ToString(CultureInfo.InvariantCulture);
-        http.Response.ContentType = "application/json";
         http.Features.Set(Error);
-        return JsonSerializer.SerializeAsync(http.Response.Body, Error.ToEnvelope(http.GetRequestId()),
-            PortalJsonContext.Default.ErrorEnvelope, http.RequestAborted);
+        return JsonBody.WriteAsync(http.Response, Error.ToEnvelope(http.GetRequestId()), PortalJsonContext.Default.ErrorEnvelope, "application/json");
     }
 }
 

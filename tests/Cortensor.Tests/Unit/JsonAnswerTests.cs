@@ -7,7 +7,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Cortensor.Tests.Unit;
 
-/// <summary>A whole answer is the same JSON the framework's JSON result writes, sent with its length instead of chunked.</summary>
+/// <summary>A whole answer (or an error) is the same JSON the framework's JSON result writes, sent with its length instead of chunked.</summary>
 public sealed class JsonAnswerTests
 {
     private static readonly ChatCompletion Answer = new("chatcmpl-1", "chat.completion", 1_700_000_000, "gpt-oss-20b",
@@ -38,6 +38,17 @@ public sealed class JsonAnswerTests
         // The buffer of the thread is not kept at that size, and the next answer is whole again.
         var (small, _) = await ExecuteAsync(JsonAnswer.Of(Answer, PortalJsonContext.Default.ChatCompletion));
         Assert.DoesNotContain("xxxx", System.Text.Encoding.UTF8.GetString(small));
+    }
+
+    [Fact]
+    public async Task AnErrorIsWrittenWholeWithItsLengthStatusAndRetryAfter()
+    {
+        var error = Cortensor.Api.Errors.ApiError.UnknownModel("no-such-model");
+        var (body, http) = await ExecuteAsync(Cortensor.Api.Errors.ErrorResults.ToResult(error));
+        Assert.Equal(body.Length, http.Response.ContentLength);
+        Assert.Equal(error.Status, http.Response.StatusCode);
+        var envelope = System.Text.Json.JsonDocument.Parse(body).RootElement.GetProperty("error");
+        Assert.Equal(error.Code, envelope.GetProperty("code").GetString());
     }
 
     private static async Task<(byte[] Body, HttpContext Http)> ExecuteAsync(IResult result)
