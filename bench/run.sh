@@ -148,27 +148,33 @@ for c in $connections; do
   for t in "${order[@]}"; do
     name=${t%%|*}
     if [ "$name" = api ]; then
-      alloc_csv="$out/alloc-$c.csv"; rm -f "$alloc_csv"; counters_pid=
-      if [ -n "$counters" ]; then
-        "$counters" collect -p "$api_pid" --counters 'System.Runtime[dotnet.gc.heap.total_allocated],Cortensor[cortensor.admission.leased]' --format csv \
-          -o "$alloc_csv" --refresh-interval 1 --duration "$(d=$((seconds + 4)); printf '00:%02d:%02d:%02d' $((d / 3600)) $((d % 3600 / 60)) $((d % 60)))" > "$out/counters-$c.log" 2>&1 &
-        counters_pid=$!; sleep 2 # attached before the cell starts
-      fi
+      # The measured cell runs with nothing attached to the Api (like every other target's); allocations are
+      # read over a second, shorter cell at the same concurrency with dotnet-counters attached.
       before=$(cpu_ticks "$api_pid")
       run_wrk "$seconds" "$c" "$t" "$out/peer-api-$c.txt"
       after=$(cpu_ticks "$api_pid"); api_last_end=$(date +%s.%N)
-      [ -n "$counters_pid" ] && wait "$counters_pid" 2>/dev/null || true
       n=$(awk '/requests in/ {print $1}' "$out/peer-api-$c.txt"); n=${n:-0}; api_requests=$((api_requests + n))
-      python3 - "$alloc_csv" "$n" "$before" "$after" "$hz" > "$out/peer-api-$c.json" <<'PY'
+      alloc_csv="$out/alloc-$c.csv"; rm -f "$alloc_csv"; alloc_n=0
+      if [ -n "$counters" ]; then
+        alloc_seconds=$((seconds < 5 ? seconds : 5))
+        "$counters" collect -p "$api_pid" --counters 'System.Runtime[dotnet.gc.heap.total_allocated],Cortensor[cortensor.admission.leased]' --format csv \
+          -o "$alloc_csv" --refresh-interval 1 --duration "$(d=$((alloc_seconds + 4)); printf '00:%02d:%02d:%02d' $((d / 3600)) $((d % 3600 / 60)) $((d % 60)))" > "$out/counters-$c.log" 2>&1 &
+        counters_pid=$!; sleep 2 # attached before the cell starts
+        run_wrk "$alloc_seconds" "$c" "$t" "$out/alloc-api-$c.txt"
+        wait "$counters_pid" 2>/dev/null || true
+        alloc_n=$(awk '/requests in/ {print $1}' "$out/alloc-api-$c.txt"); alloc_n=${alloc_n:-0}; api_requests=$((api_requests + alloc_n))
+        api_last_end=$(date +%s.%N)
+      fi
+      python3 - "$alloc_csv" "$n" "$before" "$after" "$hz" "$alloc_n" > "$out/peer-api-$c.json" <<'PY'
 import csv, json, os, sys
-path, n, before, after, hz = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+path, n, before, after, hz, alloc_n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 r = {'requests': n}
 if n: r['cpu_us'] = (after - before) / hz * 1e6 / n
-if n and os.path.exists(path):
+if alloc_n and os.path.exists(path):
     rows = list(csv.DictReader(open(path)))
     total = sum(float(row['Mean/Increment']) for row in rows if 'total_allocated' in row['Counter Name'])
-    if total: r['alloc_bytes'] = total / n
-    r['leased'] = sum(float(row['Mean/Increment']) for row in rows if 'admission.leased' in row['Counter Name']) / n
+    if total: r['alloc_bytes'] = total / alloc_n
+    r['leased'] = sum(float(row['Mean/Increment']) for row in rows if 'admission.leased' in row['Counter Name']) / alloc_n
 print(json.dumps(r))
 PY
     else
@@ -216,8 +222,9 @@ fi
   echo "(\`Yarp.ReverseProxy\` 2.3.0, \`bench/YarpFloor\`, nothing but proxying) in front of the same RouterSim: the floor of a .NET"
   echo "hop. **Portkey** (\`@portkey-ai/gateway\` 1.15.2 on Node $(node --version), \`@hono/node-server\` 1.14.1) in front of a trivial"
   echo "OpenAI-shaped upstream (\`bench/peers/upstream.js\`); its added latency is over that upstream called directly."
-  echo "Api CPU µs/req: the Api process's user+system time (\`/proc/<pid>/stat\`) over the cell ÷ requests; Api alloc/req:"
-  echo "the runtime's \`dotnet.gc.heap.total_allocated\` (dotnet-counters) over the cell ÷ requests."
+  echo "Api CPU µs/req: the Api process's user+system time (\`/proc/<pid>/stat\`) over the cell ÷ requests; Api alloc/req and"
+  echo "admitted from leases: the runtime's \`dotnet.gc.heap.total_allocated\` and the leases' counter (dotnet-counters) over a"
+  echo "second, shorter cell at the same concurrency ÷ its requests, so that nothing is attached to the Api in the measured cell."
   echo
   cat "$out/peers.md"
   echo
