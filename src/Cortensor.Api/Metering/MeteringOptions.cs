@@ -10,8 +10,9 @@ public sealed class MeteringOptions
     public double ClaimIdleSeconds { get; set; } = 30;
     public int ReconcileSeconds { get; set; } = 60;
     /// <summary>
-    /// How long the settlement queue gathers requests' settlements before sending them together (0: at once). A
-    /// replica that dies loses nothing by it: its reservations are the reaper's either way.
+    /// How long the settlement queue gathers requests' settlements before sending them together (0: at once). It widens
+    /// by this much what a replica killed outright leaves to the reaper: reservations settled from the progress the
+    /// replica reported, leases given back whole with their last requests unbilled (docs/operations.md).
     /// </summary>
     public double SettleLingerMilliseconds { get; set; } = 1;
     /// <summary>
