@@ -3,11 +3,25 @@ namespace Cortensor.Api.Idempotency;
 /// <summary>
 /// The response body on its way to the client, with a copy kept (up to a bound) to store for replays.
 /// Hand-written: ASP.NET Core has no tee for response bodies (its response-caching middleware keeps a
-/// private one of the same kind).
+/// private one of the same kind). A whole answer (one with a Content-Length) is held back until
+/// <see cref="ReleaseAsync"/>: sent at once, it would reach the client complete before its record is stored,
+/// and a retry sent the moment it arrived would find the key still in progress. A stream flows as it is written.
 /// </summary>
-internal sealed class CapturingStream(Stream inner, int limit) : Stream
+internal sealed class CapturingStream(Stream inner, HttpResponse response, int limit) : Stream
 {
     private MemoryStream? _copy = new();
+    private MemoryStream? _held;
+
+    private bool Holding => _held is not null || response.ContentLength is not null;
+
+    /// <summary>Sends what was held back (a whole answer) to the client.</summary>
+    public async Task ReleaseAsync(CancellationToken cancellationToken)
+    {
+        if (_held is not { } held) return;
+        _held = null;
+        await inner.WriteAsync(held.GetBuffer().AsMemory(0, (int)held.Length), cancellationToken);
+        await inner.FlushAsync(cancellationToken);
+    }
 
     /// <summary>The copy, or null when the answer went past the bound.</summary>
     public byte[]? Captured => _copy?.ToArray();
@@ -28,7 +42,8 @@ internal sealed class CapturingStream(Stream inner, int limit) : Stream
     public override void Write(ReadOnlySpan<byte> buffer)
     {
         Keep(buffer);
-        inner.Write(buffer);
+        if (Holding) (_held ??= new MemoryStream()).Write(buffer);
+        else inner.Write(buffer);
     }
 
     public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
@@ -37,11 +52,17 @@ internal sealed class CapturingStream(Stream inner, int limit) : Stream
     public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
     {
         Keep(buffer.Span);
-        return inner.WriteAsync(buffer, cancellationToken);
+        if (!Holding) return inner.WriteAsync(buffer, cancellationToken);
+        (_held ??= new MemoryStream()).Write(buffer.Span);
+        return ValueTask.CompletedTask;
     }
 
-    public override void Flush() => inner.Flush();
-    public override Task FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
+    public override void Flush()
+    {
+        if (!Holding) inner.Flush();
+    }
+
+    public override Task FlushAsync(CancellationToken cancellationToken) => Holding ? Task.CompletedTask : inner.FlushAsync(cancellationToken);
 
     public override bool CanRead => false;
     public override bool CanSeek => false;

@@ -50,7 +50,7 @@ public sealed partial class IdempotencyFilter(IdempotencyStore store, IOptions<I
 
         http.Request.Body = new MemoryStream(body, writable: false);
         var original = http.Features.Get<IHttpResponseBodyFeature>()!;
-        var capture = new CapturingStream(original.Stream, options.Value.MaxCapturedBytes);
+        var capture = new CapturingStream(original.Stream, http.Response, options.Value.MaxCapturedBytes);
         var teed = new StreamResponseBodyFeature(capture, original);
         http.Features.Set<IHttpResponseBodyFeature>(teed);
         try
@@ -74,6 +74,15 @@ public sealed partial class IdempotencyFilter(IdempotencyStore store, IOptions<I
         var ran = http.Response.StatusCode == StatusCodes.Status200OK && http.Features.Get<RequestOutcome>() is { Status: StatusCodes.Status200OK };
         if (ran) await store.SaveAsync(record, owner, http.Response.StatusCode, http.Response.ContentType ?? "application/json", capture.Captured);
         else await store.ReleaseAsync(record, owner);
+        // A whole answer reaches the client only now, when a retry with this key finds it stored (or free).
+        try
+        {
+            await capture.ReleaseAsync(http.RequestAborted);
+        }
+        catch (Exception ex) when (http.RequestAborted.IsCancellationRequested && ex is OperationCanceledException or IOException)
+        {
+            // The client left; a retry with the key is answered from the store.
+        }
         return Results.Empty;
     }
 

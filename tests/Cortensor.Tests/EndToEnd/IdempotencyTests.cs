@@ -65,6 +65,30 @@ public class IdempotencyTests(PortalAppFixture portal)
     }
 
     [Fact]
+    public async Task ARetrySentTheMomentTheAnswerArrivesIsAReplayNotInProgress()
+    {
+        // A whole answer goes out with its length, so the client has all of it as soon as it is written: the record
+        // must be stored before that, or a retry sent at once finds the key still in progress.
+        var customer = await portal.CreateCustomerAsync();
+        using var client = customer.CreateClientAcrossReplicas();
+        var ran = new List<string>();
+        for (var i = 0; i < 50; i++)
+        {
+            var key = "at-once-" + Guid.NewGuid().ToString("N");
+            var body = new { model = "gpt-oss-20b", prompt = "answer " + i, max_tokens = 3 };
+            var first = await Send(client, "/v1/completions", body, key);
+            Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+            ran.Add(first.Headers.GetValues("X-Request-Id").Single());
+            var retry = await Send(client, "/v1/completions", body, key);
+            Assert.Equal(HttpStatusCode.OK, retry.StatusCode);
+            Assert.True(retry.Headers.Contains("Idempotent-Replayed"), $"retry {i} ran again");
+            Assert.Equal(await first.Content.ReadAsStringAsync(), await retry.Content.ReadAsStringAsync());
+        }
+        await MoneyInvariants.AssertSettledAsync(portal, customer, 10m, [.. ran]);
+        Assert.Equal((50, 50), await UsageAndDebitsAsync(customer));
+    }
+
+    [Fact]
     public async Task TheSameKeyWithAnotherBodyIsRefusedAndRunsNothing()
     {
         var customer = await portal.CreateCustomerAsync();
