@@ -183,6 +183,9 @@ public partial class BrowserTests
         await FillAsync(page, ("playground-prompt", "And a dedicated session?"));
         await page.Locator("#playground-send").ClickAsync();
         await Assertions.Expect(answers).ToHaveCountAsync(2);
+        // The second turn shows while it streams; its figures come only when it has finished, and until then
+        // "New conversation" is disabled.
+        await Assertions.Expect(answers.Nth(1).Locator(".playground-stats")).ToContainTextAsync(new Regex(@"\d+ prompt \+ \d+ completion tokens"));
         await Assertions.Expect(page.Locator(".playground-turn[data-role=user]")).ToHaveCountAsync(2);
         await Assertions.Expect(page.Locator("#playground-answer")).ToContainTextAsync("And a dedicated session?");
 
@@ -243,6 +246,11 @@ public partial class BrowserTests
         await admin.GetByRole(AriaRole.Tab, new() { Name = "Organizations and keys" }).ClickAsync();
         await FillAsync(admin, ("org-search", "Phone Tables Co"));
         await admin.GetByText("Search", new() { Exact = true }).ClickAsync();
+        // The tab first lists every organization; the search answer replaces that grid. Measuring before it
+        // arrives would read cells that are about to be detached.
+        var organizations = admin.GetByRole(AriaRole.Grid, new() { Name = "Organizations", Exact = true });
+        await Assertions.Expect(organizations.Locator("tbody tr").Filter(new() { HasNotText = "Phone Tables Co" })).ToHaveCountAsync(0);
+        await Assertions.Expect(organizations.Locator("tbody tr").Filter(new() { HasText = "Phone Tables Co" })).Not.ToHaveCountAsync(0);
         await AssertReadableTableAsync(admin, "Organizations");
         await admin.GetByRole(AriaRole.Tab, new() { Name = "Audit log" }).ClickAsync();
         await AssertReadableTableAsync(admin, "Audit log");
@@ -276,7 +284,8 @@ public partial class BrowserTests
         {
             if (!await cell.IsVisibleAsync()) continue;
             cells++;
-            var box = (await cell.BoundingBoxAsync())!;
+            var box = await cell.BoundingBoxAsync();
+            Assert.True(box is not null, $"a cell of '{name}' left the page while it was measured: the table re-rendered");
             Assert.True(box.Width >= ReadableCellWidth, $"a cell of '{name}' is {box.Width:0}px wide at phone width");
             Assert.True(box.X >= 0 && box.X + box.Width <= PhoneWidth + 0.5, $"a cell of '{name}' sticks out at x={box.X:0}, width {box.Width:0}");
             Assert.False(string.IsNullOrWhiteSpace(await cell.GetAttributeAsync("data-label")), $"a cell of '{name}' has no column title");
@@ -285,7 +294,8 @@ public partial class BrowserTests
         foreach (var button in await grid.Locator("tbody fluent-button").AllAsync())
         {
             await AssertOnScreenAsync(page, button, PhoneWidth);
-            var box = (await button.BoundingBoxAsync())!;
+            var box = await button.BoundingBoxAsync();
+            Assert.True(box is not null, $"an action in '{name}' left the page while it was measured: the table re-rendered");
             Assert.True(box.Width >= 44 && box.Height >= 24, $"an action in '{name}' is {box.Width:0}x{box.Height:0}px");
             var label = await button.GetAttributeAsync("aria-label") ?? await button.InnerTextAsync();
             Assert.False(string.IsNullOrWhiteSpace(label), $"an action in '{name}' has no name");

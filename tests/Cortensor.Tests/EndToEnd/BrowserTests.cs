@@ -101,8 +101,23 @@ public partial class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
     {
         await page.GotoAsync(url);
         if (page.Url.Contains(url.Split('?')[0], StringComparison.Ordinal) || url == "/" || page.Url.Contains("/forbidden", StringComparison.Ordinal))
-            await page.Locator("[data-interactive='yes']").WaitForAsync();
+            await WaitUntilInteractiveAsync(page);
     }
+
+    /// <summary>
+    /// Waits until the page's circuit is live and, at phone width, until the layout has folded the navigation
+    /// away: Fluent's script sets the layout's <c>mobile</c> attribute from a ResizeObserver a moment after the
+    /// circuit connects, and measuring before that would see the desktop layout.
+    /// </summary>
+    private static async Task WaitUntilInteractiveAsync(IPage page)
+    {
+        await page.Locator("[data-interactive='yes']").WaitForAsync();
+        if (page.ViewportSize is { Width: <= PhoneLayoutWidth })
+            await page.Locator(".fluent-layout[mobile]").First.WaitForAsync(new() { State = WaitForSelectorState.Attached });
+    }
+
+    /// <summary>The width at or below which Fluent's layout folds its navigation (its default <c>breakdown-width</c>).</summary>
+    private const int PhoneLayoutWidth = 768;
 
     private static async Task SignInAsync(IPage page, string email, string password)
     {
@@ -240,7 +255,7 @@ public partial class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
             await page.Locator("#request-search-submit").ClickAsync();
             if (await page.GetByText(requestId).CountAsync() > 0) return true;
             await page.ReloadAsync();
-            await page.Locator("[data-interactive='yes']").WaitForAsync();
+            await WaitUntilInteractiveAsync(page);
             return false;
         }, TimeSpan.FromSeconds(20), $"the usage page never found {requestId}", TimeSpan.FromMilliseconds(500));
         await Assertions.Expect(page.GetByText(requestId).First).ToBeVisibleAsync();
@@ -286,10 +301,10 @@ public partial class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
         await page.Locator("select[aria-label='Organization']").SelectOptionAsync(new SelectOptionValue { Label = "Second org" });
         await Assertions.Expect(page.GetByText("No keys yet")).ToBeVisibleAsync();
         // The switch reloaded the page: wait for the new one to be live before switching back.
-        await page.Locator("[data-interactive='yes']").WaitForAsync();
+        await WaitUntilInteractiveAsync(page);
         await page.Locator("select[aria-label='Organization']").SelectOptionAsync(new SelectOptionValue { Label = "Browser Labs" });
         await Assertions.Expect(page.GetByRole(AriaRole.Grid)).ToContainTextAsync("browser key");
-        await page.Locator("[data-interactive='yes']").WaitForAsync();
+        await WaitUntilInteractiveAsync(page);
 
         await page.GetByText("Sign out", new() { Exact = true }).ClickAsync();
         await page.WaitForURLAsync("**/signin?signedout=1");
@@ -314,11 +329,11 @@ public partial class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
         var theirs = await NewPageAsync();
         await theirs.GotoAsync(mail.Link("/invitations/accept").PathAndQuery);
         await theirs.WaitForURLAsync("**/signin**");
-        await theirs.Locator("[data-interactive='yes']").WaitForAsync();
+        await WaitUntilInteractiveAsync(theirs);
         await FillAsync(theirs, ("email", colleague.Email), ("password", TestUser.Password));
         await theirs.Locator("#signin-submit").ClickAsync();
         await theirs.WaitForURLAsync("**/invitations/accept**");
-        await theirs.Locator("[data-interactive='yes']").WaitForAsync();
+        await WaitUntilInteractiveAsync(theirs);
         await theirs.Locator("#accept-invitation").ClickAsync();
         await Assertions.Expect(theirs.Locator("#invitation-result")).ToContainTextAsync("member of Invite Labs");
         await ShotAsync(theirs, "invitation-accepted");
@@ -335,7 +350,7 @@ public partial class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
         await GoAsync(page, "/signin");
         await page.Locator("#forgot-password").ClickAsync();
         await page.WaitForURLAsync("**/forgot-password");
-        await page.Locator("[data-interactive='yes']").WaitForAsync();
+        await WaitUntilInteractiveAsync(page);
         await FillAsync(page, ("email", user.Email));
         await page.Locator("#forgot-submit").ClickAsync();
         await Assertions.Expect(page.Locator("#forgot-result")).ToContainTextAsync("Check your mail");
@@ -399,8 +414,12 @@ public partial class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
         try
         {
             await ShotAsync(page, "admin");
-            await GoAsync(page, "/models");
-            await Assertions.Expect(page.Locator("[data-model-status='qwen-3-32b']")).ToHaveTextAsync("Disabled");
+            // The other Api replica learns of the change through Redis a moment later; the page reads whichever answers.
+            await Eventually.WaitUntilAsync(async () =>
+            {
+                await GoAsync(page, "/models");
+                return await page.Locator("[data-model-status='qwen-3-32b']").InnerTextAsync() == "Disabled";
+            }, TimeSpan.FromSeconds(15), "the catalog never marked qwen-3-32b disabled", TimeSpan.FromMilliseconds(250));
             await ShotAsync(page, "models");
             await GoAsync(page, "/admin");
             await page.GetByRole(AriaRole.Tab, new() { Name = "Pools and routers" }).ClickAsync();
@@ -450,7 +469,7 @@ public partial class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
         Assert.Equal("signin-submit", await page.EvaluateAsync<string>("document.activeElement?.closest('[id]')?.id ?? ''"));
         await page.Keyboard.PressAsync("Enter");
         await page.WaitForURLAsync(url => !url.Contains("/signin", StringComparison.Ordinal) && !url.Contains("/auth/", StringComparison.Ordinal));
-        await page.Locator("[data-interactive='yes']").WaitForAsync();
+        await WaitUntilInteractiveAsync(page);
 
         // Signed in, at phone width: the page still fits, and the navigation is reachable (behind the
         // hamburger when the layout folds it away) and takes the user to another page.
@@ -465,7 +484,7 @@ public partial class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
         await AssertOnScreenAsync(page, usage, width);
         await usage.ClickAsync();
         await page.WaitForURLAsync("**/usage");
-        await page.Locator("[data-interactive='yes']").WaitForAsync();
+        await WaitUntilInteractiveAsync(page);
         await AssertFitsAsync(page, width, "the usage page");
     }
 

@@ -102,7 +102,7 @@ public class MoneyUnderFaultsTests(PortalAppFixture portal)
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
             warm.Add(response.Headers.GetValues("X-Request-Id").Single());
         }
-        await portal.SetRouterBehaviourAsync("router-qwen-1", new { time_to_first_token_ms = 1500 });
+        await portal.SetRouterBehaviourAsync("router-qwen-1", new { time_to_first_token_ms = 3000 });
         try
         {
             var requests = Enumerable.Range(0, 12).Select(async i =>
@@ -113,8 +113,10 @@ public class MoneyUnderFaultsTests(PortalAppFixture portal)
                 return (response.StatusCode, Id: response.Headers.GetValues("X-Request-Id").Single());
             }).ToList();
             // Admitted, now waiting on the router: their settlements meet a Redis that holds every write
-            // for longer than the Api waits for it.
-            await Task.Delay(600);
+            // for longer than the Api waits for it. Pausing before all twelve reached the router would test
+            // admission under a pause instead.
+            await Eventually.WaitUntilAsync(async () => await portal.RouterLoadAsync("router-qwen-1") >= 12,
+                TimeSpan.FromSeconds(2.5), "the twelve requests did not all reach the router", TimeSpan.FromMilliseconds(20));
             await redis.GetDatabase().ExecuteAsync("CLIENT", "PAUSE", "7000", "WRITE");
             var results = await Task.WhenAll(requests);
             Assert.All(results, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));

@@ -210,6 +210,14 @@ public class PortalAppFixture : IAsyncLifetime
         return (status.GetProperty("completed").GetInt64(), status.GetProperty("failed").GetInt64());
     }
 
+    /// <summary>A router's tasks in flight (GET /api/v1/status): requests admitted and now waiting on that node.</summary>
+    public async Task<long> RouterLoadAsync(string router)
+    {
+        using var client = CreateRouterClient(router);
+        using var response = await client.GetAsync("/api/v1/status");
+        return (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("load").GetInt64();
+    }
+
     public HttpClient CreateClientWithToken(string accessToken)
     {
         var client = App.CreateHttpClient(LaunchTopology.Api);
