@@ -432,6 +432,7 @@ public partial class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
         {
             using var admin = portal.CreateAdminClient();
             (await admin.PostAsync("/admin/models/qwen-3-32b/enable", null)).EnsureSuccessStatusCode();
+            await FailoverTests.WaitUntilServedAsync(await portal.CreateCustomerAsync(), "qwen-3-32b");
         }
         // A customer's browser does not get the admin pages.
         var customer = await portal.SignUpAsync();

@@ -377,7 +377,11 @@ public class ControlPlaneTests(PortalAppFixture portal)
                 r => r.StatusCode != HttpStatusCode.OK, TimeSpan.FromSeconds(5), "the drained pool still took requests");
             Assert.Equal(HttpStatusCode.ServiceUnavailable, drained.StatusCode);
         }
-        finally { (await admin.PostAsync("/admin/pools/gemma4/undrain", null)).EnsureSuccessStatusCode(); }
+        finally
+        {
+            (await admin.PostAsync("/admin/pools/gemma4/undrain", null)).EnsureSuccessStatusCode();
+            await FailoverTests.WaitUntilServedAsync(customer, "gemma-4-26b");
+        }
 
         var audit = await admin.GetFromJsonAsync<JsonElement>($"/admin/audit?target_id={customer.OrganizationId}");
         var actions = audit.EnumerateArray().Select(a => a.GetProperty("action").GetString()).ToList();

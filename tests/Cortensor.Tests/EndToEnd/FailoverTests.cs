@@ -65,7 +65,7 @@ public class FailoverTests(PortalAppFixture portal)
         {
             await portal.SetRouterBehaviourAsync("router-oss120b-1", Normal);
         }
-        await WaitUntilServedAsync(client, "gpt-oss-120b");
+        await WaitUntilServedAsync(customer, "gpt-oss-120b");
     }
 
     [Fact]
@@ -92,7 +92,7 @@ public class FailoverTests(PortalAppFixture portal)
         {
             await portal.SetRouterBehaviourAsync("router-qwen-1", Normal);
         }
-        await WaitUntilServedAsync(client, "qwen-3-32b");
+        await WaitUntilServedAsync(customer, "qwen-3-32b");
     }
 
     [Fact]
@@ -101,7 +101,7 @@ public class FailoverTests(PortalAppFixture portal)
         var customer = await portal.CreateCustomerAsync();
         using var client = customer.CreateClient();
         // The pool's only router must be in rotation first: an earlier test's faults may still hold it out.
-        await WaitUntilServedAsync(client, "gemma-4-26b");
+        await WaitUntilServedAsync(customer, "gemma-4-26b");
         await portal.SetRouterBehaviourAsync("router-gemma4-1", new { cut_stream_after_tokens = 3 });
         try
         {
@@ -169,12 +169,12 @@ public class FailoverTests(PortalAppFixture portal)
         {
             (await admin.PostAsync("/admin/pools/qwen/undrain", null)).EnsureSuccessStatusCode();
         }
-        await WaitUntilServedAsync(client, "qwen-3-32b");
+        await WaitUntilServedAsync(customer, "qwen-3-32b");
     }
 
     /// <summary>After a fault is lifted, the probe and the breaker bring the router back within seconds.</summary>
-    internal static Task WaitUntilServedAsync(HttpClient client, string model) =>
-        Eventually.WaitUntilAsync(async () =>
-                (await client.PostAsJsonAsync("/v1/completions", new { model, prompt = "back?", max_tokens = 1 })).StatusCode == HttpStatusCode.OK,
-            TimeSpan.FromSeconds(20), $"{model} did not recover", TimeSpan.FromMilliseconds(500));
+    /// <summary>Every replica serves the model again: each keeps its own view of which routers are in rotation.</summary>
+    internal static Task WaitUntilServedAsync(TestCustomer customer, string model) =>
+        customer.WaitUntilEveryReplicaAnswersAsync(c => c.PostAsJsonAsync("/v1/completions", new { model, prompt = "back?", max_tokens = 1 }),
+            HttpStatusCode.OK, $"{model} did not recover on every replica", TimeSpan.FromSeconds(20));
 }

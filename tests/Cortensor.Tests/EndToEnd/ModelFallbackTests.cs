@@ -18,6 +18,7 @@ public class ModelFallbackTests(PortalAppFixture portal)
         (await admin.PostAsync("/admin/pools/qwen/drain", null)).EnsureSuccessStatusCode();
         try
         {
+            await customer.WaitUntilEveryReplicaAnswersAsync(DrainedModelAlone, HttpStatusCode.ServiceUnavailable, "not every replica saw the drain");
             var requestId = "fb-" + Guid.NewGuid().ToString("N");
             using var call = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
             {
@@ -45,15 +46,17 @@ public class ModelFallbackTests(PortalAppFixture portal)
             Assert.Equal(decimal.Ceiling(price * 10_000_000_000m) / 10_000_000_000m, record.GetProperty("cost").GetDecimal());
 
             // Without a fallback the drained model is still the 503 it was.
-            var alone = await client.PostAsJsonAsync("/v1/chat/completions",
-                new { model = "qwen-3-32b", messages = new[] { new { role = "user", content = "hi" } }, max_tokens = 2 });
-            Assert.Equal(HttpStatusCode.ServiceUnavailable, alone.StatusCode);
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, (await DrainedModelAlone(client)).StatusCode);
         }
         finally
         {
             (await admin.PostAsync("/admin/pools/qwen/undrain", null)).EnsureSuccessStatusCode();
+            await FailoverTests.WaitUntilServedAsync(customer, "qwen-3-32b");
         }
     }
+
+    private static Task<HttpResponseMessage> DrainedModelAlone(HttpClient client) => client.PostAsJsonAsync("/v1/chat/completions",
+        new { model = "qwen-3-32b", messages = new[] { new { role = "user", content = "hi" } }, max_tokens = 2 });
 
     [Fact]
     public async Task ModelsTheKeyMayNotUseAreSkippedAndWhenNoneCanServeTheFirstModelsRefusalIsTheAnswer()
@@ -96,7 +99,7 @@ public class ModelFallbackTests(PortalAppFixture portal)
         {
             await portal.SetRouterBehaviourAsync("router-oss120b-1", new { outage = "None" });
         }
-        await FailoverTests.WaitUntilServedAsync(client, "gpt-oss-120b");
+        await FailoverTests.WaitUntilServedAsync(customer, "gpt-oss-120b");
     }
 
     [Theory]

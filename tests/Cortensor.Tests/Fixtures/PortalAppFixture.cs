@@ -1,3 +1,4 @@
+using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Aspire.Hosting;
@@ -386,6 +387,18 @@ public sealed record TestCustomer(Guid OrganizationId, Guid KeyId, string Key, U
         Assert.Fail($"not every replica answered {perReplica} times: {string.Join(", ", responses.Select(PortalAppFixture.ReplicaOf))}");
         return responses;
     }
+
+    /// <summary>
+    /// Waits until every replica's latest answer to <paramref name="send"/> is <paramref name="status"/>: a change
+    /// an administrator makes reaches the replica that took it at once and the others through Redis a moment later.
+    /// </summary>
+    public Task WaitUntilEveryReplicaAnswersAsync(Func<HttpClient, Task<HttpResponseMessage>> send, HttpStatusCode status, string message,
+        TimeSpan? timeout = null) =>
+        Eventually.WaitUntilAsync(async () =>
+        {
+            var answers = await OnEveryReplicaAsync(send, perReplica: 1);
+            return Replicas.All(replica => answers.Last(a => PortalAppFixture.ReplicaOf(a) == replica).StatusCode == status);
+        }, timeout ?? TimeSpan.FromSeconds(5), message, TimeSpan.FromMilliseconds(100));
 }
 
 public sealed record TestUser(Guid Id, string Email, string AccessToken, string RefreshToken, Guid OrganizationId, PortalAppFixture App)
