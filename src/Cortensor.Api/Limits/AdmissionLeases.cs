@@ -188,6 +188,15 @@ public sealed partial class AdmissionLeases(
                 // Not retried within this minute: while Redis is away the exact path decides (and says why).
                 lock (state) state.RefusedWindow = window;
                 Log.TakeFailed(log, ex);
+                // A timeout says nothing of what Redis did: the grant may run yet (a paused or slow Redis runs it
+                // later). A new lease nobody here knows of would hold its slice of the balance until the reaper's
+                // deadline, so it is given back as soon as Redis answers; closing a lease never granted does nothing.
+                // (A top-up of a known lease goes back with that lease's close.)
+                if (existing is null)
+                    CloseLater(new Lease(id, key.OrganizationId, key.KeyId, window, counter, credits)
+                    {
+                        Retired = true, ReturnUnused = true, Requests = requests, Tokens = tokenSlice,
+                    });
             }
             finally
             {

@@ -177,6 +177,38 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
     }
 
     [Fact]
+    public async Task ALeaseWhoseGrantTimedOutButRanLaterIsGivenBackOnceRedisAnswers()
+    {
+        // The replica waits 300 ms for Redis; Redis holds writes for longer, then runs them: the grant the replica
+        // gave up on takes its slice of the balance all the same.
+        await using var impatient = await ConnectionMultiplexer.ConnectAsync(infrastructure.RedisConnectionString + ",asyncTimeout=300,syncTimeout=300");
+        var replica = await StartAsync("impatient", impatient);
+        var db = _redis.GetDatabase();
+        await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(10m));
+        var key = Key(requestsPerMinute: 1000);
+        var charged = 0L;
+        for (var i = 0; i < new LimitsOptions().LeaseAfterRequests - 1; i++) charged += await AdmitAndCompleteAsync(replica, key, 100, 100, 50);
+
+        // Held well past the replica's patience, and then let go by itself.
+        await db.ExecuteAsync("CLIENT", "PAUSE", "1500", "WRITE");
+        // This admission asks for the key's first lease; both the grant and the admission's own script time out.
+        var (admission, _) = await AdmitAsync(replica, key, 100, 100);
+        Assert.Null(admission.Lease);
+        // Once Redis has run the grant. The replica gives back what it may have been granted, and the reaper settles the
+        // admission whose outcome it did not learn (admitted locally meanwhile, it charged nothing).
+        await WaitUntilAsync(async () =>
+        {
+            replica.Leases.Sweep(TimeSpan.FromMinutes(1));
+            await replica.Queue.FlushAsync();
+            await replica.Reaper.ReapAsync(CancellationToken.None);
+            return await db.HashLengthAsync(LimitKeys.Leases(_org)) == 0 && await db.HashLengthAsync(LimitKeys.Reservations(_org)) == 0;
+        });
+        Assert.Equal(Pricing.ToUnits(10m) - charged, (long)await db.StringGetAsync(LimitKeys.Credit(_org)));
+        Assert.Equal(0, (long)await db.StringGetAsync(LimitKeys.Held(LimitKeys.Credit(_org))));
+        Assert.Equal(0, (long)await db.StringGetAsync(LimitKeys.LeasedSlots(_org)));
+    }
+
+    [Fact]
     public async Task WhenTheMinuteRollsABusyKeysNextLeaseIsTakenAtOnceAndTheOldOneGivenBack()
     {
         var replica = await StartAsync("a");
@@ -257,8 +289,10 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
 
     private sealed record Replica(string Id, AdmissionGate Gate, AdmissionLeases Leases, SettlementQueue Queue, UsageMeter Meter, ReservationReaper Reaper);
 
-    private async Task<Replica> StartAsync(string name)
+    /// <param name="leaseRedis">The connection the replica's admission and leases use (the others use the test's own).</param>
+    private async Task<Replica> StartAsync(string name, IConnectionMultiplexer? leaseRedis = null)
     {
+        leaseRedis ??= _redis;
         var id = $"{_replica}-{name}";
         var identity = new ReplicaIdentityStub(id);
         var options = Options.Create(new LimitsOptions());
@@ -267,8 +301,8 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         var meter = new UsageMeter(_redis, spool, NullLogger<UsageMeter>.Instance);
         var queue = new SettlementQueue(meter, Options.Create(new MeteringOptions()), NullLogger<SettlementQueue>.Instance);
         await queue.StartAsync(CancellationToken.None);
-        var leases = new AdmissionLeases(_redis, queue, spool, identity, options, _clock, NullLogger<AdmissionLeases>.Instance);
-        var gate = new AdmissionGate(_redis, new HotCounters(_redis, _postgres, _clock), new LocalAdmission(_clock), leases, identity, options, _clock,
+        var leases = new AdmissionLeases(leaseRedis, queue, spool, identity, options, _clock, NullLogger<AdmissionLeases>.Instance);
+        var gate = new AdmissionGate(leaseRedis, new HotCounters(leaseRedis, _postgres, _clock), new LocalAdmission(_clock), leases, identity, options, _clock,
             NullLogger<AdmissionGate>.Instance);
         var reaper = new ReservationReaper(_redis, meter, gate, leases, identity, options, _clock, NullLogger<ReservationReaper>.Instance);
         var replica = new Replica(id, gate, leases, queue, meter, reaper);
