@@ -90,6 +90,9 @@ public static class RouterApi
             case OutageMode.Error500:
                 node.CountFailure();
                 return RouterError(StatusCodes.Status500InternalServerError, "router_unavailable", "router is failing (simulated outage)");
+            case OutageMode.Redirect:
+                node.CountFailure();
+                return Results.Redirect("http://redirected.invalid/api/v1/completions", permanent: false, preserveMethod: true);
         }
         if (behaviour.ErrorRate > 0 && Random.Shared.NextDouble() < behaviour.ErrorRate)
         {

@@ -26,7 +26,11 @@ public sealed class RouterNodeOptions
     public RouterBehaviour Behaviour { get; set; } = RouterBehaviour.Network with { };
 }
 
-public enum OutageMode { None, Refuse, Hang, Error500 }
+/// <summary>
+/// How a node in an outage answers. <c>Redirect</c> answers completions with a 307 to another address (a
+/// misconfigured or hijacked router): a gateway must not follow it with the prompt and the pool's token.
+/// </summary>
+public enum OutageMode { None, Refuse, Hang, Error500, Redirect }
 
 /// <summary>Answers seen from routers in the wild (docs/router-contract.md), one switched on at a time.</summary>
 public enum RouterQuirk

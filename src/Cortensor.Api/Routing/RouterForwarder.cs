@@ -100,9 +100,10 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
                     }
                 }, ct);
 
-                if ((int)response.StatusCode >= 500)
+                // A redirect is a failed router too (its client does not follow one): another router is tried.
+                if ((int)response.StatusCode is >= 500 or (>= 300 and < 400))
                 {
-                    RoutingLog.ServerError(log, route.Router.Id, (int)response.StatusCode, attempt);
+                    RoutingLog.FailedStatus(log, route.Router.Id, (int)response.StatusCode, attempt);
                     Fail(lease, ref response);
                     continue;
                 }

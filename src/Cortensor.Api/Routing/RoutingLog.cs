@@ -4,7 +4,7 @@ namespace Cortensor.Api.Routing;
 internal static partial class RoutingLog
 {
     [LoggerMessage(LogLevel.Warning, "Router {Router} answered {Status}; attempt {Attempt}")]
-    public static partial void ServerError(ILogger logger, string router, int status, int attempt);
+    public static partial void FailedStatus(ILogger logger, string router, int status, int attempt);
 
     [LoggerMessage(LogLevel.Warning, "Router {Router} answered 2xx without an answer ({Failure}); attempt {Attempt}")]
     public static partial void NotAnAnswer(ILogger logger, string router, string failure, int attempt);

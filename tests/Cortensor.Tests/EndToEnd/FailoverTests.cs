@@ -14,6 +14,7 @@ public class FailoverTests(PortalAppFixture portal)
     [Theory]
     [InlineData("Error500")]
     [InlineData("Refuse")]
+    [InlineData("Redirect")]
     public async Task OneFailingRouterOfThreeDoesNotFailAnyRequest(string outage)
     {
         var customer = await portal.CreateCustomerAsync();
