@@ -72,16 +72,23 @@ public sealed partial class IdempotencyFilter(IdempotencyStore store, IOptions<I
 
         // Whole answers only: a stream that failed after its 200 is metered as failed, and a client that left as 499.
         var ran = http.Response.StatusCode == StatusCodes.Status200OK && http.Features.Get<RequestOutcome>() is { Status: StatusCodes.Status200OK };
-        if (ran) await store.SaveAsync(record, owner, http.Response.StatusCode, http.Response.ContentType ?? "application/json", capture.Captured);
-        else await store.ReleaseAsync(record, owner);
-        // A whole answer reaches the client only now, when a retry with this key finds it stored (or free).
         try
         {
-            await capture.ReleaseAsync(http.RequestAborted);
+            if (ran) await store.SaveAsync(record, owner, http.Response.StatusCode, http.Response.ContentType ?? "application/json", capture.Captured);
+            else await store.ReleaseAsync(record, owner);
         }
-        catch (Exception ex) when (http.RequestAborted.IsCancellationRequested && ex is OperationCanceledException or IOException)
+        finally
         {
-            // The client left; a retry with the key is answered from the store.
+            // A whole answer reaches the client only now, when a retry with this key finds it stored (or free); and
+            // it reaches the client even when the store failed in a way it does not handle: the request ran and was billed.
+            try
+            {
+                await capture.ReleaseAsync(http.RequestAborted);
+            }
+            catch (Exception ex) when (http.RequestAborted.IsCancellationRequested && ex is OperationCanceledException or IOException)
+            {
+                // The client left; a retry with the key is answered from the store.
+            }
         }
         return Results.Empty;
     }
