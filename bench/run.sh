@@ -8,7 +8,7 @@
 # Knobs (environment):
 #   BENCH_SECONDS=10        seconds per measured cell (wrk, 1 thread), and per open-loop latency cell
 #   BENCH_CONNECTIONS="1 16 64"  the concurrencies of the peer table
-#   BENCH_WARMUP=15         seconds of warm-up per target (16 connections) before the table; the Api needs about 10 s
+#   BENCH_WARMUP=30         seconds of warm-up per target (16 connections) before the table; the Api needs 20-35 s
 #                           of load before tiered compilation has settled, and a shorter warm-up measures the JIT
 #   BENCH_LOAD=1            0 skips the open-loop latency and streaming time-to-first-token cells
 #   BENCH_LEDGER=1          0 skips the ledger writer throughput run; BENCH_EVENTS=200000 events in it
@@ -25,7 +25,7 @@ CORTENSOR_SETUP_BROWSER=0 ./scripts/setup.sh
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 seconds=${BENCH_SECONDS:-10}
 connections=${BENCH_CONNECTIONS:-"1 16 64"}
-warmup=${BENCH_WARMUP:-15}
+warmup=${BENCH_WARMUP:-30}
 report=${BENCH_OUT:-docs/benchmarks.md}
 out=$(mktemp -d /tmp/cortensor-bench.XXXX)
 data=/tmp/cortensor-bench-data
