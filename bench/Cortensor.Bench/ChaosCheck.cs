@@ -159,6 +159,11 @@ public static class ChaosCheck
         foreach (var o in orgs) openNow += await db.HashLengthAsync(LimitKeys.Reservations(o.Id));
         var dueNow = await db.SortedSetLengthAsync(LimitKeys.Due);
         Line("total: 0 open reservations", $"resv:{{org}} entries {openNow}, resv:due {dueNow}", openNow == 0 && dueNow == 0);
+        // Every charge is in the ledger now, so none is still listed as on its way (the writers forget what they commit).
+        long pendingCharges = 0;
+        foreach (var o in orgs)
+            pendingCharges += await db.HashLengthAsync(LimitKeys.Unbilled(o.Credits ? LimitKeys.Credit(o.Id) : LimitKeys.Quota(o.Id, LimitKeys.Period(DateTimeOffset.UtcNow))));
+        Line("total: 0 pending charges", $"unbilled:{{counter}} entries {pendingCharges}", pendingCharges == 0);
         var inFlight = await RoutersInFlightAsync(apis, adminToken);
         Line("total: routers' in-flight 0", string.Join(", ", inFlight.Select(kv => $"{kv.Key}: {kv.Value}")), inFlight.Values.All(v => v == 0));
 

@@ -322,6 +322,7 @@ public sealed partial class AdmissionLeases(
                 actual = charge,
                 credits = lease.Credits ? "1" : "0",
                 field = UsageMeter.Field,
+                pendingField = UsageMeter.PendingField,
                 payload,
             });
         }

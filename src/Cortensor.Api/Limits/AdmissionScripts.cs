@@ -75,10 +75,12 @@ internal static class AdmissionScripts
     /// first (the request, a spool replay, the reaper) gives back what was not used; the others find
     /// nothing to give back; the key budget's counter (of the period the hold was taken in) gets its unused part too. With <c>onlyIfHeld</c> (the reaper), a reservation already settled adds no record;
     /// without <c>file</c>, only the hold is given back (the request was billed another way).
-    /// Counters Redis lost are not recreated here: reconciliation rebuilds them from the ledger.
+    /// Counters Redis lost are not recreated here: reconciliation rebuilds them from the ledger. A charge made pending
+    /// here names its pending-charges key in the record's stream entry, so the writer forgets it once the ledger has it.
     /// </summary>
     public static readonly LuaScript Settle = LuaScript.Prepare("""
         local held = redis.call('HDEL', @reservations, @id)
+        local pending = false
         if held == 1 then
             redis.call('HDEL', @progress, @id)
             redis.call('ZREM', @due, @dueMember)
@@ -90,7 +92,10 @@ internal static class AdmissionScripts
                 else redis.call('DECRBY', @counter, amount - actual) end
             end
             if redis.call('EXISTS', @heldKey) == 1 then redis.call('DECRBY', @heldKey, amount) end
-            if actual > 0 then redis.call('HSET', @unbilled, @id, actual) end
+            if actual > 0 then
+                redis.call('HSET', @unbilled, @id, actual)
+                pending = true
+            end
             redis.call('INCR', @version)
             local delta = tonumber(@tokenDelta)
             if delta ~= 0 then
@@ -104,7 +109,10 @@ internal static class AdmissionScripts
         elseif @onlyIfHeld == '1' then
             return 0
         end
-        if @file == '1' then redis.call('XADD', @stream, '*', @field, @payload) end
+        if @file == '1' then
+            if pending then redis.call('XADD', @stream, '*', @field, @payload, @pendingField, @unbilled)
+            else redis.call('XADD', @stream, '*', @field, @payload) end
+        end
         return held
         """);
 
@@ -117,10 +125,16 @@ internal static class AdmissionScripts
         return nil
         """);
 
-    /// <summary>What reconciliation compares, read at one instant: counter, holds, unsettled charges, version.</summary>
+    /// <summary>
+    /// What reconciliation compares, read at one instant: counter, holds, version, the charges pending for the ledger
+    /// and how many there are. Above <c>maxPending</c> they are not read: a script blocks all of Redis while it runs.
+    /// </summary>
     public static readonly LuaScript Snapshot = LuaScript.Prepare("""
+        local n = redis.call('HLEN', @unbilled)
+        local pending = {}
+        if n <= tonumber(@maxPending) then pending = redis.call('HGETALL', @unbilled) end
         return {redis.call('GET', @counter) or '', redis.call('GET', @heldKey) or '0',
-                redis.call('GET', @version) or '0', redis.call('HGETALL', @unbilled)}
+                redis.call('GET', @version) or '0', pending, n}
         """);
 
     /// <summary>Sets a counter to the ledger's figure only if nothing moved it since the snapshot.</summary>

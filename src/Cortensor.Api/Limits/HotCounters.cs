@@ -17,10 +17,15 @@ public sealed class HotCounters(IConnectionMultiplexer redis, NpgsqlDataSource p
 {
     public const int QuotaTtlSeconds = 40 * 24 * 3600;
 
-    public sealed record Outcome(bool Changed, long? Before, long Expected);
+    /// <param name="PostponedWith">Set when the counter was not compared: this many charges were pending for the ledger.</param>
+    public sealed record Outcome(bool Changed, long? Before, long Expected, long? PostponedWith = null);
 
     /// <summary>Brings one organisation's current counter to the ledger's figure; with <paramref name="onlyIfMissing"/>, only loads a missing one.</summary>
-    public async Task<Outcome?> ReconcileAsync(Guid org, BillingMode mode, bool onlyIfMissing, CancellationToken ct)
+    /// <param name="maxPending">
+    /// Postpones the comparison while more charges than this wait for the ledger (the writers are behind, or Postgres
+    /// is away): reading them all would hold Redis, and every request, for as long as it takes.
+    /// </param>
+    public async Task<Outcome?> ReconcileAsync(Guid org, BillingMode mode, bool onlyIfMissing, CancellationToken ct, int maxPending = int.MaxValue)
     {
         var db = redis.GetDatabase();
         var now = clock.GetUtcNow();
@@ -29,12 +34,13 @@ public sealed class HotCounters(IConnectionMultiplexer redis, NpgsqlDataSource p
         var snapshot = (RedisResult[])(await db.ScriptEvaluateAsync(AdmissionScripts.Snapshot, new
         {
             counter = (RedisKey)counter, heldKey = (RedisKey)LimitKeys.Held(counter), version = (RedisKey)LimitKeys.Version(org),
-            unbilled = (RedisKey)LimitKeys.Unbilled(counter),
+            unbilled = (RedisKey)LimitKeys.Unbilled(counter), maxPending,
         }))!;
         var current = snapshot[0].ToString() is { Length: > 0 } c ? long.Parse(c, System.Globalization.CultureInfo.InvariantCulture) : (long?)null;
         if (onlyIfMissing && current is not null) return null;
         // A credit balance Redis never loaded is loaded on first use, not here.
         if (!onlyIfMissing && credits && current is null) return null;
+        if ((long)snapshot[4] > maxPending) return new Outcome(false, current, current ?? 0, (long)snapshot[4]);
         var held = (long)snapshot[1];
         var seen = snapshot[2].ToString();
         var pairs = (RedisResult[])snapshot[3]!;
@@ -88,6 +94,45 @@ public sealed class HotCounters(IConnectionMultiplexer redis, NpgsqlDataSource p
         // Charges the ledger has are no longer pending: forget them (harmless if the writer already did).
         if (written.Length > 0) await db.HashDeleteAsync(LimitKeys.Unbilled(counter), written.Select(w => (RedisValue)w).ToArray());
         return new Outcome(changed, current, expected);
+    }
+
+    /// <summary>
+    /// Forgets pending charges the ledger already has, a page at a time, looking at no more than <paramref name="limit"/>
+    /// of them. The writers forget what they commit; this is for charges they could not name (filed by an older
+    /// version, or re-driven from the dead letters) when there are too many to reconcile. Every Redis call reads or
+    /// deletes one page, so requests are served in between. Returns how many were forgotten.
+    /// </summary>
+    public async Task<long> ForgetWrittenAsync(Guid org, BillingMode mode, int limit, CancellationToken ct)
+    {
+        const int pageSize = 1000;
+        var db = redis.GetDatabase();
+        var now = clock.GetUtcNow();
+        RedisKey pending = LimitKeys.Unbilled(mode == BillingMode.PrepaidCredits ? LimitKeys.Credit(org) : LimitKeys.Quota(org, LimitKeys.Period(now)));
+        var (forgotten, looked) = (0L, 0);
+        var page = new List<string>(pageSize);
+        await foreach (var charge in db.HashScanAsync(pending, pageSize: pageSize).WithCancellation(ct))
+        {
+            page.Add(charge.Name!);
+            if (page.Count < pageSize) continue;
+            forgotten += await ForgetAsync(page);
+            looked += page.Count;
+            page.Clear();
+            if (looked >= limit) return forgotten;
+        }
+        return forgotten + await ForgetAsync(page);
+
+        async Task<long> ForgetAsync(List<string> charges)
+        {
+            if (charges.Count == 0) return 0;
+            await using var command = postgres.CreateCommand(
+                "SELECT reference FROM billing_ledger WHERE kind = 'Usage' AND reference = ANY($1) AND organization_id = $2");
+            command.Parameters.Add(new NpgsqlParameter { Value = charges.ToArray() });
+            command.Parameters.Add(new NpgsqlParameter { Value = org });
+            var written = new List<RedisValue>(charges.Count);
+            await using (var reader = await command.ExecuteReaderAsync(ct))
+                while (await reader.ReadAsync(ct)) written.Add(reader.GetString(0));
+            return written.Count == 0 ? 0 : await db.HashDeleteAsync(pending, written.ToArray());
+        }
     }
 
     /// <summary>Adds a grant to the hot balance if Redis holds it; otherwise the next admission loads it from the ledger.</summary>

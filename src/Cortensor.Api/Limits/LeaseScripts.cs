@@ -70,7 +70,7 @@ internal static class LeaseScripts
 
     /// <summary>
     /// Files one request admitted from a lease: its charge leaves the lease's held money for the
-    /// pending charges (<c>unbilled:…</c>) and its usage record goes to the stream, in one step. If the
+    /// pending charges (<c>unbilled:…</c>) and its usage record goes to the stream naming that key, in one step. If the
     /// lease was already given back (the reaper took this replica for dead), the charge is taken from
     /// the counter itself, so the hot balance still matches the ledger.
     /// </summary>
@@ -82,9 +82,13 @@ internal static class LeaseScripts
         elseif redis.call('EXISTS', @counter) == 1 then
             if @credits == '1' then redis.call('DECRBY', @counter, actual) else redis.call('INCRBY', @counter, actual) end
         end
-        if actual > 0 then redis.call('HSET', @unbilled, @id, actual) end
         redis.call('INCR', @version)
-        redis.call('XADD', @stream, '*', @field, @payload)
+        if actual > 0 then
+            redis.call('HSET', @unbilled, @id, actual)
+            redis.call('XADD', @stream, '*', @field, @payload, @pendingField, @unbilled)
+        else
+            redis.call('XADD', @stream, '*', @field, @payload)
+        end
         return 1
         """);
 

@@ -60,7 +60,15 @@ public sealed partial class LedgerReconciler(HotCounters counters, IServiceScope
             // A busy organisation's counters may move while it is compared: a few tries, then the next pass.
             for (var attempt = 0; attempt < 3; attempt++)
             {
-                var outcome = await counters.ReconcileAsync(id, mode, onlyIfMissing: false, ct);
+                var outcome = await counters.ReconcileAsync(id, mode, onlyIfMissing: false, ct, options.Value.ReconcileMaxPendingCharges);
+                if (outcome?.PostponedWith is { } pending)
+                {
+                    // Too many to read at once: forget, a page at a time, those the ledger has, and compare again.
+                    var forgotten = await counters.ForgetWrittenAsync(id, mode, options.Value.ReconcileMaxPendingCharges * 10, ct);
+                    Log.Postponed(log, id, mode, pending, forgotten);
+                    if (forgotten == 0) break;
+                    continue;
+                }
                 if (outcome is null || outcome.Before == outcome.Expected) break;
                 if (!outcome.Changed) continue;
                 corrected++;
@@ -80,6 +88,9 @@ public sealed partial class LedgerReconciler(HotCounters counters, IServiceScope
     {
         [LoggerMessage(LogLevel.Warning, "Reconciliation skipped")]
         public static partial void Skipped(ILogger logger, Exception exception);
+
+        [LoggerMessage(LogLevel.Information, "Reconciliation of the {Mode} counter of organization {Organization} postponed: {Pending} charges pending for the ledger, {Forgotten} of them found in it and forgotten")]
+        public static partial void Postponed(ILogger logger, Guid organization, BillingMode mode, long pending, long forgotten);
 
         [LoggerMessage(LogLevel.Warning, "Corrected the {Mode} counter of organization {Organization} from {Current} to the ledger's {Expected}")]
         public static partial void Corrected(ILogger logger, Guid organization, BillingMode mode, long? current, long expected);

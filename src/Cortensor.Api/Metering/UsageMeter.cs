@@ -18,6 +18,11 @@ public sealed partial class UsageMeter(IConnectionMultiplexer redis, UsageSpool 
 {
     public static readonly RedisKey Stream = "usage:events";
     public const string Field = "e";
+    /// <summary>
+    /// The entry's second field, when its charge is pending for the ledger: the key of the pending charges
+    /// (<c>unbilled:…</c>) that holds it, for the writer to forget the charge once the ledger has it.
+    /// </summary>
+    public const string PendingField = "u";
     private static readonly Meter Meter = new(CortensorTelemetry.MeterName);
     private static readonly Counter<long> Recorded = Meter.CreateCounter<long>("cortensor.usage.recorded", description: "Usage records handed to the buffer");
     private static readonly Counter<long> Spooled = Meter.CreateCounter<long>("cortensor.usage.spooled", description: "Usage records spooled to disk while Redis was unavailable");
@@ -105,6 +110,7 @@ public sealed partial class UsageMeter(IConnectionMultiplexer redis, UsageSpool 
             budgetActual = Math.Min(hold.BudgetUnits, Pricing.ToUnits(record.Cost)),
             file = release ? "0" : "1",
             field = Field,
+            pendingField = PendingField,
             payload,
         });
         return (long)result == 1 || !onlyIfHeld;

@@ -101,6 +101,59 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
     }
 
     [Fact]
+    public async Task EveryChargeLeavesThePendingChargesWhenTheWriterCommitsItAndTheBalanceStillEqualsTheLedger()
+    {
+        await using (var command = _postgres.CreateCommand(
+            """
+            WITH org AS (INSERT INTO organizations (id, name, status, plan_id, created_at) VALUES ($1, 'leases', 'Active', 'pro', now()) RETURNING id)
+            INSERT INTO billing_ledger (organization_id, kind, amount, tokens, reference, created_at) SELECT id, 'Grant', 10, 0, 'grant-leases', now() FROM org
+            """))
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = _org });
+            await command.ExecuteNonQueryAsync();
+        }
+        var replica = await StartAsync("a");
+        var db = _redis.GetDatabase();
+        await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(10m));
+        var key = Key(requestsPerMinute: 1000);
+        var (leased, requests) = (0, 0);
+        // Charges filed both ways: settled reservations first, then from a lease once the key is busy.
+        while (leased < 10)
+        {
+            Assert.True(++requests < 200, "no request came from a lease");
+            var (admission, draft) = await AdmitAsync(replica, key, 100, 100);
+            Assert.True(admission.Admitted, admission.Verdict.ToString());
+            if (admission.Lease is not null) leased++;
+            Complete(replica, admission, draft, 100, 80);
+        }
+        await replica.Queue.FlushAsync();
+        var pending = LimitKeys.Unbilled(LimitKeys.Credit(_org));
+        Assert.Equal(requests, await db.HashLengthAsync(pending));
+
+        var writer = new UsageWriter(_redis, _postgres, Options.Create(new MeteringOptions()), NullLogger<UsageWriter>.Instance);
+        await writer.StartAsync(CancellationToken.None);
+        try
+        {
+            // No reconciliation runs here: the writer alone forgets what the ledger now has.
+            await WaitUntilAsync(async () => await db.HashLengthAsync(pending) == 0);
+        }
+        finally
+        {
+            await writer.StopAsync(CancellationToken.None);
+        }
+        await using (var count = _postgres.CreateCommand("SELECT count(*) FROM billing_ledger WHERE organization_id = $1 AND kind = 'Usage'"))
+        {
+            count.Parameters.Add(new NpgsqlParameter { Value = _org });
+            Assert.Equal((long)requests, (long)(await count.ExecuteScalarAsync())!);
+        }
+        // The counter, less what the lease still holds, is the ledger's balance: nothing to correct.
+        var outcome = await new HotCounters(_redis, _postgres, _clock).ReconcileAsync(_org, BillingMode.PrepaidCredits, onlyIfMissing: false, CancellationToken.None);
+        Assert.NotNull(outcome);
+        Assert.Equal(outcome.Expected, outcome.Before);
+        Assert.False(outcome.Changed);
+    }
+
+    [Fact]
     public async Task TwoReplicasLeasingFromOneSmallBalanceNeverSpendMoreThanIt()
     {
         var a = await StartAsync("a");

@@ -171,6 +171,70 @@ public class UsagePipelineTests(InfrastructureFixture infrastructure) : IAsyncLi
         await db.KeyDeleteAsync([credit, LimitKeys.Held(credit), LimitKeys.Version(_org)]);
     }
 
+    [Fact]
+    public async Task TooManyPendingChargesAreForgottenAPageAtATimeWhereTheLedgerHasThemAndTheBalanceIsThenCorrected()
+    {
+        await using (var ctx = Context())
+        {
+            ctx.BillingLedger.Add(new BillingLedgerEntry { OrganizationId = _org, Kind = LedgerEntryKind.Grant, Amount = 5m, Reference = "grant-pending" });
+            await ctx.SaveChangesAsync();
+        }
+        // 2,500 charges in the ledger but still listed as pending (as an older version left them), and one on its way.
+        var written = Records(2500).Select(r => r with { BillingMode = BillingMode.PrepaidCredits, PromptTokens = 20, CompletionTokens = 10, Cost = 0.00001m }).ToList();
+        await Writer().WriteAsync(written, CancellationToken.None);
+        var db = _redis.GetDatabase();
+        var credit = LimitKeys.Credit(_org);
+        var pending = LimitKeys.Unbilled(credit);
+        await db.HashSetAsync(pending, written.Select(r => new HashEntry(r.EventId, Pricing.ToUnits(r.Cost))).Append(new HashEntry("evt_on_its_way", 3)).ToArray());
+        // The counter drifted $1 above the ledger's $5 - $0.025, less the charge on its way.
+        var expected = Pricing.ToUnits(5m - 0.025m) - 3;
+        await db.StringSetAsync(credit, expected + Pricing.ToUnits(1m));
+
+        var services = new ServiceCollection()
+            .AddDbContext<PortalDbContext>(o => { o.UseNpgsql(_connectionString); PortalDbContext.Configure(o); })
+            .BuildServiceProvider();
+        var options = Options.Create(new MeteringOptions { ReconcileMaxPendingCharges = 1000 });
+        var reconciler = new LedgerReconciler(new HotCounters(_redis, _postgres, TimeProvider.System), services.GetRequiredService<IServiceScopeFactory>(),
+            options, NullLogger<LedgerReconciler>.Instance);
+        try
+        {
+            Assert.Equal(1, await reconciler.ReconcileAsync(CancellationToken.None));
+            Assert.Equal(expected, (long)await db.StringGetAsync(credit));
+            var left = await db.HashGetAllAsync(pending);
+            Assert.Equal("evt_on_its_way", Assert.Single(left).Name.ToString());
+        }
+        finally
+        {
+            await db.KeyDeleteAsync([credit, pending, LimitKeys.Version(_org)]);
+        }
+    }
+
+    [Fact]
+    public async Task ReconciliationPostponesAnOrganisationWithMoreChargesOnTheirWayThanItMayReadAtOnce()
+    {
+        var db = _redis.GetDatabase();
+        var credit = LimitKeys.Credit(_org);
+        var pending = LimitKeys.Unbilled(credit);
+        // None of these is in the ledger yet (the writers are behind): nothing can be forgotten, and the counter is left alone.
+        await db.HashSetAsync(pending, Enumerable.Range(0, 50).Select(i => new HashEntry($"evt_behind_{i}", 1)).ToArray());
+        await db.StringSetAsync(credit, 12345);
+        try
+        {
+            var outcome = await new HotCounters(_redis, _postgres, TimeProvider.System)
+                .ReconcileAsync(_org, BillingMode.PrepaidCredits, onlyIfMissing: false, CancellationToken.None, maxPending: 49);
+            Assert.NotNull(outcome);
+            Assert.Equal(50, outcome.PostponedWith);
+            Assert.False(outcome.Changed);
+            Assert.Equal(0, await new HotCounters(_redis, _postgres, TimeProvider.System).ForgetWrittenAsync(_org, BillingMode.PrepaidCredits, 1000, CancellationToken.None));
+            Assert.Equal(12345, (long)await db.StringGetAsync(credit));
+            Assert.Equal(50, await db.HashLengthAsync(pending));
+        }
+        finally
+        {
+            await db.KeyDeleteAsync([credit, pending, LimitKeys.Version(_org)]);
+        }
+    }
+
     private List<UsageRecord> Records(int count)
     {
         var now = DateTimeOffset.UtcNow;
