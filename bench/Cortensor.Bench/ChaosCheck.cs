@@ -164,6 +164,19 @@ public static class ChaosCheck
         foreach (var o in orgs)
             pendingCharges += await db.HashLengthAsync(LimitKeys.Unbilled(o.Credits ? LimitKeys.Credit(o.Id) : LimitKeys.Quota(o.Id, LimitKeys.Period(DateTimeOffset.UtcNow))));
         Line("total: 0 pending charges", $"unbilled:{{counter}} entries {pendingCharges}", pendingCharges == 0);
+        // The totals balances are read from (kept by a trigger) against the ledger summed row by row.
+        await using (var command = postgres.CreateCommand("""
+            SELECT count(*) FROM (
+                SELECT organization_id, date_trunc('month', created_at AT TIME ZONE 'UTC')::date AS month, sum(amount) AS amount,
+                       coalesce(sum(tokens) FILTER (WHERE kind = 'Usage'), 0) AS tokens, count(*) FILTER (WHERE kind = 'Usage') AS entries
+                FROM billing_ledger GROUP BY 1, 2) l
+            FULL JOIN ledger_totals t USING (organization_id, month)
+            WHERE l.amount IS DISTINCT FROM t.amount OR l.tokens IS DISTINCT FROM t.usage_tokens OR l.entries IS DISTINCT FROM t.usage_entries
+            """))
+        {
+            var differing = (long)(await command.ExecuteScalarAsync())!;
+            Line("total: ledger totals == ledger", $"{differing} organisation-months differ", differing == 0);
+        }
         var inFlight = await RoutersInFlightAsync(apis, adminToken);
         Line("total: routers' in-flight 0", string.Join(", ", inFlight.Select(kv => $"{kv.Key}: {kv.Value}")), inFlight.Values.All(v => v == 0));
 

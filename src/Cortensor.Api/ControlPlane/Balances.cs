@@ -12,15 +12,17 @@ public static class Balances
     /// <param name="countEvents">Also count usage_events (unindexed by organisation on purpose: operators' reconciliation only).</param>
     public static async Task<LedgerTotals> ReadAsync(NpgsqlDataSource postgres, Guid organizationId, DateTimeOffset now, bool countEvents, CancellationToken ct)
     {
+        // The ledger's totals, kept by the database with every insert (migration LedgerTotals): a balance is not a sum
+        // over an organisation's whole ledger. Usage events are counted only when asked (operators' reconciliation).
         await using var command = postgres.CreateCommand("""
             SELECT coalesce(sum(amount), 0),
-                   coalesce(sum(tokens) FILTER (WHERE kind = 'Usage' AND created_at >= $2), 0)::bigint,
-                   count(*) FILTER (WHERE kind = 'Usage')::int,
+                   coalesce(sum(usage_tokens) FILTER (WHERE month = $2), 0)::bigint,
+                   coalesce(sum(usage_entries), 0)::int,
                    CASE WHEN $3 THEN (SELECT count(*) FROM usage_events WHERE organization_id = $1)::int ELSE 0 END
-            FROM billing_ledger WHERE organization_id = $1
+            FROM ledger_totals WHERE organization_id = $1
             """);
         command.Parameters.Add(new NpgsqlParameter { Value = organizationId });
-        command.Parameters.Add(new NpgsqlParameter { Value = MonthStart(now) });
+        command.Parameters.Add(new NpgsqlParameter { Value = DateOnly.FromDateTime(MonthStart(now).UtcDateTime) });
         command.Parameters.Add(new NpgsqlParameter { Value = countEvents });
         await using var reader = await command.ExecuteReaderAsync(ct);
         await reader.ReadAsync(ct);

@@ -30,6 +30,7 @@ public sealed class PortalDbContext(DbContextOptions<PortalDbContext> options) :
     public DbSet<RequestLog> RequestLogs => Set<RequestLog>();
     public DbSet<UsageDaily> UsageDaily => Set<UsageDaily>();
     public DbSet<BillingLedgerEntry> BillingLedger => Set<BillingLedgerEntry>();
+    public DbSet<LedgerTotal> LedgerTotals => Set<LedgerTotal>();
     public DbSet<CreditPurchase> CreditPurchases => Set<CreditPurchase>();
     public DbSet<AuditLogEntry> AuditLog => Set<AuditLogEntry>();
 

@@ -173,7 +173,7 @@ public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements
         Audit(actor, "credits.adjust", "organization", orgId.ToString(), null, new { entry.Amount, reason, entry.Reference });
         await db.SaveChangesAsync(ct);
         await counters.AddCreditAsync(orgId, entry.Amount);
-        return await db.BillingLedger.Where(e => e.OrganizationId == orgId).SumAsync(e => e.Amount, ct);
+        return await db.LedgerTotals.Where(t => t.OrganizationId == orgId).SumAsync(t => t.Amount, ct);
     }
 
     private void Audit(AuditActor actor, string action, string targetType, string targetId, object? before, object? after) =>

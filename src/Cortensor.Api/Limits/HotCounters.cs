@@ -47,28 +47,17 @@ public sealed class HotCounters(IConnectionMultiplexer redis, NpgsqlDataSource p
         var unbilled = new Dictionary<string, long>(pairs.Length / 2);
         for (var i = 0; i + 1 < pairs.Length; i += 2) unbilled[pairs[i].ToString()] = (long)pairs[i + 1];
 
-        var monthStart = new DateTimeOffset(now.Year, now.Month, 1, 0, 0, 0, TimeSpan.Zero);
-        // One statement, so one snapshot of the ledger. Each part reads only what it needs: the pending charges are
-        // looked up by their unique index rather than compared with every row of the organisation (that made a pass
-        // over a busy organisation with millions of rows and thousands of pending charges cost seconds of database CPU),
-        // and a credit organisation's month of tokens is not summed, nor a quota organisation's balance.
+        // One statement, so one snapshot of the ledger. The balance and the month's tokens come from the ledger's totals
+        // (kept by the database with every insert), not from summing an organisation's ledger, which grows without end;
+        // the pending charges are looked up by their unique index.
         const string pendingWritten =
             "(SELECT coalesce(array_agg(reference), '{}') FROM billing_ledger WHERE kind = 'Usage' AND reference = ANY($2) AND organization_id = $1)";
         await using var command = postgres.CreateCommand(credits
-            ? $"SELECT (SELECT coalesce(sum(amount), 0) FROM billing_ledger WHERE organization_id = $1), 0::bigint, {pendingWritten}"
-            : $"""
-               SELECT 0::numeric,
-                      (SELECT coalesce(sum(tokens), 0)::bigint FROM billing_ledger
-                       WHERE organization_id = $1 AND kind = 'Usage' AND created_at >= $3 AND created_at < $4),
-                      {pendingWritten}
-               """);
+            ? $"SELECT (SELECT coalesce(sum(amount), 0) FROM ledger_totals WHERE organization_id = $1), 0::bigint, {pendingWritten}"
+            : $"SELECT 0::numeric, (SELECT coalesce(sum(usage_tokens), 0)::bigint FROM ledger_totals WHERE organization_id = $1 AND month = $3), {pendingWritten}");
         command.Parameters.Add(new NpgsqlParameter { Value = org });
         command.Parameters.Add(new NpgsqlParameter { Value = unbilled.Keys.ToArray() });
-        if (!credits)
-        {
-            command.Parameters.Add(new NpgsqlParameter { Value = monthStart });
-            command.Parameters.Add(new NpgsqlParameter { Value = monthStart.AddMonths(1) });
-        }
+        if (!credits) command.Parameters.Add(new NpgsqlParameter { Value = new DateOnly(now.Year, now.Month, 1) });
         decimal balance;
         long tokens;
         string[] written;

@@ -127,3 +127,34 @@ internal sealed class BillingLedgerEntryConfiguration : IEntityTypeConfiguration
         e.HasOne<Organization>().WithMany().HasForeignKey(x => x.OrganizationId);
     }
 }
+
+/// <summary>
+/// An organisation's ledger summed per UTC month, kept by the database itself: a statement-level trigger on
+/// <c>billing_ledger</c> adds every insert's rows in the inserting transaction, so a snapshot that sees a ledger row sees
+/// it counted here too. Balances and a month's tokens are read from here in time that does not grow with the ledger
+/// (summing the ledger itself took 0.26 s for an organisation with 3.4M rows, and grows by 864M rows a day at 10,000
+/// requests a second). The ledger is append-only (another trigger refuses updates, deletes and truncation), so the
+/// totals never go stale. Defined in the migration <c>LedgerTotals</c>.
+/// </summary>
+public sealed class LedgerTotal
+{
+    public Guid OrganizationId { get; set; }
+    /// <summary>The first day of the UTC month of the entries' <c>created_at</c>.</summary>
+    public DateOnly Month { get; set; }
+    /// <summary>Σ amount: grants and top-ups less usage debits and adjustments.</summary>
+    public decimal Amount { get; set; }
+    /// <summary>Σ tokens of usage entries (what a quota plan counts).</summary>
+    public long UsageTokens { get; set; }
+    public long UsageEntries { get; set; }
+}
+
+internal sealed class LedgerTotalConfiguration : IEntityTypeConfiguration<LedgerTotal>
+{
+    public void Configure(EntityTypeBuilder<LedgerTotal> e)
+    {
+        e.ToTable("ledger_totals");
+        e.HasKey(x => new { x.OrganizationId, x.Month });
+        e.HasOne<Organization>().WithMany().HasForeignKey(x => x.OrganizationId);
+    }
+}
+

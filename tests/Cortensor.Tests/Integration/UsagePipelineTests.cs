@@ -6,6 +6,7 @@ using Cortensor.Api.Limits;
 using Cortensor.Api.Metering;
 using Cortensor.Tests.Fixtures;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -233,6 +234,72 @@ public class UsagePipelineTests(InfrastructureFixture infrastructure) : IAsyncLi
         {
             await db.KeyDeleteAsync([credit, pending, LimitKeys.Version(_org)]);
         }
+    }
+
+    [Fact]
+    public async Task TheLedgerTotalsEqualTheLedgerWhoeverWritesItAndTheLedgerRefusesToBeChanged()
+    {
+        // Four writers at once with overlapping batches (as two replicas' writers and a spool replay), over two months,
+        // and a grant written through EF.
+        var records = Records(800).Select((r, i) => i % 4 == 0 ? r with { CreatedAt = r.CreatedAt.AddMonths(-1) } : r).ToList();
+        await Task.WhenAll(Enumerable.Range(0, 4).Select(w => Writer().WriteAsync(records.Skip(w * 150).Take(350).ToList(), CancellationToken.None)));
+        await using (var ctx = Context())
+        {
+            ctx.BillingLedger.Add(new BillingLedgerEntry { OrganizationId = _org, Kind = LedgerEntryKind.Grant, Amount = 7.25m, Reference = "grant-totals" });
+            await ctx.SaveChangesAsync();
+        }
+
+        const string fromLedger = """
+            SELECT organization_id, date_trunc('month', created_at AT TIME ZONE 'UTC')::date AS month, sum(amount) AS amount,
+                   coalesce(sum(tokens) FILTER (WHERE kind = 'Usage'), 0) AS tokens, count(*) FILTER (WHERE kind = 'Usage') AS entries
+            FROM billing_ledger GROUP BY 1, 2
+            """;
+        var expected = await RowsAsync(fromLedger);
+        Assert.Equal(2, expected.Count);
+        Assert.Equal(expected, await RowsAsync("SELECT organization_id, month, amount, usage_tokens, usage_entries FROM ledger_totals"));
+        var totals = await Cortensor.Api.ControlPlane.Balances.ReadAsync(_postgres, _org, DateTimeOffset.UtcNow, countEvents: true, CancellationToken.None);
+        Assert.Equal(await LedgerSumAsync(), totals.Balance);
+        Assert.Equal(await CountAsync("usage_events"), totals.UsageEvents);
+
+        // Corrections are new entries: the database refuses to change or remove one.
+        foreach (var change in new[] { "UPDATE billing_ledger SET amount = 0", "DELETE FROM billing_ledger", "TRUNCATE billing_ledger" })
+        {
+            var refused = await Assert.ThrowsAsync<PostgresException>(() => ScalarAsync<long>(change));
+            Assert.Equal(PostgresErrorCodes.RestrictViolation, refused.SqlState);
+        }
+        Assert.Equal(expected, await RowsAsync(fromLedger));
+    }
+
+    [Fact]
+    public async Task TheLedgerTotalsMigrationCountsTheLedgerItFinds()
+    {
+        await using var ctx = Context();
+        var migrator = ctx.GetService<Microsoft.EntityFrameworkCore.Migrations.IMigrator>();
+        var migrations = ctx.Database.GetMigrations().ToList();
+        var totals = migrations.Single(m => m.EndsWith("_LedgerTotals", StringComparison.Ordinal));
+        await migrator.MigrateAsync(migrations[migrations.IndexOf(totals) - 1]);
+        await Writer().WriteAsync(Records(200), CancellationToken.None);
+
+        await migrator.MigrateAsync();
+
+        Assert.Equal(await RowsAsync("""
+            SELECT organization_id, date_trunc('month', created_at AT TIME ZONE 'UTC')::date, sum(amount),
+                   coalesce(sum(tokens) FILTER (WHERE kind = 'Usage'), 0), count(*) FILTER (WHERE kind = 'Usage')
+            FROM billing_ledger GROUP BY 1, 2
+            """), await RowsAsync("SELECT organization_id, month, amount, usage_tokens, usage_entries FROM ledger_totals"));
+        Assert.NotEmpty(await RowsAsync("SELECT organization_id FROM ledger_totals"));
+    }
+
+    /// <summary>A query's rows as text, sorted: compared whole.</summary>
+    private async Task<List<string>> RowsAsync(string sql)
+    {
+        await using var command = _postgres.CreateCommand(sql);
+        await using var reader = await command.ExecuteReaderAsync();
+        var rows = new List<string>();
+        while (await reader.ReadAsync())
+            rows.Add(string.Join('|', Enumerable.Range(0, reader.FieldCount).Select(i => Convert.ToString(reader.GetValue(i), System.Globalization.CultureInfo.InvariantCulture))));
+        rows.Sort(StringComparer.Ordinal);
+        return rows;
     }
 
     private List<UsageRecord> Records(int count)

@@ -379,6 +379,35 @@ namespace Cortensor.Api.Data.Migrations
                     b.ToTable("credit_purchases", (string)null);
                 });
 
+            modelBuilder.Entity("Cortensor.Api.Data.LedgerTotal", b =>
+                {
+                    b.Property<Guid>("OrganizationId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("organization_id");
+
+                    b.Property<DateOnly>("Month")
+                        .HasColumnType("date")
+                        .HasColumnName("month");
+
+                    b.Property<decimal>("Amount")
+                        .HasPrecision(20, 10)
+                        .HasColumnType("numeric(20,10)")
+                        .HasColumnName("amount");
+
+                    b.Property<long>("UsageEntries")
+                        .HasColumnType("bigint")
+                        .HasColumnName("usage_entries");
+
+                    b.Property<long>("UsageTokens")
+                        .HasColumnType("bigint")
+                        .HasColumnName("usage_tokens");
+
+                    b.HasKey("OrganizationId", "Month")
+                        .HasName("pk_ledger_totals");
+
+                    b.ToTable("ledger_totals", (string)null);
+                });
+
             modelBuilder.Entity("Cortensor.Api.Data.Model", b =>
                 {
                     b.Property<string>("Id")
@@ -1629,6 +1658,16 @@ namespace Cortensor.Api.Data.Migrations
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_credit_purchases_organizations_organization_id");
+                });
+
+            modelBuilder.Entity("Cortensor.Api.Data.LedgerTotal", b =>
+                {
+                    b.HasOne("Cortensor.Api.Data.Organization", null)
+                        .WithMany()
+                        .HasForeignKey("OrganizationId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_ledger_totals_organizations_organization_id");
                 });
 
             modelBuilder.Entity("Cortensor.Api.Data.ModelAccessPolicy", b =>
