@@ -116,16 +116,8 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         var db = _redis.GetDatabase();
         await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(10m));
         var key = Key(requestsPerMinute: 1000);
-        var (leased, requests) = (0, 0);
         // Charges filed both ways: settled reservations first, then from a lease once the key is busy.
-        while (leased < 10)
-        {
-            Assert.True(++requests < 200, "no request came from a lease");
-            var (admission, draft) = await AdmitAsync(replica, key, 100, 100);
-            Assert.True(admission.Admitted, admission.Verdict.ToString());
-            if (admission.Lease is not null) leased++;
-            Complete(replica, admission, draft, 100, 80);
-        }
+        var requests = await AdmitUntilLeasedAsync(replica, key, completion: 80);
         await replica.Queue.FlushAsync();
         var pending = LimitKeys.Unbilled(LimitKeys.Credit(_org));
         Assert.Equal(requests, await db.HashLengthAsync(pending));
@@ -303,15 +295,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         var quota = LimitKeys.Quota(_org, LimitKeys.Period(_clock.GetUtcNow()));
         var key = new KeySnapshot(Guid.CreateVersion7(), _org, ApiKeyStatus.Active, null, OrganizationStatus.Active,
             "quota", BillingMode.MonthlyQuota, ["gpt-oss-20b"], 1000, 100_000_000, 1_000_000, 1000, 100_000_000, 256);
-        var (leased, requests) = (0, 0);
-        while (leased < 10)
-        {
-            Assert.True(++requests < 200, "no request came from a lease");
-            var (admission, draft) = await AdmitAsync(replica, key, 100, 100);
-            Assert.True(admission.Admitted, admission.Verdict.ToString());
-            if (admission.Lease is not null) leased++;
-            Complete(replica, admission, draft, 100, 30);
-        }
+        var requests = await AdmitUntilLeasedAsync(replica, key, completion: 30);
         Assert.True((long)await db.StringGetAsync(quota) >= requests * 130 + 16 * 200); // the lease's tokens are counted as used while held
 
         replica.Leases.Sweep(TimeSpan.Zero);
@@ -379,6 +363,21 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         var (admission, draft) = await AdmitAsync(replica, key, promptTokens, maxTokens);
         Assert.True(admission.Admitted, admission.Verdict.ToString());
         return Complete(replica, admission, draft, promptTokens, completion);
+    }
+
+    /// <summary>Admits and completes requests of 100 prompt tokens until ten came from a lease; returns how many there were.</summary>
+    private async Task<int> AdmitUntilLeasedAsync(Replica replica, KeySnapshot key, int completion)
+    {
+        var (leased, requests) = (0, 0);
+        while (leased < 10)
+        {
+            Assert.True(++requests < 200, "no request came from a lease");
+            var (admission, draft) = await AdmitAsync(replica, key, 100, 100);
+            Assert.True(admission.Admitted, admission.Verdict.ToString());
+            if (admission.Lease is not null) leased++;
+            Complete(replica, admission, draft, 100, completion);
+        }
+        return requests;
     }
 
     /// <summary>As the usage tracker ends a request: the lease files it, or the queue settles its reservation. Returns the charge.</summary>
