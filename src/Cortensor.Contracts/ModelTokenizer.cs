@@ -38,6 +38,12 @@ public sealed class ModelTokenizer
 
     public static ModelTokenizer ForFamily(string family) => family == "gpt-oss" ? GptOss : ByteBound;
 
+    /// <summary>
+    /// Loads this tokenizer's vocabulary now. Loading o200k takes hundreds of milliseconds, and without this the first
+    /// request of each family after a start waited for it (0.2-1 s).
+    /// </summary>
+    public void Preload() => _ = _tokenizer.Value;
+
     /// <summary>The family's count (exact families) or the o200k estimate (the others).</summary>
     public int Count(string text) => text.Length == 0 ? 0 : _tokenizer.Value.CountTokens(text);
 

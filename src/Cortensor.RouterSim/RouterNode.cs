@@ -189,6 +189,8 @@ public static class RouterNodeExtensions
         if (configured is { Count: > 0 }) options.Sessions = configured.Distinct().ToList();
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton<RouterNodeState>();
+        // A real router answers at full speed from its first task: the simulator's vocabulary is loaded before it serves.
+        builder.Services.AddHostedService<TokenizerPreload>();
         builder.Services.ConfigureHttpJsonOptions(o =>
         {
             o.SerializerOptions.PropertyNamingPolicy = Json.PropertyNamingPolicy;
@@ -197,4 +199,10 @@ public static class RouterNodeExtensions
         });
         return builder;
     }
+}
+
+internal sealed class TokenizerPreload(RouterNodeState node) : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken) => Task.Run(node.Tokenizer.Preload, cancellationToken);
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }

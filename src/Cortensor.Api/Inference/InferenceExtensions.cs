@@ -9,6 +9,22 @@ public static class InferenceExtensions
             .Validate(o => o.MaxRequestBytes > 0 && o.DefaultMaxTokens > 0, "Inference: MaxRequestBytes and DefaultMaxTokens must be positive.")
             .ValidateOnStart();
         builder.Services.AddSingleton<InferenceHandler>();
+        builder.Services.AddHostedService<TokenizerPreload>();
         return builder;
+    }
+
+    /// <summary>
+    /// Every prompt is counted before admission: the vocabularies are loaded before the replica serves, so that no
+    /// customer's request waits for them. Hosted services start before Kestrel does.
+    /// </summary>
+    private sealed class TokenizerPreload : IHostedService
+    {
+        public Task StartAsync(CancellationToken cancellationToken) => Task.Run(() =>
+        {
+            Cortensor.Contracts.ModelTokenizer.GptOss.Preload();
+            Cortensor.Contracts.ModelTokenizer.ByteBound.Preload();
+        }, cancellationToken);
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }
 }
