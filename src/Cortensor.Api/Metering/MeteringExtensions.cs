@@ -10,8 +10,9 @@ public static class MeteringExtensions
         builder.AddNpgsqlDataSource(LaunchTopology.Database);
         builder.Services.AddOptions<MeteringOptions>().BindConfiguration(MeteringOptions.Section)
             .Validate(o => o.Writers is >= 1 and <= 64 && o.ClaimIdleSeconds > 0 && o.ReconcileSeconds > 0
-                && o.SettleLingerMilliseconds is >= 0 and <= 1000 && o.WriterLingerMilliseconds is >= 0 and <= 5000,
-                "Metering: Writers must be 1-64, ClaimIdleSeconds and ReconcileSeconds positive, SettleLingerMilliseconds 0-1000 and WriterLingerMilliseconds 0-5000.")
+                && o.SettleLingerMilliseconds is >= 0 and <= 1000 && o.WriterLingerMilliseconds is >= 0 and <= 5000
+                && o.ReconcileMaxPendingCharges is >= 100 and <= 1_000_000,
+                "Metering: Writers must be 1-64, ClaimIdleSeconds and ReconcileSeconds positive, SettleLingerMilliseconds 0-1000, WriterLingerMilliseconds 0-5000 and ReconcileMaxPendingCharges 100-1000000.")
             .ValidateOnStart();
         builder.Services.AddSingleton<UsageSpool>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<UsageSpool>());
