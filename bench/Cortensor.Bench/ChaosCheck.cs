@@ -162,7 +162,7 @@ public static class ChaosCheck
         // Every charge is in the ledger now, so none is still listed as on its way (the writers forget what they commit).
         long pendingCharges = 0;
         foreach (var o in orgs)
-            pendingCharges += await db.HashLengthAsync(LimitKeys.Unbilled(o.Credits ? LimitKeys.Credit(o.Id) : LimitKeys.Quota(o.Id, LimitKeys.Period(DateTimeOffset.UtcNow))));
+            pendingCharges += await db.HashLengthAsync(LimitKeys.Unbilled(LimitKeys.Counter(o.Id, o.Credits, DateTimeOffset.UtcNow)));
         Line("total: 0 pending charges", $"unbilled:{{counter}} entries {pendingCharges}", pendingCharges == 0);
         // The totals balances are read from (kept by a trigger) against the ledger summed row by row.
         await using (var command = postgres.CreateCommand("""
@@ -224,7 +224,7 @@ public static class ChaosCheck
         await using var reader = await command.ExecuteReaderAsync();
         await reader.ReadAsync();
         var (balance, tokens) = (reader.GetDecimal(0), reader.GetInt64(1));
-        var value = await db.StringGetAsync(o.Credits ? LimitKeys.Credit(o.Id) : LimitKeys.Quota(o.Id, LimitKeys.Period(now)));
+        var value = await db.StringGetAsync(LimitKeys.Counter(o.Id, o.Credits, now));
         return value.IsNull ? (0, o.Credits ? Pricing.ToUnits(balance) : tokens, false)
             : ((long)value, o.Credits ? Pricing.ToUnits(balance) : tokens, true);
     }

@@ -39,7 +39,7 @@ public sealed partial class AdmissionGate(
         var credits = key.BillingMode == BillingMode.PrepaidCredits;
         long amount = credits ? Pricing.ToUnits(Pricing.Cost(model, promptTokens, maxTokens)) : tokens;
         // The quota month is the admission's: a request admitted at 23:59:59 refunds into that month.
-        var counter = credits ? LimitKeys.Credit(key.OrganizationId) : LimitKeys.Quota(key.OrganizationId, LimitKeys.Period(draft.CreatedAt));
+        var counter = LimitKeys.Counter(key.OrganizationId, credits, draft.CreatedAt);
         // The key budget's period is the admission's too: a refund goes back to the period it was taken from.
         var budget = key.Budget;
         var (budgetPeriod, _, budgetEnd) = budget?.PeriodAt(now) ?? default;

@@ -30,7 +30,7 @@ public sealed class HotCounters(IConnectionMultiplexer redis, NpgsqlDataSource p
         var db = redis.GetDatabase();
         var now = clock.GetUtcNow();
         var credits = mode == BillingMode.PrepaidCredits;
-        var counter = credits ? LimitKeys.Credit(org) : LimitKeys.Quota(org, LimitKeys.Period(now));
+        var counter = LimitKeys.Counter(org, credits, now);
         var snapshot = (RedisResult[])(await db.ScriptEvaluateAsync(AdmissionScripts.Snapshot, new
         {
             counter = (RedisKey)counter, heldKey = (RedisKey)LimitKeys.Held(counter), version = (RedisKey)LimitKeys.Version(org),
@@ -95,8 +95,7 @@ public sealed class HotCounters(IConnectionMultiplexer redis, NpgsqlDataSource p
     {
         const int pageSize = 1000;
         var db = redis.GetDatabase();
-        var now = clock.GetUtcNow();
-        RedisKey pending = LimitKeys.Unbilled(mode == BillingMode.PrepaidCredits ? LimitKeys.Credit(org) : LimitKeys.Quota(org, LimitKeys.Period(now)));
+        RedisKey pending = LimitKeys.Unbilled(LimitKeys.Counter(org, mode == BillingMode.PrepaidCredits, clock.GetUtcNow()));
         var (forgotten, looked) = (0L, 0);
         var page = new List<string>(pageSize);
         await foreach (var charge in db.HashScanAsync(pending, pageSize: pageSize).WithCancellation(ct))

@@ -17,6 +17,9 @@ public static class LimitKeys
 
     public static string Period(DateTimeOffset at) => at.UtcDateTime.ToString("yyyyMM", CultureInfo.InvariantCulture);
 
+    /// <summary>The counter an organisation's requests debit at <paramref name="at"/>: its balance, or its month's tokens.</summary>
+    public static string Counter(Guid org, bool credits, DateTimeOffset at) => credits ? Credit(org) : Quota(org, Period(at));
+
     /// <summary>What admitted, unsettled requests hold of a counter.</summary>
     public static string Held(string counter) => "held:" + counter;
 

@@ -249,14 +249,9 @@ public class UsagePipelineTests(InfrastructureFixture infrastructure) : IAsyncLi
             await ctx.SaveChangesAsync();
         }
 
-        const string fromLedger = """
-            SELECT organization_id, date_trunc('month', created_at AT TIME ZONE 'UTC')::date AS month, sum(amount) AS amount,
-                   coalesce(sum(tokens) FILTER (WHERE kind = 'Usage'), 0) AS tokens, count(*) FILTER (WHERE kind = 'Usage') AS entries
-            FROM billing_ledger GROUP BY 1, 2
-            """;
-        var expected = await RowsAsync(fromLedger);
+        var expected = await RowsAsync(LedgerByMonth);
         Assert.Equal(2, expected.Count);
-        Assert.Equal(expected, await RowsAsync("SELECT organization_id, month, amount, usage_tokens, usage_entries FROM ledger_totals"));
+        Assert.Equal(expected, await RowsAsync(Totals));
         var totals = await Cortensor.Api.ControlPlane.Balances.ReadAsync(_postgres, _org, DateTimeOffset.UtcNow, countEvents: true, CancellationToken.None);
         Assert.Equal(await LedgerSumAsync(), totals.Balance);
         Assert.Equal(await CountAsync("usage_events"), totals.UsageEvents);
@@ -267,7 +262,7 @@ public class UsagePipelineTests(InfrastructureFixture infrastructure) : IAsyncLi
             var refused = await Assert.ThrowsAsync<PostgresException>(() => ScalarAsync<long>(change));
             Assert.Equal(PostgresErrorCodes.RestrictViolation, refused.SqlState);
         }
-        Assert.Equal(expected, await RowsAsync(fromLedger));
+        Assert.Equal(expected, await RowsAsync(LedgerByMonth));
     }
 
     [Fact]
@@ -282,13 +277,18 @@ public class UsagePipelineTests(InfrastructureFixture infrastructure) : IAsyncLi
 
         await migrator.MigrateAsync();
 
-        Assert.Equal(await RowsAsync("""
-            SELECT organization_id, date_trunc('month', created_at AT TIME ZONE 'UTC')::date, sum(amount),
-                   coalesce(sum(tokens) FILTER (WHERE kind = 'Usage'), 0), count(*) FILTER (WHERE kind = 'Usage')
-            FROM billing_ledger GROUP BY 1, 2
-            """), await RowsAsync("SELECT organization_id, month, amount, usage_tokens, usage_entries FROM ledger_totals"));
+        Assert.Equal(await RowsAsync(LedgerByMonth), await RowsAsync(Totals));
         Assert.NotEmpty(await RowsAsync("SELECT organization_id FROM ledger_totals"));
     }
+
+    /// <summary>The ledger summed row by row, per organisation and month: what <c>ledger_totals</c> must hold.</summary>
+    private const string LedgerByMonth = """
+        SELECT organization_id, date_trunc('month', created_at AT TIME ZONE 'UTC')::date, sum(amount),
+               coalesce(sum(tokens) FILTER (WHERE kind = 'Usage'), 0), count(*) FILTER (WHERE kind = 'Usage')
+        FROM billing_ledger GROUP BY 1, 2
+        """;
+
+    private const string Totals = "SELECT organization_id, month, amount, usage_tokens, usage_entries FROM ledger_totals";
 
     /// <summary>A query's rows as text, sorted: compared whole.</summary>
     private async Task<List<string>> RowsAsync(string sql)
