@@ -157,7 +157,7 @@ for c in $connections; do
       alloc_csv="$out/alloc-$c.csv"; rm -f "$alloc_csv"; alloc_n=0
       if [ -n "$counters" ]; then
         alloc_seconds=$((seconds < 5 ? seconds : 5))
-        "$counters" collect -p "$api_pid" --counters 'System.Runtime[dotnet.gc.heap.total_allocated],Cortensor[cortensor.admission.leased]' --format csv \
+        "$counters" collect -p "$api_pid" --counters 'System.Runtime[dotnet.gc.heap.total_allocated],Cortensor[cortensor.admission.leased,cortensor.request.overhead]' --format csv \
           -o "$alloc_csv" --refresh-interval 1 --duration "$(d=$((alloc_seconds + 4)); printf '00:%02d:%02d:%02d' $((d / 3600)) $((d % 3600 / 60)) $((d % 60)))" > "$out/counters-$c.log" 2>&1 &
         counters_pid=$!; sleep 2 # attached before the cell starts
         run_wrk "$alloc_seconds" "$c" "$t" "$out/alloc-api-$c.txt"
@@ -175,6 +175,11 @@ if alloc_n and os.path.exists(path):
     total = sum(float(row['Mean/Increment']) for row in rows if 'total_allocated' in row['Counter Name'])
     if total: r['alloc_bytes'] = total / alloc_n
     r['leased'] = sum(float(row['Mean/Increment']) for row in rows if 'admission.leased' in row['Counter Name']) / alloc_n
+    # The Portal's own time (the request less its wait on the router): the median of the cell's per-second percentiles.
+    for q in (50, 99):
+        seconds = sorted(float(row['Mean/Increment']) for row in rows
+                         if 'request.overhead' in row['Counter Name'] and f'Percentile={q}]' in row['Counter Name'])
+        if seconds: r[f'own_p{q}_ms'] = seconds[len(seconds) // 2] * 1000
 print(json.dumps(r))
 PY
     else
@@ -225,6 +230,9 @@ fi
   echo "Api CPU µs/req: the Api process's user+system time (\`/proc/<pid>/stat\`) over the cell ÷ requests; Api alloc/req and"
   echo "admitted from leases: the runtime's \`dotnet.gc.heap.total_allocated\` and the leases' counter (dotnet-counters) over a"
   echo "second, shorter cell at the same concurrency ÷ its requests, so that nothing is attached to the Api in the measured cell."
+  echo "Api own time: the Api's \`cortensor.request.overhead\` histogram over that second cell (the median of its per-second p50s and"
+  echo "p99s): from the request entering the Portal's pipeline to its answer being ready, less the time spent waiting on the router."
+  echo "It counts the Portal's own steps only; the added latency also holds the second hop's kernel and thread wake-ups."
   echo
   cat "$out/peers.md"
   echo

@@ -25,10 +25,10 @@ def ms(v): return f'{v:.2f} ms'
 def plus(v): return f'{v:+.2f} ms'
 def ratio(a, b): return f'{a / b:.2f}×' if b > 0 else 'n/a'
 
-print('| connections | Portal req/s (p50 / p99) | Portal added p50 / p99 | Api CPU µs/req | Api alloc/req | admitted from leases '
+print('| connections | Portal req/s (p50 / p99) | Portal added p50 / p99 | Api own time p50 / p99 | Api CPU µs/req | Api alloc/req | admitted from leases '
       '| YARP req/s (p50 / p99) | YARP added p50 / p99 | Portkey req/s (p50 / p99) | Portkey added p50 / p99 '
       '| Portal ÷ Portkey req/s | Portal added p50 ÷ YARP added p50 | Portal ÷ direct req/s |')
-print('|---|---|---|---|---|---|---|---|---|---|---|---|---|')
+print('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|')
 summary = []
 for c in conns:
     d, a, y, u, p = (wrk(n, c) for n in ('direct', 'api', 'yarp', 'upstream', 'portkey'))
@@ -36,11 +36,12 @@ for c in conns:
     cpu = f"{r['cpu_us']:.0f}" if 'cpu_us' in r else 'n/a'
     alloc = f"{r['alloc_bytes'] / 1024:.1f} KB" if r.get('alloc_bytes') else 'n/a'
     leased = f"{100 * min(1.0, r['leased']):.0f} %" if 'leased' in r else 'n/a'
+    own = f"{r['own_p50_ms']:.3f} / {r['own_p99_ms']:.3f} ms" if 'own_p99_ms' in r else 'n/a'
     a_add = (a['p50'] - d['p50'], a['p99'] - d['p99'])
     y_add = (y['p50'] - d['p50'], y['p99'] - d['p99'])
     p_add = (p['p50'] - u['p50'], p['p99'] - u['p99'])
     floor = f'{a_add[0] / y_add[0]:.1f}×' if y_add[0] > 0.005 else 'n/a (YARP adds ~0)'
-    print(f"| {c} | {a['rps']:,.0f} ({ms(a['p50'])} / {ms(a['p99'])}) | {plus(a_add[0])} / {plus(a_add[1])} | {cpu} | {alloc} | {leased} "
+    print(f"| {c} | {a['rps']:,.0f} ({ms(a['p50'])} / {ms(a['p99'])}) | {plus(a_add[0])} / {plus(a_add[1])} | {own} | {cpu} | {alloc} | {leased} "
           f"| {y['rps']:,.0f} ({ms(y['p50'])} / {ms(y['p99'])}) | {plus(y_add[0])} / {plus(y_add[1])} "
           f"| {p['rps']:,.0f} ({ms(p['p50'])} / {ms(p['p99'])}) | {plus(p_add[0])} / {plus(p_add[1])} "
           f"| **{ratio(a['rps'], p['rps'])}** | {floor} | {100 * a['rps'] / d['rps']:.1f} % |")

@@ -75,7 +75,7 @@ public sealed class InferenceHandler(
             deadline.CancelAfter(TimeSpan.FromSeconds(limits.Value.ReservationSeconds) - DeadlineMargin);
             var body = new RouterCompletionRequest(text, maxTokens, request.Temperature, request.TopP, request.Stream,
                 http.GetRequestId(), request.Seed, request.PresencePenalty, request.FrequencyPenalty);
-            var (response, failed) = await forwarder.SendAsync(pool, model, body, deadline.Token);
+            var (response, failed) = await forwarder.SendAsync(pool, model, body, usage.RouterWait, deadline.Token);
             if (response is null) return usage.Fail(failed ?? ApiError.UpstreamFailed());
             using var upstream = response;
             usage.Route = upstream.Route;

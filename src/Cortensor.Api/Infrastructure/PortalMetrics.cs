@@ -40,8 +40,15 @@ public static class PortalMetrics
     private static readonly Histogram<double> TimeToFirstToken = Meter.CreateHistogram("cortensor.request.time_to_first_token", "s",
         "Time from admission to the first token of a stream, by model", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = SecondsBuckets });
 
-    /// <summary>Once per /v1 request, from <see cref="Metering.UsageTracker"/>'s completion.</summary>
-    public static void RecordRequest(UsageRecord record)
+    private static readonly Histogram<double> Overhead = Meter.CreateHistogram("cortensor.request.overhead", "s",
+        "The Portal's own time on a request a router served: arrival to the answer (a stream's first token) less the time waiting on routers, by model",
+        advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = RouterWait.Buckets });
+
+    /// <summary>
+    /// Once per /v1 request, from <see cref="Metering.UsageTracker"/>'s completion, with the Portal's own time on it
+    /// (<paramref name="overhead"/>) when a router was tried.
+    /// </summary>
+    public static void RecordRequest(UsageRecord record, TimeSpan? overhead = null)
     {
         // The pool is set only when the catalog resolved the model; otherwise ModelId is what the client sent.
         var model = record.PoolId is null ? Unknown : record.ModelId;
@@ -61,6 +68,7 @@ public static class PortalMetrics
         if (record.Cost > 0) Cost.Add((double)record.Cost, modelTag);
         Duration.Record(record.LatencyMs / 1000.0, modelTag, new("streamed", record.Streamed));
         if (record.TimeToFirstTokenMs is { } ttft) TimeToFirstToken.Record(ttft / 1000.0, modelTag);
+        if (overhead is { } own) Overhead.Record(own.TotalSeconds, modelTag, new("streamed", record.Streamed));
     }
 
     /// <summary>

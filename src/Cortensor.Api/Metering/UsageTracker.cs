@@ -37,6 +37,9 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter m
     /// <summary>The router's task id, kept in the usage record and the request log.</summary>
     public string? TaskId { get; set; }
 
+    /// <summary>The time spent waiting on routers: the rest of the request's time is the Portal's own.</summary>
+    public RouterWait RouterWait { get; } = new();
+
     /// <summary>The router's task id goes into the usage record, the request log and the trace.</summary>
     public void KeepTaskId(string? taskId)
     {
@@ -128,11 +131,23 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter m
         if (admission is { Local: true, Admitted: true })
             local.Release(key, admission.Window, _promptTokens + _completionTokens - admission.ReservedTokens);
         http.Features.Set(new RequestOutcome(_status));
-        PortalMetrics.RecordRequest(record);
+        PortalMetrics.RecordRequest(record, OwnTime());
         RequestSummary.Write(http.RequestServices.GetRequiredService<ILogger<UsageTracker>>(), record);
         // Settlement leaves the response path: the lease files it, or the queue sends it with others'.
         if (admission?.Lease is { } lease) http.Response.OnCompleted(() => { lease.Complete(record); return Task.CompletedTask; });
         else http.Response.OnCompleted(() => { settlements.Record(record); return Task.CompletedTask; });
+    }
+
+    /// <summary>
+    /// The Portal's own time on a request a router served: from arrival to the answer (to the first token of a stream,
+    /// the rest of a stream being the router's pace), less the time spent waiting on routers. Null when no router was tried.
+    /// </summary>
+    private TimeSpan? OwnTime()
+    {
+        if (RouterWait.Attempts == 0) return null;
+        var end = _streamed && _firstTokenAt != 0 ? _firstTokenAt : Stopwatch.GetTimestamp();
+        var own = Stopwatch.GetElapsedTime(_started, end) - RouterWait.Total;
+        return own < TimeSpan.Zero ? TimeSpan.Zero : own;
     }
 
     private UsageRecord Record(CatalogModel? model, int status, string? errorCode, int prompt, int completion, decimal cost, Hold? hold) => new(

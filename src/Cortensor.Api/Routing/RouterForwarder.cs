@@ -43,7 +43,7 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
     private static readonly MediaTypeHeaderValue JsonMediaType = new("application/json");
 
     public async Task<(RouterResponse? Response, ApiError? Error)> SendAsync(
-        CatalogPool pool, CatalogModel model, RouterCompletionRequest body, CancellationToken ct)
+        CatalogPool pool, CatalogModel model, RouterCompletionRequest body, RouterWait wait, CancellationToken ct)
     {
         var o = options.Value;
         var timeouts = RouterDeadlines.For(model, o);
@@ -75,6 +75,7 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
             forwardSpan?.SetTag("cortensor.router", route.Router.Id);
             forwardSpan?.SetTag("cortensor.attempt", attempt);
             HttpResponseMessage? response = null;
+            var answeredHere = false;
             try
             {
                 response = await route.State.Breaker.ExecuteAsync(async token =>
@@ -115,6 +116,7 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
                 {
                     if (answered.TaskId is { } taskId) forwardSpan?.SetTag("cortensor.task_id", taskId);
                     response = null; // owned by the answer now
+                    answeredHere = true;
                     return (answered, null);
                 }
                 forwardSpan?.SetStatus(ActivityStatusCode.Error, failure!.Kind.ToString());
@@ -137,6 +139,10 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
             {
                 Fail(lease, ref response);
                 throw;
+            }
+            finally
+            {
+                wait.Attempted(pool.Id, route.Router.Id, started, answeredHere);
             }
         }
         // Routers that answered without an answer are up, but the network failed the task: that is not a capacity problem.
