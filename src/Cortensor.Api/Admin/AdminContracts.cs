@@ -15,7 +15,7 @@ public sealed record OrganizationDto(Guid Id, string Name, string Plan, string S
 public sealed record PlanBody(string? Plan);
 public sealed record CreditsBody(decimal? Amount, string? Reason);
 public sealed record BalanceDto(Guid OrganizationId, decimal Balance);
-public sealed record BalancesDto(Guid OrganizationId, decimal LedgerBalance, decimal? HotBalance, long TokensThisMonth, int UsageEntries, int UsageEvents);
+public sealed record BalancesDto(Guid OrganizationId, decimal LedgerBalance, decimal? HotBalance, long TokensThisMonth, long UsageEntries, long UsageEvents);
 
 /// <summary>A router as this Api replica sees it; <c>Share</c> is its part of the pool's picks here (a starved router shows near 0).</summary>
 public sealed record RouterDto(string Id, bool Healthy, string Circuit, int InFlight, long ReportedLoad, long Completed, long Failed, double ErrorRate, double LatencyMs, DateTimeOffset? LastProbeAt,

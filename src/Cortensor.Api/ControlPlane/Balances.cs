@@ -2,7 +2,7 @@ using Npgsql;
 
 namespace Cortensor.Api.ControlPlane;
 
-public sealed record LedgerTotals(decimal Balance, long TokensThisMonth, int UsageEntries, int UsageEvents);
+public sealed record LedgerTotals(decimal Balance, long TokensThisMonth, long UsageEntries, long UsageEvents);
 
 /// <summary>An organisation's ledger totals, read in one statement so a committing batch is seen whole or not at all.</summary>
 public static class Balances
@@ -17,8 +17,8 @@ public static class Balances
         await using var command = postgres.CreateCommand("""
             SELECT coalesce(sum(amount), 0),
                    coalesce(sum(usage_tokens) FILTER (WHERE month = $2), 0)::bigint,
-                   coalesce(sum(usage_entries), 0)::int,
-                   CASE WHEN $3 THEN (SELECT count(*) FROM usage_events WHERE organization_id = $1)::int ELSE 0 END
+                   coalesce(sum(usage_entries), 0)::bigint,
+                   CASE WHEN $3 THEN (SELECT count(*) FROM usage_events WHERE organization_id = $1) ELSE 0 END
             FROM ledger_totals WHERE organization_id = $1
             """);
         command.Parameters.Add(new NpgsqlParameter { Value = organizationId });
@@ -26,6 +26,6 @@ public static class Balances
         command.Parameters.Add(new NpgsqlParameter { Value = countEvents });
         await using var reader = await command.ExecuteReaderAsync(ct);
         await reader.ReadAsync(ct);
-        return new LedgerTotals(reader.GetDecimal(0), reader.GetInt64(1), reader.GetInt32(2), reader.GetInt32(3));
+        return new LedgerTotals(reader.GetDecimal(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetInt64(3));
     }
 }
