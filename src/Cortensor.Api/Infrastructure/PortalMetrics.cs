@@ -41,7 +41,7 @@ public static class PortalMetrics
         "Time from admission to the first token of a stream, by model", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = SecondsBuckets });
 
     private static readonly Histogram<double> Overhead = Meter.CreateHistogram("cortensor.request.overhead", "s",
-        "The Portal's own time on a request a router served: arrival to the answer (a stream's first token) less the time waiting on routers, by model",
+        "The Portal's own time on a request a router was tried for: arrival to the answer (a stream's first token) less the time waiting on routers, by model",
         advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = RouterWait.Buckets });
 
     /// <summary>

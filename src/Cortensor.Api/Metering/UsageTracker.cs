@@ -139,7 +139,7 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter m
     }
 
     /// <summary>
-    /// The Portal's own time on a request a router served: from arrival to the answer (to the first token of a stream,
+    /// The Portal's own time on a request a router was tried for: from arrival to the answer (to the first token of a stream,
     /// the rest of a stream being the router's pace), less the time spent waiting on routers. Null when no router was tried.
     /// </summary>
     private TimeSpan? OwnTime()
