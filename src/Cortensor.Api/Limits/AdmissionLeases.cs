@@ -1,5 +1,8 @@
+using System.Buffers;
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Globalization;
+using System.Text;
 using Cortensor.Api.Catalog;
 using Cortensor.Api.Data;
 using Cortensor.Api.Infrastructure;
@@ -299,16 +302,32 @@ public sealed partial class AdmissionLeases(
             if (!lease.Retired) lease.Tokens += reservedTokens - (record.PromptTokens + record.CompletionTokens);
             close = lease.Retired && lease.InFlight == 0;
         }
-        var payload = UsageMeter.Payload(record);
-        queue.Enqueue(() => FileAsync(lease, record, charge, payload), "settle");
+        var filing = new Filing(record.EventId, charge, UsageMeter.Payload(record));
+        bool first;
+        lock (lease.Unfiled)
+        {
+            lease.Unfiled.Add(filing);
+            first = lease.Unfiled.Count == 1;
+        }
+        // The first request to end queues the lease's filing; those ending before the queue runs it join it, and are
+        // filed in the same call. A lease is closed only after the filings queued before it (the queue runs in order).
+        if (first) queue.Enqueue(() => FileAsync(lease), "settle");
         if (close) CloseLater(lease);
     }
 
-    private async Task FileAsync(Lease lease, UsageRecord record, long charge, byte[] payload)
+    private async Task FileAsync(Lease lease)
     {
+        Filing[] filings;
+        lock (lease.Unfiled)
+        {
+            filings = [.. lease.Unfiled];
+            lease.Unfiled.Clear();
+        }
+        if (filings.Length == 0) return;
         try
         {
             if (!redis.IsConnected) throw new RedisConnectionException(ConnectionFailureType.UnableToConnect, "Redis is disconnected");
+            var total = filings.Sum(f => f.Charge);
             await redis.GetDatabase().ScriptEvaluateAsync(LeaseScripts.File, new
             {
                 leases = lease.LeasesKey,
@@ -318,20 +337,45 @@ public sealed partial class AdmissionLeases(
                 version = lease.VersionKey,
                 stream = UsageMeter.Stream,
                 lease = lease.Id,
-                id = record.EventId,
-                actual = charge,
+                total,
+                negativeTotal = -total,
                 credits = lease.Credits ? "1" : "0",
                 field = UsageMeter.Field,
                 pendingField = UsageMeter.PendingField,
-                payload,
+                charges = Filing.Pack(filings),
             });
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException or ObjectDisposedException)
         {
-            // The record is kept on disk and filed when Redis is back; until then the lease still holds its
-            // charge, and reconciliation brings the hot balance to the ledger once the record is written.
-            Log.Spooling(log, record.EventId, ex);
-            await spool.AppendAsync(payload);
+            // The records are kept on disk and filed when Redis is back; until then the lease still holds their
+            // charges, and reconciliation brings the hot balance to the ledger once the records are written.
+            foreach (var filing in filings)
+            {
+                Log.Spooling(log, filing.EventId, ex);
+                await spool.AppendAsync(filing.Payload);
+            }
+        }
+    }
+
+    /// <summary>A request admitted from a lease, ended and waiting to be filed with the others of its lease.</summary>
+    internal sealed record Filing(string EventId, long Charge, byte[] Payload)
+    {
+        private static readonly byte[] End = [0];
+
+        /// <summary>Each filing's event id, charge and record, each followed by a zero byte, as <see cref="LeaseScripts.File"/> reads them.</summary>
+        public static byte[] Pack(IReadOnlyList<Filing> filings)
+        {
+            var buffer = new ArrayBufferWriter<byte>(filings.Sum(f => f.EventId.Length + f.Payload.Length + 24));
+            foreach (var f in filings)
+            {
+                Encoding.UTF8.GetBytes(f.EventId, buffer);
+                buffer.Write(End);
+                Encoding.UTF8.GetBytes(f.Charge.ToString(CultureInfo.InvariantCulture), buffer);
+                buffer.Write(End);
+                buffer.Write(f.Payload);
+                buffer.Write(End);
+            }
+            return buffer.WrittenSpan.ToArray();
         }
     }
 
@@ -402,6 +446,8 @@ public sealed partial class AdmissionLeases(
         public long SharedKeyRequests, SharedKeyTokens, SharedBalance, SharedOrgRequests, SharedOrgTokens;
         public long LastUse;
         public bool Retired, ReturnUnused;
+        /// <summary>Requests that ended and are not filed yet (<see cref="FileAsync"/>); locked on itself.</summary>
+        public readonly List<Filing> Unfiled = [];
     }
 
     private static partial class Log

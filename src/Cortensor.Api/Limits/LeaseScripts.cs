@@ -69,27 +69,41 @@ internal static class LeaseScripts
         """);
 
     /// <summary>
-    /// Files one request admitted from a lease: its charge leaves the lease's held money for the
-    /// pending charges (<c>unbilled:…</c>) and its usage record goes to the stream naming that key, in one step. If the
-    /// lease was already given back (the reaper took this replica for dead), the charge is taken from
-    /// the counter itself, so the hot balance still matches the ledger.
+    /// Files the requests of one lease that ended together, in one step: their charges (<c>@total</c>, summed by the
+    /// caller as an exact integer) leave the lease's held money for the pending charges (<c>unbilled:…</c>), and each
+    /// usage record goes to the stream naming that key. If the lease was already given back (the reaper took this replica
+    /// for dead), the charges are taken from the counter itself, so the hot balance still matches the ledger.
+    /// <c>@charges</c> is each request's event id, charge and record, each followed by a zero byte: usage records are
+    /// JSON, which never holds a raw zero byte. One call for many requests because a call's own cost (about 7 µs of
+    /// Redis, measured with INFO commandstats) was most of what filing a request cost Redis, and Redis is shared by
+    /// every replica.
     /// </summary>
     public static readonly LuaScript File = LuaScript.Prepare("""
-        local actual = tonumber(@actual)
-        if redis.call('HEXISTS', @leases, @lease .. '.m') == 1 then
-            redis.call('HINCRBY', @leases, @lease .. '.m', -actual)
-            if redis.call('EXISTS', @heldKey) == 1 then redis.call('DECRBY', @heldKey, actual) end
+        local money = @lease .. '.m'
+        if redis.call('HEXISTS', @leases, money) == 1 then
+            redis.call('HINCRBY', @leases, money, @negativeTotal)
+            if redis.call('EXISTS', @heldKey) == 1 then redis.call('DECRBY', @heldKey, @total) end
         elseif redis.call('EXISTS', @counter) == 1 then
-            if @credits == '1' then redis.call('DECRBY', @counter, actual) else redis.call('INCRBY', @counter, actual) end
+            if @credits == '1' then redis.call('DECRBY', @counter, @total) else redis.call('INCRBY', @counter, @total) end
         end
         redis.call('INCR', @version)
-        if actual > 0 then
-            redis.call('HSET', @unbilled, @id, actual)
-            redis.call('XADD', @stream, '*', @field, @payload, @pendingField, @unbilled)
-        else
-            redis.call('XADD', @stream, '*', @field, @payload)
+        local charges, at, filed = @charges, 1, 0
+        while at <= #charges do
+            local idEnd = string.find(charges, '\0', at, true)
+            local chargeEnd = string.find(charges, '\0', idEnd + 1, true)
+            local payloadEnd = string.find(charges, '\0', chargeEnd + 1, true)
+            local id, charge = string.sub(charges, at, idEnd - 1), string.sub(charges, idEnd + 1, chargeEnd - 1)
+            local payload = string.sub(charges, chargeEnd + 1, payloadEnd - 1)
+            if charge ~= '0' then
+                redis.call('HSET', @unbilled, id, charge)
+                redis.call('XADD', @stream, '*', @field, payload, @pendingField, @unbilled)
+            else
+                redis.call('XADD', @stream, '*', @field, payload)
+            end
+            filed = filed + 1
+            at = payloadEnd + 1
         end
-        return 1
+        return filed
         """);
 
     /// <summary>

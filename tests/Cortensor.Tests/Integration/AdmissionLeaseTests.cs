@@ -146,6 +146,41 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
     }
 
     [Fact]
+    public async Task RequestsOfOneLeaseThatEndTogetherAreFiledInFewerCallsThanRequestsAndEachRecordOnceWithItsCharge()
+    {
+        var replica = await StartAsync("a");
+        var db = _redis.GetDatabase();
+        await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(10m));
+        var key = Key(requestsPerMinute: 1000);
+        await AdmitUntilLeasedAsync(replica, key, completion: 80);
+        // Requests in flight together on the lease, all ending at once (as under load).
+        var inFlight = new List<(Admission Admission, UsageRecord Draft)>();
+        while (inFlight.Count < 10) // a lease holds a dozen concurrency slots here
+        {
+            var (admission, draft) = await AdmitAsync(replica, key, 100, 100);
+            Assert.True(admission.Admitted && admission.Lease is not null, $"request {inFlight.Count + 1} was not admitted from the lease");
+            inFlight.Add((admission, draft));
+        }
+        await replica.Queue.FlushAsync();
+        var pending = LimitKeys.Unbilled(LimitKeys.Credit(_org));
+        var (pendingBefore, streamBefore) = (await db.HashLengthAsync(pending), await db.StreamLengthAsync(UsageMeter.Stream));
+        var versionBefore = (long)await db.StringGetAsync(LimitKeys.Version(_org));
+
+        var charges = inFlight.Select((r, i) => (r.Draft.EventId, Charge: Complete(replica, r.Admission, r.Draft, 100, 10 + i))).ToList();
+        await replica.Queue.FlushAsync();
+
+        // Every record is in the stream once and every charge is pending under its event id.
+        var filed = (await db.StreamRangeAsync(UsageMeter.Stream)).Select(Parse).Where(r => charges.Any(c => c.EventId == r.EventId)).ToList();
+        Assert.Equal(charges.Select(c => c.EventId).Order(), filed.Select(r => r.EventId).Order());
+        Assert.Equal(streamBefore + charges.Count, await db.StreamLengthAsync(UsageMeter.Stream));
+        Assert.Equal(pendingBefore + charges.Count, await db.HashLengthAsync(pending));
+        foreach (var (eventId, charge) in charges) Assert.Equal(charge, (long)await db.HashGetAsync(pending, eventId));
+        // Each filing call marks the organisation's counters changed once: fewer marks than requests is fewer calls.
+        var calls = (long)await db.StringGetAsync(LimitKeys.Version(_org)) - versionBefore;
+        Assert.InRange(calls, 1, charges.Count - 1);
+    }
+
+    [Fact]
     public async Task TwoReplicasLeasingFromOneSmallBalanceNeverSpendMoreThanIt()
     {
         var a = await StartAsync("a");
