@@ -323,39 +323,66 @@ public sealed partial class AdmissionLeases(
             filings = [.. lease.Unfiled];
             lease.Unfiled.Clear();
         }
-        if (filings.Length == 0) return;
+        // At most MaxFilingsPerCall a call: Redis serves nothing else while a script runs, so a backlog (Redis slow,
+        // then back) is filed in calls of a bounded length, all sent at once and in order.
+        var calls = new List<(Filing[] Filings, Task Call)>();
         try
         {
             if (!redis.IsConnected) throw new RedisConnectionException(ConnectionFailureType.UnableToConnect, "Redis is disconnected");
-            var total = filings.Sum(f => f.Charge);
-            await redis.GetDatabase().ScriptEvaluateAsync(LeaseScripts.File, new
+            var db = redis.GetDatabase();
+            foreach (var chunk in filings.Chunk(MaxFilingsPerCall))
             {
-                leases = lease.LeasesKey,
-                counter = (RedisKey)lease.Counter,
-                heldKey = lease.HeldKey,
-                unbilled = lease.UnbilledKey,
-                version = lease.VersionKey,
-                stream = UsageMeter.Stream,
-                lease = lease.Id,
-                total,
-                negativeTotal = -total,
-                credits = lease.Credits ? "1" : "0",
-                field = UsageMeter.Field,
-                pendingField = UsageMeter.PendingField,
-                charges = Filing.Pack(filings),
-            });
+                var total = chunk.Sum(f => f.Charge);
+                calls.Add((chunk, db.ScriptEvaluateAsync(LeaseScripts.File, new
+                {
+                    leases = lease.LeasesKey,
+                    counter = (RedisKey)lease.Counter,
+                    heldKey = lease.HeldKey,
+                    unbilled = lease.UnbilledKey,
+                    version = lease.VersionKey,
+                    stream = UsageMeter.Stream,
+                    lease = lease.Id,
+                    total,
+                    negativeTotal = -total,
+                    credits = lease.Credits ? "1" : "0",
+                    field = UsageMeter.Field,
+                    pendingField = UsageMeter.PendingField,
+                    charges = Filing.Pack(chunk),
+                })));
+            }
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException or ObjectDisposedException)
         {
-            // The records are kept on disk and filed when Redis is back; until then the lease still holds their
-            // charges, and reconciliation brings the hot balance to the ledger once the records are written.
-            foreach (var filing in filings)
+            await SpoolAsync(filings.Skip(calls.Sum(c => c.Filings.Length)), ex);
+        }
+        foreach (var (chunk, call) in calls)
+        {
+            try
             {
-                Log.Spooling(log, filing.EventId, ex);
-                await spool.AppendAsync(filing.Payload);
+                await call;
+            }
+            catch (Exception ex) when (ex is RedisException or TimeoutException or ObjectDisposedException)
+            {
+                await SpoolAsync(chunk, ex);
             }
         }
     }
+
+    /// <summary>
+    /// The records are kept on disk and filed when Redis is back; until then the lease still holds their charges, and
+    /// reconciliation brings the hot balance to the ledger once the records are written.
+    /// </summary>
+    private async Task SpoolAsync(IEnumerable<Filing> filings, Exception ex)
+    {
+        foreach (var filing in filings)
+        {
+            Log.Spooling(log, filing.EventId, ex);
+            await spool.AppendAsync(filing.Payload);
+        }
+    }
+
+    /// <summary>The most requests one filing call carries (a few µs of Redis each).</summary>
+    private const int MaxFilingsPerCall = 256;
 
     /// <summary>A request admitted from a lease, ended and waiting to be filed with the others of its lease.</summary>
     internal sealed record Filing(string EventId, long Charge, byte[] Payload)

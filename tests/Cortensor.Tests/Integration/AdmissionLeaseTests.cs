@@ -181,6 +181,37 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
     }
 
     [Fact]
+    public async Task RequestsOfOneLeaseFiledWhileRedisDoesNotAnswerAreEveryOneKeptInTheSpool()
+    {
+        // This replica's Redis calls give up after 300 ms; Redis will hold writes for 1.5 s.
+        await using var impatient = await ConnectionMultiplexer.ConnectAsync(infrastructure.RedisConnectionString + ",asyncTimeout=300,syncTimeout=300");
+        var replica = await StartAsync("a", impatient);
+        var db = _redis.GetDatabase();
+        await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(10m));
+        var key = Key(requestsPerMinute: 1000);
+        await AdmitUntilLeasedAsync(replica, key, completion: 80);
+        var inFlight = new List<(Admission Admission, UsageRecord Draft)>();
+        while (inFlight.Count < 10)
+        {
+            var (admission, draft) = await AdmitAsync(replica, key, 100, 100);
+            Assert.True(admission.Admitted && admission.Lease is not null, $"request {inFlight.Count + 1} was not admitted from the lease");
+            inFlight.Add((admission, draft));
+        }
+        await replica.Queue.FlushAsync();
+
+        await db.ExecuteAsync("CLIENT", "PAUSE", "1500", "WRITE");
+        foreach (var (admission, draft) in inFlight) Complete(replica, admission, draft, 100, 10);
+        await replica.Queue.FlushAsync();
+
+        // The filing call timed out: every one of its records is on disk, to be replayed (the writer keeps each event once).
+        replica.Spool.Dispose(); // the replica is gone: its spool file is unlocked
+        var spooled = Directory.EnumerateFiles(_spool, "*", SearchOption.AllDirectories)
+            .SelectMany(File.ReadAllLines).Where(l => l.Length > 0)
+            .Select(l => JsonSerializer.Deserialize(l, PortalJsonContext.Default.UsageRecord)!.EventId).ToList();
+        Assert.Equal(inFlight.Select(r => r.Draft.EventId).Order(), spooled.Order());
+    }
+
+    [Fact]
     public async Task TwoReplicasLeasingFromOneSmallBalanceNeverSpendMoreThanIt()
     {
         var a = await StartAsync("a");
@@ -359,7 +390,8 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         Assert.Equal(0, await db.HashLengthAsync(LimitKeys.Leases(_org)));
     }
 
-    private sealed record Replica(string Id, AdmissionGate Gate, AdmissionLeases Leases, SettlementQueue Queue, UsageMeter Meter, ReservationReaper Reaper);
+    private sealed record Replica(string Id, AdmissionGate Gate, AdmissionLeases Leases, SettlementQueue Queue, UsageMeter Meter, ReservationReaper Reaper,
+        UsageSpool Spool);
 
     /// <param name="leaseRedis">The connection the replica's admission and leases use (the others use the test's own).</param>
     private async Task<Replica> StartAsync(string name, IConnectionMultiplexer? leaseRedis = null)
@@ -377,7 +409,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         var gate = new AdmissionGate(leaseRedis, new HotCounters(leaseRedis, _postgres, _clock), new LocalAdmission(_clock), leases, identity, options, _clock,
             NullLogger<AdmissionGate>.Instance);
         var reaper = new ReservationReaper(_redis, meter, gate, leases, identity, options, _clock, NullLogger<ReservationReaper>.Instance);
-        var replica = new Replica(id, gate, leases, queue, meter, reaper);
+        var replica = new Replica(id, gate, leases, queue, meter, reaper, spool);
         _replicas.Add(replica);
         return replica;
     }
