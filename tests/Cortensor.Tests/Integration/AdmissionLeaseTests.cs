@@ -154,13 +154,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         var key = Key(requestsPerMinute: 1000);
         await AdmitUntilLeasedAsync(replica, key, completion: 80);
         // Requests in flight together on the lease, all ending at once (as under load).
-        var inFlight = new List<(Admission Admission, UsageRecord Draft)>();
-        while (inFlight.Count < 10) // a lease holds a dozen concurrency slots here
-        {
-            var (admission, draft) = await AdmitAsync(replica, key, 100, 100);
-            Assert.True(admission.Admitted && admission.Lease is not null, $"request {inFlight.Count + 1} was not admitted from the lease");
-            inFlight.Add((admission, draft));
-        }
+        var inFlight = await AdmitInFlightFromLeaseAsync(replica, key);
         await replica.Queue.FlushAsync();
         var pending = LimitKeys.Unbilled(LimitKeys.Credit(_org));
         var (pendingBefore, streamBefore) = (await db.HashLengthAsync(pending), await db.StreamLengthAsync(UsageMeter.Stream));
@@ -190,13 +184,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(10m));
         var key = Key(requestsPerMinute: 1000);
         await AdmitUntilLeasedAsync(replica, key, completion: 80);
-        var inFlight = new List<(Admission Admission, UsageRecord Draft)>();
-        while (inFlight.Count < 10)
-        {
-            var (admission, draft) = await AdmitAsync(replica, key, 100, 100);
-            Assert.True(admission.Admitted && admission.Lease is not null, $"request {inFlight.Count + 1} was not admitted from the lease");
-            inFlight.Add((admission, draft));
-        }
+        var inFlight = await AdmitInFlightFromLeaseAsync(replica, key);
         await replica.Queue.FlushAsync();
 
         await db.ExecuteAsync("CLIENT", "PAUSE", "1500", "WRITE");
@@ -445,6 +433,19 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
             Complete(replica, admission, draft, 100, completion);
         }
         return requests;
+    }
+
+    /// <summary>Ten requests admitted from the key's lease and not ended yet (a lease holds a dozen concurrency slots here).</summary>
+    private async Task<List<(Admission Admission, UsageRecord Draft)>> AdmitInFlightFromLeaseAsync(Replica replica, KeySnapshot key)
+    {
+        var inFlight = new List<(Admission Admission, UsageRecord Draft)>();
+        while (inFlight.Count < 10)
+        {
+            var (admission, draft) = await AdmitAsync(replica, key, 100, 100);
+            Assert.True(admission.Admitted && admission.Lease is not null, $"request {inFlight.Count + 1} was not admitted from the lease");
+            inFlight.Add((admission, draft));
+        }
+        return inFlight;
     }
 
     /// <summary>As the usage tracker ends a request: the lease files it, or the queue settles its reservation. Returns the charge.</summary>
