@@ -340,6 +340,9 @@ public sealed partial class UsageWriter(IConnectionMultiplexer redis, NpgsqlData
         Add(command, "created", NpgsqlDbType.TimestampTz, batch.Select(r => r.CreatedAt.UtcDateTime));
         Add(command, "task", NpgsqlDbType.Text, batch.Select(r => r.TaskId));
         Add(command, "trace", NpgsqlDbType.Text, batch.Select(r => r.TraceId));
+        // Prepared once per pooled connection (Npgsql keeps it): the statement is parsed and planned once there,
+        // not for every batch. That was a tenth of Postgres's time for a batch of a hundred.
+        await command.PrepareAsync(ct);
         await command.ExecuteNonQueryAsync(ct);
     }
 
