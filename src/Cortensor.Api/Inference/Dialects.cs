@@ -19,8 +19,8 @@ public abstract class Dialect
     /// <summary>The prefix of completion ids (chatcmpl-…, cmpl-…).</summary>
     public abstract string IdPrefix { get; }
 
-    /// <summary>Deserialises and validates the body; a null body is the caller's error.</summary>
-    public abstract ValueTask<(InferenceRequest? Request, ApiError? Error)> ReadAsync(Stream body, CancellationToken ct);
+    /// <summary>Deserialises and validates the whole body; a null body is the caller's error.</summary>
+    public abstract (InferenceRequest? Request, ApiError? Error) Read(ReadOnlySpan<byte> json);
 
     /// <summary>The single prompt string a router session takes.</summary>
     public abstract string Render(CatalogModel model, InferenceRequest request);
@@ -52,9 +52,9 @@ public abstract class Dialect
     {
         public override string IdPrefix => "chatcmpl";
 
-        public override async ValueTask<(InferenceRequest?, ApiError?)> ReadAsync(Stream body, CancellationToken ct)
+        public override (InferenceRequest?, ApiError?) Read(ReadOnlySpan<byte> json)
         {
-            var request = await JsonSerializer.DeserializeAsync(body, PortalJsonContext.Default.ChatCompletionRequest, ct);
+            var request = JsonSerializer.Deserialize(json, PortalJsonContext.Default.ChatCompletionRequest);
             if (request is null) return (null, ApiError.MalformedJson(null, "the body must be a JSON object."));
             return Validated(RequestValidation.Validate(request, out var r), r);
         }
@@ -100,9 +100,9 @@ public abstract class Dialect
     {
         public override string IdPrefix => "cmpl";
 
-        public override async ValueTask<(InferenceRequest?, ApiError?)> ReadAsync(Stream body, CancellationToken ct)
+        public override (InferenceRequest?, ApiError?) Read(ReadOnlySpan<byte> json)
         {
-            var request = await JsonSerializer.DeserializeAsync(body, PortalJsonContext.Default.CompletionRequest, ct);
+            var request = JsonSerializer.Deserialize(json, PortalJsonContext.Default.CompletionRequest);
             if (request is null) return (null, ApiError.MalformedJson(null, "the body must be a JSON object."));
             return Validated(RequestValidation.Validate(request, out var r), r);
         }

@@ -18,9 +18,9 @@ internal sealed class ResponsesDialect : Dialect
 {
     public override string IdPrefix => "resp";
 
-    public override async ValueTask<(InferenceRequest?, ApiError?)> ReadAsync(Stream body, CancellationToken ct)
+    public override (InferenceRequest?, ApiError?) Read(ReadOnlySpan<byte> json)
     {
-        var request = await JsonSerializer.DeserializeAsync(body, PortalJsonContext.Default.ResponseRequest, ct);
+        var request = JsonSerializer.Deserialize(json, PortalJsonContext.Default.ResponseRequest);
         if (request is null) return (null, ApiError.MalformedJson(null, "the body must be a JSON object."));
         return Validated(ResponsesTranslation.Translate(request, out var r), r);
     }

@@ -9,8 +9,8 @@ namespace Cortensor.Tests.Unit;
 /// <summary>A Responses API request becomes the chat request the hot path serves, or a 400 naming what cannot be honoured.</summary>
 public class ResponsesTranslationTests
 {
-    private static async Task<(InferenceRequest? Request, Cortensor.Api.Errors.ApiError? Error)> Read(string json) =>
-        await Dialect.Responses.ReadAsync(new MemoryStream(Encoding.UTF8.GetBytes(json)), CancellationToken.None);
+    private static Task<(InferenceRequest? Request, Cortensor.Api.Errors.ApiError? Error)> Read(string json) =>
+        Task.FromResult(Dialect.Responses.Read(Encoding.UTF8.GetBytes(json)));
 
     [Fact]
     public async Task InstructionsComeFirstAsTheDeveloperTurnThenTheInputItemsInOrder()
@@ -123,8 +123,8 @@ public class ResponsesTranslationTests
 /// <summary>The Responses stream's events in OpenAI's order, numbered from 0, whatever the answer holds.</summary>
 public class ResponsesStreamTests
 {
-    private static async Task<InferenceRequest> Request() =>
-        (await Dialect.Responses.ReadAsync(new MemoryStream("""{"model":"m","input":"x","stream":true}"""u8.ToArray()), CancellationToken.None)).Request!;
+    private static Task<InferenceRequest> Request() =>
+        Task.FromResult(Dialect.Responses.Read("""{"model":"m","input":"x","stream":true}"""u8).Request!);
 
     private static List<string> Types(IEnumerable<System.Net.ServerSentEvents.SseItem<object>> events, List<int> sequence) =>
         [.. events.Select(e =>
@@ -169,10 +169,10 @@ public class ResponsesShapeTests
     [Fact]
     public async Task TheOpenAiSdkReadsAResponseWithTextAndAFunctionCall()
     {
-        var (request, _) = await Dialect.Responses.ReadAsync(new MemoryStream("""
+        var (request, _) = Dialect.Responses.Read("""
             {"model":"m","input":"x","instructions":"Be brief.","metadata":{"k":"v"},
              "tools":[{"type":"function","name":"f","parameters":{"type":"object","properties":{}}}],"tool_choice":"auto"}
-            """u8.ToArray()), CancellationToken.None);
+            """u8);
         var answer = new StructuredAnswer("Calling f.", [new AnswerToolCall("call_1", "function", new AnswerFunction("f", "{}"))], null);
         var result = Dialect.Responses.Answer(request!, "resp-abc", "m", 1700000000, answer, "tool_calls", new Usage(3, 4, 7, 0.0000019m));
         var http = new Microsoft.AspNetCore.Http.DefaultHttpContext { RequestServices = new ServiceCollection().AddLogging().BuildServiceProvider() };
