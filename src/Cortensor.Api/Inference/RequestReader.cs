@@ -16,8 +16,8 @@ public static class RequestReader
             return (null, new ApiError(400, "invalid_request_error", "invalid_content_type", "Send the request body as JSON with 'Content-Type: application/json'."));
         try
         {
-            // A body that came whole in one piece (most do: a few hundred bytes) is parsed where Kestrel holds it, in
-            // one synchronous pass: the serializer's streaming path cost more than the parse itself.
+            // A body that came whole in one piece (most do: a few hundred bytes) is parsed where Kestrel holds it, in one
+            // synchronous pass, without the serializer's streaming path (its buffer, copy and resumable state).
             var reader = http.Request.BodyReader;
             var read = await reader.ReadAsync(http.RequestAborted);
             if (read.IsCompleted && read.Buffer.IsSingleSegment)
@@ -32,7 +32,8 @@ public static class RequestReader
                 }
             }
             // Any other is gathered as it arrives, consuming as it goes: the connection holds only so much unread input.
-            var whole = new ArrayBufferWriter<byte>((int)Math.Clamp(http.Request.ContentLength ?? 16 * 1024, 1, limit));
+            // The buffer grows with what has arrived, not with the length the client announced.
+            var whole = new ArrayBufferWriter<byte>((int)Math.Clamp(read.Buffer.Length * 2, 4 * 1024, 64 * 1024));
             while (true)
             {
                 foreach (var segment in read.Buffer) whole.Write(segment.Span);
