@@ -71,9 +71,10 @@ internal sealed class RequestLogConfiguration : IEntityTypeConfiguration<Request
         e.Property(x => x.EventId).HasMaxLength(40);
         e.Property(x => x.RequestId).HasMaxLength(128);
         e.Property(x => x.TraceId).HasMaxLength(32);
+        // Every read of the log is an organisation's (its page, its search, a key's last use) or a lookup by request id.
+        // An index no query uses is paid for on every request all the same, in the writer's statement and in storage
+        // (about 40 bytes a row, at 864M rows a day at 10,000 requests a second): (model, time) and (status, time) went.
         e.HasIndex(x => x.RequestId);
-        e.HasIndex(x => new { x.ModelId, x.CreatedAt });
-        e.HasIndex(x => new { x.Status, x.CreatedAt });
         e.HasIndex(x => new { x.OrganizationId, x.CreatedAt });
         e.HasIndex(x => new { x.ApiKeyId, x.CreatedAt });
     }

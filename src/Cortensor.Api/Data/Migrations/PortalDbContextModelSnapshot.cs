@@ -925,14 +925,8 @@ namespace Cortensor.Api.Data.Migrations
                     b.HasIndex("ApiKeyId", "CreatedAt")
                         .HasDatabaseName("ix_request_logs_api_key_id_created_at");
 
-                    b.HasIndex("ModelId", "CreatedAt")
-                        .HasDatabaseName("ix_request_logs_model_id_created_at");
-
                     b.HasIndex("OrganizationId", "CreatedAt")
                         .HasDatabaseName("ix_request_logs_organization_id_created_at");
-
-                    b.HasIndex("Status", "CreatedAt")
-                        .HasDatabaseName("ix_request_logs_status_created_at");
 
                     b.ToTable("request_logs", (string)null);
                 });
