@@ -76,12 +76,13 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
             forwardSpan?.SetTag("cortensor.attempt", attempt);
             HttpResponseMessage? response = null;
             var answeredHere = false;
+            // The attempt's one clock: the headers and a whole answer must both arrive within the model's first-token time.
+            using var attemptDeadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            attemptDeadline.CancelAfter(firstToken);
             try
             {
                 response = await route.State.Breaker.ExecuteAsync(async token =>
                 {
-                    using var timeout = CancellationTokenSource.CreateLinkedTokenSource(token);
-                    timeout.CancelAfter(firstToken);
                     using var request = new HttpRequestMessage(HttpMethod.Post, route.Router.BaseUrl + pool.Protocol.CompletionsPath(route.Session))
                     {
                         // Serialised up front: one write with a Content-Length instead of a chunked upload.
@@ -93,7 +94,7 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
                         // A whole answer is read here, under the same clock as the headers: a body that stalls
                         // is the router's timeout and counts against its circuit.
                         return await client.Http.SendAsync(request,
-                            body.Stream ? HttpCompletionOption.ResponseHeadersRead : HttpCompletionOption.ResponseContentRead, timeout.Token);
+                            body.Stream ? HttpCompletionOption.ResponseHeadersRead : HttpCompletionOption.ResponseContentRead, attemptDeadline.Token);
                     }
                     catch (OperationCanceledException) when (!token.IsCancellationRequested)
                     {
@@ -111,7 +112,7 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
                 if (!response.IsSuccessStatusCode) return (new RouterResponse(lease, response), null);
 
                 var remaining = firstToken - Stopwatch.GetElapsedTime(started);
-                var (answered, failure) = await ReadAnswerAsync(lease, response, body.Stream, remaining, timeouts, o, ct);
+                var (answered, failure) = await ReadAnswerAsync(lease, response, body.Stream, remaining, attemptDeadline.Token, timeouts, o, ct);
                 if (answered is not null)
                 {
                     if (answered.TaskId is { } taskId) forwardSpan?.SetTag("cortensor.task_id", taskId);
@@ -163,7 +164,8 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
     /// stream was asked for), or the first piece of text of a stream. Null with the failure when it is not an answer.
     /// </summary>
     private static async Task<(RouterResponse? Response, RouterFailure? Failure)> ReadAnswerAsync(RouterLease lease,
-        HttpResponseMessage response, bool stream, TimeSpan remaining, TaskTimeouts timeouts, RoutingOptions o, CancellationToken ct)
+        HttpResponseMessage response, bool stream, TimeSpan remaining, CancellationToken deadline, TaskTimeouts timeouts, RoutingOptions o,
+        CancellationToken ct)
     {
         if (remaining <= TimeSpan.Zero) return (null, new RouterFailure(RouterFailureKind.Timeout, "no answer within the task timeouts"));
         if (stream && response.Content.Headers.ContentType?.MediaType is "text/event-stream")
@@ -177,21 +179,17 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
         }
 
         byte[] bytes;
-        using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct))
+        try
         {
-            timeout.CancelAfter(remaining);
-            try
-            {
-                bytes = await response.Content.ReadAsByteArrayAsync(timeout.Token);
-            }
-            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
-            {
-                return (null, new RouterFailure(RouterFailureKind.Timeout, "the answer did not arrive within the task timeouts"));
-            }
-            catch (Exception ex) when (ex is HttpRequestException or IOException && !ct.IsCancellationRequested)
-            {
-                return (null, new RouterFailure(RouterFailureKind.Cut, ex.Message));
-            }
+            bytes = await response.Content.ReadAsByteArrayAsync(deadline);
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            return (null, new RouterFailure(RouterFailureKind.Timeout, "the answer did not arrive within the task timeouts"));
+        }
+        catch (Exception ex) when (ex is HttpRequestException or IOException && !ct.IsCancellationRequested)
+        {
+            return (null, new RouterFailure(RouterFailureKind.Cut, ex.Message));
         }
         var reading = RouterAnswerReader.Read(bytes);
         if (reading.Answer is not { } answer) return (null, reading.Failure);
