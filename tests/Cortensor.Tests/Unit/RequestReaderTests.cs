@@ -1,0 +1,123 @@
+using System.IO.Pipelines;
+using System.Text;
+using Cortensor.Api.Inference;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+
+namespace Cortensor.Tests.Unit;
+
+/// <summary>
+/// Bodies whose strings cannot become text, on every dialect and both ways a body arrives (whole in one piece, or
+/// gathered from pieces): a 400 invalid_json naming the problem, never a 500 from wherever the text is first read.
+/// </summary>
+public class RequestReaderTests
+{
+    public static readonly TheoryData<string> Deliveries = new() { "whole", "pieces" };
+
+    public static TheoryData<string, string, string> NotUnicode()
+    {
+        var data = new TheoryData<string, string, string>();
+        // Each dialect keeps some of its text as JSON until validation reads it: chat content (string and parts),
+        // the Responses input, and a plain prompt.
+        string[] bodies =
+        [
+            """{"model":"gpt-oss-20b","messages":[{"role":"user","content":"<x>"}]}""",
+            """{"model":"gpt-oss-20b","messages":[{"role":"user","content":[{"type":"text","text":"<x>"}]}]}""",
+            """{"model":"gpt-oss-20b","input":"<x>"}""",
+            """{"model":"gpt-oss-20b","input":[{"role":"user","content":[{"type":"input_text","text":"<x>"}]}]}""",
+            """{"model":"gpt-oss-20b","prompt":"<x>"}""",
+            """{"model":"gpt-oss-20b","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f","description":"<x>","parameters":{"type":"object"}}}]}""",
+        ];
+        string[] strings = [@"\ud800", @"x\udc00y", @"\ud83d\ud83d", @"\uDBFF", "<FF>", "caf<FF>"];
+        foreach (var body in bodies)
+            foreach (var text in strings)
+                data.Add(DialectOf(body), body.Replace("<x>", text), "whole");
+        data.Add("chat", bodies[0].Replace("<x>", @"\ud800"), "pieces");
+        data.Add("responses", bodies[2].Replace("<x>", @"\udfff"), "pieces");
+        return data;
+    }
+
+    [Theory, MemberData(nameof(NotUnicode))]
+    public async Task AStringThatIsNotUnicodeTextIsAnInvalidJson400(string dialect, string body, string delivery)
+    {
+        var bytes = Bytes(body);
+        var (request, error) = await ReadAsync(Dialects[dialect], bytes, delivery);
+        Assert.Null(request);
+        Assert.Equal((400, "invalid_json"), (error?.Status, error?.Code));
+        Assert.Contains("not Unicode text", error!.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(@"a pair: \ud83d\ude00")]
+    [InlineData(@"an escaped backslash before u: \\ud800")]
+    [InlineData("plain UTF-8: héllo 😀")]
+    [InlineData(@"escaped non-surrogates: \u00e9\u4e2d")]
+    public async Task TextThatIsUnicodeHoweverItIsEscapedIsRead(string text)
+    {
+        foreach (var delivery in new[] { "whole", "pieces" })
+        {
+            var body = $$"""{"model":"gpt-oss-20b","messages":[{"role":"user","content":"{{text}}"}]}""";
+            var (request, error) = await ReadAsync(Dialect.Chat, Encoding.UTF8.GetBytes(body), delivery);
+            Assert.Null(error);
+            Assert.NotNull(request);
+        }
+    }
+
+    [Theory, MemberData(nameof(Deliveries))]
+    public async Task ABodyThatStartsWithAByteOrderMarkIsRead(string delivery)
+    {
+        var body = Encoding.UTF8.GetPreamble().Concat(Encoding.UTF8.GetBytes("""{"model":"gpt-oss-20b","prompt":"hi"}""")).ToArray();
+        var (request, error) = await ReadAsync(Dialect.Text, body, delivery);
+        Assert.Null(error);
+        Assert.NotNull(request);
+    }
+
+    [Theory, MemberData(nameof(Deliveries))]
+    public async Task ABodyThatIsNotJsonIsStillNamedAsSuchWhenItHasASurrogateEscape(string delivery)
+    {
+        var (request, error) = await ReadAsync(Dialect.Chat, Encoding.UTF8.GetBytes("""{"model":"gpt-oss-20b","messages":[{"content":"\ud83d\ude00"}]""" + "}}"), delivery);
+        Assert.Null(request);
+        Assert.Equal((400, "invalid_json"), (error?.Status, error?.Code));
+        Assert.DoesNotContain("Unicode", error!.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>The body's UTF-8, with each "&lt;FF&gt;" a lone 0xFF byte: not UTF-8, and no C# string can hold it.</summary>
+    private static byte[] Bytes(string body) =>
+        [.. body.Split("<FF>").Select(Encoding.UTF8.GetBytes).Aggregate((before, after) => [.. before, 0xFF, .. after])];
+
+    private static readonly Dictionary<string, Dialect> Dialects = new()
+    {
+        ["chat"] = Dialect.Chat, ["responses"] = Dialect.Responses, ["text"] = Dialect.Text,
+    };
+
+    private static string DialectOf(string body) =>
+        body.Contains("\"messages\"", StringComparison.Ordinal) ? "chat" : body.Contains("\"input\"", StringComparison.Ordinal) ? "responses" : "text";
+
+    /// <summary>"whole": the body is there in one piece at the first read, as Kestrel mostly has it; "pieces": it arrives a few bytes at a time.</summary>
+    private static async Task<(InferenceRequest? Request, Cortensor.Api.Errors.ApiError? Error)> ReadAsync(Dialect dialect, byte[] body, string delivery)
+    {
+        var http = new DefaultHttpContext();
+        http.Request.ContentType = "application/json";
+        var pipe = new Pipe();
+        http.Features.Set<IRequestBodyPipeFeature>(new BodyPipe(pipe.Reader));
+        if (delivery == "whole")
+        {
+            await pipe.Writer.WriteAsync(body);
+            await pipe.Writer.CompleteAsync();
+            return await RequestReader.ReadAsync(http, dialect, 1 << 20);
+        }
+        var reading = RequestReader.ReadAsync(http, dialect, 1 << 20);
+        for (var i = 0; i < body.Length; i += 7)
+        {
+            await pipe.Writer.WriteAsync(body.AsMemory(i, Math.Min(7, body.Length - i)));
+            await Task.Yield();
+        }
+        await pipe.Writer.CompleteAsync();
+        return await reading;
+    }
+
+    private sealed class BodyPipe(PipeReader reader) : IRequestBodyPipeFeature
+    {
+        public PipeReader Reader { get; } = reader;
+    }
+}
