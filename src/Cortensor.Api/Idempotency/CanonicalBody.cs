@@ -20,7 +20,9 @@ public static class CanonicalBody
             using var writer = new Utf8JsonWriter(canonical);
             Write(writer, document.RootElement);
         }
-        catch (JsonException)
+        // Not JSON, or JSON whose strings are not text (an unpaired surrogate escape, which rewriting has to unescape):
+        // the inference endpoint refuses it with a 400; here it is only compared byte for byte.
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
         {
             return Convert.ToHexStringLower(SHA256.HashData(body.Span));
         }

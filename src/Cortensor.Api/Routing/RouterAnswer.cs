@@ -56,25 +56,37 @@ public static class RouterAnswerReader
         }
         using (document)
         {
-            var root = document.RootElement;
-            if (root.ValueKind == JsonValueKind.String)
-                return root.GetString() is { } bare && !string.IsNullOrWhiteSpace(bare)
-                    ? new RouterReading(new RouterAnswer(bare, null, null, null), null)
-                    : Fail(RouterFailureKind.NoText, "the body is an empty string", null);
-            if (root.ValueKind != JsonValueKind.Object) return Fail(RouterFailureKind.Unreadable, $"the body is a JSON {root.ValueKind}", null);
-
-            var taskId = RouterJson.TaskId(root);
-            if (RouterJson.Error(root) is { } error) return Fail(RouterFailureKind.RouterError, error, taskId);
-            if (RouterJson.PendingStatus(root) is { } pending) return Fail(RouterFailureKind.Pending, $"status '{pending}'", taskId);
-
-            var text = RouterJson.Text(root);
-            if (string.IsNullOrWhiteSpace(text))
+            try
             {
-                var reference = RouterJson.StorageReference(root);
-                return Fail(RouterFailureKind.NoText, reference is null ? "no text in the answer" : $"no text, only the storage reference '{reference}'", taskId);
+                return Read(document.RootElement);
             }
-            return new RouterReading(new RouterAnswer(text, RouterJson.FinishReason(root), taskId, RouterJson.Usage(root)), null);
+            catch (InvalidOperationException)
+            {
+                // The reader's word for a string that is not text (an unpaired surrogate escape): nothing to give a client.
+                return Fail(RouterFailureKind.Unreadable, "the body's text is not Unicode", null);
+            }
         }
+    }
+
+    private static RouterReading Read(JsonElement root)
+    {
+        if (root.ValueKind == JsonValueKind.String)
+            return root.GetString() is { } bare && !string.IsNullOrWhiteSpace(bare)
+                ? new RouterReading(new RouterAnswer(bare, null, null, null), null)
+                : Fail(RouterFailureKind.NoText, "the body is an empty string", null);
+        if (root.ValueKind != JsonValueKind.Object) return Fail(RouterFailureKind.Unreadable, $"the body is a JSON {root.ValueKind}", null);
+
+        var taskId = RouterJson.TaskId(root);
+        if (RouterJson.Error(root) is { } error) return Fail(RouterFailureKind.RouterError, error, taskId);
+        if (RouterJson.PendingStatus(root) is { } pending) return Fail(RouterFailureKind.Pending, $"status '{pending}'", taskId);
+
+        var text = RouterJson.Text(root);
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            var reference = RouterJson.StorageReference(root);
+            return Fail(RouterFailureKind.NoText, reference is null ? "no text in the answer" : $"no text, only the storage reference '{reference}'", taskId);
+        }
+        return new RouterReading(new RouterAnswer(text, RouterJson.FinishReason(root), taskId, RouterJson.Usage(root)), null);
     }
 
     private static RouterReading Fail(RouterFailureKind kind, string detail, string? taskId) => new(null, new RouterFailure(kind, detail, taskId));

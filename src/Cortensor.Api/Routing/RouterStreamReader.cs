@@ -59,6 +59,11 @@ public sealed class RouterStreamReader
             {
                 // Looked like JSON but is not: it is text like any other non-JSON line.
             }
+            catch (InvalidOperationException)
+            {
+                // JSON whose string is not text (an unpaired surrogate escape): not a piece any client could be sent.
+                return new RouterStreamEvent(RouterStreamEventKind.Failed, Failure: new RouterFailure(RouterFailureKind.Unreadable, "a chunk's text is not Unicode", TaskId));
+            }
         }
         return Piece(Encoding.UTF8.GetString(data));
     }

@@ -118,6 +118,19 @@ public class ResponsesTranslationTests
         Assert.NotEqual(a, c);
         Assert.Equal(64, notJson.Length);
     }
+
+    [Fact]
+    public void ABodyWhoseStringsAreNotTextIsComparedAsSentNotRefusedWithAnError()
+    {
+        // The endpoint answers these with a 400; the idempotency check before it must not fail on them first.
+        var surrogate = CanonicalBody.Hash("""{"model":"m","messages":[{"role":"user","content":"\ud800"}]}"""u8.ToArray());
+        var other = CanonicalBody.Hash("""{"model":"m","messages":[{"role":"user","content":"\udc00"}]}"""u8.ToArray());
+        var bytes = CanonicalBody.Hash((byte[])[.. """{"model":"m","content":" """u8, 0xFF, .. "\"}"u8]);
+
+        Assert.Equal(64, surrogate.Length);
+        Assert.NotEqual(surrogate, other);
+        Assert.Equal(64, bytes.Length);
+    }
 }
 
 /// <summary>The Responses stream's events in OpenAI's order, numbered from 0, whatever the answer holds.</summary>

@@ -62,6 +62,19 @@ public class RouterAnswerReaderTests
     {
         Assert.Equal("fine", Read("""{"error":null,"status":"completed","choices":[{"text":"fine"}]}""").Answer?.Text);
     }
+
+    [Theory]
+    [InlineData("""{"choices":[{"text":"half an emoji \ud83d"}]}""")]
+    [InlineData("""{"task_id":"t-\udc00","choices":[{"text":"fine"}]}""")]
+    [InlineData("""{"error":"\ud800"}""")]
+    [InlineData(""""
+        "\udfff"
+        """")]
+    public void AnAnswerWhoseTextIsNotUnicodeIsUnreadableNotAnError(string body)
+    {
+        // Another router is tried, as for any answer that is not one; the reader itself never throws.
+        Assert.Equal(RouterFailureKind.Unreadable, Read(body).Failure?.Kind);
+    }
 }
 
 public class RouterStreamReaderTests
@@ -93,6 +106,16 @@ public class RouterStreamReaderTests
         Assert.Equal(RouterStreamEvent.Done, Feed(reader, "[DONE]"));
         Assert.Equal("Hello {not json ", reader.Generated);
         Assert.Null(reader.Usage);
+    }
+
+    [Fact]
+    public void AChunkWhoseTextIsNotUnicodeIsAFailureNotAnError()
+    {
+        var reader = new RouterStreamReader();
+        Feed(reader, """{"task_id":6,"choices":[{"text":"partial"}]}""");
+        var failed = Feed(reader, """{"choices":[{"text":"\ud83d"}]}""");
+        Assert.Equal((RouterStreamEventKind.Failed, RouterFailureKind.Unreadable, "6"), (failed.Kind, failed.Failure!.Kind, failed.Failure.TaskId));
+        Assert.Equal("partial", reader.Generated);
     }
 
     [Fact]
