@@ -42,12 +42,13 @@ public readonly record struct RouterReading(RouterAnswer? Answer, RouterFailure?
 /// </summary>
 public static class RouterAnswerReader
 {
-    public static RouterReading Read(ReadOnlySpan<byte> body)
+    /// <summary>The document is read over <paramref name="body"/> itself (no copy), so it must not change while this runs.</summary>
+    public static RouterReading Read(ReadOnlyMemory<byte> body)
     {
         JsonDocument document;
         try
         {
-            document = JsonDocument.Parse(body.ToArray());
+            document = JsonDocument.Parse(body);
         }
         catch (JsonException)
         {
