@@ -18,12 +18,13 @@ public static class UsageBounds
     /// <summary>The rendered prompt's bounds in its family's tokens, counted once per request.</summary>
     public sealed class Prompt(ModelTokenizer tokenizer, string text)
     {
+        private readonly TokenBounds _bounds = tokenizer.Bounds(text);
         private int? _estimate;
         public ModelTokenizer Tokenizer => tokenizer;
-        public int Ceiling { get; } = tokenizer.Ceiling(text);
-        public int Floor => tokenizer.IsExact ? Ceiling : tokenizer.Floor(text);
+        public int Ceiling => _bounds.Ceiling;
+        public int Floor => _bounds.Floor;
         /// <summary>The family's count, or the o200k estimate (counted only when a router reports none).</summary>
-        public int Estimate => tokenizer.IsExact ? Ceiling : _estimate ??= Math.Clamp(tokenizer.Count(text), Floor, Ceiling);
+        public int Estimate => _bounds.Count ?? (_estimate ??= Math.Clamp(tokenizer.Count(text), Floor, Ceiling));
     }
 
     public static (int Prompt, int Completion) Bound(Prompt prompt, int? reportedPrompt, int? reportedCompletion, int countedCompletion,

@@ -14,13 +14,63 @@ public class ModelTokenizerTests
     [Fact]
     public void GptOssCountsAreExactAndFamiliesWithoutATokenizerAreBoundedByTheirBytes()
     {
-        var text = "Grüße, 世界! 🚀🚀 " + new string('!', 400);
+        var text = "Grüße, 世界! 🚀🚀 " + new string('!', 200);
         Assert.True(ModelTokenizer.GptOss.IsExact);
-        Assert.Equal(ModelTokenizer.GptOss.Count(text), ModelTokenizer.GptOss.Ceiling(text));
+        var count = ModelTokenizer.GptOss.Count(text);
+        Assert.Equal(new TokenBounds(count, count, count), ModelTokenizer.GptOss.Bounds(text));
         Assert.False(ModelTokenizer.ForFamily("qwen").IsExact);
-        Assert.Equal(System.Text.Encoding.UTF8.GetByteCount(text) + 1, ModelTokenizer.ForFamily("qwen").Ceiling(text));
-        Assert.InRange(ModelTokenizer.ForFamily("gemma").Count(text), 1, ModelTokenizer.ForFamily("gemma").Ceiling(text));
+        Assert.Equal(System.Text.Encoding.UTF8.GetByteCount(text) + 1, ModelTokenizer.ForFamily("qwen").Bounds(text).Ceiling);
+        Assert.InRange(ModelTokenizer.ForFamily("gemma").Count(text), 1, ModelTokenizer.ForFamily("gemma").Bounds(text).Ceiling);
     }
+
+    /// <summary>Runs no pre-tokenizer breaks: letters, symbols, whitespace, CJK and emoji, each a megabyte of UTF-8 or so.</summary>
+    public static TheoryData<string> UnbrokenRuns() => new()
+    {
+        new string('x', 1_000_000), new string('!', 1_000_000), "a" + new string(' ', 1_000_000) + "b",
+        string.Concat(Enumerable.Repeat("é中", 250_000)), string.Concat(Enumerable.Repeat("🚀", 250_000)),
+    };
+
+    // The timeout only tells a hang from an answer: before the cut, encoding one such run took hours (64,000 characters
+    // took 1.1 s and the time grows with the square of the length); now it takes about a tenth of a second.
+    [Theory(Timeout = 60_000), MemberData(nameof(UnbrokenRuns))]
+    public async Task AMegabyteWithNoBreakInItIsCountedWithinItsBounds(string text)
+    {
+        var (count, cuts) = await Task.Run(() => ModelTokenizer.GptOss.Measure(text));
+        Assert.True(cuts >= text.Length / (ModelTokenizer.LongestRun + 1) - 1, $"{cuts} cuts");
+        var bounds = ModelTokenizer.GptOss.Bounds(text);
+        Assert.Equal(count, bounds.Count);
+        Assert.InRange(count, bounds.Floor, bounds.Ceiling);
+        Assert.InRange(count, 1, System.Text.Encoding.UTF8.GetByteCount(text));
+    }
+
+    [Theory]
+    [InlineData("abcdefghijklmnopqrstuvwxyz", 1)]
+    [InlineData("aaaaab", 2)]
+    [InlineData("!@#$%^&*()_+-=[]{};':\",./<>?", 3)]
+    [InlineData("中文字符测试日本語한국어", 4)]
+    [InlineData("🚀😀👍", 5)]
+    [InlineData(" \t\n", 6)]
+    public void ARunCutIntoPartsIsCountedWithinTheSlackOfItsWholeCount(string alphabet, int seed)
+    {
+        // Runs short enough for the encoder to take whole in milliseconds, so the two counts can be compared.
+        var letters = System.Globalization.StringInfo.GetTextElementEnumerator(alphabet);
+        var elements = new List<string>();
+        while (letters.MoveNext()) elements.Add(letters.GetTextElement());
+        var random = new Random(seed);
+        for (var sample = 0; sample < 20; sample++)
+        {
+            var text = "Hello, " + string.Concat(Enumerable.Range(0, random.Next(300, 2_500)).Select(_ => elements[random.Next(elements.Count)])) + " end.";
+            var (count, cuts) = ModelTokenizer.GptOss.Measure(text);
+            var whole = Whole.Value.CountTokens(text);
+            Assert.True(cuts > 0, "the run is longer than a piece, so it is cut");
+            Assert.InRange(whole, count - cuts * ModelTokenizer.SlackPerCut, count + cuts * ModelTokenizer.SlackPerCut);
+            var bounds = ModelTokenizer.GptOss.Bounds(text);
+            Assert.InRange(whole, bounds.Floor, bounds.Ceiling);
+        }
+    }
+
+    /// <summary>The encoder itself, counting a text whole (these texts hold no harmony control tokens, so o200k counts them alike).</summary>
+    private static readonly Lazy<Microsoft.ML.Tokenizers.Tokenizer> Whole = new(() => Microsoft.ML.Tokenizers.TiktokenTokenizer.CreateForEncoding("o200k_base"));
 
     [Fact]
     public void PunctuationHeavyPromptsTakeFarMoreTokensThanFourCharactersEach()
