@@ -8,7 +8,7 @@ namespace Cortensor.Api.Inference;
 public static class Entitlement
 {
     /// <returns>Null when the request may go on; <paramref name="model"/> is set whenever the model exists.</returns>
-    public static ApiError? Check(CatalogSnapshot catalog, KeySnapshot key, string modelId, int maxTokens, out CatalogModel? model)
+    public static ApiError? Check(CatalogSnapshot catalog, KeySnapshot key, string modelId, int maxTokens, string maxTokensField, out CatalogModel? model)
     {
         model = null;
         // A replica that has not loaded the catalog yet does not know: that is not a 404.
@@ -18,7 +18,7 @@ public static class Entitlement
         if (!model.Enabled) return ApiError.ModelDisabled(model.Id);
         if (!key.MayUse(model.Id)) return ApiError.ModelNotEntitled(model, key.PlanId);
         if (maxTokens > model.ContextWindow)
-            return ApiError.InvalidField("max_tokens", $"'max_tokens' must be at most {model.ContextWindow} for {model.Id}; got {maxTokens}.");
+            return ApiError.InvalidField(maxTokensField, $"'{maxTokensField}' must be at most {model.ContextWindow} for {model.Id}; got {maxTokens}.");
         return null;
     }
 
@@ -38,8 +38,9 @@ public static class Entitlement
     }
 
     /// <summary>The prompt's fewest possible tokens plus max_tokens must fit the model's context.</summary>
-    public static ApiError? Fits(CatalogModel model, UsageBounds.Prompt prompt, int maxTokens) =>
+    public static ApiError? Fits(CatalogModel model, UsageBounds.Prompt prompt, int maxTokens, InferenceRequest request) =>
         prompt.Floor + maxTokens > model.ContextWindow
-            ? ApiError.InvalidField("messages", $"The prompt ({prompt.Floor} tokens) plus max_tokens ({maxTokens}) exceeds the context window of {model.Id} ({model.ContextWindow}).")
+            ? ApiError.InvalidField(request.PromptField,
+                $"The prompt ({prompt.Floor} tokens) plus {request.MaxTokensField} ({maxTokens}) exceeds the context window of {model.Id} ({model.ContextWindow}).")
             : null;
 }

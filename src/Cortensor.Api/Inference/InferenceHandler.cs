@@ -55,7 +55,7 @@ public sealed class InferenceHandler(
             using (Telemetry.StartStep("normalise-request"))
                 text = dialect.Render(model, request);
             var prompt = new UsageBounds.Prompt(ModelTokenizer.ForFamily(model.Family), text);
-            if (Entitlement.Fits(model, prompt, maxTokens) is { } tooLong) return usage.Fail(tooLong);
+            if (Entitlement.Fits(model, prompt, maxTokens, request) is { } tooLong) return usage.Fail(tooLong);
 
             // Steps 4-5: rate limits and quota or credits, one atomic reservation shared by every replica.
             Admission admission;

@@ -23,6 +23,10 @@ public sealed record InferenceRequest(
     /// <summary>Models to try in order when <see cref="Model"/> cannot serve (see <see cref="ModelFallback"/>).</summary>
     public IReadOnlyList<string> Fallbacks { get; init; } = [];
 
+    /// <summary>What the client called the answer's token limit and its prompt, for errors that name them.</summary>
+    public string MaxTokensField => Responses is null ? "max_tokens" : "max_output_tokens";
+    public string PromptField => Kind == InferenceKind.Text ? "prompt" : Responses is null ? "messages" : "input";
+
     /// <summary>Function tools and tool_choice (chat only); rendered in the family's tool format.</summary>
     public ToolSet? Tools { get; init; }
 

@@ -33,7 +33,7 @@ public static class ModelFallback
 
     private static Choice Serve(CatalogSnapshot catalog, KeySnapshot key, InferenceRequest request, string modelId, int maxTokens, RouterBalancer balancer)
     {
-        var denied = Entitlement.Check(catalog, key, modelId, maxTokens, out var model);
+        var denied = Entitlement.Check(catalog, key, modelId, maxTokens, request.MaxTokensField, out var model);
         if (denied is not null || model is null) return new(model, null, denied ?? ApiError.UnknownModel(modelId));
         // A request its pool cannot take is refused before it counts against any limit.
         if (!catalog.Pools.TryGetValue(model.PoolId, out var pool) || pool.Routers.Count == 0)

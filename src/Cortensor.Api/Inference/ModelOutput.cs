@@ -155,6 +155,11 @@ public static partial class ModelOutput
             // A customer's 'pattern' can backtrack for ever on the right text; Program.cs bounds every regex in the process.
             return "a 'pattern' of the schema took too long to check against the answer.";
         }
+        catch (Exception ex) when (ex is Json.Schema.RefResolutionException or Json.Schema.JsonSchemaException)
+        {
+            // What the request's check could not see (a reference under a part's own $id): the answer cannot be checked.
+            return $"the schema could not be checked against the answer: {ex.Message}";
+        }
         if (results.IsValid) return null;
         foreach (var detail in results.Details ?? [])
             if (detail.Errors is { Count: > 0 } errors)

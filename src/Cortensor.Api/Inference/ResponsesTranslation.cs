@@ -179,6 +179,8 @@ public static class ResponsesTranslation
         if (metadata.Count > MaxMetadataPairs) return ApiError.InvalidField("metadata", $"'metadata' takes at most {MaxMetadataPairs} pairs.");
         foreach (var (key, value) in metadata)
         {
+            // JSON null reaches a string-valued map as null: OpenAI's metadata values are strings.
+            if (value is null) return ApiError.InvalidField($"metadata.{key}", "'metadata' values are strings; this one is null.");
             if (key.Length > MaxMetadataKey) return ApiError.InvalidField("metadata", $"'metadata' keys are at most {MaxMetadataKey} characters.");
             if (value.Length > MaxMetadataValue) return ApiError.InvalidField($"metadata.{key}", $"'metadata' values are at most {MaxMetadataValue} characters.");
         }

@@ -65,13 +65,16 @@ internal static class TypeScript
             foreach (var t in type.EnumerateArray())
             {
                 if (!first) sb.Append(" | ");
-                WriteType(sb, s, t.GetString(), depth);
+                WriteType(sb, s, Name(t), depth);
                 first = false;
             }
             return;
         }
-        WriteType(sb, s, type.GetString(), depth);
+        WriteType(sb, s, Name(type), depth);
     }
+
+    /// <summary>A type is named by a string; anything else a client put there (a number, true, an object) shows as <c>any</c>.</summary>
+    private static string? Name(JsonElement type) => type.ValueKind == JsonValueKind.String ? type.GetString() : null;
 
     private static void WriteType(StringBuilder sb, JsonElement s, string? type, int depth)
     {

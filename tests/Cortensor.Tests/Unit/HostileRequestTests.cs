@@ -1,0 +1,82 @@
+using System.Text;
+using Cortensor.Api.Inference;
+
+namespace Cortensor.Tests.Unit;
+
+/// <summary>Requests built to break the Portal's reading of them: each gets a 400 naming the field, or is read as sent, never a 500.</summary>
+public class HostileRequestTests
+{
+    private static (InferenceRequest? Request, Cortensor.Api.Errors.ApiError? Error) Read(Dialect dialect, string json) =>
+        dialect.Read(Encoding.UTF8.GetBytes(json));
+
+    [Theory]
+    [InlineData("5")]
+    [InlineData("true")]
+    [InlineData("""["string", 1]""")]
+    [InlineData("""{"not":"a name"}""")]
+    public void AToolParameterWhoseTypeIsNotANameIsShownToTheModelAsAny(string type)
+    {
+        var (request, error) = Read(Dialect.Chat, """
+            {"model":"m","messages":[{"role":"user","content":"hi"}],
+             "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"a":{"type":TYPE}}}}}]}
+            """.Replace("TYPE", type));
+        Assert.Null(error);
+        var prompt = PromptTemplates.Render("gpt-oss", request!);
+        Assert.Contains("a?: any", prompt.Replace("string | any", "any"), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("""{"$ref":"#/nope"}""", "#/nope")]
+    [InlineData("""{"$ref":"http://example.com/schema.json"}""", "http://example.com/schema.json")]
+    [InlineData("""{"type":"object","properties":{"a":{"$dynamicRef":"#missing"}}}""", "#missing")]
+    [InlineData("""{"$defs":{"x":{"type":"string"}},"type":"object","properties":{"a":{"$ref":"#/$defs/y"}}}""", "#/$defs/y")]
+    public void AStrictSchemaThatRefersOutsideItselfIsA400BeforeAnyRouterIsPaid(string schema, string reference)
+    {
+        foreach (var (dialect, json, param) in new[]
+        {
+            (Dialect.Chat, """{"model":"m","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","strict":true,"schema":SCHEMA}}}""".Replace("SCHEMA", schema),
+                "response_format.json_schema.schema"),
+            (Dialect.Chat, """{"model":"m","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f","strict":true,"parameters":SCHEMA}}]}""".Replace("SCHEMA", schema),
+                "tools[0].function.parameters"),
+            (Dialect.Responses, """{"model":"m","input":"hi","text":{"format":{"type":"json_schema","name":"x","strict":true,"schema":SCHEMA}}}""".Replace("SCHEMA", schema), null),
+        })
+        {
+            var (request, error) = Read(dialect, json);
+            Assert.Null(request);
+            Assert.Equal((400, "invalid_value"), (error?.Status, error?.Code));
+            if (param is not null) Assert.Equal(param, error!.Param);
+            Assert.Contains(reference, error!.Message, StringComparison.Ordinal);
+        }
+    }
+
+    [Theory]
+    [InlineData("""{"$defs":{"x":{"type":"string"}},"type":"object","properties":{"a":{"$ref":"#/$defs/x"}},"required":["a"],"additionalProperties":false}""")]
+    [InlineData("""{"type":"object","properties":{"next":{"$ref":"#"}},"additionalProperties":false}""")]
+    [InlineData("""{"$defs":{"x":{"$anchor":"item","type":"string"}},"type":"object","properties":{"a":{"$ref":"#item"}},"additionalProperties":false}""")]
+    [InlineData("""{"$defs":{"a b":{"type":"string"}},"type":"object","properties":{"a":{"$ref":"#/$defs/a%20b"}},"additionalProperties":false}""")]
+    public void AStrictSchemaWhoseReferencesAreWithinItIsAccepted(string schema)
+    {
+        var (request, error) = Read(Dialect.Chat,
+            """{"model":"m","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","strict":true,"schema":SCHEMA}}}""".Replace("SCHEMA", schema));
+        Assert.Null(error);
+        Assert.NotNull(request!.Format?.Compiled);
+    }
+
+    [Fact]
+    public void AResponsesMetadataValueThatIsNullIsA400NamingIt()
+    {
+        var (request, error) = Read(Dialect.Responses, """{"model":"m","input":"hi","metadata":{"ok":"yes","a":null}}""");
+        Assert.Null(request);
+        Assert.Equal((400, "invalid_value", "metadata.a"), (error?.Status, error?.Code, error?.Param));
+    }
+
+    [Fact]
+    public void ErrorsNameTheTokenLimitAndThePromptAsEachDialectCallsThem()
+    {
+        Assert.Equal(("max_output_tokens", "input"), Fields(Read(Dialect.Responses, """{"model":"m","input":"hi"}""").Request!));
+        Assert.Equal(("max_tokens", "messages"), Fields(Read(Dialect.Chat, """{"model":"m","messages":[{"role":"user","content":"hi"}]}""").Request!));
+        Assert.Equal(("max_tokens", "prompt"), Fields(Read(Dialect.Text, """{"model":"m","prompt":"hi"}""").Request!));
+
+        static (string, string) Fields(InferenceRequest r) => (r.MaxTokensField, r.PromptField);
+    }
+}
