@@ -14,8 +14,9 @@ public static class RequestReader
     {
         if (http.Request.ContentLength > limit) return (null, ApiError.BodyTooLarge(limit));
         if (http.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size) size.MaxRequestBodySize = limit;
-        if (http.Request.ContentType is not { } type || !type.StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
-            return (null, new ApiError(400, "invalid_request_error", "invalid_content_type", "Send the request body as JSON with 'Content-Type: application/json'."));
+        if (http.Request.ContentType is not { } type || !IsJson(type))
+            return (null, new ApiError(400, "invalid_request_error", "invalid_content_type",
+                "Send the request body as UTF-8 JSON with 'Content-Type: application/json' (with charset=utf-8 or no charset)."));
         try
         {
             // A body that came whole in one piece (most do: a few hundred bytes) is parsed where Kestrel holds it, in one
@@ -56,6 +57,16 @@ public static class RequestReader
         {
             return (null, ApiError.BodyTooLarge(limit));
         }
+    }
+
+    /// <summary>application/json itself (not application/jsonfoo), and no charset but UTF-8: the body is read as UTF-8 whatever it says.</summary>
+    private static bool IsJson(string type)
+    {
+        if (type.Equals("application/json", StringComparison.OrdinalIgnoreCase)) return true;
+        if (!Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(type, out var media)
+            || !media.MediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase)) return false;
+        var charset = Microsoft.Net.Http.Headers.HeaderUtilities.RemoveQuotes(media.Charset);
+        return !charset.HasValue || charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase) || charset.Equals("utf8", StringComparison.OrdinalIgnoreCase);
     }
 
     private static (InferenceRequest? Request, ApiError? Error) Read(Dialect dialect, ReadOnlySpan<byte> body)

@@ -85,6 +85,26 @@ public class RequestReaderTests
     private static byte[] Bytes(string body) =>
         [.. body.Split("<FF>").Select(Encoding.UTF8.GetBytes).Aggregate((before, after) => [.. before, 0xFF, .. after])];
 
+    [Theory]
+    [InlineData("application/json", true)]
+    [InlineData("application/json; charset=utf-8", true)]
+    [InlineData("Application/JSON;charset=UTF-8", true)]
+    [InlineData("application/json; charset=\"utf-8\"", true)]
+    [InlineData("application/jsonfoo", false)]
+    [InlineData("application/json-patch+json", false)]
+    [InlineData("text/plain", false)]
+    [InlineData("application/json; charset=latin1", false)]
+    [InlineData("", false)]
+    public async Task OnlyJsonInUtf8IsTaken(string contentType, bool taken)
+    {
+        var http = new DefaultHttpContext();
+        http.Request.ContentType = contentType;
+        http.Request.Body = new MemoryStream(Encoding.UTF8.GetBytes("""{"model":"gpt-oss-20b","prompt":"hi"}"""));
+        var (request, error) = await RequestReader.ReadAsync(http, Dialect.Text, 1 << 20);
+        Assert.Equal(taken, request is not null);
+        if (!taken) Assert.Equal((400, "invalid_content_type"), (error?.Status, error?.Code));
+    }
+
     private static readonly Dictionary<string, Dialect> Dialects = new()
     {
         ["chat"] = Dialect.Chat, ["responses"] = Dialect.Responses, ["text"] = Dialect.Text,
