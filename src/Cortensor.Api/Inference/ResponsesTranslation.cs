@@ -136,10 +136,14 @@ public static class ResponsesTranslation
         }
         var call = new PromptToolCall(callId.GetString()!, name.GetString()!, arguments);
         callNames[call.Id] = call.Name;
+        // The turn's list is this method's own and grows in place: copying it for every call made consecutive calls quadratic.
         if (messages.Count > 0 && messages[^1] is { Role: "assistant" } turn)
-            messages[^1] = turn with { ToolCalls = [.. turn.ToolCalls ?? [], call] };
+        {
+            if (turn.ToolCalls is List<PromptToolCall> calls) calls.Add(call);
+            else messages[^1] = turn with { ToolCalls = new List<PromptToolCall>(turn.ToolCalls ?? []) { call } };
+        }
         else
-            messages.Add(new PromptMessage("assistant", "") { ToolCalls = [call] });
+            messages.Add(new PromptMessage("assistant", "") { ToolCalls = new List<PromptToolCall> { call } });
         return null;
     }
 

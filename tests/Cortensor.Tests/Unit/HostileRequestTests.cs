@@ -63,6 +63,25 @@ public class HostileRequestTests
     }
 
     [Fact]
+    public void ConsecutiveFunctionCallItemsJoinOneAssistantTurnInTheirOrder()
+    {
+        var calls = string.Join(",", Enumerable.Range(0, 5_000).Select(i => $$$"""{"type":"function_call","call_id":"c{{{i}}}","name":"f","arguments":"{}"}"""));
+        var (request, error) = Read(Dialect.Responses, $$$"""{"model":"m","input":[{"role":"user","content":"hi"},{{{calls}}},{"type":"function_call_output","call_id":"c4999","output":"ok"}]}""");
+        Assert.Null(error);
+        var turn = Assert.Single(request!.Messages, m => m.Role == "assistant");
+        Assert.Equal(Enumerable.Range(0, 5_000).Select(i => $"c{i}"), turn.ToolCalls!.Select(c => c.Id));
+    }
+
+    [Fact]
+    public void AToolNamedTwiceAmongThousandsIsRefusedWhereTheSecondIs()
+    {
+        var tools = string.Join(",", Enumerable.Range(0, 20_000).Select(i => $$$"""{"type":"function","function":{"name":"f{{{i % 19_999}}}"}}"""));
+        var (request, error) = Read(Dialect.Chat, $$$"""{"model":"m","messages":[{"role":"user","content":"hi"}],"tools":[{{{tools}}}]}""");
+        Assert.Null(request);
+        Assert.Equal(("tools[19999].function.name", "invalid_value"), (error?.Param, error?.Code));
+    }
+
+    [Fact]
     public void AResponsesMetadataValueThatIsNullIsA400NamingIt()
     {
         var (request, error) = Read(Dialect.Responses, """{"model":"m","input":"hi","metadata":{"ok":"yes","a":null}}""");
