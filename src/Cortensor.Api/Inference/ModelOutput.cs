@@ -145,6 +145,7 @@ public static partial class ModelOutput
     /// <summary>The first thing the instance breaks, or null when it validates.</summary>
     public static string? Violation(Json.Schema.JsonSchema schema, JsonElement instance)
     {
+        if (SchemaLimits.SlowPatterns(schema, instance) is { } slow) return slow;
         Json.Schema.EvaluationResults results;
         try
         {

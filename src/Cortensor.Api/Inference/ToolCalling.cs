@@ -212,6 +212,12 @@ public static partial class ToolValidation
             return ApiError.InvalidField(param,
                 $"'{param}' refers to '{reference}', which is not in the schema: references are followed only within it ('#', '#/$defs/…', '#anchor').");
         }
+        if (SchemaLimits.Complexity(schema) is { } tooMuch)
+        {
+            compiled = null;
+            return ApiError.InvalidField(param, $"'{param}' is too costly to check answers against: {tooMuch}");
+        }
+        SchemaLimits.Remember(compiled, schema);
         return null;
     }
 

@@ -81,6 +81,51 @@ public class HostileRequestTests
         Assert.Equal(("tools[19999].function.name", "invalid_value"), (error?.Param, error?.Code));
     }
 
+    private static string StrictChat(string schema) =>
+        """{"model":"m","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","strict":true,"schema":SCHEMA}}}""".Replace("SCHEMA", schema);
+
+    /// <summary>$defs a0…a{links}: each an anyOf of two references to the next, the last a string.</summary>
+    private static string DoublingChain(int links) =>
+        "{\"$defs\":{" + string.Join(",", Enumerable.Range(0, links).Select(i => $"\"a{i}\":{{\"anyOf\":[{{\"$ref\":\"#/$defs/a{i + 1}\"}},{{\"$ref\":\"#/$defs/a{i + 1}\"}}]}}"))
+        + $",\"a{links}\":{{\"type\":\"string\"}}}},\"$ref\":\"#/$defs/a0\"}}";
+
+    [Fact]
+    public void AStrictSchemaWhoseChecksDoubleAtEveryLinkIsRefusedAndAShortChainIsNot()
+    {
+        var (request, error) = Read(Dialect.Chat, StrictChat(DoublingChain(16)));
+        Assert.Null(request);
+        Assert.Equal(("response_format.json_schema.schema", "invalid_value"), (error?.Param, error?.Code));
+        Assert.Contains("too costly", error!.Message, StringComparison.Ordinal);
+
+        Assert.Null(Read(Dialect.Chat, StrictChat(DoublingChain(6))).Error);
+    }
+
+    [Theory]
+    [InlineData("""{"type":"object","properties":{"name":{"type":"string"},"children":{"type":"array","items":{"$ref":"#"}}},"required":["name","children"],"additionalProperties":false}""")]
+    [InlineData("""{"$defs":{"node":{"type":"object","properties":{"left":{"anyOf":[{"$ref":"#/$defs/node"},{"type":"null"}]},"right":{"anyOf":[{"$ref":"#/$defs/node"},{"type":"null"}]}},"required":["left","right"],"additionalProperties":false}},"$ref":"#/$defs/node"}""")]
+    public void ARecursiveSchemaThatGoesIntoTheValueIsAccepted(string schema)
+    {
+        var (request, error) = Read(Dialect.Chat, StrictChat(schema));
+        Assert.Null(error);
+        Assert.NotNull(request!.Format?.Compiled);
+    }
+
+    // The timeout only tells a hang from an answer: without the budget, one of these strings takes the regex engine
+    // minutes (its backtracking doubles with every character).
+    [Fact(Timeout = 60_000)]
+    public async Task AnAnswerWhoseStringsBacktrackInTheSchemasPatternsIsCheckedWithinItsBudget()
+    {
+        var properties = string.Join(",", Enumerable.Range(0, 8).Select(i => $"\"p{i}\":{{\"type\":\"string\",\"pattern\":\"^(\\\\w+\\\\s?)*y$\"}}"));
+        var (request, error) = Read(Dialect.Chat, StrictChat($"{{\"type\":\"object\",\"properties\":{{{properties}}}}}"));
+        Assert.Null(error);
+        var slow = System.Text.Json.JsonDocument.Parse("{" + string.Join(",", Enumerable.Range(0, 8).Select(i => $"\"p{i}\":\"{new string('x', 40)}\"")) + "}").RootElement;
+        var why = await Task.Run(() => ModelOutput.Violation(request!.Format!.Compiled!, slow));
+        Assert.Contains("patterns", why, StringComparison.Ordinal);
+
+        var quick = System.Text.Json.JsonDocument.Parse("""{"p0":"abc y"}""").RootElement;
+        Assert.Null(ModelOutput.Violation(request!.Format!.Compiled!, quick));
+    }
+
     [Fact]
     public void AResponsesMetadataValueThatIsNullIsA400NamingIt()
     {

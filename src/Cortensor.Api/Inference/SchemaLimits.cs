@@ -1,0 +1,211 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Json.Schema;
+
+namespace Cortensor.Api.Inference;
+
+/// <summary>
+/// What a customer's strict schema may cost the Portal when an answer is checked against it. The check (JsonSchema.Net)
+/// has no budget of its own, and the schema is the customer's: a chain of <c>anyOf</c>s that each refer twice to the next
+/// doubled the work and the memory at every link (17 links: 1.7 s and 600 MB for one answer), and <c>pattern</c>s built
+/// to backtrack cost up to the regex timeout each, one after another (48 of them: over 30 s). Hand-written: the library
+/// offers no way to bound either.
+/// </summary>
+public static class SchemaLimits
+{
+    /// <summary>The most subschemas one value of the answer may be checked against at one place of the schema.</summary>
+    public const int MaxChecksPerValue = 2_000;
+
+    /// <summary>The time all of an answer's strings may take against all of the schema's patterns, before the check proper.</summary>
+    public static readonly TimeSpan PatternBudget = TimeSpan.FromMilliseconds(250);
+
+    private static readonly string[] SameValue = ["anyOf", "oneOf", "allOf", "not", "if", "then", "else", "dependentSchemas"];
+    private static readonly string[] References = ["$ref", "$dynamicRef", "$recursiveRef"];
+    private static readonly ConditionalWeakTable<JsonSchema, string[]> Patterns = new();
+
+    /// <summary>
+    /// Why the schema would cost too much to check an answer against, or null. Counts, for each subschema, the subschemas
+    /// a value is checked against without going into it (through anyOf/oneOf/allOf/not/if/then/else and references):
+    /// a chain that branches multiplies them, and past <see cref="MaxChecksPerValue"/> the schema is refused.
+    /// </summary>
+    public static string? Complexity(JsonElement root)
+    {
+        var anchors = new Dictionary<string, JsonElement>(StringComparer.Ordinal);
+        CollectAnchors(root, anchors, 0);
+        var checks = new Dictionary<string, long>(StringComparer.Ordinal);
+        // Being visited: 'chain' since the value was last gone into (a loop there never ends), 'open' at all (recursion
+        // through a value gone into is how trees are described, and ends with the value).
+        var open = new HashSet<string>(StringComparer.Ordinal);
+        string? why = null;
+        Visit(root, "#", 0, new HashSet<string>(StringComparer.Ordinal));
+        return why;
+
+        // The subschemas a value meets at this one (itself included); also visits what it goes into, for their own counts.
+        long Visit(JsonElement node, string at, int depth, HashSet<string> chain)
+        {
+            if (why is not null) return 0;
+            if (node.ValueKind != JsonValueKind.Object || depth > 128) return 1;
+            if (checks.TryGetValue(at, out var known)) return known;
+            if (chain.Contains(at))
+            {
+                why = $"'{at}' refers back to itself without going into the value.";
+                return 0;
+            }
+            if (open.Contains(at)) return 1;
+            chain.Add(at);
+            open.Add(at);
+            long total = 1;
+            foreach (var property in node.EnumerateObject())
+            {
+                var value = property.Value;
+                if (References.Contains(property.Name) && value.ValueKind == JsonValueKind.String)
+                {
+                    if (Resolve(root, anchors, value.GetString()!) is { } target) total += Visit(target.Node, target.At, depth + 1, chain);
+                }
+                else if (SameValue.Contains(property.Name))
+                {
+                    if (value.ValueKind == JsonValueKind.Array)
+                    {
+                        var i = 0;
+                        foreach (var branch in value.EnumerateArray()) total += Visit(branch, $"{at}/{property.Name}/{i++}", depth + 1, chain);
+                    }
+                    else if (value.ValueKind == JsonValueKind.Object && property.Name == "dependentSchemas")
+                        foreach (var dependent in value.EnumerateObject()) total += Visit(dependent.Value, $"{at}/{property.Name}/{Escape(dependent.Name)}", depth + 1, chain);
+                    else total += Visit(value, $"{at}/{property.Name}", depth + 1, chain);
+                }
+                else if (value.ValueKind is JsonValueKind.Object or JsonValueKind.Array)
+                {
+                    // Goes into the value (properties, items, …) or holds definitions: counted where it is used.
+                    VisitInside(value, $"{at}/{Escape(property.Name)}", depth + 1);
+                }
+                if (total > MaxChecksPerValue && why is null)
+                    why = $"one value would be checked against more than {MaxChecksPerValue} subschemas at '{at}' (anyOf/oneOf/allOf and references that branch).";
+            }
+            chain.Remove(at);
+            open.Remove(at);
+            checks[at] = total;
+            return total;
+        }
+
+        void VisitInside(JsonElement node, string at, int depth)
+        {
+            if (why is not null || depth > 128) return;
+            if (node.ValueKind == JsonValueKind.Array)
+            {
+                var i = 0;
+                foreach (var item in node.EnumerateArray()) VisitInside(item, $"{at}/{i++}", depth + 1);
+                return;
+            }
+            if (node.ValueKind != JsonValueKind.Object) return;
+            // A subschema itself (it has keywords), or a map of subschemas (properties, $defs, …): each is visited, a
+            // value's own chain starting afresh.
+            _ = Visit(node, at, depth, new HashSet<string>(StringComparer.Ordinal));
+        }
+    }
+
+    /// <summary>Keeps the schema's patterns beside its compiled form, for <see cref="SlowPatterns"/>.</summary>
+    public static void Remember(JsonSchema compiled, JsonElement root)
+    {
+        var found = new HashSet<string>(StringComparer.Ordinal);
+        Collect(root, 0);
+        if (found.Count > 0) Patterns.AddOrUpdate(compiled, [.. found]);
+
+        void Collect(JsonElement node, int depth)
+        {
+            if (depth > 128) return;
+            if (node.ValueKind == JsonValueKind.Array)
+            {
+                foreach (var item in node.EnumerateArray()) Collect(item, depth + 1);
+                return;
+            }
+            if (node.ValueKind != JsonValueKind.Object) return;
+            foreach (var property in node.EnumerateObject())
+            {
+                if (property.Name == "pattern" && property.Value.ValueKind == JsonValueKind.String) found.Add(property.Value.GetString()!);
+                if (property.Name == "patternProperties" && property.Value.ValueKind == JsonValueKind.Object)
+                    foreach (var p in property.Value.EnumerateObject()) found.Add(p.Name);
+                Collect(property.Value, depth + 1);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Whether every string of the answer (values and member names) meets every pattern of the schema within
+    /// <see cref="PatternBudget"/> in all: the check proper then meets only pairs tried here, each quick. Null when so.
+    /// </summary>
+    public static string? SlowPatterns(JsonSchema schema, JsonElement instance)
+    {
+        if (!Patterns.TryGetValue(schema, out var patterns)) return null;
+        var started = Stopwatch.GetTimestamp();
+        try
+        {
+            return Walk(instance, 0) ? null : Slow();
+        }
+        catch (RegexMatchTimeoutException)
+        {
+            return Slow();
+        }
+
+        bool Walk(JsonElement node, int depth)
+        {
+            switch (node.ValueKind)
+            {
+                case JsonValueKind.String:
+                    return Try(node.GetString()!);
+                case JsonValueKind.Array:
+                    foreach (var item in node.EnumerateArray()) if (!Walk(item, depth + 1)) return false;
+                    return true;
+                case JsonValueKind.Object:
+                    foreach (var property in node.EnumerateObject())
+                        if (!Try(property.Name) || !Walk(property.Value, depth + 1)) return false;
+                    return true;
+                default:
+                    return true;
+            }
+        }
+
+        bool Try(string text)
+        {
+            foreach (var pattern in patterns)
+            {
+                var left = PatternBudget - Stopwatch.GetElapsedTime(started);
+                if (left <= TimeSpan.Zero) return false;
+                // The options the check proper uses (ECMAScript), under what is left of the budget.
+                _ = Regex.IsMatch(text, pattern, RegexOptions.ECMAScript, left);
+            }
+            return true;
+        }
+
+        string Slow() => $"the answer's strings took longer than {PatternBudget.TotalMilliseconds:0} ms to check against the schema's patterns.";
+    }
+
+    private static (JsonElement Node, string At)? Resolve(JsonElement root, Dictionary<string, JsonElement> anchors, string reference)
+    {
+        if (reference == "#") return (root, "#");
+        if (!reference.StartsWith('#')) return null;
+        var fragment = Uri.UnescapeDataString(reference[1..]);
+        if (!fragment.StartsWith('/')) return anchors.TryGetValue(fragment, out var anchored) ? (anchored, "#" + fragment) : null;
+        return Json.Pointer.JsonPointer.TryParse(fragment, out var pointer) && pointer.Evaluate(root) is { } target ? (target, "#" + fragment) : null;
+    }
+
+    private static void CollectAnchors(JsonElement node, Dictionary<string, JsonElement> anchors, int depth)
+    {
+        if (depth > 128) return;
+        if (node.ValueKind == JsonValueKind.Array)
+        {
+            foreach (var item in node.EnumerateArray()) CollectAnchors(item, anchors, depth + 1);
+            return;
+        }
+        if (node.ValueKind != JsonValueKind.Object) return;
+        foreach (var property in node.EnumerateObject())
+        {
+            if (property.Name is "$anchor" or "$dynamicAnchor" && property.Value.ValueKind == JsonValueKind.String)
+                anchors.TryAdd(property.Value.GetString()!, node);
+            CollectAnchors(property.Value, anchors, depth + 1);
+        }
+    }
+
+    private static string Escape(string name) => name.Replace("~", "~0", StringComparison.Ordinal).Replace("/", "~1", StringComparison.Ordinal);
+}
