@@ -34,7 +34,7 @@ public static class SchemaLimits
     {
         var anchors = new Dictionary<string, JsonElement>(StringComparer.Ordinal);
         CollectAnchors(root, anchors, 0);
-        var checks = new Dictionary<string, long>(StringComparer.Ordinal);
+        var known = new Dictionary<string, (long Checks, HashSet<string> Recursion)>(StringComparer.Ordinal);
         // Being visited: 'chain' since the value was last gone into (a loop there never ends), 'open' at all (recursion
         // through a value gone into is how trees are described, and ends with the value).
         var open = new HashSet<string>(StringComparer.Ordinal);
@@ -42,66 +42,82 @@ public static class SchemaLimits
         Visit(root, "#", 0, new HashSet<string>(StringComparer.Ordinal));
         return why;
 
-        // The subschemas a value meets at this one (itself included); also visits what it goes into, for their own counts.
-        long Visit(JsonElement node, string at, int depth, HashSet<string> chain)
+        // The subschemas a value meets at this one (itself included), and the ways (the steps into the value) by which
+        // this one recurses: two alternatives for one value that recurse the same way double the work at every level of
+        // the answer's nesting, which no count of the schema alone shows, so they are refused.
+        (long Checks, HashSet<string> Recursion) Visit(JsonElement node, string at, int depth, HashSet<string> chain)
         {
-            if (why is not null) return 0;
-            if (node.ValueKind != JsonValueKind.Object || depth > 128) return 1;
-            if (checks.TryGetValue(at, out var known)) return known;
+            if (why is not null || node.ValueKind != JsonValueKind.Object || depth > 128) return (1, []);
+            if (known.TryGetValue(at, out var memo)) return memo;
             if (chain.Contains(at))
             {
                 why = $"'{at}' refers back to itself without going into the value.";
-                return 0;
+                return (0, []);
             }
-            if (open.Contains(at)) return 1;
+            if (open.Contains(at)) return (1, ["*"]);
             chain.Add(at);
             open.Add(at);
             long total = 1;
+            var recursion = new HashSet<string>(StringComparer.Ordinal);
             foreach (var property in node.EnumerateObject())
             {
                 var value = property.Value;
                 if (References.Contains(property.Name) && value.ValueKind == JsonValueKind.String)
                 {
-                    if (Resolve(root, anchors, value.GetString()!) is { } target) total += Visit(target.Node, target.At, depth + 1, chain);
+                    if (Resolve(root, anchors, value.GetString()!) is { } target) Alternative(Visit(target.Node, target.At, depth + 1, chain));
                 }
                 else if (SameValue.Contains(property.Name))
                 {
                     if (value.ValueKind == JsonValueKind.Array)
                     {
                         var i = 0;
-                        foreach (var branch in value.EnumerateArray()) total += Visit(branch, $"{at}/{property.Name}/{i++}", depth + 1, chain);
+                        foreach (var branch in value.EnumerateArray()) Alternative(Visit(branch, $"{at}/{property.Name}/{i++}", depth + 1, chain));
                     }
                     else if (value.ValueKind == JsonValueKind.Object && property.Name == "dependentSchemas")
-                        foreach (var dependent in value.EnumerateObject()) total += Visit(dependent.Value, $"{at}/{property.Name}/{Escape(dependent.Name)}", depth + 1, chain);
-                    else total += Visit(value, $"{at}/{property.Name}", depth + 1, chain);
+                        foreach (var dependent in value.EnumerateObject()) Alternative(Visit(dependent.Value, $"{at}/{property.Name}/{Escape(dependent.Name)}", depth + 1, chain));
+                    else Alternative(Visit(value, $"{at}/{property.Name}", depth + 1, chain));
                 }
                 else if (value.ValueKind is JsonValueKind.Object or JsonValueKind.Array)
                 {
                     // Goes into the value (properties, items, …) or holds definitions: counted where it is used.
-                    VisitInside(value, $"{at}/{Escape(property.Name)}", depth + 1);
+                    foreach (var way in VisitInside(value, $"{at}/{Escape(property.Name)}", depth + 1)) recursion.Add($"{property.Name}/{way}");
                 }
                 if (total > MaxChecksPerValue && why is null)
                     why = $"one value would be checked against more than {MaxChecksPerValue} subschemas at '{at}' (anyOf/oneOf/allOf and references that branch).";
             }
             chain.Remove(at);
             open.Remove(at);
-            checks[at] = total;
-            return total;
+            known[at] = (total, recursion);
+            return (total, recursion);
+
+            // Another subschema the same value is checked against.
+            void Alternative((long Checks, HashSet<string> Recursion) other)
+            {
+                total += other.Checks;
+                foreach (var way in other.Recursion)
+                    if (!recursion.Add(way) && why is null)
+                        why = $"at '{at}', two subschemas of one value each recurse into it the same way ('{way}'), which doubles the work at every level of an answer.";
+            }
         }
 
-        void VisitInside(JsonElement node, string at, int depth)
+        HashSet<string> VisitInside(JsonElement node, string at, int depth)
         {
-            if (why is not null || depth > 128) return;
+            if (why is not null || depth > 128) return [];
             if (node.ValueKind == JsonValueKind.Array)
             {
+                var ways = new HashSet<string>(StringComparer.Ordinal);
                 var i = 0;
-                foreach (var item in node.EnumerateArray()) VisitInside(item, $"{at}/{i++}", depth + 1);
-                return;
+                foreach (var item in node.EnumerateArray())
+                {
+                    foreach (var way in VisitInside(item, $"{at}/{i}", depth + 1)) ways.Add($"{i}/{way}");
+                    i++;
+                }
+                return ways;
             }
-            if (node.ValueKind != JsonValueKind.Object) return;
+            if (node.ValueKind != JsonValueKind.Object) return [];
             // A subschema itself (it has keywords), or a map of subschemas (properties, $defs, …): each is visited, a
             // value's own chain starting afresh.
-            _ = Visit(node, at, depth, new HashSet<string>(StringComparer.Ordinal));
+            return Visit(node, at, depth, new HashSet<string>(StringComparer.Ordinal)).Recursion;
         }
     }
 

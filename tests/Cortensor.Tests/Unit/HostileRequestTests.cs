@@ -101,6 +101,20 @@ public class HostileRequestTests
     }
 
     [Theory]
+    [InlineData("""{"anyOf":[{"type":"array","items":{"$ref":"#"}},{"type":"array","items":{"$ref":"#"}},{"type":"string"}]}""")]
+    [InlineData("""{"$defs":{"v":{"anyOf":[{"$ref":"#/$defs/w"},{"$ref":"#/$defs/w"}]},"w":{"type":"array","items":{"$ref":"#/$defs/v"}}},"$ref":"#/$defs/v"}""")]
+    [InlineData("""{"type":"array","items":{"anyOf":[{"$ref":"#"},{"$ref":"#"}]}}""")]
+    public void AStrictSchemaWhoseAlternativesRecurseIntoOneValueTheSameWayIsRefused(string schema)
+    {
+        // Checking [[[[…"x"]]]] against it doubles at every level of nesting: 2^depth for an answer the model controls.
+        var (request, error) = Read(Dialect.Chat, StrictChat(schema));
+        Assert.Null(request);
+        Assert.Equal(("response_format.json_schema.schema", "invalid_value"), (error?.Param, error?.Code));
+        Assert.Contains("too costly", error!.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("""{"anyOf":[{"type":"array","items":{"$ref":"#"}},{"type":"object","additionalProperties":{"$ref":"#"}},{"type":"string"}]}""")]
     [InlineData("""{"type":"object","properties":{"name":{"type":"string"},"children":{"type":"array","items":{"$ref":"#"}}},"required":["name","children"],"additionalProperties":false}""")]
     [InlineData("""{"$defs":{"node":{"type":"object","properties":{"left":{"anyOf":[{"$ref":"#/$defs/node"},{"type":"null"}]},"right":{"anyOf":[{"$ref":"#/$defs/node"},{"type":"null"}]}},"required":["left","right"],"additionalProperties":false}},"$ref":"#/$defs/node"}""")]
     public void ARecursiveSchemaThatGoesIntoTheValueIsAccepted(string schema)
