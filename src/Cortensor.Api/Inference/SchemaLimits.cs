@@ -23,7 +23,7 @@ public static class SchemaLimits
 
     private static readonly string[] SameValue = ["anyOf", "oneOf", "allOf", "not", "if", "then", "else", "dependentSchemas"];
     private static readonly string[] References = ["$ref", "$dynamicRef", "$recursiveRef"];
-    private static readonly ConditionalWeakTable<JsonSchema, string[]> Patterns = new();
+    private static readonly ConditionalWeakTable<JsonSchema, Regex[]> Patterns = new();
 
     /// <summary>
     /// Why the schema would cost too much to check an answer against, or null. Counts, for each subschema, the subschemas
@@ -126,7 +126,20 @@ public static class SchemaLimits
     {
         var found = new HashSet<string>(StringComparer.Ordinal);
         Collect(root, 0);
-        if (found.Count > 0) Patterns.AddOrUpdate(compiled, [.. found]);
+        // Built once with the schema, with the options the check proper uses (ECMAScript); no single match may take
+        // longer than the whole budget. A pattern .NET cannot build was refused when the schema was.
+        var regexes = new List<Regex>(found.Count);
+        foreach (var pattern in found)
+        {
+            try
+            {
+                regexes.Add(new Regex(pattern, RegexOptions.ECMAScript, PatternBudget));
+            }
+            catch (ArgumentException)
+            {
+            }
+        }
+        if (regexes.Count > 0) Patterns.AddOrUpdate(compiled, [.. regexes]);
 
         void Collect(JsonElement node, int depth)
         {
@@ -186,10 +199,8 @@ public static class SchemaLimits
         {
             foreach (var pattern in patterns)
             {
-                var left = PatternBudget - Stopwatch.GetElapsedTime(started);
-                if (left <= TimeSpan.Zero) return false;
-                // The options the check proper uses (ECMAScript), under what is left of the budget.
-                _ = Regex.IsMatch(text, pattern, RegexOptions.ECMAScript, left);
+                if (Stopwatch.GetElapsedTime(started) > PatternBudget) return false;
+                _ = pattern.IsMatch(text);
             }
             return true;
         }
