@@ -32,8 +32,7 @@ public static class SchemaLimits
     /// </summary>
     public static string? Complexity(JsonElement root)
     {
-        var anchors = new Dictionary<string, JsonElement>(StringComparer.Ordinal);
-        CollectAnchors(root, anchors, 0);
+        var anchors = Anchors(root);
         var known = new Dictionary<string, (long Checks, HashSet<string> Recursion)>(StringComparer.Ordinal);
         // Being visited: 'chain' since the value was last gone into (a loop there never ends), 'open' at all (recursion
         // through a value gone into is how trees are described, and ends with the value).
@@ -121,11 +120,36 @@ public static class SchemaLimits
         }
     }
 
+    /// <summary>
+    /// The first reference that does not lead to a part of <paramref name="root"/>, or null. Building a schema does not
+    /// follow references and nothing is fetched, so a reference must be to the schema itself. A schema that gives a part
+    /// of itself an <c>$id</c> moves the base its references resolve from; that rare case is left to the check of the answer.
+    /// </summary>
+    public static string? UnresolvedReference(JsonElement root)
+    {
+        var references = new List<string>();
+        var movesBase = false;
+        EachMember(root, (_, member, depth) =>
+        {
+            if (member.Value.ValueKind != JsonValueKind.String) return;
+            if (References.Contains(member.Name)) references.Add(member.Value.GetString()!);
+            else if (member.Name == "$id" && depth > 0) movesBase = true;
+        });
+        if (movesBase || references.Count == 0) return null;
+        var anchors = Anchors(root);
+        return references.FirstOrDefault(reference => Resolve(root, anchors, reference) is null);
+    }
+
     /// <summary>Keeps the schema's patterns beside its compiled form, for <see cref="SlowPatterns"/>.</summary>
     public static void Remember(JsonSchema compiled, JsonElement root)
     {
         var found = new HashSet<string>(StringComparer.Ordinal);
-        Collect(root, 0);
+        EachMember(root, (_, member, _) =>
+        {
+            if (member.Name == "pattern" && member.Value.ValueKind == JsonValueKind.String) found.Add(member.Value.GetString()!);
+            if (member.Name == "patternProperties" && member.Value.ValueKind == JsonValueKind.Object)
+                foreach (var p in member.Value.EnumerateObject()) found.Add(p.Name);
+        });
         // Built once with the schema, with the options the check proper uses (ECMAScript); no single match may take
         // longer than the whole budget. A pattern .NET cannot build was refused when the schema was.
         var regexes = new List<Regex>(found.Count);
@@ -140,24 +164,6 @@ public static class SchemaLimits
             }
         }
         if (regexes.Count > 0) Patterns.AddOrUpdate(compiled, [.. regexes]);
-
-        void Collect(JsonElement node, int depth)
-        {
-            if (depth > 128) return;
-            if (node.ValueKind == JsonValueKind.Array)
-            {
-                foreach (var item in node.EnumerateArray()) Collect(item, depth + 1);
-                return;
-            }
-            if (node.ValueKind != JsonValueKind.Object) return;
-            foreach (var property in node.EnumerateObject())
-            {
-                if (property.Name == "pattern" && property.Value.ValueKind == JsonValueKind.String) found.Add(property.Value.GetString()!);
-                if (property.Name == "patternProperties" && property.Value.ValueKind == JsonValueKind.Object)
-                    foreach (var p in property.Value.EnumerateObject()) found.Add(p.Name);
-                Collect(property.Value, depth + 1);
-            }
-        }
     }
 
     /// <summary>
@@ -217,20 +223,31 @@ public static class SchemaLimits
         return Json.Pointer.JsonPointer.TryParse(fragment, out var pointer) && pointer.Evaluate(root) is { } target ? (target, "#" + fragment) : null;
     }
 
-    private static void CollectAnchors(JsonElement node, Dictionary<string, JsonElement> anchors, int depth)
+    private static Dictionary<string, JsonElement> Anchors(JsonElement root)
+    {
+        var anchors = new Dictionary<string, JsonElement>(StringComparer.Ordinal);
+        EachMember(root, (owner, member, _) =>
+        {
+            if (member.Name is "$anchor" or "$dynamicAnchor" && member.Value.ValueKind == JsonValueKind.String)
+                anchors.TryAdd(member.Value.GetString()!, owner);
+        });
+        return anchors;
+    }
+
+    /// <summary>Every member of every object in the schema, with its object and that object's depth (the root's is 0).</summary>
+    private static void EachMember(JsonElement node, Action<JsonElement, JsonProperty, int> visit, int depth = 0)
     {
         if (depth > 128) return;
         if (node.ValueKind == JsonValueKind.Array)
         {
-            foreach (var item in node.EnumerateArray()) CollectAnchors(item, anchors, depth + 1);
+            foreach (var item in node.EnumerateArray()) EachMember(item, visit, depth + 1);
             return;
         }
         if (node.ValueKind != JsonValueKind.Object) return;
-        foreach (var property in node.EnumerateObject())
+        foreach (var member in node.EnumerateObject())
         {
-            if (property.Name is "$anchor" or "$dynamicAnchor" && property.Value.ValueKind == JsonValueKind.String)
-                anchors.TryAdd(property.Value.GetString()!, node);
-            CollectAnchors(property.Value, anchors, depth + 1);
+            visit(node, member, depth);
+            EachMember(member.Value, visit, depth + 1);
         }
     }
 

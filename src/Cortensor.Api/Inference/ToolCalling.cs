@@ -205,8 +205,8 @@ public static partial class ToolValidation
             return ApiError.InvalidField(param, $"'{param}' is not a valid JSON schema: {ex.Message}");
         }
         // Building does not follow references; checking an answer does, and one that leads nowhere failed there, after
-        // the router had been paid. Nothing is fetched, so a reference must be to the schema itself.
-        if (UnresolvedReference(schema) is { } reference)
+        // the router had been paid.
+        if (SchemaLimits.UnresolvedReference(schema) is { } reference)
         {
             compiled = null;
             return ApiError.InvalidField(param,
@@ -219,52 +219,5 @@ public static partial class ToolValidation
         }
         SchemaLimits.Remember(compiled, schema);
         return null;
-    }
-
-    private static readonly string[] ReferenceKeywords = ["$ref", "$dynamicRef", "$recursiveRef"];
-
-    /// <summary>
-    /// The first reference that does not lead to a part of <paramref name="root"/>, or null. A schema that gives a part of
-    /// itself an <c>$id</c> moves the base its references resolve from; that rare case is left to the check of the answer.
-    /// </summary>
-    private static string? UnresolvedReference(JsonElement root)
-    {
-        var references = new List<string>();
-        var anchors = new HashSet<string>(StringComparer.Ordinal);
-        var movesBase = false;
-        Collect(root, 0);
-        if (movesBase) return null;
-        foreach (var reference in references)
-        {
-            if (reference == "#") continue;
-            if (!reference.StartsWith('#')) return reference;
-            var fragment = Uri.UnescapeDataString(reference[1..]);
-            if (fragment.StartsWith('/')
-                    ? !Json.Pointer.JsonPointer.TryParse(fragment, out var pointer) || pointer.Evaluate(root) is null
-                    : !anchors.Contains(fragment))
-                return reference;
-        }
-        return null;
-
-        void Collect(JsonElement node, int depth)
-        {
-            if (depth > 64) return;
-            if (node.ValueKind == JsonValueKind.Array)
-            {
-                foreach (var item in node.EnumerateArray()) Collect(item, depth + 1);
-                return;
-            }
-            if (node.ValueKind != JsonValueKind.Object) return;
-            foreach (var property in node.EnumerateObject())
-            {
-                if (property.Value.ValueKind == JsonValueKind.String)
-                {
-                    if (ReferenceKeywords.Contains(property.Name)) references.Add(property.Value.GetString()!);
-                    else if (property.Name is "$anchor" or "$dynamicAnchor") anchors.Add(property.Value.GetString()!);
-                    else if (property.Name == "$id" && depth > 0) movesBase = true;
-                }
-                else Collect(property.Value, depth + 1);
-            }
-        }
     }
 }
