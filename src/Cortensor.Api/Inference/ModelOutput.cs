@@ -17,11 +17,8 @@ public sealed record StructuredAnswer(string? Content, AnswerToolCall[]? Calls, 
 /// </summary>
 public static partial class ModelOutput
 {
-    // <|channel|>commentary to=functions.name <|constrain|>json<|message|>{...}<|call|> (the recipient may also sit in the header before the channel).
-    [GeneratedRegex(@"to=functions\.(?<name>[A-Za-z0-9_\-]+)[^<]*(?:<\|channel\|>[^<]*)?(?:<\|constrain\|>[^<]*)?<\|message\|>(?<args>.*?)(?:<\|call\|>|<\|end\|>|<\|return\|>|$)", RegexOptions.Singleline)]
-    private static partial Regex HarmonyCall();
-
-    [GeneratedRegex(@"<tool_call>\s*(?<json>.*?)\s*(?:</tool_call>|$)", RegexOptions.Singleline)]
+    // The JSON is trimmed after the match: a \s* on either side of the lazy body made each step of it rescan the whitespace.
+    [GeneratedRegex(@"<tool_call>(?<json>.*?)(?:</tool_call>|$)", RegexOptions.Singleline)]
     private static partial Regex HermesCall();
 
     [GeneratedRegex(@"^```[A-Za-z_]*\s*\n?(?<body>.*?)\n?```$", RegexOptions.Singleline)]
@@ -59,7 +56,7 @@ public static partial class ModelOutput
         switch (family)
         {
             case "gpt-oss":
-                foreach (Match m in HarmonyCall().Matches(text)) found.Add((m.Groups["name"].Value, m.Groups["args"].Value));
+                found.AddRange(HarmonyCalls(text));
                 break;
             case "gemma":
                 var body = Unfenced(text);
@@ -84,7 +81,7 @@ public static partial class ModelOutput
                 foreach (Match m in matches)
                 {
                     JsonElement call;
-                    try { call = JsonElement.Parse(m.Groups["json"].Value); }
+                    try { call = JsonElement.Parse(m.Groups["json"].ValueSpan.Trim()); }
                     catch (JsonException)
                     {
                         return (null, null, Bad(truncated
@@ -122,6 +119,69 @@ public static partial class ModelOutput
             calls[i] = new AnswerToolCall(NewCallId(), "function", new AnswerFunction(name, args.GetRawText()));
         }
         return (content, calls, null);
+    }
+
+    /// <summary>
+    /// The calls in a harmony answer: <c>to=functions.name</c> (in the header, before or after the channel), then
+    /// optionally <c>&lt;|channel|&gt;…</c> and <c>&lt;|constrain|&gt;…</c>, then <c>&lt;|message|&gt;</c> and the
+    /// arguments up to <c>&lt;|call|&gt;</c>, <c>&lt;|end|&gt;</c>, <c>&lt;|return|&gt;</c> or the end.
+    /// </summary>
+    /// <remarks>
+    /// Hand-written rather than a regex: the regex scanned from every <c>to=functions.</c> to the next <c>&lt;</c>, so an
+    /// answer repeating that text (which a prompt can ask a model for) took time in the square of its length: 160,000
+    /// characters cost 5.8 s. Here the header after a recipient is read once, however many recipients share it.
+    /// </remarks>
+    internal static List<(string Name, string Arguments)> HarmonyCalls(string text)
+    {
+        const string Recipient = "to=functions.";
+        var calls = new List<(string, string)>();
+        var refusedUpTo = -1; // a '<' from which no <|message|> follows: every recipient before it fails the same way
+        var at = 0;
+        while ((at = text.IndexOf(Recipient, at, StringComparison.Ordinal)) >= 0)
+        {
+            var nameStart = at + Recipient.Length;
+            var nameEnd = nameStart;
+            while (nameEnd < text.Length && (char.IsAsciiLetterOrDigit(text[nameEnd]) || text[nameEnd] is '_' or '-')) nameEnd++;
+            if (nameEnd == nameStart || at < refusedUpTo) { at++; continue; }
+            var tag = text.IndexOf('<', nameEnd);
+            var body = tag < 0 ? -1 : MessageStart(text, tag);
+            if (body < 0)
+            {
+                refusedUpTo = tag < 0 ? text.Length : tag;
+                at++;
+                continue;
+            }
+            var end = ArgumentsEnd(text, body, out var next);
+            calls.Add((text[nameStart..nameEnd], text[body..end]));
+            at = next;
+        }
+        return calls;
+    }
+
+    /// <summary>Where the arguments begin when the header from <paramref name="tag"/> leads to <c>&lt;|message|&gt;</c>; -1 when it does not.</summary>
+    private static int MessageStart(string text, int tag)
+    {
+        foreach (var optional in (ReadOnlySpan<string>)["<|channel|>", "<|constrain|>"])
+        {
+            if (!text.AsSpan(tag).StartsWith(optional, StringComparison.Ordinal)) continue;
+            tag = text.IndexOf('<', tag + optional.Length);
+            if (tag < 0) return -1;
+        }
+        return text.AsSpan(tag).StartsWith("<|message|>", StringComparison.Ordinal) ? tag + "<|message|>".Length : -1;
+    }
+
+    /// <summary>Where the arguments end: the first <c>&lt;|call|&gt;</c>, <c>&lt;|end|&gt;</c> or <c>&lt;|return|&gt;</c>, else the end (before a last newline).</summary>
+    private static int ArgumentsEnd(string text, int from, out int next)
+    {
+        for (var at = text.IndexOf("<|", from, StringComparison.Ordinal); at >= 0; at = text.IndexOf("<|", at + 2, StringComparison.Ordinal))
+            foreach (var closer in (ReadOnlySpan<string>)["<|call|>", "<|end|>", "<|return|>"])
+                if (text.AsSpan(at).StartsWith(closer, StringComparison.Ordinal))
+                {
+                    next = at + closer.Length;
+                    return at;
+                }
+        next = text.Length;
+        return text.Length > from && text[^1] == '\n' ? text.Length - 1 : text.Length;
     }
 
     private static StructuredAnswer ReadDocument(string family, string text, OutputFormat format, bool truncated)
@@ -200,21 +260,36 @@ public sealed class StructuredStream(string family, InferenceRequest request)
 {
     private readonly System.Text.StringBuilder _held = new();
     private readonly IReadOnlyList<string> _openers = ModelOutput.CallOpeners(family);
-    // With a response format, or a call required, nothing is text until the whole answer is read.
+    private readonly int _longestOpener = ModelOutput.CallOpeners(family).Max(o => o.Length);
+    // Passing: everything is text from here on. Holding: the answer is a call (or must be read whole) and is read at the end.
     private bool _passing;
-    private readonly bool _holdAll = request.Format is not null || request.Tools is { CallRequired: true };
+    private bool _holding = request.Format is not null || request.Tools is { CallRequired: true };
+    // Where the held text's first non-whitespace character is, or how far the whitespace before it has been scanned.
+    private int _lead;
 
     /// <summary>The text that can be sent now.</summary>
+    /// <remarks>
+    /// Each piece is looked at once: the decision needs only the first opener's length of text after the leading
+    /// whitespace, so an answer of any length (a router's, which a prompt can make long) costs time in proportion to it.
+    /// </remarks>
     public string Push(string piece)
     {
         if (_passing) return piece;
         _held.Append(piece);
-        if (_holdAll) return "";
-        var start = _held.ToString().TrimStart();
-        if (start.Length == 0) return "";
+        if (_holding) return "";
+        while (_lead < _held.Length && char.IsWhiteSpace(_held[_lead])) _lead++;
+        var seen = Math.Min(_held.Length - _lead, _longestOpener);
+        if (seen == 0) return "";
+        var start = _held.ToString(_lead, seen);
         foreach (var opener in _openers)
-            if (opener.StartsWith(start, StringComparison.Ordinal) || start.StartsWith(opener, StringComparison.Ordinal))
+        {
+            if (start.StartsWith(opener, StringComparison.Ordinal))
+            {
+                _holding = true;
                 return "";
+            }
+            if (opener.StartsWith(start, StringComparison.Ordinal)) return "";
+        }
         _passing = true;
         var text = _held.ToString();
         _held.Clear();
