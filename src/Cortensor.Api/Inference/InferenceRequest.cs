@@ -50,6 +50,9 @@ public static class RequestValidation
 {
     private static readonly HashSet<string> Roles = ["system", "developer", "user", "assistant", "tool"];
     public const int MaxStopSequences = 4;
+    // A streamed answer holds back the longest stop sequence's length at every piece: a sequence of a megabyte would
+    // copy and search a megabyte per token.
+    public const int MaxStopLength = 512;
 
     public static ApiError? Validate(ChatCompletionRequest r, out InferenceRequest? request)
     {
@@ -197,6 +200,13 @@ public static class RequestValidation
             default:
                 return ApiError.InvalidField("stop", "'stop' must be a string or an array of strings.");
         }
+        foreach (var sequence in stop)
+            if (sequence.Length > MaxStopLength)
+            {
+                var length = sequence.Length;
+                stop = [];
+                return ApiError.InvalidField("stop", $"each 'stop' sequence may be at most {MaxStopLength} characters; one has {length}.");
+            }
         return null;
     }
 
@@ -212,6 +222,9 @@ public static class RequestValidation
                 // An assistant turn may carry only tool calls; every other role needs content.
                 return role == "assistant" ? null : ApiError.MissingField(at);
             case JsonValueKind.Array:
+                // As OpenAI: no parts is no content, which only an assistant turn (carrying tool calls) may have.
+                if (content.GetArrayLength() == 0 && role != "assistant")
+                    return ApiError.InvalidField(at, $"'{at}' must not be an empty array: send at least one content part.");
                 return JoinTextParts(content, at, static type => type == "text",
                     static (partAt, type) => ApiError.InvalidField($"{partAt}.type", $"Only 'text' content parts are supported; got '{type}'."), out text);
             default:

@@ -157,4 +157,38 @@ public class HostileRequestTests
 
         static (string, string) Fields(InferenceRequest r) => (r.MaxTokensField, r.PromptField);
     }
+
+    [Theory]
+    [InlineData("chat", """{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"stop":STOP}""")]
+    [InlineData("text", """{"model":"m","prompt":"hi","stop":STOP}""")]
+    public void AStopSequenceLongerThanTheLimitIsA400AndOneAtTheLimitIsTaken(string surface, string json)
+    {
+        var dialect = surface == "chat" ? Dialect.Chat : Dialect.Text;
+        var longest = new string('x', RequestValidation.MaxStopLength);
+        Assert.Null(Read(dialect, json.Replace("STOP", $"[\"a\",\"{longest}\"]")).Error);
+        foreach (var stop in new[] { $"\"{longest}y\"", $"[\"a\",\"{new string('x', 1_000_000)}\"]" })
+        {
+            var (request, error) = Read(dialect, json.Replace("STOP", stop));
+            Assert.Null(request);
+            Assert.Equal((400, "stop"), (error?.Status, error?.Param));
+            Assert.Contains($"{RequestValidation.MaxStopLength} characters", error!.Message, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void ChatContentThatIsAnEmptyArrayIsA400ExceptForAnAssistantTurnThatCallsTools()
+    {
+        var (request, error) = Read(Dialect.Chat, """{"model":"m","messages":[{"role":"system","content":"be brief"},{"role":"user","content":[]}]}""");
+        Assert.Null(request);
+        Assert.Equal((400, "messages[1].content"), (error?.Status, error?.Param));
+
+        (request, error) = Read(Dialect.Chat, """
+            {"model":"m","messages":[{"role":"user","content":"time?"},
+             {"role":"assistant","content":[],"tool_calls":[{"id":"call_1","type":"function","function":{"name":"read_clock","arguments":"{}"}}]},
+             {"role":"tool","tool_call_id":"call_1","content":"noon"}],
+             "tools":[{"type":"function","function":{"name":"read_clock"}}]}
+            """);
+        Assert.Null(error);
+        Assert.NotNull(request);
+    }
 }
