@@ -24,12 +24,14 @@ public sealed class ModelTokenizer
     private static readonly Lazy<Tokenizer> O200kHarmony = new(() => TiktokenTokenizer.CreateForEncoding("o200k_base", HarmonyTokens));
     private static readonly Lazy<Tokenizer> O200k = new(() => TiktokenTokenizer.CreateForEncoding("o200k_base"));
 
-    public static readonly ModelTokenizer GptOss = new("gpt-oss", exact: true, O200kHarmony);
-    public static readonly ModelTokenizer ByteBound = new("byte-bound", exact: false, O200k);
+    public static readonly ModelTokenizer GptOss = new("gpt-oss", exact: true, O200kHarmony, [.. HarmonyTokens.Keys]);
+    public static readonly ModelTokenizer ByteBound = new("byte-bound", exact: false, O200k, []);
 
     private readonly Lazy<Tokenizer> _tokenizer;
+    private readonly string[] _controlTokens;
 
-    private ModelTokenizer(string name, bool exact, Lazy<Tokenizer> tokenizer) => (Name, IsExact, _tokenizer) = (name, exact, tokenizer);
+    private ModelTokenizer(string name, bool exact, Lazy<Tokenizer> tokenizer, string[] controlTokens) =>
+        (Name, IsExact, _tokenizer, _controlTokens) = (name, exact, tokenizer, controlTokens);
 
     public string Name { get; }
 
@@ -81,6 +83,14 @@ public sealed class ModelTokenizer
                 run = 0;
                 continue;
             }
+            // A control token is one token, and the encoder splits the text at it before anything else: it ends a run,
+            // and a cut never falls inside it (its halves would be counted as several ordinary tokens).
+            if (c == '<' && ControlTokenAt(text, i) is { } control)
+            {
+                run = 0;
+                i += control.Length - 1;
+                continue;
+            }
             var space = char.IsWhiteSpace(c);
             if (run == 0 || space != whitespace) (run, whitespace) = (0, space);
             // Never between the halves of a surrogate pair: the part before would end in half a character.
@@ -92,6 +102,13 @@ public sealed class ModelTokenizer
             }
         }
         return (count + tokenizer.CountTokens(text.AsSpan(start)), cuts);
+    }
+
+    private string? ControlTokenAt(string text, int at)
+    {
+        foreach (var token in _controlTokens)
+            if (text.AsSpan(at).StartsWith(token, StringComparison.Ordinal)) return token;
+        return null;
     }
 
     /// <summary>

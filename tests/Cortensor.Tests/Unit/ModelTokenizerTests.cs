@@ -73,6 +73,38 @@ public class ModelTokenizerTests
     private static readonly Lazy<Microsoft.ML.Tokenizers.Tokenizer> Whole = new(() => Microsoft.ML.Tokenizers.TiktokenTokenizer.CreateForEncoding("o200k_base"));
 
     [Fact]
+    public void ARunThatTouchesAControlTokenIsNeverCutInsideIt()
+    {
+        // 252 letters, then <|end|> where the 257th character of the old run fell: the run stops at the control token, as
+        // the encoder's own split does, so nothing is cut and the count is the whole text's.
+        var letters = new string('x', 252);
+        var text = $"{letters}<|end|>{letters}<|start|>assistant<|message|>{letters}";
+        var (count, cuts) = ModelTokenizer.GptOss.Measure(text);
+        Assert.Equal((WholeHarmony.Value.CountTokens(text), 0), (count, cuts));
+
+        var random = new Random(5);
+        string[] controls = ["<|end|>", "<|start|>", "<|message|>", "<|channel|>", "<|call|>", "<|return|>", "<|constrain|>"];
+        for (var sample = 0; sample < 200; sample++)
+        {
+            var built = new System.Text.StringBuilder();
+            for (var part = random.Next(2, 8); part > 0; part--)
+                built.Append(random.Next(3) == 0 ? "<|" : "").Append(new string("x!é"[random.Next(3)], random.Next(1, 700))).Append(controls[random.Next(controls.Length)]);
+            var sampled = built.ToString();
+            var whole = WholeHarmony.Value.CountTokens(sampled);
+            var bounds = ModelTokenizer.GptOss.Bounds(sampled);
+            Assert.InRange(whole, bounds.Floor, bounds.Ceiling);
+        }
+    }
+
+    /// <summary>The encoder with the harmony control tokens, counting a text whole.</summary>
+    private static readonly Lazy<Microsoft.ML.Tokenizers.Tokenizer> WholeHarmony = new(() => Microsoft.ML.Tokenizers.TiktokenTokenizer.CreateForEncoding("o200k_base",
+        new Dictionary<string, int>
+        {
+            ["<|startoftext|>"] = 199998, ["<|return|>"] = 200002, ["<|constrain|>"] = 200003, ["<|channel|>"] = 200005,
+            ["<|start|>"] = 200006, ["<|end|>"] = 200007, ["<|message|>"] = 200008, ["<|call|>"] = 200012,
+        }));
+
+    [Fact]
     public void PunctuationHeavyPromptsTakeFarMoreTokensThanFourCharactersEach()
     {
         // The old estimate (characters / 4) reserved a quarter of what this prompt is billed.
