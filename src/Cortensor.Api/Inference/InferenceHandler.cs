@@ -32,6 +32,13 @@ public sealed class InferenceHandler(
         var trace = System.Diagnostics.Activity.Current; // the request's own span: its outcome is tagged on it
         try
         {
+            // A minute whose requests are known to be spent is refused before the body is read (AdmissionGate.SpentWindow).
+            if (admissions.SpentWindow(key) is { } spent)
+            {
+                using (var step = Telemetry.StartStep("admission")) step?.SetTag("cortensor.verdict", spent.Verdict.ToString());
+                RateLimitHeaders.Write(http.Response, spent);
+                return usage.Fail(Refusals.For(spent, key.BillingMode, key.MonthlyTokenQuota)!);
+            }
             var (request, invalid) = await RequestReader.ReadAsync(http, dialect, options.Value.MaxRequestBytes);
             if (request is null) return usage.Fail(invalid ?? ApiError.MalformedJson(null, "the body must be a JSON object."));
             usage.Requested(request.Model, request.Stream);

@@ -30,7 +30,55 @@ public sealed partial class AdmissionGate(
 
     public void Uncertain(UsageRecord draft) => _uncertain.Enqueue(draft);
 
+    // Request-per-minute windows this replica was told are spent, by key id or organisation id (see SpentWindow).
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, Admission> _spent = new();
+    private const int MostSpentRemembered = 10_000;
+
+    /// <summary>
+    /// The refusal for a key whose requests for this minute (its own, or its organisation's) this replica already saw
+    /// spent; null otherwise. Asked before the request's body is read: the windows are fixed minutes and their counts
+    /// only grow, so this refuses exactly what admission would, and a client retrying in a loop with megabyte prompts
+    /// costs a lookup rather than a parse and a token count each time.
+    /// </summary>
+    public Admission? SpentWindow(KeySnapshot key)
+    {
+        var now = clock.GetUtcNow().ToUnixTimeSeconds();
+        var window = now / WindowSeconds;
+        foreach (var (id, spentLimit) in (ReadOnlySpan<(Guid, int)>)[(key.KeyId, key.RequestsPerMinute), (key.OrganizationId, key.OrganizationRequestsPerMinute)])
+        {
+            if (!_spent.TryGetValue(id, out var spent)) continue;
+            var limit = spent.Verdict == AdmissionVerdict.KeyRequestsExhausted ? spent.KeyRequestLimit : spent.OrganizationRequestLimit;
+            // A new minute, or a limit changed since (a plan or the key's settings): ask admission again.
+            if (spent.Window != window || limit != spentLimit)
+            {
+                _spent.TryRemove(new KeyValuePair<Guid, Admission>(id, spent));
+                continue;
+            }
+            return spent with { Reset = TimeSpan.FromSeconds((window + 1) * WindowSeconds - now) };
+        }
+        return null;
+    }
+
     public async Task<Admission> AdmitAsync(KeySnapshot key, CatalogModel model, UsageRecord draft, int promptTokens, int maxTokens, CancellationToken ct)
+    {
+        var admission = await DecideAsync(key, model, draft, promptTokens, maxTokens, ct);
+        var spentId = admission.Verdict switch
+        {
+            AdmissionVerdict.KeyRequestsExhausted => key.KeyId,
+            AdmissionVerdict.OrganizationRequestsExhausted => key.OrganizationId,
+            _ => (Guid?)null,
+        };
+        if (spentId is { } id)
+        {
+            if (_spent.Count >= MostSpentRemembered)
+                foreach (var (stale, old) in _spent)
+                    if (old.Window != admission.Window) _spent.TryRemove(new KeyValuePair<Guid, Admission>(stale, old));
+            _spent[id] = admission;
+        }
+        return admission;
+    }
+
+    private async Task<Admission> DecideAsync(KeySnapshot key, CatalogModel model, UsageRecord draft, int promptTokens, int maxTokens, CancellationToken ct)
     {
         var now = clock.GetUtcNow();
         var window = now.ToUnixTimeSeconds() / WindowSeconds;

@@ -142,6 +142,20 @@ public class EnforcementTests(PortalAppFixture portal)
             Assert.True(r.Headers.Contains("x-ratelimit-reset-requests"));
         });
         Assert.Equal("rate_limit_exceeded", await Code(limited[0]));
+
+        // Once a replica has been told the minute is spent, it refuses the key's next requests before reading them:
+        // a body that is not even JSON gets the 429, not a 400 that would have cost a parse.
+        foreach (var replica in await portal.ReplicaUrlsAsync(LaunchTopology.Api, PortalAppFixture.ApiReplicas))
+        {
+            using var pinned = new HttpClient { BaseAddress = replica };
+            pinned.DefaultRequestHeaders.Authorization = new("Bearer", customer.Key);
+            Assert.Equal(HttpStatusCode.TooManyRequests, (await pinned.PostAsJsonAsync("/v1/chat/completions", Chat())).StatusCode);
+            var unread = await pinned.PostAsync("/v1/chat/completions", new StringContent("{not json", System.Text.Encoding.UTF8, "application/json"));
+            Assert.Equal(HttpStatusCode.TooManyRequests, unread.StatusCode);
+            Assert.Equal("rate_limit_exceeded", await Code(unread));
+            Assert.True(unread.Headers.RetryAfter?.Delta > TimeSpan.Zero);
+            Assert.Equal("0", unread.Headers.GetValues("x-ratelimit-remaining-requests").Single());
+        }
     }
 
     [Fact]

@@ -212,6 +212,46 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
     }
 
     [Fact]
+    public async Task AMinuteWhoseRequestsAreSpentIsRefusedBeforeAdmissionUntilItEndsOrItsLimitChanges()
+    {
+        var (gate, _, _) = Build();
+        await _redis.GetDatabase().StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(100m));
+        var key = Key(BillingMode.PrepaidCredits) with { RequestsPerMinute = 2 };
+        Assert.Null(gate.SpentWindow(key));
+        Assert.True((await AdmitAsync(gate, key, 10, 10)).Admission.Admitted);
+        Assert.True((await AdmitAsync(gate, key, 10, 10)).Admission.Admitted);
+        Assert.Null(gate.SpentWindow(key));
+        Assert.Equal(AdmissionVerdict.KeyRequestsExhausted, (await AdmitAsync(gate, key, 10, 10)).Admission.Verdict);
+
+        var spent = gate.SpentWindow(key);
+        Assert.Equal(AdmissionVerdict.KeyRequestsExhausted, spent?.Verdict);
+        Assert.Equal(TimeSpan.FromSeconds(10), spent!.Reset); // the clock stands at :50 of its minute
+        Assert.Equal(2, spent.RequestLimit);
+        Assert.Null(gate.SpentWindow(key with { KeyId = Guid.CreateVersion7() })); // another key of the organisation
+        Assert.Null(gate.SpentWindow(key with { RequestsPerMinute = 3 }));          // the limit was raised: admission decides
+        Assert.Equal(AdmissionVerdict.KeyRequestsExhausted, (await AdmitAsync(gate, key, 10, 10)).Admission.Verdict);
+
+        // A token refusal depends on the request's size: a smaller one may fit, so it is never refused early.
+        var tokens = Key(BillingMode.PrepaidCredits) with { TokensPerMinute = 100 };
+        Assert.Equal(AdmissionVerdict.KeyTokensExhausted, (await AdmitAsync(gate, tokens, 100, 100)).Admission.Verdict);
+        Assert.Null(gate.SpentWindow(tokens));
+        Assert.True((await AdmitAsync(gate, tokens, 10, 10)).Admission.Admitted);
+
+        // The organisation's requests, spent through one key, are spent for all of its keys.
+        var org = Guid.CreateVersion7();
+        await _redis.GetDatabase().StringSetAsync(LimitKeys.Credit(org), Pricing.ToUnits(100m));
+        var first = Key(BillingMode.PrepaidCredits) with { OrganizationId = org, OrganizationRequestsPerMinute = 1 };
+        Assert.True((await AdmitAsync(gate, first, 10, 10)).Admission.Admitted);
+        Assert.Equal(AdmissionVerdict.OrganizationRequestsExhausted, (await AdmitAsync(gate, first, 10, 10)).Admission.Verdict);
+        Assert.Equal(AdmissionVerdict.OrganizationRequestsExhausted, gate.SpentWindow(first with { KeyId = Guid.CreateVersion7() })?.Verdict);
+
+        _clock.Advance(TimeSpan.FromSeconds(10));
+        Assert.Null(gate.SpentWindow(key));
+        Assert.Null(gate.SpentWindow(first));
+        Assert.True((await AdmitAsync(gate, key, 10, 10)).Admission.Admitted);
+    }
+
+    [Fact]
     public void WhileRedisIsAwayOnlyOrganisationsWithAKnownPositiveBalanceSpendAndNoMoreThanTheAllowanceOrTheBalance()
     {
         var local = new LocalAdmission(_clock);
