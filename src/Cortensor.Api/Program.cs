@@ -54,6 +54,7 @@ if (PortalDatabase.IsMigrateCommand(args))
 app.UseReplicaId();
 app.UseRequestId();
 app.UseErrorHandling();
+app.UseControlPlaneInput();
 app.UseAuthThrottling();
 app.MapDefaultEndpoints();
 app.UsePortalMetrics();

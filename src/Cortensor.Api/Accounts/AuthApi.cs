@@ -15,6 +15,9 @@ namespace Cortensor.Api.Accounts;
 /// <summary>Sign-up, sign-in, token refresh, sign-out and the caller's profile (SPEC §4).</summary>
 public static class AuthApi
 {
+    /// <summary>The longest address taken: what SMTP can deliver (RFC 5321), within the account's 256-character column.</summary>
+    public const int MaxEmailLength = 254;
+
     public static IEndpointRouteBuilder MapAuthApi(this IEndpointRouteBuilder app)
     {
         var auth = app.MapGroup("/portal/auth").WithTags("Accounts").ProducesErrors(400, 401, 429);
@@ -54,8 +57,11 @@ public static class AuthApi
     {
         var email = body.Email?.Trim();
         if (string.IsNullOrEmpty(email)) return ApiError.MissingField("email").ToResult();
-        if (email.Length > 320 || !MailAddress.TryCreate(email, out var parsed) || parsed.Address != email)
+        if (!MailAddress.TryCreate(email, out var parsed) || parsed.Address != email)
             return ApiError.InvalidField("email", "'email' is not a valid e-mail address.").ToResult();
+        // The account's column (ASP.NET Identity's) holds 256 characters; no deliverable address is longer than 254.
+        if (email.Length > MaxEmailLength)
+            return ApiError.InvalidField("email", $"'email' may be at most {MaxEmailLength} characters.").ToResult();
         if (string.IsNullOrEmpty(body.Password)) return ApiError.MissingField("password").ToResult();
         var organization = body.Organization?.Trim();
         if (organization is not null && ApiError.Text("organization", "Organization name", organization, 200) is { } badOrganization)

@@ -29,7 +29,7 @@ public static partial class UsageDeadLettersApi
         [FromQuery] string? before, [FromQuery] string? limit)
     {
         if (QueryParameters.Int(limit, "limit", 1, 500, out var size) is { } bad) return bad.ToResult();
-        if (before is not null && !StreamId().IsMatch(before))
+        if (before is not null && !IsStreamId(before))
             return ApiError.InvalidField("before", "'before' must be a dead-letter id, e.g. 1764240000000-0.").ToResult();
         var take = size ?? 50;
         UsageDeadLetters.Entry[] entries;
@@ -47,4 +47,13 @@ public static partial class UsageDeadLettersApi
 
     [GeneratedRegex(@"^\d{1,20}-\d{1,20}$")]
     private static partial Regex StreamId();
+
+    // Redis takes each half as an unsigned 64-bit number, and nothing comes before 0-0: anything else it refuses, which
+    // read as Redis being down.
+    private static bool IsStreamId(string id)
+    {
+        if (!StreamId().IsMatch(id)) return false;
+        var dash = id.IndexOf('-');
+        return ulong.TryParse(id.AsSpan(0, dash), out var ms) && ulong.TryParse(id.AsSpan(dash + 1), out var seq) && (ms, seq) != (0, 0);
+    }
 }

@@ -39,6 +39,10 @@ public static class ErrorHandling
                 400 => new ApiError(400, "invalid_request_error", "bad_request", "The request could not be read: check that the body is valid JSON of the documented shape and the parameters are well formed."),
                 404 => new ApiError(404, "invalid_request_error", "not_found", $"No endpoint at {http.Request.Method} {http.Request.Path}."),
                 405 => new ApiError(405, "invalid_request_error", "method_not_allowed", $"{http.Request.Method} is not allowed on {http.Request.Path}."),
+                // A body that came too slowly (Kestrel's minimum data rate): the server gave up reading it.
+                408 => new ApiError(408, "invalid_request_error", "request_timeout", "The request body arrived too slowly and was not read; send it again."),
+                // Minimal APIs answer a body over the limit themselves, with a bare 413.
+                413 => ApiError.BodyTooLarge(http.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize ?? 0),
                 415 => new ApiError(415, "invalid_request_error", "unsupported_media_type", "Send JSON with 'Content-Type: application/json'."),
                 _ => null,
             };

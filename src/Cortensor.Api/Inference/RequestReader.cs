@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Text.Json;
-using System.Text.Unicode;
 using Cortensor.Api.Errors;
 using Cortensor.Api.Infrastructure;
 using Microsoft.AspNetCore.Http.Features;
@@ -73,59 +72,20 @@ public static class RequestReader
     {
         // RFC 8259 lets a parser ignore a byte order mark; the serializer's stream reader always did, so clients that send one keep working.
         if (body.StartsWith(ByteOrderMark)) body = body[ByteOrderMark.Length..];
-        if (!IsUnicode(body))
+        // Fields kept as JSON (message content, tool schemas, the Responses input) hold a string the serializer would have
+        // refused until something reads its text, and that was a 500 wherever it happened: checked here, once.
+        if (JsonText.Check(body, Reading, refuseNul: false) != JsonTextProblem.None)
             return (null, ApiError.MalformedJson(null, "a string in it is not Unicode text (bytes that are not UTF-8, or an unpaired surrogate escape such as \\ud800)."));
         return dialect.Read(body);
     }
 
     private static ReadOnlySpan<byte> ByteOrderMark => [0xEF, 0xBB, 0xBF];
 
-    /// <summary>The serializer's own reading rules, so the check below reads exactly the JSON the serializer accepts.</summary>
+    /// <summary>The serializer's own reading rules, so the check above reads exactly the JSON the serializer accepts.</summary>
     private static readonly JsonReaderOptions Reading = new()
     {
         AllowTrailingCommas = PortalJsonContext.Default.Options.AllowTrailingCommas,
         CommentHandling = PortalJsonContext.Default.Options.ReadCommentHandling,
         MaxDepth = PortalJsonContext.Default.Options.MaxDepth is > 0 and var depth ? depth : 64,
     };
-
-    /// <summary>
-    /// Whether every string of the body can become text. The serializer refuses such a string in a typed field, but fields
-    /// kept as JSON (message content, tool schemas, the Responses input) hold it until something reads their text, and
-    /// that was a 500 wherever it happened. Bytes that are not UTF-8 are found in one vectorised pass; escaped surrogates
-    /// (which only a body with "\uD" can hold) by letting the JSON reader unescape each escaped string.
-    /// </summary>
-    private static bool IsUnicode(ReadOnlySpan<byte> body)
-    {
-        if (!Utf8.IsValid(body)) return false;
-        if (body.IndexOf("\\ud"u8) < 0 && body.IndexOf("\\uD"u8) < 0) return true;
-        var reader = new Utf8JsonReader(body, Reading);
-        char[]? rented = null;
-        try
-        {
-            while (reader.Read())
-            {
-                if (reader.TokenType is not (JsonTokenType.String or JsonTokenType.PropertyName) || !reader.ValueIsEscaped) continue;
-                // Unescaped, a string never has more characters than its escaped bytes.
-                if (rented is null || rented.Length < reader.ValueSpan.Length)
-                {
-                    if (rented is not null) ArrayPool<char>.Shared.Return(rented);
-                    rented = ArrayPool<char>.Shared.Rent(reader.ValueSpan.Length);
-                }
-                reader.CopyString(rented);
-            }
-            return true;
-        }
-        catch (InvalidOperationException)
-        {
-            return false; // the reader's word for an escape that is not UTF-16: an unpaired surrogate
-        }
-        catch (JsonException)
-        {
-            return true; // not JSON at all: the serializer names what is wrong with it
-        }
-        finally
-        {
-            if (rented is not null) ArrayPool<char>.Shared.Return(rented);
-        }
-    }
 }

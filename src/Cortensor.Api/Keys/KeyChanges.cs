@@ -70,7 +70,7 @@ public sealed class KeyChanges
                 if (value.ValueKind != JsonValueKind.String || !value.TryGetDateTimeOffset(out var expires))
                     return ApiError.InvalidField("expires_at", "'expires_at' must be an ISO 8601 time, or null for no expiry.");
                 if (expires <= now) return ApiError.InvalidField("expires_at", "'expires_at' must be in the future.");
-                ExpiresAt = expires;
+                ExpiresAt = expires.ToUniversalTime(); // Postgres takes a timestamptz only in UTC
                 return null;
             case "models":
                 if (isNull) { Models = []; return null; }

@@ -30,6 +30,8 @@ public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements
         IReadOnlyList<string> models, int? requestsPerMinute, int? tokensPerMinute, Guid? createdBy, AuditActor actor, CancellationToken ct)
     {
         var id = Guid.CreateVersion7();
+        // The instant a client named in any offset: Postgres takes a timestamptz only in UTC.
+        expiresAt = expiresAt?.ToUniversalTime();
         // Issued first (Unkey: a call out): should saving then fail, the issued key has no row, so it verifies as unknown.
         var issued = await provider.IssueAsync(new KeyToIssue(id, organizationId, name, environment, expiresAt, requestsPerMinute, tokensPerMinute), ct);
         var plaintext = issued.Plaintext;
