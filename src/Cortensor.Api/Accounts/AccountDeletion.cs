@@ -22,44 +22,49 @@ public sealed class AccountDeletion(PortalDbContext db, KeyService keys, PortalT
     public sealed record OrganizationOutcome(Guid OrganizationId, string Name, string Role, int Members, int ActiveKeys, string Outcome, string? NewOwner, string Explanation);
     public sealed record Plan(bool Deleted, OrganizationOutcome[] Organizations);
 
-    public async Task<Plan> PlanAsync(Guid userId, CancellationToken ct)
+    public async Task<Plan> PlanAsync(Guid userId, CancellationToken ct) =>
+        new(false, [.. (await DecideAsync(userId, ct)).Select(d => d.Outcome)]);
+
+    /// <summary>Each organisation's outcome, with the heir's id where ownership passes: an heir is found by id, since one may have no address.</summary>
+    private async Task<List<(OrganizationOutcome Outcome, Guid? Heir)>> DecideAsync(Guid userId, CancellationToken ct)
     {
         var memberships = await db.OrganizationMembers.AsNoTracking().Where(m => m.UserId == userId)
             .Join(db.Organizations.AsNoTracking(), m => m.OrganizationId, o => o.Id, (m, o) => new { m.OrganizationId, o.Name, m.Role })
             .OrderBy(x => x.Name).ToListAsync(ct);
-        var outcomes = new List<OrganizationOutcome>();
+        var outcomes = new List<(OrganizationOutcome, Guid?)>();
         foreach (var m in memberships)
         {
             var others = await (from member in db.OrganizationMembers.AsNoTracking()
                                 join u in db.Users.AsNoTracking() on member.UserId equals u.Id
                                 where member.OrganizationId == m.OrganizationId && member.UserId != userId
-                                select new { member.Role, member.CreatedAt, u.Email }).ToListAsync(ct);
+                                select new { member.UserId, member.Role, member.CreatedAt, u.Email, u.DisplayName }).ToListAsync(ct);
             var activeKeys = await db.ApiKeys.CountAsync(k => k.OrganizationId == m.OrganizationId && k.Status != ApiKeyStatus.Revoked, ct);
             var role = m.Role.ToString().ToLowerInvariant();
             if (others.Count == 0)
             {
-                outcomes.Add(new(m.OrganizationId, m.Name, role, 1, activeKeys, "closed", null,
-                    $"You are its only member: its {activeKeys} active key(s) are revoked and it is closed. Its billing records are kept."));
+                outcomes.Add((new(m.OrganizationId, m.Name, role, 1, activeKeys, "closed", null,
+                    $"You are its only member: its {activeKeys} active key(s) are revoked and it is closed. Its billing records are kept."), null));
             }
             else if (m.Role == MemberRole.Owner && others.All(o => o.Role != MemberRole.Owner))
             {
                 var heir = others.OrderBy(o => o.Role == MemberRole.Admin ? 0 : 1).ThenBy(o => o.CreatedAt).First();
-                outcomes.Add(new(m.OrganizationId, m.Name, role, others.Count + 1, activeKeys, "handed_over", heir.Email,
-                    $"You are its only owner: {heir.Email} becomes owner. Its keys and credit stay with it."));
+                var heirName = heir.Email ?? heir.DisplayName ?? "its longest-standing member";
+                outcomes.Add((new(m.OrganizationId, m.Name, role, others.Count + 1, activeKeys, "handed_over", heirName,
+                    $"You are its only owner: {heirName} becomes owner. Its keys and credit stay with it."), heir.UserId));
             }
             else
             {
-                outcomes.Add(new(m.OrganizationId, m.Name, role, others.Count + 1, activeKeys, "left", null,
-                    "You leave it. Its keys and credit stay with it."));
+                outcomes.Add((new(m.OrganizationId, m.Name, role, others.Count + 1, activeKeys, "left", null,
+                    "You leave it. Its keys and credit stay with it."), null));
             }
         }
-        return new Plan(false, outcomes.ToArray());
+        return outcomes;
     }
 
     public async Task<Plan> DeleteAsync(User user, AuditActor actor, CancellationToken ct)
     {
-        var plan = await PlanAsync(user.Id, ct);
-        foreach (var org in plan.Organizations)
+        var decided = await DecideAsync(user.Id, ct);
+        foreach (var (org, heirId) in decided)
         {
             switch (org.Outcome)
             {
@@ -71,7 +76,7 @@ public sealed class AccountDeletion(PortalDbContext db, KeyService keys, PortalT
                     await db.Set<Invitation>().Where(i => i.OrganizationId == org.OrganizationId).ExecuteDeleteAsync(ct);
                     break;
                 case "handed_over":
-                    var heir = await db.Users.Where(u => u.Email == org.NewOwner).Select(u => u.Id).SingleAsync(ct);
+                    var heir = heirId!.Value;
                     await db.OrganizationMembers.Where(m => m.OrganizationId == org.OrganizationId && m.UserId == heir)
                         .ExecuteUpdateAsync(s => s.SetProperty(m => m.Role, MemberRole.Owner), ct);
                     db.Record(actor, "member.handover", "organization", org.OrganizationId.ToString(), new { From = user.Id }, new { To = heir }, clock.GetUtcNow());
@@ -79,9 +84,9 @@ public sealed class AccountDeletion(PortalDbContext db, KeyService keys, PortalT
             }
         }
         await tokens.RevokeAllSessionsAsync(user.Id, ct);
-        db.Record(actor, "account.delete", "user", user.Id.ToString(), new { user.Email }, new { plan.Organizations.Length }, clock.GetUtcNow());
+        db.Record(actor, "account.delete", "user", user.Id.ToString(), new { user.Email }, new { Length = decided.Count }, clock.GetUtcNow());
         db.Users.Remove(user);
         await db.SaveChangesAsync(ct);
-        return plan with { Deleted = true };
+        return new Plan(true, [.. decided.Select(d => d.Outcome)]);
     }
 }

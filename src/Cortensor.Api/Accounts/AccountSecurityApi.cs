@@ -105,17 +105,22 @@ public static class AccountSecurityApi
             $"This account signs in through another provider and has no password here, so it cannot {what}. Use your provider's settings.").ToResult();
 
     private static async Task<Results<NoContent, ErrorResult>> ChangePassword(PasswordChangeBody body, HttpContext http, UserManager<User> users,
-        PortalTokens tokens, PortalDbContext db, TimeProvider clock, CancellationToken ct)
+        SignInFailures failures, PortalTokens tokens, PortalDbContext db, TimeProvider clock, CancellationToken ct)
     {
         if (await users.FindByIdAsync(http.User.UserId().ToString()) is not { } user) return AccountGone();
         if (user.PasswordHash is null) return NeedsPassword("change a password");
         if (string.IsNullOrEmpty(body.CurrentPassword)) return new ApiError(400, "invalid_request_error", "missing_required_parameter", "Enter your current password.", "current_password").ToResult();
         if (string.IsNullOrEmpty(body.NewPassword)) return new ApiError(400, "invalid_request_error", "missing_required_parameter", "Enter a new password.", "new_password").ToResult();
+        if (await failures.WaitAsync(user.Id) is { } wait) return ApiError.AuthThrottled(wait).ToResult();
         var changed = await users.ChangePasswordAsync(user, body.CurrentPassword, body.NewPassword);
         if (!changed.Succeeded)
-            return changed.Errors.Any(e => e.Code == nameof(IdentityErrorDescriber.PasswordMismatch))
-                ? ApiError.InvalidField("current_password", "Your current password is not right.").ToResult()
-                : ApiError.InvalidField("new_password", "Choose a stronger password: " + PortalIdentityErrors.Describe(changed)).ToResult();
+        {
+            if (!changed.Errors.Any(e => e.Code == nameof(IdentityErrorDescriber.PasswordMismatch)))
+                return ApiError.InvalidField("new_password", "Choose a stronger password: " + PortalIdentityErrors.Describe(changed)).ToResult();
+            await failures.RecordAsync(user.Id);
+            return ApiError.InvalidField("current_password", "Your current password is not right.").ToResult();
+        }
+        await failures.ClearAsync(user.Id);
         // Whoever knew the old password is signed out everywhere but here.
         await tokens.RevokeSessionsAsync(user.Id, Guid.TryParse(http.User.FindFirst("sid")?.Value, out var sid) ? sid : null, ct);
         db.Record(AuditActor.From(http.User), "account.password", "user", user.Id.ToString(), null, null, clock.GetUtcNow());
@@ -163,10 +168,10 @@ public static class AccountSecurityApi
     }
 
     private static async Task<Results<NoContent, ErrorResult>> DisableTwoFactor(PasswordBody body, HttpContext http, UserManager<User> users,
-        PortalDbContext db, TimeProvider clock, CancellationToken ct)
+        SignInFailures failures, PortalDbContext db, TimeProvider clock, CancellationToken ct)
     {
         if (await users.FindByIdAsync(http.User.UserId().ToString()) is not { } user) return AccountGone();
-        if (await CheckPasswordAsync(users, user, body.Password) is { } wrong) return wrong;
+        if (await CheckPasswordAsync(users, failures, user, body.Password) is { } wrong) return wrong;
         await users.SetTwoFactorEnabledAsync(user, false);
         await users.ResetAuthenticatorKeyAsync(user);
         await users.ReplaceCodesAsync(user);
@@ -175,10 +180,11 @@ public static class AccountSecurityApi
         return TypedResults.NoContent();
     }
 
-    private static async Task<Results<Ok<RecoveryCodesDto>, ErrorResult>> NewRecoveryCodes(PasswordBody body, HttpContext http, UserManager<User> users)
+    private static async Task<Results<Ok<RecoveryCodesDto>, ErrorResult>> NewRecoveryCodes(PasswordBody body, HttpContext http, UserManager<User> users,
+        SignInFailures failures)
     {
         if (await users.FindByIdAsync(http.User.UserId().ToString()) is not { } user) return AccountGone();
-        if (await CheckPasswordAsync(users, user, body.Password) is { } wrong) return wrong;
+        if (await CheckPasswordAsync(users, failures, user, body.Password) is { } wrong) return wrong;
         if (!user.TwoFactorEnabled) return new ApiError(409, "invalid_request_error", "two_factor_off", "Two-factor sign-in is off: there are no recovery codes to replace.").ToResult();
         return TypedResults.Ok(new RecoveryCodesDto((await users.GenerateNewTwoFactorRecoveryCodesAsync(user, TwoFactor.RecoveryCodes))!.ToArray()));
     }
@@ -187,12 +193,12 @@ public static class AccountSecurityApi
         TypedResults.Ok(await deletion.PlanAsync(http.User.UserId(), ct));
 
     private static async Task<Results<Ok<AccountDeletion.Plan>, ErrorResult>> DeleteAccount(DeleteBody body, HttpContext http, UserManager<User> users,
-        AccountDeletion deletion, CancellationToken ct)
+        SignInFailures failures, AccountDeletion deletion, CancellationToken ct)
     {
         if (await users.FindByIdAsync(http.User.UserId().ToString()) is not { } user) return AccountGone();
         if (user.PasswordHash is not null)
         {
-            if (await CheckPasswordAsync(users, user, body.Password) is { } wrong) return wrong;
+            if (await CheckPasswordAsync(users, failures, user, body.Password) is { } wrong) return wrong;
         }
         else if (!string.Equals(body.ConfirmEmail?.Trim(), user.Email, StringComparison.OrdinalIgnoreCase) || user.Email is null)
         {
@@ -204,11 +210,19 @@ public static class AccountSecurityApi
         return TypedResults.Ok(await deletion.DeleteAsync(user, AuditActor.From(http.User), ct));
     }
 
-    private static async Task<ErrorResult?> CheckPasswordAsync(UserManager<User> users, User user, string? password)
+    /// <summary>The signed-in user's password, counted against the account's failures (<see cref="SignInFailures"/>).</summary>
+    private static async Task<ErrorResult?> CheckPasswordAsync(UserManager<User> users, SignInFailures failures, User user, string? password)
     {
         if (user.PasswordHash is null) return NeedsPassword("do this with a password");
         if (string.IsNullOrEmpty(password)) return new ApiError(400, "invalid_request_error", "missing_required_parameter", "Enter your password.", "password").ToResult();
-        return await users.CheckPasswordAsync(user, password) ? null : ApiError.InvalidField("password", "Your password is not right.").ToResult();
+        if (await failures.WaitAsync(user.Id) is { } wait) return ApiError.AuthThrottled(wait).ToResult();
+        if (await users.CheckPasswordAsync(user, password))
+        {
+            await failures.ClearAsync(user.Id);
+            return null;
+        }
+        await failures.RecordAsync(user.Id);
+        return ApiError.InvalidField("password", "Your password is not right.").ToResult();
     }
 
     /// <summary>Identity keeps recovery codes until new ones are generated; turning two-factor off must void them.</summary>

@@ -95,6 +95,8 @@ public static class AuthThrottling
 /// <summary>
 /// Caps the mails one address receives, so nobody can use sign-up or reset to flood someone's inbox. The caller
 /// gets the same answer either way (the cap must not reveal anything either); the mail is just not sent.
+/// Invitations are counted apart (<c>purpose</c>): inviting an address must not use up the mails its
+/// owner needs to reset a password.
 /// </summary>
 public sealed class AddressMailLimiter(IOptions<AuthThrottlingOptions> options) : IDisposable
 {
@@ -104,9 +106,9 @@ public sealed class AddressMailLimiter(IOptions<AuthThrottlingOptions> options) 
             PermitLimit = options.Value.MailsPerAddressPer15Minutes, Window = TimeSpan.FromMinutes(15), QueueLimit = 0,
         }), StringComparer.OrdinalIgnoreCase);
 
-    public bool TryAcquire(string address)
+    public bool TryAcquire(string address, string purpose = "account")
     {
-        using var lease = _limiter.AttemptAcquire(address.Trim().ToUpperInvariant());
+        using var lease = _limiter.AttemptAcquire(purpose + "|" + AccountEmail.Normalize(address));
         return lease.IsAcquired;
     }
 
@@ -123,11 +125,27 @@ public sealed partial class SignInFailures(IConnectionMultiplexer redis, IOption
     private AuthThrottlingOptions Options => options.Value;
 
     /// <summary>Seconds this IP must wait before trying this address again, or null.</summary>
-    public async Task<int?> WaitAsync(HttpContext http, string email)
+    public Task<int?> WaitAsync(HttpContext http, string email) => WaitAsync(Key(http, email));
+
+    public Task RecordAsync(HttpContext http, string email) => RecordAsync(Key(http, email));
+
+    public Task ClearAsync(HttpContext http, string email) => ClearAsync(Key(http, email));
+
+    /// <summary>
+    /// The same count for a password typed by someone already signed in (changing it, turning two-factor off, new recovery
+    /// codes, deleting the account), per account whatever the IP: an access token alone must not buy unlimited guesses
+    /// at the password it would take to lock the owner out. Only the token's holder can spend these attempts.
+    /// </summary>
+    public Task<int?> WaitAsync(Guid userId) => WaitAsync(AccountKey(userId));
+
+    public Task RecordAsync(Guid userId) => RecordAsync(AccountKey(userId));
+
+    public Task ClearAsync(Guid userId) => ClearAsync(AccountKey(userId));
+
+    private async Task<int?> WaitAsync(RedisKey key)
     {
         try
         {
-            var key = Key(http, email);
             var count = await redis.GetDatabase().StringGetAsync(key);
             if (!count.HasValue || (long)count < Options.FailedSignInsPerIpAndAccount) return null;
             var ttl = await redis.GetDatabase().KeyTimeToLiveAsync(key);
@@ -141,11 +159,10 @@ public sealed partial class SignInFailures(IConnectionMultiplexer redis, IOption
         }
     }
 
-    public async Task RecordAsync(HttpContext http, string email)
+    private async Task RecordAsync(RedisKey key)
     {
         try
         {
-            var key = Key(http, email);
             var db = redis.GetDatabase();
             if (await db.StringIncrementAsync(key) == 1)
                 await db.KeyExpireAsync(key, TimeSpan.FromMinutes(Options.FailedSignInWindowMinutes));
@@ -153,15 +170,17 @@ public sealed partial class SignInFailures(IConnectionMultiplexer redis, IOption
         catch (RedisException ex) { Log.Unavailable(log, ex); }
     }
 
-    public async Task ClearAsync(HttpContext http, string email)
+    private async Task ClearAsync(RedisKey key)
     {
-        try { await redis.GetDatabase().KeyDeleteAsync(Key(http, email)); }
+        try { await redis.GetDatabase().KeyDeleteAsync(key); }
         catch (RedisException ex) { Log.Unavailable(log, ex); }
     }
 
+    private static RedisKey AccountKey(Guid userId) => "cortensor:password-failures:" + userId.ToString("N");
+
     private static RedisKey Key(HttpContext http, string email) =>
         "cortensor:signin-failures:" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(
-            http.ClientIp() + "|" + email.Trim().ToUpperInvariant())));
+            http.ClientIp() + "|" + AccountEmail.Normalize(email))));
 
     private static partial class Log
     {

@@ -28,16 +28,23 @@ public static class PlatformAdminsApi
     private static async Task<Results<Ok<AdminUserDto>, ErrorResult>> SetAdminAsync(Guid id, bool isAdmin, ClaimsPrincipal principal,
         PortalDbContext db, PortalTokens tokens, TimeProvider clock, CancellationToken ct)
     {
-        var user = await db.Users.SingleOrDefaultAsync(u => u.Id == id, ct);
-        if (user is null) return ApiError.NotFound("user").ToResult();
-        if (user.IsAdmin == isAdmin) return TypedResults.Ok(new AdminUserDto(user.Id, user.Email, user.IsAdmin));
-        if (!isAdmin && !await db.Users.AnyAsync(u => u.IsAdmin && u.Id != id, ct))
-            return new ApiError(409, "invalid_request_error", "last_admin", "This is the last administrator; make someone else an administrator first.").ToResult();
-        user.IsAdmin = isAdmin;
-        db.Record(AuditActor.From(principal), isAdmin ? "user.make_admin" : "user.remove_admin", "user", id.ToString(),
-            new { IsAdmin = !isAdmin }, new { IsAdmin = isAdmin }, clock.GetUtcNow());
-        await db.SaveChangesAsync(ct);
-        await tokens.RevokeAllSessionsAsync(id, ct);
-        return TypedResults.Ok(new AdminUserDto(user.Id, user.Email, user.IsAdmin));
+        // One change of the administrators at a time: two removals at once each saw the other stay.
+        var (user, changed, refused) = await db.OneAtATimeAsync<(User?, bool, ErrorResult?)>("platform-admins", Guid.Empty, async () =>
+        {
+            var user = await db.Users.SingleOrDefaultAsync(u => u.Id == id, ct);
+            if (user is null) return (null, false, ApiError.NotFound("user").ToResult());
+            if (user.IsAdmin == isAdmin) return (user, false, null);
+            if (!isAdmin && !await db.Users.AnyAsync(u => u.IsAdmin && u.Id != id, ct))
+                return (null, false, new ApiError(409, "invalid_request_error", "last_admin", "This is the last administrator; make someone else an administrator first.").ToResult());
+            user.IsAdmin = isAdmin;
+            db.Record(AuditActor.From(principal), isAdmin ? "user.make_admin" : "user.remove_admin", "user", id.ToString(),
+                new { IsAdmin = !isAdmin }, new { IsAdmin = isAdmin }, clock.GetUtcNow());
+            await db.SaveChangesAsync(ct);
+            return (user, true, null);
+        }, ct);
+        if (refused is not null) return refused;
+        // Tokens carry the role: the user signs in again to hold the new one.
+        if (changed) await tokens.RevokeAllSessionsAsync(id, ct);
+        return TypedResults.Ok(new AdminUserDto(user!.Id, user.Email, user.IsAdmin));
     }
 }

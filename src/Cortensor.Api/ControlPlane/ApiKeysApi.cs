@@ -97,11 +97,14 @@ public static class ApiKeysApi
         if (body.Validate(catalog.Current, now) is { } invalid) return invalid.ToResult();
         var plan = await db.Organizations.AsNoTracking().Where(o => o.Id == caller.OrganizationId).Select(o => o.PlanId).SingleAsync(ct);
         var cap = limits.Value.ApiKeysFor(plan);
-        if (await db.ApiKeys.CountAsync(k => k.OrganizationId == caller.OrganizationId && k.Status != ApiKeyStatus.Revoked && (k.ExpiresAt == null || k.ExpiresAt > now), ct) >= cap)
-            return ApiError.LimitReached("api_key_limit", $"The {plan} plan allows {cap} active API keys per organization. Revoke one, or upgrade.").ToResult();
-        var created = await keys.CreateKeyAsync(caller.OrganizationId, body.Name!.Trim(), body.Environment ?? "live", body.ExpiresAt,
-            body.Models ?? [], body.RequestsPerMinute, body.TokensPerMinute, caller.UserId, caller.Actor, ct);
-        return TypedResults.Created($"/portal/api-keys/{created.Key.Id}", CreatedApiKeyDto.From(created));
+        return await db.OneAtATimeAsync<Results<Created<CreatedApiKeyDto>, ErrorResult>>("api-keys", caller.OrganizationId, async () =>
+        {
+            if (await db.ApiKeys.CountAsync(k => k.OrganizationId == caller.OrganizationId && k.Status != ApiKeyStatus.Revoked && (k.ExpiresAt == null || k.ExpiresAt > now), ct) >= cap)
+                return ApiError.LimitReached("api_key_limit", $"The {plan} plan allows {cap} active API keys per organization. Revoke one, or upgrade.").ToResult();
+            var created = await keys.CreateKeyAsync(caller.OrganizationId, body.Name!.Trim(), body.Environment ?? "live", body.ExpiresAt,
+                body.Models ?? [], body.RequestsPerMinute, body.TokensPerMinute, caller.UserId, caller.Actor, ct);
+            return TypedResults.Created($"/portal/api-keys/{created.Key.Id}", CreatedApiKeyDto.From(created));
+        }, ct);
     }
 
     private static async Task<Results<Ok<ApiKeyDto>, ErrorResult>> Revoke(Guid id, PortalCaller caller, PortalDbContext db,

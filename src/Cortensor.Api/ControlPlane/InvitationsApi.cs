@@ -23,7 +23,7 @@ public sealed class Invitation
     public Guid Id { get; set; } = Guid.CreateVersion7();
     public Guid OrganizationId { get; set; }
     public required string Email { get; set; }
-    /// <summary>Upper-cased like Identity's NormalizedEmail, to match the invitee's account.</summary>
+    /// <summary>Normalised as Identity's NormalizedEmail (<see cref="AccountEmail"/>), to match the invitee's account.</summary>
     public required string NormalizedEmail { get; set; }
     public MemberRole Role { get; set; }
     /// <summary>SHA-256 of the link's token; the token itself is only in the mail.</summary>
@@ -55,6 +55,7 @@ public static class InvitationsApi
     public static readonly TimeSpan Lifespan = TimeSpan.FromDays(7);
     /// <summary>Pending invitations one organisation may have at a time: enough for a team, not for a mailing campaign.</summary>
     public const int MaxPending = 50;
+    public const int MaxPerHour = 50;
 
     public static RouteGroupBuilder MapInvitationsApi(this RouteGroupBuilder portal)
     {
@@ -90,38 +91,49 @@ public static class InvitationsApi
     }
 
     private static async Task<Results<Created<InvitationDto>, ErrorResult>> Invite(InviteBody body, PortalCaller caller,
-        PortalDbContext db, AccountMails mails, TimeProvider clock, CancellationToken ct)
+        PortalDbContext db, AccountMails mails, AddressMailLimiter mailLimit, TimeProvider clock, CancellationToken ct)
     {
         var email = body.Email?.Trim();
         if (string.IsNullOrEmpty(email)) return ApiError.MissingField("email").ToResult();
-        if (email.Length > 320 || !MailAddress.TryCreate(email, out var parsed) || parsed.Address != email)
+        if (email.Length > AuthApi.MaxEmailLength || !MailAddress.TryCreate(email, out var parsed) || parsed.Address != email)
             return ApiError.InvalidField("email", "'email' is not a valid e-mail address.").ToResult();
         if (!Enum.TryParse<MemberRole>(body.Role ?? "member", ignoreCase: true, out var role) || !Enum.IsDefined(role) || int.TryParse(body.Role, out _))
             return ApiError.InvalidField("role", "'role' must be 'owner', 'admin' or 'member'.").ToResult();
         if (!caller.CanManage) return ApiError.InsufficientRole("invite members").ToResult();
         if (role == MemberRole.Owner && caller.Role != MemberRole.Owner)
             return new ApiError(403, "permission_error", "insufficient_role", "Only an owner can invite another owner.").ToResult();
-        var normalized = email.ToUpperInvariant();
+        var normalized = AccountEmail.Normalize(email);
         var now = clock.GetUtcNow();
-        if (await (from m in db.OrganizationMembers join u in db.Users on m.UserId equals u.Id
-                   where m.OrganizationId == caller.OrganizationId && u.NormalizedEmail == normalized && u.EmailConfirmed select m).AnyAsync(ct))
-            return new ApiError(409, "invalid_request_error", "already_member", "Someone with that e-mail is already a member of this organization.", "email").ToResult();
-        if (await Pending(db, caller.OrganizationId, now).AnyAsync(i => i.NormalizedEmail == normalized, ct))
-            return new ApiError(409, "invalid_request_error", "already_invited", "That address has a pending invitation. Revoke it to send a new one.", "email").ToResult();
-        if (await Pending(db, caller.OrganizationId, now).CountAsync(ct) >= MaxPending)
-            return ApiError.LimitReached("invitation_limit", $"This organization has {MaxPending} pending invitations; revoke some first.").ToResult();
-
         var token = "ctr_inv_" + Base64UrlEncoder.Encode(RandomNumberGenerator.GetBytes(32));
-        var invitation = new Invitation
+        var (invitation, refused) = await db.OneAtATimeAsync<(Invitation?, ApiError?)>("invitations", caller.OrganizationId, async () =>
         {
-            OrganizationId = caller.OrganizationId, Email = email, NormalizedEmail = normalized, Role = role, TokenHash = Hash(token),
-            InvitedByUserId = caller.UserId, CreatedAt = now, ExpiresAt = now + Lifespan,
-        };
-        db.Add(invitation);
-        db.Record(caller.Actor, "invitation.create", "organization", caller.OrganizationId.ToString(), null, new { invitation.Id, email, Role = role }, now);
-        await db.SaveChangesAsync(ct);
+            if (await (from m in db.OrganizationMembers join u in db.Users on m.UserId equals u.Id
+                       where m.OrganizationId == caller.OrganizationId && u.NormalizedEmail == normalized && u.EmailConfirmed select m).AnyAsync(ct))
+                return (null, new ApiError(409, "invalid_request_error", "already_member", "Someone with that e-mail is already a member of this organization.", "email"));
+            if (await Pending(db, caller.OrganizationId, now).AnyAsync(i => i.NormalizedEmail == normalized, ct))
+                return (null, new ApiError(409, "invalid_request_error", "already_invited", "That address has a pending invitation. Revoke it to send a new one.", "email"));
+            if (await Pending(db, caller.OrganizationId, now).CountAsync(ct) >= MaxPending)
+                return (null, ApiError.LimitReached("invitation_limit", $"This organization has {MaxPending} pending invitations; revoke some first."));
+            // Each invitation is a mail to an address the inviter chose: revoking and inviting again must not make the
+            // Portal a mail cannon, to one address or to many.
+            var lastHour = now - TimeSpan.FromHours(1);
+            if (await db.Set<Invitation>().CountAsync(i => i.OrganizationId == caller.OrganizationId && i.CreatedAt > lastHour, ct) >= MaxPerHour)
+                return (null, ApiError.LimitReached("invitation_limit", $"This organization sent {MaxPerHour} invitations in the last hour; try again later."));
+            if (!mailLimit.TryAcquire(email, "invitation"))
+                return (null, ApiError.AuthThrottled(15 * 60) with { Message = "That address was sent several mails in the last 15 minutes; invite it again later." });
+            var added = new Invitation
+            {
+                OrganizationId = caller.OrganizationId, Email = email, NormalizedEmail = normalized, Role = role, TokenHash = Hash(token),
+                InvitedByUserId = caller.UserId, CreatedAt = now, ExpiresAt = now + Lifespan,
+            };
+            db.Add(added);
+            db.Record(caller.Actor, "invitation.create", "organization", caller.OrganizationId.ToString(), null, new { added.Id, email, Role = role }, now);
+            await db.SaveChangesAsync(ct);
+            return (added, null);
+        }, ct);
+        if (refused is not null) return refused.ToResult();
         var organization = await db.Organizations.AsNoTracking().Where(o => o.Id == caller.OrganizationId).Select(o => o.Name).SingleAsync(ct);
-        mails.SendInvitation(email, organization, caller.Name, Lower(role), token, invitation.ExpiresAt);
+        mails.SendInvitation(email, organization, caller.Name, Lower(role), token, invitation!.ExpiresAt);
         return TypedResults.Created($"/portal/invitations/{invitation.Id}", ToDto(invitation));
     }
 

@@ -52,13 +52,16 @@ public static class OrganizationsApi
         if (ApiError.Text("name", "Name", name, 200) is { } badName) return badName.ToResult();
         var userId = user.UserId();
         var cap = limits.Value.FreeOrganizationsPerUser;
-        var ownedFree = await (from m in db.OrganizationMembers join o in db.Organizations on m.OrganizationId equals o.Id
-                               where m.UserId == userId && m.Role == MemberRole.Owner && o.PlanId == "free" select o.Id).CountAsync(ct);
-        if (ownedFree >= cap)
-            return ApiError.LimitReached("organization_limit", $"You own {cap} free organizations already (the most one user may own); upgrade or hand one over first.").ToResult();
-        var org = await keys.CreateOrganizationAsync(name!, "free", userId, AuditActor.From(user), ct);
-        return TypedResults.Created($"/portal/organizations/{org.Id}",
-            new OrganizationDto(org.Id, org.Name, org.PlanId, Lower(org.Status), Lower(MemberRole.Owner), org.CreatedAt));
+        return await db.OneAtATimeAsync<Results<Created<OrganizationDto>, ErrorResult>>("free-organizations", userId, async () =>
+        {
+            var ownedFree = await (from m in db.OrganizationMembers join o in db.Organizations on m.OrganizationId equals o.Id
+                                   where m.UserId == userId && m.Role == MemberRole.Owner && o.PlanId == "free" select o.Id).CountAsync(ct);
+            if (ownedFree >= cap)
+                return ApiError.LimitReached("organization_limit", $"You own {cap} free organizations already (the most one user may own); upgrade or hand one over first.").ToResult();
+            var org = await keys.CreateOrganizationAsync(name!, "free", userId, AuditActor.From(user), ct);
+            return TypedResults.Created($"/portal/organizations/{org.Id}",
+                new OrganizationDto(org.Id, org.Name, org.PlanId, Lower(org.Status), Lower(MemberRole.Owner), org.CreatedAt));
+        }, ct);
     }
 
     private static async Task<Ok<MemberDto[]>> ListMembers(PortalCaller caller, PortalDbContext db, CancellationToken ct) =>
@@ -72,20 +75,24 @@ public static class OrganizationsApi
     private static async Task<Results<NoContent, ErrorResult>> RemoveMember(Guid userId, PortalCaller caller, PortalDbContext db,
         TimeProvider clock, CancellationToken ct)
     {
-        var member = await db.OrganizationMembers.SingleOrDefaultAsync(m => m.OrganizationId == caller.OrganizationId && m.UserId == userId, ct);
-        if (member is null) return ApiError.NotFound("member").ToResult();
-        var leaving = userId == caller.UserId;
-        if (!leaving && !caller.CanManage) return ApiError.InsufficientRole("remove members").ToResult();
-        if (!leaving && member.Role == MemberRole.Owner && caller.Role != MemberRole.Owner)
-            return new ApiError(403, "permission_error", "insufficient_role", "Only an owner can remove an owner.").ToResult();
-        if (member.Role == MemberRole.Owner &&
-            await db.OrganizationMembers.CountAsync(m => m.OrganizationId == caller.OrganizationId && m.Role == MemberRole.Owner, ct) == 1)
-            return new ApiError(409, "invalid_request_error", "last_owner", "An organization needs an owner: add another owner first.").ToResult();
-        db.OrganizationMembers.Remove(member);
-        db.Record(caller.Actor, leaving ? "member.leave" : "member.remove", "organization", caller.OrganizationId.ToString(),
-            new { UserId = userId, member.Role }, null, clock.GetUtcNow());
-        await db.SaveChangesAsync(ct);
-        return TypedResults.NoContent();
+        // One change of the members at a time: two owners leaving at once each saw the other stay, and left no owner.
+        return await db.OneAtATimeAsync<Results<NoContent, ErrorResult>>("members", caller.OrganizationId, async () =>
+        {
+            var member = await db.OrganizationMembers.SingleOrDefaultAsync(m => m.OrganizationId == caller.OrganizationId && m.UserId == userId, ct);
+            if (member is null) return ApiError.NotFound("member").ToResult();
+            var leaving = userId == caller.UserId;
+            if (!leaving && !caller.CanManage) return ApiError.InsufficientRole("remove members").ToResult();
+            if (!leaving && member.Role == MemberRole.Owner && caller.Role != MemberRole.Owner)
+                return new ApiError(403, "permission_error", "insufficient_role", "Only an owner can remove an owner.").ToResult();
+            if (member.Role == MemberRole.Owner &&
+                await db.OrganizationMembers.CountAsync(m => m.OrganizationId == caller.OrganizationId && m.Role == MemberRole.Owner, ct) == 1)
+                return new ApiError(409, "invalid_request_error", "last_owner", "An organization needs an owner: add another owner first.").ToResult();
+            db.OrganizationMembers.Remove(member);
+            db.Record(caller.Actor, leaving ? "member.leave" : "member.remove", "organization", caller.OrganizationId.ToString(),
+                new { UserId = userId, member.Role }, null, clock.GetUtcNow());
+            await db.SaveChangesAsync(ct);
+            return TypedResults.NoContent();
+        }, ct);
     }
 
     private static string Lower<T>(T value) where T : struct, Enum => value.ToString().ToLowerInvariant();

@@ -75,13 +75,22 @@ public static class RequestLogApi
             await using var csv = CsvWriter.Create(body, new CsvWriterOptions { Injection = CsvInjection.Escape }, leaveOpen: true);
             foreach (var header in Columns) csv.WriteField(header);
             await csv.EndRecordAsync(ct);
-            // Streamed from Postgres row by row: a range of any size is never held in memory.
-            await foreach (var row in Rows(db, query!).AsAsyncEnumerable().WithCancellation(ct))
+            // Streamed from Postgres row by row, so a range of any size is never held in memory. That needs the query to
+            // run inside the context's retrying execution strategy: outside it, EF reads a retrying context's results
+            // whole before the first row (a 160,000-row export took 300 MB). A retry after rows went out would send them
+            // again, so it ends the export instead; the client sees a cut download, not a wrong file.
+            var sent = false;
+            await db.Database.CreateExecutionStrategy().ExecuteAsync(async () =>
             {
-                var r = Dto(row, snapshot);
-                foreach (var field in Fields(r)) csv.WriteField(field);
-                await csv.EndRecordAsync(ct);
-            }
+                if (sent) throw new InvalidOperationException("The request log export was interrupted by a database failure after it had started.");
+                await foreach (var row in Rows(db, query!).AsAsyncEnumerable().WithCancellation(ct))
+                {
+                    sent = true;
+                    var r = Dto(row, snapshot);
+                    foreach (var field in Fields(r)) csv.WriteField(field);
+                    await csv.EndRecordAsync(ct);
+                }
+            });
             await csv.FlushAsync(ct);
         }, "text/csv; charset=utf-8", name);
     }

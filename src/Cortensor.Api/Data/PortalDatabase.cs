@@ -27,3 +27,23 @@ public static class PortalDatabase
             (await db.Database.GetAppliedMigrationsAsync(ct)).Count());
     }
 }
+
+public static class OneAtATime
+{
+    /// <summary>
+    /// Runs <paramref name="work"/> in a transaction that holds a Postgres advisory lock on (<paramref name="scope"/>,
+    /// <paramref name="owner"/>), so a check and the write it allows (count the keys, then add one) happen one request at
+    /// a time per owner, on every replica: ten concurrent requests against a cap of five left nine keys before. Inside the
+    /// context's execution strategy, as a retrying context requires of a transaction it did not start itself.
+    /// </summary>
+    public static Task<T> OneAtATimeAsync<T>(this PortalDbContext db, string scope, Guid owner, Func<Task<T>> work, CancellationToken ct) =>
+        db.Database.CreateExecutionStrategy().ExecuteAsync(async () =>
+        {
+            await using var transaction = await db.Database.BeginTransactionAsync(ct);
+            var lockName = $"{scope}:{owner}";
+            await db.Database.ExecuteSqlAsync($"SELECT pg_advisory_xact_lock(hashtextextended({lockName}, 0))", ct);
+            var result = await work();
+            await transaction.CommitAsync(ct);
+            return result;
+        });
+}

@@ -43,15 +43,23 @@ public sealed record PortalMessage(string To, string Subject, string Text);
 /// slow SMTP server never holds a request. A mail still queued when the process dies is lost; every mail
 /// can be asked for again (resend verification, request a reset, invite again).
 /// </summary>
-public sealed class MailOutbox
+public sealed partial class MailOutbox(ILogger<MailOutbox> log)
 {
     private readonly Channel<PortalMessage> _queue = Channel.CreateBounded<PortalMessage>(
         new BoundedChannelOptions(10_000) { FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true });
 
+    /// <summary>
+    /// Queues the mail, or drops it with an error in the log when 10,000 are already waiting (SMTP down for hours): the
+    /// request that asked for it answers as it would have, since every mail can be asked for again, and a full queue
+    /// must not turn sign-up, reset and invitations into 500s.
+    /// </summary>
     public void Enqueue(PortalMessage message)
     {
-        if (!_queue.Writer.TryWrite(message)) throw new InvalidOperationException("The mail queue is full.");
+        if (!_queue.Writer.TryWrite(message)) Full(log, message.Subject);
     }
+
+    [LoggerMessage(LogLevel.Error, "The mail queue is full (SMTP has been failing): mail '{Subject}' was dropped")]
+    private static partial void Full(ILogger logger, string subject);
 
     internal ChannelReader<PortalMessage> Reader => _queue.Reader;
 }
