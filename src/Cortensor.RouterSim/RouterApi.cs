@@ -197,6 +197,11 @@ public static class RouterApi
                 ? new SseItem<string>(piece)
                 : Data(head with { Choices = [new RouterChoice(0, piece, null)] });
         }
+        while (behaviour.Quirk == RouterQuirk.RunsPastMaxTokens)
+        {
+            await Pace(behaviour, ct);
+            yield return Data(head with { Choices = [new RouterChoice(0, " and more", null)] });
+        }
         yield return Data(head with { Choices = [new RouterChoice(0, "", finish)], Usage = usage });
         yield return new SseItem<string>("[DONE]");
     }

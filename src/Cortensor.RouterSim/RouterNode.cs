@@ -50,6 +50,8 @@ public enum RouterQuirk
     StatusErrors,
     /// <summary>An unstreamed answer sends its headers and half its body, then falls silent (the connection stays open).</summary>
     StallAfterHeaders,
+    /// <summary>A stream that does not stop at max_tokens: after the answer it goes on sending text until the client leaves.</summary>
+    RunsPastMaxTokens,
 }
 
 /// <summary>How the node behaves; replaced whole at run time through the control endpoint (unset fields are zero).</summary>

@@ -89,7 +89,7 @@ public sealed class InferenceHandler(
             usage.KeepTaskId(upstream.TaskId);
             if (!upstream.Message.IsSuccessStatusCode)
             {
-                var detail = await upstream.Message.Content.ReadAsStringAsync(ct);
+                var detail = await RouterErrorDetail.ReadAsync(upstream.Message.Content, deadline.Token);
                 InferenceLog.RouterRejected(log, upstream.Route.Router.Id, (int)upstream.Message.StatusCode, detail);
                 upstream.Lease.Failed();
                 return usage.Fail(ApiError.UpstreamFailed());

@@ -58,6 +58,10 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
         string? finish = null;
         ApiError? failure = null;
 
+        // No token is longer than this many characters: a router still sending past max_tokens of them is not stopping,
+        // and the stream ends there as one cut by its limit, instead of relaying (and holding) whatever it sends.
+        var mostCharacters = (long)maxTokens * MostCharactersPerToken + 1024;
+        var overran = false;
         var shape = dialect.Stream(id, created, model.Id, request);
         foreach (var item in shape.Opening()) yield return item;
 
@@ -95,6 +99,12 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
             if (structured is not null) send = structured.Push(send);
             if (send.Length > 0) foreach (var item in shape.Text(send)) yield return item;
             if (stop.Stopped) { finish = "stop"; break; }
+            if (events.GeneratedLength > mostCharacters)
+            {
+                (finish, overran) = ("length", true);
+                InferenceLog.StreamFailed(log, upstream.Route.Router.Id, $"the stream went on past max_tokens ({maxTokens}): cut at {events.GeneratedLength} characters");
+                break;
+            }
         }
         finish ??= events.FinishReason is { } reason ? ResponseNormaliser.FinishReason(reason) : null;
         usage.KeepTaskId(events.TaskId);
@@ -106,7 +116,8 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
             foreach (var item in shape.Failure(failure, http.GetRequestId())) yield return item;
             yield break;
         }
-        upstream.Lease.Succeeded();
+        // A router that overran max_tokens answered, but not as a router should: its breaker counts it.
+        if (overran) upstream.Lease.Failed(); else upstream.Lease.Succeeded();
         Charge();
 
         var rest = stop.Flush();
@@ -130,6 +141,9 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
         }
         foreach (var item in shape.Closing(finish ?? "stop", usage.Tokens)) yield return item;
     }
+
+    /// <summary>Twice the characters of o200k's longest token (128, measured over its vocabulary), as a margin for the families whose vocabularies we cannot load.</summary>
+    internal const int MostCharactersPerToken = 256;
 
     private static void WriteEvent(SseItem<object> item, IBufferWriter<byte> buffer)
     {

@@ -190,3 +190,33 @@ internal static class RouterJson
         : o.TryGetProperty(name, out v) && v.ValueKind == JsonValueKind.String && int.TryParse(v.GetString(), NumberStyles.None, CultureInfo.InvariantCulture, out n) ? n
         : null;
 }
+
+/// <summary>What a router that refused a request (a status other than 2xx) said, for the log.</summary>
+public static class RouterErrorDetail
+{
+    public const int MaxBytes = 2048;
+    private static readonly TimeSpan MostWait = TimeSpan.FromSeconds(2);
+
+    /// <summary>
+    /// The first <see cref="MaxBytes"/> of the body, read for at most two seconds: the client's answer is already decided,
+    /// and a router that sends an endless or never-finished error body must not hold the request or the Api's memory.
+    /// </summary>
+    public static async Task<string> ReadAsync(HttpContent content, CancellationToken deadline)
+    {
+        using var wait = CancellationTokenSource.CreateLinkedTokenSource(deadline);
+        wait.CancelAfter(MostWait);
+        var buffer = new byte[MaxBytes];
+        var read = 0;
+        try
+        {
+            await using var body = await content.ReadAsStreamAsync(wait.Token);
+            int n;
+            while (read < buffer.Length && (n = await body.ReadAsync(buffer.AsMemory(read), wait.Token)) > 0) read += n;
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or HttpRequestException or IOException)
+        {
+            // What arrived before the wait ended or the connection broke is all there is to log.
+        }
+        return System.Text.Encoding.UTF8.GetString(buffer, 0, read);
+    }
+}

@@ -42,6 +42,7 @@ public sealed class RouterEventStream : IAsyncDisposable
     public RouterUsageCounts? Usage => Answer?.Usage ?? Reader.Usage;
     public string? FinishReason => Answer?.FinishReason ?? Reader.FinishReason;
     public string Generated => Answer?.Text ?? Reader.Generated;
+    public int GeneratedLength => Answer?.Text.Length ?? Reader.GeneratedLength;
 
     public static RouterEventStream Over(Stream body, TimeSpan idle, CancellationToken ct) => new(body, idle, ct);
 

@@ -181,6 +181,8 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
         byte[] bytes;
         try
         {
+            // A stream asked for and answered with one body: read within the same limit as an unstreamed answer.
+            await response.Content.LoadIntoBufferAsync(o.MaxAnswerBytes, deadline);
             bytes = await response.Content.ReadAsByteArrayAsync(deadline);
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
@@ -221,6 +223,8 @@ public sealed class RouterHttpClient(IOptions<RoutingOptions> options) : IDispos
     })
     {
         Timeout = Timeout.InfiniteTimeSpan, // each call carries its own deadline
+        // An unstreamed answer is read whole by the client: past this it throws, and the router has failed.
+        MaxResponseContentBufferSize = options.Value.MaxAnswerBytes,
     };
 
     public AuthenticationHeaderValue Authorization { get; } = new("Bearer", options.Value.RouterToken);

@@ -38,6 +38,7 @@ public sealed class RouterStreamReader
     public string? FinishReason { get; private set; }
     /// <summary>Everything generated so far: what the tokenizer counts when the router reports no usage.</summary>
     public string Generated => _text.ToString();
+    public int GeneratedLength => _text.Length;
     public bool HasText => _text.Length > 0;
 
     public RouterStreamEvent Read(ReadOnlySpan<byte> data)

@@ -9,7 +9,7 @@ public static class RoutingExtensions
             // The token routers expect is a deployment secret of its own (Routers:Token), not a routing setting.
             .Configure<IConfiguration>((o, configuration) => o.RouterToken = configuration["Routers:Token"] ?? o.RouterToken)
             .Validate(o => o.ProbeIntervalMs > 0 && o.ProbeTimeoutMs > 0 && o.DefaultTimeoutSeconds > 0 && o.DefaultPrecommitTimeoutSeconds > 0
-                    && o.UpstreamTimeoutMs is null or > 0 && o.StreamIdleTimeoutMs is null or > 0,
+                    && o.UpstreamTimeoutMs is null or > 0 && o.StreamIdleTimeoutMs is null or > 0 && o.MaxAnswerBytes > 0,
                 "Routing: probe intervals and timeouts must be positive.")
             .ValidateOnStart();
         builder.Services.AddSingleton<RouterHttpClient>();

@@ -24,6 +24,12 @@ public sealed class RoutingOptions
     public int BreakerMinimumThroughput { get; set; } = 4;
     public int BreakDurationMs { get; set; } = 5000;
     public int NoCapacityRetryAfterSeconds { get; set; } = 5;
+    /// <summary>
+    /// The most bytes of one unstreamed router answer the Portal reads (16 MB: far above the longest answer a model's
+    /// token limit allows). A router sending more is treated as a cut answer and another is tried, instead of the
+    /// Api holding whatever a faulty or hostile router sends.
+    /// </summary>
+    public int MaxAnswerBytes { get; set; } = 16 * 1024 * 1024;
     /// <summary>How fast a router's latency estimate forgets, between answers, what its last answers took.</summary>
     public int LatencyHalfLifeMs { get; set; } = 1000;
 }

@@ -128,6 +128,33 @@ public class RouterQuirkTests(PortalAppFixture portal)
         Assert.True(usage.GetProperty("cost").GetDecimal() > 0m);
     }
 
+    [Fact(Timeout = 120_000)]
+    public async Task AStreamThatGoesOnPastMaxTokensIsCutThereAndBilledAtMostMaxTokens()
+    {
+        var customer = await portal.CreateCustomerAsync();
+        using var client = customer.CreateClient();
+        await portal.SetRouterBehaviourAsync("router-qwen-1", new { quirk = "RunsPastMaxTokens" });
+        HttpResponseMessage response;
+        List<string> events;
+        try
+        {
+            response = await client.PostAsJsonAsync("/v1/chat/completions", Chat("qwen-3-32b", "never stop", 20, stream: true));
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            events = await InferenceTests.SseEvents(response);
+        }
+        finally
+        {
+            await portal.SetRouterBehaviourAsync("router-qwen-1", Normal);
+        }
+
+        Assert.Equal("[DONE]", events[^1]);
+        var text = StreamedText(events);
+        Assert.InRange(text.Length, 20, 20 * 256 + 1024 + 64);
+        Assert.Contains(events, e => e.Contains("\"finish_reason\":\"length\"", StringComparison.Ordinal));
+        var usage = (await LookupAsync(response))!.Value.GetProperty("usage");
+        Assert.InRange(usage.GetProperty("completion_tokens").GetInt32(), 1, 20);
+    }
+
     [Fact]
     public async Task NonJsonStreamLinesReachTheCustomerAsTextAndAreBilledAsTheRouterCounts()
     {
