@@ -44,7 +44,12 @@ public sealed class RouterEventStream : IAsyncDisposable
     public string Generated => Answer?.Text ?? Reader.Generated;
     public int GeneratedLength => Answer?.Text.Length ?? Reader.GeneratedLength;
 
-    public static RouterEventStream Over(Stream body, TimeSpan idle, CancellationToken ct) => new(body, idle, ct);
+    /// <summary>
+    /// Over a router's SSE body. No line of it may be longer than <paramref name="longestLine"/> bytes: the parser holds a
+    /// line until it ends, so one that never ends (a gigabyte sent as a single <c>data:</c> line took 1.8 GB) is a cut.
+    /// </summary>
+    public static RouterEventStream Over(Stream body, TimeSpan idle, int longestLine, CancellationToken ct) =>
+        new(new BoundedLines(body, longestLine), idle, ct);
 
     public static RouterEventStream Of(RouterAnswer answer) => new(answer);
 
@@ -110,4 +115,40 @@ public sealed class RouterEventStream : IAsyncDisposable
         if (_body is not null) await _body.DisposeAsync();
         _silence?.Dispose();
     }
+}
+
+/// <summary>A read-only stream that fails (an <see cref="IOException"/>, which the reader takes for a cut) once a line runs past its limit.</summary>
+internal sealed class BoundedLines(Stream inner, int longestLine) : Stream
+{
+    private long _sinceNewline;
+
+    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken ct = default)
+    {
+        var n = await inner.ReadAsync(buffer, ct);
+        var read = buffer.Span[..n];
+        var last = read.LastIndexOf((byte)'\n');
+        _sinceNewline = last < 0 ? _sinceNewline + n : n - last - 1;
+        if (_sinceNewline > longestLine) throw new IOException($"a line of the router's stream is longer than {longestLine} bytes");
+        return n;
+    }
+
+    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken ct) => ReadAsync(buffer.AsMemory(offset, count), ct).AsTask();
+    public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer, offset, count, CancellationToken.None).GetAwaiter().GetResult();
+    public override bool CanRead => true;
+    public override bool CanSeek => false;
+    public override bool CanWrite => false;
+    public override long Length => throw new NotSupportedException();
+    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+    public override void Flush() { }
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+    public override void SetLength(long value) => throw new NotSupportedException();
+    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) inner.Dispose();
+        base.Dispose(disposing);
+    }
+
+    public override ValueTask DisposeAsync() => inner.DisposeAsync();
 }

@@ -170,7 +170,7 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
         if (remaining <= TimeSpan.Zero) return (null, new RouterFailure(RouterFailureKind.Timeout, "no answer within the task timeouts"));
         if (stream && response.Content.Headers.ContentType?.MediaType is "text/event-stream")
         {
-            var events = RouterEventStream.Over(await response.Content.ReadAsStreamAsync(ct), RouterDeadlines.Silence(timeouts, o), ct);
+            var events = RouterEventStream.Over(await response.Content.ReadAsStreamAsync(ct), RouterDeadlines.Silence(timeouts, o), o.MaxAnswerBytes, ct);
             var first = await events.FirstAsync(remaining, ct);
             if (first.Kind == RouterStreamEventKind.Text)
                 return (new RouterResponse(lease, response) { Events = events }, null);

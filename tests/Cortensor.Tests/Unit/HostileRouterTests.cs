@@ -66,6 +66,42 @@ public sealed class HostileRouterTests : IAsyncLifetime
         Assert.Equal("", await RouterErrorDetail.ReadAsync(silent, CancellationToken.None)); // the two seconds end it
     }
 
+    // Without the limit, the parser holds the endless line until memory runs out: the timeout tells that from an answer.
+    [Fact(Timeout = 60_000)]
+    public async Task AStreamLineWithoutEndIsACutAfterTheLimitNotAnEndlessBuffer()
+    {
+        var body = new PrefixedStream("data: {\"choices\":[{\"text\":\"hi\"}]}\n\ndata: "u8.ToArray(), new EndlessStream());
+        await using var events = RouterEventStream.Over(body, TimeSpan.FromSeconds(30), 1024 * 1024, CancellationToken.None);
+        var first = await events.FirstAsync(TimeSpan.FromSeconds(30), CancellationToken.None);
+        Assert.Equal((RouterStreamEventKind.Text, "hi"), (first.Kind, first.Text));
+        Assert.Equal(RouterStreamEventKind.Text, (await events.NextAsync(CancellationToken.None)).Kind); // the piece read ahead
+        var cut = await events.NextAsync(CancellationToken.None);
+        Assert.Equal(RouterStreamEventKind.Failed, cut.Kind);
+        Assert.Equal(RouterFailureKind.Cut, cut.Failure!.Kind);
+    }
+
+    private sealed class PrefixedStream(byte[] prefix, Stream rest) : Stream
+    {
+        private int _at;
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => 0; set => throw new NotSupportedException(); }
+        public override void Flush() { }
+        public override int Read(byte[] buffer, int offset, int count)
+        {
+            if (_at >= prefix.Length) return rest.Read(buffer, offset, count);
+            var n = Math.Min(count, prefix.Length - _at);
+            prefix.AsSpan(_at, n).CopyTo(buffer.AsSpan(offset));
+            _at += n;
+            return n;
+        }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    }
+
     private sealed class EndlessStream : Stream
     {
         public override bool CanRead => true;
