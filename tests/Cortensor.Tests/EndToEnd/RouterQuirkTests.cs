@@ -131,21 +131,7 @@ public class RouterQuirkTests(PortalAppFixture portal)
     [Fact(Timeout = 120_000)]
     public async Task AStreamThatGoesOnPastMaxTokensIsCutThereAndBilledAtMostMaxTokens()
     {
-        var customer = await portal.CreateCustomerAsync();
-        using var client = customer.CreateClient();
-        await portal.SetRouterBehaviourAsync("router-qwen-1", new { quirk = "RunsPastMaxTokens" });
-        HttpResponseMessage response;
-        List<string> events;
-        try
-        {
-            response = await client.PostAsJsonAsync("/v1/chat/completions", Chat("qwen-3-32b", "never stop", 20, stream: true));
-            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            events = await InferenceTests.SseEvents(response);
-        }
-        finally
-        {
-            await portal.SetRouterBehaviourAsync("router-qwen-1", Normal);
-        }
+        var (response, events) = await QwenStreamAsync("RunsPastMaxTokens", "never stop", 20);
 
         Assert.Equal("[DONE]", events[^1]);
         var text = StreamedText(events);
@@ -155,24 +141,28 @@ public class RouterQuirkTests(PortalAppFixture portal)
         Assert.InRange(usage.GetProperty("completion_tokens").GetInt32(), 1, 20);
     }
 
-    [Fact]
-    public async Task NonJsonStreamLinesReachTheCustomerAsTextAndAreBilledAsTheRouterCounts()
+    /// <summary>A new customer's streamed chat on the qwen pool, whose only router answers with <paramref name="quirk"/>.</summary>
+    private async Task<(HttpResponseMessage Response, List<string> Events)> QwenStreamAsync(string quirk, string content, int maxTokens)
     {
         var customer = await portal.CreateCustomerAsync();
         using var client = customer.CreateClient();
-        await portal.SetRouterBehaviourAsync("router-qwen-1", new { quirk = "NonJsonStreamLines" });
-        HttpResponseMessage response;
-        List<string> events;
+        await portal.SetRouterBehaviourAsync("router-qwen-1", new { quirk });
         try
         {
-            response = await client.PostAsJsonAsync("/v1/chat/completions", Chat("qwen-3-32b", "plain lines please", 200, stream: true));
+            var response = await client.PostAsJsonAsync("/v1/chat/completions", Chat("qwen-3-32b", content, maxTokens, stream: true));
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            events = await InferenceTests.SseEvents(response);
+            return (response, await InferenceTests.SseEvents(response));
         }
         finally
         {
             await portal.SetRouterBehaviourAsync("router-qwen-1", Normal);
         }
+    }
+
+    [Fact]
+    public async Task NonJsonStreamLinesReachTheCustomerAsTextAndAreBilledAsTheRouterCounts()
+    {
+        var (response, events) = await QwenStreamAsync("NonJsonStreamLines", "plain lines please", 200);
 
         Assert.Equal("[DONE]", events[^1]);
         var text = StreamedText(events);
