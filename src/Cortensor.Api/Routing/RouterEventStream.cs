@@ -125,15 +125,19 @@ internal sealed class BoundedLines(Stream inner, int longestLine) : Stream
     public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken ct = default)
     {
         var n = await inner.ReadAsync(buffer, ct);
-        var read = buffer.Span[..n];
-        var last = read.LastIndexOf((byte)'\n');
-        _sinceNewline = last < 0 ? _sinceNewline + n : n - last - 1;
-        if (_sinceNewline > longestLine) throw new IOException($"a line of the router's stream is longer than {longestLine} bytes");
-        return n;
+        return Counted(buffer.Span[..n]);
     }
 
     public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken ct) => ReadAsync(buffer.AsMemory(offset, count), ct).AsTask();
-    public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer, offset, count, CancellationToken.None).GetAwaiter().GetResult();
+    public override int Read(byte[] buffer, int offset, int count) => Counted(buffer.AsSpan(offset, inner.Read(buffer, offset, count)));
+
+    private int Counted(ReadOnlySpan<byte> read)
+    {
+        var last = read.LastIndexOf((byte)'\n');
+        _sinceNewline = last < 0 ? _sinceNewline + read.Length : read.Length - last - 1;
+        if (_sinceNewline > longestLine) throw new IOException($"a line of the router's stream is longer than {longestLine} bytes");
+        return read.Length;
+    }
     public override bool CanRead => true;
     public override bool CanSeek => false;
     public override bool CanWrite => false;
