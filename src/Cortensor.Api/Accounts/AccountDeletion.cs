@@ -61,27 +61,53 @@ public sealed class AccountDeletion(PortalDbContext db, KeyService keys, PortalT
         return outcomes;
     }
 
-    public async Task<Plan> DeleteAsync(User user, AuditActor actor, CancellationToken ct)
+    /// <summary>Deletes the account; null when the user is the last platform administrator (nothing changes then).</summary>
+    public async Task<Plan?> DeleteAsync(User user, AuditActor actor, CancellationToken ct)
     {
-        var decided = await DecideAsync(user.Id, ct);
-        foreach (var (org, heirId) in decided)
+        // Decided and carried out per organisation under its members' lock, as removing a member is: two owners deleting
+        // their accounts at once each saw the other stay, both left, and the organisation kept its keys with no member.
+        // The user leaves where others stay inside that transaction, so whoever decides next sees them gone.
+        var administrator = user.IsAdmin; // as read, should the strategy run the work again
+        var decided = await db.Database.CreateExecutionStrategy().ExecuteAsync<List<(OrganizationOutcome Outcome, Guid? Heir)>?>(async () =>
         {
-            switch (org.Outcome)
+            await using var transaction = await db.Database.BeginTransactionAsync(ct);
+            if (administrator)
             {
-                case "closed":
-                    // Each revocation is durable and evicted from every replica's cache before the next step.
-                    foreach (var keyId in await db.ApiKeys.Where(k => k.OrganizationId == org.OrganizationId && k.Status != ApiKeyStatus.Revoked).Select(k => k.Id).ToListAsync(ct))
-                        await keys.SetKeyStatusAsync(keyId, ApiKeyStatus.Revoked, org.OrganizationId, actor, ct);
-                    await keys.SetOrganizationStatusAsync(org.OrganizationId, OrganizationStatus.Paused, actor, ct);
-                    await db.Set<Invitation>().Where(i => i.OrganizationId == org.OrganizationId).ExecuteDeleteAsync(ct);
-                    break;
-                case "handed_over":
-                    var heir = heirId!.Value;
+                // Under the administrators' lock, taken before any other here as its only other holder takes it alone:
+                // two administrators deleting their accounts at once each saw the other stay. The role goes now, with
+                // the check, so the next one to decide sees it gone.
+                await db.LockAsync(OneAtATime.PlatformAdministrators, Guid.Empty, ct);
+                if (!await db.Users.AnyAsync(u => u.IsAdmin && u.Id != user.Id, ct)) return null;
+                user.IsAdmin = false;
+            }
+            var organizations = await db.OrganizationMembers.Where(m => m.UserId == user.Id).Select(m => m.OrganizationId).ToListAsync(ct);
+            foreach (var organizationId in organizations.Order())
+                await db.LockAsync(OneAtATime.Members, organizationId, ct);
+            var decided = await DecideAsync(user.Id, ct);
+            foreach (var (org, heirId) in decided.Where(d => d.Outcome.Outcome != "closed"))
+            {
+                if (heirId is { } heir)
+                {
                     await db.OrganizationMembers.Where(m => m.OrganizationId == org.OrganizationId && m.UserId == heir)
                         .ExecuteUpdateAsync(s => s.SetProperty(m => m.Role, MemberRole.Owner), ct);
                     db.Record(actor, "member.handover", "organization", org.OrganizationId.ToString(), new { From = user.Id }, new { To = heir }, clock.GetUtcNow());
-                    break;
+                }
+                await db.OrganizationMembers.Where(m => m.OrganizationId == org.OrganizationId && m.UserId == user.Id).ExecuteDeleteAsync(ct);
             }
+            await db.SaveChangesAsync(ct);
+            await transaction.CommitAsync(ct);
+            return decided;
+        });
+        if (decided is null) return null;
+        // An organisation the user was the last member of is closed step by step, outside the lock: each revocation is
+        // durable and evicted from every replica's cache before the next. The user stays its member until the account
+        // goes, so a deletion cut short here decides "closed" again when retried.
+        foreach (var (org, _) in decided.Where(d => d.Outcome.Outcome == "closed"))
+        {
+            foreach (var keyId in await db.ApiKeys.Where(k => k.OrganizationId == org.OrganizationId && k.Status != ApiKeyStatus.Revoked).Select(k => k.Id).ToListAsync(ct))
+                await keys.SetKeyStatusAsync(keyId, ApiKeyStatus.Revoked, org.OrganizationId, actor, ct);
+            await keys.SetOrganizationStatusAsync(org.OrganizationId, OrganizationStatus.Paused, actor, ct);
+            await db.Set<Invitation>().Where(i => i.OrganizationId == org.OrganizationId).ExecuteDeleteAsync(ct);
         }
         await tokens.RevokeAllSessionsAsync(user.Id, ct);
         db.Record(actor, "account.delete", "user", user.Id.ToString(), new { user.Email }, new { Length = decided.Count }, clock.GetUtcNow());

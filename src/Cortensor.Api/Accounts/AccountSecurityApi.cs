@@ -204,10 +204,10 @@ public static class AccountSecurityApi
         {
             return ApiError.InvalidField("confirm_email", "Type your account's e-mail address to confirm.").ToResult();
         }
-        if (user.IsAdmin && !await users.Users.AnyAsync(u => u.IsAdmin && u.Id != user.Id, ct))
-            return new ApiError(409, "invalid_request_error", "last_administrator",
+        return await deletion.DeleteAsync(user, AuditActor.From(http.User), ct) is { } deleted
+            ? TypedResults.Ok(deleted)
+            : new ApiError(409, "invalid_request_error", "last_administrator",
                 "You are the only platform administrator. Make someone else an administrator before deleting this account.").ToResult();
-        return TypedResults.Ok(await deletion.DeleteAsync(user, AuditActor.From(http.User), ct));
     }
 
     /// <summary>The signed-in user's password, counted against the account's failures (<see cref="SignInFailures"/>).</summary>

@@ -29,7 +29,7 @@ public static class PlatformAdminsApi
         PortalDbContext db, PortalTokens tokens, TimeProvider clock, CancellationToken ct)
     {
         // One change of the administrators at a time: two removals at once each saw the other stay.
-        var (user, changed, refused) = await db.OneAtATimeAsync<(User?, bool, ErrorResult?)>("platform-admins", Guid.Empty, async () =>
+        var (user, changed, refused) = await db.OneAtATimeAsync<(User?, bool, ErrorResult?)>(OneAtATime.PlatformAdministrators, Guid.Empty, async () =>
         {
             var user = await db.Users.SingleOrDefaultAsync(u => u.Id == id, ct);
             if (user is null) return (null, false, ApiError.NotFound("user").ToResult());

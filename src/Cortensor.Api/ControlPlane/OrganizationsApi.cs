@@ -76,7 +76,7 @@ public static class OrganizationsApi
         TimeProvider clock, CancellationToken ct)
     {
         // One change of the members at a time: two owners leaving at once each saw the other stay, and left no owner.
-        return await db.OneAtATimeAsync<Results<NoContent, ErrorResult>>("members", caller.OrganizationId, async () =>
+        return await db.OneAtATimeAsync<Results<NoContent, ErrorResult>>(OneAtATime.Members, caller.OrganizationId, async () =>
         {
             var member = await db.OrganizationMembers.SingleOrDefaultAsync(m => m.OrganizationId == caller.OrganizationId && m.UserId == userId, ct);
             if (member is null) return ApiError.NotFound("member").ToResult();

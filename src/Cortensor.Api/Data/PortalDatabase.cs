@@ -30,6 +30,12 @@ public static class PortalDatabase
 
 public static class OneAtATime
 {
+    /// <summary>The lock on an organisation's members: removing one, and deleting the account of one.</summary>
+    public const string Members = "members";
+
+    /// <summary>The lock on the platform's administrators: making or unmaking one, and deleting the account of one.</summary>
+    public const string PlatformAdministrators = "platform-admins";
+
     /// <summary>
     /// Runs <paramref name="work"/> in a transaction that holds a Postgres advisory lock on (<paramref name="scope"/>,
     /// <paramref name="owner"/>), so a check and the write it allows (count the keys, then add one) happen one request at
@@ -40,10 +46,19 @@ public static class OneAtATime
         db.Database.CreateExecutionStrategy().ExecuteAsync(async () =>
         {
             await using var transaction = await db.Database.BeginTransactionAsync(ct);
-            var lockName = $"{scope}:{owner}";
-            await db.Database.ExecuteSqlAsync($"SELECT pg_advisory_xact_lock(hashtextextended({lockName}, 0))", ct);
+            await db.LockAsync(scope, owner, ct);
             var result = await work();
             await transaction.CommitAsync(ct);
             return result;
         });
+
+    /// <summary>
+    /// Takes the advisory lock on (<paramref name="scope"/>, <paramref name="owner"/>) until the current transaction ends.
+    /// Whoever takes several takes them in ascending order of owner, so two such callers cannot wait on each other.
+    /// </summary>
+    public static async Task LockAsync(this PortalDbContext db, string scope, Guid owner, CancellationToken ct)
+    {
+        var lockName = $"{scope}:{owner}";
+        await db.Database.ExecuteSqlAsync($"SELECT pg_advisory_xact_lock(hashtextextended({lockName}, 0))", ct);
+    }
 }

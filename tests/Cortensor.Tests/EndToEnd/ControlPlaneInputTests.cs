@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
+using Aspire.Hosting.Testing;
 using Cortensor.Tests.Fixtures;
 
 namespace Cortensor.Tests.EndToEnd;
@@ -200,6 +201,53 @@ public class ControlPlaneInputTests(PortalAppFixture portal)
         var stayed = left[0].StatusCode == HttpStatusCode.NoContent ? secondInTeam : inTeam;
         var members = (await stayed.GetFromJsonAsync<JsonElement>("/portal/members")).EnumerateArray().ToList();
         Assert.Equal("owner", Assert.Single(members).GetProperty("role").GetString());
+    }
+
+    [Fact]
+    public async Task TwoMembersDeletingTheirAccountsAtOnceLeaveNoOrganisationWithKeysAndNoMember()
+    {
+        // Several pairs at once, as each pair's two deletions overlap only when their password checks end together.
+        var pairs = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => TwoMembersWithTwoTeamsAsync()));
+        var deleted = await Task.WhenAll(pairs.SelectMany(p => new[] { p.First, p.Second })
+            .Select(client => client.PostAsJsonAsync("/portal/me/delete", new { password = TestUser.Password })));
+        Assert.All(deleted, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+
+        // Whoever went second was then a team's last member and closed it: no team is left with working keys and nobody in it.
+        var closed = new List<Guid>();
+        foreach (var response in deleted)
+            closed.AddRange((await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("organizations").EnumerateArray()
+                .Where(o => o.GetProperty("outcome").GetString() == "closed").Select(o => o.GetProperty("organization_id").GetGuid()));
+        var teams = pairs.SelectMany(p => p.Teams).ToList();
+        Assert.All(teams, t => Assert.Contains(t.Id, closed));
+        using var api = new HttpClient { BaseAddress = portal.App.GetEndpoint(LaunchTopology.Api, "http") };
+        foreach (var (_, key) in teams)
+            await Eventually.WaitUntilAsync(async () =>
+            {
+                using var request = new HttpRequestMessage(HttpMethod.Get, "/v1/models") { Headers = { Authorization = new("Bearer", key) } };
+                return (await api.SendAsync(request)).StatusCode == HttpStatusCode.Unauthorized;
+            }, TimeSpan.FromSeconds(3), "a key of a team whose members are all gone still worked");
+    }
+
+    /// <summary>Two owners of one team; in another, the first owns it and the second, a member, is its heir. Each team has a key.</summary>
+    private async Task<(HttpClient First, HttpClient Second, List<(Guid Id, string Key)> Teams)> TwoMembersWithTwoTeamsAsync()
+    {
+        var first = await portal.SignUpAsync();
+        var second = await portal.SignUpAsync();
+        var (firstClient, secondClient) = (first.CreateClient(), second.CreateClient());
+        var teams = new List<(Guid Id, string Key)>();
+        foreach (var (name, role) in new[] { ($"Both own {Guid.NewGuid():N}", "owner"), ($"One owns {Guid.NewGuid():N}", "member") })
+        {
+            var team = await firstClient.PostAsJsonAsync("/portal/organizations", new { name });
+            var teamId = (await team.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+            using var inTeam = first.CreateClient(teamId);
+            var key = (await (await inTeam.PostAsJsonAsync("/portal/api-keys", new { name = "team key" })).Content.ReadFromJsonAsync<JsonElement>())
+                .GetProperty("key").GetString()!;
+            Assert.Equal(HttpStatusCode.Created, (await inTeam.PostAsJsonAsync("/portal/invitations", new { email = second.Email, role })).StatusCode);
+            var mail = await portal.Mail.WaitForAsync(second.Email, $"invited to {name}");
+            Assert.Equal(HttpStatusCode.OK, (await secondClient.PostAsJsonAsync("/portal/invitations/accept", new { token = mail.Query("/invitations/accept", "token") })).StatusCode);
+            teams.Add((teamId, key));
+        }
+        return (firstClient, secondClient, teams);
     }
 
     [Fact]
