@@ -192,11 +192,15 @@ public static class PortalApiClientExtensions
             .AddRefitGeneratedClient<IPortalApi>(new RefitSettings { ContentSerializer = new SystemTextJsonContentSerializer(json) })
             .ConfigureHttpClient(c => c.BaseAddress = baseAddress);
         // The playground streams from the public /v1 API with the user's key: a plain client, no Refit.
+        // No resilience handler: the user watches the stream and stops it, and the standard handler's 10 s attempt
+        // timeout would cut off a model that takes longer than that to its first token.
+#pragma warning disable EXTEXP0001 // still marked for evaluation; the only way to take back a handler every client was given
         builder.Services.AddHttpClient(HttpClientName, c =>
         {
             c.BaseAddress = baseAddress;
             c.Timeout = Timeout.InfiniteTimeSpan;
-        });
+        }).RemoveAllResilienceHandlers();
+#pragma warning restore EXTEXP0001
         builder.AddPortalSessionStore();
         builder.Services.AddScoped<PortalSession>();
         return builder;

@@ -207,6 +207,39 @@ public partial class BrowserTests
     }
 
     [Fact]
+    public async Task APlaygroundMessageTheApiCannotServeIsSentOnceAndItsErrorShown()
+    {
+        var (user, key, _) = await CustomerWithCallsAsync("Sent Once Co");
+        using var client = user.CreateClient();
+        var page = await NewPageAsync();
+        await SignInAsync(page, user.Email, TestUser.Password);
+        await GoAsync(page, "/playground");
+        await page.Locator("#playground-model").SelectOptionAsync("gemma-4-26b");
+        await FillAsync(page, ("playground-key", key), ("playground-prompt", "Is anyone there?"));
+        await portal.SetRouterBehaviourAsync("router-gemma4-1", new { outage = "Error500" });
+        try
+        {
+            await page.Locator("#playground-send").ClickAsync();
+            await Assertions.Expect(page.Locator("#playground-error")).ToBeVisibleAsync(new() { Timeout = 30_000 });
+        }
+        finally
+        {
+            await portal.SetRouterBehaviourAsync("router-gemma4-1", new { outage = "None" });
+        }
+
+        // The Api's 5xx went to the page as it was: the Web's HTTP client sent the completion once, where its default
+        // resilience handler sent it again three times (and the customer's log and limits counted four).
+        using var api = new HttpClient { BaseAddress = client.BaseAddress };
+        api.DefaultRequestHeaders.Authorization = new("Bearer", key);
+        var marker = await api.PostAsJsonAsync("/v1/chat/completions", new { model = "gpt-oss-20b", messages = new[] { new { role = "user", content = "after" } }, max_tokens = 4 });
+        Assert.Equal(HttpStatusCode.OK, marker.StatusCode);
+        var logged = await Eventually.WaitForAsync(() => client.GetFromJsonAsync<JsonElement>("/portal/requests?limit=100"),
+            p => p.GetProperty("data").EnumerateArray().Count(r => r.GetProperty("model").GetString() == "gemma-4-26b") >= 1 && p.GetProperty("data").GetArrayLength() >= 4,
+            TimeSpan.FromSeconds(15), "the playground's request never reached the log", TimeSpan.FromMilliseconds(200));
+        Assert.Single(logged.GetProperty("data").EnumerateArray(), r => r.GetProperty("model").GetString() == "gemma-4-26b");
+    }
+
+    [Fact]
     public async Task EveryTableReadsAsLabelledCardsWithReachableActionsAtPhoneWidth()
     {
         var (user, _, _) = await CustomerWithCallsAsync("Phone Tables Co");
