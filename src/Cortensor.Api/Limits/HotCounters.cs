@@ -13,7 +13,7 @@ namespace Cortensor.Api.Limits;
 /// is set only if no admission, settlement or grant moved the organisation in between, so a busy
 /// organisation is corrected too, whenever its counters hold still for a moment.
 /// </summary>
-public sealed class HotCounters(IConnectionMultiplexer redis, NpgsqlDataSource postgres, TimeProvider clock)
+public sealed partial class HotCounters(IConnectionMultiplexer redis, NpgsqlDataSource postgres, TimeProvider clock, ILogger<HotCounters>? log = null)
 {
     public const int QuotaTtlSeconds = 40 * 24 * 3600;
 
@@ -123,12 +123,28 @@ public sealed class HotCounters(IConnectionMultiplexer redis, NpgsqlDataSource p
         }
     }
 
-    /// <summary>Adds a grant to the hot balance if Redis holds it; otherwise the next admission loads it from the ledger.</summary>
-    public Task AddCreditAsync(Guid org, decimal usd) =>
-        redis.GetDatabase().ScriptEvaluateAsync(AdmissionScripts.AddCredit, new
+    /// <summary>
+    /// Adds a grant the ledger already holds to the hot balance if Redis holds it; otherwise the next admission loads it
+    /// from the ledger. Never throws for Redis: the grant is made, and a caller told otherwise would make it again (an
+    /// operator retrying a 500, Stripe redelivering); the reconciler brings the balance to the ledger within a pass.
+    /// </summary>
+    public async Task AddCreditAsync(Guid org, decimal usd)
+    {
+        try
         {
-            counter = (RedisKey)LimitKeys.Credit(org), version = (RedisKey)LimitKeys.Version(org), amount = Pricing.ToUnits(usd),
-        });
+            await redis.GetDatabase().ScriptEvaluateAsync(AdmissionScripts.AddCredit, new
+            {
+                counter = (RedisKey)LimitKeys.Credit(org), version = (RedisKey)LimitKeys.Version(org), amount = Pricing.ToUnits(usd),
+            });
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        {
+            if (log is not null) CreditNotMoved(log, org, usd, ex);
+        }
+    }
+
+    [LoggerMessage(LogLevel.Warning, "A grant of {Amount} USD to organization {Organization} is in the ledger but not yet in its hot balance (Redis did not answer); reconciliation adds it")]
+    private static partial void CreditNotMoved(ILogger logger, Guid organization, decimal amount, Exception exception);
 
     /// <summary>The hot-path balance in USD, or null when Redis has not loaded it.</summary>
     public async Task<decimal?> HotBalanceAsync(Guid org)

@@ -130,6 +130,29 @@ public class MoneyUnderFaultsTests(PortalAppFixture portal)
     }
 
     [Fact]
+    public async Task ACreditGrantMadeWhileRedisHoldsItsWritesIsAnsweredAsMadeSoNobodyMakesItAgain()
+    {
+        var customer = await portal.CreateCustomerAsync(credits: 10m);
+        using var admin = portal.CreateAdminClient();
+        await using var redis = await ConnectionMultiplexer.ConnectAsync((await portal.App.GetConnectionStringAsync(LaunchTopology.Redis))!);
+        // The grant reaches the ledger; moving the hot balance then waits on Redis longer than the Api does.
+        await redis.GetDatabase().ExecuteAsync("CLIENT", "PAUSE", "4000", "WRITE");
+        HttpResponseMessage granted;
+        try
+        {
+            granted = await admin.PostAsJsonAsync($"/admin/organizations/{customer.OrganizationId}/credits", new { amount = 2.5m, reason = "during a pause" });
+        }
+        finally
+        {
+            await redis.GetDatabase().ExecuteAsync("CLIENT", "UNPAUSE");
+        }
+        Assert.Equal(HttpStatusCode.OK, granted.StatusCode);
+        Assert.Equal(12.5m, (await granted.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("balance").GetDecimal());
+        var balances = await admin.GetFromJsonAsync<JsonElement>($"/admin/organizations/{customer.OrganizationId}/balance");
+        Assert.Equal(12.5m, balances.GetProperty("ledger_balance").GetDecimal());
+    }
+
+    [Fact]
     public async Task AnAnswerWhoseBodyStallsAfterItsHeadersIs504WithinTheDeadlineBillsNothingAndFreesTheRouter()
     {
         var customer = await portal.CreateCustomerAsync(credits: 10m);
