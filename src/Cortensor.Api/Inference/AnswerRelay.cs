@@ -16,10 +16,11 @@ internal static class AnswerRelay
         upstream.Lease.Succeeded();
 
         using var _ = Telemetry.StartStep("normalise-response");
-        var (text, stopped) = ResponseNormaliser.ApplyStop(answer.Text, request.Stop);
-        var finish = stopped ? "stop" : ResponseNormaliser.FinishReason(answer.FinishReason);
-        var counted = answer.Usage?.CompletionTokens is null ? prompt.Tokenizer.Count(answer.Text) : 0;
-        var (promptTokens, completionTokens) = UsageBounds.Bound(prompt, answer.Usage?.PromptTokens, answer.Usage?.CompletionTokens,
+        var (cut, stopEnd) = ResponseNormaliser.FindStop(answer.Text, request.Stop);
+        var text = cut < 0 ? answer.Text : answer.Text[..cut];
+        var finish = cut >= 0 ? "stop" : ResponseNormaliser.FinishReason(answer.FinishReason);
+        var (reported, counted) = UsageBounds.Completion(prompt.Tokenizer, answer.Text, answer.Usage?.CompletionTokens, cut < 0 ? null : stopEnd);
+        var (promptTokens, completionTokens) = UsageBounds.Bound(prompt, answer.Usage?.PromptTokens, reported,
             counted, maxTokens, upstream.Route.Router.Id, log);
         usage.Charge(promptTokens, completionTokens);
         usage.TellCost();

@@ -14,13 +14,23 @@ public static class ResponseNormaliser
     /// <summary>Cuts the text at the first stop sequence; the router does not know about them.</summary>
     public static (string Text, bool Stopped) ApplyStop(string text, IReadOnlyList<string> stop)
     {
-        var cut = -1;
+        var (cut, _) = FindStop(text, stop);
+        return cut < 0 ? (text, false) : (text[..cut], true);
+    }
+
+    /// <summary>
+    /// Where the first stop sequence in <paramref name="text"/> starts (the answer is cut there) and ends (the model had
+    /// generated up to there, which is what is billed); (-1, -1) when none occurs.
+    /// </summary>
+    public static (int Cut, int End) FindStop(string text, IReadOnlyList<string> stop)
+    {
+        var (cut, end) = (-1, -1);
         foreach (var s in stop)
         {
             var at = text.IndexOf(s, StringComparison.Ordinal);
-            if (at >= 0 && (cut < 0 || at < cut)) cut = at;
+            if (at >= 0 && (cut < 0 || at < cut || (at == cut && at + s.Length < end))) (cut, end) = (at, at + s.Length);
         }
-        return cut < 0 ? (text, false) : (text[..cut], true);
+        return (cut, end);
     }
 
     public static ChatCompletion Chat(string id, string model, long created, string text, string finishReason, Usage usage) =>
@@ -38,21 +48,27 @@ public sealed class StreamingStopFilter(IReadOnlyList<string> stop)
 {
     private readonly int _holdBack = stop.Count == 0 ? 0 : stop.Max(s => s.Length) - 1;
     private string _pending = "";
+    private int _pushed;
 
-    public bool Stopped { get; private set; }
+    public bool Stopped => StopEnd is not null;
+
+    /// <summary>Once stopped: how many characters of all that was pushed come before the end of the stop sequence.</summary>
+    public int? StopEnd { get; private set; }
 
     /// <summary>Returns the text that can be sent now.</summary>
     public string Push(string piece)
     {
         if (Stopped) return "";
         if (stop.Count == 0) return piece;
+        var start = _pushed - _pending.Length;
+        _pushed += piece.Length;
         var text = _pending + piece;
-        var (cut, stopped) = ResponseNormaliser.ApplyStop(text, stop);
-        if (stopped)
+        var (cut, end) = ResponseNormaliser.FindStop(text, stop);
+        if (cut >= 0)
         {
-            Stopped = true;
+            StopEnd = start + end;
             _pending = "";
-            return cut;
+            return text[..cut];
         }
         var safe = Math.Max(0, text.Length - _holdBack);
         _pending = text[safe..];

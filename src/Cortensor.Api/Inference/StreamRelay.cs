@@ -21,6 +21,7 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
     RouterResponse upstream, UsageTracker usage, UsageBounds.Prompt prompt, int maxTokens, ILogger log)
 {
     private RouterEventStream? _events;
+    private readonly StreamingStopFilter _stop = new(request.Stop);
 
     public async Task RelayAsync(CancellationToken deadline)
     {
@@ -42,8 +43,8 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
     private void Charge()
     {
         var reported = _events?.Usage;
-        var counted = reported?.CompletionTokens is null ? prompt.Tokenizer.Count(_events?.Generated ?? "") : 0;
-        var (p, c) = UsageBounds.Bound(prompt, reported?.PromptTokens, reported?.CompletionTokens, counted, maxTokens, upstream.Route.Router.Id, log);
+        var (completion, counted) = UsageBounds.Completion(prompt.Tokenizer, _events?.Generated ?? "", reported?.CompletionTokens, _stop.StopEnd);
+        var (p, c) = UsageBounds.Bound(prompt, reported?.PromptTokens, completion, counted, maxTokens, upstream.Route.Router.Id, log);
         usage.Charge(p, c);
     }
 
@@ -51,7 +52,6 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
     {
         var id = usage.CompletionId(dialect.IdPrefix);
         var created = usage.Created;
-        var stop = new StreamingStopFilter(request.Stop);
         // Tool calls and JSON are held and read whole (ModelOutput); plain text passes as it comes.
         var structured = request.Structured ? new StructuredStream(model.Family, request) : null;
         var chunks = 0;
@@ -95,10 +95,10 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
                 relay?.SetTag("cortensor.ttft_ms", (int)System.Diagnostics.Stopwatch.GetElapsedTime(upstream.Lease.StartedAt).TotalMilliseconds);
             }
             usage.Progress(prompt.Estimate, Math.Min(chunks, maxTokens));
-            var send = stop.Push(next.Text!);
+            var send = _stop.Push(next.Text!);
             if (structured is not null) send = structured.Push(send);
             if (send.Length > 0) foreach (var item in shape.Text(send)) yield return item;
-            if (stop.Stopped) { finish = "stop"; break; }
+            if (_stop.Stopped) { finish = "stop"; break; }
             if (events.GeneratedLength > mostCharacters)
             {
                 (finish, overran) = ("length", true);
@@ -120,7 +120,7 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
         if (overran) upstream.Lease.Failed(); else upstream.Lease.Succeeded();
         Charge();
 
-        var rest = stop.Flush();
+        var rest = _stop.Flush();
         if (structured is not null) rest = structured.Push(rest);
         if (rest.Length > 0) foreach (var item in shape.Text(rest)) yield return item;
         if (structured?.Finish(finish == "length") is { } read)

@@ -27,6 +27,19 @@ public static class UsageBounds
         public int Estimate => _bounds.Count ?? (_estimate ??= Math.Clamp(tokenizer.Count(text), Floor, Ceiling));
     }
 
+    /// <summary>
+    /// The completion figures to bound: the router's report, or the count of <paramref name="generated"/> when it reported
+    /// none. When the Portal cut the answer at a stop sequence ending at <paramref name="stopEnd"/>, the text after it is
+    /// not billed (the router generated it only because it does not apply stop sequences itself): as OpenAI bills up to the
+    /// stop sequence, and the same whether the answer was streamed (the rest never read) or not (the rest read and dropped).
+    /// </summary>
+    public static (int? Reported, int Counted) Completion(ModelTokenizer tokenizer, string generated, int? reported, int? stopEnd)
+    {
+        if (stopEnd is not { } end || end >= generated.Length) return (reported, reported is null ? tokenizer.Count(generated) : 0);
+        if (reported is { } all) return (Math.Max(0, all - tokenizer.Count(generated[end..])), 0);
+        return (null, tokenizer.Count(generated[..end]));
+    }
+
     public static (int Prompt, int Completion) Bound(Prompt prompt, int? reportedPrompt, int? reportedCompletion, int countedCompletion,
         int maxTokens, string router, ILogger log)
     {

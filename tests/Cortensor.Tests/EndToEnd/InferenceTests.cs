@@ -225,21 +225,36 @@ public class InferenceTests(PortalAppFixture portal)
         var customer = await portal.CreateCustomerAsync();
         using var client = customer.CreateClient();
         var full = await client.PostAsJsonAsync("/v1/completions", new { model = "qwen-3-32b", prompt = "stop test", max_tokens = 30 });
-        var text = (await full.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("choices")[0].GetProperty("text").GetString()!;
+        var fullAnswer = await full.Content.ReadFromJsonAsync<JsonElement>();
+        var text = fullAnswer.GetProperty("choices")[0].GetProperty("text").GetString()!;
         var words = text.Split(' ', StringSplitOptions.RemoveEmptyEntries);
         var stop = " " + words[3];
         var expected = text[..text.IndexOf(stop, StringComparison.Ordinal)];
 
         var cut = await client.PostAsJsonAsync("/v1/completions", new { model = "qwen-3-32b", prompt = "stop test", max_tokens = 30, stop });
-        var choice = (await cut.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("choices")[0];
+        var cutAnswer = await cut.Content.ReadFromJsonAsync<JsonElement>();
+        var choice = cutAnswer.GetProperty("choices")[0];
         Assert.Equal(expected, choice.GetProperty("text").GetString());
         Assert.Equal("stop", choice.GetProperty("finish_reason").GetString());
 
-        var streamed = await client.PostAsJsonAsync("/v1/completions", new { model = "qwen-3-32b", prompt = "stop test", max_tokens = 30, stop, stream = true });
+        var streamed = await client.PostAsJsonAsync("/v1/completions", new
+        {
+            model = "qwen-3-32b", prompt = "stop test", max_tokens = 30, stop, stream = true, stream_options = new { include_usage = true },
+        });
         var events = await SseEvents(streamed);
-        var streamedText = string.Concat(events.Where(e => e != "[DONE]").Select(e => JsonDocument.Parse(e).RootElement.GetProperty("choices")[0].GetProperty("text").GetString()));
+        var chunks = events.Where(e => e != "[DONE]").Select(e => JsonDocument.Parse(e).RootElement).ToList();
+        var streamedText = string.Concat(chunks.Where(c => c.GetProperty("choices").GetArrayLength() > 0).Select(c => c.GetProperty("choices")[0].GetProperty("text").GetString()));
         Assert.Equal(expected, streamedText);
         Assert.Equal("[DONE]", events[^1]);
+
+        // Billed up to the stop sequence, as OpenAI bills, and alike streamed or not: the router, which does not apply stop
+        // sequences, generated the rest, but the unstreamed answer was billed all of it (44 tokens against 4 streamed).
+        int Completion(JsonElement answer) => answer.GetProperty("usage").GetProperty("completion_tokens").GetInt32();
+        var whole = Completion(fullAnswer);
+        var cutBilled = Completion(cutAnswer);
+        var streamedBilled = Completion(chunks.Last(c => c.TryGetProperty("usage", out var u) && u.ValueKind == JsonValueKind.Object));
+        Assert.InRange(cutBilled, 1, whole / 2);
+        Assert.InRange(cutBilled, streamedBilled - 2, streamedBilled + 2);
     }
 
     internal static async Task<List<string>> SseEvents(HttpResponseMessage response) =>

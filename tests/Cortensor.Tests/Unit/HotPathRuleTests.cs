@@ -62,6 +62,8 @@ public class HotPathRuleTests
     [Theory]
     [InlineData("Hello world. END more", "END", "Hello world. ")]
     [InlineData("no stop here", "END", "no stop here")]
+    [InlineData("one END two END", "END", "one ")]
+    [InlineData("a longer stop: STOP HERE and on", "STOP HERE", "a longer stop: ")]
     public void StopSequencesCutStreamsAtTheSamePlaceWhateverTheChunking(string text, string stop, string expected)
     {
         for (var size = 1; size <= text.Length; size++)
@@ -71,8 +73,19 @@ public class HotPathRuleTests
             for (var i = 0; i < text.Length && !filter.Stopped; i += size) sent += filter.Push(text.Substring(i, Math.Min(size, text.Length - i)));
             sent += filter.Flush();
             Assert.Equal(expected, sent);
+            // What is billed ends where the stop sequence ends in the whole text, however it was cut.
+            var (cut, end) = ResponseNormaliser.FindStop(text, [stop]);
+            Assert.Equal(cut < 0 ? null : end, filter.StopEnd);
         }
     }
+
+    [Theory]
+    [InlineData("ab END cd", new[] { "END" }, 3, 6)]
+    [InlineData("ab END cd", new[] { "cd", "END" }, 3, 6)]
+    [InlineData("ab ENDING", new[] { "ENDING", "END" }, 3, 6)]
+    [InlineData("ab", new[] { "END" }, -1, -1)]
+    public void TheFirstStopSequenceCutsTheAnswerAndTheShortestOneThereEndsWhatIsBilled(string text, string[] stop, int cut, int end) =>
+        Assert.Equal((cut, end), ResponseNormaliser.FindStop(text, stop));
 
     [Theory]
     [InlineData("""{"model":"m","messages":[]}""", "messages")]
