@@ -11,6 +11,12 @@ public sealed record ApiError(int Status, string Type, string Code, string Messa
     /// <summary>Seconds a client should wait before retrying (429, 503).</summary>
     public int? RetryAfterSeconds { get; init; }
 
+    /// <summary>
+    /// Sent as <c>x-should-retry</c>, which OpenAI's SDKs obey over their own rule (retry 408, 409, 429 and every 5xx):
+    /// false where the same request would fail the same way (and, for a model's answer, be charged again).
+    /// </summary>
+    public bool? ShouldRetry { get; init; }
+
     public static ApiError InvalidField(string param, string message) =>
         new(400, "invalid_request_error", "invalid_value", message, param);
     public static ApiError UnsupportedParameter(string param, string message) =>
@@ -104,10 +110,18 @@ public sealed record ApiError(int Status, string Type, string Code, string Messa
             "A request with this Idempotency-Key is still running. Retry shortly to get its answer.", "Idempotency-Key") { RetryAfterSeconds = retryAfter };
     public static ApiError IdempotentAnswerNotRetained(string? requestId) =>
         new(409, "invalid_request_error", "idempotency_answer_not_retained",
-            $"A request with this Idempotency-Key already ran{(requestId is null ? "" : $" (request {requestId})")}, but its answer was too large to keep, so it cannot be replayed. Use a new key to run it again.", "Idempotency-Key");
-    /// <summary>The model answered, but not in the form the request asked for (tool call, JSON, schema); the tokens are charged.</summary>
-    public static ApiError InvalidModelOutput(string why) =>
-        new(502, "api_error", "invalid_model_output", $"The model's answer was not usable: {why} The tokens it generated are charged; retry the request.");
+            $"A request with this Idempotency-Key already ran{(requestId is null ? "" : $" (request {requestId})")}, but its answer was too large to keep, so it cannot be replayed. Use a new key to run it again.", "Idempotency-Key")
+        { ShouldRetry = false };
+    /// <summary>
+    /// The model answered, but not in the form the request asked for (tool call, JSON, schema); the tokens are charged.
+    /// An answer <paramref name="cutOff"/> by max_tokens fails the same way again: SDKs are told not to retry it (they
+    /// retry every 5xx, and each retry would be charged), and the client to raise max_tokens.
+    /// </summary>
+    public static ApiError InvalidModelOutput(string why, bool cutOff) => cutOff
+        ? new(502, "api_error", "invalid_model_output",
+            $"The model's answer was not usable: {why}{(why.Contains("max_tokens", StringComparison.Ordinal) ? "" : " It was cut off by max_tokens; raise max_tokens.")} The tokens it generated are charged; the same request would be cut off again.")
+            { ShouldRetry = false }
+        : new(502, "api_error", "invalid_model_output", $"The model's answer was not usable: {why} The tokens it generated are charged; retry the request.");
     public static ApiError Internal() =>
         new(500, "api_error", "internal_error", "Something went wrong on our side. Retry; if it persists, contact support with the request id.");
 

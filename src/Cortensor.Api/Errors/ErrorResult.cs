@@ -3,7 +3,7 @@ using Cortensor.Api.Infrastructure;
 
 namespace Cortensor.Api.Errors;
 
-/// <summary>Writes an <see cref="ApiError"/> with its status, Retry-After and the request id.</summary>
+/// <summary>Writes an <see cref="ApiError"/> with its status, Retry-After, x-should-retry and the request id.</summary>
 public sealed class ErrorResult(ApiError error) : IResult, IStatusCodeHttpResult
 {
     public ApiError Error { get; } = error;
@@ -14,6 +14,8 @@ public sealed class ErrorResult(ApiError error) : IResult, IStatusCodeHttpResult
         http.Response.StatusCode = Error.Status;
         if (Error.RetryAfterSeconds is { } retry)
             http.Response.Headers.RetryAfter = retry.ToString(CultureInfo.InvariantCulture);
+        if (Error.ShouldRetry is { } should)
+            http.Response.Headers["x-should-retry"] = should ? "true" : "false";
         http.Features.Set(Error);
         return JsonBody.WriteAsync(http.Response, Error.ToEnvelope(http.GetRequestId()), PortalJsonContext.Default.ErrorEnvelope, "application/json");
     }

@@ -41,7 +41,9 @@ public static partial class ModelOutput
             if (error is not null) return new StructuredAnswer(null, null, error);
             if (calls is { Length: > 0 }) return new StructuredAnswer(content, calls, null);
             if (tools.CallRequired)
-                return Invalid(tools.Choice == ToolChoiceMode.Named
+                return Invalid(truncated, truncated
+                    ? "the model's answer was cut off by max_tokens before it called a function; raise max_tokens."
+                    : tools.Choice == ToolChoiceMode.Named
                     ? $"tool_choice names '{tools.Named}', but the model answered with text instead of calling it."
                     : "tool_choice is 'required', but the model answered with text instead of calling a function.");
         }
@@ -84,12 +86,12 @@ public static partial class ModelOutput
                     try { call = JsonElement.Parse(m.Groups["json"].ValueSpan.Trim()); }
                     catch (JsonException)
                     {
-                        return (null, null, Bad(truncated
+                        return (null, null, Bad(truncated, truncated
                             ? "the model's tool call was cut off by max_tokens; raise max_tokens."
                             : "the model wrote a <tool_call> that is not JSON."));
                     }
                     if (call.ValueKind != JsonValueKind.Object || !call.TryGetProperty("name", out var name) || name.ValueKind != JsonValueKind.String)
-                        return (null, null, Bad("the model wrote a <tool_call> without a function name."));
+                        return (null, null, Bad(truncated, "the model wrote a <tool_call> without a function name."));
                     found.Add((name.GetString()!, call.TryGetProperty("arguments", out var a) ? a.GetRawText() : "{}"));
                 }
                 break;
@@ -102,20 +104,20 @@ public static partial class ModelOutput
         {
             var (name, raw) = found[i];
             var tool = tools.Find(name);
-            if (tool is null) return (null, null, Bad($"the model called '{name}', which is not one of the tools."));
+            if (tool is null) return (null, null, Bad(truncated, $"the model called '{name}', which is not one of the tools."));
             if (tools.Choice == ToolChoiceMode.Named && name != tools.Named)
-                return (null, null, Bad($"tool_choice names '{tools.Named}', but the model called '{name}'."));
+                return (null, null, Bad(truncated, $"tool_choice names '{tools.Named}', but the model called '{name}'."));
             JsonElement args;
             try { args = JsonElement.Parse(raw); }
             catch (JsonException)
             {
-                return (null, null, Bad(truncated
+                return (null, null, Bad(truncated, truncated
                     ? $"the model's arguments for '{name}' were cut off by max_tokens; raise max_tokens."
                     : $"the model's arguments for '{name}' are not JSON."));
             }
-            if (args.ValueKind != JsonValueKind.Object) return (null, null, Bad($"the model's arguments for '{name}' are not a JSON object."));
+            if (args.ValueKind != JsonValueKind.Object) return (null, null, Bad(truncated, $"the model's arguments for '{name}' are not a JSON object."));
             if (tool.Schema is { } schema && Violation(schema, args) is { } why)
-                return (null, null, Bad($"the model's arguments for '{name}' do not match its strict parameters schema: {why}"));
+                return (null, null, Bad(truncated, $"the model's arguments for '{name}' do not match its strict parameters schema: {why}"));
             calls[i] = new AnswerToolCall(NewCallId(), "function", new AnswerFunction(name, args.GetRawText()));
         }
         return (content, calls, null);
@@ -191,14 +193,14 @@ public static partial class ModelOutput
         try { document = JsonElement.Parse(body); }
         catch (JsonException)
         {
-            return Invalid(truncated
+            return Invalid(truncated, truncated
                 ? "the model's JSON was cut off by max_tokens before it was complete; raise max_tokens."
                 : "the model's answer is not valid JSON.");
         }
         if (format.Kind == OutputKind.JsonObject && document.ValueKind != JsonValueKind.Object)
-            return Invalid("response_format is json_object, but the model's answer is not a JSON object.");
+            return Invalid(truncated, "response_format is json_object, but the model's answer is not a JSON object.");
         if (format.Compiled is { } schema && Violation(schema, document) is { } why)
-            return Invalid($"the model's answer does not match the strict schema '{format.Name}': {why}");
+            return Invalid(truncated, $"the model's answer does not match the strict schema '{format.Name}': {why}");
         return new StructuredAnswer(body, null, null);
     }
 
@@ -229,8 +231,8 @@ public static partial class ModelOutput
         return results.Errors?.Values.FirstOrDefault() ?? "the document does not validate.";
     }
 
-    private static StructuredAnswer Invalid(string why) => new(null, null, Bad(why));
-    private static ApiError Bad(string why) => ApiError.InvalidModelOutput(why);
+    private static StructuredAnswer Invalid(bool truncated, string why) => new(null, null, Bad(truncated, why));
+    private static ApiError Bad(bool truncated, string why) => ApiError.InvalidModelOutput(why, cutOff: truncated);
 
     private static string Unfenced(string text)
     {

@@ -154,6 +154,9 @@ public class FidelityTests(PortalAppFixture portal)
         var error = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error");
         Assert.Equal("invalid_model_output", error.GetProperty("code").GetString());
         Assert.Contains("max_tokens", error.GetProperty("message").GetString());
+        // Cut off by max_tokens, the same request fails (and is charged) the same way again: SDKs are told not to retry it.
+        Assert.Equal("false", response.Headers.GetValues("x-should-retry").Single());
+        Assert.DoesNotContain("retry the request", error.GetProperty("message").GetString());
         var requestId = response.Headers.GetValues("X-Request-Id").Single();
 
         var streamed = await client.PostAsJsonAsync("/v1/chat/completions", new

@@ -127,6 +127,21 @@ public class ToolCallingTests
         var answer = ModelOutput.Interpret(family, Model(family, request, maxTokens: 4), request, truncated: true);
         Assert.Equal(("invalid_model_output", 502), (answer.Error!.Code, answer.Error.Status));
         Assert.Contains("max_tokens", answer.Error.Message);
+        Assert.False(answer.Error.ShouldRetry);
+    }
+
+    [Theory, MemberData(nameof(Families))]
+    public void ARequiredCallCutOffByMaxTokensSaysToRaiseMaxTokensNotToRetry(string family)
+    {
+        var request = Request("""
+            {"model":"m","messages":[{"role":"user","content":"weather in Paris"}],"tool_choice":"required",
+             "tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}}]}
+            """);
+        var answer = ModelOutput.Interpret(family, Model(family, request, maxTokens: 3), request, truncated: true);
+        Assert.Equal("invalid_model_output", answer.Error!.Code);
+        Assert.Contains("raise max_tokens", answer.Error.Message);
+        Assert.DoesNotContain("retry the request", answer.Error.Message);
+        Assert.False(answer.Error.ShouldRetry);
     }
 
     [Fact]
@@ -138,6 +153,8 @@ public class ToolCallingTests
             """);
         var wrong = ModelOutput.Interpret("qwen", """{"n":"seven"}""", schema, false);
         Assert.Equal("invalid_model_output", wrong.Error?.Code);
+        // Sampled again, a whole answer may come out right: SDKs keep their own rule.
+        Assert.Null(wrong.Error!.ShouldRetry);
         Assert.Contains("/n", wrong.Error!.Message);
         Assert.Null(ModelOutput.Interpret("qwen", """{"n":7}""", schema, false).Error);
         Assert.Equal("invalid_model_output", ModelOutput.Interpret("qwen", "seven", schema, false).Error?.Code);
