@@ -104,7 +104,7 @@ public sealed record ApiError(int Status, string Type, string Code, string Messa
         new(400, "invalid_request_error", "invalid_idempotency_key", "'Idempotency-Key' must be one value of 1 to 255 printable ASCII characters.", "Idempotency-Key");
     public static ApiError IdempotencyKeyReused() =>
         new(422, "invalid_request_error", "idempotency_key_reused",
-            "This Idempotency-Key was already used with a different request body. Use a new key for a new request.", "Idempotency-Key");
+            "This Idempotency-Key was already used with a different request (another body, or another endpoint). Use a new key for a new request.", "Idempotency-Key");
     public static ApiError IdempotencyInProgress(int retryAfter) =>
         new(409, "invalid_request_error", "idempotency_in_progress",
             "A request with this Idempotency-Key is still running. Retry shortly to get its answer.", "Idempotency-Key") { RetryAfterSeconds = retryAfter };

@@ -11,6 +11,12 @@ namespace Cortensor.Api.Idempotency;
 /// </summary>
 public static class CanonicalBody
 {
+    /// <summary>
+    /// What a replay must match: the endpoint (its route, whatever the path's case) as well as the body. The body alone
+    /// let a key used on /v1/completions replay its text completion on /v1/chat/completions.
+    /// </summary>
+    public static string Request(string endpoint, ReadOnlyMemory<byte> body) => $"{endpoint} {Hash(body)}";
+
     public static string Hash(ReadOnlyMemory<byte> body)
     {
         var canonical = new ArrayBufferWriter<byte>(body.Length + 16);

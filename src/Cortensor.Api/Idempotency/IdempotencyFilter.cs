@@ -38,7 +38,8 @@ public sealed partial class IdempotencyFilter(IdempotencyStore store, IOptions<I
         var record = IdempotencyStore.RecordKey(key.OrganizationId, key.KeyId, idempotencyKey);
         var owner = http.GetRequestId();
         // A request cannot outlive its reservation, so neither can its claim.
-        var claim = await store.ClaimAsync(record, CanonicalBody.Hash(body), owner, TimeSpan.FromSeconds(limits.Value.ReservationSeconds));
+        var endpoint = (http.GetEndpoint() as RouteEndpoint)?.RoutePattern.RawText ?? http.Request.Path.Value!;
+        var claim = await store.ClaimAsync(record, CanonicalBody.Request(endpoint, body), owner, TimeSpan.FromSeconds(limits.Value.ReservationSeconds));
         switch (claim.Outcome)
         {
             case ClaimOutcome.Unavailable: return ApiError.DependencyUnavailable("Idempotency keys").ToResult();

@@ -111,6 +111,15 @@ public class IdempotencyTests(PortalAppFixture portal)
         Assert.Equal((HttpStatusCode)422, other.StatusCode);
         Assert.Equal("idempotency_key_reused", await ErrorCode(other));
 
+        // The same key and body on other endpoints (the path in any case) is another request: a text completion was
+        // replayed as the answer of /v1/chat/completions and /v1/responses.
+        foreach (var endpoint in new[] { "/v1/chat/completions", "/v1/responses", "/V1/Chat/Completions" })
+        {
+            var elsewhere = await Send(client, endpoint, new { model = "gpt-oss-20b", prompt = "once", max_tokens = 5 }, key);
+            Assert.Equal((HttpStatusCode)422, elsewhere.StatusCode);
+            Assert.Equal("idempotency_key_reused", await ErrorCode(elsewhere));
+        }
+
         await MoneyInvariants.AssertSettledAsync(portal, customer, 10m, [ran.Headers.GetValues("X-Request-Id").Single()]);
         Assert.Equal((1, 1), await UsageAndDebitsAsync(customer));
     }
