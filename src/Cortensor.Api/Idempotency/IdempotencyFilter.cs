@@ -1,3 +1,4 @@
+using System.Text.Json;
 using Cortensor.Api.Errors;
 using Cortensor.Api.Inference;
 using Cortensor.Api.Infrastructure;
@@ -17,7 +18,7 @@ namespace Cortensor.Api.Idempotency;
 /// that went away lets go of the key, so the retry runs as a new request.
 /// </summary>
 public sealed partial class IdempotencyFilter(IdempotencyStore store, IOptions<IdempotencyOptions> options,
-    IOptions<InferenceOptions> inference, IOptions<LimitsOptions> limits, ILogger<IdempotencyFilter> log) : IEndpointFilter
+    IOptions<InferenceOptions> inference, IOptions<LimitsOptions> limits, UsageTrackers trackers, ILogger<IdempotencyFilter> log) : IEndpointFilter
 {
     public const string Header = "Idempotency-Key";
     public const string ReplayedHeader = "Idempotent-Replayed";
@@ -28,13 +29,26 @@ public sealed partial class IdempotencyFilter(IdempotencyStore store, IOptions<I
     {
         var http = context.HttpContext;
         if (!http.Request.Headers.TryGetValue(Header, out var values)) return await next(context);
-        if (values.Count != 1 || values[0] is not { Length: > 0 and <= MaxKeyLength } idempotencyKey || !idempotencyKey.All(c => c is >= ' ' and <= '~'))
-            return ApiError.InvalidIdempotencyKey().ToResult();
-
-        var body = await BufferAsync(http, inference.Value.MaxRequestBytes);
-        if (body is null) return ApiError.BodyTooLarge(inference.Value.MaxRequestBytes).ToResult();
-
         var key = http.GetKey();
+        if (values.Count != 1 || values[0] is not { Length: > 0 and <= MaxKeyLength } idempotencyKey || !idempotencyKey.All(c => c is >= ' ' and <= '~'))
+            return Answered(http, key, null, ApiError.InvalidIdempotencyKey());
+
+        byte[]? body;
+        try
+        {
+            body = await BufferAsync(http, inference.Value.MaxRequestBytes);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or BadHttpRequestException)
+        {
+            if (!http.RequestAborted.IsCancellationRequested && ex is BadHttpRequestException bad)
+                return Answered(http, key, null, new ApiError(400, "invalid_request_error", "bad_request", bad.Message));
+            var left = trackers.Start(http, key);
+            left.ClientDisconnected();
+            left.Complete();
+            return Results.Empty;
+        }
+        if (body is null) return Answered(http, key, null, ApiError.BodyTooLarge(inference.Value.MaxRequestBytes));
+
         var record = IdempotencyStore.RecordKey(key.OrganizationId, key.KeyId, idempotencyKey);
         var owner = http.GetRequestId();
         // A request cannot outlive its reservation, so neither can its claim.
@@ -42,11 +56,13 @@ public sealed partial class IdempotencyFilter(IdempotencyStore store, IOptions<I
         var claim = await store.ClaimAsync(record, CanonicalBody.Request(endpoint, body), owner, TimeSpan.FromSeconds(limits.Value.ReservationSeconds));
         switch (claim.Outcome)
         {
-            case ClaimOutcome.Unavailable: return ApiError.DependencyUnavailable("Idempotency keys").ToResult();
-            case ClaimOutcome.Mismatch: return ApiError.IdempotencyKeyReused().ToResult();
-            case ClaimOutcome.InProgress: return ApiError.IdempotencyInProgress(claim.RetryAfterSeconds).ToResult();
-            case ClaimOutcome.NotRetained: return ApiError.IdempotentAnswerNotRetained(claim.RequestId).ToResult();
-            case ClaimOutcome.Stored: return Replay(claim.Answer!);
+            case ClaimOutcome.Unavailable: return Answered(http, key, body, ApiError.DependencyUnavailable("Idempotency keys"));
+            case ClaimOutcome.Mismatch: return Answered(http, key, body, ApiError.IdempotencyKeyReused());
+            case ClaimOutcome.InProgress: return Answered(http, key, body, ApiError.IdempotencyInProgress(claim.RetryAfterSeconds));
+            case ClaimOutcome.NotRetained: return Answered(http, key, body, ApiError.IdempotentAnswerNotRetained(claim.RequestId));
+            case ClaimOutcome.Stored:
+                Answered(http, key, body, null);
+                return Replay(claim.Answer!);
         }
 
         http.Request.Body = new MemoryStream(body, writable: false);
@@ -92,6 +108,36 @@ public sealed partial class IdempotencyFilter(IdempotencyStore store, IOptions<I
             }
         }
         return Results.Empty;
+    }
+
+    /// <summary>
+    /// The usage record of a request answered here rather than by the endpoint: a refusal, or a replay (status 200). Every
+    /// authenticated request leaves one, so its request id finds it in the request log; none carries tokens or a charge.
+    /// </summary>
+    private IResult Answered(HttpContext http, KeySnapshot key, byte[]? body, ApiError? error)
+    {
+        var usage = trackers.Start(http, key);
+        if (body is not null && RequestedModel(body) is var (model, stream)) usage.Requested(model, stream);
+        var result = error is null ? Results.Empty : usage.Fail(error);
+        usage.Complete();
+        return result;
+    }
+
+    /// <summary>The request's <c>model</c> and <c>stream</c>, for its line in the request log; null when the body is not a JSON object.</summary>
+    private static (string Model, bool Stream)? RequestedModel(byte[] body)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(body);
+            if (document.RootElement.ValueKind != JsonValueKind.Object) return null;
+            var model = document.RootElement.TryGetProperty("model", out var m) && m.ValueKind == JsonValueKind.String ? m.GetString()! : "";
+            var stream = document.RootElement.TryGetProperty("stream", out var st) && st.ValueKind == JsonValueKind.True;
+            return (model, stream);
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
     }
 
     /// <summary>The body in memory (it is hashed, then read by the endpoint), or null when it exceeds the limit.</summary>

@@ -16,9 +16,8 @@ namespace Cortensor.Api.Inference;
 /// settle and meter. One instance per process; every step is a named span.
 /// </summary>
 public sealed class InferenceHandler(
-    CatalogStore catalog, AdmissionGate admissions, RouterForwarder forwarder, RouterBalancer balancer, UsageMeter meter, SettlementQueue settlements,
-    LocalAdmission local,
-    IOptions<InferenceOptions> options, IOptions<LimitsOptions> limits, TimeProvider clock, ILogger<InferenceHandler> log)
+    CatalogStore catalog, AdmissionGate admissions, RouterForwarder forwarder, RouterBalancer balancer, UsageTrackers trackers,
+    IOptions<InferenceOptions> options, IOptions<LimitsOptions> limits, ILogger<InferenceHandler> log)
 {
     // The request ends this long before its reservation's deadline, so the reaper never races a live request.
     private static readonly TimeSpan DeadlineMargin = TimeSpan.FromSeconds(30);
@@ -28,7 +27,7 @@ public sealed class InferenceHandler(
         var key = http.GetKey();
         var ct = http.RequestAborted;
         // Every authenticated request leaves exactly one usage record, whatever happens below.
-        var usage = new UsageTracker(http, key, meter, settlements, local, clock);
+        var usage = trackers.Start(http, key);
         var trace = System.Diagnostics.Activity.Current; // the request's own span: its outcome is tagged on it
         try
         {

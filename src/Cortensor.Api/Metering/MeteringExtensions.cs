@@ -18,6 +18,7 @@ public static class MeteringExtensions
         builder.Services.AddHostedService(sp => sp.GetRequiredService<UsageSpool>());
         builder.Services.AddSingleton<UsageMeter>();
         builder.Services.AddSingleton<SettlementQueue>();
+        builder.Services.AddSingleton<UsageTrackers>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<SettlementQueue>());
         builder.Services.AddHealthChecks().AddCheck<UsagePipelineHealthCheck>("usage-pipeline");
         builder.Services.AddSingleton<LedgerReconciler>();

@@ -159,5 +159,11 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter m
         _streamed, CreatedAt, hold, TaskId, _traceId);
 }
 
+/// <summary>Starts the one usage record of each authenticated /v1 request, wherever it is answered (the handler, the idempotency filter).</summary>
+public sealed class UsageTrackers(UsageMeter meter, SettlementQueue settlements, LocalAdmission local, TimeProvider clock)
+{
+    public UsageTracker Start(HttpContext http, KeySnapshot key) => new(http, key, meter, settlements, local, clock);
+}
+
 /// <summary>A /v1 request's final status as metered (a stream that failed after its 200 says so): what later steps judge it by.</summary>
 public sealed record RequestOutcome(int Status);

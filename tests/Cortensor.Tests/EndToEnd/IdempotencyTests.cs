@@ -120,6 +120,18 @@ public class IdempotencyTests(PortalAppFixture portal)
             Assert.Equal("idempotency_key_reused", await ErrorCode(elsewhere));
         }
 
+        // Each request answered by the idempotency layer (the replay, the refusals) is in the request log once, billed nothing.
+        using var portalClient = portal.CreateAdminClient();
+        foreach (var (answered, status) in new[] { (replayed, 200), (other, 422) })
+        {
+            var id = answered.Headers.GetValues("X-Request-Id").Single();
+            var found = await Eventually.WaitForAsync(() => portalClient.GetAsync($"/admin/requests/{id}"), r => r.StatusCode == HttpStatusCode.OK,
+                TimeSpan.FromSeconds(15), $"request {id} was not recorded", TimeSpan.FromMilliseconds(250));
+            var usage = (await found.Content.ReadFromJsonAsync<System.Text.Json.JsonElement>())[0].GetProperty("usage");
+            Assert.Equal(status, usage.GetProperty("status").GetInt32());
+            Assert.Equal("gpt-oss-20b", usage.GetProperty("model_id").GetString());
+            Assert.Equal(0, usage.GetProperty("prompt_tokens").GetInt32() + usage.GetProperty("completion_tokens").GetInt32());
+        }
         await MoneyInvariants.AssertSettledAsync(portal, customer, 10m, [ran.Headers.GetValues("X-Request-Id").Single()]);
         Assert.Equal((1, 1), await UsageAndDebitsAsync(customer));
     }
@@ -215,12 +227,15 @@ public class IdempotencyTests(PortalAppFixture portal)
     private static async Task<string?> ErrorCode(HttpResponseMessage response) =>
         (await response.Content.ReadFromJsonAsync<System.Text.Json.JsonElement>()).GetProperty("error").GetProperty("code").GetString();
 
-    /// <summary>The organisation's usage events and ledger debits (after the money invariants hold, both are final).</summary>
-    private async Task<(long Events, long Debits)> UsageAndDebitsAsync(TestCustomer customer)
+    /// <summary>
+    /// The organisation's requests that ran (went to a router) and its ledger debits (after the money invariants hold,
+    /// both are final). Replays and refusals have usage events too, with no router, tokens or charge.
+    /// </summary>
+    private async Task<(long Ran, long Debits)> UsageAndDebitsAsync(TestCustomer customer)
     {
         await using var postgres = NpgsqlDataSource.Create((await portal.App.GetConnectionStringAsync("postgres"))!);
         await using var command = postgres.CreateCommand("""
-            SELECT (SELECT count(*) FROM usage_events WHERE organization_id = $1),
+            SELECT (SELECT count(*) FROM usage_events WHERE organization_id = $1 AND router_id IS NOT NULL),
                    (SELECT count(*) FROM billing_ledger WHERE organization_id = $1 AND amount < 0)
             """);
         command.Parameters.Add(new NpgsqlParameter { Value = customer.OrganizationId });
