@@ -11,6 +11,7 @@ public static class IdempotencyExtensions
             .ValidateOnStart();
         builder.Services.AddSingleton<IdempotencyStore>();
         builder.Services.AddSingleton<IdempotencyFilter>();
+        builder.Services.AddSingleton<ReplayLimiter>();
         return builder;
     }
 

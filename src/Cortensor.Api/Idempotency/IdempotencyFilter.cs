@@ -18,7 +18,7 @@ namespace Cortensor.Api.Idempotency;
 /// that went away lets go of the key, so the retry runs as a new request.
 /// </summary>
 public sealed partial class IdempotencyFilter(IdempotencyStore store, IOptions<IdempotencyOptions> options,
-    IOptions<InferenceOptions> inference, IOptions<LimitsOptions> limits, UsageTrackers trackers, ILogger<IdempotencyFilter> log) : IEndpointFilter
+    IOptions<InferenceOptions> inference, IOptions<LimitsOptions> limits, UsageTrackers trackers, ReplayLimiter replays, ILogger<IdempotencyFilter> log) : IEndpointFilter
 {
     public const string Header = "Idempotency-Key";
     public const string ReplayedHeader = "Idempotent-Replayed";
@@ -61,6 +61,8 @@ public sealed partial class IdempotencyFilter(IdempotencyStore store, IOptions<I
             case ClaimOutcome.InProgress: return Answered(http, key, body, ApiError.IdempotencyInProgress(claim.RetryAfterSeconds));
             case ClaimOutcome.NotRetained: return Answered(http, key, body, ApiError.IdempotentAnswerNotRetained(claim.RequestId));
             case ClaimOutcome.Stored:
+                if (replays.Refuse(key) is { } retryAfter)
+                    return Answered(http, key, body, ApiError.RateLimited("replays of this key's answers (its requests per minute, on each server)", retryAfter));
                 Answered(http, key, body, null);
                 return Replay(claim.Answer!);
         }

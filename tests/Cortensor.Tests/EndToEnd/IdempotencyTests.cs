@@ -175,6 +175,27 @@ public class IdempotencyTests(PortalAppFixture portal)
     }
 
     [Fact]
+    public async Task ReplaysAreHeldToTheKeysRequestsPerMinuteOnEachServer()
+    {
+        // Replays are not billed, but each sends the whole stored answer again: without a limit, a key could pull it
+        // as fast as it asked.
+        var customer = await portal.CreateCustomerAsync(keyOptions: new { name = "5 rpm", requests_per_minute = 5 });
+        using var client = customer.CreateClientAcrossReplicas();
+        var key = "retry-" + Guid.NewGuid().ToString("N");
+        var body = new { model = "gpt-oss-20b", prompt = "replay me", max_tokens = 5 };
+        Assert.Equal(HttpStatusCode.OK, (await Send(client, "/v1/completions", body, key)).StatusCode);
+
+        var replays = new List<HttpResponseMessage>();
+        for (var i = 0; i < 15; i++) replays.Add(await Send(client, "/v1/completions", body, key));
+        var served = replays.Count(r => r.StatusCode == HttpStatusCode.OK);
+        Assert.InRange(served, 1, PortalAppFixture.ApiReplicas * 5);
+        var refused = replays.Where(r => r.StatusCode != HttpStatusCode.OK).ToList();
+        Assert.All(refused, r => Assert.Equal(HttpStatusCode.TooManyRequests, r.StatusCode));
+        Assert.Equal("rate_limit_exceeded", await ErrorCode(refused[0]));
+        Assert.NotNull(refused[0].Headers.RetryAfter);
+    }
+
+    [Fact]
     public async Task ARefusalIsNotStoredSoTheRetryRunsAgain()
     {
         var customer = await portal.CreateCustomerAsync();

@@ -1,0 +1,34 @@
+using System.Threading.RateLimiting;
+using Cortensor.Api.Keys;
+
+namespace Cortensor.Api.Idempotency;
+
+/// <summary>
+/// Replays are not billed and take nothing from the shared limits, but each reads up to a megabyte from Redis and sends up
+/// to 8 MB: a key could pull that as fast as it can ask, a 60 KB request at a time. Each server answers a key at most its
+/// requests-per-minute of replays a minute (the key's own limit, else its plan's). Counted by each server rather than in
+/// Redis: a replay costs no money, so the bound (servers × the limit) need not be exact, and replays stay off the shared
+/// counters every request waits on.
+/// </summary>
+public sealed class ReplayLimiter : IDisposable
+{
+    // A limit changed on the key is a partition of its own, so the new limit applies from its next replay.
+    private readonly PartitionedRateLimiter<KeySnapshot> _limiter = PartitionedRateLimiter.Create<KeySnapshot, (Guid, int)>(key =>
+    {
+        var perMinute = Math.Max(1, Math.Min(key.RequestsPerMinute, key.OrganizationRequestsPerMinute));
+        return RateLimitPartition.GetFixedWindowLimiter((key.KeyId, perMinute), _ => new FixedWindowRateLimiterOptions
+        {
+            PermitLimit = perMinute, Window = TimeSpan.FromMinutes(1), QueueLimit = 0, AutoReplenishment = true,
+        });
+    });
+
+    /// <summary>Null when the replay may be answered; else the seconds until the key's minute on this server starts again.</summary>
+    public int? Refuse(KeySnapshot key)
+    {
+        using var lease = _limiter.AttemptAcquire(key);
+        if (lease.IsAcquired) return null;
+        return lease.TryGetMetadata(MetadataName.RetryAfter, out var after) ? Math.Max(1, (int)Math.Ceiling(after.TotalSeconds)) : 60;
+    }
+
+    public void Dispose() => _limiter.Dispose();
+}
