@@ -16,6 +16,10 @@ public static class RequestReader
         if (http.Request.ContentType is not { } type || !IsJson(type))
             return (null, new ApiError(400, "invalid_request_error", "invalid_content_type",
                 "Send the request body as UTF-8 JSON with 'Content-Type: application/json' (with charset=utf-8 or no charset)."));
+        // A compressed body read as JSON was "a string in it is not Unicode text": say what is wrong with it.
+        if (http.Request.Headers.ContentEncoding is { Count: > 0 } encoding && !encoding.All(e => string.Equals(e?.Trim(), "identity", StringComparison.OrdinalIgnoreCase)))
+            return (null, new ApiError(415, "invalid_request_error", "unsupported_content_encoding",
+                $"Request bodies are taken uncompressed: 'Content-Encoding: {encoding}' is not supported. Send the JSON as it is."));
         try
         {
             // A body that came whole in one piece (most do: a few hundred bytes) is parsed where Kestrel holds it, in one

@@ -105,6 +105,26 @@ public class RequestReaderTests
         if (!taken) Assert.Equal((400, "invalid_content_type"), (error?.Status, error?.Code));
     }
 
+    [Theory]
+    [InlineData("gzip", false)]
+    [InlineData("br", false)]
+    [InlineData("gzip, identity", false)]
+    [InlineData("identity", true)]
+    [InlineData(" Identity ", true)]
+    public async Task ACompressedBodyIsA415SayingSoNotABodyThatIsNotText(string encoding, bool taken)
+    {
+        var json = Encoding.UTF8.GetBytes("""{"model":"gpt-oss-20b","prompt":"hi"}""");
+        var http = new DefaultHttpContext();
+        http.Request.ContentType = "application/json";
+        http.Request.Headers.ContentEncoding = encoding;
+        var compressed = new MemoryStream();
+        using (var gzip = new System.IO.Compression.GZipStream(compressed, System.IO.Compression.CompressionLevel.Fastest, leaveOpen: true)) gzip.Write(json);
+        http.Request.Body = new MemoryStream(taken ? json : compressed.ToArray());
+        var (request, error) = await RequestReader.ReadAsync(http, Dialect.Text, 1 << 20);
+        Assert.Equal(taken, request is not null);
+        if (!taken) Assert.Equal((415, "unsupported_content_encoding"), (error?.Status, error?.Code));
+    }
+
     private static readonly Dictionary<string, Dialect> Dialects = new()
     {
         ["chat"] = Dialect.Chat, ["responses"] = Dialect.Responses, ["text"] = Dialect.Text,
