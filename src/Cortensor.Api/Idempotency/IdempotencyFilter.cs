@@ -31,7 +31,7 @@ public sealed partial class IdempotencyFilter(IdempotencyStore store, IOptions<I
         if (!http.Request.Headers.TryGetValue(Header, out var values)) return await next(context);
         var key = http.GetKey();
         if (values.Count != 1 || values[0] is not { Length: > 0 and <= MaxKeyLength } idempotencyKey || !idempotencyKey.All(c => c is >= ' ' and <= '~'))
-            return Answered(http, key, null, ApiError.InvalidIdempotencyKey());
+            return Refused(http, key, null, ApiError.InvalidIdempotencyKey());
 
         byte[]? body;
         try
@@ -41,13 +41,13 @@ public sealed partial class IdempotencyFilter(IdempotencyStore store, IOptions<I
         catch (Exception ex) when (ex is OperationCanceledException or IOException or BadHttpRequestException)
         {
             if (!http.RequestAborted.IsCancellationRequested && ex is BadHttpRequestException bad)
-                return Answered(http, key, null, new ApiError(400, "invalid_request_error", "bad_request", bad.Message));
-            var left = trackers.Start(http, key);
+                return Refused(http, key, null, new ApiError(400, "invalid_request_error", "bad_request", bad.Message));
+            var left = Track(http, key, null);
             left.ClientDisconnected();
             left.Complete();
             return Results.Empty;
         }
-        if (body is null) return Answered(http, key, null, ApiError.BodyTooLarge(inference.Value.MaxRequestBytes));
+        if (body is null) return Refused(http, key, null, ApiError.BodyTooLarge(inference.Value.MaxRequestBytes));
 
         var record = IdempotencyStore.RecordKey(key.OrganizationId, key.KeyId, idempotencyKey);
         var owner = http.GetRequestId();
@@ -56,14 +56,14 @@ public sealed partial class IdempotencyFilter(IdempotencyStore store, IOptions<I
         var claim = await store.ClaimAsync(record, CanonicalBody.Request(endpoint, body), owner, TimeSpan.FromSeconds(limits.Value.ReservationSeconds));
         switch (claim.Outcome)
         {
-            case ClaimOutcome.Unavailable: return Answered(http, key, body, ApiError.DependencyUnavailable("Idempotency keys"));
-            case ClaimOutcome.Mismatch: return Answered(http, key, body, ApiError.IdempotencyKeyReused());
-            case ClaimOutcome.InProgress: return Answered(http, key, body, ApiError.IdempotencyInProgress(claim.RetryAfterSeconds));
-            case ClaimOutcome.NotRetained: return Answered(http, key, body, ApiError.IdempotentAnswerNotRetained(claim.RequestId));
+            case ClaimOutcome.Unavailable: return Refused(http, key, body, ApiError.DependencyUnavailable("Idempotency keys"));
+            case ClaimOutcome.Mismatch: return Refused(http, key, body, ApiError.IdempotencyKeyReused());
+            case ClaimOutcome.InProgress: return Refused(http, key, body, ApiError.IdempotencyInProgress(claim.RetryAfterSeconds));
+            case ClaimOutcome.NotRetained: return Refused(http, key, body, ApiError.IdempotentAnswerNotRetained(claim.RequestId));
             case ClaimOutcome.Stored:
                 if (replays.Refuse(key) is { } retryAfter)
-                    return Answered(http, key, body, ApiError.RateLimited("replays of this key's answers (its requests per minute, on each server)", retryAfter));
-                Answered(http, key, body, null);
+                    return Refused(http, key, body, ApiError.RateLimited("replays of this key's answers (its requests per minute, on each server)", retryAfter));
+                Track(http, key, body).Complete();
                 return Replay(claim.Answer!);
         }
 
@@ -113,16 +113,23 @@ public sealed partial class IdempotencyFilter(IdempotencyStore store, IOptions<I
     }
 
     /// <summary>
-    /// The usage record of a request answered here rather than by the endpoint: a refusal, or a replay (status 200). Every
-    /// authenticated request leaves one, so its request id finds it in the request log; none carries tokens or a charge.
+    /// The usage record of a request answered here rather than by the endpoint: a refusal, a replay (status 200), a client
+    /// gone. Every authenticated request leaves one, so its request id finds it in the request log; none carries tokens
+    /// or a charge.
     /// </summary>
-    private IResult Answered(HttpContext http, KeySnapshot key, byte[]? body, ApiError? error)
+    private UsageTracker Track(HttpContext http, KeySnapshot key, byte[]? body)
     {
         var usage = trackers.Start(http, key);
         if (body is not null && RequestedModel(body) is var (model, stream)) usage.Requested(model, stream);
-        var result = error is null ? Results.Empty : usage.Fail(error);
+        return usage;
+    }
+
+    private ErrorResult Refused(HttpContext http, KeySnapshot key, byte[]? body, ApiError error)
+    {
+        var usage = Track(http, key, body);
+        var refused = usage.Fail(error);
         usage.Complete();
-        return result;
+        return refused;
     }
 
     /// <summary>The request's <c>model</c> and <c>stream</c>, for its line in the request log; null when the body is not a JSON object.</summary>
@@ -136,7 +143,7 @@ public sealed partial class IdempotencyFilter(IdempotencyStore store, IOptions<I
             var stream = document.RootElement.TryGetProperty("stream", out var st) && st.ValueKind == JsonValueKind.True;
             return (model, stream);
         }
-        catch (JsonException)
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException) // not JSON, or a model name that is not text
         {
             return null;
         }

@@ -111,6 +111,15 @@ public class IdempotencyTests(PortalAppFixture portal)
         Assert.Equal((HttpStatusCode)422, other.StatusCode);
         Assert.Equal("idempotency_key_reused", await ErrorCode(other));
 
+        // Another body whose model is not even text is refused the same way (its line in the log reads the model from it).
+        using var notText = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
+        {
+            Content = new StringContent("""{"model":"\ud800","prompt":"once","max_tokens":5}""", System.Text.Encoding.UTF8, "application/json"),
+        };
+        notText.Headers.Add("Idempotency-Key", key);
+        var notTextAnswer = await client.SendAsync(notText);
+        Assert.Equal((HttpStatusCode)422, notTextAnswer.StatusCode);
+
         // The same key and body on other endpoints (the path in any case) is another request: a text completion was
         // replayed as the answer of /v1/chat/completions and /v1/responses.
         foreach (var endpoint in new[] { "/v1/chat/completions", "/v1/responses", "/V1/Chat/Completions" })
