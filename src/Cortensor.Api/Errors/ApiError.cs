@@ -17,6 +17,8 @@ public sealed record ApiError(int Status, string Type, string Code, string Messa
     /// </summary>
     public bool? ShouldRetry { get; init; }
 
+    /// <summary>A request Kestrel could not read (a body that ended before its Content-Length, broken chunking): its words.</summary>
+    public static ApiError BadRequest(string message) => new(400, "invalid_request_error", "bad_request", message);
     public static ApiError InvalidField(string param, string message) =>
         new(400, "invalid_request_error", "invalid_value", message, param);
     public static ApiError UnsupportedParameter(string param, string message) =>

@@ -22,7 +22,7 @@ public static class ErrorHandling
             {
                 BadHttpRequestException { StatusCode: 413 } => ApiError.BodyTooLarge(http.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize ?? 0),
                 BadHttpRequestException { InnerException: JsonException json } => ApiError.MalformedJson(json.Path, "check the syntax and the types of the fields."),
-                BadHttpRequestException bad => new ApiError(400, "invalid_request_error", "bad_request", bad.Message),
+                BadHttpRequestException bad => ApiError.BadRequest(bad.Message),
                 Keys.KeyProviderUnavailableException provider => ApiError.DependencyUnavailable($"The key provider ({provider.Provider})"),
                 _ => ApiError.Internal(),
             };

@@ -41,7 +41,7 @@ public sealed partial class IdempotencyFilter(IdempotencyStore store, IOptions<I
         catch (Exception ex) when (ex is OperationCanceledException or IOException or BadHttpRequestException)
         {
             if (!http.RequestAborted.IsCancellationRequested && ex is BadHttpRequestException bad)
-                return Refused(http, key, null, new ApiError(400, "invalid_request_error", "bad_request", bad.Message));
+                return Refused(http, key, null, ApiError.BadRequest(bad.Message));
             var left = Track(http, key, null);
             left.ClientDisconnected();
             left.Complete();

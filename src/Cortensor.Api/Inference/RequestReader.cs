@@ -60,6 +60,12 @@ public static class RequestReader
         {
             return (null, ApiError.BodyTooLarge(limit));
         }
+        catch (BadHttpRequestException ex) when (!http.RequestAborted.IsCancellationRequested)
+        {
+            // A body that ended before its Content-Length (the client closed its side): the client's fault, recorded as
+            // such, where it escaped as a 500 internal_error. A client that is gone altogether is a 499 (the handler).
+            return (null, ApiError.BadRequest(ex.Message));
+        }
     }
 
     /// <summary>application/json itself (not application/jsonfoo), and no charset but UTF-8: the body is read as UTF-8 whatever it says.</summary>

@@ -125,6 +125,27 @@ public class RequestReaderTests
         if (!taken) Assert.Equal((415, "unsupported_content_encoding"), (error?.Status, error?.Code));
     }
 
+    [Fact]
+    public async Task ABodyThatEndsBeforeItsLengthIsA400NotAnError()
+    {
+        // What Kestrel throws when the client closes its side before the Content-Length it announced.
+        var http = new DefaultHttpContext();
+        http.Request.ContentType = "application/json";
+        http.Request.Body = new EndsEarly(Encoding.UTF8.GetBytes("""{"model":"gpt-oss-20b","messages":["""));
+        var (request, error) = await RequestReader.ReadAsync(http, Dialect.Chat, 1 << 20);
+        Assert.Null(request);
+        Assert.Equal((400, "bad_request", "Unexpected end of request content."), (error?.Status, error?.Code, error?.Message));
+    }
+
+    private sealed class EndsEarly(byte[] first) : MemoryStream(first)
+    {
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken ct = default)
+        {
+            var n = await base.ReadAsync(buffer, ct);
+            return n > 0 ? n : throw new BadHttpRequestException("Unexpected end of request content.", StatusCodes.Status400BadRequest);
+        }
+    }
+
     private static readonly Dictionary<string, Dialect> Dialects = new()
     {
         ["chat"] = Dialect.Chat, ["responses"] = Dialect.Responses, ["text"] = Dialect.Text,
