@@ -11,16 +11,9 @@ public static class ResponseNormaliser
         _ => "stop",
     };
 
-    /// <summary>Cuts the text at the first stop sequence; the router does not know about them.</summary>
-    public static (string Text, bool Stopped) ApplyStop(string text, IReadOnlyList<string> stop)
-    {
-        var (cut, _) = FindStop(text, stop);
-        return cut < 0 ? (text, false) : (text[..cut], true);
-    }
-
     /// <summary>
-    /// Where the first stop sequence in <paramref name="text"/> starts (the answer is cut there) and ends (the model had
-    /// generated up to there, which is what is billed); (-1, -1) when none occurs.
+    /// Where the first stop sequence in <paramref name="text"/> starts (the answer is cut there; the router does not know
+    /// about them) and ends (the model had generated up to there, which is what is billed); (-1, -1) when none occurs.
     /// </summary>
     public static (int Cut, int End) FindStop(string text, IReadOnlyList<string> stop)
     {
