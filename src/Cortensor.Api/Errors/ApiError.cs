@@ -116,14 +116,19 @@ public sealed record ApiError(int Status, string Type, string Code, string Messa
         { ShouldRetry = false };
     /// <summary>
     /// The model answered, but not in the form the request asked for (tool call, JSON, schema); the tokens are charged.
-    /// An answer <paramref name="cutOff"/> by max_tokens fails the same way again: SDKs are told not to retry it (they
-    /// retry every 5xx, and each retry would be charged), and the client to raise max_tokens.
+    /// An answer <paramref name="cut"/> by max_tokens or by one of the request's stop sequences fails the same way again:
+    /// SDKs are told not to retry it (they retry every 5xx, and each retry would be charged), and the client what to change.
     /// </summary>
-    public static ApiError InvalidModelOutput(string why, bool cutOff) => cutOff
-        ? new(502, "api_error", "invalid_model_output",
+    public static ApiError InvalidModelOutput(string why, Inference.AnswerCut cut) => cut switch
+    {
+        Inference.AnswerCut.MaxTokens => new(502, "api_error", "invalid_model_output",
             $"The model's answer was not usable: {why}{(why.Contains("max_tokens", StringComparison.Ordinal) ? "" : " It was cut off by max_tokens; raise max_tokens.")} The tokens it generated are charged; the same request would be cut off again.")
-            { ShouldRetry = false }
-        : new(502, "api_error", "invalid_model_output", $"The model's answer was not usable: {why} The tokens it generated are charged; retry the request.");
+            { ShouldRetry = false },
+        Inference.AnswerCut.StopSequence => new(502, "api_error", "invalid_model_output",
+            $"The model's answer was not usable: {why} It was cut at one of the request's stop sequences, which the call or JSON contained; remove that stop sequence or make it one the answer cannot contain. The tokens it generated are charged; the same request would be cut again.")
+            { ShouldRetry = false },
+        _ => new(502, "api_error", "invalid_model_output", $"The model's answer was not usable: {why} The tokens it generated are charged; retry the request."),
+    };
     public static ApiError Internal() =>
         new(500, "api_error", "internal_error", "Something went wrong on our side. Retry; if it persists, contact support with the request id.");
 

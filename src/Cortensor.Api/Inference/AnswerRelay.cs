@@ -27,7 +27,7 @@ internal static class AnswerRelay
         if (request.Structured)
         {
             // What the model generated is charged even when it is not what was asked for (docs/api.md).
-            var read = ModelOutput.Interpret(model.Family, text, request, finish == "length");
+            var read = ModelOutput.Interpret(model.Family, text, request, cut >= 0 ? AnswerCut.StopSequence : finish == "length" ? AnswerCut.MaxTokens : AnswerCut.None);
             if (read.Error is not null) return usage.Fail(read.Error);
             return dialect.Answer(request, usage.CompletionId(dialect.IdPrefix), model.Id, usage.Created, read, read.Finish(finish), usage.Tokens);
         }

@@ -4,6 +4,14 @@ using Cortensor.Api.Errors;
 
 namespace Cortensor.Api.Inference;
 
+/// <summary>Whether the answer read was cut before the model finished it, and by what: a cut answer fails the same way again.</summary>
+public enum AnswerCut
+{
+    None,
+    MaxTokens,
+    StopSequence,
+}
+
 /// <summary>The router's text read as the request asked: tool calls, a JSON document, or text.</summary>
 public sealed record StructuredAnswer(string? Content, AnswerToolCall[]? Calls, ApiError? Error)
 {
@@ -32,26 +40,26 @@ public static partial class ModelOutput
         _ => ["<tool_call>"],
     };
 
-    public static StructuredAnswer Interpret(string family, string text, InferenceRequest request, bool truncated)
+    public static StructuredAnswer Interpret(string family, string text, InferenceRequest request, AnswerCut cut)
     {
         var tools = request.Tools is { Active: true } t ? t : null;
         if (tools is not null)
         {
-            var (content, calls, error) = ReadCalls(family, text, tools, truncated);
+            var (content, calls, error) = ReadCalls(family, text, tools, cut);
             if (error is not null) return new StructuredAnswer(null, null, error);
             if (calls is { Length: > 0 }) return new StructuredAnswer(content, calls, null);
             if (tools.CallRequired)
-                return Invalid(truncated, truncated
+                return Invalid(cut, cut == AnswerCut.MaxTokens
                     ? "the model's answer was cut off by max_tokens before it called a function; raise max_tokens."
                     : tools.Choice == ToolChoiceMode.Named
                     ? $"tool_choice names '{tools.Named}', but the model answered with text instead of calling it."
                     : "tool_choice is 'required', but the model answered with text instead of calling a function.");
         }
-        if (request.Format is { } format) return ReadDocument(family, text, format, truncated);
+        if (request.Format is { } format) return ReadDocument(family, text, format, cut);
         return new StructuredAnswer(text, null, null);
     }
 
-    private static (string? Content, AnswerToolCall[]? Calls, ApiError? Error) ReadCalls(string family, string text, ToolSet tools, bool truncated)
+    private static (string? Content, AnswerToolCall[]? Calls, ApiError? Error) ReadCalls(string family, string text, ToolSet tools, AnswerCut cut)
     {
         var found = new List<(string Name, string Arguments)>();
         string? content = null;
@@ -86,12 +94,12 @@ public static partial class ModelOutput
                     try { call = JsonElement.Parse(m.Groups["json"].ValueSpan.Trim()); }
                     catch (JsonException)
                     {
-                        return (null, null, Bad(truncated, truncated
+                        return (null, null, Bad(cut, cut == AnswerCut.MaxTokens
                             ? "the model's tool call was cut off by max_tokens; raise max_tokens."
                             : "the model wrote a <tool_call> that is not JSON."));
                     }
                     if (call.ValueKind != JsonValueKind.Object || !call.TryGetProperty("name", out var name) || name.ValueKind != JsonValueKind.String)
-                        return (null, null, Bad(truncated, "the model wrote a <tool_call> without a function name."));
+                        return (null, null, Bad(cut, "the model wrote a <tool_call> without a function name."));
                     found.Add((name.GetString()!, call.TryGetProperty("arguments", out var a) ? a.GetRawText() : "{}"));
                 }
                 break;
@@ -104,20 +112,20 @@ public static partial class ModelOutput
         {
             var (name, raw) = found[i];
             var tool = tools.Find(name);
-            if (tool is null) return (null, null, Bad(truncated, $"the model called '{name}', which is not one of the tools."));
+            if (tool is null) return (null, null, Bad(cut, $"the model called '{name}', which is not one of the tools."));
             if (tools.Choice == ToolChoiceMode.Named && name != tools.Named)
-                return (null, null, Bad(truncated, $"tool_choice names '{tools.Named}', but the model called '{name}'."));
+                return (null, null, Bad(cut, $"tool_choice names '{tools.Named}', but the model called '{name}'."));
             JsonElement args;
             try { args = JsonElement.Parse(raw); }
             catch (JsonException)
             {
-                return (null, null, Bad(truncated, truncated
+                return (null, null, Bad(cut, cut == AnswerCut.MaxTokens
                     ? $"the model's arguments for '{name}' were cut off by max_tokens; raise max_tokens."
                     : $"the model's arguments for '{name}' are not JSON."));
             }
-            if (args.ValueKind != JsonValueKind.Object) return (null, null, Bad(truncated, $"the model's arguments for '{name}' are not a JSON object."));
+            if (args.ValueKind != JsonValueKind.Object) return (null, null, Bad(cut, $"the model's arguments for '{name}' are not a JSON object."));
             if (tool.Schema is { } schema && Violation(schema, args) is { } why)
-                return (null, null, Bad(truncated, $"the model's arguments for '{name}' do not match its strict parameters schema: {why}"));
+                return (null, null, Bad(cut, $"the model's arguments for '{name}' do not match its strict parameters schema: {why}"));
             calls[i] = new AnswerToolCall(NewCallId(), "function", new AnswerFunction(name, args.GetRawText()));
         }
         return (content, calls, null);
@@ -186,21 +194,21 @@ public static partial class ModelOutput
         return text.Length > from && text[^1] == '\n' ? text.Length - 1 : text.Length;
     }
 
-    private static StructuredAnswer ReadDocument(string family, string text, OutputFormat format, bool truncated)
+    private static StructuredAnswer ReadDocument(string family, string text, OutputFormat format, AnswerCut cut)
     {
         var body = Unfenced(family == "gpt-oss" ? HarmonyFinal(text) : text);
         JsonElement document;
         try { document = JsonElement.Parse(body); }
         catch (JsonException)
         {
-            return Invalid(truncated, truncated
+            return Invalid(cut, cut == AnswerCut.MaxTokens
                 ? "the model's JSON was cut off by max_tokens before it was complete; raise max_tokens."
                 : "the model's answer is not valid JSON.");
         }
         if (format.Kind == OutputKind.JsonObject && document.ValueKind != JsonValueKind.Object)
-            return Invalid(truncated, "response_format is json_object, but the model's answer is not a JSON object.");
+            return Invalid(cut, "response_format is json_object, but the model's answer is not a JSON object.");
         if (format.Compiled is { } schema && Violation(schema, document) is { } why)
-            return Invalid(truncated, $"the model's answer does not match the strict schema '{format.Name}': {why}");
+            return Invalid(cut, $"the model's answer does not match the strict schema '{format.Name}': {why}");
         return new StructuredAnswer(body, null, null);
     }
 
@@ -231,8 +239,8 @@ public static partial class ModelOutput
         return results.Errors?.Values.FirstOrDefault() ?? "the document does not validate.";
     }
 
-    private static StructuredAnswer Invalid(bool truncated, string why) => new(null, null, Bad(truncated, why));
-    private static ApiError Bad(bool truncated, string why) => ApiError.InvalidModelOutput(why, cutOff: truncated);
+    private static StructuredAnswer Invalid(AnswerCut cut, string why) => new(null, null, Bad(cut, why));
+    private static ApiError Bad(AnswerCut cut, string why) => ApiError.InvalidModelOutput(why, cut);
 
     private static string Unfenced(string text)
     {
@@ -299,6 +307,6 @@ public sealed class StructuredStream(string family, InferenceRequest request)
     }
 
     /// <summary>What the held answer is; null when everything was passed on as text.</summary>
-    public StructuredAnswer? Finish(bool truncated) =>
-        _passing ? null : ModelOutput.Interpret(family, _held.ToString(), request, truncated);
+    public StructuredAnswer? Finish(AnswerCut cut) =>
+        _passing ? null : ModelOutput.Interpret(family, _held.ToString(), request, cut);
 }

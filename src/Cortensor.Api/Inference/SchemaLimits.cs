@@ -128,14 +128,11 @@ public static class SchemaLimits
     public static string? UnresolvedReference(JsonElement root)
     {
         var references = new List<string>();
-        var movesBase = false;
-        EachMember(root, (_, member, depth) =>
+        EachMember(root, (_, member, _) =>
         {
-            if (member.Value.ValueKind != JsonValueKind.String) return;
-            if (References.Contains(member.Name)) references.Add(member.Value.GetString()!);
-            else if (member.Name == "$id" && depth > 0) movesBase = true;
+            if (member.Value.ValueKind == JsonValueKind.String && References.Contains(member.Name)) references.Add(member.Value.GetString()!);
         });
-        if (movesBase || references.Count == 0) return null;
+        if (references.Count == 0 || MovesBase(root)) return null;
         var anchors = Anchors(root);
         return references.FirstOrDefault(reference => Resolve(root, anchors, reference) is null);
     }
@@ -214,7 +211,15 @@ public static class SchemaLimits
         string Slow() => $"the answer's strings took longer than {PatternBudget.TotalMilliseconds:0} ms to check against the schema's patterns.";
     }
 
-    private static (JsonElement Node, string At)? Resolve(JsonElement root, Dictionary<string, JsonElement> anchors, string reference)
+    /// <summary>Whether a part of the schema has an <c>$id</c> of its own, which moves the base its references resolve from.</summary>
+    internal static bool MovesBase(JsonElement root)
+    {
+        var moves = false;
+        EachMember(root, (_, member, depth) => moves |= member.Name == "$id" && depth > 0 && member.Value.ValueKind == JsonValueKind.String);
+        return moves;
+    }
+
+    internal static (JsonElement Node, string At)? Resolve(JsonElement root, Dictionary<string, JsonElement> anchors, string reference)
     {
         if (reference == "#") return (root, "#");
         if (!reference.StartsWith('#')) return null;
@@ -223,7 +228,7 @@ public static class SchemaLimits
         return Json.Pointer.JsonPointer.TryParse(fragment, out var pointer) && pointer.Evaluate(root) is { } target ? (target, "#" + fragment) : null;
     }
 
-    private static Dictionary<string, JsonElement> Anchors(JsonElement root)
+    internal static Dictionary<string, JsonElement> Anchors(JsonElement root)
     {
         var anchors = new Dictionary<string, JsonElement>(StringComparer.Ordinal);
         EachMember(root, (owner, member, _) =>
@@ -251,5 +256,5 @@ public static class SchemaLimits
         }
     }
 
-    private static string Escape(string name) => name.Replace("~", "~0", StringComparison.Ordinal).Replace("/", "~1", StringComparison.Ordinal);
+    internal static string Escape(string name) => name.Replace("~", "~0", StringComparison.Ordinal).Replace("/", "~1", StringComparison.Ordinal);
 }

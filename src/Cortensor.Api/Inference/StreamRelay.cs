@@ -123,7 +123,7 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
         var rest = _stop.Flush();
         if (structured is not null) rest = structured.Push(rest);
         if (rest.Length > 0) foreach (var item in shape.Text(rest)) yield return item;
-        if (structured?.Finish(finish == "length") is { } read)
+        if (structured?.Finish(_stop.Stopped ? AnswerCut.StopSequence : finish == "length" ? AnswerCut.MaxTokens : AnswerCut.None) is { } read)
         {
             if (read.Error is { } invalid)
             {

@@ -217,6 +217,12 @@ public static partial class ToolValidation
             compiled = null;
             return ApiError.InvalidField(param, $"'{param}' is too costly to check answers against: {tooMuch}");
         }
+        // Every answer would fail it after the router was paid, and SDKs retry a 502.
+        if (SchemaContradictions.Find(schema) is { } never)
+        {
+            compiled = null;
+            return ApiError.InvalidField(param, $"'{param}' can never be met, so no answer could pass it: {never}");
+        }
         SchemaLimits.Remember(compiled, schema);
         return null;
     }

@@ -179,6 +179,36 @@ public class FidelityTests(PortalAppFixture portal)
         Assert.True(usage.GetProperty("cost").GetDecimal() > 0m);
     }
 
+    [Fact]
+    public async Task AJsonAnswerCutByTheRequestsOwnStopSequenceSaysSoAndTellsSdksNotToRetry()
+    {
+        var customer = await portal.CreateCustomerAsync();
+        using var client = customer.CreateClient();
+        // Every member name of the document is quoted: a stop of '"' cuts it after its first character, every time.
+        var body = new
+        {
+            model = "qwen-3-32b", stop = new[] { "\"" }, messages = new[] { new { role = "user", content = "Describe a city" } },
+            response_format = new
+            {
+                type = "json_schema",
+                json_schema = new { name = "city", strict = true, schema = JsonDocument.Parse("""{"type":"object","properties":{"name":{"type":"string"}},"required":["name"]}""").RootElement },
+            },
+        };
+
+        var response = await client.PostAsJsonAsync("/v1/chat/completions", body);
+        Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
+        var error = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error");
+        Assert.Equal("invalid_model_output", error.GetProperty("code").GetString());
+        Assert.Contains("stop sequences", error.GetProperty("message").GetString());
+        Assert.Equal("false", response.Headers.GetValues("x-should-retry").Single());
+
+        var streamed = await client.PostAsJsonAsync("/v1/chat/completions", new { body.model, body.stop, body.messages, body.response_format, stream = true });
+        var events = await InferenceTests.SseEvents(streamed);
+        var streamError = JsonDocument.Parse(events[^1]).RootElement.GetProperty("error");
+        Assert.Equal("invalid_model_output", streamError.GetProperty("code").GetString());
+        Assert.Contains("stop sequences", streamError.GetProperty("message").GetString());
+    }
+
     /// <summary>Every refused field of the table (RequestFields), on every endpoint it exists on, plus an unknown one.</summary>
     public static TheoryData<string, string, string> RefusedFields()
     {

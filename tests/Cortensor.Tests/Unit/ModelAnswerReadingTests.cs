@@ -56,7 +56,7 @@ public class ModelAnswerReadingTests
         {
             var text = RandomAnswer(random, pieces);
             var expected = HermesCallRegex.Matches(text).Select(m => m.Groups["json"].Value).ToList();
-            var answer = ModelOutput.Interpret("qwen", text, Tools, truncated: false);
+            var answer = ModelOutput.Interpret("qwen", text, Tools, AnswerCut.None);
             if (expected.Count == 0)
             {
                 Assert.Equal(text, answer.Content);
@@ -79,7 +79,7 @@ public class ModelAnswerReadingTests
     public async Task AnAnswerRepeatingARecipientWithoutAMessageIsReadAsTextInOnePass()
     {
         var text = string.Concat(Enumerable.Repeat("to=functions.read_clock ", 90_000));
-        var answer = await Task.Run(() => ModelOutput.Interpret("gpt-oss", text, Tools, truncated: false));
+        var answer = await Task.Run(() => ModelOutput.Interpret("gpt-oss", text, Tools, AnswerCut.None));
         Assert.Equal(text, answer.Content);
         Assert.Null(answer.Calls);
 
@@ -95,7 +95,7 @@ public class ModelAnswerReadingTests
         var finished = await Task.Run(() =>
         {
             foreach (var c in call) Assert.Equal("", stream.Push(c.ToString()));
-            return stream.Finish(false);
+            return stream.Finish(AnswerCut.None);
         });
         Assert.Equal("read_clock", Assert.Single(finished!.Calls!).Function.Name);
     }
@@ -111,7 +111,7 @@ public class ModelAnswerReadingTests
         });
         Assert.Equal(1_000_005, sent.Length);
         Assert.Equal(" world", stream.Push(" world"));
-        Assert.Null(stream.Finish(false));
+        Assert.Null(stream.Finish(AnswerCut.None));
     }
 
     [Theory]
@@ -138,7 +138,7 @@ public class ModelAnswerReadingTests
                     sent.Append(stream.Push(answer.Substring(at, length)));
                     at += length;
                 }
-                var held = stream.Finish(false);
+                var held = stream.Finish(AnswerCut.None);
                 // Either all of it went out as text, or none did and it was read whole at the end.
                 Assert.True(held is null ? sent.ToString() == answer : sent.Length == 0, $"{family}: '{answer}' sent '{sent}'");
                 Assert.Equal(Opens(family, answer), held is not null);

@@ -39,7 +39,7 @@ public class ToolCallingTests
     {
         var request = Request($$$"""{"model":"m","messages":[{"role":"user","content":"What's the weather in Paris?"}],"tools":[{{{ClockTool}}},{{{WeatherTool}}}]}""");
 
-        var answer = ModelOutput.Interpret(family, Model(family, request), request, truncated: false);
+        var answer = ModelOutput.Interpret(family, Model(family, request), request, AnswerCut.None);
 
         Assert.Null(answer.Error);
         var call = Assert.Single(answer.Calls!);
@@ -59,7 +59,7 @@ public class ToolCallingTests
             {"model":"m","messages":[{"role":"user","content":"What's the weather in Paris?"}],"tools":[{{{WeatherTool}}},{{{ClockTool}}}],
              "tool_choice":{"type":"function","function":{"name":"read_clock"} } }
             """);
-        var answer = ModelOutput.Interpret(family, Model(family, request), request, false);
+        var answer = ModelOutput.Interpret(family, Model(family, request), request, AnswerCut.None);
         Assert.Equal("read_clock", Assert.Single(answer.Calls!).Function.Name);
     }
 
@@ -67,7 +67,7 @@ public class ToolCallingTests
     public void AQuestionNoToolAnswersIsAnsweredWithTextAndToolChoiceNoneHidesTheTools(string family)
     {
         var unrelated = Request($$$"""{"model":"m","messages":[{"role":"user","content":"Tell me a joke"}],"tools":[{{{WeatherTool}}}]}""");
-        var text = ModelOutput.Interpret(family, Model(family, unrelated), unrelated, false);
+        var text = ModelOutput.Interpret(family, Model(family, unrelated), unrelated, AnswerCut.None);
         Assert.Null(text.Calls);
         Assert.Contains("simulated Cortensor router", text.Content);
 
@@ -84,7 +84,7 @@ public class ToolCallingTests
               {"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\",\"unit\":\"celsius\",\"days\":1}"}}]},
               {"role":"tool","tool_call_id":"call_1","content":"{\"temperature\":21,\"sky\":\"clear\"}"}]}
             """);
-        var answer = ModelOutput.Interpret(family, Model(family, request), request, false);
+        var answer = ModelOutput.Interpret(family, Model(family, request), request, AnswerCut.None);
         Assert.Null(answer.Calls);
         Assert.Contains("The tool answered", answer.Content);
         Assert.Contains("temperature", answer.Content);
@@ -100,7 +100,7 @@ public class ToolCallingTests
                  "coast":{"type":"boolean"},"kind":{"enum":["capital","town"]}},
                "required":["name","population","tags","coast","kind"],"additionalProperties":false}}}}
             """);
-        var answer = ModelOutput.Interpret(family, Model(family, request), request, false);
+        var answer = ModelOutput.Interpret(family, Model(family, request), request, AnswerCut.None);
         Assert.Null(answer.Error);
         var doc = JsonDocument.Parse(answer.Content!).RootElement;
         Assert.Equal(1000, doc.GetProperty("population").GetInt32());
@@ -112,7 +112,7 @@ public class ToolCallingTests
     public void JsonObjectModeIsAnsweredWithAJsonObject(string family)
     {
         var request = Request("""{"model":"m","messages":[{"role":"user","content":"Say hi as JSON"}],"response_format":{"type":"json_object"}}""");
-        var answer = ModelOutput.Interpret(family, Model(family, request), request, false);
+        var answer = ModelOutput.Interpret(family, Model(family, request), request, AnswerCut.None);
         Assert.Null(answer.Error);
         Assert.Equal(JsonValueKind.Object, JsonDocument.Parse(answer.Content!).RootElement.ValueKind);
     }
@@ -124,7 +124,7 @@ public class ToolCallingTests
             {"model":"m","messages":[{"role":"user","content":"x"}],
              "response_format":{"type":"json_schema","json_schema":{"name":"s","strict":true,"schema":{"type":"object","properties":{"a":{"type":"string"},"b":{"type":"string"}},"required":["a","b"]}}}}
             """);
-        var answer = ModelOutput.Interpret(family, Model(family, request, maxTokens: 4), request, truncated: true);
+        var answer = ModelOutput.Interpret(family, Model(family, request, maxTokens: 4), request, AnswerCut.MaxTokens);
         Assert.Equal(("invalid_model_output", 502), (answer.Error!.Code, answer.Error.Status));
         Assert.Contains("max_tokens", answer.Error.Message);
         Assert.False(answer.Error.ShouldRetry);
@@ -137,7 +137,7 @@ public class ToolCallingTests
             {"model":"m","messages":[{"role":"user","content":"weather in Paris"}],"tool_choice":"required",
              "tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}}]}
             """);
-        var answer = ModelOutput.Interpret(family, Model(family, request, maxTokens: 3), request, truncated: true);
+        var answer = ModelOutput.Interpret(family, Model(family, request, maxTokens: 3), request, AnswerCut.MaxTokens);
         Assert.Equal("invalid_model_output", answer.Error!.Code);
         Assert.Contains("raise max_tokens", answer.Error.Message);
         Assert.DoesNotContain("retry the request", answer.Error.Message);
@@ -151,18 +151,18 @@ public class ToolCallingTests
             {"model":"m","messages":[{"role":"user","content":"x"}],
              "response_format":{"type":"json_schema","json_schema":{"name":"s","strict":true,"schema":{"type":"object","properties":{"n":{"type":"integer"}},"required":["n"]}}}}
             """);
-        var wrong = ModelOutput.Interpret("qwen", """{"n":"seven"}""", schema, false);
+        var wrong = ModelOutput.Interpret("qwen", """{"n":"seven"}""", schema, AnswerCut.None);
         Assert.Equal("invalid_model_output", wrong.Error?.Code);
         // Sampled again, a whole answer may come out right: SDKs keep their own rule.
         Assert.Null(wrong.Error!.ShouldRetry);
         Assert.Contains("/n", wrong.Error!.Message);
-        Assert.Null(ModelOutput.Interpret("qwen", """{"n":7}""", schema, false).Error);
-        Assert.Equal("invalid_model_output", ModelOutput.Interpret("qwen", "seven", schema, false).Error?.Code);
+        Assert.Null(ModelOutput.Interpret("qwen", """{"n":7}""", schema, AnswerCut.None).Error);
+        Assert.Equal("invalid_model_output", ModelOutput.Interpret("qwen", "seven", schema, AnswerCut.None).Error?.Code);
 
         var required = Request($$$"""{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{{{WeatherTool}}}],"tool_choice":"required"}""");
-        Assert.Equal("invalid_model_output", ModelOutput.Interpret("qwen", "No call today.", required, false).Error?.Code);
+        Assert.Equal("invalid_model_output", ModelOutput.Interpret("qwen", "No call today.", required, AnswerCut.None).Error?.Code);
         var badArgs = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": 3}}\n</tool_call>";
-        Assert.Contains("strict parameters schema", ModelOutput.Interpret("qwen", badArgs, required, false).Error?.Message);
+        Assert.Contains("strict parameters schema", ModelOutput.Interpret("qwen", badArgs, required, AnswerCut.None).Error?.Message);
     }
 
     [Fact]
@@ -233,11 +233,11 @@ public class ToolCallingTests
         Assert.Equal("", text.Push("  "));
         Assert.Equal("  Hello", text.Push("Hello"));
         Assert.Equal(" there", text.Push(" there"));
-        Assert.Null(text.Finish(false));
+        Assert.Null(text.Finish(AnswerCut.None));
 
         var call = new StructuredStream("qwen", tools);
         foreach (var piece in new[] { "<tool", "_call>\n{\"name\": \"read_clock\",", " \"arguments\": {}}\n</tool_call>" }) Assert.Equal("", call.Push(piece));
-        Assert.Equal("read_clock", Assert.Single(call.Finish(false)!.Calls!).Function.Name);
+        Assert.Equal("read_clock", Assert.Single(call.Finish(AnswerCut.None)!.Calls!).Function.Name);
     }
 
     [Fact]
