@@ -1,4 +1,3 @@
-using System.Text.Json;
 using Cortensor.Api.Errors;
 using Cortensor.Api.Inference;
 using Cortensor.Api.Infrastructure;
@@ -120,7 +119,7 @@ public sealed partial class IdempotencyFilter(IdempotencyStore store, IOptions<I
     private UsageTracker Track(HttpContext http, KeySnapshot key, byte[]? body)
     {
         var usage = trackers.Start(http, key);
-        if (body is not null && RequestedModel(body) is var (model, stream)) usage.Requested(model, stream);
+        if (body is not null && RequestReader.Requested(body) is var (model, stream)) usage.Requested(model, stream);
         return usage;
     }
 
@@ -130,23 +129,6 @@ public sealed partial class IdempotencyFilter(IdempotencyStore store, IOptions<I
         var refused = usage.Fail(error);
         usage.Complete();
         return refused;
-    }
-
-    /// <summary>The request's <c>model</c> and <c>stream</c>, for its line in the request log; null when the body is not a JSON object.</summary>
-    private static (string Model, bool Stream)? RequestedModel(byte[] body)
-    {
-        try
-        {
-            using var document = JsonDocument.Parse(body);
-            if (document.RootElement.ValueKind != JsonValueKind.Object) return null;
-            var model = document.RootElement.TryGetProperty("model", out var m) && m.ValueKind == JsonValueKind.String ? m.GetString()! : "";
-            var stream = document.RootElement.TryGetProperty("stream", out var st) && st.ValueKind == JsonValueKind.True;
-            return (model, stream);
-        }
-        catch (Exception ex) when (ex is JsonException or InvalidOperationException) // not JSON, or a model name that is not text
-        {
-            return null;
-        }
     }
 
     /// <summary>The body in memory (it is hashed, then read by the endpoint), or null when it exceeds the limit.</summary>

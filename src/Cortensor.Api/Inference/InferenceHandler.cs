@@ -38,8 +38,12 @@ public sealed class InferenceHandler(
                 RateLimitHeaders.Write(http.Response, spent);
                 return usage.Fail(Refusals.For(spent, key.BillingMode, key.MonthlyTokenQuota)!);
             }
-            var (request, invalid) = await RequestReader.ReadAsync(http, dialect, options.Value.MaxRequestBytes);
-            if (request is null) return usage.Fail(invalid ?? ApiError.MalformedJson(null, "the body must be a JSON object."));
+            var read = await RequestReader.ReadAsync(http, dialect, options.Value.MaxRequestBytes);
+            if (read.Request is not { } request)
+            {
+                if (read.Requested is var (asked, streamed)) usage.Requested(asked, streamed);
+                return usage.Fail(read.Error ?? ApiError.MalformedJson(null, "the body must be a JSON object."));
+            }
             usage.Requested(request.Model, request.Stream);
 
             // Step 3: entitlement, and the fallback models when the first cannot serve.

@@ -6,20 +6,31 @@ using Microsoft.AspNetCore.Http.Features;
 
 namespace Cortensor.Api.Inference;
 
+/// <summary>
+/// A /v1 body read: the request, or what is wrong with it and, when the body names them, the model and stream it asked
+/// for (a refused request is logged under its model too).
+/// </summary>
+public readonly record struct RequestRead(InferenceRequest? Request, ApiError? Error)
+{
+    public (string Model, bool Stream)? Requested { get; init; }
+
+    public static implicit operator RequestRead(ApiError error) => new(null, error);
+}
+
 /// <summary>Reads a /v1 body within the size limit and names what is wrong with it, whichever dialect it is.</summary>
 public static class RequestReader
 {
-    public static async Task<(InferenceRequest? Request, ApiError? Error)> ReadAsync(HttpContext http, Dialect dialect, long limit)
+    public static async Task<RequestRead> ReadAsync(HttpContext http, Dialect dialect, long limit)
     {
-        if (http.Request.ContentLength > limit) return (null, ApiError.BodyTooLarge(limit));
+        if (http.Request.ContentLength > limit) return ApiError.BodyTooLarge(limit);
         if (http.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size) size.MaxRequestBodySize = limit;
         if (http.Request.ContentType is not { } type || !IsJson(type))
-            return (null, new ApiError(400, "invalid_request_error", "invalid_content_type",
-                "Send the request body as UTF-8 JSON with 'Content-Type: application/json' (with charset=utf-8 or no charset)."));
+            return new ApiError(400, "invalid_request_error", "invalid_content_type",
+                "Send the request body as UTF-8 JSON with 'Content-Type: application/json' (with charset=utf-8 or no charset).");
         // A compressed body read as JSON was "a string in it is not Unicode text": say what is wrong with it.
         if (http.Request.Headers.ContentEncoding is { Count: > 0 } encoding && !encoding.All(e => string.Equals(e?.Trim(), "identity", StringComparison.OrdinalIgnoreCase)))
-            return (null, new ApiError(415, "invalid_request_error", "unsupported_content_encoding",
-                $"Request bodies are taken uncompressed: 'Content-Encoding: {encoding}' is not supported. Send the JSON as it is."));
+            return new ApiError(415, "invalid_request_error", "unsupported_content_encoding",
+                $"Request bodies are taken uncompressed: 'Content-Encoding: {encoding}' is not supported. Send the JSON as it is.");
         try
         {
             // A body that came whole in one piece (most do: a few hundred bytes) is parsed where Kestrel holds it, in one
@@ -44,27 +55,20 @@ public static class RequestReader
             {
                 foreach (var segment in read.Buffer) whole.Write(segment.Span);
                 reader.AdvanceTo(read.Buffer.End);
-                if (whole.WrittenCount > limit) return (null, ApiError.BodyTooLarge(limit));
+                if (whole.WrittenCount > limit) return ApiError.BodyTooLarge(limit);
                 if (read.IsCompleted) return Read(dialect, whole.WrittenSpan);
                 read = await reader.ReadAsync(http.RequestAborted);
             }
         }
-        catch (JsonException ex)
-        {
-            var path = ex.Path is { Length: > 2 } p ? p.TrimStart('$', '.') : null;
-            return (null, path is null
-                ? ApiError.MalformedJson(null, "check the syntax of the body.")
-                : ApiError.InvalidField(path, $"'{path}' has the wrong type or is malformed."));
-        }
         catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
         {
-            return (null, ApiError.BodyTooLarge(limit));
+            return ApiError.BodyTooLarge(limit);
         }
         catch (BadHttpRequestException ex) when (!http.RequestAborted.IsCancellationRequested)
         {
             // A body that ended before its Content-Length (the client closed its side): the client's fault, recorded as
             // such, where it escaped as a 500 internal_error. A client that is gone altogether is a 499 (the handler).
-            return (null, ApiError.BadRequest(ex.Message));
+            return ApiError.BadRequest(ex.Message);
         }
     }
 
@@ -78,15 +82,47 @@ public static class RequestReader
         return !charset.HasValue || charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase) || charset.Equals("utf8", StringComparison.OrdinalIgnoreCase);
     }
 
-    private static (InferenceRequest? Request, ApiError? Error) Read(Dialect dialect, ReadOnlySpan<byte> body)
+    private static RequestRead Read(Dialect dialect, ReadOnlySpan<byte> body)
     {
         // RFC 8259 lets a parser ignore a byte order mark; the serializer's stream reader always did, so clients that send one keep working.
         if (body.StartsWith(ByteOrderMark)) body = body[ByteOrderMark.Length..];
         // Fields kept as JSON (message content, tool schemas, the Responses input) hold a string the serializer would have
         // refused until something reads its text, and that was a 500 wherever it happened: checked here, once.
         if (JsonText.Check(body, Reading, refuseNul: false) != JsonTextProblem.None)
-            return (null, ApiError.MalformedJson(null, "a string in it is not Unicode text (bytes that are not UTF-8, or an unpaired surrogate escape such as \\ud800)."));
-        return dialect.Read(body);
+            return ApiError.MalformedJson(null, "a string in it is not Unicode text (bytes that are not UTF-8, or an unpaired surrogate escape such as \\ud800).");
+        RequestRead read;
+        try
+        {
+            var (request, error) = dialect.Read(body);
+            read = new RequestRead(request, error);
+        }
+        catch (JsonException ex)
+        {
+            var path = ex.Path is { Length: > 2 } p ? p.TrimStart('$', '.') : null;
+            read = path is null
+                ? ApiError.MalformedJson(null, "check the syntax of the body.")
+                : ApiError.InvalidField(path, $"'{path}' has the wrong type or is malformed.");
+        }
+        // Only a refused body is read a second time, for the log.
+        return read.Request is null ? read with { Requested = Requested(body) } : read;
+    }
+
+    /// <summary>The body's <c>model</c> and <c>stream</c>, for its line in the request log; null when the body is not a JSON object.</summary>
+    public static (string Model, bool Stream)? Requested(ReadOnlySpan<byte> body)
+    {
+        try
+        {
+            var reader = new Utf8JsonReader(body, Reading);
+            using var document = JsonDocument.ParseValue(ref reader);
+            if (document.RootElement.ValueKind != JsonValueKind.Object) return null;
+            var model = document.RootElement.TryGetProperty("model", out var m) && m.ValueKind == JsonValueKind.String ? m.GetString()! : "";
+            var stream = document.RootElement.TryGetProperty("stream", out var st) && st.ValueKind == JsonValueKind.True;
+            return (model, stream);
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException) // not JSON, or a model name that is not text
+        {
+            return null;
+        }
     }
 
     private static ReadOnlySpan<byte> ByteOrderMark => [0xEF, 0xBB, 0xBF];

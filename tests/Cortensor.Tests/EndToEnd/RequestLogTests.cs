@@ -115,6 +115,34 @@ public class RequestLogTests(PortalAppFixture portal)
     }
 
     [Fact]
+    public async Task ARequestRefusedForItsFieldsIsLoggedUnderTheModelItNamed()
+    {
+        var customer = await portal.CreateCustomerAsync();
+        using var client = customer.CreateClient();
+        using var admin = portal.CreateAdminClient();
+        var messages = new[] { new { role = "user", content = "log me" } };
+        foreach (var (body, stream) in new (object Body, bool Stream)[]
+        {
+            (new { model = "gemma-4-26b", messages, temperature = 7 }, false),
+            // Refused by the serializer (a field of the wrong type) rather than by the checks after it.
+            (new { model = "gemma-4-26b", messages = "not a list", stream = true }, true),
+            (new { model = "gemma-4-26b", messages, response_format = new { type = "json_schema", json_schema = new { name = "x", strict = true, schema = new { not = new { } } } } }, false),
+        })
+        {
+            var requestId = Guid.NewGuid().ToString("N");
+            using var call = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = JsonContent.Create(body) };
+            call.Headers.Add("X-Request-Id", requestId);
+            Assert.Equal(HttpStatusCode.BadRequest, (await client.SendAsync(call)).StatusCode);
+            var logged = await Eventually.WaitForAsync(() => admin.GetAsync($"/admin/requests/{requestId}"), r => r.StatusCode == HttpStatusCode.OK,
+                TimeSpan.FromSeconds(15), $"request {requestId} was not recorded", TimeSpan.FromMilliseconds(250));
+            var found = (await logged.Content.ReadFromJsonAsync<JsonElement>())[0];
+            Assert.Equal(("gemma-4-26b", 400), (found.GetProperty("log").GetProperty("model_id").GetString(), found.GetProperty("log").GetProperty("status").GetInt32()));
+            Assert.Equal(stream, found.GetProperty("usage").GetProperty("streamed").GetBoolean());
+            Assert.Equal(0m, found.GetProperty("usage").GetProperty("cost").GetDecimal());
+        }
+    }
+
+    [Fact]
     public async Task TheUsageSeriesCoversEveryDayOfTheRangeWithZerosAndNamesAnUnknownModel()
     {
         var (user, client, _, _, _, _, refused) = await CustomerWithTrafficAsync();

@@ -155,7 +155,7 @@ public class RequestReaderTests
         body.Contains("\"messages\"", StringComparison.Ordinal) ? "chat" : body.Contains("\"input\"", StringComparison.Ordinal) ? "responses" : "text";
 
     /// <summary>"whole": the body is there in one piece at the first read, as Kestrel mostly has it; "pieces": it arrives a few bytes at a time.</summary>
-    private static async Task<(InferenceRequest? Request, Cortensor.Api.Errors.ApiError? Error)> ReadAsync(Dialect dialect, byte[] body, string delivery)
+    private static async Task<RequestRead> ReadAsync(Dialect dialect, byte[] body, string delivery)
     {
         var http = new DefaultHttpContext();
         http.Request.ContentType = "application/json";
