@@ -10,6 +10,8 @@ namespace Cortensor.Api.Inference;
 /// <summary>The public OpenAI-compatible API. The key check is a policy of the group, resolved once per request.</summary>
 public static class InferenceApi
 {
+    private static readonly Metering.MeteredEndpoint Metered = new();
+
     public static IEndpointRouteBuilder MapInferenceApi(this IEndpointRouteBuilder app)
     {
         var v1 = app.MapGroup("/v1").AddEndpointFilter<ApiKeyFilter>().WithTags("Inference");
@@ -19,21 +21,21 @@ public static class InferenceApi
         v1.MapGet("/models/{id}", GetModel).WithName("RetrieveModel").WithSummary("One model this key may use")
             .Produces<ErrorEnvelope>(401).Produces<ErrorEnvelope>(403).Produces<ErrorEnvelope>(404).Produces<ErrorEnvelope>(503);
         v1.MapPost("/chat/completions", (HttpContext http, InferenceHandler handler) => handler.HandleAsync(http, Dialect.Chat))
-            .WithIdempotencyKey()
+            .WithIdempotencyKey().WithMetadata(Metered)
             .WithName("CreateChatCompletion").WithSummary("Chat completion, streaming (SSE) or not")
             .Accepts<ChatCompletionRequest>("application/json")
             .Produces<ChatCompletion>().Produces<ChatCompletionChunk>(200, "text/event-stream")
             .Produces<ErrorEnvelope>(400).Produces<ErrorEnvelope>(401).Produces<ErrorEnvelope>(402).Produces<ErrorEnvelope>(403).Produces<ErrorEnvelope>(404).Produces<ErrorEnvelope>(413)
             .Produces<ErrorEnvelope>(429).Produces<ErrorEnvelope>(502).Produces<ErrorEnvelope>(503).Produces<ErrorEnvelope>(504);
         v1.MapPost("/completions", (HttpContext http, InferenceHandler handler) => handler.HandleAsync(http, Dialect.Text))
-            .WithIdempotencyKey()
+            .WithIdempotencyKey().WithMetadata(Metered)
             .WithName("CreateCompletion").WithSummary("Text completion, streaming (SSE) or not")
             .Accepts<CompletionRequest>("application/json")
             .Produces<TextCompletion>()
             .Produces<ErrorEnvelope>(400).Produces<ErrorEnvelope>(401).Produces<ErrorEnvelope>(402).Produces<ErrorEnvelope>(403).Produces<ErrorEnvelope>(404).Produces<ErrorEnvelope>(413)
             .Produces<ErrorEnvelope>(429).Produces<ErrorEnvelope>(502).Produces<ErrorEnvelope>(503).Produces<ErrorEnvelope>(504);
         v1.MapPost("/responses", (HttpContext http, InferenceHandler handler) => handler.HandleAsync(http, Dialect.Responses))
-            .WithIdempotencyKey()
+            .WithIdempotencyKey().WithMetadata(Metered)
             .WithName("CreateResponse").WithSummary("Responses API: a response to text or message input, streaming (SSE events) or not; nothing is stored")
             .Accepts<ResponseRequest>("application/json")
             .Produces<ResponseObject>().Produces<ResponseLifecycleEvent>(200, "text/event-stream")

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Cortensor.Api.Data;
 using Cortensor.Api.Errors;
 using Cortensor.Api.Infrastructure;
+using Cortensor.Api.Metering;
 
 namespace Cortensor.Api.Keys;
 
@@ -20,8 +21,8 @@ public sealed partial class ApiKeyFilter(EntitlementCache entitlements, FailedKe
             if (error is not null)
             {
                 span?.SetStatus(ActivityStatusCode.Error, error.Code);
-                // No usage record is made without a key: this line (with the request id in its scope) is how a refused
-                // authentication is found by its request id.
+                // A key that is not the customer's (or none) leaves no usage record: this line (with the request id in its
+                // scope) is how such a refusal is found by its request id.
                 Refused(log, http.Request.Method, http.Request.Path.Value ?? "", error.Status, error.Code, http.GetRequestId(),
                     FailedKeyThrottle.ClientOf(http));
                 return error.ToResult();
@@ -55,14 +56,32 @@ public sealed partial class ApiKeyFilter(EntitlementCache entitlements, FailedKe
                 return throttled ? ApiError.TooManyFailedAuthentications(retryAfter) : ApiError.InvalidKey();
         }
         var s = snapshot!;
+        if (Refusal(s) is { } refused)
+        {
+            // A key of the customer's that may not be used (revoked, expired, paused): its inference requests are in the
+            // organisation's request log as the refusals they are, so a service still using an old key can be found there.
+            if (http.GetEndpoint()?.Metadata.GetMetadata<MeteredEndpoint>() is not null)
+            {
+                // Only a refused key of a customer needs the metering pipeline: resolved on that path alone.
+                var usage = http.RequestServices.GetRequiredService<UsageTrackers>().Start(http, s);
+                usage.Fail(refused);
+                usage.Complete();
+            }
+            return refused;
+        }
+        http.Features.Set(new CurrentKey(s));
+        Activity.Current?.SetTag("cortensor.org", s.OrganizationId);
+        Activity.Current?.SetTag("cortensor.key", s.KeyId);
+        return null;
+    }
+
+    private ApiError? Refusal(KeySnapshot s)
+    {
         if (s.KeyStatus == ApiKeyStatus.Revoked) return ApiError.RevokedKey();
         if (s.RetiredSecret && !(s.RetiredSecretExpiresAt > clock.GetUtcNow())) return ApiError.RotatedKey();
         if (s.ExpiresAt is { } expires && expires <= clock.GetUtcNow()) return ApiError.ExpiredKey();
         if (s.OrganizationStatus == OrganizationStatus.Paused) return ApiError.OrganizationPaused();
         if (s.KeyStatus == ApiKeyStatus.Paused) return ApiError.KeyPaused();
-        http.Features.Set(new CurrentKey(s));
-        Activity.Current?.SetTag("cortensor.org", s.OrganizationId);
-        Activity.Current?.SetTag("cortensor.key", s.KeyId);
         return null;
     }
 

@@ -160,6 +160,9 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter m
 }
 
 /// <summary>Starts the one usage record of each authenticated /v1 request, wherever it is answered (the handler, the idempotency filter).</summary>
+/// <summary>Marks an endpoint every request of an identified key leaves a usage record for, refused or served.</summary>
+public sealed class MeteredEndpoint;
+
 public sealed class UsageTrackers(UsageMeter meter, SettlementQueue settlements, LocalAdmission local, TimeProvider clock)
 {
     public UsageTracker Start(HttpContext http, KeySnapshot key) => new(http, key, meter, settlements, local, clock);

@@ -143,6 +143,62 @@ public class RequestLogTests(PortalAppFixture portal)
     }
 
     [Fact]
+    public async Task AnInferenceRequestWithAPausedOrRevokedKeyIsLoggedAsTheRefusalItWas()
+    {
+        var customer = await portal.CreateCustomerAsync();
+        using var client = customer.CreateClient();
+        using var admin = portal.CreateAdminClient();
+        var chat = new { model = "gemma-4-26b", messages = new[] { new { role = "user", content = "log me" } }, max_tokens = 4 };
+
+        async Task<string> SendAsync(string path, HttpStatusCode expected)
+        {
+            var requestId = Guid.NewGuid().ToString("N");
+            using var call = new HttpRequestMessage(path.EndsWith("models") ? HttpMethod.Get : HttpMethod.Post, path);
+            if (call.Method == HttpMethod.Post) call.Content = JsonContent.Create(chat);
+            call.Headers.Add("X-Request-Id", requestId);
+            Assert.Equal(expected, (await client.SendAsync(call)).StatusCode);
+            return requestId;
+        }
+        async Task<JsonElement> LoggedAsync(string requestId)
+        {
+            var logged = await Eventually.WaitForAsync(() => admin.GetAsync($"/admin/requests/{requestId}"), r => r.StatusCode == HttpStatusCode.OK,
+                TimeSpan.FromSeconds(15), $"request {requestId} was not recorded", TimeSpan.FromMilliseconds(250));
+            return Assert.Single((await logged.Content.ReadFromJsonAsync<JsonElement>()).EnumerateArray());
+        }
+
+        (await admin.PostAsync($"/admin/api-keys/{customer.KeyId}/pause", null)).EnsureSuccessStatusCode();
+        await Eventually.WaitUntilAsync(async () => (await client.GetAsync("/v1/models")).StatusCode == HttpStatusCode.Forbidden,
+            TimeSpan.FromSeconds(5), "the paused key was still served", TimeSpan.FromMilliseconds(50));
+        var listing = await SendAsync("/v1/models", HttpStatusCode.Forbidden);
+        foreach (var (path, expected, code) in new[] { ("/v1/chat/completions", HttpStatusCode.Forbidden, "api_key_paused"), ("/v1/responses", HttpStatusCode.Forbidden, "api_key_paused") })
+        {
+            var found = await LoggedAsync(await SendAsync(path, expected));
+            Assert.Equal((403, code, path), (found.GetProperty("log").GetProperty("status").GetInt32(), found.GetProperty("log").GetProperty("error_code").GetString(),
+                found.GetProperty("log").GetProperty("path").GetString()));
+            Assert.Equal(customer.KeyId, found.GetProperty("log").GetProperty("api_key_id").GetGuid());
+            Assert.Equal((0, 0m), (found.GetProperty("usage").GetProperty("prompt_tokens").GetInt32(), found.GetProperty("usage").GetProperty("cost").GetDecimal()));
+        }
+        // As with an active key, listing models is not an inference request and is not in the log.
+        Assert.Equal(HttpStatusCode.NotFound, (await admin.GetAsync($"/admin/requests/{listing}")).StatusCode);
+
+        (await admin.PostAsync($"/admin/api-keys/{customer.KeyId}/revoke", null)).EnsureSuccessStatusCode();
+        await Eventually.WaitUntilAsync(async () => (await client.GetAsync("/v1/models")).StatusCode == HttpStatusCode.Unauthorized,
+            TimeSpan.FromSeconds(5), "the revoked key was still served", TimeSpan.FromMilliseconds(50));
+        var revoked = await LoggedAsync(await SendAsync("/v1/completions", HttpStatusCode.Unauthorized));
+        Assert.Equal((401, "api_key_revoked"), (revoked.GetProperty("log").GetProperty("status").GetInt32(), revoked.GetProperty("log").GetProperty("error_code").GetString()));
+
+        // A key that is no one's leaves nothing behind in anyone's log.
+        using var stranger = new HttpClient { BaseAddress = customer.ApiBase };
+        stranger.DefaultRequestHeaders.Authorization = new("Bearer", Cortensor.Api.Keys.ApiKeyFormat.Generate("live"));
+        var unknownId = Guid.NewGuid().ToString("N");
+        using var unknown = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = JsonContent.Create(chat) };
+        unknown.Headers.Add("X-Request-Id", unknownId);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await stranger.SendAsync(unknown)).StatusCode);
+        await LoggedAsync(await SendAsync("/v1/chat/completions", HttpStatusCode.Unauthorized));
+        Assert.Equal(HttpStatusCode.NotFound, (await admin.GetAsync($"/admin/requests/{unknownId}")).StatusCode);
+    }
+
+    [Fact]
     public async Task TheUsageSeriesCoversEveryDayOfTheRangeWithZerosAndNamesAnUnknownModel()
     {
         var (user, client, _, _, _, _, refused) = await CustomerWithTrafficAsync();
