@@ -23,6 +23,9 @@ public sealed record ApiError(int Status, string Type, string Code, string Messa
         new(400, "invalid_request_error", "invalid_value", message, param);
     public static ApiError UnsupportedParameter(string param, string message) =>
         new(400, "invalid_request_error", "unsupported_parameter", message, param);
+    public static ApiError UnsupportedMediaType() =>
+        new(415, "invalid_request_error", "unsupported_media_type",
+            "Send the request body as UTF-8 JSON with 'Content-Type: application/json' (with charset=utf-8 or no charset).");
     public static ApiError MissingField(string param) =>
         new(400, "invalid_request_error", "missing_required_parameter", $"'{param}' is required.", param);
     public static ApiError MalformedJson(string? path, string detail) =>

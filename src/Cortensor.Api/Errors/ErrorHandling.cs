@@ -43,7 +43,8 @@ public static class ErrorHandling
                 408 => new ApiError(408, "invalid_request_error", "request_timeout", "The request body arrived too slowly and was not read; send it again."),
                 // Minimal APIs answer a body over the limit themselves, with a bare 413.
                 413 => ApiError.BodyTooLarge(http.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize ?? 0),
-                415 => new ApiError(415, "invalid_request_error", "unsupported_media_type", "Send JSON with 'Content-Type: application/json'."),
+                // Routing's own answer to a body that is not JSON, before the key is checked: the same as the reader's.
+                415 => ApiError.UnsupportedMediaType(),
                 _ => null,
             };
             if (error is not null) await new ErrorResult(error).ExecuteAsync(http);

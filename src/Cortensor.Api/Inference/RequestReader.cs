@@ -25,8 +25,7 @@ public static class RequestReader
         if (http.Request.ContentLength > limit) return ApiError.BodyTooLarge(limit);
         if (http.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size) size.MaxRequestBodySize = limit;
         if (http.Request.ContentType is not { } type || !IsJson(type))
-            return new ApiError(400, "invalid_request_error", "invalid_content_type",
-                "Send the request body as UTF-8 JSON with 'Content-Type: application/json' (with charset=utf-8 or no charset).");
+            return ApiError.UnsupportedMediaType();
         // A compressed body read as JSON was "a string in it is not Unicode text": say what is wrong with it.
         if (http.Request.Headers.ContentEncoding is { Count: > 0 } encoding && !encoding.All(e => string.Equals(e?.Trim(), "identity", StringComparison.OrdinalIgnoreCase)))
             return new ApiError(415, "invalid_request_error", "unsupported_content_encoding",

@@ -102,7 +102,7 @@ public class RequestReaderTests
         http.Request.Body = new MemoryStream(Encoding.UTF8.GetBytes("""{"model":"gpt-oss-20b","prompt":"hi"}"""));
         var (request, error) = await RequestReader.ReadAsync(http, Dialect.Text, 1 << 20);
         Assert.Equal(taken, request is not null);
-        if (!taken) Assert.Equal((400, "invalid_content_type"), (error?.Status, error?.Code));
+        if (!taken) Assert.Equal((415, "unsupported_media_type"), (error?.Status, error?.Code));
     }
 
     [Theory]
