@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Numerics;
 using System.Text.Json;
 
 namespace Cortensor.Api.Inference;
@@ -201,7 +202,7 @@ public static class SchemaContradictions
                 var first = lowOpen ? decimal.Floor(lo) + 1 : decimal.Ceiling(lo);
                 var last = highOpen ? decimal.Ceiling(hi) - 1 : decimal.Floor(hi);
                 if (node.TryGetProperty("multipleOf", out var step) && step.ValueKind == JsonValueKind.Number
-                    && step.TryGetDecimal(out var m) && m >= 1 && decimal.Truncate(m) == m)
+                    && Exact(step) is { } m && m >= 1 && decimal.Truncate(m) == m)
                     first = decimal.Ceiling(first / m) * m;
                 if (first > last)
                     exclude(Kinds.Integer, $"at '{at}', no integer{(node.TryGetProperty("multipleOf", out _) ? " that is a multiple of 'multipleOf'" : "")} lies between {lowText} and {highText}.");
@@ -217,10 +218,10 @@ public static class SchemaContradictions
             decimal? value = null;
             var open = false;
             var text = "";
-            if (node.TryGetProperty(inclusive, out var i) && i.ValueKind == JsonValueKind.Number && i.TryGetDecimal(out var iv))
+            if (node.TryGetProperty(inclusive, out var i) && Exact(i) is { } iv)
                 (value, text) = (iv, $"'{inclusive}' {i.GetRawText()}");
             // A boolean exclusiveMinimum (draft 4) is left out: the bound is then taken as inclusive, which only allows more.
-            if (node.TryGetProperty(exclusive, out var e) && e.ValueKind == JsonValueKind.Number && e.TryGetDecimal(out var ev)
+            if (node.TryGetProperty(exclusive, out var e) && Exact(e) is { } ev
                 && (value is not { } v || (lower ? ev >= v : ev <= v)))
                 (value, open, text) = (ev, true, $"'{exclusive}' {e.GetRawText()}");
             return (value, open, text);
@@ -305,7 +306,8 @@ public static class SchemaContradictions
                 return;
             }
             if ((required.Count > 0 || min > 0) && node.TryGetProperty("propertyNames", out var names)
-                && Allowed(names, $"{at}/propertyNames", depth + 1).Kinds == Kinds.None)
+                // Names are strings: a propertyNames that allows no string allows no name.
+                && (Allowed(names, $"{at}/propertyNames", depth + 1).Kinds & Kinds.String) == Kinds.None)
             {
                 exclude(Kinds.Object, $"an object at '{at}' must have a property, but '{at}/propertyNames' can never be met.");
                 return;
@@ -339,7 +341,7 @@ public static class SchemaContradictions
             if ((KindOf(value) & kinds) == Kinds.None) return false;
             switch (value.ValueKind)
             {
-                case JsonValueKind.Number when value.TryGetDecimal(out var number):
+                case JsonValueKind.Number when Exact(value) is { } number:
                     var (low, lowOpen, _) = Bound(node, "minimum", "exclusiveMinimum", lower: true);
                     var (high, highOpen, _) = Bound(node, "maximum", "exclusiveMaximum", lower: false);
                     if (low is { } lo && (number < lo || (lowOpen && number == lo))) return false;
@@ -381,8 +383,8 @@ public static class SchemaContradictions
             JsonValueKind.String => Kinds.String,
             JsonValueKind.Array => Kinds.Array,
             JsonValueKind.Object => Kinds.Object,
-            // Beyond a decimal (1e400): either, as far as this analysis can tell.
-            JsonValueKind.Number => value.TryGetDecimal(out var d) ? decimal.Truncate(d) == d ? Kinds.Integer : Kinds.Fraction : Kinds.Number,
+            // Not a decimal exactly (1e400, 1e-30): either, as far as this analysis can tell.
+            JsonValueKind.Number => Exact(value) is { } d ? decimal.Truncate(d) == d ? Kinds.Integer : Kinds.Fraction : Kinds.Number,
             _ => Kinds.Any,
         };
 
@@ -412,8 +414,34 @@ public static class SchemaContradictions
             };
         }
 
+        /// <summary>
+        /// The number as a decimal when the decimal is exactly it, else null. A decimal holds 28 digits and nothing below
+        /// 1e-28, and the reader rounds to it: 1e-30 would be read as 0 and 1.00000000000000000000000000001 as 1, and an
+        /// analysis of the rounded bounds would refuse schemas that some value meets.
+        /// </summary>
+        private static decimal? Exact(JsonElement number)
+        {
+            if (number.ValueKind != JsonValueKind.Number || !number.TryGetDecimal(out var value)) return null;
+            // The text is JSON's number grammar: -?digits(.digits)?([eE][+-]?digits)?, so it is written × 10^exponent.
+            var raw = number.GetRawText();
+            var e = raw.IndexOfAny(['e', 'E']);
+            var mantissa = e < 0 ? raw : raw[..e];
+            if (!int.TryParse(e < 0 ? "0" : raw[(e + 1)..], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var exponent)) return null;
+            var point = mantissa.IndexOf('.');
+            if (point >= 0) exponent -= mantissa.Length - point - 1;
+            var written = BigInteger.Parse(mantissa.Replace("-", "").Replace(".", ""), CultureInfo.InvariantCulture);
+            if (written.IsZero) return value == 0 ? value : null;
+            // The decimal is unscaled × 10^-scale: equal when written × 10^(exponent + scale) is unscaled.
+            var bits = decimal.GetBits(value);
+            var unscaled = (new BigInteger((uint)bits[2]) << 64) | (new BigInteger((uint)bits[1]) << 32) | new BigInteger((uint)bits[0]);
+            var shift = exponent + value.Scale;
+            if (Math.Abs(shift) > 64) return null;
+            var same = shift >= 0 ? written * BigInteger.Pow(10, shift) == unscaled : written == unscaled * BigInteger.Pow(10, -shift);
+            return same && (value < 0) == raw.StartsWith('-') ? value : null;
+        }
+
         private static long? Count(JsonElement node, string keyword) =>
-            node.TryGetProperty(keyword, out var value) && value.ValueKind == JsonValueKind.Number && value.TryGetDecimal(out var d)
+            node.TryGetProperty(keyword, out var value) && Exact(value) is { } d
                 && d >= 0 && d <= long.MaxValue ? (long)decimal.Floor(d) : null;
     }
 }

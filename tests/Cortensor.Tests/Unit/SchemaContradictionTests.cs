@@ -36,6 +36,8 @@ public class SchemaContradictionTests
     [InlineData("""{"type":"object","properties":{"n":{"type":"integer","minimum":10,"maximum":1}},"required":["n"]}""", "'minimum' 10")]
     [InlineData("""{"type":"object","properties":{"n":{"type":"integer","minimum":1.2,"maximum":1.8}},"required":["n"]}""", "no integer")]
     [InlineData("""{"type":"number","exclusiveMinimum":3,"maximum":3}""", "'exclusiveMinimum' 3")]
+    [InlineData("""{"type":"number","minimum":2.5e1,"maximum":0.24e2}""", "'minimum' 2.5e1")]
+    [InlineData("""{"type":"integer","minimum":0.1000000000000000000000000000000000000,"maximum":0.9}""", "no integer")]
     [InlineData("""{"type":"string","minLength":5,"maxLength":2}""", "'minLength' 5")]
     [InlineData("""{"type":"array","minItems":3,"maxItems":1}""", "'minItems' 3")]
     [InlineData("""{"type":"array","items":{"type":"string","minLength":2,"maxLength":1},"minItems":1}""", "item 0")]
@@ -50,6 +52,7 @@ public class SchemaContradictionTests
     [InlineData("""{"$defs":{"never":{"enum":[]}},"type":"object","properties":{"a":{"$ref":"#/$defs/never"}},"required":["a"]}""", "#/$defs/never")]
     [InlineData("""{"type":"string","not":{"type":["string","null"]}}""", "not")]
     [InlineData("""{"type":"array","contains":false}""", "contains")]
+    [InlineData("""{"type":"object","required":["a"],"propertyNames":{"type":"number"}}""", "propertyNames")]
     public void AStrictSchemaNoValueCanMeetIsA400NamingWhyBeforeAnyRouterIsPaid(string schema, string why)
     {
         foreach (var (dialect, json, param) in EveryPlaceOf(schema))
@@ -78,6 +81,12 @@ public class SchemaContradictionTests
     [InlineData("""{"$schema":"http://json-schema.org/draft-07/schema#","definitions":{"s":{"type":"string"}},"$ref":"#/definitions/s","type":"number"}""")]
     [InlineData("""{"type":"object","properties":{"next":{"$ref":"#"}}}""")]
     [InlineData("""{"not":{"format":"email"}}""")]
+    // Beyond a decimal's 28 digits: read rounded, these would look like 0 and like 1.
+    [InlineData("""{"type":"number","minimum":0,"maximum":1e-30,"not":{"type":"integer"}}""")]
+    [InlineData("""{"enum":[1e-30],"exclusiveMinimum":0}""")]
+    [InlineData("""{"enum":[1e-30],"not":{"type":"integer"}}""")]
+    [InlineData("""{"type":"number","minimum":1,"maximum":1.00000000000000000000000000001,"not":{"type":"integer"}}""")]
+    [InlineData("""{"const":1.00000000000000000000000000001,"not":{"type":"integer"}}""")]
     [InlineData("""{"type":"object","properties":{"steps":{"type":"array","items":{"type":"object","properties":{"explanation":{"type":"string"},"output":{"type":"string"}},"required":["explanation","output"],"additionalProperties":false}},"final_answer":{"type":"string"}},"required":["steps","final_answer"],"additionalProperties":false}""")]
     public void AStrictSchemaSomeValueMeetsIsAccepted(string schema)
     {
