@@ -133,6 +133,20 @@ public class FidelityTests(PortalAppFixture portal)
         Assert.Contains("Say hello as JSON", pieces.GetProperty("answer").GetString());
     }
 
+    private static readonly object CityFormat = new
+    {
+        type = "json_schema",
+        json_schema = new { name = "city", strict = true, schema = JsonDocument.Parse("""{"type":"object","properties":{"name":{"type":"string"}},"required":["name"]}""").RootElement },
+    };
+
+    private static async Task<JsonElement> InvalidModelOutputAsync(HttpResponseMessage response)
+    {
+        Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
+        var error = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error");
+        Assert.Equal("invalid_model_output", error.GetProperty("code").GetString());
+        return error;
+    }
+
     [Fact]
     public async Task AnAnswerThatIsNotTheRequestedJsonIsA502InvalidModelOutputAndItsTokensAreCharged()
     {
@@ -142,17 +156,11 @@ public class FidelityTests(PortalAppFixture portal)
         var body = new
         {
             model = "gpt-oss-20b", max_tokens = 3, messages = new[] { new { role = "user", content = "Describe a city" } },
-            response_format = new
-            {
-                type = "json_schema",
-                json_schema = new { name = "city", strict = true, schema = JsonDocument.Parse("""{"type":"object","properties":{"name":{"type":"string"}},"required":["name"]}""").RootElement },
-            },
+            response_format = CityFormat,
         };
 
         var response = await client.PostAsJsonAsync("/v1/chat/completions", body);
-        Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
-        var error = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error");
-        Assert.Equal("invalid_model_output", error.GetProperty("code").GetString());
+        var error = await InvalidModelOutputAsync(response);
         Assert.Contains("max_tokens", error.GetProperty("message").GetString());
         // Cut off by max_tokens, the same request fails (and is charged) the same way again: SDKs are told not to retry it.
         Assert.Equal("false", response.Headers.GetValues("x-should-retry").Single());
@@ -188,17 +196,11 @@ public class FidelityTests(PortalAppFixture portal)
         var body = new
         {
             model = "qwen-3-32b", stop = new[] { "\"" }, messages = new[] { new { role = "user", content = "Describe a city" } },
-            response_format = new
-            {
-                type = "json_schema",
-                json_schema = new { name = "city", strict = true, schema = JsonDocument.Parse("""{"type":"object","properties":{"name":{"type":"string"}},"required":["name"]}""").RootElement },
-            },
+            response_format = CityFormat,
         };
 
         var response = await client.PostAsJsonAsync("/v1/chat/completions", body);
-        Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
-        var error = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error");
-        Assert.Equal("invalid_model_output", error.GetProperty("code").GetString());
+        var error = await InvalidModelOutputAsync(response);
         Assert.Contains("stop sequences", error.GetProperty("message").GetString());
         Assert.Equal("false", response.Headers.GetValues("x-should-retry").Single());
 
