@@ -226,6 +226,12 @@ public static partial class ModelOutput
             // A customer's 'pattern' can backtrack for ever on the right text; Program.cs bounds every regex in the process.
             return "a 'pattern' of the schema took too long to check against the answer.";
         }
+        catch (Exception ex) when (ex is FormatException or OverflowException)
+        {
+            // The library compares numbers for 'const' and 'enum' as decimals: an answer's 1e400 threw (a 500 after the
+            // router was paid). The schema's own are refused with the request (SchemaLimits.UncomparableNumber).
+            return "a number in the answer is too large to compare with the schema's 'const' or 'enum' values.";
+        }
         catch (Exception ex) when (ex is Json.Schema.RefResolutionException or Json.Schema.JsonSchemaException)
         {
             // What the request's check could not see (a reference under a part's own $id): the answer cannot be checked.

@@ -58,8 +58,10 @@ public static class SchemaContradictions
         private readonly Dictionary<string, JsonElement> _anchors;
         // A part with its own $id moves the base its references resolve from: such references are not followed.
         private readonly bool _followReferences;
-        // Before 2019-09, keywords beside a $ref are ignored.
+        // Before 2019-09, keywords beside a $ref are ignored, and minContains/maxContains are not keywords.
         private readonly bool _refStandsAlone;
+        // Before 2020-12, prefixItems is not a keyword.
+        private readonly bool _prefixItems;
         private readonly Dictionary<string, (Kinds, string?)> _known = new(StringComparer.Ordinal);
         private readonly HashSet<string> _open = new(StringComparer.Ordinal);
 
@@ -68,8 +70,10 @@ public static class SchemaContradictions
             _root = root;
             _anchors = SchemaLimits.Anchors(root);
             _followReferences = !SchemaLimits.MovesBase(root);
-            _refStandsAlone = root.ValueKind == JsonValueKind.Object && root.TryGetProperty("$schema", out var dialect)
-                && dialect.ValueKind == JsonValueKind.String && dialect.GetString()!.Contains("draft-0", StringComparison.Ordinal);
+            var dialect = root.ValueKind == JsonValueKind.Object && root.TryGetProperty("$schema", out var named) && named.ValueKind == JsonValueKind.String
+                ? named.GetString()! : "";
+            _refStandsAlone = dialect.Contains("draft-0", StringComparison.Ordinal);
+            _prefixItems = !_refStandsAlone && !dialect.Contains("2019-09", StringComparison.Ordinal);
         }
 
         /// <summary>The kinds of value that might meet the subschema at <paramref name="at"/>, and why the others cannot.</summary>
@@ -244,16 +248,17 @@ public static class SchemaContradictions
             }
             if (node.TryGetProperty("contains", out var contains))
             {
-                var minContains = Count(node, "minContains") ?? 1;
-                var maxContains = Count(node, "maxContains");
+                var minContains = (_refStandsAlone ? null : Count(node, "minContains")) ?? 1;
+                var maxContains = _refStandsAlone ? null : Count(node, "maxContains");
+                var minText = _refStandsAlone || !node.TryGetProperty("minContains", out _) ? "a 'contains' (at least 1)" : $"'minContains' {minContains}";
                 if (maxContains is { } mc && minContains > mc)
                 {
-                    exclude(Kinds.Array, $"at '{at}', 'minContains' {minContains} is above 'maxContains' {mc}.");
+                    exclude(Kinds.Array, $"at '{at}', {minText} is above 'maxContains' {mc}.");
                     return;
                 }
                 if (max is { } m && minContains > m)
                 {
-                    exclude(Kinds.Array, $"at '{at}', 'minContains' {minContains} is above 'maxItems' {m}.");
+                    exclude(Kinds.Array, $"at '{at}', {minText} is above 'maxItems' {m}.");
                     return;
                 }
                 if (minContains > 0)
@@ -267,7 +272,7 @@ public static class SchemaContradictions
                 }
             }
             // The items every array of it must have: each must meet its own subschema.
-            var prefix = node.TryGetProperty("prefixItems", out var p) && p.ValueKind == JsonValueKind.Array ? p : default;
+            var prefix = _prefixItems && node.TryGetProperty("prefixItems", out var p) && p.ValueKind == JsonValueKind.Array ? p : default;
             var items = node.TryGetProperty("items", out var it) ? it : default;
             var (tuple, rest, restName) = items.ValueKind == JsonValueKind.Array
                 ? (items, node.TryGetProperty("additionalItems", out var ai) ? ai : default, "additionalItems")
@@ -313,7 +318,7 @@ public static class SchemaContradictions
                 return;
             }
             var properties = node.TryGetProperty("properties", out var ps) && ps.ValueKind == JsonValueKind.Object ? ps : default;
-            var patterned = node.TryGetProperty("patternProperties", out _);
+            var patterned = node.TryGetProperty("patternProperties", out var patterns) && patterns.ValueKind == JsonValueKind.Object && patterns.EnumerateObject().Any();
             foreach (var name in required)
             {
                 JsonElement schema;

@@ -231,12 +231,72 @@ public static class SchemaLimits
     internal static Dictionary<string, JsonElement> Anchors(JsonElement root)
     {
         var anchors = new Dictionary<string, JsonElement>(StringComparer.Ordinal);
-        EachMember(root, (owner, member, _) =>
+        // Only a subschema's anchor names it: an "$anchor" inside 'examples', 'const' or 'default' is data.
+        EachSubschema(root, schema =>
         {
-            if (member.Name is "$anchor" or "$dynamicAnchor" && member.Value.ValueKind == JsonValueKind.String)
-                anchors.TryAdd(member.Value.GetString()!, owner);
+            foreach (var name in (ReadOnlySpan<string>)["$anchor", "$dynamicAnchor"])
+                if (schema.TryGetProperty(name, out var anchor) && anchor.ValueKind == JsonValueKind.String) anchors.TryAdd(anchor.GetString()!, schema);
         });
         return anchors;
+    }
+
+    /// <summary>
+    /// A number in a 'const' or 'enum' of the schema that the checker cannot compare answers with (beyond a decimal, ±7.9e28:
+    /// JsonSchema.Net compares them as decimals and throws), or null.
+    /// </summary>
+    public static string? UncomparableNumber(JsonElement root)
+    {
+        string? found = null;
+        EachSubschema(root, schema =>
+        {
+            foreach (var name in (ReadOnlySpan<string>)["const", "enum"])
+                if (found is null && schema.TryGetProperty(name, out var listed)) found = Uncomparable(listed, 0);
+        });
+        return found;
+
+        static string? Uncomparable(JsonElement value, int depth)
+        {
+            if (depth > 64) return null;
+            switch (value.ValueKind)
+            {
+                case JsonValueKind.Number:
+                    return value.TryGetDecimal(out _) ? null : value.GetRawText();
+                case JsonValueKind.Array:
+                    foreach (var item in value.EnumerateArray()) if (Uncomparable(item, depth + 1) is { } number) return number;
+                    return null;
+                case JsonValueKind.Object:
+                    foreach (var member in value.EnumerateObject()) if (Uncomparable(member.Value, depth + 1) is { } number) return number;
+                    return null;
+                default:
+                    return null;
+            }
+        }
+    }
+
+    private static readonly string[] OneSchema =
+        ["not", "if", "then", "else", "contains", "additionalProperties", "propertyNames", "unevaluatedProperties", "unevaluatedItems", "additionalItems", "items", "contentSchema"];
+    private static readonly string[] SchemaLists = ["allOf", "anyOf", "oneOf", "prefixItems", "items"];
+    private static readonly string[] SchemaMaps = ["properties", "patternProperties", "$defs", "definitions", "dependentSchemas", "dependencies"];
+
+    /// <summary>Every subschema (object) of the schema, the root included, found through the keywords that hold schemas only.</summary>
+    internal static void EachSubschema(JsonElement root, Action<JsonElement> visit)
+    {
+        Walk(root, 0);
+
+        void Walk(JsonElement node, int depth)
+        {
+            if (node.ValueKind != JsonValueKind.Object || depth > 128) return;
+            visit(node);
+            foreach (var member in node.EnumerateObject())
+            {
+                var value = member.Value;
+                if (OneSchema.Contains(member.Name) && value.ValueKind == JsonValueKind.Object) Walk(value, depth + 1);
+                else if (SchemaLists.Contains(member.Name) && value.ValueKind == JsonValueKind.Array)
+                    foreach (var item in value.EnumerateArray()) Walk(item, depth + 1);
+                else if (SchemaMaps.Contains(member.Name) && value.ValueKind == JsonValueKind.Object)
+                    foreach (var entry in value.EnumerateObject()) Walk(entry.Value, depth + 1);
+            }
+        }
     }
 
     /// <summary>Every member of every object in the schema, with its object and that object's depth (the root's is 0).</summary>

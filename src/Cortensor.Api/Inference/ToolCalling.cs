@@ -197,8 +197,10 @@ public static partial class ToolValidation
         compiled = null;
         try
         {
-            // A registry of its own: customers' schemas must not collide in (or fill) the global one.
-            compiled = JsonSchema.Build(schema, new BuildOptions { SchemaRegistry = new SchemaRegistry() }, null!);
+            // A registry of its own: customers' schemas must not collide in (or fill) the global one. Without a "$schema",
+            // JSON Schema 2020-12 as documented (the library's default, "v1", refuses any keyword it does not know: the
+            // 'definitions' of draft-07 tools and the 'x-…' or 'discriminator' that schema generators add).
+            compiled = JsonSchema.Build(schema, new BuildOptions { SchemaRegistry = new SchemaRegistry(), Dialect = Json.Schema.Dialect.Draft202012 }, null!);
         }
         catch (Exception ex) when (ex is JsonSchemaException or JsonException or ArgumentException or InvalidOperationException or RefResolutionException)
         {
@@ -216,6 +218,11 @@ public static partial class ToolValidation
         {
             compiled = null;
             return ApiError.InvalidField(param, $"'{param}' is too costly to check answers against: {tooMuch}");
+        }
+        if (SchemaLimits.UncomparableNumber(schema) is { } number)
+        {
+            compiled = null;
+            return ApiError.InvalidField(param, $"'{param}' lists {number} in a 'const' or 'enum': answers are compared with numbers of at most 28 digits, within ±7.9e28.");
         }
         // Every answer would fail it after the router was paid, and SDKs retry a 502.
         if (SchemaContradictions.Find(schema) is { } never)

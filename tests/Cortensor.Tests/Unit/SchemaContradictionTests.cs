@@ -53,6 +53,8 @@ public class SchemaContradictionTests
     [InlineData("""{"type":"string","not":{"type":["string","null"]}}""", "not")]
     [InlineData("""{"type":"array","contains":false}""", "contains")]
     [InlineData("""{"type":"object","required":["a"],"propertyNames":{"type":"number"}}""", "propertyNames")]
+    [InlineData("""{"type":"object","patternProperties":{},"required":["a"],"additionalProperties":false}""", "'a' is required")]
+    [InlineData("""{"type":"array","contains":{"type":"string"},"maxContains":0}""", "a 'contains' (at least 1) is above 'maxContains' 0")]
     public void AStrictSchemaNoValueCanMeetIsA400NamingWhyBeforeAnyRouterIsPaid(string schema, string why)
     {
         foreach (var (dialect, json, param) in EveryPlaceOf(schema))
@@ -87,6 +89,17 @@ public class SchemaContradictionTests
     [InlineData("""{"enum":[1e-30],"not":{"type":"integer"}}""")]
     [InlineData("""{"type":"number","minimum":1,"maximum":1.00000000000000000000000000001,"not":{"type":"integer"}}""")]
     [InlineData("""{"const":1.00000000000000000000000000001,"not":{"type":"integer"}}""")]
+    // Keywords of a later draft than the schema's own "$schema" are not keywords there.
+    [InlineData("""{"$schema":"http://json-schema.org/draft-07/schema#","type":"array","contains":{"type":"string"},"maxContains":0}""")]
+    [InlineData("""{"$schema":"http://json-schema.org/draft-07/schema#","type":"array","contains":{"type":"string"},"minContains":3,"maxItems":2}""")]
+    [InlineData("""{"$schema":"http://json-schema.org/draft-07/schema#","type":"array","prefixItems":[false],"minItems":1}""")]
+    [InlineData("""{"$schema":"https://json-schema.org/draft/2019-09/schema","type":"array","prefixItems":[false],"minItems":1}""")]
+    // An "$anchor" in data ('examples', 'const', 'default') names nothing: the reference goes to the subschema's.
+    [InlineData("""{"type":"object","properties":{"v":{"type":"object","examples":[{"$anchor":"pos","type":"integer","minimum":5,"maximum":1}]},"n":{"$ref":"#pos"}},"required":["n"],"$defs":{"pos":{"$anchor":"pos","type":"integer","minimum":0}}}""")]
+    [InlineData("""{"type":"object","properties":{"v":{"const":{"$anchor":"p","enum":[]}},"w":{"default":{"$anchor":"p","not":{}}},"n":{"$ref":"#p"}},"required":["n"],"$defs":{"p":{"$anchor":"p","type":"integer"}}}""")]
+    // Draft-07's 'definitions' and the keywords schema generators add, without a "$schema".
+    [InlineData("""{"definitions":{"s":{"type":"string"}},"type":"object","properties":{"a":{"$ref":"#/definitions/s"}},"required":["a"]}""")]
+    [InlineData("""{"type":"object","properties":{"kind":{"type":"string","x-order":1}},"discriminator":{"propertyName":"kind"},"required":["kind"]}""")]
     [InlineData("""{"type":"object","properties":{"steps":{"type":"array","items":{"type":"object","properties":{"explanation":{"type":"string"},"output":{"type":"string"}},"required":["explanation","output"],"additionalProperties":false}},"final_answer":{"type":"string"}},"required":["steps","final_answer"],"additionalProperties":false}""")]
     public void AStrictSchemaSomeValueMeetsIsAccepted(string schema)
     {
@@ -95,6 +108,25 @@ public class SchemaContradictionTests
             var (_, error) = Read(dialect, json);
             Assert.Null(error);
         }
+    }
+
+    [Fact]
+    public void AConstOrEnumNumberBeyondWhatAnswersAreComparedWithIsA400AndAnAnswersIsAnInvalidOutput()
+    {
+        foreach (var schema in new[] { """{"type":"integer","const":1e30}""", """{"enum":[1e400,1]}""", """{"type":"object","properties":{"a":{"const":{"b":[1e300]}}}}""" })
+            foreach (var (dialect, json, _) in EveryPlaceOf(schema))
+            {
+                var (request, error) = Read(dialect, json);
+                Assert.Null(request);
+                Assert.Equal((400, "invalid_value"), (error?.Status, error?.Code));
+                Assert.Contains("28 digits", error!.Message, StringComparison.Ordinal);
+            }
+
+        // The model's number is compared with the schema's as a decimal too: 1e400 was a 500 after the router was paid.
+        var (strict, _) = Read(Dialect.Chat, EveryPlaceOf("""{"type":"object","properties":{"n":{"enum":[1,2]}},"required":["n"]}""").First().Json);
+        var answer = ModelOutput.Interpret("qwen", """{"n":1e400}""", strict!, AnswerCut.None);
+        Assert.Equal("invalid_model_output", answer.Error?.Code);
+        Assert.Contains("too large to compare", answer.Error!.Message, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -122,7 +154,7 @@ public class SchemaContradictionTests
             using var document = JsonDocument.Parse(text);
             if (SchemaContradictions.Find(document.RootElement) is null) return;
             Interlocked.Increment(ref refused);
-            var compiled = JsonSchema.Build(document.RootElement, new BuildOptions { SchemaRegistry = new SchemaRegistry() }, null!);
+            var compiled = JsonSchema.Build(document.RootElement, new BuildOptions { SchemaRegistry = new SchemaRegistry(), Dialect = Json.Schema.Dialect.Draft202012 }, null!);
             // Only values of the root's type can meet it (as JSON Schema defines 'type'; this is not the analysis's code).
             var typed = document.RootElement.ValueKind == JsonValueKind.Object && document.RootElement.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String
                 ? pool.Where(value => OfType(value, t.GetString()!)) : pool;
