@@ -298,7 +298,7 @@ public partial class BrowserTests
             ViewportSize = new() { Width = PhoneWidth, Height = 844 }, BaseURL = (await WebReplicasAsync())[0], IsMobile = true, HasTouch = true,
         });
         var page = await context.NewPageAsync();
-        page.SetDefaultTimeout(20_000);
+        page.SetDefaultTimeout(ActionTimeout);
         _pages.Add(page);
         return page;
     }

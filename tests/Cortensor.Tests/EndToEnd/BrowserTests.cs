@@ -15,6 +15,12 @@ namespace Cortensor.Tests.EndToEnd;
 [Collection(PortalAppCollection.Name), Trait("Category", PortalAppCollection.Category)]
 public partial class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
 {
+    /// <summary>
+    /// How long an action or an expectation may wait. A page here answers in under a second; on a CI machine under
+    /// full load a Blazor circuit has needed more than 15 s to render, and a wait that ran out then said nothing about
+    /// the page. Only a failing test waits this long.
+    /// </summary>
+    private const float ActionTimeout = 45_000, ExpectTimeout = 30_000, ScreenshotTimeout = 90_000;
     private IPlaywright _playwright = null!;
     private IBrowser _browser = null!;
     private readonly string _shots = Environment.GetEnvironmentVariable("CORTENSOR_SCREENSHOTS") == "1"
@@ -25,7 +31,7 @@ public partial class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
     {
         Directory.CreateDirectory(_shots);
         Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), "cortensor-screenshots"));
-        Assertions.SetDefaultExpectTimeout(15_000);
+        Assertions.SetDefaultExpectTimeout(ExpectTimeout);
         _playwright = await Playwright.CreateAsync();
         _browser = await _playwright.Chromium.LaunchAsync(new()
         {
@@ -42,8 +48,9 @@ public partial class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
         // Whatever the outcome, the last state of every page is kept for a look at what happened.
         for (var i = 0; i < _pages.Count; i++)
         {
-            try { await _pages[i].ScreenshotAsync(new() { Path = Path.Combine(Path.GetTempPath(), "cortensor-screenshots", $"last-{GetType().Name}-{Guid.NewGuid():N}-{i}.png"), FullPage = true }); }
-            catch (PlaywrightException) { }
+            // Best effort: Playwright reports a capture that ran out of time as System.TimeoutException.
+            try { await _pages[i].ScreenshotAsync(new() { Path = Path.Combine(Path.GetTempPath(), "cortensor-screenshots", $"last-{GetType().Name}-{Guid.NewGuid():N}-{i}.png"), FullPage = true, Timeout = ScreenshotTimeout }); }
+            catch (Exception e) when (e is PlaywrightException or TimeoutException) { }
         }
         await _browser.DisposeAsync();
         _playwright.Dispose();
@@ -65,7 +72,7 @@ public partial class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
         var context = await _browser.NewContextAsync(new() { ViewportSize = new() { Width = 1360, Height = 1150 }, BaseURL = web });
         await context.GrantPermissionsAsync(["clipboard-read", "clipboard-write"], new() { Origin = web });
         var page = await context.NewPageAsync();
-        page.SetDefaultTimeout(20_000);
+        page.SetDefaultTimeout(ActionTimeout);
         _pages.Add(page);
         return page;
     }
@@ -93,7 +100,8 @@ public partial class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
     private async Task ShotAsync(IPage page, string name)
     {
         await page.WaitForLoadStateAsync(LoadState.NetworkIdle);
-        await page.ScreenshotAsync(new() { Path = Path.Combine(_shots, name + ".png"), FullPage = true });
+        // A full-page capture is the slowest thing a test asks of the renderer: on a loaded CI machine it has taken over 20 s.
+        await page.ScreenshotAsync(new() { Path = Path.Combine(_shots, name + ".png"), FullPage = true, Timeout = ScreenshotTimeout });
     }
 
     /// <summary>Opens a page and waits until its circuit is live: a click on the prerendered HTML would go nowhere.</summary>
@@ -169,7 +177,7 @@ public partial class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
         await Assertions.Expect(page.Locator("#rotated-key")).ToHaveCountAsync(0);
         Assert.DoesNotContain(secret, await page.ContentAsync());
 
-        var rotated = await Eventually.WaitForAsync(Ask, r => r.StatusCode != HttpStatusCode.OK, TimeSpan.FromSeconds(5), "the rotated secret was still served");
+        var rotated = await Eventually.WaitForAsync(Ask, r => r.StatusCode != HttpStatusCode.OK, Eventually.Propagation, "the rotated secret was still served");
         Assert.Equal("api_key_rotated", (await rotated.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error").GetProperty("code").GetString());
         api.DefaultRequestHeaders.Authorization = new("Bearer", secret);
         Assert.Equal(HttpStatusCode.OK, (await Ask()).StatusCode);
@@ -288,7 +296,7 @@ public partial class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
         await Assertions.Expect(page.GetByRole(AriaRole.Grid)).ToContainTextAsync("revoked");
         var rejected = await Eventually.WaitForAsync(
             () => api.PostAsJsonAsync("/v1/chat/completions", new { model = "gpt-oss-20b", messages = new[] { new { role = "user", content = "again" } } }),
-            r => r.StatusCode != HttpStatusCode.OK, TimeSpan.FromSeconds(5), "the key revoked in the browser was still served");
+            r => r.StatusCode != HttpStatusCode.OK, Eventually.Propagation, "the key revoked in the browser was still served");
         Assert.Equal(HttpStatusCode.Unauthorized, rejected.StatusCode);
 
         // A second organisation, made on the profile page, is reached through the switcher and starts empty.
@@ -450,7 +458,7 @@ public partial class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
         var user = await portal.SignUpAsync("Phone Co");
         var context = await _browser.NewContextAsync(new() { ViewportSize = new() { Width = width, Height = 844 }, BaseURL = (await WebReplicasAsync())[0], IsMobile = true, HasTouch = true });
         var page = await context.NewPageAsync();
-        page.SetDefaultTimeout(20_000);
+        page.SetDefaultTimeout(ActionTimeout);
         _pages.Add(page);
 
         // Sign-in: nothing sticks out sideways, and the form's parts are on screen.

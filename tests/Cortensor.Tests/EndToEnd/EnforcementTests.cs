@@ -17,7 +17,7 @@ public class EnforcementTests(PortalAppFixture portal)
         new { model, messages = new[] { new { role = "user", content } }, max_tokens = maxTokens };
 
     [Fact]
-    public async Task ARevokedKeyIsRejectedOnEveryReplicaWithinASecond()
+    public async Task ARevokedKeyIsRejectedOnEveryReplicaLongBeforeItsSnapshotExpires()
     {
         var customer = await portal.CreateCustomerAsync();
         // Both replicas know the key: each has answered with its snapshot in memory.
@@ -27,7 +27,7 @@ public class EnforcementTests(PortalAppFixture portal)
         using var admin = portal.CreateAdminClient();
         (await admin.PostAsync($"/admin/api-keys/{customer.KeyId}/revoke", null)).EnsureSuccessStatusCode();
 
-        // Within a second of the revocation, every replica has said 401 api_key_revoked ...
+        // Every replica says 401 api_key_revoked, pushed to it: the snapshot it holds would live for minutes ...
         using var client = customer.CreateClientAcrossReplicas();
         var rejectedBy = new HashSet<string>();
         await Eventually.WaitUntilAsync(async () =>
@@ -35,7 +35,7 @@ public class EnforcementTests(PortalAppFixture portal)
             var response = await client.GetAsync("/v1/models");
             if (response.StatusCode == HttpStatusCode.Unauthorized && await Code(response) == "api_key_revoked") rejectedBy.Add(PortalAppFixture.ReplicaOf(response));
             return rejectedBy.SetEquals(customer.Replicas);
-        }, TimeSpan.FromSeconds(1), $"not every replica rejected the revoked key (rejected by: {string.Join(", ", rejectedBy)})", TimeSpan.FromMilliseconds(20));
+        }, Eventually.Propagation, $"not every replica rejected the revoked key (rejected by: {string.Join(", ", rejectedBy)})", TimeSpan.FromMilliseconds(20));
 
         // ... and keeps saying it.
         var after = await customer.OnEveryReplicaAsync(c => c.GetAsync("/v1/models"), perReplica: 3);
@@ -64,7 +64,7 @@ public class EnforcementTests(PortalAppFixture portal)
         {
             var response = await client.PostAsJsonAsync("/v1/chat/completions", Chat());
             return response.StatusCode == HttpStatusCode.Forbidden && await Code(response) == "organization_paused";
-        }, TimeSpan.FromSeconds(5), "the paused organisation was still served");
+        }, Eventually.Propagation, "the paused organisation was still served");
         for (var i = 0; i < 4; i++)
         {
             var orgPaused = await client.PostAsJsonAsync("/v1/chat/completions", Chat());
@@ -166,44 +166,77 @@ public class EnforcementTests(PortalAppFixture portal)
         // gpt-oss's tokenizer) + 30 (max_tokens) = 37 tokens; 120 admits three.
         var customer = await portal.CreateCustomerAsync(keyOptions: new { name = "120 tpm", tokens_per_minute = 120 });
         using var client = customer.CreateClient();
-        await portal.SetRouterBehaviourAsync("router-oss120b-1", new { time_to_first_token_ms = 1500 });
+        var (admitted, refused) = await AllInFlightAsync(client, 8, maxTokens: 30);
         try
         {
-            var responses = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => client.PostAsJsonAsync("/v1/chat/completions", Chat("gpt-oss-120b", 30))));
-            Assert.Equal(3, responses.Count(r => r.StatusCode == HttpStatusCode.OK));
-            Assert.Equal(5, responses.Count(r => r.StatusCode == HttpStatusCode.TooManyRequests));
+            Assert.Equal(customer.Replicas, admitted.Concat(refused).Select(PortalAppFixture.ReplicaOf).ToHashSet());
+            Assert.Equal(3, admitted.Length);
+            Assert.All(refused, r => Assert.Equal(HttpStatusCode.TooManyRequests, r.StatusCode));
+            Assert.Equal(5, refused.Length);
         }
         finally
         {
-            await portal.SetRouterBehaviourAsync("router-oss120b-1", new { outage = "None" });
+            foreach (var response in admitted.Concat(refused)) response.Dispose();
         }
     }
 
     [Fact]
-    public async Task TwoHundredConcurrentRequestsAgainstCreditForTenAdmitAtMostTenAndNeverOverspend()
+    public async Task TwoHundredConcurrentRequestsAgainstCreditForNineAdmitAtMostNineAndNeverOverspend()
     {
         // Worst case per request on gpt-oss-120b: (7 prompt tokens * 0.0005 + 100 * 0.002) / 1000 = $0.0002035: nine fit.
         var customer = await portal.CreateCustomerAsync(credits: 0.002015m);
         using var client = customer.CreateClient();
-        await portal.SetRouterBehaviourAsync("router-oss120b-1", new { time_to_first_token_ms = 1500 });
-        HttpResponseMessage[] responses;
+        var (admitted, refused) = await AllInFlightAsync(client, 200, maxTokens: 100);
         try
         {
-            responses = await Task.WhenAll(Enumerable.Range(0, 200).Select(_ => client.PostAsJsonAsync("/v1/chat/completions", Chat("gpt-oss-120b", 100))));
+            Assert.Equal(customer.Replicas, admitted.Concat(refused).Select(PortalAppFixture.ReplicaOf).ToHashSet());
+            Assert.InRange(admitted.Length, 1, 9);
+            Assert.All(refused, r => Assert.Equal(HttpStatusCode.PaymentRequired, r.StatusCode));
+            Assert.Equal("insufficient_quota", await Code(refused[0]));
+        }
+        finally
+        {
+            // The customers leave mid-answer: each stream is billed for what it carried, within what it reserved.
+            foreach (var response in admitted.Concat(refused)) response.Dispose();
+        }
+        var balance = await WaitForLedgerAsync(customer, admitted.Length);
+        Assert.True(balance.GetProperty("ledger_balance").GetDecimal() >= 0m);
+        Assert.True(balance.GetProperty("hot_balance").GetDecimal() >= 0m);
+        Assert.Equal(balance.GetProperty("ledger_balance").GetDecimal(), balance.GetProperty("hot_balance").GetDecimal());
+    }
+
+    /// <summary>
+    /// Sends <paramref name="count"/> streamed chat requests to gpt-oss-120b at once (each on its own connection, which
+    /// the orchestrator's proxy deals to the replicas in turn) and returns their answers once all
+    /// have a status, with every admitted stream still open: each still holds its whole reservation, so the admissions
+    /// can be compared with the limit exactly. The router gives one token every two seconds, and the test fails if an
+    /// admitted stream ended before the last status came. An answer held for a fixed time would not do: on a loaded
+    /// machine the last requests arrived after the first answers had settled and given back the unused part of their
+    /// reservation, and admitting more then is right. The caller disposes the answers (ending the streams).
+    /// </summary>
+    private async Task<(HttpResponseMessage[] Admitted, HttpResponseMessage[] Refused)> AllInFlightAsync(HttpClient client, int count, int maxTokens)
+    {
+        await portal.SetRouterBehaviourAsync("router-oss120b-1", new { tokens_per_second = 0.5 });
+        try
+        {
+            var answers = await Task.WhenAll(Enumerable.Range(0, count).Select(async _ =>
+            {
+                var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+                {
+                    Content = JsonContent.Create(new { model = "gpt-oss-120b", messages = new[] { new { role = "user", content = "hi" } }, max_tokens = maxTokens, stream = true }),
+                };
+                var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+                var ended = response.StatusCode == HttpStatusCode.OK ? (await response.Content.ReadAsStreamAsync()).CopyToAsync(Stream.Null) : null;
+                return (Response: response, Ended: ended);
+            }));
+            var admitted = answers.Where(a => a.Ended is not null).ToArray();
+            Assert.False(admitted.Any(a => a.Ended!.IsCompleted), "an admitted stream ended before every request had its answer, so its reservation could have been reused");
+            return ([.. admitted.Select(a => a.Response)], [.. answers.Where(a => a.Ended is null).Select(a => a.Response)]);
         }
         finally
         {
             await portal.SetRouterBehaviourAsync("router-oss120b-1", new { outage = "None" });
         }
-        var admitted = responses.Count(r => r.StatusCode == HttpStatusCode.OK);
-        Assert.InRange(admitted, 1, 10);
-        Assert.All(responses.Where(r => r.StatusCode != HttpStatusCode.OK), r => Assert.Equal(HttpStatusCode.PaymentRequired, r.StatusCode));
-        Assert.Equal("insufficient_quota", await Code(responses.First(r => r.StatusCode == HttpStatusCode.PaymentRequired)));
-
-        var balance = await WaitForLedgerAsync(customer, admitted);
-        Assert.True(balance.GetProperty("ledger_balance").GetDecimal() >= 0m);
-        Assert.True(balance.GetProperty("hot_balance").GetDecimal() >= 0m);
-        Assert.Equal(balance.GetProperty("ledger_balance").GetDecimal(), balance.GetProperty("hot_balance").GetDecimal());
     }
 
     [Fact]
@@ -343,10 +376,10 @@ public class EnforcementTests(PortalAppFixture portal)
         Assert.DoesNotContain(lines, l => l.Contains(PortalAppFixture.RouterToken, StringComparison.Ordinal));
     }
 
-    /// <summary>Polls a chat request until it gets <paramref name="status"/> (admin changes reach the replicas within about a second).</summary>
+    /// <summary>Polls a chat request until it gets <paramref name="status"/> (admin changes are pushed to the replicas).</summary>
     private static Task<HttpResponseMessage> UntilStatusAsync(HttpClient client, HttpStatusCode status, string message) =>
         Eventually.WaitForAsync(() => client.PostAsJsonAsync("/v1/chat/completions", Chat()), r => r.StatusCode == status,
-            TimeSpan.FromSeconds(5), message);
+            Eventually.Propagation, message);
 
     private async Task<JsonElement> WaitForLedgerAsync(TestCustomer customer, int usageEvents)
     {

@@ -6,7 +6,7 @@ using Cortensor.Tests.Fixtures;
 namespace Cortensor.Tests.EndToEnd;
 
 /// <summary>
-/// Access tokens stop working on every replica within a second of a sign-out, a stolen refresh token's
+/// Access tokens stop working on every replica soon after a sign-out, a stolen refresh token's
 /// reuse, or a role change. The Api runs two replicas behind the proxy, which spreads requests over them.
 /// </summary>
 [Collection(PortalAppCollection.Name)]
@@ -16,7 +16,7 @@ public class SessionSecurityTests(PortalAppFixture portal)
     private const int RequestsPerCheck = 8;
 
     [Fact]
-    public async Task ASignedOutSessionsAccessTokenIsRefusedOnEveryReplicaWithinASecond()
+    public async Task ASignedOutSessionsAccessTokenIsRefusedOnEveryReplica()
     {
         var user = await portal.SignUpAsync();
         using var client = user.CreateClient();
@@ -24,9 +24,7 @@ public class SessionSecurityTests(PortalAppFixture portal)
 
         using var anonymous = portal.CreateClient(LaunchTopology.Api);
         Assert.Equal(HttpStatusCode.NoContent, (await anonymous.PostAsJsonAsync("/portal/auth/logout", new { refresh_token = user.RefreshToken })).StatusCode);
-        await Task.Delay(TimeSpan.FromSeconds(1));
-
-        await AssertStatusAsync(client, "/portal/me", HttpStatusCode.Unauthorized, "session_revoked");
+        await UntilStatusAsync(client, "/portal/me", HttpStatusCode.Unauthorized, "session_revoked");
     }
 
     [Fact]
@@ -41,13 +39,11 @@ public class SessionSecurityTests(PortalAppFixture portal)
 
         // The old refresh token again: someone else holds a copy, so the whole sign-in ends.
         Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.PostAsJsonAsync("/portal/auth/refresh", new { refresh_token = user.RefreshToken })).StatusCode);
-        await Task.Delay(TimeSpan.FromSeconds(1));
-
-        await AssertStatusAsync(client, "/portal/me", HttpStatusCode.Unauthorized, "session_revoked");
+        await UntilStatusAsync(client, "/portal/me", HttpStatusCode.Unauthorized, "session_revoked");
     }
 
     [Fact]
-    public async Task ADemotedAdministratorLosesAdminOnEveryReplicaWithinASecond()
+    public async Task ADemotedAdministratorLosesAdminOnEveryReplica()
     {
         var user = await portal.SignUpAsync();
         using var admin = portal.CreateAdminClient();
@@ -56,9 +52,7 @@ public class SessionSecurityTests(PortalAppFixture portal)
         await AssertStatusAsync(promoted, "/admin/audit", HttpStatusCode.OK);
 
         (await admin.PostAsync($"/admin/users/{user.Id}/remove-admin", null)).EnsureSuccessStatusCode();
-        await Task.Delay(TimeSpan.FromSeconds(1));
-
-        await AssertStatusAsync(promoted, "/admin/audit", HttpStatusCode.Unauthorized, "session_revoked");
+        await UntilStatusAsync(promoted, "/admin/audit", HttpStatusCode.Unauthorized, "session_revoked");
         // Signing in again gives a token without the role.
         using var again = portal.CreateClientWithToken(await portal.SignInAsync(user.Email, TestUser.Password));
         await AssertStatusAsync(again, "/admin/audit", HttpStatusCode.Forbidden);
@@ -75,6 +69,22 @@ public class SessionSecurityTests(PortalAppFixture portal)
         var customer = await portal.SignUpAsync();
         using var customerClient = customer.CreateClient();
         Assert.Equal(HttpStatusCode.Forbidden, (await customerClient.PostAsync($"/admin/users/{customer.Id}/make-admin", null)).StatusCode);
+    }
+
+    /// <summary>Waits until a whole check passes, then checks again: the change reached both replicas and stays.</summary>
+    private static async Task UntilStatusAsync(HttpClient client, string path, HttpStatusCode expected, string code)
+    {
+        await Eventually.WaitUntilAsync(async () =>
+        {
+            for (var i = 0; i < RequestsPerCheck; i++)
+            {
+                var response = await client.GetAsync(path);
+                if (response.StatusCode != expected
+                    || (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error").GetProperty("code").GetString() != code) return false;
+            }
+            return true;
+        }, Eventually.Propagation, $"{path} did not answer {(int)expected} {code} on every replica");
+        await AssertStatusAsync(client, path, expected, code);
     }
 
     /// <summary>Several requests, so that both replicas answer (the proxy spreads them).</summary>

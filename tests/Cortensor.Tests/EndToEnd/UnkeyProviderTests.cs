@@ -20,7 +20,7 @@ public class UnkeyProviderTests(UnkeyPortalAppFixture portal, Xunit.Abstractions
         new ControlPlaneTests(portal).ACustomerSignsUpCreatesAKeyCallsTheApiSeesTheRequestAndUsageAndRevokesIt();
 
     [Fact]
-    public Task ARevokedKeyIsRejectedOnEveryReplicaWithinASecond() => Enforcement.ARevokedKeyIsRejectedOnEveryReplicaWithinASecond();
+    public Task ARevokedKeyIsRejectedOnEveryReplicaLongBeforeItsSnapshotExpires() => Enforcement.ARevokedKeyIsRejectedOnEveryReplicaLongBeforeItsSnapshotExpires();
 
     [Fact]
     public Task PausedKeysAndOrganisationsAre403UntilResumed() => Enforcement.PausedKeysAndOrganisationsAre403UntilResumed();
@@ -43,8 +43,8 @@ public class UnkeyProviderTests(UnkeyPortalAppFixture portal, Xunit.Abstractions
     }
 
     [Fact]
-    public Task AKeyEditedThroughThePortalChangesOnEveryReplicaWithinASecondAndBadEditsChangeNothing() =>
-        new KeySpendTests(portal, output).AKeyEditedThroughThePortalChangesOnEveryReplicaWithinASecondAndBadEditsChangeNothing();
+    public Task AKeyEditedThroughThePortalChangesOnEveryReplicaAndBadEditsChangeNothing() =>
+        new KeySpendTests(portal, output).AKeyEditedThroughThePortalChangesOnEveryReplicaAndBadEditsChangeNothing();
 
     [Fact]
     public Task ARotatedKeyServesItsNewSecretAtOnceAndItsOldOneUntilTheGraceEndsThen401Rotated() =>

@@ -311,15 +311,9 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
     private static UsageRecord Parse(StreamEntry entry) =>
         JsonSerializer.Deserialize((byte[])entry[UsageMeter.Field]!, PortalJsonContext.Default.UsageRecord)!;
 
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (!await condition())
-        {
-            if (DateTime.UtcNow > deadline) Assert.Fail("condition not reached within 10 s");
-            await Task.Delay(20);
-        }
-    }
+    // 30 s: these conditions hold in milliseconds, and a CI machine under load has needed more than 10.
+    private static Task WaitUntilAsync(Func<Task<bool>> condition) =>
+        Eventually.WaitUntilAsync(condition, TimeSpan.FromSeconds(30), "the replica's Redis state did not settle", TimeSpan.FromMilliseconds(20));
 
     private sealed class ReplicaIdentityStub(string id) : ReplicaIdentity(new ConfigurationBuilder().Build())
     {
