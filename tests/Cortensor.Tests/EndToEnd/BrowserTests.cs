@@ -195,8 +195,7 @@ public partial class BrowserTests(PortalAppFixture portal) : IAsyncLifetime
         await GoAsync(attacker, "/signin");
         await FillAsync(attacker, ("email", user.Email), ("password", TestUser.Password));
         await attacker.Locator("#signin-submit").ClickAsync();
-        for (var i = 0; i < 100 && link is null; i++) await Task.Delay(100);
-        Assert.NotNull(link);
+        await Eventually.WaitUntilAsync(() => link is not null, TimeSpan.FromSeconds(30), "the sign-in never sent the browser to its ticket link");
 
         // The victim's browser opens the link: no session, back to sign-in.
         var victim = await NewPageAsync();

@@ -163,19 +163,14 @@ public class MeteringTests(PortalAppFixture portal)
             Assert.Equal("gpt-oss_-20b", logged[0].GetProperty("usage").GetProperty("model_id").GetString());
         }
 
-        JsonElement letter = default;
-        for (var i = 0; i < 60 && letter.ValueKind == JsonValueKind.Undefined; i++)
-        {
-            var page = await admin.GetFromJsonAsync<JsonElement>("/admin/usage/dead-letters?limit=500");
-            letter = page.GetProperty("items").EnumerateArray().FirstOrDefault(l => l.GetProperty("record").GetString()!.Contains(refused.EventId));
-            if (letter.ValueKind == JsonValueKind.Undefined) await Task.Delay(250);
-        }
-        Assert.NotEqual(JsonValueKind.Undefined, letter.ValueKind);
+        var letter = await Eventually.WaitForAsync(
+            async () => (await admin.GetFromJsonAsync<JsonElement>("/admin/usage/dead-letters?limit=500")).GetProperty("items").EnumerateArray()
+                .FirstOrDefault(l => l.GetProperty("record").GetString()!.Contains(refused.EventId)),
+            l => l.ValueKind != JsonValueKind.Undefined, TimeSpan.FromSeconds(30), "the refused record was not set aside", TimeSpan.FromMilliseconds(250));
         Assert.StartsWith("23503", letter.GetProperty("error").GetString());
         var db = redis.GetDatabase();
-        for (var i = 0; i < 60 && (await db.StreamPendingAsync(Cortensor.Api.Metering.UsageMeter.Stream, Cortensor.Api.Metering.UsageWriter.Group)).PendingMessageCount > 0; i++)
-            await Task.Delay(250);
-        Assert.Equal(0, (await db.StreamPendingAsync(Cortensor.Api.Metering.UsageMeter.Stream, Cortensor.Api.Metering.UsageWriter.Group)).PendingMessageCount);
+        await Eventually.WaitUntilAsync(async () => (await db.StreamPendingAsync(Cortensor.Api.Metering.UsageMeter.Stream, Cortensor.Api.Metering.UsageWriter.Group)).PendingMessageCount == 0,
+            TimeSpan.FromSeconds(30), "the writers left entries pending", TimeSpan.FromMilliseconds(250));
 
         var bad = await admin.GetAsync("/admin/usage/dead-letters?before=yesterday");
         Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
