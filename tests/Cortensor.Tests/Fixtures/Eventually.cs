@@ -11,9 +11,9 @@ public static class Eventually
     /// <summary>
     /// How long a test waits for a change (a revocation, a pause, an edit, a grant, a drain) to reach every replica.
     /// Pushed changes arrive in milliseconds; this is long enough for a CI machine three times slower than usual, and
-    /// still far below every path a change could otherwise ride in on (the key snapshot's 5 minutes, the ledger
-    /// reconciler's 60 s, negative entries' and the catalog poll's 30 s), so a pass still means it was pushed. How
-    /// fast it really is belongs in a benchmark, not in a timed assertion.
+    /// still far below every path a change could otherwise ride in on (an access token's 15 minutes, the key snapshot's
+    /// 5 minutes, the ledger reconciler's 60 s, negative entries' and the catalog poll's 30 s), so a pass still means it
+    /// was pushed. A tighter bound would time the CI machine rather than test the Portal.
     /// </summary>
     public static readonly TimeSpan Propagation = TimeSpan.FromSeconds(10);
 
