@@ -394,11 +394,18 @@ public sealed record TestCustomer(Guid OrganizationId, Guid KeyId, string Key, U
     /// </summary>
     public Task WaitUntilEveryReplicaAnswersAsync(Func<HttpClient, Task<HttpResponseMessage>> send, HttpStatusCode status, string message,
         TimeSpan? timeout = null) =>
-        Eventually.WaitUntilAsync(async () =>
+        // The failure names what each replica that was still wrong last answered.
+        Eventually.WaitForAsync(async () =>
         {
             var answers = await OnEveryReplicaAsync(send, perReplica: 1);
-            return Replicas.All(replica => answers.Last(a => PortalAppFixture.ReplicaOf(a) == replica).StatusCode == status);
-        }, timeout ?? TimeSpan.FromSeconds(5), message, TimeSpan.FromMilliseconds(100));
+            var wrong = new List<string>();
+            foreach (var replica in Replicas.Order())
+            {
+                var answer = answers.Last(a => PortalAppFixture.ReplicaOf(a) == replica);
+                if (answer.StatusCode != status) wrong.Add($"{replica}: {(int)answer.StatusCode} {await answer.Content.ReadAsStringAsync()}");
+            }
+            return string.Join("; ", wrong);
+        }, wrong => wrong.Length == 0, timeout ?? TimeSpan.FromSeconds(5), message, TimeSpan.FromMilliseconds(100));
 }
 
 public sealed record TestUser(Guid Id, string Email, string AccessToken, string RefreshToken, Guid OrganizationId, PortalAppFixture App)
