@@ -111,8 +111,9 @@ public sealed class RouterWaitTests : IAsyncLifetime, IDisposable
         usage.Complete();
 
         var (overhead, duration) = Measured(model);
-        // The request's duration is counted in whole milliseconds, the overhead and the wait to the tick, a moment later.
-        Assert.InRange(overhead + usage.RouterWait.Total.TotalSeconds - duration, 0, 0.005);
+        // The request's duration is counted in whole milliseconds, the overhead and the wait to the tick, a moment later:
+        // 11 ms later once under a loaded CI run. 50 ms still tells apart a wait counted twice or not at all (150 ms).
+        Assert.InRange(overhead + usage.RouterWait.Total.TotalSeconds - duration, 0, 0.05);
         Assert.InRange(overhead, double.Epsilon, usage.RouterWait.Total.TotalSeconds);
     }
 
