@@ -10,6 +10,7 @@ namespace Cortensor.Tests.EndToEnd;
 public class FailoverTests(PortalAppFixture portal)
 {
     private static readonly object Normal = new { outage = "None" };
+    private static readonly string[] HealthyOss20bRouters = ["router-oss20b-2", "router-oss20b-3"];
 
     [Theory]
     [InlineData("Error500")]
@@ -21,6 +22,12 @@ public class FailoverTests(PortalAppFixture portal)
         // The router fails its completions while its status endpoint says healthy: the probe keeps it in
         // rotation, so requests really reach it and only the Api's retry on another router saves them.
         await portal.SetRouterBehaviourAsync("router-oss20b-1", new { outage, completions_only = true });
+        // The balancer prefers the router with the lower latency estimate, and a failure does not move an
+        // estimate. Were the failing router the slowest of the three (its last answers came under load), it
+        // would lose every comparison and no request would reach it; with the other two answering 150 ms late
+        // it is the one preferred, so the retry is exercised whatever the load.
+        foreach (var healthy in HealthyOss20bRouters)
+            await portal.SetRouterBehaviourAsync(healthy, new { time_to_first_token_ms = 150 });
         try
         {
             var (_, failedBefore) = await portal.RouterCountersAsync("router-oss20b-1");
@@ -43,6 +50,8 @@ public class FailoverTests(PortalAppFixture portal)
         finally
         {
             await portal.SetRouterBehaviourAsync("router-oss20b-1", Normal);
+            foreach (var healthy in HealthyOss20bRouters)
+                await portal.SetRouterBehaviourAsync(healthy, Normal);
         }
     }
 
@@ -173,7 +182,6 @@ public class FailoverTests(PortalAppFixture portal)
         await WaitUntilServedAsync(customer, "qwen-3-32b");
     }
 
-    /// <summary>After a fault is lifted, the probe and the breaker bring the router back within seconds.</summary>
     /// <summary>Every replica serves the model again: each keeps its own view of which routers are in rotation.</summary>
     // A recovery wait (a breaker's 5 s, a probe's 2 s, a re-enabled model), not a claim about speed: a quiet machine
     // needs about 3 s; under a loaded CI run 20 s once ran out, and the failure now names what each replica answered.
