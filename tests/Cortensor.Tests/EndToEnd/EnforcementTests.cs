@@ -28,14 +28,8 @@ public class EnforcementTests(PortalAppFixture portal)
         (await admin.PostAsync($"/admin/api-keys/{customer.KeyId}/revoke", null)).EnsureSuccessStatusCode();
 
         // Every replica says 401 api_key_revoked, pushed to it: the snapshot it holds would live for minutes ...
-        using var client = customer.CreateClientAcrossReplicas();
-        var rejectedBy = new HashSet<string>();
-        await Eventually.WaitUntilAsync(async () =>
-        {
-            var response = await client.GetAsync("/v1/models");
-            if (response.StatusCode == HttpStatusCode.Unauthorized && await Code(response) == "api_key_revoked") rejectedBy.Add(PortalAppFixture.ReplicaOf(response));
-            return rejectedBy.SetEquals(customer.Replicas);
-        }, Eventually.Propagation, $"not every replica rejected the revoked key (rejected by: {string.Join(", ", rejectedBy)})", TimeSpan.FromMilliseconds(20));
+        await customer.WaitUntilEveryReplicaAnswersAsync(c => c.GetAsync("/v1/models"), HttpStatusCode.Unauthorized,
+            "not every replica rejected the revoked key", Eventually.Propagation);
 
         // ... and keeps saying it.
         var after = await customer.OnEveryReplicaAsync(c => c.GetAsync("/v1/models"), perReplica: 3);
@@ -55,7 +49,7 @@ public class EnforcementTests(PortalAppFixture portal)
         for (var i = 0; i < 4; i++) await client.GetAsync("/v1/models");
 
         (await admin.PostAsync($"/admin/api-keys/{customer.KeyId}/pause", null)).EnsureSuccessStatusCode();
-        var paused = await UntilStatusAsync(client, HttpStatusCode.Forbidden, "the paused key was still served");
+        var paused = await UntilChatAnswersAsync(client, HttpStatusCode.Forbidden, "the paused key was still served");
         Assert.Equal("api_key_paused", await Code(paused));
 
         (await admin.PostAsync($"/admin/api-keys/{customer.KeyId}/resume", null)).EnsureSuccessStatusCode();
@@ -73,7 +67,7 @@ public class EnforcementTests(PortalAppFixture portal)
         }
 
         (await admin.PostAsync($"/admin/organizations/{customer.OrganizationId}/resume", null)).EnsureSuccessStatusCode();
-        await UntilStatusAsync(client, HttpStatusCode.OK, "the resumed organisation was not served again");
+        await UntilChatAnswersAsync(client, HttpStatusCode.OK, "the resumed organisation was not served again");
     }
 
     [Fact]
@@ -377,7 +371,7 @@ public class EnforcementTests(PortalAppFixture portal)
     }
 
     /// <summary>Polls a chat request until it gets <paramref name="status"/> (admin changes are pushed to the replicas).</summary>
-    private static Task<HttpResponseMessage> UntilStatusAsync(HttpClient client, HttpStatusCode status, string message) =>
+    private static Task<HttpResponseMessage> UntilChatAnswersAsync(HttpClient client, HttpStatusCode status, string message) =>
         Eventually.WaitForAsync(() => client.PostAsJsonAsync("/v1/chat/completions", Chat()), r => r.StatusCode == status,
             Eventually.Propagation, message);
 

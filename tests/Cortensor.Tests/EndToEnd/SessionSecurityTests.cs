@@ -24,7 +24,7 @@ public class SessionSecurityTests(PortalAppFixture portal)
 
         using var anonymous = portal.CreateClient(LaunchTopology.Api);
         Assert.Equal(HttpStatusCode.NoContent, (await anonymous.PostAsJsonAsync("/portal/auth/logout", new { refresh_token = user.RefreshToken })).StatusCode);
-        await UntilStatusAsync(client, "/portal/me", HttpStatusCode.Unauthorized, "session_revoked");
+        await UntilEveryReplicaAnswersAsync(client, "/portal/me", HttpStatusCode.Unauthorized, "session_revoked");
     }
 
     [Fact]
@@ -39,7 +39,7 @@ public class SessionSecurityTests(PortalAppFixture portal)
 
         // The old refresh token again: someone else holds a copy, so the whole sign-in ends.
         Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.PostAsJsonAsync("/portal/auth/refresh", new { refresh_token = user.RefreshToken })).StatusCode);
-        await UntilStatusAsync(client, "/portal/me", HttpStatusCode.Unauthorized, "session_revoked");
+        await UntilEveryReplicaAnswersAsync(client, "/portal/me", HttpStatusCode.Unauthorized, "session_revoked");
     }
 
     [Fact]
@@ -52,7 +52,7 @@ public class SessionSecurityTests(PortalAppFixture portal)
         await AssertStatusAsync(promoted, "/admin/audit", HttpStatusCode.OK);
 
         (await admin.PostAsync($"/admin/users/{user.Id}/remove-admin", null)).EnsureSuccessStatusCode();
-        await UntilStatusAsync(promoted, "/admin/audit", HttpStatusCode.Unauthorized, "session_revoked");
+        await UntilEveryReplicaAnswersAsync(promoted, "/admin/audit", HttpStatusCode.Unauthorized, "session_revoked");
         // Signing in again gives a token without the role.
         using var again = portal.CreateClientWithToken(await portal.SignInAsync(user.Email, TestUser.Password));
         await AssertStatusAsync(again, "/admin/audit", HttpStatusCode.Forbidden);
@@ -72,7 +72,7 @@ public class SessionSecurityTests(PortalAppFixture portal)
     }
 
     /// <summary>Waits until a whole check passes, then checks again: the change reached both replicas and stays.</summary>
-    private static async Task UntilStatusAsync(HttpClient client, string path, HttpStatusCode expected, string code)
+    private static async Task UntilEveryReplicaAnswersAsync(HttpClient client, string path, HttpStatusCode expected, string code)
     {
         await Eventually.WaitUntilAsync(async () =>
         {

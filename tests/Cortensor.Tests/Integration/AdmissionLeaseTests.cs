@@ -7,7 +7,6 @@ using Cortensor.Api.Keys;
 using Cortensor.Api.Limits;
 using Cortensor.Api.Metering;
 using Cortensor.Tests.Fixtures;
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
@@ -68,7 +67,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         // The first requests are exact (reservations) and make the key busy enough for a lease.
         var charged = 0L;
         for (var i = 0; i < new LimitsOptions().LeaseAfterRequests; i++) charged += await AdmitAndCompleteAsync(replica, key, 100, 100, 80);
-        await WaitUntilAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) > 0);
+        await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) > 0);
         var leased = 0;
         for (var i = 0; i < 20; i++)
         {
@@ -85,7 +84,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
 
         replica.Leases.Sweep(TimeSpan.Zero); // idle: given back
         await replica.Queue.FlushAsync();
-        await WaitUntilAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) == 0);
+        await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) == 0);
         Assert.Equal(Pricing.ToUnits(10m) - charged, (long)await db.StringGetAsync(LimitKeys.Credit(_org)));
         Assert.Equal(0, (long)await db.StringGetAsync(LimitKeys.Held(LimitKeys.Credit(_org))));
         Assert.Equal(0, (long)await db.StringGetAsync(LimitKeys.LeasedSlots(_org)));
@@ -93,7 +92,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         Assert.Equal(28, (long)await db.StringGetAsync(LimitKeys.KeyRequests(key.KeyId, window)));
         Assert.Equal(28, (long)await db.StringGetAsync(LimitKeys.OrgRequests(_org, window)));
         Assert.Equal(28 * 180, (long)await db.StringGetAsync(LimitKeys.KeyTokens(key.KeyId, window)));
-        var records = (await db.StreamRangeAsync(UsageMeter.Stream)).Select(Parse).Where(r => r.OrganizationId == _org).ToList();
+        var records = (await db.StreamRangeAsync(UsageMeter.Stream)).Select(ReplicaTesting.Parse).Where(r => r.OrganizationId == _org).ToList();
         Assert.Equal(28, records.Select(r => r.EventId).Distinct().Count());
         Assert.Equal(charged, records.Sum(r => Pricing.ToUnits(r.Cost)));
         // Each charge is pending for the ledger until the writer has it, as for reservations.
@@ -127,7 +126,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         try
         {
             // No reconciliation runs here: the writer alone forgets what the ledger now has.
-            await WaitUntilAsync(async () => await db.HashLengthAsync(pending) == 0);
+            await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(pending) == 0);
         }
         finally
         {
@@ -164,7 +163,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         await replica.Queue.FlushAsync();
 
         // Every record is in the stream once and every charge is pending under its event id.
-        var filed = (await db.StreamRangeAsync(UsageMeter.Stream)).Select(Parse).Where(r => charges.Any(c => c.EventId == r.EventId)).ToList();
+        var filed = (await db.StreamRangeAsync(UsageMeter.Stream)).Select(ReplicaTesting.Parse).Where(r => charges.Any(c => c.EventId == r.EventId)).ToList();
         Assert.Equal(charges.Select(c => c.EventId).Order(), filed.Select(r => r.EventId).Order());
         Assert.Equal(streamBefore + charges.Count, await db.StreamLengthAsync(UsageMeter.Stream));
         Assert.Equal(pendingBefore + charges.Count, await db.HashLengthAsync(pending));
@@ -228,7 +227,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         }
         Assert.True(fromLeases > 0, "no request came from a lease");
         foreach (var r in new[] { a, b }) { r.Leases.Sweep(TimeSpan.Zero); await r.Queue.FlushAsync(); }
-        await WaitUntilAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) == 0);
+        await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) == 0);
 
         Assert.True(charged <= balance, $"charged {charged} of a balance of {balance}");
         Assert.Equal(balance - charged, (long)await db.StringGetAsync(LimitKeys.Credit(_org)));
@@ -236,7 +235,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         // Nothing worth more than a few requests was left stranded: the balance ran out, it was not held back by leases
         // (each lease can end with less than one request's reservation in it).
         Assert.True(balance - charged < 3 * Pricing.ToUnits(Pricing.Cost(Model, 100, 100)), $"{balance - charged} left unspent");
-        Assert.Equal(admitted, (await db.StreamRangeAsync(UsageMeter.Stream)).Select(Parse).Count(r => r.OrganizationId == _org));
+        Assert.Equal(admitted, (await db.StreamRangeAsync(UsageMeter.Stream)).Select(ReplicaTesting.Parse).Count(r => r.OrganizationId == _org));
     }
 
     [Fact]
@@ -248,10 +247,10 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         var key = Key(requestsPerMinute: 1000);
         var charged = 0L;
         for (var i = 0; i < new LimitsOptions().LeaseAfterRequests; i++) charged += await AdmitAndCompleteAsync(dying, key, 100, 100, 50);
-        await WaitUntilAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) > 0);
+        await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) > 0);
         // One request admitted from the lease is in flight when the replica dies (and any exact one before it).
         var exactInFlight = 0;
-        await WaitUntilAsync(async () =>
+        await ReplicaTesting.UntilRedisSettlesAsync(async () =>
         {
             var fromLease = (await AdmitAsync(dying, key, 100, 100)).Admission.Lease is not null;
             if (!fromLease) exactInFlight++;
@@ -295,7 +294,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         Assert.Null(admission.Lease);
         // Once Redis has run the grant. The replica gives back what it may have been granted, and the reaper settles the
         // admission whose outcome it did not learn (admitted locally meanwhile, it charged nothing).
-        await WaitUntilAsync(async () =>
+        await ReplicaTesting.UntilRedisSettlesAsync(async () =>
         {
             replica.Leases.Sweep(TimeSpan.FromMinutes(1));
             await replica.Queue.FlushAsync();
@@ -316,7 +315,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         var key = Key(requestsPerMinute: 1000);
         var charged = 0L;
         for (var i = 0; i < new LimitsOptions().LeaseAfterRequests; i++) charged += await AdmitAndCompleteAsync(replica, key, 100, 100, 50);
-        await WaitUntilAsync(async () =>
+        await ReplicaTesting.UntilRedisSettlesAsync(async () =>
         {
             var (admission, draft) = await AdmitAsync(replica, key, 100, 100);
             charged += Complete(replica, admission, draft, 100, 50);
@@ -325,7 +324,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
 
         _clock.Advance(TimeSpan.FromSeconds(60));
         var exactInNewMinute = 0;
-        await WaitUntilAsync(async () =>
+        await ReplicaTesting.UntilRedisSettlesAsync(async () =>
         {
             var (admission, draft) = await AdmitAsync(replica, key, 100, 100);
             charged += Complete(replica, admission, draft, 100, 50);
@@ -336,7 +335,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
 
         replica.Leases.Sweep(TimeSpan.Zero);
         await replica.Queue.FlushAsync();
-        await WaitUntilAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) == 0);
+        await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) == 0);
         Assert.Equal(Pricing.ToUnits(10m) - charged, (long)await db.StringGetAsync(LimitKeys.Credit(_org)));
         Assert.Equal(0, (long)await db.StringGetAsync(LimitKeys.Held(LimitKeys.Credit(_org))));
     }
@@ -354,7 +353,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
 
         replica.Leases.Sweep(TimeSpan.Zero);
         await replica.Queue.FlushAsync();
-        await WaitUntilAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) == 0);
+        await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) == 0);
         Assert.Equal(requests * 130, (long)await db.StringGetAsync(quota));
         Assert.Equal(0, (long)await db.StringGetAsync(LimitKeys.Held(quota)));
         Assert.Equal(requests * 130, (await db.HashGetAllAsync(LimitKeys.Unbilled(quota))).Sum(e => (long)e.Value));
@@ -386,7 +385,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
     {
         leaseRedis ??= _redis;
         var id = $"{_replica}-{name}";
-        var identity = new ReplicaIdentityStub(id);
+        var identity = ReplicaTesting.Identity(id);
         var options = Options.Create(new LimitsOptions());
         var spool = new UsageSpool(Options.Create(new MeteringOptions { SpoolDirectory = _spool }),
             new Microsoft.Extensions.Hosting.Internal.HostingEnvironment { ContentRootPath = _spool }, _redis, EmptyServices.Instance, NullLogger<UsageSpool>.Instance);
@@ -460,15 +459,5 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         return Pricing.ToUnits(cost);
     }
 
-    private static UsageRecord Parse(StreamEntry entry) =>
-        JsonSerializer.Deserialize((byte[])entry[UsageMeter.Field]!, PortalJsonContext.Default.UsageRecord)!;
 
-    // 30 s: these conditions hold in milliseconds, and a CI machine under load has needed more than 10.
-    private static Task WaitUntilAsync(Func<Task<bool>> condition) =>
-        Eventually.WaitUntilAsync(condition, TimeSpan.FromSeconds(30), "the replica's Redis state did not settle", TimeSpan.FromMilliseconds(20));
-
-    private sealed class ReplicaIdentityStub(string id) : ReplicaIdentity(new ConfigurationBuilder().Build())
-    {
-        public override string Id => id;
-    }
 }

@@ -4,7 +4,6 @@ using Cortensor.Api.Keys;
 using Cortensor.Api.Limits;
 using Cortensor.Api.Metering;
 using Cortensor.Tests.Fixtures;
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
@@ -149,7 +148,7 @@ public class KeyBudgetTests(InfrastructureFixture infrastructure) : IAsyncLifeti
 
     private (AdmissionGate Gate, UsageMeter Meter, ReservationReaper Reaper) Build()
     {
-        var identity = new ReplicaIdentityStub(_replica);
+        var identity = ReplicaTesting.Identity(_replica);
         var options = Options.Create(new LimitsOptions());
         var counters = new HotCounters(_redis, _postgres, _clock);
         var spool = new UsageSpool(Options.Create(new MeteringOptions { SpoolDirectory = Path.Combine(Path.GetTempPath(), "cortensor-tests", "spool-" + _replica) }),
@@ -196,9 +195,4 @@ public class KeyBudgetTests(InfrastructureFixture infrastructure) : IAsyncLifeti
         Status = 200, ErrorCode = null, PromptTokens = prompt, CompletionTokens = completion,
         Cost = Pricing.Bill(Model, draft.Hold, prompt, completion),
     };
-
-    private sealed class ReplicaIdentityStub(string id) : Cortensor.Api.Infrastructure.ReplicaIdentity(new ConfigurationBuilder().Build())
-    {
-        public override string Id => id;
-    }
 }

@@ -8,7 +8,6 @@ using Cortensor.Api.Keys;
 using Cortensor.Api.Limits;
 using Cortensor.Api.Metering;
 using Cortensor.Tests.Fixtures;
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
@@ -72,7 +71,7 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
         Assert.Equal(0, await db.SortedSetLengthAsync(LimitKeys.Due));
         // Both entries carry the same event id: the ledger writer keeps one.
         var entries = await db.StreamRangeAsync(UsageMeter.Stream);
-        Assert.Equal([used.EventId], entries.Select(e => Parse(e).EventId).Distinct());
+        Assert.Equal([used.EventId], entries.Select(e => ReplicaTesting.Parse(e).EventId).Distinct());
     }
 
     [Fact]
@@ -92,7 +91,7 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
 
         Assert.Equal(Pricing.ToUnits(1m), (long)await db.StringGetAsync(LimitKeys.Credit(_org)));
         Assert.Equal(0, await db.HashLengthAsync(LimitKeys.Reservations(_org)));
-        var record = Parse((await db.StreamRangeAsync(UsageMeter.Stream)).Single());
+        var record = ReplicaTesting.Parse((await db.StreamRangeAsync(UsageMeter.Stream)).Single());
         Assert.Equal((499, "request_abandoned", 0, 0m), (record.Status, record.ErrorCode, record.PromptTokens + record.CompletionTokens, record.Cost));
         Assert.Equal(0, await reaper.ReapAsync(CancellationToken.None));
         _ = meter;
@@ -110,12 +109,12 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
         var (admission, _) = await AdmitAsync(gate, Key(BillingMode.PrepaidCredits), promptTokens: 10, maxTokens: 1000);
         Assert.True(admission.Local);
         // The paused script runs once Redis resumes: a hold nobody will settle.
-        await WaitUntilAsync(async () => await db.HashLengthAsync(LimitKeys.Reservations(_org)) == 1);
+        await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Reservations(_org)) == 1);
         Assert.True((long)await db.StringGetAsync(LimitKeys.Credit(_org)) < Pricing.ToUnits(1m));
 
         // The reaper runs every few seconds; a pass that finds this replica's connection not (yet) back after the timeouts
         // does nothing, and the hold is given back by the first pass that reaches Redis (a CI run once found it still held after one pass).
-        await WaitUntilAsync(async () =>
+        await ReplicaTesting.UntilRedisSettlesAsync(async () =>
         {
             await reaper.ReapAsync(CancellationToken.None);
             return await db.HashLengthAsync(LimitKeys.Reservations(_org)) == 0;
@@ -134,7 +133,7 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
         var (admission, draft) = await AdmitAsync(gate, Key(BillingMode.PrepaidCredits), promptTokens: 40, maxTokens: 200);
         meter.ReportProgress(_org, draft.EventId, 40, 25);
         await db.HashSetAsync(LimitKeys.Replicas, $"{_replica}-replica-that-dies", _clock.GetUtcNow().ToUnixTimeSeconds());
-        await WaitUntilAsync(async () => (await db.HashGetAsync(LimitKeys.Progress(_org), draft.EventId)).HasValue);
+        await ReplicaTesting.UntilRedisSettlesAsync(async () => (await db.HashGetAsync(LimitKeys.Progress(_org), draft.EventId)).HasValue);
 
         // Another replica: first connected long enough to trust that silence means death.
         var (_, _, survivor) = Build(replica: "survivor");
@@ -142,7 +141,7 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
         _clock.Advance(TimeSpan.FromSeconds(new LimitsOptions().ReplicaSilenceSeconds + 1));
         Assert.Equal(1, await survivor.ReapAsync(CancellationToken.None));
 
-        var record = Parse((await db.StreamRangeAsync(UsageMeter.Stream)).Single());
+        var record = ReplicaTesting.Parse((await db.StreamRangeAsync(UsageMeter.Stream)).Single());
         Assert.Equal((40, 25), (record.PromptTokens, record.CompletionTokens));
         Assert.Equal(Pricing.RoundForLedger((40 * Model.InputPricePer1K + 25 * Model.OutputPricePer1K) / 1000m), record.Cost);
         Assert.Equal(Pricing.ToUnits(1m) - Pricing.ToUnits(record.Cost), (long)await db.StringGetAsync(LimitKeys.Credit(_org)));
@@ -165,7 +164,7 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
 
         Assert.Equal(150, (long)await db.StringGetAsync(november));
         Assert.False(await db.KeyExistsAsync(december));
-        Assert.Equal("202611", LimitKeys.Period(Parse((await db.StreamRangeAsync(UsageMeter.Stream)).Single()).CreatedAt));
+        Assert.Equal("202611", LimitKeys.Period(ReplicaTesting.Parse((await db.StreamRangeAsync(UsageMeter.Stream)).Single()).CreatedAt));
         await db.KeyDeleteAsync([november, LimitKeys.Held(november)]);
     }
 
@@ -274,7 +273,7 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
     {
         replica = replica is null ? _replica : $"{_replica}-{replica}";
         var mux = redis ?? _redis;
-        var identity = new ReplicaIdentityStub(replica);
+        var identity = ReplicaTesting.Identity(replica);
         var options = Options.Create(new LimitsOptions());
         var counters = new HotCounters(mux, _postgres, _clock);
         var meter = new UsageMeter(mux, Spool(mux), NullLogger<UsageMeter>.Instance);
@@ -308,17 +307,7 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
         Cost = Pricing.RoundForLedger(Pricing.Cost(Model, prompt, completion)),
     };
 
-    private static UsageRecord Parse(StreamEntry entry) =>
-        JsonSerializer.Deserialize((byte[])entry[UsageMeter.Field]!, PortalJsonContext.Default.UsageRecord)!;
 
-    // 30 s: these conditions hold in milliseconds, and a CI machine under load has needed more than 10.
-    private static Task WaitUntilAsync(Func<Task<bool>> condition) =>
-        Eventually.WaitUntilAsync(condition, TimeSpan.FromSeconds(30), "the replica's Redis state did not settle", TimeSpan.FromMilliseconds(20));
-
-    private sealed class ReplicaIdentityStub(string id) : ReplicaIdentity(new ConfigurationBuilder().Build())
-    {
-        public override string Id => id;
-    }
 }
 
 /// <summary>A service provider with nothing in it: the spool replays through a meter the tests call directly.</summary>
