@@ -77,6 +77,8 @@ internal static class AdmissionScripts
     /// without <c>file</c>, only the hold is given back (the request was billed another way).
     /// Counters Redis lost are not recreated here: reconciliation rebuilds them from the ledger. A charge made pending
     /// here names its pending-charges key in the record's stream entry, so the writer forgets it once the ledger has it.
+    /// The reaper's settlement notes what it billed (<c>reaped</c>); a later settlement of the same reservation that finds
+    /// that note files nothing and returns the note: the request was alive after all, and <see cref="SettleLate"/> bills the rest.
     /// </summary>
     public static readonly LuaScript Settle = LuaScript.Prepare("""
         local held = redis.call('HDEL', @reservations, @id)
@@ -106,14 +108,51 @@ internal static class AdmissionScripts
                 redis.call('HINCRBY', @keyBudget, 'u', tonumber(@budgetActual) - tonumber(@budgetUnits))
                 if delta ~= 0 then redis.call('HINCRBY', @keyBudget, 't', delta) end
             end
+            if @onlyIfHeld == '1' and @file == '1' then
+                redis.call('HSET', @reaped, @id, @reapedTokens)
+                redis.call('EXPIRE', @reaped, 604800)
+            end
         elseif @onlyIfHeld == '1' then
             return 0
+        else
+            local reaped = redis.call('HGET', @reaped, @id)
+            if reaped then return reaped end
         end
         if @file == '1' then
             if pending then redis.call('XADD', @stream, '*', @field, @payload, @pendingField, @unbilled)
             else redis.call('XADD', @stream, '*', @field, @payload) end
         end
         return held
+        """);
+
+    /// <summary>
+    /// The rest of a request the reaper settled as abandoned while it was still running (its replica was cut off from
+    /// Redis for longer than <c>Limits:ReplicaSilenceSeconds</c>, or it outlived its deadline): once per reaped note,
+    /// the difference between what the request used and what the reaper billed (never below nothing) is taken from the counter directly
+    /// (the hold is long given back), pending for the ledger like any charge, and the correction record goes to the
+    /// stream under its own event id (the reaper's record holds the request's). The key budget gets the difference too.
+    /// The rate-limit windows are not touched: the minute the request counted in is long over.
+    /// </summary>
+    public static readonly LuaScript SettleLate = LuaScript.Prepare("""
+        if redis.call('HGET', @reaped, @id) ~= @note then return 0 end
+        redis.call('HDEL', @reaped, @id)
+        local extra = tonumber(@extra)
+        if extra > 0 and redis.call('EXISTS', @counter) == 1 then
+            if @credits == '1' then redis.call('DECRBY', @counter, extra)
+            else redis.call('INCRBY', @counter, extra) end
+        end
+        if @budgeted == '1' and redis.call('EXISTS', @keyBudget) == 1 then
+            redis.call('HINCRBY', @keyBudget, 'u', tonumber(@budgetExtra))
+            redis.call('HINCRBY', @keyBudget, 't', tonumber(@tokensExtra))
+        end
+        if extra > 0 then
+            redis.call('HSET', @unbilled, @correction, extra)
+            redis.call('XADD', @stream, '*', @field, @payload, @pendingField, @unbilled)
+        else
+            redis.call('XADD', @stream, '*', @field, @payload)
+        end
+        redis.call('INCR', @version)
+        return 1
         """);
 
     /// <summary>A grant reaches the hot balance only if Redis holds it (else the next admission loads it whole).</summary>

@@ -35,6 +35,12 @@ public static class LimitKeys
     /// <summary>Tokens streamed so far per open reservation, so a lost replica's request bills what was generated.</summary>
     public static string Progress(Guid org) => $"resvp:{{{org:N}}}";
 
+    /// <summary>
+    /// Reservations the reaper settled as abandoned (event id → the tokens it billed), kept a week: should the request
+    /// turn out to have been alive (its replica cut off from Redis, not dead), its own settlement bills the rest.
+    /// </summary>
+    public static string Reaped(Guid org) => $"resvr:{{{org:N}}}";
+
     /// <summary>Every open reservation by deadline: the reaper's work list.</summary>
     public const string Due = "resv:due";
 

@@ -1,4 +1,5 @@
 using System.Diagnostics.Metrics;
+using System.Globalization;
 using System.Text.Json;
 using Cortensor.Api.Infrastructure;
 using Cortensor.Api.Inference;
@@ -103,6 +104,9 @@ public sealed partial class UsageMeter(IConnectionMultiplexer redis, UsageSpool 
             credits = hold.Credits ? "1" : "0",
             tokenDelta = record.PromptTokens + record.CompletionTokens - hold.Tokens,
             onlyIfHeld = onlyIfHeld ? "1" : "0",
+            reaped = (RedisKey)LimitKeys.Reaped(record.OrganizationId),
+            // Noted only by the reaper's settlement (what it billed), for a late settlement of a request that was alive.
+            reapedTokens = onlyIfHeld && !release ? string.Create(CultureInfo.InvariantCulture, $"{record.PromptTokens},{record.CompletionTokens}") : "",
             budgeted = hold.KeyBudget is null ? "0" : "1",
             keyBudget = (RedisKey)(hold.KeyBudget ?? "kbudget:none"),
             budgetUnits = hold.BudgetUnits,
@@ -113,12 +117,68 @@ public sealed partial class UsageMeter(IConnectionMultiplexer redis, UsageSpool 
             pendingField = PendingField,
             payload,
         });
+        if (result.Resp2Type == ResultType.BulkString)
+        {
+            await SettleLateAsync(db, record, hold, actual, (string)result!);
+            return true;
+        }
         return (long)result == 1 || !onlyIfHeld;
+    }
+
+    /// <summary>
+    /// The reaper settled this request's reservation as abandoned, billing <paramref name="note"/>'s tokens, while the
+    /// request went on (its replica cut off from Redis, or past its deadline): the rest of what it used is billed now,
+    /// as a correction record of its own (the reaper's record holds the request's event id in the ledger).
+    /// </summary>
+    private async Task SettleLateAsync(IDatabase db, UsageRecord record, Hold hold, long actual, string note)
+    {
+        int reapedPrompt = 0, reapedCompletion = 0;
+        if (note.Split(',') is [var p, var c])
+        {
+            _ = int.TryParse(p, CultureInfo.InvariantCulture, out reapedPrompt);
+            _ = int.TryParse(c, CultureInfo.InvariantCulture, out reapedCompletion);
+        }
+        var reapedCost = hold.Bill(reapedPrompt, reapedCompletion);
+        var extra = Math.Max(0, actual - hold.Charge(reapedPrompt, reapedCompletion, reapedCost));
+        var budgetExtra = Math.Max(0, Math.Min(hold.BudgetUnits, Pricing.ToUnits(record.Cost)) - Math.Min(hold.BudgetUnits, Pricing.ToUnits(reapedCost)));
+        var correction = record with
+        {
+            EventId = "evt_" + Guid.CreateVersion7().ToString("N"),
+            PromptTokens = Math.Max(0, record.PromptTokens - reapedPrompt),
+            CompletionTokens = Math.Max(0, record.CompletionTokens - reapedCompletion),
+            // On credits the ledger debits exactly what the counter loses; a quota's cost is for the record only.
+            Cost = hold.Credits ? Pricing.FromUnits(extra) : Math.Max(0m, record.Cost - reapedCost),
+            Hold = null,
+        };
+        var filed = await db.ScriptEvaluateAsync(AdmissionScripts.SettleLate, new
+        {
+            reaped = (RedisKey)LimitKeys.Reaped(record.OrganizationId),
+            id = record.EventId,
+            note,
+            counter = (RedisKey)hold.Counter,
+            credits = hold.Credits ? "1" : "0",
+            extra,
+            budgeted = hold.KeyBudget is null ? "0" : "1",
+            keyBudget = (RedisKey)(hold.KeyBudget ?? "kbudget:none"),
+            budgetExtra,
+            tokensExtra = correction.PromptTokens + correction.CompletionTokens,
+            unbilled = (RedisKey)LimitKeys.Unbilled(hold.Counter),
+            version = (RedisKey)LimitKeys.Version(record.OrganizationId),
+            correction = correction.EventId,
+            stream = Stream,
+            field = Field,
+            pendingField = PendingField,
+            payload = Payload(correction),
+        });
+        if ((long)filed == 1) Log.SettledLate(log, record.EventId, correction.EventId, correction.PromptTokens, correction.CompletionTokens);
     }
 
     private static partial class Log
     {
         [LoggerMessage(LogLevel.Warning, "Usage buffer unavailable; spooling {EventId} to disk")]
         public static partial void Spooling(ILogger logger, string eventId, Exception exception);
+
+        [LoggerMessage(LogLevel.Warning, "Request {EventId} ended after the reaper settled it as abandoned; billed the rest ({Prompt}+{Completion} tokens) as {CorrectionId}")]
+        public static partial void SettledLate(ILogger logger, string eventId, string correctionId, int prompt, int completion);
     }
 }

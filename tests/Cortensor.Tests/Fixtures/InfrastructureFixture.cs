@@ -19,8 +19,10 @@ public sealed class InfrastructureFixture : IAsyncLifetime
 
     public string RedisConnectionString => $"127.0.0.1:{Redis.Port},password={RedisPassword},abortConnect=false";
 
+    // Timeout=60: opening a connection once took over the default 15 s while the whole fast loop created and migrated
+    // its databases on two cores; a slow connect is load, not a failure of what the tests check.
     public string ConnectionString(string database) =>
-        $"Host=127.0.0.1;Port={Postgres.Port};Username=postgres;Password={PostgresPassword};Database={database};Pooling=true";
+        $"Host=127.0.0.1;Port={Postgres.Port};Username=postgres;Password={PostgresPassword};Database={database};Pooling=true;Timeout=60";
 
     public async Task InitializeAsync()
     {

@@ -149,6 +149,75 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
         _ = (admission, reaper);
     }
 
+    [Theory]
+    [InlineData(BillingMode.PrepaidCredits)]
+    [InlineData(BillingMode.MonthlyQuota)]
+    public async Task ARequestStillAliveWhenItsReplicaWasTakenForDeadIsBilledInFullOnce(BillingMode mode)
+    {
+        var (gate, meter, _) = Build(replica: "cut-off");
+        var db = _redis.GetDatabase();
+        var credits = mode == BillingMode.PrepaidCredits;
+        var counter = credits ? LimitKeys.Credit(_org) : LimitKeys.Quota(_org, "202611");
+        if (credits) await db.StringSetAsync(counter, Pricing.ToUnits(1m));
+        var (admission, draft) = await AdmitAsync(gate, Key(mode), promptTokens: 40, maxTokens: 200);
+        meter.ReportProgress(_org, draft.EventId, 40, 25);
+        await db.HashSetAsync(LimitKeys.Replicas, $"{_replica}-cut-off", _clock.GetUtcNow().ToUnixTimeSeconds());
+        await ReplicaTesting.UntilRedisSettlesAsync(async () => (await db.HashGetAsync(LimitKeys.Progress(_org), draft.EventId)).HasValue);
+
+        // The replica is cut off from Redis (not dead): another one takes its silence for death and bills the progress.
+        var (_, _, survivor) = Build(replica: "survivor");
+        Assert.Equal(0, await survivor.ReapAsync(CancellationToken.None));
+        _clock.Advance(TimeSpan.FromSeconds(new LimitsOptions().ReplicaSilenceSeconds + 1));
+        Assert.Equal(1, await survivor.ReapAsync(CancellationToken.None));
+
+        // The request went on and ended with 40 + 120 tokens; its settlement arrives when Redis is back, and again (a replay).
+        var used = Used(draft, admission, prompt: 40, completion: 120);
+        await meter.RecordAsync(used);
+        await meter.RecordAsync(used);
+
+        // What the ledger writer keeps: the first record of each event id, in stream order.
+        var records = (await db.StreamRangeAsync(UsageMeter.Stream)).Select(ReplicaTesting.Parse).DistinctBy(r => r.EventId).ToList();
+        Assert.Equal(2, records.Count);
+        var reaped = records.Single(r => r.EventId == draft.EventId);
+        Assert.Equal((499, 40, 25), (reaped.Status, reaped.PromptTokens, reaped.CompletionTokens));
+        var rest = records.Single(r => r.EventId != draft.EventId);
+        Assert.Equal((200, (string?)null, 0, 95, used.RequestId), (rest.Status, rest.ErrorCode, rest.PromptTokens, rest.CompletionTokens, rest.RequestId));
+        Assert.Equal(used.Cost, reaped.Cost + rest.Cost);
+
+        // The counter holds the whole request once, and what is on its way to the ledger is the two records' charges.
+        var unbilled = await db.HashGetAllAsync(LimitKeys.Unbilled(counter));
+        if (credits)
+        {
+            Assert.Equal(Pricing.ToUnits(1m) - Pricing.ToUnits(used.Cost), (long)await db.StringGetAsync(counter));
+            Assert.Equal(Pricing.ToUnits(used.Cost), unbilled.Sum(e => (long)e.Value));
+        }
+        else
+        {
+            Assert.Equal(160, (long)await db.StringGetAsync(counter));
+            Assert.Equal(160, unbilled.Sum(e => (long)e.Value));
+        }
+        Assert.Equal(0, await db.HashLengthAsync(LimitKeys.Reservations(_org)));
+        Assert.Equal(0, await db.HashLengthAsync(LimitKeys.Reaped(_org)));
+    }
+
+    [Fact]
+    public async Task ARequestThatSettlesBeforeTheReaperLeavesNoNoteAndIsBilledOnce()
+    {
+        var (gate, meter, reaper) = Build();
+        var db = _redis.GetDatabase();
+        await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(1m));
+        var (admission, draft) = await AdmitAsync(gate, Key(BillingMode.PrepaidCredits), promptTokens: 40, maxTokens: 200);
+        var used = Used(draft, admission, prompt: 40, completion: 120);
+        await meter.RecordAsync(used);
+        _clock.Advance(TimeSpan.FromSeconds(new LimitsOptions().ReservationSeconds + 1));
+        Assert.Equal(0, await reaper.ReapAsync(CancellationToken.None));
+        await meter.RecordAsync(used);
+
+        Assert.Equal([used.EventId], (await db.StreamRangeAsync(UsageMeter.Stream)).Select(e => ReplicaTesting.Parse(e).EventId).Distinct());
+        Assert.Equal(Pricing.ToUnits(1m) - Pricing.ToUnits(used.Cost), (long)await db.StringGetAsync(LimitKeys.Credit(_org)));
+        Assert.False(await db.KeyExistsAsync(LimitKeys.Reaped(_org)));
+    }
+
     [Fact]
     public async Task AQuotaRequestAdmittedBeforeMidnightOnTheLastDayRefundsIntoTheMonthItWasAdmittedIn()
     {
