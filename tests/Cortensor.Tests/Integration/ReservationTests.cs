@@ -198,6 +198,44 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
         }
         Assert.Equal(0, await db.HashLengthAsync(LimitKeys.Reservations(_org)));
         Assert.Equal(0, await db.HashLengthAsync(LimitKeys.Reaped(_org)));
+
+        // Through the real ledger writer: both records land, the repeated one is dropped, and the counter equals the ledger.
+        await using (var command = _postgres.CreateCommand(
+            """
+            WITH org AS (INSERT INTO organizations (id, name, status, plan_id, created_at) VALUES ($1, 'cut off', 'Active', $2, now()) RETURNING id)
+            INSERT INTO billing_ledger (organization_id, kind, amount, tokens, reference, created_at) SELECT id, 'Grant', 1, 0, 'grant-cut-off', now() FROM org WHERE $3
+            """))
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = _org });
+            command.Parameters.Add(new NpgsqlParameter { Value = credits ? "pro" : "free" });
+            command.Parameters.Add(new NpgsqlParameter { Value = credits });
+            await command.ExecuteNonQueryAsync();
+        }
+        var writer = new UsageWriter(_redis, _postgres, Options.Create(new MeteringOptions()), NullLogger<UsageWriter>.Instance);
+        await writer.StartAsync(CancellationToken.None);
+        try
+        {
+            await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Unbilled(counter)) == 0);
+        }
+        finally
+        {
+            await writer.StopAsync(CancellationToken.None);
+        }
+        await using (var ledger = _postgres.CreateCommand(
+            "SELECT count(*), coalesce(sum(-amount), 0), coalesce(sum(tokens), 0) FROM billing_ledger WHERE organization_id = $1 AND kind = 'Usage'"))
+        {
+            ledger.Parameters.Add(new NpgsqlParameter { Value = _org });
+            await using var row = await ledger.ExecuteReaderAsync();
+            Assert.True(await row.ReadAsync());
+            Assert.Equal((2L, credits ? used.Cost : 0m, 160L), (row.GetInt64(0), row.GetDecimal(1), row.GetInt64(2)));
+        }
+        // The quota's counter is November's and the clock is now in December (the ledger's 160 tokens are its 160 above);
+        // the balance is reconciled as the reconciler would.
+        if (!credits) return;
+        var outcome = await new HotCounters(_redis, _postgres, _clock).ReconcileAsync(_org, mode, onlyIfMissing: false, CancellationToken.None);
+        Assert.NotNull(outcome);
+        Assert.Equal(outcome.Expected, outcome.Before);
+        Assert.False(outcome.Changed);
     }
 
     [Fact]
