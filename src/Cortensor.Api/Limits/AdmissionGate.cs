@@ -37,7 +37,8 @@ public sealed partial class AdmissionGate(
     /// <summary>
     /// The refusal for a key whose requests for this minute (its own, or its organisation's) this replica already saw
     /// spent; null otherwise. Asked before the request's body is read: the windows are fixed minutes and their counts
-    /// only grow, so this refuses exactly what admission would, and a client retrying in a loop with megabyte prompts
+    /// only grow (but for the unused part an idle lease gives back, which this replica then leaves unused until the minute
+    /// ends: an early refusal within the lease's published bound), and a client retrying in a loop with megabyte prompts
     /// costs a lookup rather than a parse and a token count each time.
     /// </summary>
     public Admission? SpentWindow(KeySnapshot key)
@@ -86,11 +87,12 @@ public sealed partial class AdmissionGate(
         var tokens = promptTokens + maxTokens;
         var credits = key.BillingMode == BillingMode.PrepaidCredits;
         long amount = credits ? Pricing.ToUnits(Pricing.Cost(model, promptTokens, maxTokens)) : tokens;
-        // The quota month is the admission's: a request admitted at 23:59:59 refunds into that month.
+        // The quota month is the request's (its record's time, which the ledger books it under): a request that arrived
+        // at 23:59:59 is counted, refunded and booked in that month, even if its body finished arriving after midnight.
         var counter = LimitKeys.Counter(key.OrganizationId, credits, draft.CreatedAt);
-        // The key budget's period is the admission's too: a refund goes back to the period it was taken from.
+        // The key budget's period likewise: a refund goes back to the period it was taken from, the one its record names.
         var budget = key.Budget;
-        var (budgetPeriod, _, budgetEnd) = budget?.PeriodAt(now) ?? default;
+        var (budgetPeriod, _, budgetEnd) = budget?.PeriodAt(draft.CreatedAt) ?? default;
         var budgetCounter = budget is null ? null : KeyBudget.Counter(key.OrganizationId, key.KeyId, budgetPeriod);
         // A busy key is admitted from this replica's lease, without a round trip (AdmissionLeases).
         if (leases.TryAdmit(key, model, draft.Streamed, counter, window, reset, tokens, amount) is { } leased) return leased;

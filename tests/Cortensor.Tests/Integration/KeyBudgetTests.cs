@@ -181,6 +181,23 @@ public class KeyBudgetTests(InfrastructureFixture infrastructure) : IAsyncLifeti
         }
     }
 
+    [Fact]
+    public async Task ARequestThatArrivedBeforeMidnightAndWasAdmittedAfterCountsInTheDayItArrivedAndIsBookedIn()
+    {
+        var (gate, _, _) = Build();
+        var key = Key(new KeyBudget(1m, null, KeyBudgetPeriod.Day));
+        var arrived = _clock.GetUtcNow(); // 23:59:50 on the 29th
+        var draft = new UsageRecord("evt_" + Guid.CreateVersion7().ToString("N"), "req", key.OrganizationId, key.KeyId, key.BillingMode,
+            Model.Id, Model.PoolId, null, null, "POST", "/v1/chat/completions", 499, "request_abandoned", 0, 0, 0m, 0, null, true, arrived);
+        _clock.Advance(TimeSpan.FromSeconds(20)); // its body took until after midnight
+        var admission = await gate.AdmitAsync(key, Model, draft, 100, 100, CancellationToken.None);
+
+        Assert.True(admission.Admitted);
+        var (day, _, _) = key.Budget!.PeriodAt(arrived);
+        Assert.Equal(KeyBudget.Counter(_org, key.KeyId, day), admission.Hold!.KeyBudget);
+        Assert.True((long)await _redis.GetDatabase().HashGetAsync(KeyBudget.Counter(_org, key.KeyId, day), KeyBudget.UnitsField) > 0);
+    }
+
     private async Task<(Admission Admission, UsageRecord Draft)> AdmitAsync(AdmissionGate gate, KeySnapshot key, int promptTokens, int maxTokens,
         bool streamed = true)
     {
