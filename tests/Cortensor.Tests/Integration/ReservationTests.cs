@@ -127,26 +127,15 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
     [Fact]
     public async Task ADeadReplicasStreamIsBilledWhatItReportedAndItsHoldComesBackWithoutWaitingForTheDeadline()
     {
-        var (gate, meter, reaper) = Build(replica: "replica-that-dies");
         var db = _redis.GetDatabase();
         await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(1m));
-        var (admission, draft) = await AdmitAsync(gate, Key(BillingMode.PrepaidCredits), promptTokens: 40, maxTokens: 200);
-        meter.ReportProgress(_org, draft.EventId, 40, 25);
-        await db.HashSetAsync(LimitKeys.Replicas, $"{_replica}-replica-that-dies", _clock.GetUtcNow().ToUnixTimeSeconds());
-        await ReplicaTesting.UntilRedisSettlesAsync(async () => (await db.HashGetAsync(LimitKeys.Progress(_org), draft.EventId)).HasValue);
-
-        // Another replica: first connected long enough to trust that silence means death.
-        var (_, _, survivor) = Build(replica: "survivor");
-        Assert.Equal(0, await survivor.ReapAsync(CancellationToken.None));
-        _clock.Advance(TimeSpan.FromSeconds(new LimitsOptions().ReplicaSilenceSeconds + 1));
-        Assert.Equal(1, await survivor.ReapAsync(CancellationToken.None));
+        await ReapedAfterItsReplicaFellSilentAsync("replica-that-dies", BillingMode.PrepaidCredits);
 
         var record = ReplicaTesting.Parse((await db.StreamRangeAsync(UsageMeter.Stream)).Single());
         Assert.Equal((40, 25), (record.PromptTokens, record.CompletionTokens));
         Assert.Equal(Pricing.RoundForLedger((40 * Model.InputPricePer1K + 25 * Model.OutputPricePer1K) / 1000m), record.Cost);
         Assert.Equal(Pricing.ToUnits(1m) - Pricing.ToUnits(record.Cost), (long)await db.StringGetAsync(LimitKeys.Credit(_org)));
         Assert.Equal(0, await db.HashLengthAsync(LimitKeys.Reservations(_org)));
-        _ = (admission, reaper);
     }
 
     [Theory]
@@ -154,21 +143,12 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
     [InlineData(BillingMode.MonthlyQuota)]
     public async Task ARequestStillAliveWhenItsReplicaWasTakenForDeadIsBilledInFullOnce(BillingMode mode)
     {
-        var (gate, meter, _) = Build(replica: "cut-off");
         var db = _redis.GetDatabase();
         var credits = mode == BillingMode.PrepaidCredits;
         var counter = credits ? LimitKeys.Credit(_org) : LimitKeys.Quota(_org, "202611");
         if (credits) await db.StringSetAsync(counter, Pricing.ToUnits(1m));
-        var (admission, draft) = await AdmitAsync(gate, Key(mode), promptTokens: 40, maxTokens: 200);
-        meter.ReportProgress(_org, draft.EventId, 40, 25);
-        await db.HashSetAsync(LimitKeys.Replicas, $"{_replica}-cut-off", _clock.GetUtcNow().ToUnixTimeSeconds());
-        await ReplicaTesting.UntilRedisSettlesAsync(async () => (await db.HashGetAsync(LimitKeys.Progress(_org), draft.EventId)).HasValue);
-
         // The replica is cut off from Redis (not dead): another one takes its silence for death and bills the progress.
-        var (_, _, survivor) = Build(replica: "survivor");
-        Assert.Equal(0, await survivor.ReapAsync(CancellationToken.None));
-        _clock.Advance(TimeSpan.FromSeconds(new LimitsOptions().ReplicaSilenceSeconds + 1));
-        Assert.Equal(1, await survivor.ReapAsync(CancellationToken.None));
+        var (meter, admission, draft) = await ReapedAfterItsReplicaFellSilentAsync("cut-off", mode);
 
         // The request went on and ended with 40 + 120 tokens; its settlement arrives when Redis is back, and again (a replay).
         var used = Used(draft, admission, prompt: 40, completion: 120);
@@ -374,6 +354,26 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
         local.Remember(_org, 0);
         _clock.Advance(TimeSpan.FromHours(1));
         Assert.Equal(AdmissionVerdict.OutageAllowanceSpent, Admit(1).Verdict);       // known, but empty
+    }
+
+    /// <summary>
+    /// A stream admitted on <paramref name="replica"/> reports 40 + 25 tokens, then the replica falls silent: another replica,
+    /// connected long enough to trust that silence means death, settles it as abandoned.
+    /// </summary>
+    private async Task<(UsageMeter Meter, Admission Admission, UsageRecord Draft)> ReapedAfterItsReplicaFellSilentAsync(string replica, BillingMode mode)
+    {
+        var (gate, meter, _) = Build(replica);
+        var db = _redis.GetDatabase();
+        var (admission, draft) = await AdmitAsync(gate, Key(mode), promptTokens: 40, maxTokens: 200);
+        meter.ReportProgress(_org, draft.EventId, 40, 25);
+        await db.HashSetAsync(LimitKeys.Replicas, $"{_replica}-{replica}", _clock.GetUtcNow().ToUnixTimeSeconds());
+        await ReplicaTesting.UntilRedisSettlesAsync(async () => (await db.HashGetAsync(LimitKeys.Progress(_org), draft.EventId)).HasValue);
+
+        var (_, _, survivor) = Build(replica: "survivor");
+        Assert.Equal(0, await survivor.ReapAsync(CancellationToken.None));
+        _clock.Advance(TimeSpan.FromSeconds(new LimitsOptions().ReplicaSilenceSeconds + 1));
+        Assert.Equal(1, await survivor.ReapAsync(CancellationToken.None));
+        return (meter, admission, draft);
     }
 
     private (AdmissionGate Gate, UsageMeter Meter, ReservationReaper Reaper) Build(string? replica = null, IConnectionMultiplexer? redis = null)
