@@ -27,6 +27,7 @@ public sealed class RouterState
     private readonly Lock _latencyLock = new();
     private double _latencyEwmaMs = 20, _probeLatencyMs = 20;
     private long _latencyAt;
+    private long _breakEndsAt;
     private uint _sessionCursor;
     private readonly CircuitBreakerStateProvider _circuit = new();
     private readonly TimeProvider _clock;
@@ -38,7 +39,7 @@ public sealed class RouterState
         _clock = clock ?? TimeProvider.System;
         _latencyAt = _clock.GetTimestamp();
         _halfLifeTicks = Math.Max(1, options.LatencyHalfLifeMs) / 1000.0 * _clock.TimestampFrequency;
-        Breaker = new ResiliencePipelineBuilder<HttpResponseMessage>()
+        Breaker = new ResiliencePipelineBuilder<HttpResponseMessage> { TimeProvider = _clock }
             .AddCircuitBreaker(new CircuitBreakerStrategyOptions<HttpResponseMessage>
             {
                 FailureRatio = options.BreakerFailureRatio,
@@ -50,6 +51,11 @@ public sealed class RouterState
                     .Handle<TimeoutRejectedOrUpstreamTimeout>()
                     .HandleResult(r => (int)r.StatusCode >= 500),
                 StateProvider = _circuit,
+                OnOpened = args =>
+                {
+                    Volatile.Write(ref _breakEndsAt, _clock.GetTimestamp() + (long)(args.BreakDuration.TotalSeconds * _clock.TimestampFrequency));
+                    return default;
+                },
             })
             .Build();
     }
@@ -80,7 +86,19 @@ public sealed class RouterState
         }
     }
     public CircuitState Circuit => _circuit.CircuitState;
-    public bool Available => ProbeHealthy && _circuit.CircuitState is CircuitState.Closed or CircuitState.HalfOpen;
+
+    /// <summary>
+    /// Probe healthy, and its circuit closed, half-open, or open with its break over. Polly moves an open circuit to
+    /// half-open only when a call is made through it, so a balancer that skipped every open circuit would never make that
+    /// call: a router whose circuit opened once stayed out of this replica's rotation for good, however well it answered
+    /// its probes afterwards. Once the break is over, the next request picked for it is the trial.
+    /// </summary>
+    public bool Available => ProbeHealthy && _circuit.CircuitState switch
+    {
+        CircuitState.Closed or CircuitState.HalfOpen => true,
+        CircuitState.Open => _clock.GetTimestamp() >= Volatile.Read(ref _breakEndsAt),
+        _ => false,
+    };
 
     /// <summary>Lower is better: outstanding work times typical latency (power-of-two-choices score).</summary>
     public double Score => (InFlight + 1) * LatencyMs;

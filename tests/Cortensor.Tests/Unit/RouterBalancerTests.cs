@@ -37,6 +37,27 @@ public sealed class RouterBalancerTests
             $"router-2 got {counts["router-2"]}, router-1 {counts["router-1"]}, router-3 {counts["router-3"]}");
     }
 
+    [Fact]
+    public async Task ARouterWhoseCircuitOpenedIsTriedAgainOnceItsBreakIsOverAndClosesOnASuccess()
+    {
+        var clock = new FakeTimeProvider();
+        var options = new RoutingOptions();
+        var balancer = new RouterBalancer(Options.Create(options), clock);
+        var state = balancer.StateOf("router-1");
+        for (var i = 0; i < options.BreakerMinimumThroughput; i++)
+            await state.Breaker.ExecuteAsync(_ => ValueTask.FromResult(new HttpResponseMessage(System.Net.HttpStatusCode.InternalServerError)));
+        Assert.Equal(Polly.CircuitBreaker.CircuitState.Open, state.Circuit);
+        Assert.False(state.Available);
+        Assert.All(Enumerable.Range(0, 50), _ => Assert.NotEqual("router-1", balancer.Pick(Pool)!.Router.Id));
+
+        // Nothing calls through an open circuit, so only the balancer's own reading of the break can let it back in.
+        clock.Advance(TimeSpan.FromMilliseconds(options.BreakDurationMs));
+        Assert.True(state.Available);
+        Assert.Contains(Enumerable.Range(0, 50), _ => balancer.Pick(Pool)!.Router.Id == "router-1");
+        using var answer = await state.Breaker.ExecuteAsync(_ => ValueTask.FromResult(new HttpResponseMessage(System.Net.HttpStatusCode.OK)));
+        Assert.Equal(Polly.CircuitBreaker.CircuitState.Closed, state.Circuit);
+    }
+
     private static Dictionary<string, int> Simulate(int requests, int arrivalMs, int answerMs, int slowFirstAnswerMs, string slowRouter,
         int probeEveryMs, bool alwaysSlow = false)
     {
