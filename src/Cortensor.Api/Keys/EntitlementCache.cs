@@ -43,10 +43,11 @@ public sealed class EntitlementCache(IFusionCache cache, IServiceScopeFactory sc
                 if (found is null)
                 {
                     ctx.Options.Duration = NegativeDuration;
-                    ctx.Tags = [KeySnapshot.AllTag];
                     return null;
                 }
-                ctx.Tags = [KeySnapshot.OrganizationTag(found.OrganizationId), KeySnapshot.PlanTag(found.PlanId), KeySnapshot.AllTag];
+                // Only tags something removes by: the cache checks every tag of an entry on every hit, so each one
+                // is a lookup on the hot path (an organisation's change is the one removal by tag; a key's is by its key).
+                ctx.Tags = [KeySnapshot.OrganizationTag(found.OrganizationId)];
                 return found;
             }, token: ct);
             return snapshot is null ? (KeyLookupOutcome.Unknown, null) : (KeyLookupOutcome.Found, snapshot);
@@ -64,8 +65,6 @@ public sealed class EntitlementCache(IFusionCache cache, IServiceScopeFactory sc
 
     public Task InvalidateKeyAsync(byte[] hash) => cache.RemoveAsync(KeySnapshot.CacheKey(hash)).AsTask();
     public Task InvalidateOrganizationAsync(Guid organizationId) => cache.RemoveByTagAsync(KeySnapshot.OrganizationTag(organizationId)).AsTask();
-    public Task InvalidatePlanAsync(string planId) => cache.RemoveByTagAsync(KeySnapshot.PlanTag(planId)).AsTask();
-    public Task InvalidateAllAsync() => cache.RemoveByTagAsync(KeySnapshot.AllTag).AsTask();
 
     /// <summary>The key provider (Keys:Provider) has the last word on whether the key is live and on its own limits.</summary>
     private async Task<KeySnapshot?> VerifyWithProviderAsync(KeySnapshot portal, string? presentedKey, CancellationToken ct)

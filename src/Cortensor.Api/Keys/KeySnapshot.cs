@@ -26,7 +26,4 @@ public sealed record KeySnapshot(
 
     public static string CacheKey(byte[] hash) => "key:v3:" + Convert.ToHexStringLower(hash);
     public static string OrganizationTag(Guid organizationId) => "org:" + organizationId.ToString("N");
-    public static string PlanTag(string planId) => "plan:" + planId;
-    /// <summary>Every snapshot carries it: model-access changes drop them all.</summary>
-    public const string AllTag = "keys";
 }

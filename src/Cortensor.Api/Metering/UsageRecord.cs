@@ -22,17 +22,29 @@ public sealed record UsageRecord(
     /// The record with every stored string made storable (<see cref="LedgerText"/>): applied before the record is
     /// buffered and again by the writer, for records already in the stream or the spool. Lengths follow the schema.
     /// </summary>
-    public UsageRecord Normalised() => this with
+    public UsageRecord Normalised()
     {
-        EventId = LedgerText.Identifier(EventId, 40),
-        RequestId = LedgerText.Identifier(RequestId, 128),
-        ModelId = LedgerText.Identifier(ModelId, 64),
-        PoolId = LedgerText.OptionalIdentifier(PoolId, 64),
-        RouterId = LedgerText.OptionalIdentifier(RouterId, 64),
-        Method = LedgerText.Identifier(Method, 16),
-        Path = LedgerText.Text(Path, 2048),
-        ErrorCode = LedgerText.OptionalIdentifier(ErrorCode, 64),
-        TaskId = LedgerText.OptionalIdentifier(TaskId, 128),
-        TraceId = LedgerText.OptionalIdentifier(TraceId, 32),
-    };
+        var eventId = LedgerText.Identifier(EventId, 40);
+        var requestId = LedgerText.Identifier(RequestId, 128);
+        var modelId = LedgerText.Identifier(ModelId, 64);
+        var poolId = LedgerText.OptionalIdentifier(PoolId, 64);
+        var routerId = LedgerText.OptionalIdentifier(RouterId, 64);
+        var method = LedgerText.Identifier(Method, 16);
+        var path = LedgerText.Text(Path, 2048);
+        var errorCode = LedgerText.OptionalIdentifier(ErrorCode, 64);
+        var taskId = LedgerText.OptionalIdentifier(TaskId, 128);
+        var traceId = LedgerText.OptionalIdentifier(TraceId, 32);
+        // LedgerText hands back the very string it was given when that is storable already, as nearly every record's
+        // are: the record itself is then normal, and no copy is made (it is normalised twice on its way to the ledger).
+        if (ReferenceEquals(eventId, EventId) && ReferenceEquals(requestId, RequestId) && ReferenceEquals(modelId, ModelId)
+            && ReferenceEquals(poolId, PoolId) && ReferenceEquals(routerId, RouterId) && ReferenceEquals(method, Method)
+            && ReferenceEquals(path, Path) && ReferenceEquals(errorCode, ErrorCode) && ReferenceEquals(taskId, TaskId)
+            && ReferenceEquals(traceId, TraceId))
+            return this;
+        return this with
+        {
+            EventId = eventId, RequestId = requestId, ModelId = modelId, PoolId = poolId, RouterId = routerId,
+            Method = method, Path = path, ErrorCode = errorCode, TaskId = taskId, TraceId = traceId,
+        };
+    }
 }

@@ -14,7 +14,9 @@ public sealed class RouterBalancer(IOptions<RoutingOptions> options, TimeProvide
 {
     private readonly ConcurrentDictionary<string, RouterState> _states = new(StringComparer.Ordinal);
 
-    public RouterState StateOf(string routerId) => _states.GetOrAdd(routerId, id => new RouterState(id, options.Value, clock));
+    // Looked up for every router of a pool on every pick: the hit allocates nothing (a capturing factory lambda would).
+    public RouterState StateOf(string routerId) => _states.TryGetValue(routerId, out var state) ? state
+        : _states.GetOrAdd(routerId, static (id, self) => new RouterState(id, self.options.Value, self.clock), (options, clock));
 
     public IReadOnlyDictionary<string, RouterState> States => _states;
 
@@ -29,10 +31,11 @@ public sealed class RouterBalancer(IOptions<RoutingOptions> options, TimeProvide
 
     public RouteChoice? Pick(CatalogPool pool, string? exclude = null)
     {
-        RouteChoice? first = null, second = null;
+        int first = -1, second = -1;
+        RouterState? firstState = null, secondState = null;
         var available = 0;
         var routers = pool.Routers;
-        // Reservoir-sample two distinct available routers without allocating.
+        // Reservoir-sample two distinct available routers; only the winner becomes a RouteChoice.
         for (var i = 0; i < routers.Count; i++)
         {
             var router = routers[i];
@@ -40,20 +43,20 @@ public sealed class RouterBalancer(IOptions<RoutingOptions> options, TimeProvide
             var state = StateOf(router.Id);
             if (!state.Available) continue;
             available++;
-            var choice = new RouteChoice(router, state, 0);
-            if (first is null) first = choice;
-            else if (second is null) second = choice;
+            if (first < 0) (first, firstState) = (i, state);
+            else if (second < 0) (second, secondState) = (i, state);
             else
             {
                 var slot = Random.Shared.Next(available);
-                if (slot == 0) first = choice; else if (slot == 1) second = choice;
+                if (slot == 0) (first, firstState) = (i, state); else if (slot == 1) (second, secondState) = (i, state);
             }
         }
-        if (first is null) return null;
-        var winner = second is null ? first
-            : first.State.Score < second.State.Score ? first
-            : second.State.Score < first.State.Score ? second
-            : Random.Shared.Next(2) == 0 ? first : second;
-        return winner with { Session = winner.State.NextSession(winner.Router.Sessions) };
+        if (firstState is null) return null;
+        var (winner, winnerState) = secondState is null ? (first, firstState)
+            : firstState.Score < secondState.Score ? (first, firstState)
+            : secondState.Score < firstState.Score ? (second, secondState)
+            : Random.Shared.Next(2) == 0 ? (first, firstState) : (second, secondState);
+        var chosen = routers[winner];
+        return new RouteChoice(chosen, winnerState, winnerState.NextSession(chosen.Sessions));
     }
 }

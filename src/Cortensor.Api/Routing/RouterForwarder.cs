@@ -83,7 +83,7 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
             {
                 response = await route.State.Breaker.ExecuteAsync(async token =>
                 {
-                    using var request = new HttpRequestMessage(HttpMethod.Post, route.Router.BaseUrl + pool.Protocol.CompletionsPath(route.Session))
+                    using var request = new HttpRequestMessage(HttpMethod.Post, pool.Protocol.CompletionsUri(route.Router.BaseUrl, route.Session))
                     {
                         // Serialised up front: one write with a Content-Length instead of a chunked upload.
                         Content = new ByteArrayContent(payload) { Headers = { ContentType = JsonMediaType } },

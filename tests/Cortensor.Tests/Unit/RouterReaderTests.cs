@@ -205,6 +205,21 @@ public class RouterProtocolTests
     }
 
     [Fact]
+    public void ASessionsAddressIsBuiltOnceAndFollowsTheRoutersAddressAndThePoolsApiVersion()
+    {
+        var v3 = PoolProtocol.From(3, false, false, false);
+
+        var first = PoolProtocol.Default.CompletionsUri("http://router-a:5010", 2001);
+
+        Assert.Equal("http://router-a:5010/api/v1/completions/2001", first.AbsoluteUri);
+        Assert.Same(first, PoolProtocol.Default.CompletionsUri("http://router-a:5010", 2001));
+        Assert.Equal("http://router-a:5010/api/v1/completions/2002", PoolProtocol.Default.CompletionsUri("http://router-a:5010", 2002).AbsoluteUri);
+        Assert.Equal("http://router-a:5010/api/v3/completions/2001", v3.CompletionsUri("http://router-a:5010", 2001).AbsoluteUri);
+        // A router moved to another address in the catalog is called there.
+        Assert.Equal("http://10.0.0.9:5010/api/v1/completions/2001", PoolProtocol.Default.CompletionsUri("http://10.0.0.9:5010", 2001).AbsoluteUri);
+    }
+
+    [Fact]
     public void DeadlinesComeFromTheModelsTaskTimeoutsInSecondsAndATestCapOnlyShortensThem()
     {
         var model = new CatalogModel("m", "M", "gpt-oss", true, 0, 0, 1000, "p", "m", default) { TimeoutSeconds = 300, PrecommitTimeoutSeconds = 60 };
