@@ -79,6 +79,8 @@ internal static class AdmissionScripts
     /// here names its pending-charges key in the record's stream entry, so the writer forgets it once the ledger has it.
     /// The reaper's settlement notes what it billed (<c>reaped</c>); a later settlement of the same reservation that finds
     /// that note files nothing and returns the note: the request was alive after all, and <see cref="SettleLate"/> bills the rest.
+    /// One that finds the note marked settled files nothing either: the request's own record must not reach the stream
+    /// beside the reaper's (the ledger keeps whichever of the two same-id records commits first).
     /// </summary>
     public static readonly LuaScript Settle = LuaScript.Prepare("""
         local held = redis.call('HDEL', @reservations, @id)
@@ -109,13 +111,13 @@ internal static class AdmissionScripts
                 if delta ~= 0 then redis.call('HINCRBY', @keyBudget, 't', delta) end
             end
             if @onlyIfHeld == '1' and @file == '1' then
-                redis.call('HSET', @reaped, @id, @reapedTokens)
-                redis.call('EXPIRE', @reaped, 604800)
+                redis.call('SET', @reaped, @reapedTokens, 'EX', 604800)
             end
         elseif @onlyIfHeld == '1' then
             return 0
         else
-            local reaped = redis.call('HGET', @reaped, @id)
+            local reaped = redis.call('GET', @reaped)
+            if reaped == 'settled' then return 0 end
             if reaped then return reaped end
         end
         if @file == '1' then
@@ -131,11 +133,12 @@ internal static class AdmissionScripts
     /// the difference between what the request used and what the reaper billed (never below nothing) is taken from the counter directly
     /// (the hold is long given back), pending for the ledger like any charge, and the correction record goes to the
     /// stream under its own event id (the reaper's record holds the request's). The key budget gets the difference too.
+    /// The note is marked settled (until it expires), not removed: a replay of the request's settlement then files nothing.
     /// The rate-limit windows are not touched: the minute the request counted in is long over.
     /// </summary>
     public static readonly LuaScript SettleLate = LuaScript.Prepare("""
-        if redis.call('HGET', @reaped, @id) ~= @note then return 0 end
-        redis.call('HDEL', @reaped, @id)
+        if redis.call('GET', @reaped) ~= @note then return 0 end
+        redis.call('SET', @reaped, 'settled', 'KEEPTTL')
         local extra = tonumber(@extra)
         if extra > 0 and redis.call('EXISTS', @counter) == 1 then
             if @credits == '1' then redis.call('DECRBY', @counter, extra)

@@ -36,10 +36,12 @@ public static class LimitKeys
     public static string Progress(Guid org) => $"resvp:{{{org:N}}}";
 
     /// <summary>
-    /// Reservations the reaper settled as abandoned (event id → the tokens it billed), kept a week: should the request
-    /// turn out to have been alive (its replica cut off from Redis, not dead), its own settlement bills the rest.
+    /// What the reaper billed for a reservation it settled as abandoned ("prompt,completion"), kept a week from the reap
+    /// (a key per reservation, so each note expires on its own): should the request turn out to have been alive (its
+    /// replica cut off from Redis, not dead), its own settlement bills the rest, and the note becomes "settled" so that no
+    /// later replay of that settlement files the request again.
     /// </summary>
-    public static string Reaped(Guid org) => $"resvr:{{{org:N}}}";
+    public static string Reaped(Guid org, string eventId) => $"resvr:{{{org:N}}}:{eventId}";
 
     /// <summary>Every open reservation by deadline: the reaper's work list.</summary>
     public const string Due = "resv:due";

@@ -104,7 +104,7 @@ public sealed partial class UsageMeter(IConnectionMultiplexer redis, UsageSpool 
             credits = hold.Credits ? "1" : "0",
             tokenDelta = record.PromptTokens + record.CompletionTokens - hold.Tokens,
             onlyIfHeld = onlyIfHeld ? "1" : "0",
-            reaped = (RedisKey)LimitKeys.Reaped(record.OrganizationId),
+            reaped = (RedisKey)LimitKeys.Reaped(record.OrganizationId, record.EventId),
             // Noted only by the reaper's settlement (what it billed), for a late settlement of a request that was alive.
             reapedTokens = onlyIfHeld && !release ? string.Create(CultureInfo.InvariantCulture, $"{record.PromptTokens},{record.CompletionTokens}") : "",
             budgeted = hold.KeyBudget is null ? "0" : "1",
@@ -141,18 +141,23 @@ public sealed partial class UsageMeter(IConnectionMultiplexer redis, UsageSpool 
         var reapedCost = hold.Bill(reapedPrompt, reapedCompletion);
         var extra = Math.Max(0, actual - hold.Charge(reapedPrompt, reapedCompletion, reapedCost));
         var budgetExtra = Math.Max(0, Math.Min(hold.BudgetUnits, Pricing.ToUnits(record.Cost)) - Math.Min(hold.BudgetUnits, Pricing.ToUnits(reapedCost)));
+        // The correction's tokens are the difference in the request's total (never below nothing): the ledger's token sum,
+        // a quota's counter and a key budget's tokens then agree. Split per field, a prompt the router counted lower than
+        // the progress report did would add completion tokens the request never used.
+        var tokensExtra = Math.Max(0, record.PromptTokens + record.CompletionTokens - reapedPrompt - reapedCompletion);
+        var promptExtra = Math.Clamp(record.PromptTokens - reapedPrompt, 0, tokensExtra);
         var correction = record with
         {
             EventId = "evt_" + Guid.CreateVersion7().ToString("N"),
-            PromptTokens = Math.Max(0, record.PromptTokens - reapedPrompt),
-            CompletionTokens = Math.Max(0, record.CompletionTokens - reapedCompletion),
+            PromptTokens = promptExtra,
+            CompletionTokens = tokensExtra - promptExtra,
             // On credits the ledger debits exactly what the counter loses; a quota's cost is for the record only.
             Cost = hold.Credits ? Pricing.FromUnits(extra) : Math.Max(0m, record.Cost - reapedCost),
             Hold = null,
         };
         var filed = await db.ScriptEvaluateAsync(AdmissionScripts.SettleLate, new
         {
-            reaped = (RedisKey)LimitKeys.Reaped(record.OrganizationId),
+            reaped = (RedisKey)LimitKeys.Reaped(record.OrganizationId, record.EventId),
             id = record.EventId,
             note,
             counter = (RedisKey)hold.Counter,
@@ -161,7 +166,7 @@ public sealed partial class UsageMeter(IConnectionMultiplexer redis, UsageSpool 
             budgeted = hold.KeyBudget is null ? "0" : "1",
             keyBudget = (RedisKey)(hold.KeyBudget ?? "kbudget:none"),
             budgetExtra,
-            tokensExtra = correction.PromptTokens + correction.CompletionTokens,
+            tokensExtra,
             unbilled = (RedisKey)LimitKeys.Unbilled(hold.Counter),
             version = (RedisKey)LimitKeys.Version(record.OrganizationId),
             correction = correction.EventId,
