@@ -52,6 +52,7 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
         string? tried = null;
         RouterFailure? notAnAnswer = null;
         var connectionFailed = false;
+        var refused = 0;
         for (var attempt = 1; attempt <= MaxAttempts; attempt++)
         {
             var routeSpan = Telemetry.StartStep("route");
@@ -126,6 +127,16 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
                 Fail(lease, ref response);
                 if (failure.Kind == RouterFailureKind.Timeout) return (null, ApiError.UpstreamTimeout());
                 notAnAnswer = failure;
+            }
+            catch (BrokenCircuitException) when (++refused <= pool.Routers.Count)
+            {
+                // Polly refused the call without sending it (the router's trial after its break had just begun): nothing
+                // is held against the router, and the request goes to another one without spending its retry.
+                response?.Dispose();
+                response = null;
+                lease.Dispose();
+                forwardSpan?.SetStatus(ActivityStatusCode.Error, nameof(BrokenCircuitException));
+                attempt--;
             }
             catch (Exception ex) when (ex is HttpRequestException or BrokenCircuitException or TimeoutRejectedOrUpstreamTimeout)
             {

@@ -27,7 +27,7 @@ public sealed class RouterState
     private readonly Lock _latencyLock = new();
     private double _latencyEwmaMs = 20, _probeLatencyMs = 20;
     private long _latencyAt;
-    private long _breakEndsAt;
+    private long _breakEndsAt = long.MaxValue;
     private uint _sessionCursor;
     private readonly CircuitBreakerStateProvider _circuit = new();
     private readonly TimeProvider _clock;
@@ -56,6 +56,9 @@ public sealed class RouterState
                     Volatile.Write(ref _breakEndsAt, _clock.GetTimestamp() + (long)(args.BreakDuration.TotalSeconds * _clock.TimestampFrequency));
                     return default;
                 },
+                // Polly runs OnOpened after the circuit is open: until then the break's end must not be a past one.
+                OnClosed = _ => { Volatile.Write(ref _breakEndsAt, long.MaxValue); return default; },
+                OnHalfOpened = _ => { Volatile.Write(ref _breakEndsAt, long.MaxValue); return default; },
             })
             .Build();
     }
@@ -88,14 +91,17 @@ public sealed class RouterState
     public CircuitState Circuit => _circuit.CircuitState;
 
     /// <summary>
-    /// Probe healthy, and its circuit closed, half-open, or open with its break over. Polly moves an open circuit to
-    /// half-open only when a call is made through it, so a balancer that skipped every open circuit would never make that
-    /// call: a router whose circuit opened once stayed out of this replica's rotation for good, however well it answered
-    /// its probes afterwards. Once the break is over, the next request picked for it is the trial.
+    /// Probe healthy, and its circuit closed, or open with its break over. Polly moves an open circuit to half-open only
+    /// when a call is made through it, so a balancer that skipped every open circuit would never make that call: a router
+    /// whose circuit opened once stayed out of this replica's rotation for good, however well it answered its probes
+    /// afterwards. Once the break is over, the next request picked for it is the trial. While the trial runs (half-open)
+    /// Polly refuses every other call, so the router is not offered to them: they go to the pool's other routers, and a
+    /// pool whose only router is on trial counts as having none (a model's fallbacks serve). A request that still meets a
+    /// refusal (picked in the instant the trial began) is moved to another router without losing its retry (RouterForwarder).
     /// </summary>
     public bool Available => ProbeHealthy && _circuit.CircuitState switch
     {
-        CircuitState.Closed or CircuitState.HalfOpen => true,
+        CircuitState.Closed => true,
         CircuitState.Open => _clock.GetTimestamp() >= Volatile.Read(ref _breakEndsAt),
         _ => false,
     };

@@ -58,6 +58,35 @@ public sealed class RouterBalancerTests
         Assert.Equal(Polly.CircuitBreaker.CircuitState.Closed, state.Circuit);
     }
 
+    [Fact]
+    public async Task WhileARoutersTrialCallRunsNoOtherRequestIsOfferedItAndAPoolOfThatRouterAloneHasNoneAvailable()
+    {
+        var clock = new FakeTimeProvider();
+        var options = new RoutingOptions();
+        var balancer = new RouterBalancer(Options.Create(options), clock);
+        var state = balancer.StateOf("router-1");
+        for (var i = 0; i < options.BreakerMinimumThroughput; i++)
+            await state.Breaker.ExecuteAsync(_ => ValueTask.FromResult(new HttpResponseMessage(System.Net.HttpStatusCode.InternalServerError)));
+        clock.Advance(TimeSpan.FromMilliseconds(options.BreakDurationMs));
+        var alone = new CatalogPool("alone", Draining: false, [Pool.Routers.Single(r => r.Id == "router-1")]);
+        Assert.True(balancer.AnyAvailable(alone));
+
+        // The trial: Polly lets this one call through and refuses every other until it ends (a whole answer can take minutes).
+        var answer = new TaskCompletionSource<HttpResponseMessage>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var trial = state.Breaker.ExecuteAsync(async _ => await answer.Task).AsTask();
+        Assert.Equal(Polly.CircuitBreaker.CircuitState.HalfOpen, state.Circuit);
+
+        Assert.False(state.Available);
+        Assert.False(balancer.AnyAvailable(alone)); // a model's fallbacks serve meanwhile
+        Assert.All(Enumerable.Range(0, 50), _ => Assert.NotEqual("router-1", balancer.Pick(Pool)!.Router.Id));
+
+        answer.SetResult(new HttpResponseMessage(System.Net.HttpStatusCode.OK));
+        (await trial).Dispose();
+        Assert.Equal(Polly.CircuitBreaker.CircuitState.Closed, state.Circuit);
+        Assert.True(state.Available);
+        Assert.True(balancer.AnyAvailable(alone));
+    }
+
     private static Dictionary<string, int> Simulate(int requests, int arrivalMs, int answerMs, int slowFirstAnswerMs, string slowRouter,
         int probeEveryMs, bool alwaysSlow = false)
     {
