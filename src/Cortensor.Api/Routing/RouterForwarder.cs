@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Diagnostics;
 using System.Net.Http.Headers;
 using Cortensor.Api.Catalog;
@@ -190,11 +191,17 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
         }
 
         byte[] bytes;
+        int length;
         try
         {
             // A stream asked for and answered with one body: read within the same limit as an unstreamed answer.
             await response.Content.LoadIntoBufferAsync(o.MaxAnswerBytes, deadline);
-            bytes = await response.Content.ReadAsByteArrayAsync(deadline);
+            // The buffered body is read into a pooled array rather than copied into a new one: the reader keeps no
+            // reference to it once it has taken the answer's values out.
+            await using var body = await response.Content.ReadAsStreamAsync(deadline);
+            length = checked((int)body.Length);
+            bytes = ArrayPool<byte>.Shared.Rent(length);
+            body.ReadExactly(bytes, 0, length);
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
@@ -204,7 +211,15 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
         {
             return (null, new RouterFailure(RouterFailureKind.Cut, ex.Message));
         }
-        var reading = RouterAnswerReader.Read(bytes);
+        RouterReading reading;
+        try
+        {
+            reading = RouterAnswerReader.Read(bytes.AsMemory(0, length));
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(bytes);
+        }
         if (reading.Answer is not { } answer) return (null, reading.Failure);
         return (stream
             ? new RouterResponse(lease, response) { Events = RouterEventStream.Of(answer) }
