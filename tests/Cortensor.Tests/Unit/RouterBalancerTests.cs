@@ -40,12 +40,7 @@ public sealed class RouterBalancerTests
     [Fact]
     public async Task ARouterWhoseCircuitOpenedIsTriedAgainOnceItsBreakIsOverAndClosesOnASuccess()
     {
-        var clock = new FakeTimeProvider();
-        var options = new RoutingOptions();
-        var balancer = new RouterBalancer(Options.Create(options), clock);
-        var state = balancer.StateOf("router-1");
-        for (var i = 0; i < options.BreakerMinimumThroughput; i++)
-            await state.Breaker.ExecuteAsync(_ => ValueTask.FromResult(new HttpResponseMessage(System.Net.HttpStatusCode.InternalServerError)));
+        var (clock, options, balancer, state) = await WithRouterOneFailedUntilItsCircuitOpenedAsync();
         Assert.Equal(Polly.CircuitBreaker.CircuitState.Open, state.Circuit);
         Assert.False(state.Available);
         Assert.All(Enumerable.Range(0, 50), _ => Assert.NotEqual("router-1", balancer.Pick(Pool)!.Router.Id));
@@ -61,12 +56,7 @@ public sealed class RouterBalancerTests
     [Fact]
     public async Task WhileARoutersTrialCallRunsNoOtherRequestIsOfferedItAndAPoolOfThatRouterAloneHasNoneAvailable()
     {
-        var clock = new FakeTimeProvider();
-        var options = new RoutingOptions();
-        var balancer = new RouterBalancer(Options.Create(options), clock);
-        var state = balancer.StateOf("router-1");
-        for (var i = 0; i < options.BreakerMinimumThroughput; i++)
-            await state.Breaker.ExecuteAsync(_ => ValueTask.FromResult(new HttpResponseMessage(System.Net.HttpStatusCode.InternalServerError)));
+        var (clock, options, balancer, state) = await WithRouterOneFailedUntilItsCircuitOpenedAsync();
         clock.Advance(TimeSpan.FromMilliseconds(options.BreakDurationMs));
         var alone = new CatalogPool("alone", Draining: false, [Pool.Routers.Single(r => r.Id == "router-1")]);
         Assert.True(balancer.AnyAvailable(alone));
@@ -85,6 +75,18 @@ public sealed class RouterBalancerTests
         Assert.Equal(Polly.CircuitBreaker.CircuitState.Closed, state.Circuit);
         Assert.True(state.Available);
         Assert.True(balancer.AnyAvailable(alone));
+    }
+
+    /// <summary>A balancer on a simulated clock whose router-1 failed enough calls for its circuit to open.</summary>
+    private static async Task<(FakeTimeProvider Clock, RoutingOptions Options, RouterBalancer Balancer, RouterState State)> WithRouterOneFailedUntilItsCircuitOpenedAsync()
+    {
+        var clock = new FakeTimeProvider();
+        var options = new RoutingOptions();
+        var balancer = new RouterBalancer(Options.Create(options), clock);
+        var state = balancer.StateOf("router-1");
+        for (var i = 0; i < options.BreakerMinimumThroughput; i++)
+            await state.Breaker.ExecuteAsync(_ => ValueTask.FromResult(new HttpResponseMessage(System.Net.HttpStatusCode.InternalServerError)));
+        return (clock, options, balancer, state);
     }
 
     private static Dictionary<string, int> Simulate(int requests, int arrivalMs, int answerMs, int slowFirstAnswerMs, string slowRouter,
