@@ -131,10 +131,8 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
             }
             catch (BrokenCircuitException) when (++refused <= pool.Routers.Count)
             {
-                // Polly refused the call without sending it (the router's trial after its break had just begun): nothing
-                // is held against the router, and the request goes to another one without spending its retry.
-                response?.Dispose();
-                response = null;
+                // Polly refused the call without sending it (the router's trial after its break had just begun), so there
+                // is no response: nothing is held against the router, and the request goes to another one without spending its retry.
                 lease.Dispose();
                 forwardSpan?.SetStatus(ActivityStatusCode.Error, nameof(BrokenCircuitException));
                 attempt--;
