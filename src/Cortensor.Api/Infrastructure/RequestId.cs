@@ -24,7 +24,7 @@ public static class RequestId
         return app.Use(async (http, next) =>
         {
             var supplied = http.Request.Headers[Header].ToString();
-            var id = IsSane(supplied) ? supplied : "req_" + Guid.CreateVersion7().ToString("N");
+            var id = IsSane(supplied) ? supplied : SortableId.New("req_");
             http.Features.Set(new Holder(id, Stopwatch.GetTimestamp()));
             http.TraceIdentifier = id;
             http.Response.Headers[Header] = id;

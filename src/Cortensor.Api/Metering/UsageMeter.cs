@@ -148,7 +148,7 @@ public sealed partial class UsageMeter(IConnectionMultiplexer redis, UsageSpool 
         var promptExtra = Math.Clamp(record.PromptTokens - reapedPrompt, 0, tokensExtra);
         var correction = record with
         {
-            EventId = "evt_" + Guid.CreateVersion7().ToString("N"),
+            EventId = SortableId.New("evt_"),
             PromptTokens = promptExtra,
             CompletionTokens = tokensExtra - promptExtra,
             // On credits the ledger debits exactly what the counter loses; a quota's cost is for the record only.

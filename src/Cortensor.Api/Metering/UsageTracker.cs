@@ -20,7 +20,7 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter m
     private static readonly TimeSpan ProgressEvery = TimeSpan.FromSeconds(1);
     // Latency counts from the request's arrival, authentication included.
     private readonly long _started = http.ArrivedAt();
-    private readonly string _eventId = "evt_" + Guid.CreateVersion7().ToString("N");
+    private readonly string _eventId = SortableId.New("evt_");
     private readonly string? _traceId = Activity.Current?.TraceId.ToHexString();
     private string _requestedModel = "";
     private bool _streamed, _completed;
