@@ -116,6 +116,8 @@ internal static class AdmissionScripts
         elseif @onlyIfHeld == '1' then
             return 0
         else
+            -- A request that outlived its reaping kept reporting progress: that field would stay in the hash for good.
+            redis.call('HDEL', @progress, @id)
             local reaped = redis.call('GET', @reaped)
             if reaped == 'settled' then return 0 end
             if reaped then return reaped end

@@ -41,6 +41,7 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
     ILogger<RouterForwarder> log)
 {
     private const int MaxAttempts = 2;
+    private const int PooledAnswerBytes = 256 * 1024;
     private static readonly MediaTypeHeaderValue JsonMediaType = new("application/json");
 
     public async Task<(RouterResponse? Response, ApiError? Error)> SendAsync(
@@ -70,6 +71,7 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
             routeSpan?.SetTag("cortensor.session", route.Session);
             routeSpan?.Dispose();
 
+            var triedBefore = tried;
             tried = route.Router.Id;
             var lease = new RouterLease(route);
             var started = lease.StartedAt;
@@ -133,8 +135,10 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
             {
                 // Polly refused the call without sending it (the router's trial after its break had just begun), so there
                 // is no response: nothing is held against the router, and the request goes to another one without spending its retry.
+                // The router that failed the previous attempt stays excluded: a refusal must not send the prompt back to it.
                 lease.Dispose();
                 forwardSpan?.SetStatus(ActivityStatusCode.Error, nameof(BrokenCircuitException));
+                tried = triedBefore;
                 attempt--;
             }
             catch (Exception ex) when (ex is HttpRequestException or BrokenCircuitException or TimeoutRejectedOrUpstreamTimeout)
@@ -195,10 +199,11 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
             // A stream asked for and answered with one body: read within the same limit as an unstreamed answer.
             await response.Content.LoadIntoBufferAsync(o.MaxAnswerBytes, deadline);
             // The buffered body is read into a pooled array rather than copied into a new one: the reader keeps no
-            // reference to it once it has taken the answer's values out.
+            // reference to it once it has taken the answer's values out. Only answers of an ordinary size: the shared
+            // pool would keep arrays up to the answer limit (16 MB) after a burst of large answers.
             await using var body = await response.Content.ReadAsStreamAsync(deadline);
             length = checked((int)body.Length);
-            bytes = ArrayPool<byte>.Shared.Rent(length);
+            bytes = length <= PooledAnswerBytes ? ArrayPool<byte>.Shared.Rent(length) : new byte[length];
             body.ReadExactly(bytes, 0, length);
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
@@ -216,7 +221,7 @@ public sealed class RouterForwarder(RouterBalancer balancer, RouterHttpClient cl
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(bytes);
+            if (length <= PooledAnswerBytes) ArrayPool<byte>.Shared.Return(bytes);
         }
         if (reading.Answer is not { } answer) return (null, reading.Failure);
         return (stream

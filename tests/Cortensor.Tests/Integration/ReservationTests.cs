@@ -154,8 +154,10 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
         // The replica is cut off from Redis (not dead): another one takes its silence for death and bills the progress.
         var (meter, admission, draft) = await ReapedAfterItsReplicaFellSilentAsync("cut-off", mode);
 
-        // The request went on and ended with prompt + 120 tokens; its settlement arrives when Redis is back, and again
-        // twice (replays of the spool).
+        // The request went on streaming (its progress reports write the field the reaper removed) and ended with
+        // prompt + 120 tokens; its settlement arrives when Redis is back, and again twice (replays of the spool).
+        meter.ReportProgress(_org, draft.EventId, prompt, 100);
+        await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashExistsAsync(LimitKeys.Progress(_org), draft.EventId));
         var used = Used(draft, admission, prompt: prompt, completion: 120);
         var total = prompt + 120;
         await meter.RecordAsync(used);
@@ -187,6 +189,7 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
         }
         Assert.Equal(0, await db.HashLengthAsync(LimitKeys.Reservations(_org)));
         Assert.Equal("settled", (string?)await db.StringGetAsync(LimitKeys.Reaped(_org, draft.EventId)));
+        Assert.False(await db.HashExistsAsync(LimitKeys.Progress(_org), draft.EventId));
 
         // Through the real ledger writer: both records land, the repeated one is dropped, and the counter equals the ledger.
         await using (var command = _postgres.CreateCommand(
