@@ -33,6 +33,23 @@ public sealed class SortableIdTests
     }
 
     [Fact]
+    public async Task IdsMadeOnManyThreadsAtOnceInTheSameMillisecondAreAllDifferent()
+    {
+        // Each thread draws its random bits from its own buffer: no two threads, and no two refills, may hand out the same.
+        var clock = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-29T01:02:03Z"));
+        var start = new Barrier(8);
+        var perThread = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => Task.Factory.StartNew(() =>
+        {
+            start.SignalAndWait();
+            return Enumerable.Range(0, 5_000).Select(_ => SortableId.NewGuid(clock)).ToArray();
+        }, TaskCreationOptions.LongRunning)));
+
+        var all = perThread.SelectMany(ids => ids).ToArray();
+        Assert.Equal(40_000, all.Length);
+        Assert.Equal(all.Length, all.Distinct().Count());
+    }
+
+    [Fact]
     public void APrefixedIdIsThePrefixAndThirtyTwoLowercaseHexDigitsOfAVersion7Uuid()
     {
         var id = SortableId.New("evt_");
