@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Text;
 
 namespace Cortensor.Api.Metering;
@@ -9,6 +10,12 @@ namespace Cortensor.Api.Metering;
 /// </summary>
 public static class LedgerText
 {
+    // Every request's record passes these checks; SearchValues looks at many characters at a time.
+    private static readonly SearchValues<char> IdentifierChars =
+        SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:/");
+    private static readonly SearchValues<char> NulOrSurrogate =
+        SearchValues.Create("\0" + string.Concat(Enumerable.Range(0xD800, 0x800).Select(c => (char)c)));
+
     /// <summary>
     /// An identifier (request, event, model, pool, router, error code, HTTP method): ASCII letters, digits and
     /// <c>- _ . : /</c>, at most <paramref name="maxLength"/> characters. Anything else becomes '_', so the
@@ -28,12 +35,7 @@ public static class LedgerText
 
     public static string? OptionalIdentifier(string? value, int maxLength) => value is null ? null : Identifier(value, maxLength);
 
-    public static bool IsIdentifier(string value)
-    {
-        foreach (var c in value)
-            if (!IsIdentifierChar(c)) return false;
-        return true;
-    }
+    public static bool IsIdentifier(string value) => !value.AsSpan().ContainsAnyExcept(IdentifierChars);
 
     /// <summary>Free text: NUL and lone surrogates removed, cut to <paramref name="maxLength"/> without splitting a pair.</summary>
     public static string Text(string? value, int maxLength)
@@ -59,7 +61,9 @@ public static class LedgerText
 
     private static bool IsClean(string value)
     {
-        for (var i = 0; i < value.Length; i++)
+        var first = value.AsSpan().IndexOfAny(NulOrSurrogate);
+        if (first < 0) return true;
+        for (var i = first; i < value.Length; i++)
         {
             var c = value[i];
             if (c == '\0') return false;
@@ -69,5 +73,5 @@ public static class LedgerText
         return true;
     }
 
-    private static bool IsIdentifierChar(char c) => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.' or ':' or '/';
+    private static bool IsIdentifierChar(char c) => IdentifierChars.Contains(c);
 }
