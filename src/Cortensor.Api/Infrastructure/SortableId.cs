@@ -41,8 +41,11 @@ public static class SortableId
         var random = t_random;
         if (random is null || t_used + RandomBytesPerId > random.Length)
         {
-            random = t_random ??= new byte[RandomBytesPerId * BufferedIds];
+            random ??= new byte[RandomBytesPerId * BufferedIds];
             RandomNumberGenerator.Fill(random);
+            // Kept only once filled: if the generator fails, this id fails and the next one asks it again, rather than
+            // a buffer of zeros handing out the same bits to every id of the millisecond.
+            t_random = random;
             t_used = 0;
         }
         random.AsSpan(t_used, RandomBytesPerId).CopyTo(destination);

@@ -50,6 +50,7 @@ public sealed class LedgerTextTests
     [InlineData(0)]
     [InlineData(37)]
     [InlineData(99)]
+    [InlineData(100)]
     public void NulAndLoneSurrogatesAreRemovedFromTextWhereverTheyAre(int at)
     {
         var clean = new string('a', 100);
