@@ -37,7 +37,7 @@ public sealed class SortableIdTests
     {
         // Each thread draws its random bits from its own buffer: no two threads, and no two refills, may hand out the same.
         var clock = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-29T01:02:03Z"));
-        var start = new Barrier(8);
+        using var start = new Barrier(8);
         var perThread = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => Task.Factory.StartNew(() =>
         {
             start.SignalAndWait();
