@@ -6,8 +6,8 @@ public static class Telemetry
 {
     /// <summary>
     /// A span for one named step of the request's trace; none at all when nobody listens or the request is not sampled.
-    /// The eight steps of a traced request cost about 5 % of the Api's CPU per request at 16 connections (bench/limits.md,
-    /// eleventh round); an unsampled one costs nothing measurable.
+    /// The eight steps are roughly half of what tracing a request costs the Api (bench/limits.md, eleventh round); an
+    /// unsampled request costs nothing measurable.
     /// </summary>
     public static Activity? StartStep(string step) =>
         Activity.Current is { Recorded: false } ? null : CortensorTelemetry.ActivitySource.StartActivity(step);
