@@ -19,6 +19,7 @@
 #   AB_A_ENV, AB_B_ENV      extra NAME=value settings for one side (e.g. AB_B_ENV="OTEL_SDK_DISABLED=true")
 #   AB_ROUNDS=10            pairs of cells;  AB_SECONDS=5 seconds per cell;  AB_CONNECTIONS=16
 #   AB_WARMUP=30            seconds of load per side before the first pair (tiered compilation settles in 20-35 s)
+#   AB_BODY_FILE            a chat completion request to send instead of the one-line prompt (e.g. a long conversation)
 # Prints every cell, then per side the medians of req/s, p50, p99, the Api's CPU µs per request (user+system time of
 # that replica over the cell) and its allocations per request (one more 5 s cell each, dotnet-counters attached).
 set -euo pipefail
@@ -62,6 +63,7 @@ start A "$a_dll" "${AB_A_ENV:-}"
 start B "$b_dll" "${AB_B_ENV:-}"
 
 body='{"model":"gpt-oss-20b","messages":[{"role":"user","content":"Say hello to the pool"}],"max_tokens":16}'
+[ -z "${AB_BODY_FILE:-}" ] || body=$(cat "$AB_BODY_FILE")
 cell() { # side seconds
   local u1 s1 u2 s2 out reqs
   read -r u1 s1 < <(awk '{print $14, $15}' "/proc/${pid[$1]}/stat")

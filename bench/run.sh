@@ -204,10 +204,11 @@ else
   echo "(skipped: BENCH_LEDGER=0)" > "$out/ledger.md"
 fi
 
-micro=
+micro= prompt_micro=
 if [ "${BENCH_MICRO:-1}" = 1 ]; then
   (cd "$out" && dotnet "$root/$bench" micro --filter '*' > micro.log 2>&1) || true
   micro=$(find "$out" -name '*SnapshotLookupBenchmark-report-github.md' | head -1)
+  prompt_micro=$(find "$out" -name '*PromptCountBenchmark-report-github.md' | head -1)
 fi
 
 {
@@ -258,6 +259,14 @@ fi
   echo "## Key snapshot lookup on a cache hit (BenchmarkDotNet)"
   echo
   if [ -n "$micro" ]; then sed -n '/^|/,$p' "$micro"; else echo "(not run or no report: BENCH_MICRO=0, or see $out/micro.log)"; fi
+  echo
+  echo "## Counting a conversation's prompt before admission (BenchmarkDotNet)"
+  echo
+  echo 'A gpt-oss conversation of about `Tokens` tokens, in turns of 150-500, counted whole (FirstSight); through the'
+  echo 'replica'"'"'s cache when none of its message bodies is there yet (FirstSightWithTheCache: counted, then kept); and on'
+  echo 'its next turn (NextTurn: the bodies found, only the pieces between them counted).'
+  echo
+  if [ -n "$prompt_micro" ]; then sed -n '/^|/,$p' "$prompt_micro"; else echo "(not run or no report: BENCH_MICRO=0, or see $out/micro.log)"; fi
   echo
   echo "## Against the targets"
   echo

@@ -4,9 +4,12 @@ using BenchmarkDotNet.Jobs;
 using BenchmarkDotNet.Running;
 using BenchmarkDotNet.Toolchains.InProcess.Emit;
 using Cortensor.Api.Data;
+using Cortensor.Api.Inference;
 using Cortensor.Api.Keys;
+using Cortensor.Contracts;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
 using StackExchange.Redis;
 using ZiggyCreatures.Caching.Fusion;
 
@@ -20,7 +23,7 @@ public static class MicroBenchmarks
         var config = DefaultConfig.Instance
             .AddJob(Job.ShortRun.WithToolchain(InProcessEmitToolchain.Instance))
             .WithArtifactsPath(Path.Combine(Directory.GetCurrentDirectory(), "BenchmarkDotNet.Artifacts"));
-        BenchmarkSwitcher.FromTypes([typeof(SnapshotLookupBenchmark)]).Run(args, config);
+        BenchmarkSwitcher.FromTypes([typeof(SnapshotLookupBenchmark), typeof(PromptCountBenchmark)]).Run(args, config);
         return 0;
     }
 }
@@ -52,4 +55,55 @@ public class SnapshotLookupBenchmark
         var (_, snapshot) = await _cache.LookupAsync(ApiKeyFormat.Hash(_key), CancellationToken.None);
         return snapshot;
     }
+}
+
+/// <summary>
+/// Step 3 of the hot path for a conversation's next turn: counting its rendered prompt (gpt-oss, exact) before admission,
+/// without the replica's cache of message bodies it has counted, with the cache when none of the bodies is in it (the
+/// first time the replica sees them: counted, then kept), and with it on every turn after (only what is new and the short
+/// pieces between bodies are counted).
+/// </summary>
+[MemoryDiagnoser]
+public class PromptCountBenchmark
+{
+    private string _prompt = null!;
+    private ITokenCountCache _known = null!;
+    private PromptCounts _counts = null!;
+
+    [Params(2_000, 8_000, 32_000)]
+    public int Tokens { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        // English-like prose from a fixed vocabulary, about four characters a token, in turns of 150-500 tokens.
+        string[] words = ["the", "ledger", "router", "pool", "settles", "each", "request", "within", "its", "minute", "and",
+            "credits", "are", "reserved", "before", "answer", "streams", "back", "to", "customer", "quota", "of", "tokens",
+            "is", "counted", "exactly", "once", "replica", "leases", "slices", "from", "Redis", "while", "Postgres", "keeps"];
+        var random = new Random(14);
+        var messages = new List<PromptMessage> { new("system", "You are a careful assistant for Cortensor operators.") };
+        while (ModelTokenizer.GptOss.Count(PromptTemplates.Render("gpt-oss", messages)) < Tokens)
+        {
+            var turn = string.Join(' ', Enumerable.Range(0, random.Next(150, 500)).Select(_ => words[random.Next(words.Length)])) + ".";
+            messages.Add(new(messages.Count % 2 == 1 ? "user" : "assistant", turn));
+        }
+        messages.Add(new("user", "And the next question?"));
+        _prompt = PromptTemplates.Render("gpt-oss", messages);
+        _counts = new PromptCounts(Options.Create(new InferenceOptions()));
+        _known = _counts.For(Guid.NewGuid())!;
+        ModelTokenizer.GptOss.Measure(_prompt, _known);
+    }
+
+    [GlobalCleanup]
+    public void Cleanup() => _counts.Dispose();
+
+    [Benchmark(Baseline = true)]
+    public TokenCount FirstSight() => ModelTokenizer.GptOss.Measure(_prompt);
+
+    /// <summary>Every body new to the cache (another organisation each time): what the cache costs when it never helps.</summary>
+    [Benchmark]
+    public TokenCount FirstSightWithTheCache() => ModelTokenizer.GptOss.Measure(_prompt, _counts.For(Guid.NewGuid())!);
+
+    [Benchmark]
+    public TokenCount NextTurn() => ModelTokenizer.GptOss.Measure(_prompt, _known);
 }

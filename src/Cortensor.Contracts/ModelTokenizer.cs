@@ -66,12 +66,65 @@ public sealed class ModelTokenizer
     /// <summary>The family's count (exact families) or the o200k estimate (the others).</summary>
     public int Count(string text) => Measure(text).Count;
 
-    /// <summary>The count and how many cuts it took (see <see cref="LongestRun"/>); no cut means the count is the encoder's own.</summary>
-    public (int Count, int Cuts) Measure(string text)
+    /// <summary>
+    /// A text shorter than this is counted in one piece: below it, looking its message bodies up costs about what counting
+    /// them does.
+    /// </summary>
+    public const int SegmentedFrom = 1024;
+
+    /// <summary>
+    /// The count and how many cuts it took (see <see cref="LongestRun"/>); no cut means the count is the encoder's own.
+    /// With <paramref name="known"/>, the long stretches between control tokens (in a rendered prompt: the message bodies,
+    /// which a conversation sends again with every turn) are looked up there and counted only when not found. The result is
+    /// the same either way: the encoder splits a text at its control tokens before anything else, each control token is one
+    /// token, and a run (see <see cref="LongestRun"/>) ends at one, so a text's count and cuts are its stretches' plus one per
+    /// control token.
+    /// </summary>
+    public TokenCount Measure(string text, ITokenCountCache? known = null)
     {
-        if (text.Length == 0) return (0, 0);
+        if (known is null || _controlTokens.Length == 0 || text.Length < SegmentedFrom) return Measure(text.AsSpan());
+        var span = text.AsSpan();
+        int count = 0, cuts = 0, counted = 0, at = 0;
+        while (at < span.Length)
+        {
+            var (start, length) = NextControlToken(span, at);
+            // A long stretch: what comes before it (short stretches and control tokens) is counted in one piece, the
+            // stretch itself looked up.
+            if (start - at >= LongestRun)
+            {
+                var before = Measure(span[counted..at]);
+                var stretch = span[at..start];
+                if (!known.TryGet(stretch, out var measured))
+                {
+                    measured = Measure(stretch);
+                    known.Add(stretch, measured);
+                }
+                (count, cuts, counted) = (count + before.Count + measured.Count, cuts + before.Cuts + measured.Cuts, start);
+            }
+            at = start + length;
+        }
+        var rest = Measure(span[counted..]);
+        return new(count + rest.Count, cuts + rest.Cuts);
+    }
+
+    /// <summary>Where the next control token at or after <paramref name="from"/> starts, and its length (the text's end and 0 when none).</summary>
+    private (int Start, int Length) NextControlToken(ReadOnlySpan<char> text, int from)
+    {
+        for (var at = from; at < text.Length; at++)
+        {
+            var next = text[at..].IndexOf('<');
+            if (next < 0) break;
+            at += next;
+            if (ControlTokenAt(text, at) is { } control) return (at, control.Length);
+        }
+        return (text.Length, 0);
+    }
+
+    private TokenCount Measure(ReadOnlySpan<char> text)
+    {
+        if (text.Length == 0) return new(0, 0);
         var tokenizer = _tokenizer.Value;
-        if (text.Length <= LongestRun) return (tokenizer.CountTokens(text), 0);
+        if (text.Length <= LongestRun) return new(tokenizer.CountTokens(text), 0);
         int count = 0, cuts = 0, start = 0, run = 0;
         var whitespace = false;
         for (var i = 0; i < text.Length; i++)
@@ -96,18 +149,18 @@ public sealed class ModelTokenizer
             // Never between the halves of a surrogate pair: the part before would end in half a character.
             if (++run > LongestRun && !char.IsLowSurrogate(c))
             {
-                count += tokenizer.CountTokens(text.AsSpan(start, i - start));
+                count += tokenizer.CountTokens(text[start..i]);
                 (start, run) = (i, 1);
                 cuts++;
             }
         }
-        return (count + tokenizer.CountTokens(text.AsSpan(start)), cuts);
+        return new(count + tokenizer.CountTokens(text[start..]), cuts);
     }
 
-    private string? ControlTokenAt(string text, int at)
+    private string? ControlTokenAt(ReadOnlySpan<char> text, int at)
     {
         foreach (var token in _controlTokens)
-            if (text.AsSpan(at).StartsWith(token, StringComparison.Ordinal)) return token;
+            if (text[at..].StartsWith(token, StringComparison.Ordinal)) return token;
         return null;
     }
 
@@ -135,13 +188,27 @@ public sealed class ModelTokenizer
     /// The fewest and most tokens the text can take in this family (what a reservation must cover, and below which no honest
     /// router reports), with the family's count or estimate between them. One count serves all three.
     /// </summary>
-    public TokenBounds Bounds(string text)
+    public TokenBounds Bounds(string text, ITokenCountCache? known = null)
     {
         if (!IsExact) return new(text.Length == 0 ? 0 : 1, null, Encoding.UTF8.GetByteCount(text) + 1);
-        var (count, cuts) = Measure(text);
+        var (count, cuts) = Measure(text, known);
         return new(Math.Max(0, count - cuts * SlackPerCut), count, count + cuts * SlackPerCut);
     }
 }
 
 /// <summary>A text's token bounds in a family; <see cref="Count"/> is known up front only where the family counts exactly.</summary>
 public readonly record struct TokenBounds(int Floor, int? Count, int Ceiling);
+
+/// <summary>A text's count in a family, and how many cuts it took (see <see cref="ModelTokenizer.LongestRun"/>).</summary>
+public readonly record struct TokenCount(int Count, int Cuts);
+
+/// <summary>
+/// Counts of texts measured before, kept by the caller (who decides what may be shared between whom and for how long).
+/// <see cref="ModelTokenizer.Measure(string, ITokenCountCache?)"/> looks up the long stretches between control tokens here.
+/// </summary>
+public interface ITokenCountCache
+{
+    bool TryGet(ReadOnlySpan<char> text, out TokenCount count);
+
+    void Add(ReadOnlySpan<char> text, TokenCount count);
+}

@@ -7,7 +7,9 @@ public static class InferenceExtensions
     {
         builder.Services.AddOptions<InferenceOptions>().BindConfiguration("Inference")
             .Validate(o => o.MaxRequestBytes > 0 && o.DefaultMaxTokens > 0, "Inference: MaxRequestBytes and DefaultMaxTokens must be positive.")
+            .Validate(o => o.PromptCountCacheMegabytes >= 0, "Inference: PromptCountCacheMegabytes must be 0 (off) or more.")
             .ValidateOnStart();
+        builder.Services.AddSingleton<PromptCounts>();
         builder.Services.AddSingleton<InferenceHandler>();
         builder.Services.AddHostedService<TokenizerPreload>();
         return builder;

@@ -17,7 +17,7 @@ namespace Cortensor.Api.Inference;
 /// </summary>
 public sealed class InferenceHandler(
     CatalogStore catalog, AdmissionGate admissions, RouterForwarder forwarder, RouterBalancer balancer, UsageTrackers trackers,
-    IOptions<InferenceOptions> options, IOptions<LimitsOptions> limits, ILogger<InferenceHandler> log)
+    PromptCounts promptCounts, IOptions<InferenceOptions> options, IOptions<LimitsOptions> limits, ILogger<InferenceHandler> log)
 {
     // The request ends this long before its reservation's deadline, so the reaper never races a live request.
     private static readonly TimeSpan DeadlineMargin = TimeSpan.FromSeconds(30);
@@ -64,7 +64,7 @@ public sealed class InferenceHandler(
             string text;
             using (Telemetry.StartStep("normalise-request"))
                 text = dialect.Render(model, request);
-            var prompt = new UsageBounds.Prompt(ModelTokenizer.ForFamily(model.Family), text);
+            var prompt = new UsageBounds.Prompt(ModelTokenizer.ForFamily(model.Family), text, promptCounts.For(key.OrganizationId));
             if (Entitlement.Fits(model, prompt, maxTokens, request) is { } tooLong) return usage.Fail(tooLong);
 
             // Steps 4-5: rate limits and quota or credits, one atomic reservation shared by every replica.

@@ -62,7 +62,7 @@ public static class PromptTemplates
     /// </summary>
     private static string Harmony(IReadOnlyList<PromptMessage> messages, ToolSet? tools, OutputFormat? format)
     {
-        var sb = new StringBuilder();
+        var sb = new PromptText(messages.Count * 5 + 4);
         var i = 0;
         // The tools' developer message follows the leading system and developer messages.
         for (; i < messages.Count && messages[i].Role is "system" or "developer"; i++) HarmonyMessage(sb, messages[i]);
@@ -97,7 +97,7 @@ public static class PromptTemplates
         return sb.Append("<|start|>assistant").ToString();
     }
 
-    private static void HarmonyMessage(StringBuilder sb, PromptMessage m)
+    private static void HarmonyMessage(PromptText sb, PromptMessage m)
     {
         if (m.Role == "tool")
         {
@@ -114,6 +114,24 @@ public static class PromptTemplates
             return;
         }
         sb.Append("<|start|>").Append(m.Role).Append("<|message|>").Append(Neutralise("gpt-oss", m.Content)).Append("<|end|>");
+    }
+
+    /// <summary>
+    /// A prompt's pieces, joined once at the end. A StringBuilder would copy a long conversation twice (into its chunks, then
+    /// into the string); the pieces here are the messages' own strings, so the prompt is copied once, into a string of its
+    /// exact length (a 33,000-character conversation: 66 KB allocated instead of 132 KB).
+    /// </summary>
+    private sealed class PromptText(int pieces)
+    {
+        private readonly List<string?> _pieces = new(pieces);
+
+        public PromptText Append(string? piece)
+        {
+            _pieces.Add(piece);
+            return this;
+        }
+
+        public override string ToString() => string.Concat(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_pieces));
     }
 
     /// <summary>

@@ -48,15 +48,37 @@ public static class RequestReader
                 }
             }
             // Any other is gathered as it arrives, consuming as it goes: the connection holds only so much unread input.
-            // The buffer grows with what has arrived, not with the length the client announced.
-            var whole = new ArrayBufferWriter<byte>((int)Math.Clamp(read.Buffer.Length * 2, 4 * 1024, 64 * 1024));
-            while (true)
+            // The buffer grows with what has arrived, not with the length the client announced. It is rented: a long
+            // conversation's body (tens of kilobytes, in several pieces) was allocated afresh, zeroed and grown by copying
+            // for every request.
+            var whole = ArrayPool<byte>.Shared.Rent((int)Math.Clamp(read.Buffer.Length * 2, 4 * 1024, 64 * 1024));
+            var written = 0;
+            try
             {
-                foreach (var segment in read.Buffer) whole.Write(segment.Span);
-                reader.AdvanceTo(read.Buffer.End);
-                if (whole.WrittenCount > limit) return ApiError.BodyTooLarge(limit);
-                if (read.IsCompleted) return Read(dialect, whole.WrittenSpan);
-                read = await reader.ReadAsync(http.RequestAborted);
+                while (true)
+                {
+                    if (written + read.Buffer.Length > limit)
+                    {
+                        reader.AdvanceTo(read.Buffer.End);
+                        return ApiError.BodyTooLarge(limit);
+                    }
+                    if (written + read.Buffer.Length > whole.Length)
+                    {
+                        var larger = ArrayPool<byte>.Shared.Rent((int)Math.Max(whole.Length * 2L, written + read.Buffer.Length));
+                        whole.AsSpan(0, written).CopyTo(larger);
+                        ArrayPool<byte>.Shared.Return(whole);
+                        whole = larger;
+                    }
+                    read.Buffer.CopyTo(whole.AsSpan(written));
+                    written += (int)read.Buffer.Length;
+                    reader.AdvanceTo(read.Buffer.End);
+                    if (read.IsCompleted) return Read(dialect, whole.AsSpan(0, written));
+                    read = await reader.ReadAsync(http.RequestAborted);
+                }
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(whole);
             }
         }
         catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)

@@ -15,10 +15,13 @@ public static class UsageBounds
     private static readonly Counter<long> OutOfBounds = Meter.CreateCounter<long>(
         "cortensor.router.usage_out_of_bounds", description: "Router usage reports outside the tokenizer's bounds, clamped before billing");
 
-    /// <summary>The rendered prompt's bounds in its family's tokens, counted once per request.</summary>
-    public sealed class Prompt(ModelTokenizer tokenizer, string text)
+    /// <summary>
+    /// The rendered prompt's bounds in its family's tokens, counted once per request (its long message bodies looked up in
+    /// <paramref name="known"/> first).
+    /// </summary>
+    public sealed class Prompt(ModelTokenizer tokenizer, string text, ITokenCountCache? known = null)
     {
-        private readonly TokenBounds _bounds = tokenizer.Bounds(text);
+        private readonly TokenBounds _bounds = tokenizer.Bounds(text, known);
         private int? _estimate;
         public ModelTokenizer Tokenizer => tokenizer;
         public int Ceiling => _bounds.Ceiling;

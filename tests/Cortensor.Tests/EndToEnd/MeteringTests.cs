@@ -190,4 +190,40 @@ public class MeteringTests(PortalAppFixture portal)
             balance => balance?.GetProperty("usage_events").GetInt32() >= events,
             TimeSpan.FromSeconds(60), $"expected {events} usage events", TimeSpan.FromMilliseconds(500)))!.Value;
     }
+
+    [Fact]
+    public async Task ALongConversationIsBilledItsExactPromptCountOnEveryTurn()
+    {
+        // Each replica counts a body it has seen before from its cache (PromptCounts): the bill must not move by a token.
+        var customer = await portal.CreateCustomerAsync(credits: 10m);
+        using var client = customer.CreateClient();
+        var system = string.Concat(Enumerable.Range(0, 60).Select(i => $"Rule {i}: answer in plain words, cite the ledger, never guess. "));
+        var messages = new List<Cortensor.Api.Inference.PromptMessage>
+        {
+            new("system", system),
+            // No run long enough to be cut (ModelTokenizer.LongestRun): the bill is then the Portal's own count, not the
+            // router's report within the bounds cuts leave.
+            new("user", "A question with digits 1234567890 and symbols <b>=</b> " + string.Concat(Enumerable.Repeat("== ", 100))),
+        };
+        for (var turn = 0; turn < 3; turn++)
+        {
+            var expected = Cortensor.Contracts.ModelTokenizer.GptOss.Count(Cortensor.Api.Inference.PromptTemplates.Render("gpt-oss", messages));
+            string? answer = null;
+            // Twice a turn, so that the replica answering has counted the conversation's bodies before.
+            for (var attempt = 0; attempt < 2; attempt++)
+            {
+                var r = await client.PostAsJsonAsync("/v1/chat/completions", new
+                {
+                    model = "gpt-oss-20b", max_tokens = 12,
+                    messages = messages.Select(m => new { role = m.Role, content = m.Content }),
+                });
+                Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+                var body = await r.Content.ReadFromJsonAsync<JsonElement>();
+                Assert.Equal(expected, body.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+                answer = body.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString();
+            }
+            messages.Add(new("assistant", answer!));
+            messages.Add(new("user", $"Turn {turn}: " + string.Concat(Enumerable.Repeat("and one more thing to weigh, ", 40))));
+        }
+    }
 }

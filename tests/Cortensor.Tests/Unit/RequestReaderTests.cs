@@ -81,6 +81,50 @@ public class RequestReaderTests
         Assert.DoesNotContain("Unicode", error!.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task ALongConversationArrivingInPiecesOfAnySizeIsReadAsWhenWholeAndAByteOverTheLimitIsA413()
+    {
+        var random = new Random(33);
+        var messages = Enumerable.Range(0, 40).Select(i => new
+        {
+            role = i % 2 == 0 ? "user" : "assistant",
+            content = string.Concat(Enumerable.Range(0, random.Next(50, 600)).Select(_ => "wörd 😀 "[random.Next(8)])),
+        });
+        var body = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new { model = "gpt-oss-20b", messages });
+        Assert.InRange(body.Length, 16 * 1024, 1 << 20);
+        var whole = (await ReadAsync(Dialect.Chat, body, "whole")).Request!;
+
+        foreach (var largest in new[] { 1, 700, 5_000, 70_000 })
+        {
+            var (request, error) = await ReadInPiecesAsync(body, largest, limit: body.Length, random);
+            Assert.Null(error);
+            Assert.Equal(whole.Messages.Select(m => (m.Role, m.Content)), request!.Messages.Select(m => (m.Role, m.Content)));
+
+            (request, error) = await ReadInPiecesAsync(body, largest, limit: body.Length - 1, random);
+            Assert.Null(request);
+            Assert.Equal(413, error?.Status);
+        }
+    }
+
+    /// <summary>The body written in pieces of 1 to <paramref name="largest"/> bytes, each handed over before the next is written.</summary>
+    private static async Task<RequestRead> ReadInPiecesAsync(byte[] body, int largest, long limit, Random random)
+    {
+        var http = new DefaultHttpContext();
+        http.Request.ContentType = "application/json";
+        var pipe = new Pipe();
+        http.Features.Set<IRequestBodyPipeFeature>(new BodyPipe(pipe.Reader));
+        var reading = RequestReader.ReadAsync(http, Dialect.Chat, limit);
+        for (var at = 0; at < body.Length && !reading.IsCompleted;)
+        {
+            var piece = Math.Min(random.Next(1, largest + 1), body.Length - at);
+            await pipe.Writer.WriteAsync(body.AsMemory(at, piece));
+            at += piece;
+            await Task.Yield();
+        }
+        await pipe.Writer.CompleteAsync();
+        return await reading;
+    }
+
     /// <summary>The body's UTF-8, with each "&lt;FF&gt;" a lone 0xFF byte: not UTF-8, and no C# string can hold it.</summary>
     private static byte[] Bytes(string body) =>
         [.. body.Split("<FF>").Select(Encoding.UTF8.GetBytes).Aggregate((before, after) => [.. before, 0xFF, .. after])];

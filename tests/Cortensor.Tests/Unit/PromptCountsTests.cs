@@ -1,0 +1,138 @@
+using System.Text;
+using Cortensor.Api.Inference;
+using Cortensor.Contracts;
+using Cortensor.Tests.Fixtures;
+using Microsoft.Extensions.Options;
+
+namespace Cortensor.Tests.Unit;
+
+public class PromptCountsTests
+{
+    /// <summary>Pieces prompts are made of, chosen for where a count could go wrong at a message body's edges.</summary>
+    private static readonly string[] Pieces =
+    [
+        "The quick brown fox jumps over the lazy dog. ", "  ", "\n", "\n\n", " \t ", "1234567", "3.14159", "é", "中文字符",
+        "🚀", "👍🏽", "<", "|", "<|", "</div>", "<b>bold</b>", "'s ", "don't", "\u200D", "x", "!?", "   indented", "tab\tbed",
+    ];
+
+    private static string Body(Random random)
+    {
+        var body = new StringBuilder();
+        var length = random.Next(4) switch { 0 => random.Next(0, 40), 1 => random.Next(200, 320), _ => random.Next(256, 3_000) };
+        while (body.Length < length)
+            body.Append(random.Next(8) == 0 ? new string("x! é"[random.Next(4)], random.Next(1, 700)) : Pieces[random.Next(Pieces.Length)]);
+        return body.ToString();
+    }
+
+    private static List<PromptMessage> Conversation(Random random)
+    {
+        string[] roles = ["system", "developer", "user", "assistant", "user"];
+        var messages = new List<PromptMessage>();
+        for (var i = random.Next(1, 7); i > 0; i--)
+            messages.Add(random.Next(6) == 0
+                ? new PromptMessage("tool", Body(random)) { Name = "lookup", ToolCallId = "call_1" }
+                : new PromptMessage(roles[random.Next(roles.Length)], Body(random)));
+        return messages;
+    }
+
+    [Fact]
+    public void APromptCountedWithTheCacheHasTheTokenizersOwnCountAndCutsOnItsFirstTurnAndEveryTurnAfter()
+    {
+        var random = new Random(14);
+        var known = new CountingCache();
+        for (var sample = 0; sample < 300; sample++)
+        {
+            var conversation = Conversation(random);
+            for (var turn = 0; turn < 3; turn++)
+            {
+                var text = PromptTemplates.Render("gpt-oss", conversation);
+                var whole = ModelTokenizer.GptOss.Measure(text);
+                Assert.Equal(whole, ModelTokenizer.GptOss.Measure(text, known));
+                Assert.Equal(new TokenBounds(whole.Count - whole.Cuts * ModelTokenizer.SlackPerCut, whole.Count,
+                    whole.Count + whole.Cuts * ModelTokenizer.SlackPerCut), ModelTokenizer.GptOss.Bounds(text, known));
+                conversation.Add(new PromptMessage(turn % 2 == 0 ? "assistant" : "user", Body(random)));
+            }
+        }
+        // The counts above came from the cache, not only from counting again: a test that never hit it would prove nothing.
+        Assert.True(known.Hits > 1_000, $"{known.Hits} hits, {known.Misses} misses");
+        Assert.True(known.Misses > 300, $"{known.Hits} hits, {known.Misses} misses");
+    }
+
+    [Fact]
+    public void OnlyTheLongStretchesBetweenControlTokensAreLookedUp()
+    {
+        var known = new CountingCache();
+        var body = string.Concat(Enumerable.Repeat("A body long enough to be worth looking up. ", 25));
+        var text = $"<|start|>system<|message|>short<|end|><|start|>user<|message|>{body}<|end|><|start|>assistant";
+        Assert.Equal(ModelTokenizer.GptOss.Measure(text), ModelTokenizer.GptOss.Measure(text, known));
+        Assert.Equal([body], known.Texts);
+        // A short prompt is counted whole: looking its pieces up would cost what counting them does.
+        ModelTokenizer.GptOss.Measure("<|start|>user<|message|>" + new string('y', 300) + "<|end|>", known);
+        Assert.Single(known.Texts);
+    }
+
+    [Fact]
+    public void AnOrganisationNeverFindsTheCountsOfAnotherOrganisationsPrompts()
+    {
+        using var counts = Counts(megabytes: 1);
+        var text = string.Concat(Enumerable.Repeat("Quarterly figures, confidential. ", 20));
+        var (first, second) = (Guid.NewGuid(), Guid.NewGuid());
+        counts.For(first)!.Add(text, new TokenCount(123, 0));
+
+        Assert.False(counts.For(second)!.TryGet(text, out _));
+        Assert.True(counts.For(first)!.TryGet(text, out var found));
+        Assert.Equal(new TokenCount(123, 0), found);
+        // Same length, one character apart: not the text that was counted.
+        Assert.False(counts.For(first)!.TryGet(text[..^1] + "!", out _));
+    }
+
+    [Fact]
+    public async Task TheCacheStaysWithinItsMemoryAndKeepsTakingNewPromptsWhateverAClientSends()
+    {
+        using var counts = Counts(megabytes: 1);
+        var organization = counts.For(Guid.NewGuid())!;
+        // Ten times the cache's memory in distinct bodies of 10,000 characters.
+        for (var i = 0; i < 500; i++)
+        {
+            organization.Add($"{i:D6}" + new string((char)('a' + i % 26), 10_000), new TokenCount(i, 0));
+            Assert.InRange(counts.Size.Bytes, 0, 1024 * 1024);
+        }
+        // Full, it makes room in the background (least recently used first) and takes what comes next.
+        var next = 0;
+        await Eventually.WaitUntilAsync(() =>
+        {
+            var text = $"next-{next++}" + new string('z', 10_000);
+            organization.Add(text, new TokenCount(7, 0));
+            return organization.TryGet(text, out var found) && found == new TokenCount(7, 0);
+        }, TimeSpan.FromSeconds(30), "a new body is cached again once the full cache has compacted");
+        Assert.InRange(counts.Size.Bytes, 0, 1024 * 1024);
+    }
+
+    [Fact]
+    public void NoMemoryForTheCacheTurnsItOff()
+    {
+        using var counts = Counts(megabytes: 0);
+        Assert.Null(counts.For(Guid.NewGuid()));
+    }
+
+    private static PromptCounts Counts(int megabytes) =>
+        new(Options.Create(new InferenceOptions { PromptCountCacheMegabytes = megabytes }));
+
+    /// <summary>A cache that remembers everything and says how often it was asked.</summary>
+    private sealed class CountingCache : ITokenCountCache
+    {
+        private readonly Dictionary<string, TokenCount> _known = [];
+        public int Hits { get; private set; }
+        public int Misses { get; private set; }
+        public IEnumerable<string> Texts => _known.Keys;
+
+        public bool TryGet(ReadOnlySpan<char> text, out TokenCount count)
+        {
+            var found = _known.TryGetValue(text.ToString(), out count);
+            if (found) Hits++; else Misses++;
+            return found;
+        }
+
+        public void Add(ReadOnlySpan<char> text, TokenCount count) => _known[text.ToString()] = count;
+    }
+}
