@@ -19,7 +19,8 @@
 #   AB_A_ENV, AB_B_ENV      extra NAME=value settings for one side (e.g. AB_B_ENV="OTEL_SDK_DISABLED=true")
 #   AB_ROUNDS=10            pairs of cells;  AB_SECONDS=5 seconds per cell;  AB_CONNECTIONS=16
 #   AB_WARMUP=30            seconds of load per side before the first pair (tiered compilation settles in 20-35 s)
-#   AB_BODY_FILE            a chat completion request to send instead of the one-line prompt (e.g. a long conversation)
+#   AB_BODY_FILE            a chat completion request to send instead of the five-word prompt, e.g. a long conversation:
+#                           python3 bench/long-conversation.py > /tmp/conversation.json
 # Prints every cell, then per side the medians of req/s, p50, p99, the Api's CPU µs per request (user+system time of
 # that replica over the cell) and its allocations per request (one more 5 s cell each, dotnet-counters attached).
 set -euo pipefail
@@ -34,6 +35,11 @@ release=$root/src/Cortensor.Api/bin/Release/net10.0/Cortensor.Api.dll
 a_dll=${AB_A_DLL:-$release}; b_dll=${AB_B_DLL:-$release}
 rounds=${AB_ROUNDS:-10}; seconds=${AB_SECONDS:-5}; connections=${AB_CONNECTIONS:-16}; warmup=${AB_WARMUP:-30}
 for dll in "$a_dll" "$b_dll"; do [ -f "$dll" ] || { echo "no build at $dll" >&2; exit 1; }; done
+body='{"model":"gpt-oss-20b","messages":[{"role":"user","content":"Say hello to the pool"}],"max_tokens":16}'
+if [ -n "${AB_BODY_FILE:-}" ]; then
+  [ -r "$AB_BODY_FILE" ] || { echo "AB_BODY_FILE: cannot read $AB_BODY_FILE" >&2; exit 1; }
+  body=$(cat "$AB_BODY_FILE")
+fi
 counters=$(command -v dotnet-counters || true)
 [ -z "$counters" ] && [ -x "$HOME/.dotnet/tools/dotnet-counters" ] && counters=$HOME/.dotnet/tools/dotnet-counters
 [ -z "$counters" ] && [ -x "$root/.tools/dotnet/dotnet-counters" ] && counters=$root/.tools/dotnet/dotnet-counters
@@ -62,8 +68,6 @@ start() { # side dll settings
 start A "$a_dll" "${AB_A_ENV:-}"
 start B "$b_dll" "${AB_B_ENV:-}"
 
-body='{"model":"gpt-oss-20b","messages":[{"role":"user","content":"Say hello to the pool"}],"max_tokens":16}'
-[ -z "${AB_BODY_FILE:-}" ] || body=$(cat "$AB_BODY_FILE")
 cell() { # side seconds
   local u1 s1 u2 s2 out reqs
   read -r u1 s1 < <(awk '{print $14, $15}' "/proc/${pid[$1]}/stat")

@@ -12,7 +12,7 @@
 #                           of load before tiered compilation has settled, and a shorter warm-up measures the JIT
 #   BENCH_LOAD=1            0 skips the open-loop latency and streaming time-to-first-token cells
 #   BENCH_LEDGER=1          0 skips the ledger writer throughput run; BENCH_EVENTS=200000 events in it
-#   BENCH_MICRO=1           0 skips the BenchmarkDotNet micro benchmark
+#   BENCH_MICRO=1           0 skips the BenchmarkDotNet micro benchmarks (key lookup, prompt counting)
 #   BENCH_OUT=docs/benchmarks.md  where the report goes
 #   BENCH_API_ENV="..."     extra NAME=value settings for the Api only (e.g. DOTNET_gcServer=0, Limits__Leasing=false)
 #   BENCH_BUILD=1           0 uses the Release builds already there (Api, RouterSim, Bench, YarpFloor)

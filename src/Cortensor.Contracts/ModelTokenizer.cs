@@ -24,8 +24,12 @@ public sealed class ModelTokenizer
     private static readonly Lazy<Tokenizer> O200kHarmony = new(() => TiktokenTokenizer.CreateForEncoding("o200k_base", HarmonyTokens));
     private static readonly Lazy<Tokenizer> O200k = new(() => TiktokenTokenizer.CreateForEncoding("o200k_base"));
 
-    public static readonly ModelTokenizer GptOss = new("gpt-oss", exact: true, O200kHarmony, [.. HarmonyTokens.Keys]);
-    public static readonly ModelTokenizer ByteBound = new("byte-bound", exact: false, O200k, []);
+    // o200k_base's own special tokens: the encoder takes them as one token each wherever they appear (a raw prompt may
+    // hold them), so they end a run and bound a stretch as the harmony tokens do.
+    private static readonly string[] EncoderSpecialTokens = ["<|endoftext|>", "<|endofprompt|>"];
+
+    public static readonly ModelTokenizer GptOss = new("gpt-oss", exact: true, O200kHarmony, [.. HarmonyTokens.Keys, .. EncoderSpecialTokens]);
+    public static readonly ModelTokenizer ByteBound = new("byte-bound", exact: false, O200k, EncoderSpecialTokens);
 
     private readonly Lazy<Tokenizer> _tokenizer;
     private readonly string[] _controlTokens;

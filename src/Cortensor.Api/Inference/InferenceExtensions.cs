@@ -7,6 +7,8 @@ public static class InferenceExtensions
     {
         builder.Services.AddOptions<InferenceOptions>().BindConfiguration("Inference")
             .Validate(o => o.MaxRequestBytes > 0 && o.DefaultMaxTokens > 0, "Inference: MaxRequestBytes and DefaultMaxTokens must be positive.")
+            // A body is gathered in one array: past 1 GiB its growth would overflow, and a client would get a 500 for a 413.
+            .Validate(o => o.MaxRequestBytes <= 1L << 30, "Inference: MaxRequestBytes may be at most 1 GiB (1073741824).")
             .Validate(o => o.PromptCountCacheMegabytes >= 0, "Inference: PromptCountCacheMegabytes must be 0 (off) or more.")
             .ValidateOnStart();
         builder.Services.AddSingleton<PromptCounts>();

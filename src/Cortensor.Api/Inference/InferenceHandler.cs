@@ -64,7 +64,8 @@ public sealed class InferenceHandler(
             string text;
             using (Telemetry.StartStep("normalise-request"))
                 text = dialect.Render(model, request);
-            var prompt = new UsageBounds.Prompt(ModelTokenizer.ForFamily(model.Family), text, promptCounts.For(key.OrganizationId));
+            var tokenizer = ModelTokenizer.ForFamily(model.Family);
+            var prompt = new UsageBounds.Prompt(tokenizer, text, promptCounts.For(key.OrganizationId, tokenizer));
             if (Entitlement.Fits(model, prompt, maxTokens, request) is { } tooLong) return usage.Fail(tooLong);
 
             // Steps 4-5: rate limits and quota or credits, one atomic reservation shared by every replica.

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 
@@ -62,10 +63,10 @@ public static class PromptTemplates
     /// </summary>
     private static string Harmony(IReadOnlyList<PromptMessage> messages, ToolSet? tools, OutputFormat? format)
     {
-        var sb = new PromptText(messages.Count * 5 + 4);
+        var prompt = new PromptText(messages.Count * 5 + 4);
         var i = 0;
         // The tools' developer message follows the leading system and developer messages.
-        for (; i < messages.Count && messages[i].Role is "system" or "developer"; i++) HarmonyMessage(sb, messages[i]);
+        for (; i < messages.Count && messages[i].Role is "system" or "developer"; i++) HarmonyMessage(prompt, messages[i]);
         if (tools is not null || format is not null)
         {
             var dev = new StringBuilder();
@@ -91,29 +92,29 @@ public static class PromptTemplates
                 if (format.Description is { Length: > 0 } d) dev.Append("// ").Append(d.ReplaceLineEndings(" ")).Append('\n');
                 dev.Append(SchemaText(format));
             }
-            sb.Append("<|start|>developer<|message|>").Append(Neutralise("gpt-oss", dev.ToString())).Append("<|end|>");
+            prompt.Append("<|start|>developer<|message|>").Append(Neutralise("gpt-oss", dev.ToString())).Append("<|end|>");
         }
-        for (; i < messages.Count; i++) HarmonyMessage(sb, messages[i]);
-        return sb.Append("<|start|>assistant").ToString();
+        for (; i < messages.Count; i++) HarmonyMessage(prompt, messages[i]);
+        return prompt.Append("<|start|>assistant").ToString();
     }
 
-    private static void HarmonyMessage(PromptText sb, PromptMessage m)
+    private static void HarmonyMessage(PromptText prompt, PromptMessage m)
     {
         if (m.Role == "tool")
         {
-            sb.Append("<|start|>functions.").Append(m.Name).Append(" to=assistant<|channel|>commentary<|message|>")
+            prompt.Append("<|start|>functions.").Append(m.Name).Append(" to=assistant<|channel|>commentary<|message|>")
                 .Append(Neutralise("gpt-oss", m.Content)).Append("<|end|>");
             return;
         }
         if (m.ToolCalls is { Count: > 0 } calls)
         {
-            if (m.Content.Length > 0) sb.Append("<|start|>assistant<|message|>").Append(Neutralise("gpt-oss", m.Content)).Append("<|end|>");
+            if (m.Content.Length > 0) prompt.Append("<|start|>assistant<|message|>").Append(Neutralise("gpt-oss", m.Content)).Append("<|end|>");
             foreach (var c in calls)
-                sb.Append("<|start|>assistant<|channel|>commentary to=functions.").Append(c.Name).Append(" <|constrain|>json<|message|>")
+                prompt.Append("<|start|>assistant<|channel|>commentary to=functions.").Append(c.Name).Append(" <|constrain|>json<|message|>")
                     .Append(Neutralise("gpt-oss", c.Arguments)).Append("<|call|>");
             return;
         }
-        sb.Append("<|start|>").Append(m.Role).Append("<|message|>").Append(Neutralise("gpt-oss", m.Content)).Append("<|end|>");
+        prompt.Append("<|start|>").Append(m.Role).Append("<|message|>").Append(Neutralise("gpt-oss", m.Content)).Append("<|end|>");
     }
 
     /// <summary>
@@ -131,7 +132,7 @@ public static class PromptTemplates
             return this;
         }
 
-        public override string ToString() => string.Concat(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_pieces));
+        public override string ToString() => string.Concat(CollectionsMarshal.AsSpan(_pieces));
     }
 
     /// <summary>

@@ -96,6 +96,19 @@ public class ModelTokenizerTests
         }
     }
 
+    [Theory]
+    [InlineData("<|endoftext|>")]
+    [InlineData("<|endofprompt|>")]
+    public void TheEncodersOwnSpecialTokensEndARunAsTheHarmonyTokensDo(string special)
+    {
+        // A raw prompt may hold them, and the encoder takes each as one token wherever it is: a cut inside one would
+        // count its halves as several ordinary tokens.
+        Assert.Equal(1, ModelTokenizer.GptOss.Count(special));
+        var text = new string('x', 250) + special + new string('y', 250);
+        Assert.Equal(new TokenCount(WholeHarmony.Value.CountTokens(text), 0), ModelTokenizer.GptOss.Measure(text));
+        Assert.Equal(0, ModelTokenizer.ByteBound.Measure(text).Cuts);
+    }
+
     /// <summary>The encoder with the harmony control tokens, counting a text whole.</summary>
     private static readonly Lazy<Microsoft.ML.Tokenizers.Tokenizer> WholeHarmony = new(() => Microsoft.ML.Tokenizers.TiktokenTokenizer.CreateForEncoding("o200k_base",
         new Dictionary<string, int>

@@ -59,6 +59,49 @@ public class PromptCountsTests
     }
 
     [Fact]
+    public void ARawPromptIsCountedTheSameWithTheCacheWhereverItsControlTokensAndLookalikesFall()
+    {
+        // The text dialect's prompt is the client's own: control tokens anywhere (first, last, back to back), and
+        // lookalikes that are not control tokens ("<|end", "<|x|>", "<|startoftext"), none of them neutralised.
+        string[] controls = ["<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|call|>", "<|return|>", "<|constrain|>", "<|startoftext|>", "<|endoftext|>", "<|endofprompt|>"];
+        string[] lookalikes = ["<|end", "<|x|>", "<|start", "|>", "<||>", "<|<|end|>", "<<|message|>"];
+        var random = new Random(21);
+        var known = new CountingCache();
+        for (var sample = 0; sample < 300; sample++)
+        {
+            var text = new StringBuilder();
+            for (var part = random.Next(1, 12); part > 0; part--)
+                text.Append(random.Next(5) switch
+                {
+                    0 => controls[random.Next(controls.Length)],
+                    1 => lookalikes[random.Next(lookalikes.Length)],
+                    2 => controls[random.Next(controls.Length)] + controls[random.Next(controls.Length)],
+                    _ => Body(random),
+                });
+            var raw = text.ToString();
+            Assert.Equal(ModelTokenizer.GptOss.Measure(raw), ModelTokenizer.GptOss.Measure(raw, known));
+            Assert.Equal(ModelTokenizer.GptOss.Measure(raw), ModelTokenizer.GptOss.Measure(raw, known));
+        }
+        Assert.True(known.Hits > 100, $"{known.Hits} hits, {known.Misses} misses");
+
+        // At the edges: stretches of 255, 256 and 257 characters, prompts of 1,023 and 1,024, a prompt with no control
+        // token at all, and long stretches first and last.
+        foreach (var stretch in new[] { 255, 256, 257 })
+            foreach (var total in new[] { 1_023, 1_024, 1_025, 4_000 })
+            {
+                var body = Body(new Random(stretch + total));
+                var filler = string.Concat(Enumerable.Repeat(body + " and so on", 100))[..stretch];
+                var parts = new StringBuilder();
+                while (parts.Length < total) parts.Append(filler).Append(controls[parts.Length % controls.Length]);
+                foreach (var raw in new[] { parts.ToString()[..total], parts.ToString()[^total..], new string('x', total), body + string.Concat(Enumerable.Repeat("word ", total / 5)) })
+                {
+                    Assert.Equal(ModelTokenizer.GptOss.Measure(raw), ModelTokenizer.GptOss.Measure(raw, known));
+                    Assert.Equal(ModelTokenizer.GptOss.Measure(raw), ModelTokenizer.GptOss.Measure(raw, known));
+                }
+            }
+    }
+
+    [Fact]
     public void OnlyTheLongStretchesBetweenControlTokensAreLookedUp()
     {
         var known = new CountingCache();
@@ -77,20 +120,39 @@ public class PromptCountsTests
         using var counts = Counts(megabytes: 1);
         var text = string.Concat(Enumerable.Repeat("Quarterly figures, confidential. ", 20));
         var (first, second) = (Guid.NewGuid(), Guid.NewGuid());
-        counts.For(first)!.Add(text, new TokenCount(123, 0));
+        counts.For(first, ModelTokenizer.GptOss)!.Add(text, new TokenCount(123, 0));
 
-        Assert.False(counts.For(second)!.TryGet(text, out _));
-        Assert.True(counts.For(first)!.TryGet(text, out var found));
+        Assert.False(counts.For(second, ModelTokenizer.GptOss)!.TryGet(text, out _));
+        Assert.True(counts.For(first, ModelTokenizer.GptOss)!.TryGet(text, out var found));
         Assert.Equal(new TokenCount(123, 0), found);
-        // Same length, one character apart: not the text that was counted.
-        Assert.False(counts.For(first)!.TryGet(text[..^1] + "!", out _));
+        // Another tokenizer counts the same text differently: its counts are its own.
+        Assert.False(counts.For(first, ModelTokenizer.ByteBound)!.TryGet(text, out _));
+    }
+
+    [Fact]
+    public void AKeyThatMatchesIsNotEnoughTheTextMustBeTheOneCounted()
+    {
+        // Every text hashes alike here, as two texts might by chance (or by a client's design) under any hash.
+        using var counts = new PromptCounts(Options.Create(new InferenceOptions { PromptCountCacheMegabytes = 1 }), _ => 42);
+        var organization = counts.For(Guid.NewGuid(), ModelTokenizer.GptOss)!;
+        var counted = new string('a', 300);
+        var other = new string('a', 299) + "b";
+        organization.Add(counted, new TokenCount(38, 0));
+
+        Assert.False(organization.TryGet(other, out _));
+        Assert.True(organization.TryGet(counted, out var found));
+        Assert.Equal(new TokenCount(38, 0), found);
+        organization.Add(other, new TokenCount(39, 0));
+        Assert.False(organization.TryGet(counted, out _));
+        Assert.True(organization.TryGet(other, out found));
+        Assert.Equal(new TokenCount(39, 0), found);
     }
 
     [Fact]
     public async Task TheCacheStaysWithinItsMemoryAndKeepsTakingNewPromptsWhateverAClientSends()
     {
         using var counts = Counts(megabytes: 1);
-        var organization = counts.For(Guid.NewGuid())!;
+        var organization = counts.For(Guid.NewGuid(), ModelTokenizer.GptOss)!;
         // Ten times the cache's memory in distinct bodies of 10,000 characters.
         for (var i = 0; i < 500; i++)
         {
@@ -112,7 +174,7 @@ public class PromptCountsTests
     public void NoMemoryForTheCacheTurnsItOff()
     {
         using var counts = Counts(megabytes: 0);
-        Assert.Null(counts.For(Guid.NewGuid()));
+        Assert.Null(counts.For(Guid.NewGuid(), ModelTokenizer.GptOss));
     }
 
     private static PromptCounts Counts(int megabytes) =>

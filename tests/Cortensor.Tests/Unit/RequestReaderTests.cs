@@ -88,9 +88,11 @@ public class RequestReaderTests
         var messages = Enumerable.Range(0, 40).Select(i => new
         {
             role = i % 2 == 0 ? "user" : "assistant",
-            content = string.Concat(Enumerable.Range(0, random.Next(50, 600)).Select(_ => "wörd 😀 "[random.Next(8)])),
+            content = string.Concat(Enumerable.Range(0, random.Next(50, 600)).Select(_ => Letters[random.Next(Letters.Length)])),
         });
-        var body = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new { model = "gpt-oss-20b", messages });
+        // Sent as UTF-8, not escaped: the pieces cut characters of two, three and four bytes apart.
+        var body = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new { model = "gpt-oss-20b", messages },
+            new System.Text.Json.JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
         Assert.InRange(body.Length, 16 * 1024, 1 << 20);
         var whole = (await ReadAsync(Dialect.Chat, body, "whole")).Request!;
 
@@ -105,6 +107,8 @@ public class RequestReaderTests
             Assert.Equal(413, error?.Status);
         }
     }
+
+    private static readonly string[] Letters = ["w", "ö", "r", "d", " ", "😀", "中", "\n"];
 
     /// <summary>The body written in pieces of 1 to <paramref name="largest"/> bytes, each handed over before the next is written.</summary>
     private static async Task<RequestRead> ReadInPiecesAsync(byte[] body, int largest, long limit, Random random)
