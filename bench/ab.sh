@@ -35,10 +35,11 @@ release=$root/src/Cortensor.Api/bin/Release/net10.0/Cortensor.Api.dll
 a_dll=${AB_A_DLL:-$release}; b_dll=${AB_B_DLL:-$release}
 rounds=${AB_ROUNDS:-10}; seconds=${AB_SECONDS:-5}; connections=${AB_CONNECTIONS:-16}; warmup=${AB_WARMUP:-30}
 for dll in "$a_dll" "$b_dll"; do [ -f "$dll" ] || { echo "no build at $dll" >&2; exit 1; }; done
-body='{"model":"gpt-oss-20b","messages":[{"role":"user","content":"Say hello to the pool"}],"max_tokens":16}'
-if [ -n "${AB_BODY_FILE:-}" ]; then
-  [ -r "$AB_BODY_FILE" ] || { echo "AB_BODY_FILE: cannot read $AB_BODY_FILE" >&2; exit 1; }
-  body=$(cat "$AB_BODY_FILE")
+# The body goes to wrk as a file (post.lua's BODY_FILE): an environment string may hold at most 128 KiB.
+body_file=${AB_BODY_FILE:-}
+if [ -n "$body_file" ]; then
+  [ -r "$body_file" ] || { echo "AB_BODY_FILE: cannot read $body_file" >&2; exit 1; }
+  body_file=$(realpath "$body_file")
 fi
 counters=$(command -v dotnet-counters || true)
 [ -z "$counters" ] && [ -x "$HOME/.dotnet/tools/dotnet-counters" ] && counters=$HOME/.dotnet/tools/dotnet-counters
@@ -53,8 +54,13 @@ log=$(mktemp /tmp/cortensor-ab.XXXX)
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
   rm -f "$log" /tmp/cortensor-ab-alloc-A.csv /tmp/cortensor-ab-alloc-B.csv
+  [ -n "${AB_BODY_FILE:-}" ] || rm -f "$body_file"
 }
 trap cleanup EXIT
+if [ -z "$body_file" ]; then
+  body_file=$(mktemp /tmp/cortensor-ab-body.XXXXXX)
+  echo '{"model":"gpt-oss-20b","messages":[{"role":"user","content":"Say hello to the pool"}],"max_tokens":16}' > "$body_file"
+fi
 
 declare -A port pid
 start() { # side dll settings
@@ -71,7 +77,7 @@ start B "$b_dll" "${AB_B_ENV:-}"
 cell() { # side seconds
   local u1 s1 u2 s2 out reqs
   read -r u1 s1 < <(awk '{print $14, $15}' "/proc/${pid[$1]}/stat")
-  out=$(BODY=$body TOKEN=$KEY wrk -t1 -c"$connections" -d"$2"s --latency -s bench/post.lua "http://127.0.0.1:${port[$1]}/v1/chat/completions")
+  out=$(BODY_FILE=$body_file TOKEN=$KEY wrk -t1 -c"$connections" -d"$2"s --latency -s bench/post.lua "http://127.0.0.1:${port[$1]}/v1/chat/completions")
   read -r u2 s2 < <(awk '{print $14, $15}' "/proc/${pid[$1]}/stat")
   reqs=$(awk '/requests in/{print $1}' <<<"$out")
   # /proc/<pid>/stat counts clock ticks
@@ -86,7 +92,7 @@ alloc() { # side -> bytes per request over a 5 s cell, or n/a
   "$counters" collect -p "${pid[$1]}" --counters 'System.Runtime[dotnet.gc.heap.total_allocated]' --format csv -o "$csv" \
     --refresh-interval 1 --duration 00:00:00:09 >/dev/null 2>&1 & cp=$!
   sleep 2
-  out=$(BODY=$body TOKEN=$KEY wrk -t1 -c"$connections" -d5s -s bench/post.lua "http://127.0.0.1:${port[$1]}/v1/chat/completions")
+  out=$(BODY_FILE=$body_file TOKEN=$KEY wrk -t1 -c"$connections" -d5s -s bench/post.lua "http://127.0.0.1:${port[$1]}/v1/chat/completions")
   wait "$cp" || true
   reqs=$(awk '/requests in/{print $1}' <<<"$out")
   python3 - "$csv" "$reqs" <<'PY' || echo n/a

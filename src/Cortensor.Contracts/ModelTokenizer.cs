@@ -71,49 +71,48 @@ public sealed class ModelTokenizer
     public int Count(string text) => Measure(text).Count;
 
     /// <summary>
-    /// A text shorter than this is counted in one piece: below it, looking its message bodies up costs about what counting
-    /// them does.
+    /// A prompt shorter than this is counted without looking anything up: below it, looking its message bodies up costs
+    /// about what counting them does.
     /// </summary>
     public const int SegmentedFrom = 1024;
 
     /// <summary>
     /// The count and how many cuts it took (see <see cref="LongestRun"/>); no cut means the count is the encoder's own.
-    /// With <paramref name="known"/>, the long stretches between control tokens (in a rendered prompt: the message bodies,
-    /// which a conversation sends again with every turn) are looked up there and counted only when not found. The result is
-    /// the same either way: the encoder splits a text at its control tokens before anything else, each control token is one
-    /// token, and a run (see <see cref="LongestRun"/>) ends at one, so a text's count and cuts are its stretches' plus one per
-    /// control token.
+    /// The text is counted a stretch at a time between its control tokens, and each control token is one token, counted
+    /// here: the encoder splits a text at its special tokens before anything else, so this is its own count, and the
+    /// control tokens are never handed to it. (Microsoft.ML.Tokenizers knows its special tokens only through its cache of
+    /// the 8,192 pieces it met last: a replica that had counted enough other words since counted <c>&lt;|start|&gt;</c> as
+    /// five tokens and <c>&lt;|endoftext|&gt;</c> as seven, so an exact count depended on what the replica had counted
+    /// before.) With <paramref name="known"/>, the long stretches of a long text (in a rendered prompt: the message bodies,
+    /// which a conversation sends again with every turn) are looked up there first; the result is the same.
     /// </summary>
     public TokenCount Measure(string text, ITokenCountCache? known = null)
     {
-        if (known is null || _controlTokens.Length == 0 || text.Length < SegmentedFrom) return Measure(text.AsSpan());
         var span = text.AsSpan();
-        int count = 0, cuts = 0, counted = 0, at = 0;
+        if (text.Length < SegmentedFrom) known = null;
+        int count = 0, cuts = 0, at = 0;
         while (at < span.Length)
         {
             var (start, length) = NextControlToken(span, at);
-            // A long stretch: what comes before it (short stretches and control tokens) is counted in one piece, the
-            // stretch itself looked up.
-            if (start - at >= LongestRun)
+            var stretch = span[at..start];
+            TokenCount measured;
+            if (known is null || stretch.Length < LongestRun) measured = MeasureStretch(stretch);
+            else if (!known.TryGet(stretch, out measured))
             {
-                var before = Measure(span[counted..at]);
-                var stretch = span[at..start];
-                if (!known.TryGet(stretch, out var measured))
-                {
-                    measured = Measure(stretch);
-                    known.Add(stretch, measured);
-                }
-                (count, cuts, counted) = (count + before.Count + measured.Count, cuts + before.Cuts + measured.Cuts, start);
+                measured = MeasureStretch(stretch);
+                known.Add(stretch, measured);
             }
+            count += measured.Count + (length > 0 ? 1 : 0);
+            cuts += measured.Cuts;
             at = start + length;
         }
-        var rest = Measure(span[counted..]);
-        return new(count + rest.Count, cuts + rest.Cuts);
+        return new(count, cuts);
     }
 
     /// <summary>Where the next control token at or after <paramref name="from"/> starts, and its length (the text's end and 0 when none).</summary>
     private (int Start, int Length) NextControlToken(ReadOnlySpan<char> text, int from)
     {
+        if (_controlTokens.Length == 0) return (text.Length, 0);
         for (var at = from; at < text.Length; at++)
         {
             var next = text[at..].IndexOf('<');
@@ -124,7 +123,8 @@ public sealed class ModelTokenizer
         return (text.Length, 0);
     }
 
-    private TokenCount Measure(ReadOnlySpan<char> text)
+    /// <summary>A stretch without control tokens, its long runs cut (see <see cref="LongestRun"/>).</summary>
+    private TokenCount MeasureStretch(ReadOnlySpan<char> text)
     {
         if (text.Length == 0) return new(0, 0);
         var tokenizer = _tokenizer.Value;
@@ -138,14 +138,6 @@ public sealed class ModelTokenizer
             if (char.IsDigit(c))
             {
                 run = 0;
-                continue;
-            }
-            // A control token is one token, and the encoder splits the text at it before anything else: it ends a run,
-            // and a cut never falls inside it (its halves would be counted as several ordinary tokens).
-            if (c == '<' && ControlTokenAt(text, i) is { } control)
-            {
-                run = 0;
-                i += control.Length - 1;
                 continue;
             }
             var space = char.IsWhiteSpace(c);

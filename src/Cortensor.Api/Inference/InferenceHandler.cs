@@ -65,7 +65,8 @@ public sealed class InferenceHandler(
             using (Telemetry.StartStep("normalise-request"))
                 text = dialect.Render(model, request);
             var tokenizer = ModelTokenizer.ForFamily(model.Family);
-            var prompt = new UsageBounds.Prompt(tokenizer, text, promptCounts.For(key.OrganizationId, tokenizer));
+            // Only an exact family counts the prompt up front; the others are bounded by its bytes.
+            var prompt = new UsageBounds.Prompt(tokenizer, text, tokenizer.IsExact ? promptCounts.For(key.OrganizationId, tokenizer) : null);
             if (Entitlement.Fits(model, prompt, maxTokens, request) is { } tooLong) return usage.Fail(tooLong);
 
             // Steps 4-5: rate limits and quota or credits, one atomic reservation shared by every replica.

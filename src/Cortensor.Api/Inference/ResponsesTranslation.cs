@@ -128,6 +128,7 @@ public static class ResponsesTranslation
     {
         if (!item.TryGetProperty("call_id", out var callId) || callId.ValueKind != JsonValueKind.String) return ApiError.MissingField($"{at}.call_id");
         if (!item.TryGetProperty("name", out var name) || name.ValueKind != JsonValueKind.String) return ApiError.MissingField($"{at}.name");
+        if (!ToolValidation.IsFunctionName(name.GetString()!)) return ToolValidation.NotAFunctionName($"{at}.name");
         var arguments = "{}";
         if (item.TryGetProperty("arguments", out var args))
         {

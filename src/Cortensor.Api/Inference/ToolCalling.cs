@@ -47,6 +47,13 @@ public static partial class ToolValidation
     [GeneratedRegex("^[a-zA-Z0-9_-]{1,64}$")]
     private static partial Regex FunctionName();
 
+    /// <summary>Whether <paramref name="name"/> is a function name OpenAI would take: 1-64 letters, digits, '_' or '-'.</summary>
+    internal static bool IsFunctionName(string name) => FunctionName().IsMatch(name);
+
+    /// <summary>The 400 for an earlier call's function name that is not one (see <see cref="IsFunctionName"/>).</summary>
+    internal static ApiError NotAFunctionName(string at) =>
+        ApiError.InvalidField(at, $"'{at}' must be 1-64 letters, digits, '_' or '-', as the name of a tool the model could call.");
+
     private static readonly JsonElement EmptyObjectSchema = JsonDocument.Parse("""{"type":"object","properties":{}}""").RootElement;
 
     public static ApiError? ReadTools(ChatCompletionRequest r, out ToolSet? tools)
@@ -173,6 +180,9 @@ public static partial class ToolValidation
                 if (c.Id is null) return ApiError.MissingField($"{cat}.id");
                 if (c.Type is not (null or "function")) return ApiError.UnsupportedParameter($"{cat}.type", "Only 'function' tool calls are supported.");
                 if (c.Function?.Name is null) return ApiError.MissingField($"{cat}.function.name");
+                // The name goes into the prompt as it is (the templates name the function a call was made to), so it is
+                // held to the rule for tools' names: anything else could write the family's control tokens into the prompt.
+                if (!IsFunctionName(c.Function.Name)) return NotAFunctionName($"{cat}.function.name");
                 calls[j] = new PromptToolCall(c.Id, c.Function.Name, c.Function.Arguments ?? "{}");
                 callNames[c.Id] = c.Function.Name;
             }

@@ -109,8 +109,26 @@ public class ModelTokenizerTests
         Assert.Equal(0, ModelTokenizer.ByteBound.Measure(text).Cuts);
     }
 
+    [Fact]
+    public void AControlTokenIsOneTokenHoweverManyOtherWordsTheReplicaHasCountedBefore()
+    {
+        // The encoder knows its special tokens only through its cache of the 8,192 pieces it met last: after 30,000 words
+        // it had never seen, it counted <|channel|> as 5 tokens and <|endoftext|> as 7. A busy replica meets that many in
+        // minutes, so an exact count must not hand control tokens to it.
+        const string prompt = "<|start|>user<|message|>What is the ledger?<|end|><|start|>assistant<|channel|>final<|message|>";
+        var before = ModelTokenizer.GptOss.Measure(prompt);
+        var random = new Random(8192);
+        for (var i = 0; i < 30_000; i++)
+            ModelTokenizer.GptOss.Count(" " + new string([.. Enumerable.Range(0, 9).Select(_ => (char)('a' + random.Next(26)))]));
+
+        Assert.Equal(before, ModelTokenizer.GptOss.Measure(prompt));
+        Assert.Equal(WholeHarmony.Value.CountTokens(prompt), before.Count);
+        foreach (var control in new[] { "<|channel|>", "<|call|>", "<|constrain|>", "<|return|>", "<|startoftext|>", "<|endoftext|>", "<|endofprompt|>" })
+            Assert.Equal(1, ModelTokenizer.GptOss.Count(control));
+    }
+
     /// <summary>The encoder with the harmony control tokens, counting a text whole.</summary>
-    private static readonly Lazy<Microsoft.ML.Tokenizers.Tokenizer> WholeHarmony = new(() => Microsoft.ML.Tokenizers.TiktokenTokenizer.CreateForEncoding("o200k_base",
+    internal static readonly Lazy<Microsoft.ML.Tokenizers.Tokenizer> WholeHarmony = new(() => Microsoft.ML.Tokenizers.TiktokenTokenizer.CreateForEncoding("o200k_base",
         new Dictionary<string, int>
         {
             ["<|startoftext|>"] = 199998, ["<|return|>"] = 200002, ["<|constrain|>"] = 200003, ["<|channel|>"] = 200005,
