@@ -163,21 +163,33 @@ public sealed class ModelTokenizer
     /// <summary>
     /// The text cut where its tokens begin, for a simulator that streams one token at a time: the pieces join back
     /// to the text, and there is one per token except where several tokens share one character (multi-byte UTF-8).
+    /// A control token is a piece of its own, found here as <see cref="Measure"/> finds it: the encoder would split
+    /// one it no longer has in its cache into several.
     /// </summary>
     public IReadOnlyList<string> Pieces(string text)
     {
-        if (text.Length == 0) return [];
-        var tokens = _tokenizer.Value.EncodeToTokens(text, out _);
-        var pieces = new List<string>(tokens.Count);
+        var pieces = new List<string>();
+        for (var at = 0; at < text.Length;)
+        {
+            var (start, length) = NextControlToken(text, at);
+            if (start > at) AddPieces(pieces, text[at..start]);
+            if (length > 0) pieces.Add(text.Substring(start, length));
+            at = start + length;
+        }
+        return pieces;
+    }
+
+    private void AddPieces(List<string> pieces, string stretch)
+    {
+        var tokens = _tokenizer.Value.EncodeToTokens(stretch, out _);
         var start = 0;
         for (var i = 1; i <= tokens.Count; i++)
         {
-            var end = i == tokens.Count ? text.Length : tokens[i].Offset.Start.GetOffset(text.Length);
+            var end = i == tokens.Count ? stretch.Length : tokens[i].Offset.Start.GetOffset(stretch.Length);
             if (end <= start) continue;
-            pieces.Add(text[start..end]);
+            pieces.Add(stretch[start..end]);
             start = end;
         }
-        return pieces;
     }
 
     /// <summary>

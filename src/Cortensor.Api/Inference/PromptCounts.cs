@@ -53,9 +53,14 @@ public sealed class PromptCounts : IDisposable
         var megabytes = options.Value.PromptCountCacheMegabytes;
         if (megabytes > 0)
         {
-            _cache = new MemoryCache(new MemoryCacheOptions { SizeLimit = megabytes * 1024L * 1024, TrackStatistics = true, Clock = clock });
+            var cacheOptions = new MemoryCacheOptions { SizeLimit = megabytes * 1024L * 1024, TrackStatistics = true };
+            // A test's clock: only the sweep under test may remove what has expired, not a scan the cache starts itself.
+            if (clock is not null) (cacheOptions.Clock, cacheOptions.ExpirationScanFrequency) = (clock, TimeSpan.MaxValue);
+            _cache = new MemoryCache(cacheOptions);
             // A replica that stops getting long prompts must still let go of customers' text an hour after its last use.
-            _sweep = new Timer(static cache => RemoveIdle((MemoryCache)cache!), _cache, Sweep, Sweep);
+            // Made without the creating request's execution context, which the timer would otherwise keep for good.
+            using (ExecutionContext.SuppressFlow())
+                _sweep = new Timer(static cache => ((MemoryCache)cache!).Compact(0), _cache, Sweep, Sweep);
         }
         // Keyed with a seed no client knows, so no client can aim its texts at another's entries; a key that matches is
         // still checked against the text itself.
@@ -77,24 +82,11 @@ public sealed class PromptCounts : IDisposable
         _cache?.Dispose();
     }
 
-    /// <summary>What the sweep does every <see cref="Sweep"/>.</summary>
-    internal void RemoveIdle()
-    {
-        if (_cache is not null) RemoveIdle(_cache);
-    }
-
-    /// <summary>Removes the entries unused for <see cref="Idle"/> (a compaction of 0 % removes the expired ones only).</summary>
-    private static void RemoveIdle(MemoryCache cache)
-    {
-        try
-        {
-            cache.Compact(0);
-        }
-        catch (ObjectDisposedException)
-        {
-            // The replica is stopping.
-        }
-    }
+    /// <summary>
+    /// What the sweep does every <see cref="Sweep"/>: removes the entries unused for <see cref="Idle"/> (a compaction of
+    /// 0 % removes the expired ones only, and is harmless on a cache being disposed).
+    /// </summary>
+    internal void RemoveIdle() => _cache?.Compact(0);
 
     private readonly record struct Key(Guid Organization, string Tokenizer, ulong Hash, int Length);
 

@@ -127,7 +127,10 @@ public class ModelTokenizerTests
             Assert.Equal(1, ModelTokenizer.GptOss.Count(control));
     }
 
-    /// <summary>The encoder with the harmony control tokens, counting a text whole.</summary>
+    /// <summary>
+    /// The encoder with the harmony control tokens, counting a text whole. It knows them only while its cache of recent
+    /// pieces holds them (see the test above), which the few hundred distinct pieces the tests give it never overflow.
+    /// </summary>
     internal static readonly Lazy<Microsoft.ML.Tokenizers.Tokenizer> WholeHarmony = new(() => Microsoft.ML.Tokenizers.TiktokenTokenizer.CreateForEncoding("o200k_base",
         new Dictionary<string, int>
         {

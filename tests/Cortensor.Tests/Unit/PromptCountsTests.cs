@@ -40,6 +40,7 @@ public class PromptCountsTests
     {
         var random = new Random(14);
         var known = new CountingCache();
+        var comparedWhole = 0;
         for (var sample = 0; sample < 300; sample++)
         {
             var conversation = Conversation(random);
@@ -47,6 +48,12 @@ public class PromptCountsTests
             {
                 var text = PromptTemplates.Render("gpt-oss", conversation);
                 var whole = ModelTokenizer.GptOss.Measure(text);
+                // Without a cut, the count is a fresh encoder's own for the whole text.
+                if (whole.Cuts == 0)
+                {
+                    Assert.Equal(ModelTokenizerTests.WholeHarmony.Value.CountTokens(text), whole.Count);
+                    comparedWhole++;
+                }
                 Assert.Equal(whole, ModelTokenizer.GptOss.Measure(text, known));
                 Assert.Equal(new TokenBounds(whole.Count - whole.Cuts * ModelTokenizer.SlackPerCut, whole.Count,
                     whole.Count + whole.Cuts * ModelTokenizer.SlackPerCut), ModelTokenizer.GptOss.Bounds(text, known));
@@ -56,6 +63,7 @@ public class PromptCountsTests
         // The counts above came from the cache, not only from counting again: a test that never hit it would prove nothing.
         Assert.True(known.Hits > 1_000, $"{known.Hits} hits, {known.Misses} misses");
         Assert.True(known.Misses > 300, $"{known.Hits} hits, {known.Misses} misses");
+        Assert.True(comparedWhole >= 20, $"{comparedWhole} prompts compared with the encoder's count of the whole");
     }
 
     [Fact]
@@ -67,6 +75,7 @@ public class PromptCountsTests
         string[] lookalikes = ["<|end", "<|x|>", "<|start", "|>", "<||>", "<|<|end|>", "<<|message|>"];
         var random = new Random(21);
         var known = new CountingCache();
+        var comparedWhole = 0;
         for (var sample = 0; sample < 300; sample++)
         {
             var text = new StringBuilder();
@@ -81,11 +90,16 @@ public class PromptCountsTests
             var raw = text.ToString();
             var whole = ModelTokenizer.GptOss.Measure(raw);
             // Without a cut, the count is the encoder's own, special tokens and all.
-            if (whole.Cuts == 0) Assert.Equal(ModelTokenizerTests.WholeHarmony.Value.CountTokens(raw), whole.Count);
+            if (whole.Cuts == 0)
+            {
+                Assert.Equal(ModelTokenizerTests.WholeHarmony.Value.CountTokens(raw), whole.Count);
+                comparedWhole++;
+            }
             Assert.Equal(whole, ModelTokenizer.GptOss.Measure(raw, known));
             Assert.Equal(ModelTokenizer.GptOss.Measure(raw), ModelTokenizer.GptOss.Measure(raw, known));
         }
         Assert.True(known.Hits > 100, $"{known.Hits} hits, {known.Misses} misses");
+        Assert.True(comparedWhole > 50, $"{comparedWhole} prompts compared with the encoder's count of the whole");
 
         // At the edges: stretches of 255, 256 and 257 characters, prompts of 1,023 and 1,024, a prompt with no control
         // token at all, and long stretches first and last.
