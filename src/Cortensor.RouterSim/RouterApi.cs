@@ -123,7 +123,8 @@ public static class RouterApi
         }
 
         var seed = node.Options.Seed ^ (request.Seed ?? 0);
-        var answer = TextGenerator.Generate(node.Tokenizer, request.Prompt, sessionId, seed, request.MaxTokens ?? DefaultMaxTokens);
+        var answer = TextGenerator.Generate(node.Tokenizer, request.Prompt, sessionId, seed, request.MaxTokens ?? DefaultMaxTokens,
+            channels: behaviour.Quirk == RouterQuirk.HarmonyChannels);
         var finish = answer.Truncated ? "length" : "stop";
         var promptTokens = node.Tokenizer.Count(request.Prompt);
         var usage = behaviour.Quirk == RouterQuirk.NoUsage ? null : new RouterUsage(promptTokens, answer.Tokens, promptTokens + answer.Tokens);

@@ -52,6 +52,11 @@ public enum RouterQuirk
     StallAfterHeaders,
     /// <summary>A stream that does not stop at max_tokens: after the answer it goes on sending text until the client leaves.</summary>
     RunsPastMaxTokens,
+    /// <summary>
+    /// A gpt-oss answer as a raw-prompt engine returns it (Ollama, llama.cpp render harmony's control tokens as text):
+    /// the analysis channel's reasoning, then the final channel's answer or a call, with no closing token.
+    /// </summary>
+    HarmonyChannels,
 }
 
 /// <summary>How the node behaves; replaced whole at run time through the control endpoint (unset fields are zero).</summary>

@@ -41,8 +41,23 @@ public static partial class TextGenerator
     [GeneratedRegex(@"\s+")]
     private static partial Regex Space();
 
-    /// <summary>The full answer before max_tokens: same prompt, session and seed, same text.</summary>
-    public static string Compose(string prompt, long session, int seed)
+    /// <summary>
+    /// The full answer before max_tokens: same prompt, session and seed, same text. With <paramref name="channels"/>, a
+    /// harmony prompt is answered as gpt-oss answers through an engine that renders its control tokens (Ollama,
+    /// llama.cpp): its reasoning in the analysis channel first, then the final answer or the call, without the
+    /// <c>&lt;|return|&gt;</c> or <c>&lt;|call|&gt;</c> that stopped it.
+    /// </summary>
+    public static string Compose(string prompt, long session, int seed, bool channels = false)
+    {
+        var answer = Plain(prompt, session, seed);
+        if (!channels || !prompt.Contains("<|start|>", StringComparison.Ordinal)) return answer;
+        var analysis = $"<|channel|>analysis<|message|>The user asks: \"{Echo(prompt)}\". I should answer briefly.<|end|><|start|>assistant";
+        return answer.StartsWith("<|channel|>commentary to=", StringComparison.Ordinal) && answer.EndsWith("<|call|>", StringComparison.Ordinal)
+            ? analysis + answer[..^"<|call|>".Length]
+            : analysis + "<|channel|>final<|message|>" + answer;
+    }
+
+    private static string Plain(string prompt, long session, int seed)
     {
         var hash = Hash(prompt, seed);
         var opening = string.Format(System.Globalization.CultureInfo.InvariantCulture, Openings[(int)(hash % (ulong)Openings.Length)], session);
@@ -57,9 +72,9 @@ public static partial class TextGenerator
     }
 
     /// <summary>The answer as the router returns it: at most <paramref name="maxTokens"/> tokens of <see cref="Compose"/>.</summary>
-    public static GeneratedAnswer Generate(ModelTokenizer tokenizer, string prompt, long session, int seed, int maxTokens)
+    public static GeneratedAnswer Generate(ModelTokenizer tokenizer, string prompt, long session, int seed, int maxTokens, bool channels = false)
     {
-        var full = Compose(prompt, session, seed);
+        var full = Compose(prompt, session, seed, channels);
         var pieces = tokenizer.Pieces(full);
         var total = tokenizer.Count(full);
         if (total <= maxTokens) return new GeneratedAnswer(full, pieces, total, false);

@@ -21,6 +21,12 @@ public sealed record ApiError(int Status, string Type, string Code, string Messa
     public static ApiError BadRequest(string message) => new(400, "invalid_request_error", "bad_request", message);
     public static ApiError InvalidField(string param, string message) =>
         new(400, "invalid_request_error", "invalid_value", message, param);
+    /// <summary>
+    /// The prompt and the completion it may have do not fit the model: OpenAI's code, which agent frameworks look for to
+    /// shorten the conversation and try again.
+    /// </summary>
+    public static ApiError ContextLengthExceeded(string param, string message) =>
+        new(400, "invalid_request_error", "context_length_exceeded", message, param);
     public static ApiError UnsupportedParameter(string param, string message) =>
         new(400, "invalid_request_error", "unsupported_parameter", message, param);
     public static ApiError UnsupportedMediaType() =>
@@ -122,7 +128,12 @@ public sealed record ApiError(int Status, string Type, string Code, string Messa
     /// An answer <paramref name="cut"/> by max_tokens or by one of the request's stop sequences fails the same way again:
     /// SDKs are told not to retry it (they retry every 5xx, and each retry would be charged), and the client what to change.
     /// </summary>
-    public static ApiError InvalidModelOutput(string why, Inference.AnswerCut cut) => cut switch
+    public static ApiError InvalidModelOutput(string why, Inference.AnswerCut cut) => InvalidModelOutputOf(Sentence(why), cut);
+
+    /// <summary>A schema library's message may end without a full stop; the next sentence follows it.</summary>
+    private static string Sentence(string text) => text.EndsWith('.') ? text : text + ".";
+
+    private static ApiError InvalidModelOutputOf(string why, Inference.AnswerCut cut) => cut switch
     {
         Inference.AnswerCut.MaxTokens => new(502, "api_error", "invalid_model_output",
             $"The model's answer was not usable: {why}{(why.Contains("max_tokens", StringComparison.Ordinal) ? "" : " It was cut off by max_tokens; raise max_tokens.")} The tokens it generated are charged; the same request would be cut off again.")
@@ -143,6 +154,7 @@ public sealed record ErrorEnvelope([property: JsonPropertyName("error")] ErrorBo
 public sealed record ErrorBody(
     [property: JsonPropertyName("message")] string Message,
     [property: JsonPropertyName("type")] string Type,
-    [property: JsonPropertyName("param")] string? Param,
+    // OpenAI sends "param": null rather than leaving it out; clients read error.param without checking it is there.
+    [property: JsonPropertyName("param"), JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? Param,
     [property: JsonPropertyName("code")] string Code,
     [property: JsonPropertyName("request_id")] string RequestId);

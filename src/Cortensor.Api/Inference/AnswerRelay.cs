@@ -16,10 +16,14 @@ internal static class AnswerRelay
         upstream.Lease.Succeeded();
 
         using var _ = Telemetry.StartStep("normalise-response");
-        var (cut, stopEnd) = ResponseNormaliser.FindStop(answer.Text, request.Stop);
-        var text = cut < 0 ? answer.Text : answer.Text[..cut];
+        // What the customer is shown (a gpt-oss answer's final channel); stop sequences apply to it, and what was generated is billed.
+        var channels = HarmonyChannels.For(model.Family);
+        var shown = HarmonyChannels.Shown(channels, answer.Text);
+        var (cut, stopEnd) = ResponseNormaliser.FindStop(shown, request.Stop);
+        var text = cut < 0 ? shown : shown[..cut];
         var finish = cut >= 0 ? "stop" : ResponseNormaliser.FinishReason(answer.FinishReason);
-        var (reported, counted) = UsageBounds.Completion(prompt.Tokenizer, answer.Text, answer.Usage?.CompletionTokens, cut < 0 ? null : stopEnd);
+        var (reported, counted) = UsageBounds.Completion(prompt.Tokenizer, answer.Text, answer.Usage?.CompletionTokens,
+            cut < 0 ? null : HarmonyChannels.GeneratedIndex(channels, stopEnd));
         var (promptTokens, completionTokens) = UsageBounds.Bound(prompt, answer.Usage?.PromptTokens, reported,
             counted, maxTokens, upstream.Route.Router.Id, log);
         usage.Charge(promptTokens, completionTokens);

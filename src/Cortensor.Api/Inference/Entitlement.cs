@@ -8,7 +8,8 @@ namespace Cortensor.Api.Inference;
 public static class Entitlement
 {
     /// <returns>Null when the request may go on; <paramref name="model"/> is set whenever the model exists.</returns>
-    public static ApiError? Check(CatalogSnapshot catalog, KeySnapshot key, string modelId, int maxTokens, string maxTokensField, out CatalogModel? model)
+    /// <param name="maxTokens">What the request sent, or null: the default then shrinks to what fits (<see cref="Completion"/>).</param>
+    public static ApiError? Check(CatalogSnapshot catalog, KeySnapshot key, string modelId, int? maxTokens, string maxTokensField, out CatalogModel? model)
     {
         model = null;
         // A replica that has not loaded the catalog yet does not know: that is not a 404.
@@ -37,10 +38,20 @@ public static class Entitlement
         return null;
     }
 
-    /// <summary>The prompt's fewest possible tokens plus max_tokens must fit the model's context.</summary>
-    public static ApiError? Fits(CatalogModel model, UsageBounds.Prompt prompt, int maxTokens, InferenceRequest request) =>
-        prompt.Floor + maxTokens > model.ContextWindow
-            ? ApiError.InvalidField(request.PromptField,
-                $"The prompt ({prompt.Floor} tokens) plus {request.MaxTokensField} ({maxTokens}) exceeds the context window of {model.Id} ({model.ContextWindow}).")
-            : null;
+    /// <summary>
+    /// How many tokens the answer may have: max_tokens as sent, which with the prompt's fewest possible tokens must fit the
+    /// model's context; or, when the request sent none, the default, shrunk to what is left of the context after the
+    /// prompt (as OpenAI does: a request that did not ask for a length is not refused for the default's sake).
+    /// </summary>
+    public static ApiError? Completion(CatalogModel model, UsageBounds.Prompt prompt, InferenceRequest request, int defaultMaxTokens, out int maxTokens)
+    {
+        var left = model.ContextWindow - prompt.Floor;
+        maxTokens = request.MaxTokens ?? Math.Min(defaultMaxTokens, left);
+        if (request.MaxTokens is null && left >= 1) return null;
+        if (prompt.Floor + maxTokens <= model.ContextWindow) return null;
+        var asked = request.MaxTokens is { } sent ? $" and {request.MaxTokensField} asks for up to {sent} more" : "";
+        return ApiError.ContextLengthExceeded(request.PromptField,
+            $"This model's maximum context length is {model.ContextWindow} tokens; the prompt is {prompt.Floor} tokens{asked}. " +
+            $"Shorten the {(request.PromptField == "prompt" ? "prompt" : "conversation")}{(request.MaxTokens is null ? "" : $" or lower {request.MaxTokensField}")}.");
+    }
 }

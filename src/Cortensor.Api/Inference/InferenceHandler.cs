@@ -48,11 +48,10 @@ public sealed class InferenceHandler(
 
             // Step 3: entitlement, and the fallback models when the first cannot serve.
             var snapshot = catalog.Current;
-            var maxTokens = request.MaxTokens ?? options.Value.DefaultMaxTokens;
             ModelFallback.Choice choice;
             using (var step = Telemetry.StartStep("entitlement"))
             {
-                choice = ModelFallback.Pick(snapshot, key, request, maxTokens, balancer);
+                choice = ModelFallback.Pick(snapshot, key, request, balancer);
                 Telemetry.Outcome(step, choice.Error);
             }
             usage.Model = choice.Model;
@@ -67,7 +66,7 @@ public sealed class InferenceHandler(
             var tokenizer = ModelTokenizer.ForFamily(model.Family);
             // Only an exact family counts the prompt up front; the others are bounded by its bytes.
             var prompt = new UsageBounds.Prompt(tokenizer, text, tokenizer.IsExact ? promptCounts.For(key.OrganizationId, tokenizer) : null);
-            if (Entitlement.Fits(model, prompt, maxTokens, request) is { } tooLong) return usage.Fail(tooLong);
+            if (Entitlement.Completion(model, prompt, request, options.Value.DefaultMaxTokens, out var maxTokens) is { } tooLong) return usage.Fail(tooLong);
 
             // Steps 4-5: rate limits and quota or credits, one atomic reservation shared by every replica.
             Admission admission;

@@ -210,14 +210,13 @@ public static class RequestValidation
         return null;
     }
 
-    private static ApiError? ReadContent(JsonElement content, string at, string role, out string text)
+    private static ApiError? ReadContent(MessageContent message, string at, string role, out string text)
     {
-        text = "";
+        text = message.Text ?? "";
+        if (message.Text is not null) return null;
+        var content = message.Json;
         switch (content.ValueKind)
         {
-            case JsonValueKind.String:
-                text = content.GetString()!;
-                return null;
             case JsonValueKind.Undefined or JsonValueKind.Null:
                 // An assistant turn may carry only tool calls; every other role needs content.
                 return role == "assistant" ? null : ApiError.MissingField(at);

@@ -18,22 +18,22 @@ public static class ModelFallback
 
     public readonly record struct Choice(CatalogModel? Model, CatalogPool? Pool, ApiError? Error);
 
-    public static Choice Pick(CatalogSnapshot catalog, KeySnapshot key, InferenceRequest request, int maxTokens, RouterBalancer balancer)
+    public static Choice Pick(CatalogSnapshot catalog, KeySnapshot key, InferenceRequest request, RouterBalancer balancer)
     {
-        var first = Serve(catalog, key, request, request.Model, maxTokens, balancer);
+        var first = Serve(catalog, key, request, request.Model, balancer);
         if (first.Error is null || request.Fallbacks.Count == 0 || !MayFallBack(first.Error)) return first;
         foreach (var candidate in request.Fallbacks)
         {
-            var next = Serve(catalog, key, request, candidate, maxTokens, balancer);
+            var next = Serve(catalog, key, request, candidate, balancer);
             if (next.Error is null) return next;
         }
         // None could serve: the client hears why the model it asked for first could not.
         return first;
     }
 
-    private static Choice Serve(CatalogSnapshot catalog, KeySnapshot key, InferenceRequest request, string modelId, int maxTokens, RouterBalancer balancer)
+    private static Choice Serve(CatalogSnapshot catalog, KeySnapshot key, InferenceRequest request, string modelId, RouterBalancer balancer)
     {
-        var denied = Entitlement.Check(catalog, key, modelId, maxTokens, request.MaxTokensField, out var model);
+        var denied = Entitlement.Check(catalog, key, modelId, request.MaxTokens, request.MaxTokensField, out var model);
         if (denied is not null || model is null) return new(model, null, denied ?? ApiError.UnknownModel(modelId));
         // A request its pool cannot take is refused before it counts against any limit.
         if (!catalog.Pools.TryGetValue(model.PoolId, out var pool) || pool.Routers.Count == 0)

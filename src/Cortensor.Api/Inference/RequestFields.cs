@@ -78,6 +78,7 @@ public static class RequestFields
         new("metadata", ApiSurface.Chat | ApiSurface.Responses, FieldHandling.Ignored, "tags for stored completions; the Portal stores none"),
         new("safety_identifier", ApiSurface.Chat | ApiSurface.Responses, FieldHandling.Ignored, "an end-user id for abuse tracking; the Portal keeps none"),
         new("prompt_cache_key", ApiSurface.Chat | ApiSurface.Responses, FieldHandling.Ignored, "a caching hint; routers cache nothing"),
+        new("prompt_cache_retention", ApiSurface.Chat | ApiSurface.Responses, FieldHandling.Ignored, "a caching hint; routers cache nothing"),
 
         // Refused unless neutral.
         new("store", ApiSurface.Chat | ApiSurface.Responses, FieldHandling.Refused, "completions are not stored", IsFalse),
@@ -90,6 +91,9 @@ public static class RequestFields
         new("audio", ApiSurface.Chat, FieldHandling.Refused, "no model answers with audio"),
         new("prediction", ApiSurface.Chat, FieldHandling.Refused, "routers take no predicted outputs"),
         new("reasoning_effort", ApiSurface.Chat, FieldHandling.Refused, "the reasoning effort is fixed by the router pool"),
+        new("reasoning", ApiSurface.Responses, FieldHandling.Refused, "the reasoning effort is fixed by the router pool", IsEmpty),
+        new("conversation", ApiSurface.Responses, FieldHandling.Refused, "nothing is stored: send the earlier turns in 'input'"),
+        new("max_tool_calls", ApiSurface.Responses, FieldHandling.Refused, "it limits built-in tools, which the Portal does not run"),
         new("verbosity", ApiSurface.Chat, FieldHandling.Refused, "routers take no verbosity setting"),
         new("web_search_options", ApiSurface.Chat, FieldHandling.Refused, "the Portal runs no web search"),
         new("functions", ApiSurface.Chat, FieldHandling.Refused, "deprecated by OpenAI: send 'tools'"),

@@ -29,6 +29,13 @@ public sealed class ResponseRequest
     public bool? ParallelToolCalls { get; set; }
     public string? Truncation { get; set; }
     public string? User { get; set; }
+    /// <summary>A stored prompt template's reference (refused unless null): read here, as chat's <c>prompt</c> is another field.</summary>
+    public JsonElement Prompt { get; set; }
+    /// <summary>
+    /// <c>include_obfuscation</c>, padding against a side channel on the stream's sizes: accepted without effect (the
+    /// Portal's events are not padded).
+    /// </summary>
+    public JsonElement StreamOptions { get; set; }
 
     [JsonExtensionData]
     public Dictionary<string, JsonElement>? Unknown { get; set; }

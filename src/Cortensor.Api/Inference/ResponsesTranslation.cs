@@ -65,6 +65,10 @@ public static class ResponsesTranslation
             return ApiError.UnsupportedParameter("include", "'include' is not supported: there is no extra output to include.");
         if (r.Include.ValueKind is not (JsonValueKind.Undefined or JsonValueKind.Null or JsonValueKind.Array))
             return ApiError.InvalidField("include", "'include' must be an array.");
+        if (r.Prompt.ValueKind is not (JsonValueKind.Undefined or JsonValueKind.Null))
+            return ApiError.UnsupportedParameter("prompt", "'prompt' (a stored prompt template) is not supported: the Portal stores no prompts. Send the text in 'instructions' and 'input'.");
+        if (r.StreamOptions.ValueKind is not (JsonValueKind.Undefined or JsonValueKind.Null or JsonValueKind.Object))
+            return ApiError.InvalidField("stream_options", "'stream_options' must be an object.");
         if (r.Truncation is not (null or "disabled"))
             return ApiError.UnsupportedParameter("truncation", "Only 'truncation': 'disabled' is supported: an input longer than the context window is refused, never cut.");
         return null;
@@ -198,10 +202,13 @@ public static class ResponsesTranslation
         format = null;
         echo = PlainText;
         if (text is null) return null;
-        if (text.Unknown is { Count: > 0 } unknown)
+        // A null asks for nothing (text.verbosity: null is what the SDKs send for "unset").
+        if (text.Unknown?.Where(u => u.Value.ValueKind != JsonValueKind.Null).Select(u => u.Key).Order(StringComparer.Ordinal).FirstOrDefault() is { } field)
         {
-            var name = "text." + unknown.Keys.Order(StringComparer.Ordinal).First();
-            return ApiError.UnsupportedParameter(name, $"'{name}' is not supported by the Portal's Responses API.");
+            var name = "text." + field;
+            return ApiError.UnsupportedParameter(name, name == "text.verbosity"
+                ? "'text.verbosity' is not supported: routers take no verbosity setting. Send null or leave it out."
+                : $"'{name}' is not supported by the Portal's Responses API.");
         }
         var f = text.Format;
         if (f.ValueKind is JsonValueKind.Undefined or JsonValueKind.Null) return null;

@@ -22,6 +22,8 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
 {
     private RouterEventStream? _events;
     private readonly StreamingStopFilter _stop = new(request.Stop);
+    // What the customer is shown of a gpt-oss answer (its final channel); the stop filter reads that, billing the generated text.
+    private readonly HarmonyChannels? _channels = HarmonyChannels.For(model.Family);
 
     public async Task RelayAsync(CancellationToken deadline)
     {
@@ -43,7 +45,8 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
     private void Charge()
     {
         var reported = _events?.Usage;
-        var (completion, counted) = UsageBounds.Completion(prompt.Tokenizer, _events?.Generated ?? "", reported?.CompletionTokens, _stop.StopEnd);
+        var stopEnd = _stop.StopEnd is { } end ? HarmonyChannels.GeneratedIndex(_channels, end) : (int?)null;
+        var (completion, counted) = UsageBounds.Completion(prompt.Tokenizer, _events?.Generated ?? "", reported?.CompletionTokens, stopEnd);
         var (p, c) = UsageBounds.Bound(prompt, reported?.PromptTokens, completion, counted, maxTokens, upstream.Route.Router.Id, log);
         usage.Charge(p, c);
     }
@@ -95,7 +98,7 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
                 relay?.SetTag("cortensor.ttft_ms", (int)System.Diagnostics.Stopwatch.GetElapsedTime(upstream.Lease.StartedAt).TotalMilliseconds);
             }
             usage.Progress(prompt.Estimate, Math.Min(chunks, maxTokens));
-            var send = _stop.Push(next.Text!);
+            var send = _stop.Push(_channels is null ? next.Text! : _channels.Push(next.Text!));
             if (structured is not null) send = structured.Push(send);
             if (send.Length > 0) foreach (var item in shape.Text(send)) yield return item;
             if (_stop.Stopped) { finish = "stop"; break; }
@@ -118,9 +121,12 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
         }
         // A router that overran max_tokens answered, but not as a router should: its breaker counts it.
         if (overran) upstream.Lease.Failed(); else upstream.Lease.Succeeded();
+        // What the channels held back (a '<' that began no control token) is shown, and may complete a stop sequence.
+        var tail = _channels is null || _stop.Stopped ? "" : _stop.Push(_channels.Flush());
+        if (_stop.Stopped) finish = "stop";
         Charge();
 
-        var rest = _stop.Flush();
+        var rest = tail + _stop.Flush();
         if (structured is not null) rest = structured.Push(rest);
         if (rest.Length > 0) foreach (var item in shape.Text(rest)) yield return item;
         if (structured?.Finish(_stop.Stopped ? AnswerCut.StopSequence : finish == "length" ? AnswerCut.MaxTokens : AnswerCut.None) is { } read)

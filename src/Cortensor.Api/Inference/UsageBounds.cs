@@ -39,7 +39,10 @@ public static class UsageBounds
     public static (int? Reported, int Counted) Completion(ModelTokenizer tokenizer, string generated, int? reported, int? stopEnd)
     {
         if (stopEnd is not { } end || end >= generated.Length) return (reported, reported is null ? tokenizer.Count(generated) : 0);
-        if (reported is { } all) return (Math.Max(0, all - tokenizer.Count(generated[end..])), 0);
+        // The tokens up to the stop, as counted, plus the router's difference from our count of the whole: the same figure
+        // as a stream (which bills the count up to the stop) whenever the two counts agree. Subtracting the count of the
+        // rest instead billed one token less whenever the stop ended inside a token (counted in the rest).
+        if (reported is { } all) return (Math.Max(0, tokenizer.Count(generated[..end]) + all - tokenizer.Count(generated)), 0);
         return (null, tokenizer.Count(generated[..end]));
     }
 

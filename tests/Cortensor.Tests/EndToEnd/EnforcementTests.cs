@@ -89,6 +89,9 @@ public class EnforcementTests(PortalAppFixture portal)
         var missing = await client.GetAsync("/v1/models");
         Assert.Equal(HttpStatusCode.Unauthorized, missing.StatusCode);
         Assert.Equal("missing_api_key", await Code(missing));
+        // OpenAI's shape: "param" is there, null, when no field is at fault.
+        Assert.Equal(JsonValueKind.Null,
+            (await missing.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error").GetProperty("param").ValueKind);
         client.DefaultRequestHeaders.Authorization = new("Bearer", "sk-not-ours");
         var malformed = await client.GetAsync("/v1/models");
         Assert.Equal(HttpStatusCode.Unauthorized, malformed.StatusCode);

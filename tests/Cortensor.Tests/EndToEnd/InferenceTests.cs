@@ -137,6 +137,41 @@ public class InferenceTests(PortalAppFixture portal)
     }
 
     [Fact]
+    public async Task APromptNearTheContextWindowIsServedWithoutMaxTokensAndOneOverItIsOpenAisContextLengthError()
+    {
+        var customer = await portal.CreateCustomerAsync();
+        using var client = customer.CreateClient();
+        // o200k takes "word" and each " word" as one token: about 130,500 prompt tokens of gpt-oss-20b's 131,072.
+        var nearlyFull = string.Concat(Enumerable.Repeat("word ", 130_500));
+
+        // The default of 1,024 would not fit; a request that asked for no length is given what is left.
+        var served = await client.PostAsJsonAsync("/v1/chat/completions", new { model = "gpt-oss-20b", messages = new[] { new { role = "user", content = nearlyFull } } });
+        Assert.Equal(HttpStatusCode.OK, served.StatusCode);
+        var prompt = (await served.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("usage").GetProperty("prompt_tokens").GetInt32();
+        Assert.InRange(131_072 - prompt, 1, 1_023);
+
+        // Asking for more than is left is refused with OpenAI's code, naming the messages.
+        var asked = await client.PostAsJsonAsync("/v1/chat/completions",
+            new { model = "gpt-oss-20b", messages = new[] { new { role = "user", content = nearlyFull } }, max_tokens = 1_024 });
+        await AssertContextLengthExceeded(asked, $"the prompt is {prompt} tokens and max_tokens asks for up to 1024 more");
+
+        // A prompt that alone is longer than the window is refused however little is asked for.
+        var over = string.Concat(Enumerable.Repeat("word ", 131_100));
+        var refused = await client.PostAsJsonAsync("/v1/chat/completions", new { model = "gpt-oss-20b", messages = new[] { new { role = "user", content = over } } });
+        await AssertContextLengthExceeded(refused, "Shorten the conversation.");
+
+        static async Task AssertContextLengthExceeded(HttpResponseMessage response, string says)
+        {
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            var error = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error");
+            Assert.Equal(("context_length_exceeded", "messages", "invalid_request_error"),
+                (error.GetProperty("code").GetString(), error.GetProperty("param").GetString(), error.GetProperty("type").GetString()));
+            Assert.Contains("maximum context length is 131072 tokens", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+            Assert.Contains(says, error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
     public async Task ABodyOverTheLimitIs413()
     {
         var customer = await portal.CreateCustomerAsync();

@@ -141,6 +141,90 @@ public class RouterQuirkTests(PortalAppFixture portal)
         Assert.InRange(usage.GetProperty("completion_tokens").GetInt32(), 1, 20);
     }
 
+    /// <summary>
+    /// A real gpt-oss router (the engine renders harmony's control tokens) answers with its reasoning first: the customer
+    /// sees only the final answer, streamed or not, as text, a tool call or JSON; stop sequences apply to what is shown;
+    /// the reasoning's tokens are billed, as generated.
+    /// </summary>
+    [Fact]
+    public async Task AGptOssAnswerWithItsReasoningChannelShowsOnlyTheFinalAnswerAndBillsAllItGenerated()
+    {
+        var customer = await portal.CreateCustomerAsync();
+        using var client = customer.CreateClient();
+        await portal.SetRouterBehaviourAsync("router-oss120b-1", new { quirk = "HarmonyChannels" });
+        try
+        {
+            // "asks" is in the reasoning ("The user asks: …") and not in the answer ("You asked: …"): applied to the
+            // generated text, it would have cut the answer to nothing.
+            var plain = await client.PostAsJsonAsync("/v1/chat/completions", new
+            {
+                model = "gpt-oss-120b", messages = new[] { new { role = "user", content = "reason about routers" } }, max_tokens = 200, stop = new[] { "asks" },
+            });
+            Assert.Equal(HttpStatusCode.OK, plain.StatusCode);
+            var body = await plain.Content.ReadFromJsonAsync<JsonElement>();
+            var content = body.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()!;
+            Assert.Contains("You asked: \"reason about routers\"", content);
+            Assert.DoesNotContain("<|", content);
+            Assert.DoesNotContain("I should answer briefly", content);
+            Assert.Equal("stop", body.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
+            var billed = body.GetProperty("usage").GetProperty("completion_tokens").GetInt32();
+            Assert.True(billed > ModelTokenizer.GptOss.Count(content) + 10, $"billed {billed} for a shown answer of {ModelTokenizer.GptOss.Count(content)} tokens");
+
+            var streamed = await client.PostAsJsonAsync("/v1/chat/completions", Chat("gpt-oss-120b", "reason about routers", 200, stream: true));
+            var events = await InferenceTests.SseEvents(streamed);
+            var text = StreamedText(events);
+            Assert.Contains("You asked: \"reason about routers\"", text);
+            Assert.DoesNotContain("<|", text);
+            Assert.DoesNotContain("analysis", text);
+            var usage = JsonDocument.Parse(events[^2]).RootElement.GetProperty("usage");
+            Assert.True(usage.GetProperty("completion_tokens").GetInt32() > ModelTokenizer.GptOss.Count(text) + 10);
+
+            // A stop sequence in the answer cuts what is shown; streamed or not, the same tokens are billed.
+            int[] cutBilled = new int[2];
+            for (var i = 0; i < 2; i++)
+            {
+                var cut = await client.PostAsJsonAsync("/v1/chat/completions", new
+                {
+                    model = "gpt-oss-120b", messages = new[] { new { role = "user", content = "cut me short" } }, max_tokens = 200, stop = new[] { "You ask" },
+                    stream = i == 1, stream_options = i == 1 ? new { include_usage = true } : null,
+                });
+                var shown = i == 0 ? (await cut.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()!
+                    : StreamedText(await InferenceTests.SseEvents(cut));
+                Assert.DoesNotContain("You ask", shown);
+                Assert.DoesNotContain("<|", shown);
+                Assert.NotEmpty(shown);
+                cutBilled[i] = (await LookupAsync(cut))!.Value.GetProperty("usage").GetProperty("completion_tokens").GetInt32();
+            }
+            Assert.Equal(cutBilled[0], cutBilled[1]);
+
+            // A call after the reasoning is read as the call; JSON after it, as the document.
+            var call = await client.PostAsJsonAsync("/v1/chat/completions", new
+            {
+                model = "gpt-oss-120b", messages = new[] { new { role = "user", content = "What's the weather in Paris?" } }, max_tokens = 300,
+                tools = new[] { new { type = "function", function = new { name = "get_weather", parameters = new { type = "object", properties = new { city = new { type = "string" } }, required = new[] { "city" } } } } },
+                tool_choice = "required",
+            });
+            Assert.Equal(HttpStatusCode.OK, call.StatusCode);
+            var choice = (await call.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("choices")[0];
+            Assert.Equal("tool_calls", choice.GetProperty("finish_reason").GetString());
+            var function = choice.GetProperty("message").GetProperty("tool_calls")[0].GetProperty("function");
+            Assert.Equal("get_weather", function.GetProperty("name").GetString());
+            Assert.Equal(JsonValueKind.Object, JsonDocument.Parse(function.GetProperty("arguments").GetString()!).RootElement.ValueKind);
+
+            var json = await client.PostAsJsonAsync("/v1/chat/completions", new
+            {
+                model = "gpt-oss-120b", messages = new[] { new { role = "user", content = "Answer in JSON" } }, max_tokens = 300, stream = true,
+                response_format = new { type = "json_object" },
+            });
+            var document = StreamedText(await InferenceTests.SseEvents(json));
+            Assert.Equal(JsonValueKind.Object, JsonDocument.Parse(document).RootElement.ValueKind);
+        }
+        finally
+        {
+            await portal.SetRouterBehaviourAsync("router-oss120b-1", Normal);
+        }
+    }
+
     /// <summary>A new customer's streamed chat on the qwen pool, whose only router answers with <paramref name="quirk"/>.</summary>
     private async Task<(HttpResponseMessage Response, List<string> Events)> QwenStreamAsync(string quirk, string content, int maxTokens)
     {

@@ -63,6 +63,56 @@ public class RequestReaderTests
         }
     }
 
+    /// <summary>
+    /// A message's content is read straight to text when it is a string, and kept as JSON otherwise: every shape reads
+    /// to the same text, or is refused naming the same field, as when the whole content was kept as JSON.
+    /// </summary>
+    [Theory]
+    [InlineData("user", "\"plain\"", "plain", null)]
+    [InlineData("user", "\"esc\\u0061ped \\\"quote\\\" \\u003c|end|\\u003e\"", "escaped \"quote\" <|end|>", null)]
+    [InlineData("user", "\"\"", "", null)]
+    [InlineData("user", "[{\"type\":\"text\",\"text\":\"one\"},{\"type\":\"text\",\"text\":\"two\"}]", "one\ntwo", null)]
+    [InlineData("user", "null", null, "messages[0].content")]
+    [InlineData("user", "[]", null, "messages[0].content")]
+    [InlineData("user", "42", null, "messages[0].content")]
+    [InlineData("user", "{\"text\":\"x\"}", null, "messages[0].content")]
+    [InlineData("user", "true", null, "messages[0].content")]
+    [InlineData("user", "[{\"type\":\"image_url\"}]", null, "messages[0].content[0].type")]
+    [InlineData("user", "[{\"type\":\"text\"}]", null, "messages[0].content[0].text")]
+    [InlineData("assistant", "null", "", null)]
+    [InlineData("assistant", "[]", "", null)]
+    public async Task EveryShapeOfMessageContentReadsToItsTextOrNamesTheField(string role, string content, string? text, string? field)
+    {
+        foreach (var delivery in new[] { "whole", "pieces" })
+        {
+            var body = $$"""{"model":"gpt-oss-20b","messages":[{"role":"{{role}}","content":{{content}}}]}""";
+            var (request, error) = await ReadAsync(Dialect.Chat, Encoding.UTF8.GetBytes(body), delivery);
+            if (field is null)
+            {
+                Assert.Null(error);
+                Assert.Equal(text, Assert.Single(request!.Messages).Content);
+            }
+            else
+            {
+                Assert.Null(request);
+                Assert.Equal((400, field), (error?.Status, error?.Param));
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData("\"text with \\\" and \\u0000\"")]
+    [InlineData("[{\"type\":\"text\",\"text\":\"a\"}]")]
+    [InlineData("null")]
+    [InlineData("7")]
+    public void AMessagesContentIsWrittenBackAsItWasSent(string content)
+    {
+        var json = $$"""{"role":"user","content":{{content}}}""";
+        var message = System.Text.Json.JsonSerializer.Deserialize(json, Cortensor.Api.Infrastructure.PortalJsonContext.Default.ChatMessage)!;
+        var written = System.Text.Json.JsonSerializer.Serialize(message.Content, Cortensor.Api.Infrastructure.PortalJsonContext.Default.MessageContent);
+        Assert.Equal(System.Text.Json.Nodes.JsonNode.Parse(content)?.ToJsonString(), System.Text.Json.Nodes.JsonNode.Parse(written)?.ToJsonString());
+    }
+
     [Theory, MemberData(nameof(Deliveries))]
     public async Task ABodyThatStartsWithAByteOrderMarkIsRead(string delivery)
     {
