@@ -73,7 +73,7 @@ public static class AccountLinks
     }
 
     private static async Task<Results<Ok<StatusDto>, ErrorResult>> ConfirmReset(ResetBody body, UserManager<User> users,
-        PortalDbContext db, TimeProvider clock, CancellationToken ct)
+        PortalTokens tokens, CancellationToken ct)
     {
         if (body.UserId is null) return ApiError.MissingField("user_id").ToResult();
         if (string.IsNullOrWhiteSpace(body.Token)) return ApiError.MissingField("token").ToResult();
@@ -88,14 +88,19 @@ public static class AccountLinks
             return result.Errors.Any(e => e.Code == "InvalidToken") ? ApiError.InvalidLink("password reset").ToResult()
                 : ApiError.InvalidField("new_password", (result.Errors.Any(e => e.Code.StartsWith("Password", StringComparison.Ordinal)) ? "Choose a stronger password: " : "")
                     + PortalIdentityErrors.Describe(result)).ToResult();
-        // Whoever knew the old password is signed out: every refresh token of the account dies.
-        var now = clock.GetUtcNow();
-        await db.RefreshTokens.Where(t => t.UserId == user.Id && t.RevokedAt == null)
-            .ExecuteUpdateAsync(s => s.SetProperty(t => t.RevokedAt, now), ct);
-        // Reaching the mailbox proves the address as well.
+        // Whoever knew the old password is signed out: every sign-in of the account ends, its access tokens with it.
+        await tokens.RevokeAllSessionsAsync(user.Id, ct);
+        // Reaching the mailbox proves the address as well, and hands the account to its owner: a second factor set up
+        // before the address was proven was not set up by them.
         if (!user.EmailConfirmed)
         {
             user.EmailConfirmed = true;
+            if (user.TwoFactorEnabled)
+            {
+                await users.SetTwoFactorEnabledAsync(user, false);
+                await users.ResetAuthenticatorKeyAsync(user);
+                await users.ReplaceCodesAsync(user);
+            }
             await users.UpdateAsync(user);
         }
         return TypedResults.Ok(new StatusDto("password_changed", "Your password is changed and every session is signed out. Sign in with the new password."));

@@ -75,9 +75,11 @@ public static class AccountSecurityApi
         me.MapPost("/password", ChangePassword).RequireRateLimiting(AuthThrottling.SignIn)
             .WithSummary("Change the password (the current one is required); every other sign-in of the account ends");
         me.MapGet("/two-factor", TwoFactorStatus).WithSummary("Whether two-factor sign-in is on, and how many recovery codes are left");
-        me.MapPost("/two-factor/setup", SetUpTwoFactor).RequireRateLimiting(AuthThrottling.SignIn)
+        // Only the address's proven owner: an account signed up with someone else's address could otherwise lock its owner
+        // out for good, with a second factor only the squatter holds.
+        me.MapPost("/two-factor/setup", SetUpTwoFactor).RequireRateLimiting(AuthThrottling.SignIn).RequireVerifiedEmail("turn on two-factor sign-in")
             .WithSummary("A new authenticator key (shared key and otpauth URI for a QR code); two-factor sign-in is on once a code from it is confirmed");
-        me.MapPost("/two-factor/enable", EnableTwoFactor).RequireRateLimiting(AuthThrottling.SignIn)
+        me.MapPost("/two-factor/enable", EnableTwoFactor).RequireRateLimiting(AuthThrottling.SignIn).RequireVerifiedEmail("turn on two-factor sign-in")
             .WithSummary("Confirm a code from the authenticator app: two-factor sign-in is on, and the answer holds the recovery codes (shown once)");
         me.MapPost("/two-factor/disable", DisableTwoFactor).RequireRateLimiting(AuthThrottling.SignIn)
             .WithSummary("Turn two-factor sign-in off (the password is required)");
@@ -226,6 +228,6 @@ public static class AccountSecurityApi
     }
 
     /// <summary>Identity keeps recovery codes until new ones are generated; turning two-factor off must void them.</summary>
-    private static Task ReplaceCodesAsync(this UserManager<User> users, User user) =>
+    internal static Task ReplaceCodesAsync(this UserManager<User> users, User user) =>
         users.RemoveAuthenticationTokenAsync(user, "[AspNetUserStore]", "RecoveryCodes");
 }

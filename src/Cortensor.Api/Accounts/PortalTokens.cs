@@ -83,7 +83,9 @@ public sealed class PortalTokens(PortalDbContext db, IOptions<AuthOptions> optio
     public async Task RevokeSessionsAsync(Guid userId, Guid? keep, CancellationToken ct)
     {
         var now = clock.GetUtcNow();
-        var families = await db.RefreshTokens.Where(t => t.UserId == userId && t.RevokedAt == null && t.ExpiresAt > now && t.FamilyId != keep)
+        // Every sign-in that may still hold an access token, revoked refresh tokens included: a session ended in the
+        // database only (a password reset before) still had access tokens for their lifetime, which this must stop too.
+        var families = await db.RefreshTokens.Where(t => t.UserId == userId && t.ExpiresAt > now && t.FamilyId != keep)
             .Select(t => t.FamilyId).Distinct().ToListAsync(ct);
         await db.RefreshTokens.Where(t => t.UserId == userId && t.RevokedAt == null && t.FamilyId != keep)
             .ExecuteUpdateAsync(s => s.SetProperty(t => t.RevokedAt, now), ct);

@@ -47,14 +47,37 @@ public static class ApiKeysApi
     }
 
     private static async Task<Results<Ok<ApiKeyDto>, ErrorResult>> Update(Guid id, JsonElement body, PortalCaller caller, PortalDbContext db,
-        KeyService keys, CatalogStore catalog, IConnectionMultiplexer redis, TimeProvider clock, CancellationToken ct)
+        KeyService keys, CatalogStore catalog, IConnectionMultiplexer redis, IOptions<ControlPlaneLimits> limits, TimeProvider clock, CancellationToken ct)
     {
         var now = clock.GetUtcNow();
         if (await Changeable(id, caller, db, "change a key someone else created", ct) is { } refused) return refused.ToResult();
         var (changes, invalid) = KeyChanges.Read(body, catalog.Current, now);
         if (changes is null) return (invalid ?? ApiError.MalformedJson(null, "the body must be a JSON object.")).ToResult();
-        var key = await keys.UpdateKeyAsync(id, caller.OrganizationId, changes, caller.Actor, ct);
+        var expired = await db.ApiKeys.AsNoTracking().Where(k => k.Id == id && k.OrganizationId == caller.OrganizationId)
+            .Select(k => k.ExpiresAt != null && k.ExpiresAt <= now).SingleOrDefaultAsync(ct);
+        ApiKey? key;
+        if (expired && changes.ExpiresAtSet)
+        {
+            // An expired key given a later expiry (or none) is active again: it counts against the plan's cap as a new key
+            // does, under the same lock, or expiring keys and reviving them would hold any number.
+            var (updated, atCap) = await db.OneAtATimeAsync<(ApiKey?, ApiError?)>("api-keys", caller.OrganizationId, async () =>
+                await AtCapAsync(caller, db, limits.Value, now, ct) is { } full ? (null, full) : (await keys.UpdateKeyAsync(id, caller.OrganizationId, changes, caller.Actor, ct), null), ct);
+            if (atCap is not null) return atCap.ToResult();
+            key = updated;
+        }
+        else
+            key = await keys.UpdateKeyAsync(id, caller.OrganizationId, changes, caller.Actor, ct);
         return key is null ? ApiError.NotFound("API key").ToResult() : TypedResults.Ok(ApiKeyDto.From(key, now, null, await BudgetStateAsync(redis, key, now)));
+    }
+
+    /// <summary>409 api_key_limit when the organisation has as many active keys (not revoked, not expired) as its plan allows.</summary>
+    private static async Task<ApiError?> AtCapAsync(PortalCaller caller, PortalDbContext db, ControlPlaneLimits limits, DateTimeOffset now, CancellationToken ct)
+    {
+        var plan = await db.Organizations.AsNoTracking().Where(o => o.Id == caller.OrganizationId).Select(o => o.PlanId).SingleAsync(ct);
+        var cap = limits.ApiKeysFor(plan);
+        return await db.ApiKeys.CountAsync(k => k.OrganizationId == caller.OrganizationId && k.Status != ApiKeyStatus.Revoked && (k.ExpiresAt == null || k.ExpiresAt > now), ct) >= cap
+            ? ApiError.LimitReached("api_key_limit", $"The {plan} plan allows {cap} active API keys per organization. Revoke one, or upgrade.")
+            : null;
     }
 
     private static async Task<Results<Ok<RotatedApiKeyDto>, ErrorResult>> Rotate(Guid id, RotateKeyBody? body, PortalCaller caller, PortalDbContext db,
@@ -95,12 +118,9 @@ public static class ApiKeysApi
     {
         var now = clock.GetUtcNow();
         if (body.Validate(catalog.Current, now) is { } invalid) return invalid.ToResult();
-        var plan = await db.Organizations.AsNoTracking().Where(o => o.Id == caller.OrganizationId).Select(o => o.PlanId).SingleAsync(ct);
-        var cap = limits.Value.ApiKeysFor(plan);
         return await db.OneAtATimeAsync<Results<Created<CreatedApiKeyDto>, ErrorResult>>("api-keys", caller.OrganizationId, async () =>
         {
-            if (await db.ApiKeys.CountAsync(k => k.OrganizationId == caller.OrganizationId && k.Status != ApiKeyStatus.Revoked && (k.ExpiresAt == null || k.ExpiresAt > now), ct) >= cap)
-                return ApiError.LimitReached("api_key_limit", $"The {plan} plan allows {cap} active API keys per organization. Revoke one, or upgrade.").ToResult();
+            if (await AtCapAsync(caller, db, limits.Value, now, ct) is { } full) return full.ToResult();
             var created = await keys.CreateKeyAsync(caller.OrganizationId, body.Name!.Trim(), body.Environment ?? "live", body.ExpiresAt,
                 body.Models ?? [], body.RequestsPerMinute, body.TokensPerMinute, caller.UserId, caller.Actor, ct);
             return TypedResults.Created($"/portal/api-keys/{created.Key.Id}", CreatedApiKeyDto.From(created));

@@ -7,8 +7,16 @@ namespace Cortensor.Api.Keys;
 /// <summary>What a caller may ask for when creating a key; the control plane and the admin API take the same.</summary>
 public sealed record CreateKeyBody(string? Name, string? Environment, DateTimeOffset? ExpiresAt, string[]? Models, int? RequestsPerMinute, int? TokensPerMinute)
 {
+    /// <summary>Fields this body does not take: refused by name, never dropped (a budget dropped was a key without its cap).</summary>
+    [System.Text.Json.Serialization.JsonExtensionData]
+    public Dictionary<string, System.Text.Json.JsonElement>? Unknown { get; init; }
+
     public ApiError? Validate(CatalogSnapshot catalog, DateTimeOffset now)
     {
+        if (Unknown?.Keys.Order(StringComparer.Ordinal).FirstOrDefault() is { } unknown)
+            return ApiError.UnsupportedParameter(unknown, unknown == "budget"
+                ? "'budget' cannot be set when a key is created: create the key, then set its budget with PATCH /portal/api-keys/{id} before you hand it out."
+                : $"'{unknown}' is not a field of a new key. A key takes name, environment, expires_at, models, requests_per_minute and tokens_per_minute.");
         if (ApiError.Text("name", "Name", Name, 100) is { } badName) return badName;
         if ((Environment ?? "live") is not ("live" or "test")) return ApiError.InvalidField("environment", "'environment' must be 'live' or 'test'.");
         if (ExpiresAt is { } expires && expires <= now) return ApiError.InvalidField("expires_at", "'expires_at' must be in the future.");

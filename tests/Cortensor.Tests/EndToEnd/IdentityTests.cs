@@ -33,6 +33,10 @@ public class IdentityTests(PortalAppFixture portal)
         // The address alone grants nothing.
         Assert.DoesNotContain((await mallory.GetFromJsonAsync<JsonElement>("/portal/organizations")).EnumerateArray(), o => o.GetProperty("id").GetGuid() == teamId);
         Assert.Equal(HttpStatusCode.NotFound, (await PortalAs(mallory, teamId).GetAsync("/portal/members")).StatusCode);
+        // Nor may she put a second factor on the account: Alice could never get it back.
+        var twoFactor = await mallory.PostAsync("/portal/me/two-factor/setup", null);
+        Assert.Equal(HttpStatusCode.Forbidden, twoFactor.StatusCode);
+        Assert.Equal("email_not_verified", await Code(twoFactor));
 
         // Even holding the link (say it leaked), the unverified account cannot accept it, nor can another verified user.
         var invitation = await portal.Mail.WaitForAsync(alice, "invited to Secret team");
@@ -65,6 +69,10 @@ public class IdentityTests(PortalAppFixture portal)
             new { user_id = reset.Query("/reset-password", "user"), token = reset.Query("/reset-password", "token"), new_password = "Alice-is-back-7" });
         Assert.True(changed.StatusCode == HttpStatusCode.OK, await changed.Content.ReadAsStringAsync());
         Assert.Equal(HttpStatusCode.Unauthorized, (await malloryIp.PostAsJsonAsync("/portal/auth/refresh", new { refresh_token = malloryTokens.GetProperty("refresh_token").GetString() })).StatusCode);
+        // Her access token dies with it, not at its expiry: it could otherwise act on the account, now verified, for minutes.
+        await Eventually.WaitForAsync(() => mallory.GetAsync("/portal/me"), r => r.StatusCode == HttpStatusCode.Unauthorized,
+            TimeSpan.FromSeconds(10), "the squatter's access token still worked after the reset", TimeSpan.FromMilliseconds(200));
+        Assert.Equal(HttpStatusCode.Unauthorized, (await mallory.PostAsJsonAsync("/portal/api-keys", new { name = "squatter's" })).StatusCode);
         var aliceTokens = await (await aliceIp.PostAsJsonAsync("/portal/auth/login", new { email = alice, password = "Alice-is-back-7" })).Content.ReadFromJsonAsync<JsonElement>();
         using var aliceClient = portal.CreateClientWithToken(aliceTokens.GetProperty("access_token").GetString()!);
         var accepted = await aliceClient.PostAsJsonAsync("/portal/invitations/accept", new { token });
@@ -284,6 +292,54 @@ public class IdentityTests(PortalAppFixture portal)
         Assert.Equal(HttpStatusCode.Conflict, fourth.StatusCode);
         Assert.Equal("organization_limit", await Code(fourth));
         Assert.Equal(3, (await client.GetFromJsonAsync<JsonElement>("/portal/organizations")).GetArrayLength());
+    }
+
+    [Fact]
+    public async Task AnExpiredKeyGivenANewExpiryCountsAgainstTheCapAndAFieldANewKeyDoesNotTakeIsRefusedNotDropped()
+    {
+        var user = await portal.SignUpAsync();
+        using var client = user.CreateClient();
+        var shortLived = await (await client.PostAsJsonAsync("/portal/api-keys", new { name = "short", expires_at = DateTimeOffset.UtcNow.AddSeconds(2) }))
+            .Content.ReadFromJsonAsync<JsonElement>();
+        var id = shortLived.GetProperty("id").GetGuid();
+        await Eventually.WaitUntilAsync(async () => (await client.GetFromJsonAsync<JsonElement>($"/portal/api-keys/{id}")).GetProperty("status").GetString() == "expired",
+            TimeSpan.FromSeconds(15), "the key did not expire");
+        var active = new List<Guid>();
+        for (var i = 0; i < 5; i++)
+            active.Add((await (await client.PostAsJsonAsync("/portal/api-keys", new { name = "k" + i })).Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid());
+
+        // Five are active, as many as the free plan allows: the expired one is not brought back as a sixth.
+        var revived = await client.PatchAsJsonAsync($"/portal/api-keys/{id}", new { expires_at = (DateTimeOffset?)null });
+        Assert.Equal(HttpStatusCode.Conflict, revived.StatusCode);
+        Assert.Equal("api_key_limit", await Code(revived));
+        Assert.Equal("expired", (await client.GetFromJsonAsync<JsonElement>($"/portal/api-keys/{id}")).GetProperty("status").GetString());
+        Assert.Equal(HttpStatusCode.OK, (await client.DeleteAsync($"/portal/api-keys/{active[0]}")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await client.PatchAsJsonAsync($"/portal/api-keys/{id}", new { expires_at = DateTimeOffset.UtcNow.AddDays(1) })).StatusCode);
+        // An active key's other fields change as before, at the cap.
+        Assert.Equal(HttpStatusCode.OK, (await client.PatchAsJsonAsync($"/portal/api-keys/{active[1]}", new { name = "renamed", expires_at = DateTimeOffset.UtcNow.AddDays(2) })).StatusCode);
+
+        // A budget sent with a new key is refused by name: a key created without the cap it was sent with is worse.
+        Assert.Equal(HttpStatusCode.OK, (await client.DeleteAsync($"/portal/api-keys/{active[2]}")).StatusCode);
+        var budgeted = await client.PostAsJsonAsync("/portal/api-keys", new { name = "capped", budget = new { usd = 1, period = "day" } });
+        Assert.Equal(HttpStatusCode.BadRequest, budgeted.StatusCode);
+        var error = (await budgeted.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error");
+        Assert.Equal(("unsupported_parameter", "budget"), (error.GetProperty("code").GetString(), error.GetProperty("param").GetString()));
+        Assert.DoesNotContain((await client.GetFromJsonAsync<JsonElement>("/portal/api-keys")).EnumerateArray(), k => k.GetProperty("name").GetString() == "capped");
+    }
+
+    [Fact]
+    public async Task ARefusalOfTheSignInLayerCarriesItsRequestIdAsEveryOtherError()
+    {
+        using var anonymous = portal.CreateClientFrom(PortalAppFixture.RandomClientIp());
+        var user = await portal.SignUpAsync();
+        foreach (var (client, path, status) in new[] { (anonymous, "/portal/me", HttpStatusCode.Unauthorized), (user.CreateClient(), "/admin/organizations", HttpStatusCode.Forbidden) })
+        {
+            var refused = await client.GetAsync(path);
+            Assert.Equal(status, refused.StatusCode);
+            var id = Assert.Single(refused.Headers.GetValues("X-Request-Id"));
+            Assert.StartsWith("req_", id);
+            Assert.Equal(id, (await Error(refused)).GetProperty("request_id").GetString());
+        }
     }
 
     private static HttpClient PortalAs(HttpClient client, Guid organization)
