@@ -88,10 +88,12 @@ public static class AccountLinks
             return result.Errors.Any(e => e.Code == "InvalidToken") ? ApiError.InvalidLink("password reset").ToResult()
                 : ApiError.InvalidField("new_password", (result.Errors.Any(e => e.Code.StartsWith("Password", StringComparison.Ordinal)) ? "Choose a stronger password: " : "")
                     + PortalIdentityErrors.Describe(result)).ToResult();
-        // Whoever knew the old password is signed out: every sign-in of the account ends, its access tokens with it.
-        await tokens.RevokeAllSessionsAsync(user.Id, ct);
+        // The password is changed: what follows runs even if the client has gone (a half-done reset would leave the old
+        // sessions alive). Whoever knew the old password is signed out: every sign-in ends, its access tokens with it.
+        await tokens.RevokeAllSessionsAsync(user.Id, CancellationToken.None);
         // Reaching the mailbox proves the address as well, and hands the account to its owner: a second factor set up
-        // before the address was proven was not set up by them.
+        // before the address was proven was not set up by them (it needs a verified address since; before, a squatter's
+        // could lock the owner out for good).
         if (!user.EmailConfirmed)
         {
             user.EmailConfirmed = true;
@@ -111,7 +113,7 @@ public static class AccountLinks
 /// Keeps unverified accounts from what needs a proven identity (creating keys, organisations, invitations,
 /// joining). Reads the database, not a token claim, so verifying takes effect at once.
 /// </summary>
-public sealed class VerifiedEmailFilter(string what) : IEndpointFilter
+public sealed class VerifiedEmailFilter(string what, bool walletCounts = true) : IEndpointFilter
 {
     public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
@@ -120,7 +122,7 @@ public sealed class VerifiedEmailFilter(string what) : IEndpointFilter
         var db = http.RequestServices.GetRequiredService<PortalDbContext>();
         // A wallet proven by a signed message is an identity as proven as a verified address.
         var verified = await db.Users.AsNoTracking().Where(u => u.Id == userId)
-            .Select(u => u.EmailConfirmed || db.UserLogins.Any(l => l.UserId == u.Id && l.LoginProvider == Siwe.WalletAccounts.LoginProvider))
+            .Select(u => u.EmailConfirmed || (walletCounts && db.UserLogins.Any(l => l.UserId == u.Id && l.LoginProvider == Siwe.WalletAccounts.LoginProvider)))
             .SingleOrDefaultAsync(http.RequestAborted);
         return verified ? await next(context) : ApiError.EmailNotVerified(what).ToResult();
     }
@@ -128,6 +130,7 @@ public sealed class VerifiedEmailFilter(string what) : IEndpointFilter
 
 public static class VerifiedEmailExtensions
 {
-    public static TBuilder RequireVerifiedEmail<TBuilder>(this TBuilder builder, string what) where TBuilder : IEndpointConventionBuilder =>
-        builder.AddEndpointFilter(new VerifiedEmailFilter(what));
+    /// <param name="walletCounts">Whether a linked wallet proves the account as a verified address does.</param>
+    public static TBuilder RequireVerifiedEmail<TBuilder>(this TBuilder builder, string what, bool walletCounts = true) where TBuilder : IEndpointConventionBuilder =>
+        builder.AddEndpointFilter(new VerifiedEmailFilter(what, walletCounts));
 }

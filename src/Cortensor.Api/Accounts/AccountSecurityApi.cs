@@ -75,11 +75,11 @@ public static class AccountSecurityApi
         me.MapPost("/password", ChangePassword).RequireRateLimiting(AuthThrottling.SignIn)
             .WithSummary("Change the password (the current one is required); every other sign-in of the account ends");
         me.MapGet("/two-factor", TwoFactorStatus).WithSummary("Whether two-factor sign-in is on, and how many recovery codes are left");
-        // Only the address's proven owner: an account signed up with someone else's address could otherwise lock its owner
-        // out for good, with a second factor only the squatter holds.
-        me.MapPost("/two-factor/setup", SetUpTwoFactor).RequireRateLimiting(AuthThrottling.SignIn).RequireVerifiedEmail("turn on two-factor sign-in")
+        // Only the address's proven owner (a wallet proves the account, not the address a reset goes to): an account signed
+        // up with someone else's address could otherwise lock its owner out for good, with a second factor only it holds.
+        me.MapPost("/two-factor/setup", SetUpTwoFactor).RequireRateLimiting(AuthThrottling.SignIn).RequireVerifiedEmail("turn on two-factor sign-in", walletCounts: false)
             .WithSummary("A new authenticator key (shared key and otpauth URI for a QR code); two-factor sign-in is on once a code from it is confirmed");
-        me.MapPost("/two-factor/enable", EnableTwoFactor).RequireRateLimiting(AuthThrottling.SignIn).RequireVerifiedEmail("turn on two-factor sign-in")
+        me.MapPost("/two-factor/enable", EnableTwoFactor).RequireRateLimiting(AuthThrottling.SignIn).RequireVerifiedEmail("turn on two-factor sign-in", walletCounts: false)
             .WithSummary("Confirm a code from the authenticator app: two-factor sign-in is on, and the answer holds the recovery codes (shown once)");
         me.MapPost("/two-factor/disable", DisableTwoFactor).RequireRateLimiting(AuthThrottling.SignIn)
             .WithSummary("Turn two-factor sign-in off (the password is required)");

@@ -83,9 +83,12 @@ public sealed class PortalTokens(PortalDbContext db, IOptions<AuthOptions> optio
     public async Task RevokeSessionsAsync(Guid userId, Guid? keep, CancellationToken ct)
     {
         var now = clock.GetUtcNow();
-        // Every sign-in that may still hold an access token, revoked refresh tokens included: a session ended in the
-        // database only (a password reset before) still had access tokens for their lifetime, which this must stop too.
-        var families = await db.RefreshTokens.Where(t => t.UserId == userId && t.ExpiresAt > now && t.FamilyId != keep)
+        // Every sign-in that may still hold an access token, revoked refresh tokens included (a session ended in the
+        // database only still has access tokens for their lifetime): each access token is issued with a refresh token,
+        // so those issued within an access token's lifetime (and a minute of clock skew) are the ones.
+        var issuedSince = now.AddMinutes(-Options.AccessTokenMinutes - 1);
+        var families = await db.RefreshTokens
+            .Where(t => t.UserId == userId && t.FamilyId != keep && ((t.RevokedAt == null && t.ExpiresAt > now) || t.CreatedAt > issuedSince))
             .Select(t => t.FamilyId).Distinct().ToListAsync(ct);
         await db.RefreshTokens.Where(t => t.UserId == userId && t.RevokedAt == null && t.FamilyId != keep)
             .ExecuteUpdateAsync(s => s.SetProperty(t => t.RevokedAt, now), ct);

@@ -53,15 +53,18 @@ public static class ApiKeysApi
         if (await Changeable(id, caller, db, "change a key someone else created", ct) is { } refused) return refused.ToResult();
         var (changes, invalid) = KeyChanges.Read(body, catalog.Current, now);
         if (changes is null) return (invalid ?? ApiError.MalformedJson(null, "the body must be a JSON object.")).ToResult();
-        var expired = await db.ApiKeys.AsNoTracking().Where(k => k.Id == id && k.OrganizationId == caller.OrganizationId)
-            .Select(k => k.ExpiresAt != null && k.ExpiresAt <= now).SingleOrDefaultAsync(ct);
         ApiKey? key;
-        if (expired && changes.ExpiresAtSet)
+        if (changes.ExpiresAtSet)
         {
             // An expired key given a later expiry (or none) is active again: it counts against the plan's cap as a new key
-            // does, under the same lock, or expiring keys and reviving them would hold any number.
+            // does, under the same lock (and read under it), or expiring keys and reviving them would hold any number.
             var (updated, atCap) = await db.OneAtATimeAsync<(ApiKey?, ApiError?)>("api-keys", caller.OrganizationId, async () =>
-                await AtCapAsync(caller, db, limits.Value, now, ct) is { } full ? (null, full) : (await keys.UpdateKeyAsync(id, caller.OrganizationId, changes, caller.Actor, ct), null), ct);
+            {
+                var revived = await db.ApiKeys.AsNoTracking()
+                    .AnyAsync(k => k.Id == id && k.OrganizationId == caller.OrganizationId && k.Status == ApiKeyStatus.Active && k.ExpiresAt != null && k.ExpiresAt <= now, ct);
+                if (revived && await AtCapAsync(caller, db, limits.Value, now, ct) is { } full) return (null, full);
+                return (await keys.UpdateKeyAsync(id, caller.OrganizationId, changes, caller.Actor, ct), null);
+            }, ct);
             if (atCap is not null) return atCap.ToResult();
             key = updated;
         }

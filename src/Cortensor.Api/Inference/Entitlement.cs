@@ -47,8 +47,7 @@ public static class Entitlement
     {
         var left = model.ContextWindow - prompt.Floor;
         maxTokens = request.MaxTokens ?? Math.Min(defaultMaxTokens, left);
-        if (request.MaxTokens is null && left >= 1) return null;
-        if (prompt.Floor + maxTokens <= model.ContextWindow) return null;
+        if (request.MaxTokens is null ? left >= 1 : prompt.Floor + maxTokens <= model.ContextWindow) return null;
         var asked = request.MaxTokens is { } sent ? $" and {request.MaxTokensField} asks for up to {sent} more" : "";
         return ApiError.ContextLengthExceeded(request.PromptField,
             $"This model's maximum context length is {model.ContextWindow} tokens; the prompt is {prompt.Floor} tokens{asked}. " +

@@ -73,13 +73,12 @@ public sealed class HarmonyChannels
                 case State.Undecided:
                     var lead = at;
                     while (lead < text.Length && char.IsWhiteSpace(text[lead])) lead++;
-                    if (lead >= text.Length - 1 && (lead == text.Length || text[lead] == '<'))
-                    {
-                        if (!final) return Hold(text, at, shown);
-                        _state = State.Plain;
-                        break;
-                    }
-                    _state = text[lead] == '<' && text[lead + 1] == '|' ? State.Header : State.Plain;
+                    // Decided by the first control token, if the answer opens with one a message can begin with; whitespace
+                    // before it is bounded, so a router sending it a character at a time is not rescanned for ever.
+                    var (begins, mayBegin) = Opens(text.AsSpan(lead));
+                    var near = lead - at <= LongestHeader;
+                    if (mayBegin && !final && near) return Hold(text, at, shown);
+                    _state = begins && near ? State.Header : State.Plain;
                     break;
 
                 case State.Plain:
@@ -88,14 +87,18 @@ public sealed class HarmonyChannels
 
                 case State.Header:
                     var message = text.IndexOf(Message, at, StringComparison.Ordinal);
+                    // No header is this long: not harmony after all, shown as written (whether it came whole or in pieces).
+                    if ((message < 0 ? text.Length : message) - at > LongestHeader) { _state = State.Plain; break; }
                     if (message < 0)
                     {
-                        if (text.Length - at > LongestHeader) { _state = State.Plain; break; } // not harmony after all: shown as written
                         if (final) at = Drop(text, at, text.Length); // an answer cut inside a header has nothing to show
                         return Hold(text, at, shown);
                     }
                     var header = text.AsSpan(at, message - at);
-                    _kind = header.Contains("to=", StringComparison.Ordinal) ? Kind.Call
+                    // Only a call to one of the request's functions is passed on; a built-in recipient's (python, browser) is
+                    // reasoning like the analysis it follows.
+                    _kind = header.Contains("to=functions.", StringComparison.Ordinal) ? Kind.Call
+                        : header.Contains("to=", StringComparison.Ordinal) ? Kind.Hidden
                         : header.Contains("<|channel|>analysis", StringComparison.Ordinal) || header.Contains("<|channel|>commentary", StringComparison.Ordinal) ? Kind.Hidden
                         : Kind.Shown;
                     // A call is passed on with its header, as ModelOutput reads it; the other headers are markup.
@@ -131,6 +134,8 @@ public sealed class HarmonyChannels
     }
 
     private static readonly string[] Markers = ["<|end|>", "<|return|>", "<|call|>", "<|start|>"];
+    // What a harmony answer opens with: its first message's channel or body, or a message's start.
+    private static readonly string[] Openers = ["<|channel|>", "<|start|>", Message];
 
     /// <summary>The length of the message's closing token at the start of <paramref name="text"/>, or 0.</summary>
     private static int Closer(ReadOnlySpan<char> text)
@@ -138,6 +143,18 @@ public sealed class HarmonyChannels
         foreach (var end in Ends)
             if (text.StartsWith(end, StringComparison.Ordinal)) return end.Length;
         return 0;
+    }
+
+    /// <summary>Whether <paramref name="text"/> begins with a control token an answer may open with, or may yet (it is shorter).</summary>
+    private static (bool Begins, bool MayBegin) Opens(ReadOnlySpan<char> text)
+    {
+        var mayBegin = false;
+        foreach (var opener in Openers)
+        {
+            if (text.StartsWith(opener, StringComparison.Ordinal)) return (true, false);
+            mayBegin |= text.Length < opener.Length && opener.AsSpan().StartsWith(text, StringComparison.Ordinal);
+        }
+        return (false, mayBegin);
     }
 
     private static bool IsPrefixOfMarker(ReadOnlySpan<char> text)

@@ -35,7 +35,7 @@ public static partial class ModelOutput
     /// <summary>How a call begins in each family's output: while the start of a stream could still be one, it is held back.</summary>
     public static IReadOnlyList<string> CallOpeners(string family) => family switch
     {
-        "gpt-oss" => ["<|channel|>commentary to=functions.", "<|start|>assistant<|channel|>commentary to=functions.", "to=functions."],
+        "gpt-oss" => ["<|channel|>commentary to=functions.", "<|start|>assistant<|channel|>commentary to=functions.", "<|start|>assistant to=functions.", "to=functions."],
         "gemma" => ["{", "[", "```"],
         _ => ["<tool_call>"],
     };

@@ -13,7 +13,8 @@ public sealed record CreateKeyBody(string? Name, string? Environment, DateTimeOf
 
     public ApiError? Validate(CatalogSnapshot catalog, DateTimeOffset now)
     {
-        if (Unknown?.Keys.Order(StringComparer.Ordinal).FirstOrDefault() is { } unknown)
+        // A null asks for nothing (as "budget": null on a PATCH removes none).
+        if (Unknown?.Where(u => u.Value.ValueKind != System.Text.Json.JsonValueKind.Null).Select(u => u.Key).Order(StringComparer.Ordinal).FirstOrDefault() is { } unknown)
             return ApiError.UnsupportedParameter(unknown, unknown == "budget"
                 ? "'budget' cannot be set when a key is created: create the key, then set its budget with PATCH /portal/api-keys/{id} before you hand it out."
                 : $"'{unknown}' is not a field of a new key. A key takes name, environment, expires_at, models, requests_per_minute and tokens_per_minute.");

@@ -30,16 +30,19 @@ public sealed partial class AdmissionGate(
 
     public void Uncertain(UsageRecord draft) => _uncertain.Enqueue(draft);
 
-    // Request-per-minute windows this replica was told are spent, by key id or organisation id (see SpentWindow).
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, Admission> _spent = new();
+    // Request-per-minute windows this replica was told are spent, by key id or organisation id, and until when (unix
+    // seconds) the refusal is repeated without asking (see SpentWindow).
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, (Admission Refusal, long Until)> _spent = new();
     private const int MostSpentRemembered = 10_000;
 
     /// <summary>
     /// The refusal for a key whose requests for this minute (its own, or its organisation's) this replica already saw
-    /// spent; null otherwise. Asked before the request's body is read: the windows are fixed minutes and their counts
-    /// only grow (but for the unused part an idle lease gives back, which this replica then leaves unused until the minute
-    /// ends: an early refusal within the lease's published bound), and a client retrying in a loop with megabyte prompts
-    /// costs a lookup rather than a parse and a token count each time.
+    /// spent; null otherwise. Asked before the request's body is read: a client retrying in a loop with megabyte prompts
+    /// costs a lookup rather than a parse and a token count each time. The windows are fixed minutes and their counts only
+    /// grow, but for what leases give back: a lease holds a slice of the window ahead of need, and gives its unused part
+    /// back once idle. So with leasing on, a refusal is repeated only until an idle lease would have given its slice back
+    /// (<see cref="LimitsOptions.LeaseIdleSeconds"/> and the sweep's second), then admission is asked again: repeated for
+    /// the rest of the minute, it refused an organisation's every key while most of its limit lay unused.
     /// </summary>
     public Admission? SpentWindow(KeySnapshot key)
     {
@@ -47,12 +50,13 @@ public sealed partial class AdmissionGate(
         var window = now / WindowSeconds;
         foreach (var (id, spentLimit) in (ReadOnlySpan<(Guid, int)>)[(key.KeyId, key.RequestsPerMinute), (key.OrganizationId, key.OrganizationRequestsPerMinute)])
         {
-            if (!_spent.TryGetValue(id, out var spent)) continue;
+            if (!_spent.TryGetValue(id, out var entry)) continue;
+            var spent = entry.Refusal;
             var limit = spent.Verdict == AdmissionVerdict.KeyRequestsExhausted ? spent.KeyRequestLimit : spent.OrganizationRequestLimit;
-            // A new minute, or a limit changed since (a plan or the key's settings): ask admission again.
-            if (spent.Window != window || limit != spentLimit)
+            // A new minute, a limit changed since (a plan or the key's settings), or leases may have given slices back: ask again.
+            if (spent.Window != window || limit != spentLimit || now >= entry.Until)
             {
-                _spent.TryRemove(new KeyValuePair<Guid, Admission>(id, spent));
+                _spent.TryRemove(new KeyValuePair<Guid, (Admission, long)>(id, entry));
                 continue;
             }
             return spent with { Reset = TimeSpan.FromSeconds((window + 1) * WindowSeconds - now) };
@@ -71,10 +75,12 @@ public sealed partial class AdmissionGate(
         };
         if (spentId is { } id)
         {
+            var now = clock.GetUtcNow().ToUnixTimeSeconds();
             if (_spent.Count >= MostSpentRemembered)
                 foreach (var (stale, old) in _spent)
-                    if (old.Window != admission.Window) _spent.TryRemove(new KeyValuePair<Guid, Admission>(stale, old));
-            _spent[id] = admission;
+                    if (old.Refusal.Window != admission.Window || now >= old.Until) _spent.TryRemove(new KeyValuePair<Guid, (Admission, long)>(stale, old));
+            var o = options.Value;
+            _spent[id] = (admission, o.Leasing ? now + o.LeaseIdleSeconds + 2 : long.MaxValue);
         }
         return admission;
     }

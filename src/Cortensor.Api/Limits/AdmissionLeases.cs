@@ -109,6 +109,19 @@ public sealed partial class AdmissionLeases(
             state.RefusedWindow = window;
             return;
         }
+        // A top-up takes a slice only of what the lease lacks (money running short is topped up alone): a slice of a window
+        // the lease does not need would be held from the organisation's other keys, and with a small balance, whose money
+        // slices are small and often topped up, such slices used up the minute's requests before the money was spent.
+        var (requestSlice, tokenSliceSize) = (requests, tokenSlice);
+        var takeMoney = true;
+        if (existing is not null)
+        {
+            if (existing.Requests >= existing.RequestSlice / 4) requests = 0;
+            if (existing.Tokens >= existing.TokenSlice / 4) tokenSlice = 0;
+            // Likewise the money: each slice is a twentieth of the balance left, and topping it up for slots or requests
+            // alone held a twentieth more each time, until a busy lease held most of a balance it would never spend.
+            takeMoney = existing.Money < Math.Max(existing.MoneySlice / 4, 16 * amount);
+        }
         state.Taking = true;
         var credits = key.BillingMode == BillingMode.PrepaidCredits;
         var id = existing?.Id ?? Guid.NewGuid().ToString("N")[..16];
@@ -140,6 +153,7 @@ public sealed partial class AdmissionLeases(
                     tokens = tokenSlice,
                     slots,
                     credits = credits ? "1" : "0",
+                    takeMoney = takeMoney ? "1" : "0",
                     maxMoney = credits ? Pricing.ToUnits(o.LeaseUsd) : o.LeaseQuotaTokens,
                     minMoney = 16 * amount,
                     share = o.LeaseShare,
@@ -180,7 +194,8 @@ public sealed partial class AdmissionLeases(
                     lease.Tokens += tokenSlice;
                     lease.Money += (long)r[6];
                     lease.Slots += slots;
-                    (lease.RequestSlice, lease.TokenSlice, lease.MoneySlice) = (requests, tokenSlice, (long)r[6]);
+                    (lease.RequestSlice, lease.TokenSlice) = (requestSlice, tokenSliceSize);
+                    if (takeMoney) lease.MoneySlice = (long)r[6];
                     (lease.SharedKeyRequests, lease.SharedKeyTokens, lease.SharedBalance, lease.SharedOrgRequests, lease.SharedOrgTokens) =
                         ((long)r[1], (long)r[2], (long)r[3], (long)r[4], (long)r[5]);
                 }
@@ -421,6 +436,13 @@ public sealed partial class AdmissionLeases(
     {
         using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1), clock);
         while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false)) Sweep(idle: TimeSpan.FromSeconds(options.Value.LeaseIdleSeconds));
+    }
+
+    /// <summary>Whether no slice is being taken for the key now (tests wait on it rather than on time).</summary>
+    internal bool IsSettled(Guid keyId)
+    {
+        if (!_keys.TryGetValue(keyId, out var state)) return true;
+        lock (state) return !state.Taking;
     }
 
     /// <summary>Gives back idle leases (with their unused requests and tokens) and retired leases with nothing in flight.</summary>

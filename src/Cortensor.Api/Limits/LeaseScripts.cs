@@ -14,9 +14,9 @@ namespace Cortensor.Api.Limits;
 internal static class LeaseScripts
 {
     /// <summary>
-    /// Takes a slice (or tops one up): every window must have room for the whole slice, the concurrency
-    /// for its slots, and the money must be large enough that the slice is a small part of it; otherwise
-    /// nothing is taken and the key stays on the exact path. Returns {verdict, key requests, key tokens,
+    /// Takes a slice (or tops one up): every window must have room for the whole slice (the organisation's windows
+    /// within three quarters of their limits), the concurrency for its slots, and the money must be large enough that the
+    /// slice is a small part of it; otherwise nothing is taken and the key stays on the exact path. Returns {verdict, key requests, key tokens,
     /// balance or quota used, org requests, org tokens, money taken}.
     /// </summary>
     public static readonly LuaScript Grant = LuaScript.Prepare("""
@@ -27,15 +27,22 @@ internal static class LeaseScripts
         local kt = tonumber(redis.call('GET', @keyTokens) or '0')
         local orq = tonumber(redis.call('GET', @orgRequests) or '0')
         local ot = tonumber(redis.call('GET', @orgTokens) or '0')
+        -- An organisation's window is leased only up to three quarters: its many keys' leases, each holding a slice ahead
+        -- of need, could otherwise hold all of it, and its other keys' requests were refused with most of it unused.
+        if r > 0 and (orq + r) * 4 > tonumber(@orgRequestLimit) * 3 then return {3, kr, kt, 0, orq, ot, 0} end
+        if t > 0 and (ot + t) * 4 > tonumber(@orgTokenLimit) * 3 then return {4, kr, kt, 0, orq, ot, 0} end
         if kr + r > tonumber(@keyRequestLimit) then return {1, kr, kt, 0, orq, ot, 0} end
         if kt + t > tonumber(@keyTokenLimit) then return {2, kr, kt, 0, orq, ot, 0} end
         if orq + r > tonumber(@orgRequestLimit) then return {3, kr, kt, 0, orq, ot, 0} end
         if ot + t > tonumber(@orgTokenLimit) then return {4, kr, kt, 0, orq, ot, 0} end
         local slotsHeld = tonumber(redis.call('GET', @leasedSlots) or '0')
         if redis.call('HLEN', @reservations) + slotsHeld + c > tonumber(@concurrency) then return {5, kr, kt, 0, orq, ot, 0} end
-        local m
+        local m = 0
         local balance
-        if @credits == '1' then
+        if @takeMoney ~= '1' then
+            -- A top-up of slots, requests or tokens only: the lease's money is not low.
+            balance = tonumber(redis.call('GET', @counter) or '0')
+        elseif @credits == '1' then
             local b = redis.call('GET', @counter)
             if not b then return {6, kr, kt, 0, orq, ot, 0} end
             m = math.min(tonumber(@maxMoney), math.floor(tonumber(b) / tonumber(@share)))

@@ -325,6 +325,8 @@ public class IdentityTests(PortalAppFixture portal)
         var error = (await budgeted.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error");
         Assert.Equal(("unsupported_parameter", "budget"), (error.GetProperty("code").GetString(), error.GetProperty("param").GetString()));
         Assert.DoesNotContain((await client.GetFromJsonAsync<JsonElement>("/portal/api-keys")).EnumerateArray(), k => k.GetProperty("name").GetString() == "capped");
+        // A null asks for nothing, as elsewhere.
+        Assert.Equal(HttpStatusCode.Created, (await client.PostAsJsonAsync("/portal/api-keys", new { name = "uncapped", budget = (object?)null })).StatusCode);
     }
 
     [Fact]

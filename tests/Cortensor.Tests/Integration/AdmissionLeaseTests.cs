@@ -377,6 +377,68 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         Assert.Equal(0, await db.HashLengthAsync(LimitKeys.Leases(_org)));
     }
 
+    /// <summary>
+    /// Thirty keys of one organisation, busy at once, each with a lease of a twentieth of the organisation's minute:
+    /// together they once held all of it, and the organisation's other requests were refused with most of it unused.
+    /// Leases stop at three quarters of the window, so every request within the limit is admitted.
+    /// </summary>
+    [Fact]
+    public async Task ManyBusyKeysOfOneOrganisationLeaseAtMostThreeQuartersOfItsMinuteAndEveryRequestWithinTheLimitIsAdmitted()
+    {
+        var replica = await StartAsync("a");
+        var db = _redis.GetDatabase();
+        await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(10m));
+        var window = _clock.GetUtcNow().ToUnixTimeSeconds() / 60;
+        var keys = Enumerable.Range(0, 30).Select(_ => Key(requestsPerMinute: 1000)).ToList();
+        foreach (var key in keys)
+        {
+            for (var i = 0; i < 10; i++) await AdmitAndCompleteAsync(replica, key, 100, 100, 10);
+            // The key's lease, if it asked for one, is granted or refused before the next key starts.
+            await ReplicaTesting.UntilRedisSettlesAsync(() => Task.FromResult(replica.Leases.IsSettled(key.KeyId)));
+        }
+        var held = (long)await db.StringGetAsync(LimitKeys.OrgRequests(_org, window));
+        Assert.InRange(held, 300, 1000);
+
+        replica.Leases.Sweep(TimeSpan.Zero); // idle: given back
+        await replica.Queue.FlushAsync();
+        await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) == 0);
+        Assert.Equal(300, (long)await db.StringGetAsync(LimitKeys.OrgRequests(_org, window)));
+    }
+
+    /// <summary>
+    /// A refusal because the organisation's minute is spent is repeated without asking Redis only until idle leases would
+    /// have given their unused slices back; then admission is asked again, and what they gave back is admitted.
+    /// </summary>
+    [Fact]
+    public async Task ASpentMinuteIsAskedAgainOnceIdleLeasesHaveGivenTheirSlicesBack()
+    {
+        var replica = await StartAsync("a");
+        var db = _redis.GetDatabase();
+        await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(10m));
+        var busy = Key(requestsPerMinute: 200); // slices of 10 requests
+        for (var i = 0; i < new LimitsOptions().LeaseAfterRequests; i++) await AdmitAndCompleteAsync(replica, busy, 100, 100, 10);
+        await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) > 0);
+
+        var other = Key(requestsPerMinute: 200);
+        Admission refused;
+        while (true)
+        {
+            var (admission, draft) = await AdmitAsync(replica, other, 100, 100);
+            if (!admission.Admitted) { refused = admission; break; }
+            Complete(replica, admission, draft, 100, 10);
+        }
+        Assert.Equal(AdmissionVerdict.OrganizationRequestsExhausted, refused.Verdict);
+        Assert.NotNull(replica.Gate.SpentWindow(other));
+
+        replica.Leases.Sweep(TimeSpan.Zero); // the busy key's lease goes idle and gives back what it did not use
+        await replica.Queue.FlushAsync();
+        await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) == 0);
+        Assert.NotNull(replica.Gate.SpentWindow(other)); // still remembered: a client retrying in a loop costs a lookup
+        _clock.Advance(TimeSpan.FromSeconds(new LimitsOptions().LeaseIdleSeconds + 2));
+        Assert.Null(replica.Gate.SpentWindow(other));
+        Assert.True((await AdmitAsync(replica, other, 100, 100)).Admission.Admitted);
+    }
+
     private sealed record Replica(string Id, AdmissionGate Gate, AdmissionLeases Leases, SettlementQueue Queue, UsageMeter Meter, ReservationReaper Reaper,
         UsageSpool Spool);
 

@@ -24,6 +24,11 @@ public class HarmonyChannelsTests
         { "<|channel|>analysis<|message|>Thinking<|end|><|start|>assistant<|chan", "" },
         { "Plain text, as a router that strips the channels sends it: <|channel|>final stays.", "Plain text, as a router that strips the channels sends it: <|channel|>final stays." },
         { "  leading spaces are kept", "  leading spaces are kept" },
+        { "<|end|> closes a message; an answer may open with it.", "<|end|> closes a message; an answer may open with it." },
+        { "<|channel|>final<|message|>A<|end|>" + new string('x', 2000) + "<|message|>B", "A" + new string('x', 2000) + "<|message|>B" },
+        { Reasoning + "<|start|>assistant<|channel|>analysis to=python<|message|>print(secret)<|end|><|start|>assistant<|channel|>final<|message|>42", "42" },
+        { new string(' ', 3) + "<|channel|>final<|message|>spaced", "spaced" },
+        { new string(' ', 2000) + "<|channel|>final<|message|>x", new string(' ', 2000) + "<|channel|>final<|message|>x" },
         { "<", "<" },
         { "", "" },
     };

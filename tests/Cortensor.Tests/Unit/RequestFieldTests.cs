@@ -56,7 +56,7 @@ public class RequestFieldTests
     [InlineData("chat", ",\"store\":false,\"logprobs\":false,\"top_logprobs\":0,\"logit_bias\":{},\"modalities\":[\"text\"],\"service_tier\":\"auto\",\"audio\":null")]
     [InlineData("chat", ",\"user\":\"u-1\",\"metadata\":{\"k\":\"v\"},\"safety_identifier\":\"s\",\"prompt_cache_key\":\"p\"")]
     [InlineData("text", ",\"echo\":false,\"best_of\":1,\"suffix\":\"\",\"logprobs\":0,\"user\":\"u\"")]
-    [InlineData("responses", ",\"store\":false,\"service_tier\":\"auto\",\"reasoning\":{},\"top_logprobs\":0,\"prompt_cache_retention\":\"24h\",\"stream_options\":{\"include_obfuscation\":false}")]
+    [InlineData("responses", ",\"store\":false,\"service_tier\":\"auto\",\"reasoning\":{\"effort\":null,\"summary\":null},\"top_logprobs\":0,\"prompt_cache_retention\":\"24h\",\"stream_options\":{\"include_obfuscation\":false}")]
     public void FieldsThatAskForNothingAreAccepted(string endpoint, string extra) => Assert.Null(Validate(endpoint, extra));
 
     /// <summary>
