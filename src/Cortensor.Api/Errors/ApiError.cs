@@ -43,7 +43,19 @@ public sealed record ApiError(int Status, string Type, string Code, string Messa
     public static ApiError? Text(string param, string label, string? value, int max) =>
         string.IsNullOrWhiteSpace(value) ? new(400, "invalid_request_error", "missing_required_parameter", $"{label} is required.", param)
         : value.Trim().Length > max ? InvalidField(param, $"{label} must be at most {max} characters.")
+        : NotOneLine(value) ? InvalidField(param, $"{label} must be one line of text: no line breaks, control characters or text-direction overrides.")
         : null;
+
+    /// <summary>
+    /// A name is shown in lists, mails (an organisation's in an invitation's subject) and logs: a line break there writes
+    /// a line of the sender's choosing, and a direction override (U+202E) shows a name backwards.
+    /// </summary>
+    public static bool NotOneLine(string value)
+    {
+        foreach (var c in value)
+            if (char.IsControl(c) || c is >= '\u202A' and <= '\u202E' or >= '\u2066' and <= '\u2069' or '\u2028' or '\u2029') return true;
+        return false;
+    }
     public static ApiError BodyTooLarge(long limit) =>
         new(413, "invalid_request_error", "request_too_large", $"The request body exceeds the limit of {limit} bytes.");
     public static ApiError NotFound(string what) =>

@@ -24,6 +24,10 @@ public static class ControlPlaneInput
 
     private static async Task CheckAsync(HttpContext http, RequestDelegate next)
     {
+        // Control-plane answers hold tokens, keys shown once, recovery codes and account data: no cache or proxy keeps
+        // them (RFC 6749 5.1 asks it of token answers), and no browser reads them as anything but what they say they are.
+        http.Response.Headers.CacheControl = "no-store";
+        http.Response.Headers.XContentTypeOptions = "nosniff";
         if (http.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size) size.MaxRequestBodySize = MaxBodyBytes;
         var request = http.Request;
         if (request.Path.Value?.Contains('\0') == true || request.QueryString.Value?.Contains("%00", StringComparison.Ordinal) == true)

@@ -51,6 +51,44 @@ public class ControlPlaneInputTests(PortalAppFixture portal)
         Assert.Equal("back\\u0000end", (await literal.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("name").GetString());
     }
 
+    /// <summary>
+    /// A name is one line of text: an organisation's goes into an invitation's subject and body, where a line break wrote
+    /// the sender's own lines into the Portal's mail, and a direction override shows a name backwards.
+    /// </summary>
+    [Fact]
+    public async Task ANameWithALineBreakControlCharacterOrDirectionOverrideIsA400ThatChangesNothing()
+    {
+        var user = await portal.SignUpAsync();
+        using var client = user.CreateClient();
+        var key = (await (await client.PostAsync("/portal/api-keys", Json("""{"name":"plain"}"""))).Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+        var keysBefore = await client.GetStringAsync("/portal/api-keys");
+        var meBefore = await client.GetStringAsync("/portal/me");
+        var orgsBefore = await client.GetStringAsync("/portal/organizations");
+
+        foreach (var name in new[] { @"Acme\r\nBcc: all@example.com", @"bell\u0007", @"evil\u202Egpj.exe", @"isolate\u2066x\u2069", @"line\u2028sep" })
+            foreach (var (method, path, body) in new (string, string, string)[]
+            {
+                ("POST", "/portal/api-keys", $$"""{"name":"{{name}}"}"""),
+                ("PATCH", $"/portal/api-keys/{key}", $$"""{"name":"{{name}}"}"""),
+                ("PATCH", "/portal/me", $$"""{"display_name":"{{name}}"}"""),
+                ("POST", "/portal/organizations", $$"""{"name":"{{name}}"}"""),
+            })
+            {
+                using var request = new HttpRequestMessage(new HttpMethod(method), path) { Content = Json(body) };
+                var response = await client.SendAsync(request);
+                var text = await response.Content.ReadAsStringAsync();
+                Assert.True(response.StatusCode == HttpStatusCode.BadRequest && text.Contains("\"invalid_value\"", StringComparison.Ordinal),
+                    $"{method} {path} {name}: {(int)response.StatusCode} {text}");
+            }
+        Assert.Equal(keysBefore, await client.GetStringAsync("/portal/api-keys"));
+        Assert.Equal(meBefore, await client.GetStringAsync("/portal/me"));
+        Assert.Equal(orgsBefore, await client.GetStringAsync("/portal/organizations"));
+        // Other scripts, emoji and punctuation are names like any other, and answers are not kept by caches.
+        var accepted = await client.PostAsync("/portal/api-keys", Json("""{"name":"Équipe 東京 — שלום 🚀"}"""));
+        Assert.Equal(HttpStatusCode.Created, accepted.StatusCode);
+        Assert.True(accepted.Headers.CacheControl?.NoStore, "a shown-once key's answer may be cached");
+    }
+
     [Fact]
     public async Task HalfASurrogatePairIsA400()
     {
