@@ -53,6 +53,10 @@ public static class ApiKeysApi
         if (await Changeable(id, caller, db, "change a key someone else created", ct) is { } refused) return refused.ToResult();
         var (changes, invalid) = KeyChanges.Read(body, catalog.Current, now);
         if (changes is null) return (invalid ?? ApiError.MalformedJson(null, "the body must be a JSON object.")).ToResult();
+        // A member changing a key they created may tighten it, not undo what an owner or admin set on it.
+        if (!caller.CanManage && await db.ApiKeys.AsNoTracking().SingleOrDefaultAsync(k => k.Id == id && k.OrganizationId == caller.OrganizationId, ct) is { } current
+            && changes.Loosens(current) is { } loosened)
+            return ApiError.InsufficientRole($"loosen a key's {loosened} (members may tighten the keys they created)").ToResult();
         ApiKey? key;
         if (changes.ExpiresAtSet)
         {

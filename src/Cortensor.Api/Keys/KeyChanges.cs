@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Cortensor.Api.Catalog;
+using Cortensor.Api.Data;
 using Cortensor.Api.Errors;
 
 namespace Cortensor.Api.Keys;
@@ -103,6 +104,28 @@ public sealed class KeyChanges
                 Budget = budget;
                 return error;
         }
+    }
+
+    /// <summary>
+    /// The first field this change would loosen on <paramref name="key"/> (a limit raised or removed, a model added, a
+    /// later expiry, a budget raised, removed or moved to another period, whose count starts afresh); null if it only
+    /// tightens or renames. A member may tighten the keys they created; only an owner or admin may loosen what may have
+    /// been set on them.
+    /// </summary>
+    public string? Loosens(ApiKey key)
+    {
+        if (RequestsPerMinuteSet && key.RequestsPerMinute is { } rpm && (RequestsPerMinute is null || RequestsPerMinute > rpm)) return "requests_per_minute";
+        if (TokensPerMinuteSet && key.TokensPerMinute is { } tpm && (TokensPerMinute is null || TokensPerMinute > tpm)) return "tokens_per_minute";
+        if (ExpiresAtSet && key.ExpiresAt is { } expires && (ExpiresAt is null || ExpiresAt > expires)) return "expires_at";
+        if (Models is { } models && key.AllowedModels.Count > 0 && (models.Length == 0 || models.Any(m => !key.AllowedModels.Contains(m)))) return "models";
+        if (BudgetSet && KeyBudget.From(key.BudgetUsd, key.BudgetTokens, key.BudgetPeriod) is { } current)
+        {
+            if (Budget is not { } next || next.Period != current.Period
+                || (current.Usd is { } usd && (next.Usd is null || next.Usd > usd))
+                || (current.Tokens is { } tokens && (next.Tokens is null || next.Tokens > tokens)))
+                return "budget";
+        }
+        return null;
     }
 
     private static KeyBudgetBody? ReadBudget(JsonElement value)

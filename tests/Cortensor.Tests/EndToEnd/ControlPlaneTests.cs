@@ -224,7 +224,29 @@ public class ControlPlaneTests(PortalAppFixture portal)
         var memberKeyCreated = await asMember.PostAsJsonAsync("/portal/api-keys", new { name = "mine" });
         Assert.Equal(HttpStatusCode.Created, memberKeyCreated.StatusCode);
         var memberKey = await memberKeyCreated.Content.ReadFromJsonAsync<JsonElement>();
-        Assert.Equal(HttpStatusCode.OK, (await asMember.DeleteAsync($"/portal/api-keys/{memberKey.GetProperty("id").GetGuid()}")).StatusCode);
+        var memberKeyPath = $"/portal/api-keys/{memberKey.GetProperty("id").GetGuid()}";
+        // The owner caps it; the member may tighten the caps further, not undo them.
+        Assert.Equal(HttpStatusCode.OK, (await inTeam.PatchAsJsonAsync(memberKeyPath,
+            new { budget = new { usd = 1, period = "month" }, requests_per_minute = 10, models = new[] { "gpt-oss-20b" }, expires_at = DateTimeOffset.UtcNow.AddDays(7) })).StatusCode);
+        foreach (var loosen in new object[]
+        {
+            new { budget = (object?)null }, new { budget = new { usd = 2, period = "month" } }, new { budget = new { usd = 1, period = "day" } },
+            new { requests_per_minute = (int?)null }, new { requests_per_minute = 11 }, new { models = (string[]?)null }, new { models = new[] { "gpt-oss-20b", "gemma-4-26b" } },
+            new { expires_at = (DateTimeOffset?)null }, new { expires_at = DateTimeOffset.UtcNow.AddDays(30) },
+        })
+        {
+            var refused = await asMember.PatchAsJsonAsync(memberKeyPath, loosen);
+            Assert.True(refused.StatusCode == HttpStatusCode.Forbidden, $"{JsonSerializer.Serialize(loosen)}: {(int)refused.StatusCode}");
+            Assert.Equal("insufficient_role", await Code(refused));
+        }
+        var tightened = await asMember.PatchAsJsonAsync(memberKeyPath,
+            new { name = "mine, capped", budget = new { usd = 0.5, period = "month" }, requests_per_minute = 5, expires_at = DateTimeOffset.UtcNow.AddDays(1) });
+        Assert.Equal(HttpStatusCode.OK, tightened.StatusCode);
+        var capped = await tightened.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.Equal((5, 0.5m), (capped.GetProperty("requests_per_minute").GetInt32(), capped.GetProperty("budget").GetProperty("limit_usd").GetDecimal()));
+        // The owner may loosen it again.
+        Assert.Equal(HttpStatusCode.OK, (await inTeam.PatchAsJsonAsync(memberKeyPath, new { budget = (object?)null, requests_per_minute = (int?)null })).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await asMember.DeleteAsync(memberKeyPath)).StatusCode);
 
         var lastOwner = await inTeam.DeleteAsync($"/portal/members/{owner.Id}");
         Assert.Equal(HttpStatusCode.Conflict, lastOwner.StatusCode);
