@@ -56,7 +56,7 @@ public static class AccountLinks
         if (user is null) return new ApiError(401, "authentication_error", "invalid_token", "This account no longer exists.").ToResult();
         if (user.EmailConfirmed) return new ApiError(409, "invalid_request_error", "already_verified", "Your e-mail address is verified already.").ToResult();
         if (user.Email is null) return new ApiError(409, "invalid_request_error", "no_email", "This account has no e-mail address to verify (it signs in with a wallet or an identity provider).").ToResult();
-        if (mailLimit.TryAcquire(user.Email)) await mails.SendVerificationAsync(user);
+        if (mailLimit.TryAcquire(user.Email, "verification")) await mails.SendVerificationAsync(user);
         return TypedResults.Accepted("/portal/me", new StatusDto("verification_sent", "We sent the verification link again. Check your mail."));
     }
 
@@ -67,7 +67,7 @@ public static class AccountLinks
         if (string.IsNullOrEmpty(email)) return ApiError.MissingField("email").ToResult();
         var user = await users.FindByEmailAsync(email);
         // Only accounts with a Portal password can reset one; the mail is queued, so the answer takes the same time.
-        if (user is { PasswordHash: not null, Email: not null } && mailLimit.TryAcquire(email)) await mails.SendPasswordResetAsync(user);
+        if (user is { PasswordHash: not null, Email: not null } && mailLimit.TryAcquire(email, "reset")) await mails.SendPasswordResetAsync(user);
         return TypedResults.Accepted("/portal/auth/password-reset", new StatusDto("reset_sent",
             "If an account has this address, we sent it a link to choose a new password. Check your mail."));
     }

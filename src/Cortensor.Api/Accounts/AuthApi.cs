@@ -81,7 +81,7 @@ public static class AuthApi
             users.PasswordHasher.HashPassword(user, body.Password);
             // Never a verification link here: it would verify whoever registered the address first. The owner is
             // pointed at a password reset, which proves the mailbox and takes the account over.
-            if (mailLimit.TryAcquire(email)) mails.SendAlreadyRegistered(email);
+            if (mailLimit.TryAcquire(email, "already-registered")) mails.SendAlreadyRegistered(email);
             return accepted;
         }
 
@@ -110,7 +110,7 @@ public static class AuthApi
             if (failure.Errors.Any(e => e.Code is "DuplicateEmail" or "DuplicateUserName")) return accepted;
             return ApiError.InvalidField("email", string.Join(" ", failure.Errors.Select(e => e.Description))).ToResult();
         }
-        if (mailLimit.TryAcquire(email)) await mails.SendVerificationAsync(user);
+        if (mailLimit.TryAcquire(email, "verification")) await mails.SendVerificationAsync(user);
         return accepted;
     }
 

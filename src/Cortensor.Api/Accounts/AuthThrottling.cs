@@ -95,8 +95,9 @@ public static class AuthThrottling
 /// <summary>
 /// Caps the mails one address receives, so nobody can use sign-up or reset to flood someone's inbox. The caller
 /// gets the same answer either way (the cap must not reveal anything either); the mail is just not sent.
-/// Invitations are counted apart (<c>purpose</c>): inviting an address must not use up the mails its
-/// owner needs to reset a password.
+/// Each kind of mail is counted apart (<c>purpose</c>: reset, verification, already-registered, invitation): anyone may
+/// sign up with, or invite, an address, and that must not use up the mails its owner needs to reset a password (a reset
+/// asked by someone else sends the owner a working link, so it blocks nothing).
 /// </summary>
 public sealed class AddressMailLimiter(IOptions<AuthThrottlingOptions> options) : IDisposable
 {
@@ -106,7 +107,7 @@ public sealed class AddressMailLimiter(IOptions<AuthThrottlingOptions> options) 
             PermitLimit = options.Value.MailsPerAddressPer15Minutes, Window = TimeSpan.FromMinutes(15), QueueLimit = 0,
         }), StringComparer.OrdinalIgnoreCase);
 
-    public bool TryAcquire(string address, string purpose = "account")
+    public bool TryAcquire(string address, string purpose)
     {
         using var lease = _limiter.AttemptAcquire(purpose + "|" + AccountEmail.Normalize(address));
         return lease.IsAcquired;

@@ -119,7 +119,7 @@ public sealed class ExternalUsers(PortalDbContext db, UserManager<User> users, K
         var user = new User
         {
             UserName = $"{external.Provider}_{Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(issuer + "|" + subject)))[..32]}", Email = email, EmailConfirmed = email is not null,
-            ExternalIssuer = issuer, ExternalSubject = subject, DisplayName = principal.FindFirstValue("name") ?? email,
+            ExternalIssuer = issuer, ExternalSubject = subject, DisplayName = principal.FindFirstValue("name") is { } name && !Errors.ApiError.NotOneLine(name) ? name : email,
         };
         var created = await users.CreateAsync(user);
         if (!created.Succeeded)

@@ -65,7 +65,7 @@ public static class ApiKeysApi
             var (updated, atCap) = await db.OneAtATimeAsync<(ApiKey?, ApiError?)>("api-keys", caller.OrganizationId, async () =>
             {
                 var revived = await db.ApiKeys.AsNoTracking()
-                    .AnyAsync(k => k.Id == id && k.OrganizationId == caller.OrganizationId && k.Status == ApiKeyStatus.Active && k.ExpiresAt != null && k.ExpiresAt <= now, ct);
+                    .AnyAsync(k => k.Id == id && k.OrganizationId == caller.OrganizationId && k.ExpiresAt != null && k.ExpiresAt <= now, ct);
                 if (revived && await AtCapAsync(caller, db, limits.Value, now, ct) is { } full) return (null, full);
                 return (await keys.UpdateKeyAsync(id, caller.OrganizationId, changes, caller.Actor, ct), null);
             }, ct);

@@ -88,7 +88,7 @@ public sealed class HarmonyChannels
                 case State.Header:
                     var message = text.IndexOf(Message, at, StringComparison.Ordinal);
                     // No header is this long: not harmony after all, shown as written (whether it came whole or in pieces).
-                    if ((message < 0 ? text.Length : message) - at > LongestHeader) { _state = State.Plain; break; }
+                    if ((message < 0 ? text.Length - (Message.Length - 1) : message) - at > LongestHeader) { _state = State.Plain; break; }
                     if (message < 0)
                     {
                         if (final) at = Drop(text, at, text.Length); // an answer cut inside a header has nothing to show

@@ -14,6 +14,12 @@ public sealed record Admission(
     /// <summary>Set when admitted from this replica's lease (<see cref="AdmissionLeases"/>) rather than by a reservation.</summary>
     public LeaseTicket? Lease { get; init; }
 
+    /// <summary>
+    /// When to try again (Retry-After), if sooner than the window's reset: with leasing on, a window refused as spent may
+    /// have room again once idle leases give their unused slices back, a few seconds later.
+    /// </summary>
+    public TimeSpan? RetryAfter { get; init; }
+
     // The headers report whichever limit binds first: the key's own or the organisation's.
     public int RequestLimit => Math.Min(KeyRequestLimit, OrganizationRequestLimit);
     public int RequestsRemaining => (int)Math.Max(0, Math.Min(KeyRequestLimit - KeyRequests, OrganizationRequestLimit - OrganizationRequests));

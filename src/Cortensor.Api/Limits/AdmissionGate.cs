@@ -53,13 +53,15 @@ public sealed partial class AdmissionGate(
             if (!_spent.TryGetValue(id, out var entry)) continue;
             var spent = entry.Refusal;
             var limit = spent.Verdict == AdmissionVerdict.KeyRequestsExhausted ? spent.KeyRequestLimit : spent.OrganizationRequestLimit;
-            // A new minute, a limit changed since (a plan or the key's settings), or leases may have given slices back: ask again.
-            if (spent.Window != window || limit != spentLimit || now >= entry.Until)
+            // A new minute or a limit changed since (a plan or the key's settings): ask admission again.
+            if (spent.Window != window || limit != spentLimit)
             {
                 _spent.TryRemove(new KeyValuePair<Guid, (Admission, long)>(id, entry));
                 continue;
             }
-            return spent with { Reset = TimeSpan.FromSeconds((window + 1) * WindowSeconds - now) };
+            // Leases may have given slices back: one request asks again; the others wait on its answer for another second.
+            if (now >= entry.Until && _spent.TryUpdate(id, (spent, now + 1), entry)) continue;
+            return spent with { Reset = TimeSpan.FromSeconds((window + 1) * WindowSeconds - now), RetryAfter = entry.Until == long.MaxValue ? null : TimeSpan.FromSeconds(Math.Max(1, entry.Until - now)) };
         }
         return null;
     }
@@ -67,6 +69,15 @@ public sealed partial class AdmissionGate(
     public async Task<Admission> AdmitAsync(KeySnapshot key, CatalogModel model, UsageRecord draft, int promptTokens, int maxTokens, CancellationToken ct)
     {
         var admission = await DecideAsync(key, model, draft, promptTokens, maxTokens, ct);
+        if (options.Value.Leasing && admission.Verdict is AdmissionVerdict.KeyRequestsExhausted or AdmissionVerdict.OrganizationRequestsExhausted
+            or AdmissionVerdict.KeyTokensExhausted or AdmissionVerdict.OrganizationTokensExhausted)
+            admission = admission with { RetryAfter = TimeSpan.FromSeconds(options.Value.LeaseIdleSeconds + 2) };
+        if (admission.Admitted)
+        {
+            // The minute was not spent after all (leases gave slices back): what was remembered goes. Lock-free when absent.
+            if (_spent.TryGetValue(key.KeyId, out var keySpent)) _spent.TryRemove(new KeyValuePair<Guid, (Admission, long)>(key.KeyId, keySpent));
+            if (_spent.TryGetValue(key.OrganizationId, out var orgSpent)) _spent.TryRemove(new KeyValuePair<Guid, (Admission, long)>(key.OrganizationId, orgSpent));
+        }
         var spentId = admission.Verdict switch
         {
             AdmissionVerdict.KeyRequestsExhausted => key.KeyId,

@@ -34,6 +34,8 @@ public sealed partial class AdmissionLeases(
     private static readonly System.Diagnostics.Metrics.Counter<long> Slices = Meter.CreateCounter<long>("cortensor.admission.lease_slices",
         "{slice}", "Slices of limits and money taken from Redis ahead of need");
     private readonly ConcurrentDictionary<Guid, KeyState> _keys = new();
+    // The grant's answer for a top-up of a lease no longer in Redis.
+    private const int LeaseGone = 100;
     private readonly ConcurrentQueue<Lease> _retired = new();
     private volatile bool _stopping;
 
@@ -121,6 +123,8 @@ public sealed partial class AdmissionLeases(
             // Likewise the money: each slice is a twentieth of the balance left, and topping it up for slots or requests
             // alone held a twentieth more each time, until a busy lease held most of a balance it would never spend.
             takeMoney = existing.Money < Math.Max(existing.MoneySlice / 4, 16 * amount);
+            // Nothing short (all the slots a lease may have are in use): nothing to ask Redis for.
+            if (requests == 0 && tokenSlice == 0 && slots == 0 && !takeMoney) return;
         }
         state.Taking = true;
         var credits = key.BillingMode == BillingMode.PrepaidCredits;
@@ -154,6 +158,7 @@ public sealed partial class AdmissionLeases(
                     slots,
                     credits = credits ? "1" : "0",
                     takeMoney = takeMoney ? "1" : "0",
+                    topUp = existing is null ? "0" : "1",
                     maxMoney = credits ? Pricing.ToUnits(o.LeaseUsd) : o.LeaseQuotaTokens,
                     minMoney = 16 * amount,
                     share = o.LeaseShare,
@@ -168,6 +173,12 @@ public sealed partial class AdmissionLeases(
                 var verdict = (int)(long)r[0];
                 lock (state)
                 {
+                    if (verdict == LeaseGone)
+                    {
+                        // The reaper gave this lease back: it admits no more; what it admitted is filed against the counter.
+                        if (state.Current is { } gone && gone.Id == id) Retire(state, returnUnused: false);
+                        return;
+                    }
                     if (verdict != 0)
                     {
                         // No room for a whole slice (or no balance loaded yet): this window stays exact.

@@ -23,6 +23,9 @@ internal static class LeaseScripts
         local r = tonumber(@requests)
         local t = tonumber(@tokens)
         local c = tonumber(@slots)
+        -- A top-up of a lease the reaper already gave back (its replica was silent, not dead) would bring it back without
+        -- its money, and the charges filed against it would then leave nothing: refused, and the replica retires it.
+        if @topUp == '1' and redis.call('HEXISTS', @leases, @id .. '.counter') == 0 then return {100, 0, 0, 0, 0, 0, 0} end
         local kr = tonumber(redis.call('GET', @keyRequests) or '0')
         local kt = tonumber(redis.call('GET', @keyTokens) or '0')
         local orq = tonumber(redis.call('GET', @orgRequests) or '0')
@@ -37,6 +40,8 @@ internal static class LeaseScripts
         if ot + t > tonumber(@orgTokenLimit) then return {4, kr, kt, 0, orq, ot, 0} end
         local slotsHeld = tonumber(redis.call('GET', @leasedSlots) or '0')
         if redis.call('HLEN', @reservations) + slotsHeld + c > tonumber(@concurrency) then return {5, kr, kt, 0, orq, ot, 0} end
+        -- Concurrency likewise: leases' slots, held ahead of need, may take at most three quarters of it.
+        if c > 0 and (slotsHeld + c) * 4 > tonumber(@concurrency) * 3 then return {5, kr, kt, 0, orq, ot, 0} end
         local m = 0
         local balance
         if @takeMoney ~= '1' then

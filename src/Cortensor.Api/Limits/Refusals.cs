@@ -9,7 +9,7 @@ public static class Refusals
 {
     public static ApiError? For(Admission a, BillingMode mode, long? monthlyQuota)
     {
-        var retry = Math.Max(1, (int)Math.Ceiling(a.Reset.TotalSeconds));
+        var retry = Math.Max(1, (int)Math.Ceiling((a.RetryAfter is { } sooner && sooner < a.Reset ? sooner : a.Reset).TotalSeconds));
         return a.Verdict switch
         {
             AdmissionVerdict.Admitted => null,

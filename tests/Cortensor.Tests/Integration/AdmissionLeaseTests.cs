@@ -274,6 +274,81 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         Assert.Equal(0, await survivor.Reaper.ReapAsync(CancellationToken.None));
     }
 
+    /// <summary>
+    /// A replica silent long enough to be taken for dead, yet alive: the reaper gives its lease back, and the replica goes
+    /// on admitting from what it holds locally. Its top-up must not bring the lease back in Redis without its money (the
+    /// charges filed against it then left nothing); every charge is taken from the balance once.
+    /// </summary>
+    [Fact]
+    public async Task ALeaseTheReaperGaveBackIsNotBroughtBackByATopUpAndEveryChargeIsTakenFromTheBalance()
+    {
+        var silent = await StartAsync("silent");
+        var db = _redis.GetDatabase();
+        await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(10m));
+        var key = Key(requestsPerMinute: 200); // slices of 10 requests
+        var charged = 0L;
+        for (var i = 0; i < new LimitsOptions().LeaseAfterRequests; i++) charged += await AdmitAndCompleteAsync(silent, key, 100, 100, 50);
+        await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) > 0);
+        await silent.Queue.FlushAsync();
+        await db.HashSetAsync(LimitKeys.Replicas, silent.Id, _clock.GetUtcNow().ToUnixTimeSeconds());
+
+        var survivor = await StartAsync("survivor");
+        await survivor.Reaper.ReapAsync(CancellationToken.None);
+        _clock.Advance(TimeSpan.FromSeconds(new LimitsOptions().ReplicaSilenceSeconds + 1));
+        Assert.True(await survivor.Reaper.ReapAsync(CancellationToken.None) >= 1);
+        Assert.Equal(0, await db.HashLengthAsync(LimitKeys.Leases(_org)));
+
+        // The silent replica goes on: its local slice runs low, it tops up, then (the lease gone) admits exactly.
+        var leased = 0;
+        for (var i = 0; i < 15; i++)
+        {
+            var (admission, draft) = await AdmitAsync(silent, key, 100, 100);
+            Assert.True(admission.Admitted, admission.Verdict.ToString());
+            if (admission.Lease is not null) leased++;
+            charged += Complete(silent, admission, draft, 100, 50);
+            await ReplicaTesting.UntilRedisSettlesAsync(() => Task.FromResult(silent.Leases.IsSettled(key.KeyId)));
+        }
+        Assert.True(leased >= 5, $"only {leased} requests came from the local slice");
+        silent.Leases.Sweep(TimeSpan.Zero);
+        await silent.Queue.FlushAsync();
+        await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) == 0
+            && (long)await db.StringGetAsync(LimitKeys.Held(LimitKeys.Credit(_org))) == 0);
+        Assert.Equal(Pricing.ToUnits(10m) - charged, (long)await db.StringGetAsync(LimitKeys.Credit(_org)));
+    }
+
+    /// <summary>
+    /// A top-up takes only what the lease is short of: requests running low take requests, not another twentieth of the
+    /// balance (each top-up did, until a busy lease held most of a balance it would never spend).
+    /// </summary>
+    [Fact]
+    public async Task ALeaseShortOfRequestsTakesRequestsAndNotMoreMoney()
+    {
+        var replica = await StartAsync("a");
+        var db = _redis.GetDatabase();
+        await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(10m));
+        var key = Key(requestsPerMinute: 200); // slices of 10 requests; the money slice is $0.50
+        var window = _clock.GetUtcNow().ToUnixTimeSeconds() / 60;
+        for (var i = 0; i < new LimitsOptions().LeaseAfterRequests; i++) await AdmitAndCompleteAsync(replica, key, 100, 100, 10);
+        await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) > 0);
+        await replica.Queue.FlushAsync();
+        var balance = (long)await db.StringGetAsync(LimitKeys.Credit(_org));
+        var requests = (long)await db.StringGetAsync(LimitKeys.OrgRequests(_org, window));
+
+        var leased = 0;
+        for (var i = 0; i < 12; i++)
+        {
+            var (admission, draft) = await AdmitAsync(replica, key, 100, 100);
+            Assert.True(admission.Admitted);
+            if (admission.Lease is not null) leased++;
+            Complete(replica, admission, draft, 100, 10);
+            await ReplicaTesting.UntilRedisSettlesAsync(() => Task.FromResult(replica.Leases.IsSettled(key.KeyId)));
+        }
+        await replica.Queue.FlushAsync();
+        Assert.Equal(12, leased); // topped up with requests before they ran out
+        Assert.Equal(requests + 10, (long)await db.StringGetAsync(LimitKeys.OrgRequests(_org, window)));
+        Assert.Equal(balance, (long)await db.StringGetAsync(LimitKeys.Credit(_org))); // no money taken: the lease had plenty
+    }
+
     [Fact]
     public async Task ALeaseWhoseGrantTimedOutButRanLaterIsGivenBackOnceRedisAnswers()
     {
@@ -398,6 +473,8 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         }
         var held = (long)await db.StringGetAsync(LimitKeys.OrgRequests(_org, window));
         Assert.InRange(held, 300, 1000);
+        // Slices of 50 within three quarters of 1,000: at most 15 leases (the keys after them were admitted one at a time).
+        Assert.InRange(await db.HashLengthAsync(LimitKeys.Leases(_org)) / 4, 1, 15);
 
         replica.Leases.Sweep(TimeSpan.Zero); // idle: given back
         await replica.Queue.FlushAsync();
@@ -428,7 +505,10 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
             Complete(replica, admission, draft, 100, 10);
         }
         Assert.Equal(AdmissionVerdict.OrganizationRequestsExhausted, refused.Verdict);
-        Assert.NotNull(replica.Gate.SpentWindow(other));
+        // The client is told to come back when the leases may have given back, not at the minute's end (40 s away).
+        var retry = new LimitsOptions().LeaseIdleSeconds + 2;
+        Assert.Equal(retry, Refusals.For(refused, BillingMode.PrepaidCredits, null)!.RetryAfterSeconds);
+        Assert.InRange(Refusals.For(replica.Gate.SpentWindow(other)!, BillingMode.PrepaidCredits, null)!.RetryAfterSeconds!.Value, 1, retry);
 
         replica.Leases.Sweep(TimeSpan.Zero); // the busy key's lease goes idle and gives back what it did not use
         await replica.Queue.FlushAsync();

@@ -1,3 +1,4 @@
+using Cortensor.Api.Errors;
 using Cortensor.Api.Data;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.Extensions.Options;
@@ -60,6 +61,16 @@ public sealed class AccountMails(UserManager<User> users, MailOutbox outbox, IOp
     }
 
     public void SendInvitation(string email, string organization, string inviter, string role, string token, DateTimeOffset expiresAt) =>
+        SendInvitationOf(email, OneLine(organization), OneLine(inviter), role, token, expiresAt);
+
+    /// <summary>
+    /// Names are refused unless one line (ApiError.Text), but some came in before that rule, or from an identity provider's
+    /// claim: in a mail a line break would write the sender's own lines, so each such character is a space here.
+    /// </summary>
+    private static string OneLine(string name) =>
+        ApiError.NotOneLine(name) ? string.Concat(name.Select(c => ApiError.NotOneLine(c.ToString()) ? ' ' : c)) : name;
+
+    private void SendInvitationOf(string email, string organization, string inviter, string role, string token, DateTimeOffset expiresAt) =>
         outbox.Enqueue(new PortalMessage(email, $"You are invited to {organization} on Cortensor Portal",
             $"""
             {inviter} invites you to join the organization "{organization}" on Cortensor Portal as {role}.
