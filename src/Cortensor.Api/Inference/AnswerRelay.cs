@@ -17,7 +17,7 @@ internal static class AnswerRelay
 
         using var _ = Telemetry.StartStep("normalise-response");
         // What the customer is shown (a gpt-oss answer's final channel); stop sequences apply to it, and what was generated is billed.
-        var channels = HarmonyChannels.For(model.Family);
+        var channels = HarmonyChannels.For(model.Family, answer.Text);
         var shown = HarmonyChannels.Shown(channels, answer.Text);
         var (cut, stopEnd) = ResponseNormaliser.FindStop(shown, request.Stop);
         var text = cut < 0 ? shown : shown[..cut];

@@ -37,12 +37,32 @@ public sealed class HarmonyChannels
     /// <summary>A gpt-oss answer's reader; null for the other families, whose answers are shown as generated.</summary>
     public static HarmonyChannels? For(string family) => family == "gpt-oss" ? new HarmonyChannels() : null;
 
+    /// <summary>
+    /// The reader of a whole answer: null (shown as generated, nothing allocated) unless it is a gpt-oss answer that opens
+    /// with a control token.
+    /// </summary>
+    public static HarmonyChannels? For(string family, string whole)
+    {
+        if (family != "gpt-oss") return null;
+        var text = whole.AsSpan().TrimStart();
+        return text.StartsWith("<|", StringComparison.Ordinal) ? new HarmonyChannels() : null;
+    }
+
     /// <summary>A whole answer: what is shown of it (the generated text itself when <paramref name="channels"/> is null).</summary>
     public static string Shown(HarmonyChannels? channels, string generated) =>
         channels is null ? generated : channels.Push(generated) + channels.Flush();
 
     /// <summary>The next piece of the generated text; returns what can be shown now.</summary>
-    public string Push(string piece) => Drain(_held.Length == 0 ? piece : _held + piece, final: false);
+    public string Push(string piece)
+    {
+        if (_state != State.Plain || _held.Length != 0) return Drain(_held.Length == 0 ? piece : _held + piece, final: false);
+        // Plain text (most answers, every piece): passed on as it is, nothing copied.
+        if (_gap) _runs.Add((_shown, _generated));
+        _gap = false;
+        _generated += piece.Length;
+        _shown += piece.Length;
+        return piece;
+    }
 
     /// <summary>The end of the answer: what was held back is shown, or dropped if it was an unfinished header.</summary>
     public string Flush() => Drain(_held, final: true);
@@ -88,7 +108,8 @@ public sealed class HarmonyChannels
                 case State.Header:
                     var message = text.IndexOf(Message, at, StringComparison.Ordinal);
                     // No header is this long: not harmony after all, shown as written (whether it came whole or in pieces).
-                    if ((message < 0 ? text.Length - (Message.Length - 1) : message) - at > LongestHeader) { _state = State.Plain; break; }
+                    // (In pieces, the end may hold the start of a <|message|> still to come.)
+                    if ((message >= 0 ? message : final ? text.Length : text.Length - (Message.Length - 1)) - at > LongestHeader) { _state = State.Plain; break; }
                     if (message < 0)
                     {
                         if (final) at = Drop(text, at, text.Length); // an answer cut inside a header has nothing to show

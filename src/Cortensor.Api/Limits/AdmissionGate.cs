@@ -61,7 +61,11 @@ public sealed partial class AdmissionGate(
             }
             // Leases may have given slices back: one request asks again; the others wait on its answer for another second.
             if (now >= entry.Until && _spent.TryUpdate(id, (spent, now + 1), entry)) continue;
-            return spent with { Reset = TimeSpan.FromSeconds((window + 1) * WindowSeconds - now), RetryAfter = entry.Until == long.MaxValue ? null : TimeSpan.FromSeconds(Math.Max(1, entry.Until - now)) };
+            return spent with
+            {
+                Reset = TimeSpan.FromSeconds((window + 1) * WindowSeconds - now),
+                RetryAfter = spent.RetryAfter is null ? null : TimeSpan.FromSeconds(Math.Max(1, entry.Until - now)),
+            };
         }
         return null;
     }
@@ -69,12 +73,10 @@ public sealed partial class AdmissionGate(
     public async Task<Admission> AdmitAsync(KeySnapshot key, CatalogModel model, UsageRecord draft, int promptTokens, int maxTokens, CancellationToken ct)
     {
         var admission = await DecideAsync(key, model, draft, promptTokens, maxTokens, ct);
-        if (options.Value.Leasing && admission.Verdict is AdmissionVerdict.KeyRequestsExhausted or AdmissionVerdict.OrganizationRequestsExhausted
-            or AdmissionVerdict.KeyTokensExhausted or AdmissionVerdict.OrganizationTokensExhausted)
-            admission = admission with { RetryAfter = TimeSpan.FromSeconds(options.Value.LeaseIdleSeconds + 2) };
-        if (admission.Admitted)
+        if (admission.Admitted && admission.Lease is null && !admission.Local)
         {
-            // The minute was not spent after all (leases gave slices back): what was remembered goes. Lock-free when absent.
+            // Redis admitted it: the minute was not spent after all (leases gave slices back), and what was remembered goes.
+            // (An admission from this replica's own lease says nothing of the shared window.) Lock-free when absent.
             if (_spent.TryGetValue(key.KeyId, out var keySpent)) _spent.TryRemove(new KeyValuePair<Guid, (Admission, long)>(key.KeyId, keySpent));
             if (_spent.TryGetValue(key.OrganizationId, out var orgSpent)) _spent.TryRemove(new KeyValuePair<Guid, (Admission, long)>(key.OrganizationId, orgSpent));
         }
@@ -87,6 +89,11 @@ public sealed partial class AdmissionGate(
         if (spentId is { } id)
         {
             var now = clock.GetUtcNow().ToUnixTimeSeconds();
+            // The first refusal of a window on this replica says to come back when idle leases may have given their slices
+            // back; refused again when asked again, the window is taken as spent and Retry-After says its end (an SDK
+            // retrying twice at 4 s would otherwise give up on a minute that was simply full).
+            var again = _spent.TryGetValue(id, out var before) && before.Refusal.Window == admission.Window;
+            if (options.Value.Leasing && !again) admission = admission with { RetryAfter = TimeSpan.FromSeconds(options.Value.LeaseIdleSeconds + 2) };
             if (_spent.Count >= MostSpentRemembered)
                 foreach (var (stale, old) in _spent)
                     if (old.Refusal.Window != admission.Window || now >= old.Until) _spent.TryRemove(new KeyValuePair<Guid, (Admission, long)>(stale, old));

@@ -204,7 +204,7 @@ public sealed partial class AdmissionLeases(
                     lease.Requests += requests;
                     lease.Tokens += tokenSlice;
                     lease.Money += (long)r[6];
-                    lease.Slots += slots;
+                    lease.Slots += (int)(long)r[7];
                     (lease.RequestSlice, lease.TokenSlice) = (requestSlice, tokenSliceSize);
                     if (takeMoney) lease.MoneySlice = (long)r[6];
                     (lease.SharedKeyRequests, lease.SharedKeyTokens, lease.SharedBalance, lease.SharedOrgRequests, lease.SharedOrgTokens) =

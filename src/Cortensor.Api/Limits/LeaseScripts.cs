@@ -17,7 +17,7 @@ internal static class LeaseScripts
     /// Takes a slice (or tops one up): every window must have room for the whole slice (the organisation's windows
     /// within three quarters of their limits), the concurrency for its slots, and the money must be large enough that the
     /// slice is a small part of it; otherwise nothing is taken and the key stays on the exact path. Returns {verdict, key requests, key tokens,
-    /// balance or quota used, org requests, org tokens, money taken}.
+    /// balance or quota used, org requests, org tokens, money taken, slots taken}.
     /// </summary>
     public static readonly LuaScript Grant = LuaScript.Prepare("""
         local r = tonumber(@requests)
@@ -40,8 +40,12 @@ internal static class LeaseScripts
         if ot + t > tonumber(@orgTokenLimit) then return {4, kr, kt, 0, orq, ot, 0} end
         local slotsHeld = tonumber(redis.call('GET', @leasedSlots) or '0')
         if redis.call('HLEN', @reservations) + slotsHeld + c > tonumber(@concurrency) then return {5, kr, kt, 0, orq, ot, 0} end
-        -- Concurrency likewise: leases' slots, held ahead of need, may take at most three quarters of it.
-        if c > 0 and (slotsHeld + c) * 4 > tonumber(@concurrency) * 3 then return {5, kr, kt, 0, orq, ot, 0} end
+        -- Concurrency likewise: leases' slots, held ahead of need, may take at most three quarters of it. A top-up then
+        -- takes the rest of what it asked for without slots (refused whole, the lease would drain and stay exact).
+        if c > 0 and (slotsHeld + c) * 4 > tonumber(@concurrency) * 3 then
+            if @topUp ~= '1' then return {5, kr, kt, 0, orq, ot, 0} end
+            c = 0
+        end
         local m = 0
         local balance
         if @takeMoney ~= '1' then
@@ -77,7 +81,7 @@ internal static class LeaseScripts
         redis.call('EXPIRE', @orgRequests, @ttl)
         ot = redis.call('INCRBY', @orgTokens, t)
         redis.call('EXPIRE', @orgTokens, @ttl)
-        return {0, kr, kt, balance, orq, ot, m}
+        return {0, kr, kt, balance, orq, ot, m, c}
         """);
 
     /// <summary>

@@ -509,6 +509,12 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         var retry = new LimitsOptions().LeaseIdleSeconds + 2;
         Assert.Equal(retry, Refusals.For(refused, BillingMode.PrepaidCredits, null)!.RetryAfterSeconds);
         Assert.InRange(Refusals.For(replica.Gate.SpentWindow(other)!, BillingMode.PrepaidCredits, null)!.RetryAfterSeconds!.Value, 1, retry);
+        // Asked again after those seconds and still refused (the lease is still in use): the window is taken as spent,
+        // and Retry-After says its end, so a client does not spend its retries every 4 s on a full minute.
+        _clock.Advance(TimeSpan.FromSeconds(retry));
+        var again = (await AdmitAsync(replica, other, 100, 100)).Admission;
+        Assert.False(again.Admitted);
+        Assert.True(Refusals.For(again, BillingMode.PrepaidCredits, null)!.RetryAfterSeconds > retry);
 
         replica.Leases.Sweep(TimeSpan.Zero); // the busy key's lease goes idle and gives back what it did not use
         await replica.Queue.FlushAsync();
