@@ -284,11 +284,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
     {
         var silent = await StartAsync("silent");
         var db = _redis.GetDatabase();
-        await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(10m));
-        var key = Key(requestsPerMinute: 200); // slices of 10 requests
-        var charged = 0L;
-        for (var i = 0; i < new LimitsOptions().LeaseAfterRequests; i++) charged += await AdmitAndCompleteAsync(silent, key, 100, 100, 50);
-        await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) > 0);
+        var (key, charged) = await LeasingKeyAsync(silent, requestsPerMinute: 200, completion: 50); // slices of 10 requests
         await silent.Queue.FlushAsync();
         await db.HashSetAsync(LimitKeys.Replicas, silent.Id, _clock.GetUtcNow().ToUnixTimeSeconds());
 
@@ -325,11 +321,8 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
     {
         var replica = await StartAsync("a");
         var db = _redis.GetDatabase();
-        await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(10m));
-        var key = Key(requestsPerMinute: 200); // slices of 10 requests; the money slice is $0.50
+        var (key, _) = await LeasingKeyAsync(replica, requestsPerMinute: 200); // slices of 10 requests; the money slice is $0.50
         var window = _clock.GetUtcNow().ToUnixTimeSeconds() / 60;
-        for (var i = 0; i < new LimitsOptions().LeaseAfterRequests; i++) await AdmitAndCompleteAsync(replica, key, 100, 100, 10);
-        await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) > 0);
         await replica.Queue.FlushAsync();
         var balance = (long)await db.StringGetAsync(LimitKeys.Credit(_org));
         var requests = (long)await db.StringGetAsync(LimitKeys.OrgRequests(_org, window));
@@ -491,10 +484,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
     {
         var replica = await StartAsync("a");
         var db = _redis.GetDatabase();
-        await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(10m));
-        var busy = Key(requestsPerMinute: 200); // slices of 10 requests
-        for (var i = 0; i < new LimitsOptions().LeaseAfterRequests; i++) await AdmitAndCompleteAsync(replica, busy, 100, 100, 10);
-        await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) > 0);
+        await LeasingKeyAsync(replica, requestsPerMinute: 200); // slices of 10 requests
 
         var other = Key(requestsPerMinute: 200);
         Admission refused;
@@ -547,6 +537,21 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         var replica = new Replica(id, gate, leases, queue, meter, reaper, spool);
         _replicas.Add(replica);
         return replica;
+    }
+
+    /// <summary>
+    /// A key of the organisation, given $10 of credit, made busy enough on <paramref name="replica"/> to hold a lease; and
+    /// what its exact requests before the lease were charged.
+    /// </summary>
+    private async Task<(KeySnapshot Key, long Charged)> LeasingKeyAsync(Replica replica, int requestsPerMinute, int completion = 10)
+    {
+        var db = _redis.GetDatabase();
+        await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(10m));
+        var key = Key(requestsPerMinute);
+        var charged = 0L;
+        for (var i = 0; i < new LimitsOptions().LeaseAfterRequests; i++) charged += await AdmitAndCompleteAsync(replica, key, 100, 100, completion);
+        await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) > 0);
+        return (key, charged);
     }
 
     private KeySnapshot Key(int requestsPerMinute) => new(Guid.CreateVersion7(), _org, ApiKeyStatus.Active, null, OrganizationStatus.Active,
