@@ -88,10 +88,10 @@ public class EnforcementTests(PortalAppFixture portal)
         using var client = new HttpClient { BaseAddress = portal.App.GetEndpoint(LaunchTopology.Api, "http") };
         var missing = await client.GetAsync("/v1/models");
         Assert.Equal(HttpStatusCode.Unauthorized, missing.StatusCode);
-        Assert.Equal("missing_api_key", await Code(missing));
+        var missingError = (await missing.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error");
+        Assert.Equal("missing_api_key", missingError.GetProperty("code").GetString());
         // OpenAI's shape: "param" is there, null, when no field is at fault.
-        Assert.Equal(JsonValueKind.Null,
-            (await missing.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error").GetProperty("param").ValueKind);
+        Assert.Equal(JsonValueKind.Null, missingError.GetProperty("param").ValueKind);
         client.DefaultRequestHeaders.Authorization = new("Bearer", "sk-not-ours");
         var malformed = await client.GetAsync("/v1/models");
         Assert.Equal(HttpStatusCode.Unauthorized, malformed.StatusCode);
