@@ -73,7 +73,7 @@ public static class AccountLinks
     }
 
     private static async Task<Results<Ok<StatusDto>, ErrorResult>> ConfirmReset(ResetBody body, UserManager<User> users,
-        PortalTokens tokens, CancellationToken ct)
+        PortalTokens tokens, Siwe.WalletAccounts wallets, CancellationToken ct)
     {
         if (body.UserId is null) return ApiError.MissingField("user_id").ToResult();
         if (string.IsNullOrWhiteSpace(body.Token)) return ApiError.MissingField("token").ToResult();
@@ -91,9 +91,9 @@ public static class AccountLinks
         // The password is changed: what follows runs even if the client has gone (a half-done reset would leave the old
         // sessions alive). Whoever knew the old password is signed out: every sign-in ends, its access tokens with it.
         await tokens.RevokeAllSessionsAsync(user.Id, CancellationToken.None);
-        // Reaching the mailbox proves the address as well, and hands the account to its owner: a second factor set up
-        // before the address was proven was not set up by them (it needs a verified address since; before, a squatter's
-        // could lock the owner out for good).
+        // Reaching the mailbox proves the address as well, and hands the account to its owner: a second factor or a wallet
+        // set up before the address was proven may not have been set up by them. A squatter's second factor could lock the
+        // owner out for good (it needs a verified address since), and a squatter's wallet would have kept signing them in.
         if (!user.EmailConfirmed)
         {
             user.EmailConfirmed = true;
@@ -104,6 +104,7 @@ public static class AccountLinks
                 await users.ReplaceCodesAsync(user);
             }
             await users.UpdateAsync(user);
+            await wallets.UnlinkAllAsync(user, CancellationToken.None);
         }
         return TypedResults.Ok(new StatusDto("password_changed", "Your password is changed and every session is signed out. Sign in with the new password."));
     }

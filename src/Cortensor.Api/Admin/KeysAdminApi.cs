@@ -17,8 +17,11 @@ public static class KeysAdminApi
         return admin;
     }
 
-    private static async Task<Results<Ok<ApiKeyDto>, ErrorResult>> SetStatus(Guid id, ApiKeyStatus status, AdminChanges c) =>
-        await c.Keys.SetKeyStatusAsync(id, status, null, c.Actor, c.Ct) is { } k
-            ? TypedResults.Ok(ApiKeyDto.From(k, c.Clock.GetUtcNow()))
-            : ApiError.NotFound("API key").ToResult();
+    private static async Task<Results<Ok<ApiKeyDto>, ErrorResult>> SetStatus(Guid id, ApiKeyStatus status, AdminChanges c)
+    {
+        if (await c.Keys.SetKeyStatusAsync(id, status, null, c.Actor, c.Ct) is not { } key) return ApiError.NotFound("API key").ToResult();
+        // Pausing or resuming a revoked key changes nothing: said as such, not as a 200 the operator would read as done.
+        if (key.Status != status) return ApiError.KeyAlreadyRevoked().ToResult();
+        return TypedResults.Ok(ApiKeyDto.From(key, c.Clock.GetUtcNow()));
+    }
 }

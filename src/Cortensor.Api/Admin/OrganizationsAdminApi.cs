@@ -15,7 +15,7 @@ public static class OrganizationsAdminApi
     public static RouteGroupBuilder MapOrganizationsAdmin(this RouteGroupBuilder admin)
     {
         var orgs = admin.MapGroup("/organizations");
-        orgs.MapGet("", List).WithSummary("Organisations, newest first; 'search' matches name or id");
+        orgs.MapGet("", List).TakesQuery("search", "limit").WithSummary("Organisations, newest first; 'search' matches name or id");
         orgs.MapPost("", Create).WithSummary("Create an organisation on a plan");
         orgs.MapGet("/{id:guid}/api-keys", ListKeys).WithSummary("An organisation's keys");
         orgs.MapPost("/{id:guid}/api-keys", CreateKey).WithSummary("Create an API key for an organisation (plaintext shown once)");
@@ -79,11 +79,16 @@ public static class OrganizationsAdminApi
         return await c.Keys.ChangePlanAsync(id, body.Plan, c.Actor, c.Ct) is { } org ? TypedResults.Ok(OrganizationDto.From(org)) : ApiError.NotFound("organization").ToResult();
     }
 
+    public const int MaxReasonLength = 500;
+
     private static async Task<Results<Ok<BalanceDto>, ErrorResult>> AdjustCredits(Guid id, CreditsBody body, [AsParameters] AdminChanges c)
     {
         if (body.Amount is not { } amount || amount == 0 || Math.Abs(amount) > 1_000_000m)
             return ApiError.InvalidField("amount", "'amount' must be a non-zero number of USD, at most 1,000,000 either way.").ToResult();
         if (decimal.Round(amount, 10) != amount) return ApiError.InvalidField("amount", "'amount' takes at most 10 decimal places.").ToResult();
+        // The reason is kept with the ledger entry for good and shown in the ledger's lists: one line, of a bounded length.
+        if (!string.IsNullOrWhiteSpace(body.Reason) && ApiError.Text("reason", "'reason'", body.Reason, MaxReasonLength) is { } badReason)
+            return badReason.ToResult();
         return await c.Keys.AdjustCreditsAsync(id, amount, body.Reason ?? "", c.Actor, c.Ct) is { } balance
             ? TypedResults.Ok(new BalanceDto(id, balance))
             : ApiError.NotFound("organization").ToResult();

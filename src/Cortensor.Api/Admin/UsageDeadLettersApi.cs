@@ -16,7 +16,7 @@ public static partial class UsageDeadLettersApi
 {
     public static RouteGroupBuilder MapUsageDeadLetters(this RouteGroupBuilder admin)
     {
-        admin.MapGet("/usage/dead-letters", List)
+        admin.MapGet("/usage/dead-letters", List).TakesQuery("before", "limit")
             .WithSummary("Usage records set aside because the ledger refused them, newest first; page with 'before' = the last id seen");
         return admin;
     }

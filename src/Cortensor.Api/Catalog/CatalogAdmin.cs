@@ -17,7 +17,9 @@ public sealed class CatalogAdmin(PortalDbContext db, InvalidationBus bus, Catalo
         if (model is null) return ApiError.NotFound($"model '{id}'").ToResult();
         var before = model.Enabled;
         model.Enabled = enabled;
-        db.Record(actor, enabled ? "model.enable" : "model.disable", "model", id, new { Enabled = before }, new { Enabled = enabled }, clock.GetUtcNow());
+        // Asked again, it changes nothing and is not audited as a change; it is still published (every replica told again).
+        if (before != enabled)
+            db.Record(actor, enabled ? "model.enable" : "model.disable", "model", id, new { Enabled = before }, new { Enabled = enabled }, clock.GetUtcNow());
         await db.SaveChangesAsync(ct);
         await PublishAsync(ct);
         return TypedResults.Ok(new ModelState(id, enabled));
@@ -29,7 +31,8 @@ public sealed class CatalogAdmin(PortalDbContext db, InvalidationBus bus, Catalo
         if (pool is null) return ApiError.NotFound($"pool '{id}'").ToResult();
         var before = pool.Draining;
         pool.Draining = draining;
-        db.Record(actor, draining ? "pool.drain" : "pool.undrain", "router_pool", id, new { Draining = before }, new { Draining = draining }, clock.GetUtcNow());
+        if (before != draining)
+            db.Record(actor, draining ? "pool.drain" : "pool.undrain", "router_pool", id, new { Draining = before }, new { Draining = draining }, clock.GetUtcNow());
         await db.SaveChangesAsync(ct);
         await PublishAsync(ct);
         return TypedResults.Ok(new PoolState(id, draining));

@@ -50,30 +50,22 @@ public static class ApiKeysApi
         KeyService keys, CatalogStore catalog, IConnectionMultiplexer redis, IOptions<ControlPlaneLimits> limits, TimeProvider clock, CancellationToken ct)
     {
         var now = clock.GetUtcNow();
-        if (await Changeable(id, caller, db, "change a key someone else created", ct) is { } refused) return refused.ToResult();
         var (changes, invalid) = KeyChanges.Read(body, catalog.Current, now);
         if (changes is null) return (invalid ?? ApiError.MalformedJson(null, "the body must be a JSON object.")).ToResult();
-        // A member changing a key they created may tighten it, not undo what an owner or admin set on it.
-        if (!caller.CanManage && await db.ApiKeys.AsNoTracking().SingleOrDefaultAsync(k => k.Id == id && k.OrganizationId == caller.OrganizationId, ct) is { } current
-            && changes.Loosens(current) is { } loosened)
-            return ApiError.InsufficientRole($"loosen a key's {loosened} (members may tighten the keys they created)").ToResult();
-        ApiKey? key;
-        if (changes.ExpiresAtSet)
-        {
-            // An expired key given a later expiry (or none) is active again: it counts against the plan's cap as a new key
-            // does, under the same lock (and read under it), or expiring keys and reviving them would hold any number.
-            var (updated, atCap) = await db.OneAtATimeAsync<(ApiKey?, ApiError?)>("api-keys", caller.OrganizationId, async () =>
+        // The key is read once, under the organisation's key lock, and every check is made on it as it is written: a member's
+        // tightening and an owner's loosening of the same key cannot interleave, nor can two revivals of expired keys and the cap.
+        var (key, refused) = await db.OneAtATimeAsync("api-keys", caller.OrganizationId, () =>
+            keys.UpdateKeyAsync(id, caller.OrganizationId, changes, async current =>
             {
-                var revived = await db.ApiKeys.AsNoTracking()
-                    .AnyAsync(k => k.Id == id && k.OrganizationId == caller.OrganizationId && k.ExpiresAt != null && k.ExpiresAt <= now, ct);
-                if (revived && await AtCapAsync(caller, db, limits.Value, now, ct) is { } full) return (null, full);
-                return (await keys.UpdateKeyAsync(id, caller.OrganizationId, changes, caller.Actor, ct), null);
-            }, ct);
-            if (atCap is not null) return atCap.ToResult();
-            key = updated;
-        }
-        else
-            key = await keys.UpdateKeyAsync(id, caller.OrganizationId, changes, caller.Actor, ct);
+                if (Refusal(current.CreatedByUserId, current.Status, caller, "change a key someone else created") is { } notYours) return notYours;
+                // A member changing a key they created may tighten it, not undo what an owner or admin set on it.
+                if (!caller.CanManage && changes.Loosens(current) is { } loosened)
+                    return ApiError.InsufficientRole($"loosen a key's {loosened} (members may tighten the keys they created)");
+                // An expired key given a later expiry (or none) is active again: it counts against the plan's cap as a new key does.
+                var revived = changes.ExpiresAtSet && current.ExpiresAt <= now && (changes.ExpiresAt is null || changes.ExpiresAt > now);
+                return revived ? await AtCapAsync(caller, db, limits.Value, now, ct) : null;
+            }, caller.Actor, ct), ct);
+        if (refused is not null) return refused.ToResult();
         return key is null ? ApiError.NotFound("API key").ToResult() : TypedResults.Ok(ApiKeyDto.From(key, now, null, await BudgetStateAsync(redis, key, now)));
     }
 
@@ -101,9 +93,13 @@ public static class ApiKeysApi
     {
         var key = await db.ApiKeys.AsNoTracking().Where(k => k.Id == id && k.OrganizationId == caller.OrganizationId)
             .Select(k => new { k.CreatedByUserId, k.Status }).SingleOrDefaultAsync(ct);
-        if (key is null) return ApiError.NotFound("API key");
-        if (!caller.CanManage && key.CreatedByUserId != caller.UserId) return ApiError.InsufficientRole(what);
-        return key.Status == ApiKeyStatus.Revoked ? ApiError.KeyAlreadyRevoked() : null;
+        return key is null ? ApiError.NotFound("API key") : Refusal(key.CreatedByUserId, key.Status, caller, what);
+    }
+
+    private static ApiError? Refusal(Guid? createdBy, ApiKeyStatus status, PortalCaller caller, string what)
+    {
+        if (!caller.CanManage && createdBy != caller.UserId) return ApiError.InsufficientRole(what);
+        return status == ApiKeyStatus.Revoked ? ApiError.KeyAlreadyRevoked() : null;
     }
 
     /// <summary>Spent and left this period, from the admission counters (settled and still reserved); none when Redis is away.</summary>

@@ -50,6 +50,22 @@ public static class QueryParameters
         return ApiError.InvalidField(name, $"'{name}' must be an id (a UUID).");
     }
 
+    /// <summary>
+    /// Refuses a query parameter the endpoint does not read (400 naming it): a misspelt filter (target for target_id) would
+    /// otherwise answer with everything, unfiltered, as if the filter had applied. Names match as the binder does, in any case.
+    /// </summary>
+    public static RouteHandlerBuilder TakesQuery(this RouteHandlerBuilder endpoint, params string[] names) =>
+        endpoint.AddEndpointFilter(async (context, next) =>
+        {
+            foreach (var key in context.HttpContext.Request.Query.Keys)
+            {
+                if (names.Contains(key, StringComparer.OrdinalIgnoreCase)) continue;
+                var shown = key.Length <= 64 && !ApiError.NotOneLine(key) ? $"'{key}'" : "a parameter";
+                return ApiError.InvalidField(key.Length <= 64 ? key : key[..64], $"This endpoint has no query parameter {shown}; it takes {string.Join(", ", names)}.").ToResult();
+            }
+            return await next(context);
+        });
+
     public static ApiError? Int(string? value, string name, int min, int max, out int? number)
     {
         number = null;

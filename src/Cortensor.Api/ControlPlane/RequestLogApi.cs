@@ -18,9 +18,9 @@ public static class RequestLogApi
 {
     public static RouteGroupBuilder MapRequestLogApi(this RouteGroupBuilder portal)
     {
-        portal.MapGet("/requests", Page).WithTags("Usage")
+        portal.MapGet("/requests", Page).TakesQuery([.. RequestFilter.Names, "before", "limit"]).WithTags("Usage")
             .WithSummary("The request log, newest first; filter by key, model, status and time, search by request id or completion id");
-        portal.MapGet("/requests.csv", Export).WithTags("Usage")
+        portal.MapGet("/requests.csv", Export).TakesQuery(RequestFilter.Names).WithTags("Usage")
             .WithSummary("The request log as CSV, streamed: every request matching the same filters as /portal/requests, newest first")
             .Produces(StatusCodes.Status200OK, contentType: "text/csv");
         return portal;
@@ -29,6 +29,8 @@ public static class RequestLogApi
     /// <summary>The filters both endpoints take, from the query string.</summary>
     public sealed class RequestFilter
     {
+        public static readonly string[] Names = ["search", "request_id", "key_id", "model", "status", "from", "to"];
+
         [FromQuery(Name = "search")] public string? Search { get; init; }
         /// <summary>The older name of <see cref="Search"/>; either works.</summary>
         [FromQuery(Name = "request_id")] public string? RequestId { get; init; }
@@ -142,6 +144,10 @@ public static class RequestLogApi
                 QueryParameters.Guid(f.KeyId, "key_id", out var key),
                 QueryParameters.Time(f.From, "from", out var fromTime),
                 QueryParameters.Time(f.To, "to", out var toTime)) is { } bad) return (null, bad);
+        // A day given as 'to' (2026-11-29, as the usage summary takes it) includes that day: read as its midnight, a one-day
+        // range was always empty, and a customer going from a day of the summary to its requests found none.
+        if (toTime is { } end && DateOnly.TryParseExact(f.To, "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out _))
+            toTime = end.AddDays(1);
         if (!string.IsNullOrEmpty(f.Search) && !string.IsNullOrEmpty(f.RequestId) && f.Search != f.RequestId)
             return (null, ApiError.InvalidField("search", "Give 'search' or its older name 'request_id', not both."));
         var search = (string.IsNullOrEmpty(f.Search) ? f.RequestId : f.Search)?.Trim();

@@ -17,7 +17,7 @@ public static class UsageApi
 
     public static RouteGroupBuilder MapUsageApi(this RouteGroupBuilder portal)
     {
-        portal.MapGet("/usage-summary", Summary).WithTags("Usage")
+        portal.MapGet("/usage-summary", Summary).TakesQuery("from", "to", "group_by").WithTags("Usage")
             .WithSummary("Requests, tokens and cost per UTC day, model or key (group_by: day, model, key, or two joined by a comma)");
         portal.MapRequestLogApi();
         portal.MapGet("/balance", Balance).WithTags("Usage").WithSummary("Credits, quota left this month and the plan's limits and models");

@@ -43,8 +43,11 @@ public sealed record ApiError(int Status, string Type, string Code, string Messa
     public static ApiError? Text(string param, string label, string? value, int max) =>
         string.IsNullOrWhiteSpace(value) ? new(400, "invalid_request_error", "missing_required_parameter", $"{label} is required.", param)
         : value.Trim().Length > max ? InvalidField(param, $"{label} must be at most {max} characters.")
-        : NotOneLine(value) ? InvalidField(param, $"{label} must be one line of text: no line breaks, control characters or text-direction overrides.")
+        : NotOneLine(value) ? NotOneLineField(param, label)
         : null;
+
+    public static ApiError NotOneLineField(string param, string label) =>
+        InvalidField(param, $"{label} must be one line of text: no line breaks, control characters or text-direction overrides.");
 
     /// <summary>
     /// A name is shown in lists, mails (an organisation's in an invitation's subject) and logs: a line break there writes
@@ -53,9 +56,13 @@ public sealed record ApiError(int Status, string Type, string Code, string Messa
     public static bool NotOneLine(string value)
     {
         foreach (var c in value)
-            if (char.IsControl(c) || c is >= '\u202A' and <= '\u202E' or >= '\u2066' and <= '\u2069' or '\u2028' or '\u2029') return true;
+            if (BreaksALine(c)) return true;
         return false;
     }
+
+    /// <summary>A control character, a line or paragraph separator, or a text-direction override or isolate.</summary>
+    public static bool BreaksALine(char c) =>
+        char.IsControl(c) || c is >= '\u202A' and <= '\u202E' or >= '\u2066' and <= '\u2069' or '\u2028' or '\u2029';
     public static ApiError BodyTooLarge(long limit) =>
         new(413, "invalid_request_error", "request_too_large", $"The request body exceeds the limit of {limit} bytes.");
     public static ApiError NotFound(string what) =>
@@ -140,13 +147,12 @@ public sealed record ApiError(int Status, string Type, string Code, string Messa
     /// An answer <paramref name="cut"/> by max_tokens or by one of the request's stop sequences fails the same way again:
     /// SDKs are told not to retry it (they retry every 5xx, and each retry would be charged), and the client what to change.
     /// </summary>
-    public static ApiError InvalidModelOutput(string why, Inference.AnswerCut cut) => InvalidModelOutputOf(Sentence(why), cut);
-
-    /// <summary>A schema library's message may end without a full stop; the next sentence follows it.</summary>
-    private static string Sentence(string text) => text.EndsWith('.') ? text : text + ".";
-
-    private static ApiError InvalidModelOutputOf(string why, Inference.AnswerCut cut) => cut switch
+    public static ApiError InvalidModelOutput(string why, Inference.AnswerCut cut)
     {
+        // A schema library's message may end without a full stop; the next sentence follows it.
+        why = why.EndsWith('.') ? why : why + ".";
+        return cut switch
+        {
         Inference.AnswerCut.MaxTokens => new(502, "api_error", "invalid_model_output",
             $"The model's answer was not usable: {why}{(why.Contains("max_tokens", StringComparison.Ordinal) ? "" : " It was cut off by max_tokens; raise max_tokens.")} The tokens it generated are charged; the same request would be cut off again.")
             { ShouldRetry = false },
@@ -154,7 +160,8 @@ public sealed record ApiError(int Status, string Type, string Code, string Messa
             $"The model's answer was not usable: {why} It was cut at one of the request's stop sequences, which the call or JSON contained; remove that stop sequence or make it one the answer cannot contain. The tokens it generated are charged; the same request would be cut again.")
             { ShouldRetry = false },
         _ => new(502, "api_error", "invalid_model_output", $"The model's answer was not usable: {why} The tokens it generated are charged; retry the request."),
-    };
+        };
+    }
     public static ApiError Internal() =>
         new(500, "api_error", "internal_error", "Something went wrong on our side. Retry; if it persists, contact support with the request id.");
 

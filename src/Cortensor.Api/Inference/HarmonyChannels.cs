@@ -169,19 +169,18 @@ public sealed class HarmonyChannels
     /// <summary>Whether <paramref name="text"/> begins with a control token an answer may open with, or may yet (it is shorter).</summary>
     private static (bool Begins, bool MayBegin) Opens(ReadOnlySpan<char> text)
     {
-        var mayBegin = false;
         foreach (var opener in Openers)
-        {
             if (text.StartsWith(opener, StringComparison.Ordinal)) return (true, false);
-            mayBegin |= text.Length < opener.Length && opener.AsSpan().StartsWith(text, StringComparison.Ordinal);
-        }
-        return (false, mayBegin);
+        return (false, IsPrefixOfOne(text, Openers));
     }
 
-    private static bool IsPrefixOfMarker(ReadOnlySpan<char> text)
+    private static bool IsPrefixOfMarker(ReadOnlySpan<char> text) => IsPrefixOfOne(text, Markers);
+
+    /// <summary>Whether <paramref name="text"/> is the start, not the whole, of one of <paramref name="tokens"/>.</summary>
+    private static bool IsPrefixOfOne(ReadOnlySpan<char> text, string[] tokens)
     {
-        foreach (var marker in Markers)
-            if (text.Length < marker.Length && marker.AsSpan().StartsWith(text, StringComparison.Ordinal)) return true;
+        foreach (var token in tokens)
+            if (text.Length < token.Length && token.AsSpan().StartsWith(text, StringComparison.Ordinal)) return true;
         return false;
     }
 

@@ -120,8 +120,8 @@ public static class RequestReader
         catch (JsonException ex)
         {
             var path = ex.Path is { Length: > 2 } p ? p.TrimStart('$', '.') : null;
-            read = path is null
-                ? ApiError.MalformedJson(null, "check the syntax of the body.")
+            read = JsonText.SyntaxError(body, Reading) is { } syntax ? ApiError.MalformedJson(null, syntax)
+                : path is null ? ApiError.MalformedJson(null, "check the syntax of the body.")
                 : ApiError.InvalidField(path, $"'{path}' has the wrong type or is malformed.");
         }
         // Only a refused body is read a second time, for the log.

@@ -272,15 +272,56 @@ public static class ResponsesTranslation
             return null;
         if (choice.ValueKind == JsonValueKind.Object)
         {
-            if (String(choice, "type") != "function")
-                return ApiError.UnsupportedParameter("tool_choice.type", "'tool_choice' is 'none', 'auto', 'required' or {\"type\": \"function\", \"name\": …}.");
-            choice = NamedFunction(String(choice, "name"));
+            var type = String(choice, "type");
+            if (type is not ("function" or "allowed_tools"))
+                return ApiError.UnsupportedParameter("tool_choice.type",
+                    "'tool_choice' is 'none', 'auto', 'required', {\"type\": \"function\", \"name\": …} or {\"type\": \"allowed_tools\", \"mode\": \"auto\", \"tools\": […]}.");
+            choice = type == "function" ? NamedFunction(String(choice, "name")) : AllowedTools(choice);
         }
         chat.ToolChoice = choice;
         chat.ParallelToolCalls = chat.Tools is null ? null : r.ParallelToolCalls;
         return ToolValidation.ReadTools(chat, out tools) is { } error
-            ? Renamed(error, ("].function.", "]."), ("tool_choice.function.name", "tool_choice.name"))
+            ? Renamed(error, ("].function.", "]."), ("tool_choice.function.name", "tool_choice.name"), ("tool_choice.allowed_tools.", "tool_choice."))
             : null;
+    }
+
+    /// <summary>
+    /// Chat's form of Responses' allowed tools: <c>{"type": "allowed_tools", "mode", "tools": [{"type": "function", "name"}]}</c>
+    /// becomes <c>{"type": "allowed_tools", "allowed_tools": {"mode", "tools": [{"type": "function", "function": {"name"}}]}}</c>.
+    /// </summary>
+    private static JsonElement AllowedTools(JsonElement choice)
+    {
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            w.WriteString("type", "allowed_tools");
+            w.WriteStartObject("allowed_tools");
+            if (choice.TryGetProperty("mode", out var mode)) { w.WritePropertyName("mode"); mode.WriteTo(w); }
+            if (choice.TryGetProperty("tools", out var list))
+            {
+                w.WritePropertyName("tools");
+                if (list.ValueKind != JsonValueKind.Array) list.WriteTo(w);
+                else
+                {
+                    w.WriteStartArray();
+                    foreach (var tool in list.EnumerateArray())
+                    {
+                        if (tool.ValueKind != JsonValueKind.Object) { tool.WriteTo(w); continue; }
+                        w.WriteStartObject();
+                        if (tool.TryGetProperty("type", out var type)) { w.WritePropertyName("type"); type.WriteTo(w); }
+                        w.WriteStartObject("function");
+                        if (tool.TryGetProperty("name", out var name)) { w.WritePropertyName("name"); name.WriteTo(w); }
+                        w.WriteEndObject();
+                        w.WriteEndObject();
+                    }
+                    w.WriteEndArray();
+                }
+            }
+            w.WriteEndObject();
+            w.WriteEndObject();
+        }
+        return JsonElement.Parse(buffer.WrittenSpan);
     }
 
     /// <summary>Chat's form of a named tool_choice: {"type": "function", "function": {"name": …}}.</summary>

@@ -113,9 +113,17 @@ public static partial class ToolValidation
                     return ApiError.InvalidField("tool_choice", $"'tool_choice' must be 'none', 'auto', 'required' or a named function; got '{value}'.");
                 choice = mode.Value;
                 break;
+            case JsonValueKind.Object when r.ToolChoice.TryGetProperty("type", out var allowedType) && allowedType.ValueKind == JsonValueKind.String
+                && allowedType.GetString() == "allowed_tools":
+                if (AllowedTools(r.ToolChoice, names, out var allowedMode, out var allowed) is { } badAllowed) return badAllowed;
+                // Only the allowed tools are shown to the model and may be called; the others are as if not sent.
+                list.RemoveAll(t => !allowed.Contains(t.Name));
+                choice = allowedMode;
+                break;
             case JsonValueKind.Object:
                 if (!r.ToolChoice.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String || type.GetString() != "function")
-                    return ApiError.UnsupportedParameter("tool_choice.type", "'tool_choice' names a function: {\"type\": \"function\", \"function\": {\"name\": …}}.");
+                    return ApiError.UnsupportedParameter("tool_choice.type",
+                        "'tool_choice' must be 'none', 'auto', 'required', a named function ({\"type\": \"function\", \"function\": {\"name\": …}}) or allowed tools ({\"type\": \"allowed_tools\", \"allowed_tools\": {\"mode\": \"auto\", \"tools\": […]}}).");
                 if (!r.ToolChoice.TryGetProperty("function", out var function) || function.ValueKind != JsonValueKind.Object
                     || !function.TryGetProperty("name", out var name) || name.ValueKind != JsonValueKind.String)
                     return ApiError.MissingField("tool_choice.function.name");
@@ -130,6 +138,36 @@ public static partial class ToolValidation
         if (list.Count == 0 && choice is ToolChoiceMode.Required)
             return ApiError.InvalidField("tool_choice", "'tool_choice' is 'required' but 'tools' is empty.");
         tools = new ToolSet(list, choice, named, r.ParallelToolCalls != false);
+        return null;
+    }
+
+    /// <summary>
+    /// Chat's <c>{"type": "allowed_tools", "allowed_tools": {"mode": "auto" | "required", "tools": [{"type": "function",
+    /// "function": {"name": …}}]}}</c>: the tools the model may call this turn, of those sent, and whether it must call one.
+    /// </summary>
+    private static ApiError? AllowedTools(JsonElement choice, HashSet<string> names, out ToolChoiceMode mode, out HashSet<string> allowed)
+    {
+        mode = ToolChoiceMode.Auto;
+        allowed = new HashSet<string>(StringComparer.Ordinal);
+        if (!choice.TryGetProperty("allowed_tools", out var spec) || spec.ValueKind != JsonValueKind.Object)
+            return ApiError.MissingField("tool_choice.allowed_tools");
+        var modeName = spec.TryGetProperty("mode", out var m) && m.ValueKind == JsonValueKind.String ? m.GetString() : null;
+        if (modeName is not ("auto" or "required"))
+            return ApiError.InvalidField("tool_choice.allowed_tools.mode", "'tool_choice.allowed_tools.mode' must be 'auto' or 'required'.");
+        mode = modeName == "required" ? ToolChoiceMode.Required : ToolChoiceMode.Auto;
+        if (!spec.TryGetProperty("tools", out var list) || list.ValueKind != JsonValueKind.Array || list.GetArrayLength() == 0)
+            return ApiError.InvalidField("tool_choice.allowed_tools.tools", "'tool_choice.allowed_tools.tools' must list at least one of the tools.");
+        var i = 0;
+        foreach (var tool in list.EnumerateArray())
+        {
+            var at = $"tool_choice.allowed_tools.tools[{i++}]";
+            var name = tool.ValueKind == JsonValueKind.Object && tool.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String && t.GetString() == "function"
+                && tool.TryGetProperty("function", out var f) && f.ValueKind == JsonValueKind.Object && f.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String
+                ? n.GetString()! : null;
+            if (name is null) return ApiError.InvalidField(at, $"'{at}' must be {{\"type\": \"function\", \"function\": {{\"name\": …}}}}.");
+            if (!names.Contains(name)) return ApiError.InvalidField($"{at}.function.name", $"'{at}' names '{name}', which is not one of the tools.");
+            allowed.Add(name);
+        }
         return null;
     }
 

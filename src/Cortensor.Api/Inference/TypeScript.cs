@@ -6,22 +6,52 @@ namespace Cortensor.Api.Inference;
 /// <summary>
 /// A JSON schema as the TypeScript-like type harmony shows gpt-oss its functions with
 /// (<c>{ // description \n name?: string, unit?: "c" | "f", }</c>). Hand-written: harmony's own renderer
-/// (openai-harmony) is Rust/Python only, and the subset it renders is small.
+/// (openai-harmony) is Rust/Python only, and the subset it renders is small. References (<c>$ref</c> to <c>$defs</c> or
+/// <c>definitions</c>, as Pydantic and zod write any reused or nested model) are shown as the type they lead to, and
+/// <c>allOf</c> as an intersection: shown as <c>any</c>, the model was told nothing of a nested object's shape, and its
+/// answers failed the check against the real schema, every attempt charged.
 /// </summary>
-internal static class TypeScript
+internal sealed class TypeScript
 {
+    /// <summary>
+    /// How many references one rendering follows. A schema that refers twice to the next definition at each of n links
+    /// would otherwise render 2^n copies; past the budget a reference shows as <c>any</c>, as one back to a definition
+    /// being rendered does (a recursive type: its shape was shown once already).
+    /// </summary>
+    private const int MostReferencesFollowed = 64;
+
+    private readonly JsonElement _root;
+    private Dictionary<string, JsonElement>? _anchors;
+    private readonly HashSet<string> _rendering = new(StringComparer.Ordinal);
+    private int _followed;
+
+    private TypeScript(JsonElement root) => _root = root;
+
     public static string Of(JsonElement schema)
     {
         var sb = new StringBuilder();
-        Write(sb, schema, 0);
+        new TypeScript(schema).Write(sb, schema, 0);
         return sb.ToString();
     }
 
-    private static void Write(StringBuilder sb, JsonElement s, int depth)
+    private void Write(StringBuilder sb, JsonElement s, int depth)
     {
         if (s.ValueKind != JsonValueKind.Object || depth > 16)
         {
             sb.Append("any");
+            return;
+        }
+        if (s.TryGetProperty("$ref", out var reference) && reference.ValueKind == JsonValueKind.String)
+        {
+            var target = SchemaLimits.Resolve(_root, _anchors ??= SchemaLimits.Anchors(_root), reference.GetString()!);
+            if (target is not { } found || _followed >= MostReferencesFollowed || !_rendering.Add(found.At))
+            {
+                sb.Append("any");
+                return;
+            }
+            _followed++;
+            Write(sb, found.Node, depth + 1);
+            _rendering.Remove(found.At);
             return;
         }
         if (s.TryGetProperty("enum", out var values) && values.ValueKind == JsonValueKind.Array)
@@ -41,15 +71,24 @@ internal static class TypeScript
             sb.Append(constant.GetRawText());
             return;
         }
-        foreach (var union in (string[])["anyOf", "oneOf"])
-            if (s.TryGetProperty(union, out var options) && options.ValueKind == JsonValueKind.Array)
+        foreach (var (combinator, joiner) in (ReadOnlySpan<(string, string)>)[("anyOf", " | "), ("oneOf", " | "), ("allOf", " & ")])
+            if (s.TryGetProperty(combinator, out var options) && options.ValueKind == JsonValueKind.Array && options.GetArrayLength() > 0)
             {
                 var first = true;
                 foreach (var o in options.EnumerateArray())
                 {
-                    if (!first) sb.Append(" | ");
-                    Write(sb, o, depth + 1);
+                    if (!first) sb.Append(joiner);
                     first = false;
+                    if (joiner == " | ")
+                    {
+                        Write(sb, o, depth + 1);
+                        continue;
+                    }
+                    // A union within an intersection is bracketed, as TypeScript reads "a | b & c" as "a | (b & c)".
+                    var part = new StringBuilder();
+                    Write(part, o, depth + 1);
+                    var text = part.ToString();
+                    sb.Append(IsUnion(text) ? $"({text})" : text);
                 }
                 return;
             }
@@ -73,10 +112,32 @@ internal static class TypeScript
         WriteType(sb, s, Name(type), depth);
     }
 
+    /// <summary>Whether a rendered type is a union at its top level (not only within an object or a bracket of it).</summary>
+    private static bool IsUnion(string type)
+    {
+        var depth = 0;
+        for (var i = 0; i < type.Length; i++)
+        {
+            switch (type[i])
+            {
+                case '{' or '(' or '[': depth++; break;
+                case '}' or ')' or ']': depth--; break;
+                case '"': // a string of an enum or const: skip it, escapes included
+                    for (i++; i < type.Length && type[i] != '"'; i++) if (type[i] == '\\') i++;
+                    break;
+                case '/' when i + 1 < type.Length && type[i + 1] == '/': // a description or default, to the end of its line
+                    while (i < type.Length && type[i] != '\n') i++;
+                    break;
+                case '|' when depth == 0: return true;
+            }
+        }
+        return false;
+    }
+
     /// <summary>A type is named by a string; anything else a client put there (a number, true, an object) shows as <c>any</c>.</summary>
     private static string? Name(JsonElement type) => type.ValueKind == JsonValueKind.String ? type.GetString() : null;
 
-    private static void WriteType(StringBuilder sb, JsonElement s, string? type, int depth)
+    private void WriteType(StringBuilder sb, JsonElement s, string? type, int depth)
     {
         switch (type)
         {
@@ -90,7 +151,7 @@ internal static class TypeScript
                     var inner = new StringBuilder();
                     Write(inner, items, depth + 1);
                     var text = inner.ToString();
-                    sb.Append(text.Contains(" | ", StringComparison.Ordinal) ? $"({text})" : text).Append("[]");
+                    sb.Append(IsUnion(text) ? $"({text})" : text).Append("[]");
                 }
                 else sb.Append("any[]");
                 break;
@@ -102,7 +163,7 @@ internal static class TypeScript
         }
     }
 
-    private static void WriteObject(StringBuilder sb, JsonElement s, int depth)
+    private void WriteObject(StringBuilder sb, JsonElement s, int depth)
     {
         var required = new HashSet<string>(StringComparer.Ordinal);
         if (s.TryGetProperty("required", out var req) && req.ValueKind == JsonValueKind.Array)

@@ -21,6 +21,29 @@ public enum JsonTextProblem
 /// </summary>
 public static class JsonText
 {
+    /// <summary>
+    /// What is wrong with a body that is not JSON ("check the syntax near line 1, byte 27."), or null when it is well-formed. Only asked once reading a body
+    /// has failed: a cut-off or misspelt body is then told apart from a field of the wrong type, which the serializer's one
+    /// exception does not (a body cut inside a message was reported as that message's content being malformed).
+    /// </summary>
+    public static string? SyntaxError(ReadOnlySpan<byte> body, JsonReaderOptions options)
+    {
+        var reader = new Utf8JsonReader(body, options);
+        try
+        {
+            if (!reader.Read()) return "it is empty.";
+            reader.Skip();
+            // One value only: the reader throws at anything after it but whitespace.
+            reader.Read();
+            return null;
+        }
+        catch (JsonException ex)
+        {
+            return $"check the syntax near line {(ex.LineNumber ?? 0) + 1}, byte {(ex.BytePositionInLine ?? 0) + 1}.";
+        }
+    }
+
+
     public static JsonTextProblem Check(ReadOnlySpan<byte> body, JsonReaderOptions options, bool refuseNul)
     {
         if (!Utf8.IsValid(body)) return JsonTextProblem.NotUnicode;

@@ -64,7 +64,7 @@ public sealed class KeyChanges
                 if (value.ValueKind != JsonValueKind.String || string.IsNullOrWhiteSpace(value.GetString()) || value.GetString()!.Trim().Length > 100)
                     return ApiError.InvalidField("name", "'name' must be a non-empty string of at most 100 characters.");
                 if (ApiError.NotOneLine(value.GetString()!))
-                    return ApiError.InvalidField("name", "'name' must be one line of text: no line breaks, control characters or text-direction overrides.");
+                    return ApiError.NotOneLineField("name", "'name'");
                 Name = value.GetString()!.Trim();
                 return null;
             case "expires_at":

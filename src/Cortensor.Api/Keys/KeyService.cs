@@ -1,4 +1,5 @@
 using Cortensor.Api.Data;
+using Cortensor.Api.Errors;
 using Cortensor.Api.Limits;
 using Microsoft.EntityFrameworkCore;
 
@@ -57,7 +58,8 @@ public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements
     {
         var key = await FindKeyAsync(keyId, organizationId, ct);
         if (key is null) return null;
-        if (key.Status == ApiKeyStatus.Revoked && status != ApiKeyStatus.Revoked) return key; // revocation is final
+        // Revocation is final; a status the key already has changes nothing and is not audited as a change.
+        if (key.Status == ApiKeyStatus.Revoked || key.Status == status) return key;
         var before = key.Status;
         // The provider first: if it cannot be told, nothing changes here either (a 503, retried by the caller).
         await provider.SetStatusAsync(key.Id, status, db, ct);
@@ -69,11 +71,16 @@ public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements
         return key;
     }
 
-    /// <summary>Applies a PATCH (only the fields it carries) to a key of <paramref name="organizationId"/>; null if there is no such key.</summary>
-    public async Task<ApiKey?> UpdateKeyAsync(Guid keyId, Guid? organizationId, KeyChanges changes, AuditActor actor, CancellationToken ct)
+    /// <summary>
+    /// Applies a PATCH (only the fields it carries) to a key of <paramref name="organizationId"/> if <paramref name="allowed"/>,
+    /// shown the key as it is before the change, finds nothing to refuse; no key and no refusal if there is no such key.
+    /// </summary>
+    public async Task<(ApiKey? Key, ApiError? Refused)> UpdateKeyAsync(Guid keyId, Guid? organizationId, KeyChanges changes,
+        Func<ApiKey, Task<ApiError?>> allowed, AuditActor actor, CancellationToken ct)
     {
         var key = await FindKeyAsync(keyId, organizationId, ct);
-        if (key is null) return null;
+        if (key is null) return (null, null);
+        if (await allowed(key) is { } refused) return (null, refused);
         var before = Describe(key);
         if (changes.Name is { } name) key.Name = name;
         if (changes.ExpiresAtSet) key.ExpiresAt = changes.ExpiresAt;
@@ -87,7 +94,7 @@ public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements
         Audit(actor, "api_key.update", "api_key", key.Id.ToString(), before, Describe(key));
         await db.SaveChangesAsync(ct);
         await InvalidateAsync(key);
-        return key;
+        return (key, null);
     }
 
     /// <summary>
@@ -136,6 +143,7 @@ public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements
     {
         var org = await db.Organizations.SingleOrDefaultAsync(o => o.Id == orgId, ct);
         if (org is null) return null;
+        if (org.Status == status) return org; // nothing changes, and nothing is audited as a change
         var before = org.Status;
         org.Status = status;
         Audit(actor, status == OrganizationStatus.Paused ? "organization.pause" : "organization.resume", "organization", org.Id.ToString(),
@@ -149,6 +157,7 @@ public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements
     {
         var org = await db.Organizations.SingleOrDefaultAsync(o => o.Id == orgId, ct);
         if (org is null) return null;
+        if (org.PlanId == planId) return org; // the same plan: its subscription goes on, and nothing is audited as a change
         var before = org.PlanId;
         var now = clock.GetUtcNow();
         org.PlanId = planId;

@@ -30,9 +30,10 @@ public sealed partial class AdmissionGate(
 
     public void Uncertain(UsageRecord draft) => _uncertain.Enqueue(draft);
 
-    // Request-per-minute windows this replica was told are spent, by key id or organisation id, and until when (unix
-    // seconds) the refusal is repeated without asking (see SpentWindow).
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, (Admission Refusal, long Until)> _spent = new();
+    // Request-per-minute windows this replica was told are spent, by key id or organisation id, until when (unix seconds)
+    // the refusal is repeated without asking, and whether one request has since been let through to ask again (see SpentWindow).
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, SpentEntry> _spent = new();
+    private readonly record struct SpentEntry(Admission Refusal, long Until, bool Asking);
     private const int MostSpentRemembered = 10_000;
 
     /// <summary>
@@ -56,11 +57,11 @@ public sealed partial class AdmissionGate(
             // A new minute or a limit changed since (a plan or the key's settings): ask admission again.
             if (spent.Window != window || limit != spentLimit)
             {
-                _spent.TryRemove(new KeyValuePair<Guid, (Admission, long)>(id, entry));
+                _spent.TryRemove(new KeyValuePair<Guid, SpentEntry>(id, entry));
                 continue;
             }
             // Leases may have given slices back: one request asks again; the others wait on its answer for another second.
-            if (now >= entry.Until && _spent.TryUpdate(id, (spent, now + 1), entry)) continue;
+            if (now >= entry.Until && _spent.TryUpdate(id, new SpentEntry(spent, now + 1, Asking: true), entry)) continue;
             return spent with
             {
                 Reset = TimeSpan.FromSeconds((window + 1) * WindowSeconds - now),
@@ -77,8 +78,8 @@ public sealed partial class AdmissionGate(
         {
             // Redis admitted it: the minute was not spent after all (leases gave slices back), and what was remembered goes.
             // (An admission from this replica's own lease says nothing of the shared window.) Lock-free when absent.
-            if (_spent.TryGetValue(key.KeyId, out var keySpent)) _spent.TryRemove(new KeyValuePair<Guid, (Admission, long)>(key.KeyId, keySpent));
-            if (_spent.TryGetValue(key.OrganizationId, out var orgSpent)) _spent.TryRemove(new KeyValuePair<Guid, (Admission, long)>(key.OrganizationId, orgSpent));
+            if (_spent.TryGetValue(key.KeyId, out var keySpent)) _spent.TryRemove(new KeyValuePair<Guid, SpentEntry>(key.KeyId, keySpent));
+            if (_spent.TryGetValue(key.OrganizationId, out var orgSpent)) _spent.TryRemove(new KeyValuePair<Guid, SpentEntry>(key.OrganizationId, orgSpent));
         }
         var spentId = admission.Verdict switch
         {
@@ -89,16 +90,19 @@ public sealed partial class AdmissionGate(
         if (spentId is { } id)
         {
             var now = clock.GetUtcNow().ToUnixTimeSeconds();
+            var o = options.Value;
             // The first refusal of a window on this replica says to come back when idle leases may have given their slices
-            // back; refused again when asked again, the window is taken as spent and Retry-After says its end (an SDK
-            // retrying twice at 4 s would otherwise give up on a minute that was simply full).
-            var again = _spent.TryGetValue(id, out var before) && before.Refusal.Window == admission.Window;
-            if (options.Value.Leasing && !again) admission = admission with { RetryAfter = TimeSpan.FromSeconds(options.Value.LeaseIdleSeconds + 2) };
+            // back, and so does every refusal of the same burst (requests that reached Redis before the first was
+            // remembered). Refused again when one request is let through to ask again, the window is taken as spent and
+            // Retry-After says its end (an SDK retrying twice at 4 s would otherwise give up on a minute that was simply full).
+            var remembered = _spent.TryGetValue(id, out var before) && before.Refusal.Window == admission.Window;
+            if (o.Leasing && remembered && !before.Asking && now < before.Until)
+                return admission with { RetryAfter = TimeSpan.FromSeconds(Math.Max(1, before.Until - now)) };
+            if (o.Leasing && !remembered) admission = admission with { RetryAfter = TimeSpan.FromSeconds(o.LeaseIdleSeconds + 2) };
             if (_spent.Count >= MostSpentRemembered)
                 foreach (var (stale, old) in _spent)
-                    if (old.Refusal.Window != admission.Window || now >= old.Until) _spent.TryRemove(new KeyValuePair<Guid, (Admission, long)>(stale, old));
-            var o = options.Value;
-            _spent[id] = (admission, o.Leasing ? now + o.LeaseIdleSeconds + 2 : long.MaxValue);
+                    if (old.Refusal.Window != admission.Window || now >= old.Until) _spent.TryRemove(new KeyValuePair<Guid, SpentEntry>(stale, old));
+            _spent[id] = new SpentEntry(admission, o.Leasing ? now + o.LeaseIdleSeconds + 2 : long.MaxValue, Asking: false);
         }
         return admission;
     }

@@ -90,6 +90,24 @@ public class ControlPlaneInputTests(PortalAppFixture portal)
     }
 
     [Fact]
+    public async Task ABodyThatIsNotJsonIsInvalidJsonSayingWhereAndChangesNothing()
+    {
+        var user = await portal.SignUpAsync();
+        using var client = user.CreateClient();
+        foreach (var (path, body) in new[] { ("/portal/api-keys", """{"name":"x" """), ("/portal/organizations", """{"name":"x",}"""), ("/portal/api-keys", "name=x") })
+        {
+            var response = await client.PostAsync(path, Json(body));
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"{path} {body}: {(int)response.StatusCode} {text}");
+            var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
+            Assert.Equal("invalid_json", error.GetProperty("code").GetString());
+            Assert.Contains("near line 1, byte ", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        }
+        Assert.Equal(0, (await client.GetFromJsonAsync<JsonElement>("/portal/api-keys")).GetArrayLength());
+        Assert.Single((await client.GetFromJsonAsync<JsonElement>("/portal/organizations")).EnumerateArray());
+    }
+
+    [Fact]
     public async Task HalfASurrogatePairIsA400()
     {
         var user = await portal.SignUpAsync();

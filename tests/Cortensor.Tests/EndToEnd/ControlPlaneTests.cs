@@ -274,6 +274,9 @@ public class ControlPlaneTests(PortalAppFixture portal)
             (HttpMethod.Get, "/portal/requests?status=teapot", null, "status"),
             (HttpMethod.Get, "/portal/requests?limit=0", null, "limit"),
             (HttpMethod.Get, "/portal/requests?from=soon", null, "from"),
+            (HttpMethod.Get, "/portal/requests?key=abc", null, "key"),
+            (HttpMethod.Get, "/portal/requests.csv?limit=5", null, "limit"),
+            (HttpMethod.Get, "/portal/usage-summary?groupby=model", null, "groupby"),
             (HttpMethod.Post, "/portal/invitations", new { email = "friend@example.com", role = "king" }, "role"),
             (HttpMethod.Post, "/portal/invitations", new { role = "member" }, "email"),
             (HttpMethod.Post, "/portal/invitations", new { email = "not an address" }, "email"),
@@ -418,6 +421,17 @@ public class ControlPlaneTests(PortalAppFixture portal)
         var drains = await admin.GetFromJsonAsync<JsonElement>("/admin/audit?target_id=gemma4");
         Assert.Contains(drains.EnumerateArray(), a => a.GetProperty("action").GetString() == "pool.drain" && a.GetProperty("actor").GetString() == PortalAppFixture.AdminEmail);
         Assert.Contains(drains.EnumerateArray(), a => a.GetProperty("action").GetString() == "pool.undrain");
+
+        // The log is read in pages, and an actor is found by the id the log shows or by address in any case.
+        var entries = audit.EnumerateArray().Select(a => a.GetProperty("id").GetInt64()).ToList();
+        var firstPage = await admin.GetFromJsonAsync<JsonElement>($"/admin/audit?target_id={customer.OrganizationId}&limit=1");
+        var secondPage = await admin.GetFromJsonAsync<JsonElement>($"/admin/audit?target_id={customer.OrganizationId}&limit=1&before={firstPage[0].GetProperty("id").GetInt64()}");
+        Assert.Equal(entries.Take(2), [firstPage[0].GetProperty("id").GetInt64(), secondPage[0].GetProperty("id").GetInt64()]);
+        var byAdmin = audit.EnumerateArray().Where(a => a.GetProperty("actor").GetString() == PortalAppFixture.AdminEmail).Select(a => a.GetProperty("id").GetInt64()).ToList();
+        Assert.NotEmpty(byAdmin);
+        foreach (var actor in new[] { PortalAppFixture.AdminEmail.ToUpperInvariant(), pause.GetProperty("actor_user_id").GetString()! })
+            Assert.Equal(byAdmin, (await admin.GetFromJsonAsync<JsonElement>($"/admin/audit?target_id={customer.OrganizationId}&actor={Uri.EscapeDataString(actor)}"))
+                .EnumerateArray().Select(a => a.GetProperty("id").GetInt64()));
     }
 
     [Fact]
@@ -465,6 +479,12 @@ public class ControlPlaneTests(PortalAppFixture portal)
             (HttpMethod.Post, "/admin/organizations", new { name = "" }, "name"),
             (HttpMethod.Get, "/admin/organizations?limit=zero", null, "limit"),
             (HttpMethod.Get, "/admin/audit?limit=-1", null, "limit"),
+            // A misspelt filter would otherwise list everything, as if it had applied.
+            (HttpMethod.Get, $"/admin/audit?target={customer.OrganizationId}", null, "target"),
+            (HttpMethod.Get, "/admin/organizations?q=acme", null, "q"),
+            (HttpMethod.Get, "/admin/usage/dead-letters?after=0", null, "after"),
+            (HttpMethod.Post, $"/admin/organizations/{customer.OrganizationId}/credits", new { amount = 1, reason = new string('r', 501) }, "reason"),
+            (HttpMethod.Post, $"/admin/organizations/{customer.OrganizationId}/credits", new { amount = 1, reason = "refund\r\nApproved-By: ceo" }, "reason"),
         };
         foreach (var (method, path, body, param) in cases)
         {

@@ -68,6 +68,20 @@ public class EnforcementTests(PortalAppFixture portal)
 
         (await admin.PostAsync($"/admin/organizations/{customer.OrganizationId}/resume", null)).EnsureSuccessStatusCode();
         await UntilChatAnswersAsync(client, HttpStatusCode.OK, "the resumed organisation was not served again");
+
+        // Resumed again, nothing changes, and the audit log does not say it did.
+        var resumes = $"/admin/audit?target_id={customer.OrganizationId}&action=organization.resume";
+        var audited = (await admin.GetFromJsonAsync<JsonElement>(resumes)).GetArrayLength();
+        (await admin.PostAsync($"/admin/organizations/{customer.OrganizationId}/resume", null)).EnsureSuccessStatusCode();
+        Assert.Equal(audited, (await admin.GetFromJsonAsync<JsonElement>(resumes)).GetArrayLength());
+        // A revoked key stays revoked: pausing or resuming it is refused, not answered as if done.
+        (await admin.PostAsync($"/admin/api-keys/{customer.KeyId}/revoke", null)).EnsureSuccessStatusCode();
+        foreach (var action in new[] { "resume", "pause" })
+        {
+            var refused = await admin.PostAsync($"/admin/api-keys/{customer.KeyId}/{action}", null);
+            Assert.Equal(HttpStatusCode.Conflict, refused.StatusCode);
+            Assert.Equal("api_key_revoked", await Code(refused));
+        }
     }
 
     [Fact]

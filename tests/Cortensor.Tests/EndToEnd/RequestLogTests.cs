@@ -80,7 +80,13 @@ public class RequestLogTests(PortalAppFixture portal)
         Assert.False(unknown.TryGetProperty("completion_id", out _));
         Assert.Single(await Rows(client, $"status=403&key_id={keyB}"));
         Assert.Empty(await Rows(client, $"from={DateTime.UtcNow.AddMinutes(5):O}"));
-        Assert.Equal(5, (await Rows(client, $"from={DateTime.UtcNow.AddHours(-1):O}&to={DateTime.UtcNow.AddMinutes(5):O}")).Length);
+        var all = await Rows(client, $"from={DateTime.UtcNow.AddHours(-1):O}&to={DateTime.UtcNow.AddMinutes(5):O}");
+        Assert.Equal(5, all.Length);
+        // A day given as 'to' includes that day: each request is found under its own UTC day, as the usage summary counts it.
+        var days = all.Select(r => r.GetProperty("created_at").GetDateTimeOffset().UtcDateTime.ToString("yyyy-MM-dd")).Distinct().ToList();
+        var byDay = 0;
+        foreach (var day in days) byDay += (await Rows(client, $"from={day}&to={day}")).Length;
+        Assert.Equal(5, byDay);
     }
 
     [Fact]

@@ -32,6 +32,10 @@ public class TelemetryLinkTests(PortalAppFixture portal)
         var found = Assert.Single((await lookup.Content.ReadFromJsonAsync<JsonElement>()).EnumerateArray());
         Assert.Equal(traceId, TraceIdOf(found.GetProperty("log")));
         Assert.Equal(traceId, TraceIdOf(found.GetProperty("usage")));
+        // A customer quoting the completion id their SDK saw leads the operator to the same request.
+        var completionId = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString();
+        var byCompletion = Assert.Single((await admin.GetFromJsonAsync<JsonElement>($"/admin/requests/{completionId}")).EnumerateArray());
+        Assert.Equal(requestId, byCompletion.GetProperty("log").GetProperty("request_id").GetString());
     }
 
     private static string? TraceIdOf(JsonElement entry) => entry.TryGetProperty("trace_id", out var id) ? id.GetString() : null;

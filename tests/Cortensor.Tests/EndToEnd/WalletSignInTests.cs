@@ -209,4 +209,39 @@ public class WalletSignInTests(PortalAppFixture portal)
         var resend = await walletAccount.PostAsync("/portal/auth/verify-email/resend", null);
         await AssertRefusedAsync(resend, HttpStatusCode.Conflict, "no_email");
     }
+    [Fact]
+    public async Task AWalletLinkedBeforeTheAddressWasProvenNoLongerSignsInOnceTheAddressesOwnerResetsThePassword()
+    {
+        // Mallory signs up with Alice's address (unproven) and links her own wallet to the account.
+        var alice = $"alice-{Guid.NewGuid():N}@example.com";
+        using var malloryIp = portal.CreateClientFrom(PortalAppFixture.RandomClientIp());
+        Assert.Equal(HttpStatusCode.Accepted, (await malloryIp.PostAsJsonAsync("/portal/auth/signup", new { email = alice, password = "Mallory-owns-1" })).StatusCode);
+        var malloryTokens = await OkAsync(await malloryIp.PostAsJsonAsync("/portal/auth/login", new { email = alice, password = "Mallory-owns-1" }));
+        using var mallory = portal.CreateClientWithToken(malloryTokens.GetProperty("access_token").GetString()!);
+        var squatterWallet = EthECKey.GenerateKey();
+        await OkAsync(await mallory.PostAsJsonAsync("/portal/me/wallets", Signed(Message(squatterWallet, await NonceAsync(mallory)), squatterWallet)));
+        var account = await UserIdAsync(malloryTokens);
+        Assert.Equal(account, await UserIdAsync(await SignInAsync(squatterWallet)));
+
+        // Alice proves her mailbox through a password reset: the wallet linked before that is unlinked with everything else.
+        using var aliceIp = portal.CreateClientFrom(PortalAppFixture.RandomClientIp());
+        Assert.Equal(HttpStatusCode.Accepted, (await aliceIp.PostAsJsonAsync("/portal/auth/password-reset", new { email = alice })).StatusCode);
+        var reset = await portal.Mail.WaitForAsync(alice, "Reset your");
+        await OkAsync(await aliceIp.PostAsJsonAsync("/portal/auth/password-reset/confirm",
+            new { user_id = reset.Query("/reset-password", "user"), token = reset.Query("/reset-password", "token"), new_password = "Alice-is-back-7" }));
+        var aliceTokens = await OkAsync(await aliceIp.PostAsJsonAsync("/portal/auth/login", new { email = alice, password = "Alice-is-back-7" }));
+        Assert.Equal(account, await UserIdAsync(aliceTokens));
+        using var aliceClient = portal.CreateClientWithToken(aliceTokens.GetProperty("access_token").GetString()!);
+        Assert.Empty((await aliceClient.GetFromJsonAsync<JsonElement>("/portal/me/wallets")).EnumerateArray());
+        Assert.NotEqual(account, await UserIdAsync(await SignInAsync(squatterWallet)));
+
+        // A wallet Alice links now, to her proven address, survives her next reset.
+        var aliceWallet = EthECKey.GenerateKey();
+        await OkAsync(await aliceClient.PostAsJsonAsync("/portal/me/wallets", Signed(Message(aliceWallet, await NonceAsync(aliceClient)), aliceWallet)));
+        Assert.Equal(HttpStatusCode.Accepted, (await aliceIp.PostAsJsonAsync("/portal/auth/password-reset", new { email = alice })).StatusCode);
+        var second = await portal.Mail.WaitForAsync(alice, "Reset your", count: 2);
+        await OkAsync(await aliceIp.PostAsJsonAsync("/portal/auth/password-reset/confirm",
+            new { user_id = second.Query("/reset-password", "user"), token = second.Query("/reset-password", "token"), new_password = "Alice-again-8" }));
+        Assert.Equal(account, await UserIdAsync(await SignInAsync(aliceWallet)));
+    }
 }

@@ -499,9 +499,16 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         var retry = new LimitsOptions().LeaseIdleSeconds + 2;
         Assert.Equal(retry, Refusals.For(refused, BillingMode.PrepaidCredits, null)!.RetryAfterSeconds);
         Assert.InRange(Refusals.For(replica.Gate.SpentWindow(other)!, BillingMode.PrepaidCredits, null)!.RetryAfterSeconds!.Value, 1, retry);
-        // Asked again after those seconds and still refused (the lease is still in use): the window is taken as spent,
-        // and Retry-After says its end, so a client does not spend its retries every 4 s on a full minute.
+        // A request of the same burst that reached Redis before the refusal was remembered is told the same.
+        var sameBurst = (await AdmitAsync(replica, other, 100, 100)).Admission;
+        Assert.False(sameBurst.Admitted);
+        Assert.InRange(Refusals.For(sameBurst, BillingMode.PrepaidCredits, null)!.RetryAfterSeconds!.Value, 1, retry);
+        // After those seconds one request is let through to ask again; still refused (the lease is still in use), the
+        // window is taken as spent, and Retry-After says its end, so a client does not spend its retries every 4 s on a
+        // full minute.
         _clock.Advance(TimeSpan.FromSeconds(retry));
+        Assert.Null(replica.Gate.SpentWindow(other));
+        Assert.NotNull(replica.Gate.SpentWindow(other)); // the others wait on its answer
         var again = (await AdmitAsync(replica, other, 100, 100)).Admission;
         Assert.False(again.Admitted);
         Assert.True(Refusals.For(again, BillingMode.PrepaidCredits, null)!.RetryAfterSeconds > retry);

@@ -223,6 +223,33 @@ public class RequestReaderTests
         if (!taken) Assert.Equal((415, "unsupported_content_encoding"), (error?.Status, error?.Code));
     }
 
+    [Theory]
+    [InlineData("chat", """{"model":"gpt-oss-20b","messages":[{"role":"user","content":"hel""")]
+    [InlineData("chat", """{"model":"gpt-oss-20b","messages":[}""")]
+    [InlineData("chat", """{"model":"gpt-oss-20b","messages":[{"role":"user","content":"x"}""")]
+    [InlineData("chat", """{"model":""")]
+    [InlineData("chat", """{"model":"gpt-oss-20b","messages":[{"role":"user","content":"x"}]} trailing""")]
+    [InlineData("responses", """{"model":"gpt-oss-20b","input":[{"role":"user","content":"hel""")]
+    [InlineData("text", """{"model":"gpt-oss-20b","prompt":["a",}""")]
+    public async Task ABodyThatIsCutOffOrMisspeltIsInvalidJsonSayingWhereNotAFieldOfTheWrongType(string dialect, string body)
+    {
+        foreach (var delivery in new[] { "whole", "pieces" })
+        {
+            var (request, error) = await ReadAsync(Dialects[dialect], Encoding.UTF8.GetBytes(body), delivery);
+            Assert.Null(request);
+            Assert.Equal((400, "invalid_json", null), (error?.Status, error?.Code, error?.Param));
+            Assert.Contains("near line 1, byte ", error!.Message, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task AWellFormedBodyWithAFieldOfTheWrongTypeNamesTheField()
+    {
+        var (request, error) = await ReadAsync(Dialect.Chat, Encoding.UTF8.GetBytes("""{"model":"gpt-oss-20b","messages":[{"role":"user","content":"x"}],"max_tokens":"many"}"""), "whole");
+        Assert.Null(request);
+        Assert.Equal((400, "invalid_value", "max_tokens"), (error?.Status, error?.Code, error?.Param));
+    }
+
     [Fact]
     public async Task ABodyThatEndsBeforeItsLengthIsA400NotAnError()
     {

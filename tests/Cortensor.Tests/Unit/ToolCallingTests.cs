@@ -187,6 +187,80 @@ public class ToolCallingTests
     }
 
     [Fact]
+    public void HarmonyShowsAReferencedOrIntersectedTypeAsItsShapeAndARecursiveOneOnce()
+    {
+        // As Pydantic writes a nested model ($defs, allOf around a $ref) and zod a reused one (definitions).
+        var request = Request("""
+            {"model":"m","messages":[{"role":"user","content":"Save Ann"}],"tools":[{"type":"function","function":{"name":"save",
+              "parameters":{"type":"object","required":["name","address"],"properties":{
+                "name":{"type":"string"},
+                "address":{"$ref":"#/$defs/Address"},
+                "billing":{"allOf":[{"$ref":"#/$defs/Address"},{"type":"object","properties":{"vat":{"type":"string"}}}],"description":"Invoice address"},
+                "tree":{"$ref":"#/definitions/Node"},
+                "gone":{"$ref":"#/$defs/Missing"}},
+              "$defs":{"Address":{"type":"object","required":["city"],"properties":{"city":{"type":"string"},"zip":{"anyOf":[{"type":"string"},{"type":"null"}]}}}},
+              "definitions":{"Node":{"type":"object","properties":{"children":{"type":"array","items":{"$ref":"#/definitions/Node"}}}}}}}}]}
+            """);
+        var prompt = PromptTemplates.Render("gpt-oss", request);
+        Assert.Contains(
+            "type save = (_: {\nname: string,\naddress: {\ncity: string,\nzip?: string | null,\n},\n" +
+            "// Invoice address\nbilling?: {\ncity: string,\nzip?: string | null,\n} & {\nvat?: string,\n},\n" +
+            "tree?: {\nchildren?: any[],\n},\ngone?: any,\n}) => any;", prompt);
+    }
+
+    [Fact]
+    public void AChainOfReferencesThatBranchesRendersWithinABudgetNotAsEveryCopy()
+    {
+        // Each definition refers twice to the next: followed in full, 30 links would render 2^30 copies.
+        var defs = string.Join(",", Enumerable.Range(0, 30).Select(i =>
+            """ "DI":{"type":"object","properties":{"a":{"$ref":"#/$defs/DN"},"b":{"$ref":"#/$defs/DN"}}} """.Replace("DI", $"D{i}").Replace("DN", $"D{i + 1}")));
+        var request = Request("""
+            {"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"deep",
+              "parameters":{"type":"object","properties":{"root":{"$ref":"#/$defs/D0"}},"$defs":{DEFS,"D30":{"type":"string"}}}}}]}
+            """.Replace("DEFS", defs));
+        var prompt = PromptTemplates.Render("gpt-oss", request);
+        Assert.InRange(prompt.Length, 100, 20_000);
+        Assert.Contains("a?: any,", prompt);
+    }
+
+    [Fact]
+    public void AllowedToolsLimitWhatTheModelIsShownAndMayCallInChatAndResponsesAlike()
+    {
+        var chat = Request("""
+            {"model":"m","messages":[{"role":"user","content":"What's the weather in Paris?"}],"tools":[WEATHER,CLOCK],
+             "tool_choice":{"type":"allowed_tools","allowed_tools":{"mode":"required","tools":[{"type":"function","function":{"name":"read_clock"}}]}}}
+            """.Replace("WEATHER", WeatherTool).Replace("CLOCK", ClockTool));
+        var (responses, error) = Dialect.Responses.Read(System.Text.Encoding.UTF8.GetBytes("""
+            {"model":"m","input":"What's the weather in Paris?","tools":[{"type":"function","name":"get_weather","parameters":{"type":"object","properties":{}}},
+              {"type":"function","name":"read_clock"}],
+             "tool_choice":{"type":"allowed_tools","mode":"required","tools":[{"type":"function","name":"read_clock"}]}}
+            """));
+        Assert.Null(error);
+        foreach (var request in new[] { chat, responses! })
+        {
+            Assert.Equal(["read_clock"], request.Tools!.Tools.Select(t => t.Name));
+            Assert.Equal(ToolChoiceMode.Required, request.Tools.Choice);
+            var prompt = PromptTemplates.Render("gpt-oss", request);
+            Assert.Contains("type read_clock", prompt);
+            Assert.DoesNotContain("get_weather", prompt);
+            Assert.Equal("read_clock", Assert.Single(ModelOutput.Interpret("gpt-oss", Model("gpt-oss", request), request, AnswerCut.None).Calls!).Function.Name);
+        }
+
+        foreach (var (choice, param) in new[]
+        {
+            ("""{"type":"allowed_tools","allowed_tools":{"mode":"sometimes","tools":[{"type":"function","function":{"name":"read_clock"}}]}}""", "tool_choice.allowed_tools.mode"),
+            ("""{"type":"allowed_tools","allowed_tools":{"mode":"auto","tools":[]}}""", "tool_choice.allowed_tools.tools"),
+            ("""{"type":"allowed_tools","allowed_tools":{"mode":"auto","tools":[{"type":"function","function":{"name":"nope"}}]}}""", "tool_choice.allowed_tools.tools[0].function.name"),
+            ("""{"type":"allowed_tools"}""", "tool_choice.allowed_tools"),
+        })
+        {
+            var body = JsonSerializer.Deserialize<ChatCompletionRequest>("""{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[WEATHER,CLOCK],"tool_choice":CHOICE}"""
+                .Replace("WEATHER", WeatherTool).Replace("CLOCK", ClockTool).Replace("CHOICE", choice), Snake)!;
+            Assert.Equal(param, RequestValidation.Validate(body, out _)?.Param);
+        }
+    }
+
+    [Fact]
     public void QwenShowsToolsInsideToolsTagsAndResultsAsToolResponses()
     {
         var request = Request($$$"""

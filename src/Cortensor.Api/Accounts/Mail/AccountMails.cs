@@ -60,17 +60,11 @@ public sealed class AccountMails(UserManager<User> users, MailOutbox outbox, IOp
             """));
     }
 
-    public void SendInvitation(string email, string organization, string inviter, string role, string token, DateTimeOffset expiresAt) =>
-        SendInvitationOf(email, OneLine(organization), OneLine(inviter), role, token, expiresAt);
-
-    /// <summary>
-    /// Names are refused unless one line (ApiError.Text), but some came in before that rule, or from an identity provider's
-    /// claim: in a mail a line break would write the sender's own lines, so each such character is a space here.
-    /// </summary>
-    private static string OneLine(string name) =>
-        ApiError.NotOneLine(name) ? string.Concat(name.Select(c => ApiError.NotOneLine(c.ToString()) ? ' ' : c)) : name;
-
-    private void SendInvitationOf(string email, string organization, string inviter, string role, string token, DateTimeOffset expiresAt) =>
+    public void SendInvitation(string email, string organization, string inviter, string role, string token, DateTimeOffset expiresAt)
+    {
+        // Names are refused unless one line (ApiError.Text), but some came in before that rule, or from an identity
+        // provider's claim: in a mail a line break would write the sender's own lines, so each such character is a space.
+        (organization, inviter) = (OneLine(organization), OneLine(inviter));
         outbox.Enqueue(new PortalMessage(email, $"You are invited to {organization} on Cortensor Portal",
             $"""
             {inviter} invites you to join the organization "{organization}" on Cortensor Portal as {role}.
@@ -81,6 +75,12 @@ public sealed class AccountMails(UserManager<User> users, MailOutbox outbox, IOp
 
             If you do not want to join, ignore this mail.
             """));
+    }
+
+    private static string OneLine(string name) => ApiError.NotOneLine(name) ? string.Create(name.Length, name, static (chars, name) =>
+    {
+        for (var i = 0; i < name.Length; i++) chars[i] = ApiError.BreaksALine(name[i]) ? ' ' : name[i];
+    }) : name;
 }
 
 /// <summary>How long links stay valid: Identity's data-protection token provider, one instance per purpose.</summary>

@@ -107,6 +107,21 @@ public sealed class WalletAccounts(PortalDbContext db, UserManager<User> users, 
         });
     }
 
+    /// <summary>
+    /// Unlinks every wallet of <paramref name="user"/>, for a password reset that has just proven the account's address: a
+    /// wallet linked before was linked by whoever held the password then, possibly a squatter on the unproven address, and
+    /// would have kept signing them in. The owner links theirs again in a moment.
+    /// </summary>
+    public async Task UnlinkAllAsync(User user, CancellationToken ct)
+    {
+        var wallets = await ListAsync(user.Id, ct);
+        if (wallets.Count == 0) return;
+        foreach (var address in wallets) await users.RemoveLoginAsync(user, LoginProvider, address);
+        db.Record(new AuditActor(user.Id, user.Email ?? user.UserName ?? user.Id.ToString()), "wallet.unlink", "user", user.Id.ToString(),
+            new { Addresses = wallets }, new { Reason = "password reset proved the address" }, clock.GetUtcNow());
+        await db.SaveChangesAsync(ct);
+    }
+
     /// <summary>0x1234…abcd: how wallets show an address where the whole one does not fit.</summary>
     public static string Short(string address) => address[..6] + "…" + address[^4..];
 
