@@ -89,23 +89,26 @@ public static class AccountLinks
                 : ApiError.InvalidField("new_password", (result.Errors.Any(e => e.Code.StartsWith("Password", StringComparison.Ordinal)) ? "Choose a stronger password: " : "")
                     + PortalIdentityErrors.Describe(result)).ToResult();
         // The password is changed: what follows runs even if the client has gone (a half-done reset would leave the old
-        // sessions alive). Whoever knew the old password is signed out: every sign-in ends, its access tokens with it.
-        await tokens.RevokeAllSessionsAsync(user.Id, CancellationToken.None);
-        // Reaching the mailbox proves the address as well, and hands the account to its owner: a second factor or a wallet
-        // set up before the address was proven may not have been set up by them. A squatter's second factor could lock the
-        // owner out for good (it needs a verified address since), and a squatter's wallet would have kept signing them in.
+        // sessions alive). Reaching the mailbox proves the address as well, and hands the account to its owner: a second
+        // factor or a wallet set up before the address was proven may not have been set up by them. A squatter's second
+        // factor could lock the owner out for good (it needs a verified address since), and a squatter's wallet would have
+        // kept signing them in. The address counts as proven only once both are gone, so a reset that fails half-way is
+        // done again in full by the next one.
         if (!user.EmailConfirmed)
         {
-            user.EmailConfirmed = true;
+            await wallets.UnlinkAllAsync(user, CancellationToken.None);
             if (user.TwoFactorEnabled)
             {
                 await users.SetTwoFactorEnabledAsync(user, false);
                 await users.ResetAuthenticatorKeyAsync(user);
                 await users.ReplaceCodesAsync(user);
             }
+            user.EmailConfirmed = true;
             await users.UpdateAsync(user);
-            await wallets.UnlinkAllAsync(user, CancellationToken.None);
         }
+        // Last, so no sign-in made with what was just removed (a squatter's wallet, a moment ago) outlives the reset: whoever
+        // knew the old password, or held a way in, is signed out; every sign-in ends, its access tokens with it.
+        await tokens.RevokeAllSessionsAsync(user.Id, CancellationToken.None);
         return TypedResults.Ok(new StatusDto("password_changed", "Your password is changed and every session is signed out. Sign in with the new password."));
     }
 }

@@ -89,7 +89,7 @@ public static class OrganizationsAdminApi
         // The reason is kept with the ledger entry for good and shown in the ledger's lists: one line, of a bounded length.
         if (!string.IsNullOrWhiteSpace(body.Reason) && ApiError.Text("reason", "'reason'", body.Reason, MaxReasonLength) is { } badReason)
             return badReason.ToResult();
-        return await c.Keys.AdjustCreditsAsync(id, amount, body.Reason ?? "", c.Actor, c.Ct) is { } balance
+        return await c.Keys.AdjustCreditsAsync(id, amount, body.Reason?.Trim() ?? "", c.Actor, c.Ct) is { } balance
             ? TypedResults.Ok(new BalanceDto(id, balance))
             : ApiError.NotFound("organization").ToResult();
     }

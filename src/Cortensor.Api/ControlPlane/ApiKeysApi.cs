@@ -55,7 +55,9 @@ public static class ApiKeysApi
         // The key is read once, under the organisation's key lock, and every check is made on it as it is written: a member's
         // tightening and an owner's loosening of the same key cannot interleave, nor can two revivals of expired keys and the cap.
         var (key, refused) = await db.OneAtATimeAsync("api-keys", caller.OrganizationId, () =>
-            keys.UpdateKeyAsync(id, caller.OrganizationId, changes, async current =>
+        {
+            db.ChangeTracker.Clear(); // a retried transaction reads the key afresh, not as the failed attempt left it
+            return keys.UpdateKeyAsync(id, caller.OrganizationId, changes, async current =>
             {
                 if (Refusal(current.CreatedByUserId, current.Status, caller, "change a key someone else created") is { } notYours) return notYours;
                 // A member changing a key they created may tighten it, not undo what an owner or admin set on it.
@@ -64,8 +66,11 @@ public static class ApiKeysApi
                 // An expired key given a later expiry (or none) is active again: it counts against the plan's cap as a new key does.
                 var revived = changes.ExpiresAtSet && current.ExpiresAt <= now && (changes.ExpiresAt is null || changes.ExpiresAt > now);
                 return revived ? await AtCapAsync(caller, db, limits.Value, now, ct) : null;
-            }, caller.Actor, ct), ct);
+            }, caller.Actor, ct);
+        }, ct);
         if (refused is not null) return refused.ToResult();
+        // Committed: now every replica may drop its snapshot and read the key as changed.
+        if (key is not null) await keys.InvalidateAsync(key);
         return key is null ? ApiError.NotFound("API key").ToResult() : TypedResults.Ok(ApiKeyDto.From(key, now, null, await BudgetStateAsync(redis, key, now)));
     }
 

@@ -27,6 +27,7 @@ internal static class AnswerRelay
         var (promptTokens, completionTokens) = UsageBounds.Bound(prompt, answer.Usage?.PromptTokens, reported,
             counted, maxTokens, upstream.Route.Router.Id, log);
         usage.Charge(promptTokens, completionTokens);
+        usage.Reasoned(HarmonyChannels.HiddenTokens(channels, answer.Text, cut < 0 ? answer.Text.Length : HarmonyChannels.GeneratedIndex(channels, stopEnd), prompt.Tokenizer));
         usage.TellCost();
         if (request.Structured)
         {

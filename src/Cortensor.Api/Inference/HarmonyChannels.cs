@@ -67,6 +67,27 @@ public sealed class HarmonyChannels
     /// <summary>The end of the answer: what was held back is shown, or dropped if it was an unfinished header.</summary>
     public string Flush() => Drain(_held, final: true);
 
+    /// <summary>
+    /// The tokens of the generated text (up to <paramref name="generatedEnd"/>) that were not shown: the analysis channel,
+    /// headers and control tokens. What OpenAI reports as reasoning_tokens; 0 for an answer shown as generated.
+    /// </summary>
+    public static int HiddenTokens(HarmonyChannels? channels, string generated, int generatedEnd, Cortensor.Contracts.ModelTokenizer tokenizer)
+    {
+        if (channels is null || channels._generated == channels._shown) return 0;
+        generatedEnd = Math.Min(generatedEnd, generated.Length);
+        var runs = channels._runs;
+        var tokens = 0;
+        var from = 0; // the start of the hidden stretch being read
+        for (var i = 0; i < runs.Count && from < generatedEnd; i++)
+        {
+            var length = (i + 1 < runs.Count ? runs[i + 1].Shown : channels._shown) - runs[i].Shown;
+            if (runs[i].Generated > from) tokens += tokenizer.Count(generated[from..Math.Min(runs[i].Generated, generatedEnd)]);
+            from = runs[i].Generated + length;
+        }
+        if (from < generatedEnd) tokens += tokenizer.Count(generated[from..generatedEnd]);
+        return tokens;
+    }
+
     /// <summary>Where the shown character at <paramref name="shownIndex"/> (or the end of the shown text) is in the generated text.</summary>
     public static int GeneratedIndex(HarmonyChannels? channels, int shownIndex)
     {

@@ -140,8 +140,13 @@ public sealed class CompletionRequest
     public Dictionary<string, JsonElement>? Unread { get; set; }
 }
 
-/// <summary>The usage object; <c>cost</c> (USD) is exactly what the ledger is debited for the request (OpenRouter's field).</summary>
-public sealed record Usage(int PromptTokens, int CompletionTokens, int TotalTokens, decimal Cost);
+/// <summary>
+/// The usage object; <c>cost</c> (USD) is exactly what the ledger is debited for the request (OpenRouter's field).
+/// <c>completion_tokens_details.reasoning_tokens</c> is the part of the completion the model did not show (a gpt-oss
+/// answer's analysis channel), billed as completion tokens as OpenAI bills reasoning.
+/// </summary>
+public sealed record Usage(int PromptTokens, int CompletionTokens, int TotalTokens, decimal Cost, CompletionTokensDetails? CompletionTokensDetails = null);
+public sealed record CompletionTokensDetails(int ReasoningTokens);
 
 public sealed record ChatCompletion(string Id, string Object, long Created, string Model, ChatChoice[] Choices, Usage Usage,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? SystemFingerprint);

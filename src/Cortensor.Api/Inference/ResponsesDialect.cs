@@ -81,7 +81,7 @@ internal sealed class ResponsesDialect : Dialect
         var s = request.Responses!;
         return new ResponseObject(id, "response", created, status, error, incomplete, s.Instructions, s.MaxOutputTokens, model, output,
             s.ParallelToolCalls, null, false, s.Temperature, new ResponseTextOptions(s.TextFormat), s.ToolChoice, s.Tools, s.TopP, "disabled",
-            usage is null ? null : new ResponseUsage(usage.PromptTokens, new(0), usage.CompletionTokens, new(0), usage.TotalTokens, usage.Cost), s.Metadata);
+            usage is null ? null : new ResponseUsage(usage.PromptTokens, new(0), usage.CompletionTokens, new(usage.CompletionTokensDetails?.ReasoningTokens ?? 0), usage.TotalTokens, usage.Cost), s.Metadata);
     }
 
     /// <summary>

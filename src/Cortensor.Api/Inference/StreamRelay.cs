@@ -49,6 +49,8 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
         var (completion, counted) = UsageBounds.Completion(prompt.Tokenizer, _events?.Generated ?? "", reported?.CompletionTokens, stopEnd);
         var (p, c) = UsageBounds.Bound(prompt, reported?.PromptTokens, completion, counted, maxTokens, upstream.Route.Router.Id, log);
         usage.Charge(p, c);
+        var generated = _events?.Generated ?? "";
+        usage.Reasoned(HarmonyChannels.HiddenTokens(_channels, generated, stopEnd ?? generated.Length, prompt.Tokenizer));
     }
 
     private async IAsyncEnumerable<SseItem<object>> Events([EnumeratorCancellation] CancellationToken deadline)

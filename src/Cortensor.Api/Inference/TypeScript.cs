@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 
@@ -14,16 +15,18 @@ namespace Cortensor.Api.Inference;
 internal sealed class TypeScript
 {
     /// <summary>
-    /// How many references one rendering follows. A schema that refers twice to the next definition at each of n links
-    /// would otherwise render 2^n copies; past the budget a reference shows as <c>any</c>, as one back to a definition
-    /// being rendered does (a recursive type: its shape was shown once already).
+    /// How much of the schema's own text (in bytes) following references may copy out, at the least: one reference copies
+    /// the whole definition it leads to, so 64 references to a definition holding a megabyte's description rendered 64 MB
+    /// from a 1 MB body, and a chain of definitions that each refer twice to the next renders 2^n copies. Past the budget
+    /// (this, or the schema's own size if larger) a reference shows as <c>any</c>, as one back to a definition being
+    /// rendered does (a recursive type: its shape was shown once already). The prompt stays within about twice the schema.
     /// </summary>
-    private const int MostReferencesFollowed = 64;
+    private const int LeastCopyBudget = 64 * 1024;
 
     private readonly JsonElement _root;
     private Dictionary<string, JsonElement>? _anchors;
     private readonly HashSet<string> _rendering = new(StringComparer.Ordinal);
-    private int _followed;
+    private long _copyBudget = -1;
 
     private TypeScript(JsonElement root) => _root = root;
 
@@ -44,12 +47,14 @@ internal sealed class TypeScript
         if (s.TryGetProperty("$ref", out var reference) && reference.ValueKind == JsonValueKind.String)
         {
             var target = SchemaLimits.Resolve(_root, _anchors ??= SchemaLimits.Anchors(_root), reference.GetString()!);
-            if (target is not { } found || _followed >= MostReferencesFollowed || !_rendering.Add(found.At))
+            if (_copyBudget < 0) _copyBudget = Math.Max(LeastCopyBudget, JsonMarshal.GetRawUtf8Value(_root).Length);
+            var cost = target is { } resolved ? JsonMarshal.GetRawUtf8Value(resolved.Node).Length : 0;
+            if (target is not { } found || cost > _copyBudget || !_rendering.Add(found.At))
             {
                 sb.Append("any");
                 return;
             }
-            _followed++;
+            _copyBudget -= cost;
             Write(sb, found.Node, depth + 1);
             _rendering.Remove(found.At);
             return;

@@ -54,6 +54,8 @@ public static class ControlPlaneInput
                 return;
             }
             // Bound by the framework, a body that is not JSON would answer a bare 400 that names neither the fault nor where.
+            // The framework's reader skips a byte order mark (RFC 8259 lets a parser), so this look does too.
+            if (json.StartsWith("\uFEFF"u8)) json = json[3..];
             if (json.Length > 0 && JsonText.SyntaxError(json, Reading) is { } syntax)
             {
                 await new ErrorResult(ApiError.MalformedJson(null, syntax)).ExecuteAsync(http);

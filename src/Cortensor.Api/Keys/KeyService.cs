@@ -58,8 +58,13 @@ public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements
     {
         var key = await FindKeyAsync(keyId, organizationId, ct);
         if (key is null) return null;
-        // Revocation is final; a status the key already has changes nothing and is not audited as a change.
-        if (key.Status == ApiKeyStatus.Revoked || key.Status == status) return key;
+        // Revocation is final; a status the key already has changes nothing and is not audited as a change, but every
+        // replica is told again (an operator repeating a pause because a replica still serves the key).
+        if (key.Status == ApiKeyStatus.Revoked || key.Status == status)
+        {
+            await InvalidateAsync(key);
+            return key;
+        }
         var before = key.Status;
         // The provider first: if it cannot be told, nothing changes here either (a 503, retried by the caller).
         await provider.SetStatusAsync(key.Id, status, db, ct);
@@ -74,6 +79,8 @@ public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements
     /// <summary>
     /// Applies a PATCH (only the fields it carries) to a key of <paramref name="organizationId"/> if <paramref name="allowed"/>,
     /// shown the key as it is before the change, finds nothing to refuse; no key and no refusal if there is no such key.
+    /// Runs in the caller's transaction, which then commits and calls <see cref="InvalidateAsync"/>: dropped from the
+    /// snapshots before the commit, a key could be read back as it was and cached for minutes.
     /// </summary>
     public async Task<(ApiKey? Key, ApiError? Refused)> UpdateKeyAsync(Guid keyId, Guid? organizationId, KeyChanges changes,
         Func<ApiKey, Task<ApiError?>> allowed, AuditActor actor, CancellationToken ct)
@@ -93,7 +100,6 @@ public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements
         await provider.UpdateAsync(key.Id, new KeySettings(key.Name, key.ExpiresAt, key.RequestsPerMinute, key.TokensPerMinute), db, ct);
         Audit(actor, "api_key.update", "api_key", key.Id.ToString(), before, Describe(key));
         await db.SaveChangesAsync(ct);
-        await InvalidateAsync(key);
         return (key, null);
     }
 
@@ -127,7 +133,7 @@ public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements
         db.ApiKeys.SingleOrDefaultAsync(k => k.Id == keyId && (organizationId == null || k.OrganizationId == organizationId), ct);
 
     /// <summary>Every replica drops the key's snapshots (its secret's and a rotated one's) within about a second.</summary>
-    private async Task InvalidateAsync(ApiKey key)
+    public async Task InvalidateAsync(ApiKey key)
     {
         await entitlements.InvalidateKeyAsync(key.Hash);
         if (key.RetiredHash is { } retired) await entitlements.InvalidateKeyAsync(retired);
@@ -143,12 +149,15 @@ public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements
     {
         var org = await db.Organizations.SingleOrDefaultAsync(o => o.Id == orgId, ct);
         if (org is null) return null;
-        if (org.Status == status) return org; // nothing changes, and nothing is audited as a change
-        var before = org.Status;
-        org.Status = status;
-        Audit(actor, status == OrganizationStatus.Paused ? "organization.pause" : "organization.resume", "organization", org.Id.ToString(),
-            new { Status = before }, new { org.Status });
-        await db.SaveChangesAsync(ct);
+        // Asked again, nothing changes and nothing is audited as a change, but every replica is told again.
+        if (org.Status != status)
+        {
+            var before = org.Status;
+            org.Status = status;
+            Audit(actor, status == OrganizationStatus.Paused ? "organization.pause" : "organization.resume", "organization", org.Id.ToString(),
+                new { Status = before }, new { org.Status });
+            await db.SaveChangesAsync(ct);
+        }
         await entitlements.InvalidateOrganizationAsync(org.Id);
         return org;
     }
@@ -157,7 +166,12 @@ public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements
     {
         var org = await db.Organizations.SingleOrDefaultAsync(o => o.Id == orgId, ct);
         if (org is null) return null;
-        if (org.PlanId == planId) return org; // the same plan: its subscription goes on, and nothing is audited as a change
+        if (org.PlanId == planId)
+        {
+            // The same plan: its subscription goes on and nothing is audited as a change; every replica is told again.
+            await entitlements.InvalidateOrganizationAsync(org.Id);
+            return org;
+        }
         var before = org.PlanId;
         var now = clock.GetUtcNow();
         org.PlanId = planId;

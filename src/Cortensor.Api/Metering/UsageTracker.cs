@@ -71,7 +71,12 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter m
     }
 
     /// <summary>What the request is charged for so far, as the client's usage object, its cost included.</summary>
-    public Usage Tokens => new(_promptTokens, _completionTokens, _promptTokens + _completionTokens, Cost);
+    public Usage Tokens => new(_promptTokens, _completionTokens, _promptTokens + _completionTokens, Cost,
+        new CompletionTokensDetails(Math.Min(_reasoningTokens, _completionTokens)));
+
+    /// <summary>How many of the completion tokens the customer was not shown (a gpt-oss answer's reasoning).</summary>
+    public void Reasoned(int tokens) => _reasoningTokens = tokens;
+    private int _reasoningTokens;
 
     /// <summary>What the request is billed for its tokens so far: the figure the ledger gets (<see cref="Pricing.Bill"/>).</summary>
     /// <remarks>A request admitted from a lease is billed at the model's prices, never above the amount it took from the lease.</remarks>

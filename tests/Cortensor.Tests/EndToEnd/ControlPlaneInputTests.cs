@@ -105,6 +105,12 @@ public class ControlPlaneInputTests(PortalAppFixture portal)
         }
         Assert.Equal(0, (await client.GetFromJsonAsync<JsonElement>("/portal/api-keys")).GetArrayLength());
         Assert.Single((await client.GetFromJsonAsync<JsonElement>("/portal/organizations")).EnumerateArray());
+        // A byte order mark before the JSON is allowed (RFC 8259), as a file saved by some editors has one.
+        var withMark = new ByteArrayContent([0xEF, 0xBB, 0xBF, .. Encoding.UTF8.GetBytes("""{"display_name":"Marked"}""")]);
+        withMark.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
+        var marked = await client.PatchAsync("/portal/me", withMark);
+        Assert.True(marked.IsSuccessStatusCode, await marked.Content.ReadAsStringAsync());
+        Assert.Equal("Marked", (await client.GetFromJsonAsync<JsonElement>("/portal/me")).GetProperty("display_name").GetString());
     }
 
     [Fact]

@@ -72,6 +72,8 @@ public class InferenceTests(PortalAppFixture portal)
         Assert.Equal("qwen-3-32b", body.GetProperty("model").GetString());
         Assert.Equal("length", body.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
         Assert.Equal(6, body.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        // An answer shown as generated spent nothing on reasoning.
+        Assert.Equal(0, body.GetProperty("usage").GetProperty("completion_tokens_details").GetProperty("reasoning_tokens").GetInt32());
     }
 
     [Fact]

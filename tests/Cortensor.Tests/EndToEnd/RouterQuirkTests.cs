@@ -169,6 +169,9 @@ public class RouterQuirkTests(PortalAppFixture portal)
             Assert.Equal("stop", body.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
             var billed = body.GetProperty("usage").GetProperty("completion_tokens").GetInt32();
             Assert.True(billed > ModelTokenizer.GptOss.Count(content) + 10, $"billed {billed} for a shown answer of {ModelTokenizer.GptOss.Count(content)} tokens");
+            // What was billed but not shown is reported as reasoning, as OpenAI reports a reasoning model's.
+            var reasoning = body.GetProperty("usage").GetProperty("completion_tokens_details").GetProperty("reasoning_tokens").GetInt32();
+            Assert.InRange(billed - reasoning - ModelTokenizer.GptOss.Count(content), -3, 3);
 
             var streamed = await client.PostAsJsonAsync("/v1/chat/completions", Chat("gpt-oss-120b", "reason about routers", 200, stream: true));
             var events = await InferenceTests.SseEvents(streamed);
@@ -178,9 +181,11 @@ public class RouterQuirkTests(PortalAppFixture portal)
             Assert.DoesNotContain("analysis", text);
             var usage = JsonDocument.Parse(events[^2]).RootElement.GetProperty("usage");
             Assert.True(usage.GetProperty("completion_tokens").GetInt32() > ModelTokenizer.GptOss.Count(text) + 10);
+            Assert.InRange(usage.GetProperty("completion_tokens").GetInt32() - usage.GetProperty("completion_tokens_details").GetProperty("reasoning_tokens").GetInt32()
+                - ModelTokenizer.GptOss.Count(text), -3, 3);
 
             // A stop sequence in the answer cuts what is shown; streamed or not, the same tokens are billed.
-            int[] cutBilled = new int[2];
+            int[] cutBilled = new int[2], cutReasoning = new int[2];
             for (var i = 0; i < 2; i++)
             {
                 var cut = await client.PostAsJsonAsync("/v1/chat/completions", new
@@ -188,14 +193,27 @@ public class RouterQuirkTests(PortalAppFixture portal)
                     model = "gpt-oss-120b", messages = new[] { new { role = "user", content = "cut me short" } }, max_tokens = 200, stop = new[] { "You ask" },
                     stream = i == 1, stream_options = i == 1 ? new { include_usage = true } : null,
                 });
-                var shown = i == 0 ? (await cut.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()!
-                    : StreamedText(await InferenceTests.SseEvents(cut));
+                string shown;
+                if (i == 0)
+                {
+                    var whole = await cut.Content.ReadFromJsonAsync<JsonElement>();
+                    shown = whole.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()!;
+                    cutReasoning[i] = whole.GetProperty("usage").GetProperty("completion_tokens_details").GetProperty("reasoning_tokens").GetInt32();
+                }
+                else
+                {
+                    var cutEvents = await InferenceTests.SseEvents(cut);
+                    shown = StreamedText(cutEvents);
+                    cutReasoning[i] = JsonDocument.Parse(cutEvents[^2]).RootElement.GetProperty("usage").GetProperty("completion_tokens_details").GetProperty("reasoning_tokens").GetInt32();
+                }
                 Assert.DoesNotContain("You ask", shown);
                 Assert.DoesNotContain("<|", shown);
                 Assert.NotEmpty(shown);
                 cutBilled[i] = (await LookupAsync(cut))!.Value.GetProperty("usage").GetProperty("completion_tokens").GetInt32();
             }
             Assert.Equal(cutBilled[0], cutBilled[1]);
+            Assert.Equal(cutReasoning[0], cutReasoning[1]);
+            Assert.InRange(cutReasoning[0], 10, cutBilled[0] - 1);
 
             // A call after the reasoning is read as the call; JSON after it, as the document.
             var call = await client.PostAsJsonAsync("/v1/chat/completions", new

@@ -208,19 +208,32 @@ public class ToolCallingTests
             "tree?: {\nchildren?: any[],\n},\ngone?: any,\n}) => any;", prompt);
     }
 
-    [Fact]
-    public void AChainOfReferencesThatBranchesRendersWithinABudgetNotAsEveryCopy()
+    [Theory]
+    [InlineData("chain")]
+    [InlineData("wide")]
+    public void ReferencesCopyOutAtMostAboutTheSchemasOwnSizeHoweverTheyAreArranged(string shape)
     {
-        // Each definition refers twice to the next: followed in full, 30 links would render 2^30 copies.
-        var defs = string.Join(",", Enumerable.Range(0, 30).Select(i =>
-            """ "DI":{"type":"object","properties":{"a":{"$ref":"#/$defs/DN"},"b":{"$ref":"#/$defs/DN"}}} """.Replace("DI", $"D{i}").Replace("DN", $"D{i + 1}")));
-        var request = Request("""
-            {"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"deep",
-              "parameters":{"type":"object","properties":{"root":{"$ref":"#/$defs/D0"}},"$defs":{DEFS,"D30":{"type":"string"}}}}}]}
-            """.Replace("DEFS", defs));
+        string parameters;
+        if (shape == "chain")
+        {
+            // Each definition refers four times to the next: followed in full, 30 links would render 4^30 copies.
+            var defs = string.Join(",", Enumerable.Range(0, 30).Select(i =>
+                """ "DI":{"type":"object","properties":{"a":{"$ref":"#/$defs/DN"},"b":{"$ref":"#/$defs/DN"},"c":{"$ref":"#/$defs/DN"},"d":{"$ref":"#/$defs/DN"}}} """
+                    .Replace("DI", $"D{i}").Replace("DN", $"D{i + 1}")));
+            parameters = """{"type":"object","properties":{"root":{"$ref":"#/$defs/D0"}},"$defs":{DEFS,"D30":{"type":"string"}}}""".Replace("DEFS", defs);
+        }
+        else
+        {
+            // 64 references to one definition that holds a 200 KB description: 64 copies of it would be 12.8 MB.
+            var properties = string.Join(",", Enumerable.Range(0, 64).Select(i => $$"""  "p{{i}}":{"$ref":"#/$defs/Big"}  """));
+            parameters = """{"type":"object","properties":{PROPS},"$defs":{"Big":{"type":"object","properties":{"x":{"type":"string","description":"TEXT"}}}}}"""
+                .Replace("PROPS", properties).Replace("TEXT", new string('d', 200_000));
+        }
+        var request = Request("""{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"deep","parameters":PARAMS}}]}"""
+            .Replace("PARAMS", parameters));
         var prompt = PromptTemplates.Render("gpt-oss", request);
-        Assert.InRange(prompt.Length, 100, 20_000);
-        Assert.Contains("a?: any,", prompt);
+        Assert.InRange(prompt.Length, 100, 3 * Math.Max(parameters.Length, 64 * 1024));
+        Assert.Contains("?: any,", prompt); // what is past the budget
     }
 
     [Fact]

@@ -116,7 +116,9 @@ public sealed class WalletAccounts(PortalDbContext db, UserManager<User> users, 
     {
         var wallets = await ListAsync(user.Id, ct);
         if (wallets.Count == 0) return;
-        foreach (var address in wallets) await users.RemoveLoginAsync(user, LoginProvider, address);
+        foreach (var address in wallets)
+            if (await users.RemoveLoginAsync(user, LoginProvider, address) is { Succeeded: false } failed)
+                throw new InvalidOperationException($"A wallet of user {user.Id} could not be unlinked: {PortalIdentityErrors.Describe(failed)}");
         db.Record(new AuditActor(user.Id, user.Email ?? user.UserName ?? user.Id.ToString()), "wallet.unlink", "user", user.Id.ToString(),
             new { Addresses = wallets }, new { Reason = "password reset proved the address" }, clock.GetUtcNow());
         await db.SaveChangesAsync(ct);
