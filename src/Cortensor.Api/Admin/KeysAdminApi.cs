@@ -2,6 +2,8 @@ using Cortensor.Api.Data;
 using Cortensor.Api.Errors;
 using Cortensor.Api.Keys;
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+using System.Text.Json;
 
 namespace Cortensor.Api.Admin;
 
@@ -14,7 +16,19 @@ public static class KeysAdminApi
         keys.MapPost("/{id:guid}/revoke", (Guid id, [AsParameters] AdminChanges c) => SetStatus(id, ApiKeyStatus.Revoked, c)).WithSummary("Revoke a key (final)");
         keys.MapPost("/{id:guid}/pause", (Guid id, [AsParameters] AdminChanges c) => SetStatus(id, ApiKeyStatus.Paused, c)).WithSummary("Pause a key: it answers 403 until resumed");
         keys.MapPost("/{id:guid}/resume", (Guid id, [AsParameters] AdminChanges c) => SetStatus(id, ApiKeyStatus.Active, c)).WithSummary("Resume a paused key");
+        keys.MapPatch("/{id:guid}", Update)
+            .WithSummary("Change any key's name, models, rate limits, expiry or budget, as an owner may (PATCH /portal/api-keys/{id}); also for organisations without members");
         return admin;
+    }
+
+    private static async Task<Results<Ok<ApiKeyDto>, ErrorResult>> Update(Guid id, JsonElement body, [AsParameters] AdminChanges c,
+        StackExchange.Redis.IConnectionMultiplexer redis)
+    {
+        if (await c.Db.ApiKeys.AsNoTracking().Where(k => k.Id == id).Select(k => (Guid?)k.OrganizationId).SingleOrDefaultAsync(c.Ct) is not { } organizationId)
+            return ApiError.NotFound("API key").ToResult();
+        // An operator is not held to the plan's key cap (as when creating a key here); a revoked key stays final.
+        return await ControlPlane.ApiKeysApi.UpdateAsync(id, organizationId, body, c.Actor, c.Db, c.Keys, c.Catalog, redis, c.Clock.GetUtcNow(),
+            (current, _) => Task.FromResult(current.Status == ApiKeyStatus.Revoked ? ApiError.KeyAlreadyRevoked() : null), c.Ct);
     }
 
     private static async Task<Results<Ok<ApiKeyDto>, ErrorResult>> SetStatus(Guid id, ApiKeyStatus status, AdminChanges c)

@@ -52,12 +52,12 @@ public static class OrganizationsAdminApi
         return TypedResults.Created($"/admin/organizations/{org.Id}", OrganizationDto.From(org));
     }
 
-    private static async Task<Results<Ok<ApiKeyDto[]>, ErrorResult>> ListKeys(Guid id, PortalDbContext db, TimeProvider clock, CancellationToken ct)
+    private static async Task<Results<Ok<ApiKeyDto[]>, ErrorResult>> ListKeys(Guid id, PortalDbContext db, StackExchange.Redis.IConnectionMultiplexer redis,
+        TimeProvider clock, CancellationToken ct)
     {
         if (!await db.Organizations.AnyAsync(o => o.Id == id, ct)) return ApiError.NotFound("organization").ToResult();
-        var keys = await db.ApiKeys.AsNoTracking().Where(k => k.OrganizationId == id).OrderByDescending(k => k.CreatedAt).ToListAsync(ct);
-        var now = clock.GetUtcNow();
-        return TypedResults.Ok(keys.Select(k => ApiKeyDto.From(k, now)).ToArray());
+        // As the organisation's owner sees them: an operator answering about a 402 key_budget_exceeded sees the budget's state.
+        return TypedResults.Ok(await ApiKeysApi.ListAsync(db, redis, id, clock.GetUtcNow(), ct));
     }
 
     private static async Task<Results<Created<CreatedApiKeyDto>, ErrorResult>> CreateKey(Guid id, CreateKeyBody body, [AsParameters] AdminChanges c)

@@ -29,13 +29,16 @@ public static class ApiKeysApi
         return portal;
     }
 
-    private static async Task<Ok<ApiKeyDto[]>> List(PortalCaller caller, PortalDbContext db, IConnectionMultiplexer redis, TimeProvider clock, CancellationToken ct)
+    private static async Task<Ok<ApiKeyDto[]>> List(PortalCaller caller, PortalDbContext db, IConnectionMultiplexer redis, TimeProvider clock, CancellationToken ct) =>
+        TypedResults.Ok(await ListAsync(db, redis, caller.OrganizationId, clock.GetUtcNow(), ct));
+
+    /// <summary>An organisation's keys as its owner sees them (last use, budget state), for the portal and the admin API alike.</summary>
+    internal static async Task<ApiKeyDto[]> ListAsync(PortalDbContext db, IConnectionMultiplexer redis, Guid organizationId, DateTimeOffset now, CancellationToken ct)
     {
-        var rows = await Query(db, caller.OrganizationId).ToListAsync(ct);
-        var now = clock.GetUtcNow();
+        var rows = await Query(db, organizationId).ToListAsync(ct);
         var keys = new List<ApiKeyDto>(rows.Count);
         foreach (var x in rows) keys.Add(ApiKeyDto.From(x.Key, now, x.LastUsedAt, await BudgetStateAsync(redis, x.Key, now)));
-        return TypedResults.Ok(keys.ToArray());
+        return keys.ToArray();
     }
 
     private static async Task<Results<Ok<ApiKeyDto>, ErrorResult>> Get(Guid id, PortalCaller caller, PortalDbContext db, IConnectionMultiplexer redis,
@@ -50,36 +53,47 @@ public static class ApiKeysApi
         KeyService keys, CatalogStore catalog, IConnectionMultiplexer redis, IOptions<ControlPlaneLimits> limits, TimeProvider clock, CancellationToken ct)
     {
         var now = clock.GetUtcNow();
+        return await UpdateAsync(id, caller.OrganizationId, body, caller.Actor, db, keys, catalog, redis, now, async (current, changes) =>
+        {
+            if (Refusal(current.CreatedByUserId, current.Status, caller, "change a key someone else created") is { } notYours) return notYours;
+            // A member changing a key they created may tighten it, not undo what an owner or admin set on it.
+            if (!caller.CanManage && changes.Loosens(current) is { } loosened)
+                return ApiError.InsufficientRole($"loosen a key's {loosened} (members may tighten the keys they created)");
+            // An expired key given a later expiry (or none) is active again: it counts against the plan's cap as a new key does.
+            var revived = changes.ExpiresAtSet && current.ExpiresAt <= now && (changes.ExpiresAt is null || changes.ExpiresAt > now);
+            return revived ? await AtCapAsync(caller.OrganizationId, db, limits.Value, now, ct) : null;
+        }, ct);
+    }
+
+    /// <summary>
+    /// A key's PATCH for the portal and the admin API alike: <paramref name="allowed"/> judges the change on the key as it
+    /// is written. The key is read once, under the organisation's key lock, so a member's tightening and an owner's
+    /// loosening of the same key cannot interleave, nor can two revivals of expired keys and the cap.
+    /// </summary>
+    internal static async Task<Results<Ok<ApiKeyDto>, ErrorResult>> UpdateAsync(Guid id, Guid organizationId, JsonElement body, AuditActor actor,
+        PortalDbContext db, KeyService keys, CatalogStore catalog, IConnectionMultiplexer redis, DateTimeOffset now,
+        Func<ApiKey, KeyChanges, Task<ApiError?>> allowed, CancellationToken ct)
+    {
         var (changes, invalid) = KeyChanges.Read(body, catalog.Current, now);
         if (changes is null) return (invalid ?? ApiError.MalformedJson(null, "the body must be a JSON object.")).ToResult();
-        // The key is read once, under the organisation's key lock, and every check is made on it as it is written: a member's
-        // tightening and an owner's loosening of the same key cannot interleave, nor can two revivals of expired keys and the cap.
-        var (key, refused) = await db.OneAtATimeAsync("api-keys", caller.OrganizationId, () =>
+        var (key, refused) = await db.OneAtATimeAsync("api-keys", organizationId, () =>
         {
             db.ChangeTracker.Clear(); // a retried transaction reads the key afresh, not as the failed attempt left it
-            return keys.UpdateKeyAsync(id, caller.OrganizationId, changes, async current =>
-            {
-                if (Refusal(current.CreatedByUserId, current.Status, caller, "change a key someone else created") is { } notYours) return notYours;
-                // A member changing a key they created may tighten it, not undo what an owner or admin set on it.
-                if (!caller.CanManage && changes.Loosens(current) is { } loosened)
-                    return ApiError.InsufficientRole($"loosen a key's {loosened} (members may tighten the keys they created)");
-                // An expired key given a later expiry (or none) is active again: it counts against the plan's cap as a new key does.
-                var revived = changes.ExpiresAtSet && current.ExpiresAt <= now && (changes.ExpiresAt is null || changes.ExpiresAt > now);
-                return revived ? await AtCapAsync(caller, db, limits.Value, now, ct) : null;
-            }, caller.Actor, ct);
+            return keys.UpdateKeyAsync(id, organizationId, changes, current => allowed(current, changes), actor, ct);
         }, ct);
         if (refused is not null) return refused.ToResult();
+        if (key is null) return ApiError.NotFound("API key").ToResult();
         // Committed: now every replica may drop its snapshot and read the key as changed.
-        if (key is not null) await keys.InvalidateAsync(key);
-        return key is null ? ApiError.NotFound("API key").ToResult() : TypedResults.Ok(ApiKeyDto.From(key, now, null, await BudgetStateAsync(redis, key, now)));
+        await keys.InvalidateAsync(key);
+        return TypedResults.Ok(ApiKeyDto.From(key, now, null, await BudgetStateAsync(redis, key, now)));
     }
 
     /// <summary>409 api_key_limit when the organisation has as many active keys (not revoked, not expired) as its plan allows.</summary>
-    private static async Task<ApiError?> AtCapAsync(PortalCaller caller, PortalDbContext db, ControlPlaneLimits limits, DateTimeOffset now, CancellationToken ct)
+    private static async Task<ApiError?> AtCapAsync(Guid organizationId, PortalDbContext db, ControlPlaneLimits limits, DateTimeOffset now, CancellationToken ct)
     {
-        var plan = await db.Organizations.AsNoTracking().Where(o => o.Id == caller.OrganizationId).Select(o => o.PlanId).SingleAsync(ct);
+        var plan = await db.Organizations.AsNoTracking().Where(o => o.Id == organizationId).Select(o => o.PlanId).SingleAsync(ct);
         var cap = limits.ApiKeysFor(plan);
-        return await db.ApiKeys.CountAsync(k => k.OrganizationId == caller.OrganizationId && k.Status != ApiKeyStatus.Revoked && (k.ExpiresAt == null || k.ExpiresAt > now), ct) >= cap
+        return await db.ApiKeys.CountAsync(k => k.OrganizationId == organizationId && k.Status != ApiKeyStatus.Revoked && (k.ExpiresAt == null || k.ExpiresAt > now), ct) >= cap
             ? ApiError.LimitReached("api_key_limit", $"The {plan} plan allows {cap} active API keys per organization. Revoke one, or upgrade.")
             : null;
     }
@@ -128,7 +142,7 @@ public static class ApiKeysApi
         if (body.Validate(catalog.Current, now) is { } invalid) return invalid.ToResult();
         return await db.OneAtATimeAsync<Results<Created<CreatedApiKeyDto>, ErrorResult>>("api-keys", caller.OrganizationId, async () =>
         {
-            if (await AtCapAsync(caller, db, limits.Value, now, ct) is { } full) return full.ToResult();
+            if (await AtCapAsync(caller.OrganizationId, db, limits.Value, now, ct) is { } full) return full.ToResult();
             var created = await keys.CreateKeyAsync(caller.OrganizationId, body.Name!.Trim(), body.Environment ?? "live", body.ExpiresAt,
                 body.Models ?? [], body.RequestsPerMinute, body.TokensPerMinute, caller.UserId, caller.Actor, ct);
             return TypedResults.Created($"/portal/api-keys/{created.Key.Id}", CreatedApiKeyDto.From(created));

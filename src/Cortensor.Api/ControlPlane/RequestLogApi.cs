@@ -18,7 +18,7 @@ public static class RequestLogApi
 {
     public static RouteGroupBuilder MapRequestLogApi(this RouteGroupBuilder portal)
     {
-        portal.MapGet("/requests", Page).TakesQuery([.. RequestFilter.Names, "before", "limit"]).WithTags("Usage")
+        portal.MapGet("/requests", Page).TakesQuery([.. RequestFilter.Names, "before", "before_event", "limit"]).WithTags("Usage")
             .WithSummary("The request log, newest first; filter by key, model, status and time, search by request id or completion id");
         portal.MapGet("/requests.csv", Export).TakesQuery(RequestFilter.Names).WithTags("Usage")
             .WithSummary("The request log as CSV, streamed: every request matching the same filters as /portal/requests, newest first")
@@ -44,23 +44,30 @@ public static class RequestLogApi
     public sealed record RequestDto(string RequestId, DateTimeOffset CreatedAt, string Method, string Path, int Status, string? ErrorCode,
         int LatencyMs, string? Model, Guid? KeyId, int PromptTokens, int CompletionTokens, decimal Cost, bool Streamed, int? TimeToFirstTokenMs,
         string? KeyName, string? CompletionId, bool ModelKnown, string ModelLabel);
-    public sealed record RequestPage(RequestDto[] Data, bool HasMore, DateTimeOffset? NextBefore);
+    /// <summary>A page; the next is asked for with <c>before=NextBefore&amp;before_event=NextBeforeEvent</c>.</summary>
+    public sealed record RequestPage(RequestDto[] Data, bool HasMore, DateTimeOffset? NextBefore, string? NextBeforeEvent = null);
 
     private static async Task<Results<Ok<RequestPage>, ErrorResult>> Page(PortalCaller caller, PortalDbContext db, CatalogStore catalog,
-        [AsParameters] RequestFilter filter, [FromQuery] string? before, [FromQuery] string? limit, CancellationToken ct)
+        [AsParameters] RequestFilter filter, [FromQuery] string? before, [FromQuery(Name = "before_event")] string? beforeEvent, [FromQuery] string? limit,
+        CancellationToken ct)
     {
         if (QueryParameters.FirstError(
                 QueryParameters.Time(before, "before", out var beforeTime),
                 QueryParameters.Int(limit, "limit", 1, 500, out var pageSize)) is { } bad) return bad.ToResult();
         var (query, invalid) = await FilterAsync(caller, db, filter, ct);
         if (invalid is not null) return invalid.ToResult();
-        if (beforeTime is not null) query = query!.Where(r => r.CreatedAt < beforeTime);
+        if (beforeEvent is { Length: > 64 }) return ApiError.InvalidField("before_event", "'before_event' is the next_before_event of the page before.").ToResult();
+        // The page's order is (time, event id), newest first: the cursor is both, or requests logged in the same
+        // microsecond as a page's last one were skipped.
+        if (beforeTime is not null)
+            query = beforeEvent is null ? query!.Where(r => r.CreatedAt < beforeTime)
+                : query!.Where(r => r.CreatedAt < beforeTime || (r.CreatedAt == beforeTime && string.Compare(r.EventId, beforeEvent) < 0));
         var size = pageSize ?? 50;
         var rows = await Rows(db, query!).Take(size + 1).ToListAsync(ct);
         var snapshot = catalog.Current;
         var data = rows.Take(size).Select(r => Dto(r, snapshot)).ToArray();
         var more = rows.Count > size;
-        return TypedResults.Ok(new RequestPage(data, more, more ? data[^1].CreatedAt : null));
+        return TypedResults.Ok(new RequestPage(data, more, more ? data[^1].CreatedAt : null, more ? rows[size - 1].Log.EventId : null));
     }
 
     private static async Task<Results<PushStreamHttpResult, ErrorResult>> Export(PortalCaller caller, PortalDbContext db, CatalogStore catalog,

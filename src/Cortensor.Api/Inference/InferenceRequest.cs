@@ -24,7 +24,11 @@ public sealed record InferenceRequest(
     public IReadOnlyList<string> Fallbacks { get; init; } = [];
 
     /// <summary>What the client called the answer's token limit and its prompt, for errors that name them.</summary>
-    public string MaxTokensField => Responses is null ? "max_tokens" : "max_output_tokens";
+    public string MaxTokensField => _maxTokensField ?? (Responses is null ? "max_tokens" : "max_output_tokens");
+    private readonly string? _maxTokensField;
+
+    /// <summary>The name the limit was sent under, when not the dialect's usual one (chat's max_completion_tokens).</summary>
+    public string? SentMaxTokensAs { init => _maxTokensField = value; }
     public string PromptField => Kind == InferenceKind.Text ? "prompt" : Responses is null ? "messages" : "input";
 
     /// <summary>Function tools and tool_choice (chat only); rendered in the family's tool format.</summary>
@@ -95,6 +99,7 @@ public static class RequestValidation
             Tools = tools,
             Format = format,
             Fallbacks = fallbacks,
+            SentMaxTokensAs = r.MaxCompletionTokens is null ? null : "max_completion_tokens",
         };
         return null;
     }

@@ -16,7 +16,7 @@ public sealed record CreateKeyBody(string? Name, string? Environment, DateTimeOf
         // A null asks for nothing (as "budget": null on a PATCH removes none).
         if (Unknown?.Where(u => u.Value.ValueKind != System.Text.Json.JsonValueKind.Null).Select(u => u.Key).Order(StringComparer.Ordinal).FirstOrDefault() is { } unknown)
             return ApiError.UnsupportedParameter(unknown, unknown == "budget"
-                ? "'budget' cannot be set when a key is created: create the key, then set its budget with PATCH /portal/api-keys/{id} before you hand it out."
+                ? "'budget' cannot be set when a key is created: create the key, then set its budget with PATCH /portal/api-keys/{id} (operators: PATCH /admin/api-keys/{id}) before you hand it out."
                 : $"'{unknown}' is not a field of a new key. A key takes name, environment, expires_at, models, requests_per_minute and tokens_per_minute.");
         if (ApiError.Text("name", "Name", Name, 100) is { } badName) return badName;
         if ((Environment ?? "live") is not ("live" or "test")) return ApiError.InvalidField("environment", "'environment' must be 'live' or 'test'.");

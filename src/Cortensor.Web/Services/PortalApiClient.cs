@@ -54,7 +54,7 @@ public interface IPortalApi
         [AliasAs("group_by")] string groupBy, CancellationToken ct = default);
     [Get("/portal/requests")]
     Task<RequestPage> GetRequestsAsync([Authorize] string token, [Header("X-Organization-Id")] string? org,
-        [Query] RequestFilter filter, string? before, int limit, CancellationToken ct = default);
+        [Query] RequestFilter filter, string? before, [AliasAs("before_event")] string? beforeEvent, int limit, CancellationToken ct = default);
     [Get("/portal/balance")] Task<OrganizationBalance> GetBalanceAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, CancellationToken ct = default);
     [Get("/portal/billing")] Task<BillingOverview> GetBillingAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, CancellationToken ct = default);
     [Post("/portal/billing/checkout")] Task<StartedCheckout> StartCheckoutAsync([Authorize] string token, [Header("X-Organization-Id")] string? org, [Body] CheckoutRequest checkout, CancellationToken ct = default);
@@ -127,7 +127,7 @@ public sealed record UsageSummary(DateOnly From, DateOnly To, IReadOnlyList<stri
 public sealed record RequestEntry(string RequestId, DateTimeOffset CreatedAt, string Method, string Path, int Status, string? ErrorCode,
     int LatencyMs, string? Model, Guid? KeyId, int PromptTokens, int CompletionTokens, decimal Cost, bool Streamed, int? TimeToFirstTokenMs = null,
     string? KeyName = null, string? CompletionId = null, bool ModelKnown = false, string? ModelLabel = null);
-public sealed record RequestPage(IReadOnlyList<RequestEntry> Data, bool HasMore, DateTimeOffset? NextBefore = null);
+public sealed record RequestPage(IReadOnlyList<RequestEntry> Data, bool HasMore, DateTimeOffset? NextBefore = null, string? NextBeforeEvent = null);
 
 /// <summary>The request log's filters, the same for the page and the CSV export (query names as the Api takes them).</summary>
 public sealed record RequestFilter

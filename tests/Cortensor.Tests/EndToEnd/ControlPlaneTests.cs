@@ -500,6 +500,31 @@ public class ControlPlaneTests(PortalAppFixture portal)
     }
 
     [Fact]
+    public async Task AnOperatorSetsAndSeesAKeysBudgetInAnOrganisationWithoutMembers()
+    {
+        // Created by an operator, the organisation has no owner who could set a budget through the portal.
+        var customer = await portal.CreateCustomerAsync(plan: "pro", credits: 2m);
+        using var admin = portal.CreateAdminClient();
+        var patched = await admin.PatchAsJsonAsync($"/admin/api-keys/{customer.KeyId}", new { budget = new { usd = 0.0000001m, period = "day" }, requests_per_minute = 50 });
+        Assert.True(patched.IsSuccessStatusCode, await patched.Content.ReadAsStringAsync());
+        var listed = Assert.Single((await admin.GetFromJsonAsync<JsonElement>($"/admin/organizations/{customer.OrganizationId}/api-keys")).EnumerateArray());
+        Assert.Equal(0.0000001m, listed.GetProperty("budget").GetProperty("limit_usd").GetDecimal());
+        Assert.Equal(50, listed.GetProperty("requests_per_minute").GetInt32());
+        using var client = customer.CreateClient();
+        await Eventually.WaitUntilAsync(async () =>
+        {
+            var response = await client.PostAsJsonAsync("/v1/chat/completions", Chat());
+            return response.StatusCode == HttpStatusCode.PaymentRequired && await Code(response) == "key_budget_exceeded";
+        }, Eventually.Propagation, "the key's budget set by an operator was not applied");
+
+        (await admin.PostAsync($"/admin/api-keys/{customer.KeyId}/revoke", null)).EnsureSuccessStatusCode();
+        var refused = await admin.PatchAsJsonAsync($"/admin/api-keys/{customer.KeyId}", new { name = "again" });
+        Assert.Equal(HttpStatusCode.Conflict, refused.StatusCode);
+        Assert.Equal("api_key_revoked", await Code(refused));
+        Assert.Equal(HttpStatusCode.NotFound, (await admin.PatchAsJsonAsync($"/admin/api-keys/{Guid.NewGuid()}", new { name = "nobody's" })).StatusCode);
+    }
+
+    [Fact]
     public async Task TheOpenApiDocumentCoversV1AndPortalWithTheirErrorsAndTheAdminDocumentOnlyAnswersAdmins()
     {
         using var anonymous = portal.CreateClient("api");

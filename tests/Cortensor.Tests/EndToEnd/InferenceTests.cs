@@ -156,6 +156,10 @@ public class InferenceTests(PortalAppFixture portal)
         var asked = await client.PostAsJsonAsync("/v1/chat/completions",
             new { model = "gpt-oss-20b", messages = new[] { new { role = "user", content = nearlyFull } }, max_tokens = 1_024 });
         await AssertContextLengthExceeded(asked, $"the prompt is {prompt} tokens and max_tokens asks for up to 1024 more");
+        // Named as it was sent.
+        var newer = await client.PostAsJsonAsync("/v1/chat/completions",
+            new { model = "gpt-oss-20b", messages = new[] { new { role = "user", content = nearlyFull } }, max_completion_tokens = 1_024 });
+        await AssertContextLengthExceeded(newer, "or lower max_completion_tokens.");
 
         // A prompt that alone is longer than the window is refused however little is asked for.
         var over = string.Concat(Enumerable.Repeat("word ", 131_100));

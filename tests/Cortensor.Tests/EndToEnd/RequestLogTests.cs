@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
+using Aspire.Hosting.Testing;
 using Cortensor.Tests.Fixtures;
 
 namespace Cortensor.Tests.EndToEnd;
@@ -87,6 +88,31 @@ public class RequestLogTests(PortalAppFixture portal)
         var byDay = 0;
         foreach (var day in days) byDay += (await Rows(client, $"from={day}&to={day}")).Length;
         Assert.Equal(5, byDay);
+    }
+
+    [Fact]
+    public async Task PagingLosesNoRequestLoggedInTheSameMicrosecondAsAPagesLast()
+    {
+        var (user, client, _, _, _, _, _) = await CustomerWithTrafficAsync();
+        using var _c = client;
+        var all = await Eventually.WaitForAsync(() => Rows(client, "limit=500"), rows => rows.Length == 5, TimeSpan.FromSeconds(15), "the five requests were not logged");
+        // As at thousands of requests a second: every entry at the same instant.
+        await using var postgres = Npgsql.NpgsqlDataSource.Create((await portal.App.GetConnectionStringAsync("postgres"))!);
+        await using (var same = postgres.CreateCommand("UPDATE request_logs SET created_at = date_trunc('second', now()) WHERE organization_id = $1"))
+        {
+            same.Parameters.Add(new Npgsql.NpgsqlParameter { Value = user.OrganizationId });
+            Assert.Equal(5, await same.ExecuteNonQueryAsync());
+        }
+        var seen = new List<string>();
+        var query = "limit=2";
+        for (var pages = 0; pages < 10; pages++)
+        {
+            var page = await client.GetFromJsonAsync<JsonElement>("/portal/requests?" + query);
+            seen.AddRange(page.GetProperty("data").EnumerateArray().Select(r => r.GetProperty("request_id").GetString()!));
+            if (!page.GetProperty("has_more").GetBoolean()) break;
+            query = $"limit=2&before={Uri.EscapeDataString(page.GetProperty("next_before").GetString()!)}&before_event={page.GetProperty("next_before_event").GetString()}";
+        }
+        Assert.Equal(all.Select(r => r.GetProperty("request_id").GetString()).Order(), seen.Order());
     }
 
     [Fact]
