@@ -89,6 +89,17 @@ public static class ResponsesTranslation
                 var callNames = new Dictionary<string, string>(StringComparer.Ordinal);
                 foreach (var item in input.EnumerateArray())
                     if (ReadItem(item, $"input[{index++}]", messages, callNames) is { } error) return error;
+                // Every function_call needs its function_call_output in the input, as OpenAI requires: without it the model
+                // would be shown a call and no result.
+                if (callNames.Count > 0)
+                {
+                    var unanswered = new HashSet<string>(callNames.Keys, StringComparer.Ordinal);
+                    foreach (var m in messages)
+                        if (m.ToolCallId is { } answered) unanswered.Remove(answered);
+                    if (unanswered.Count > 0)
+                        return ApiError.InvalidField("input", $"No tool output found for function call {string.Join(", ", unanswered.Take(5).Select(id => id.Length <= 64 ? id : id[..64] + "…"))}: " +
+                            "send a function_call_output item with its call_id.");
+                }
                 return null;
             default:
                 return ApiError.InvalidField("input", "'input' must be a string or an array of input items.");

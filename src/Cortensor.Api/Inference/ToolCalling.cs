@@ -204,6 +204,13 @@ public static partial class ToolValidation
         }
     }
 
+    /// <summary>OpenAI's refusal of a history whose assistant turn has calls that no tool turn right after it answers.</summary>
+    public static ApiError Unanswered(string at, IReadOnlyCollection<string> ids) => ApiError.InvalidField(at,
+        $"An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. " +
+        $"The following tool_call_ids did not have response messages: {string.Join(", ", ids.Take(5).Select(Shown))}{(ids.Count > 5 ? $" and {ids.Count - 5} more" : "")}.");
+
+    private static string Shown(string id) => id.Length <= 64 ? id : id[..64] + "…";
+
     /// <summary>An assistant turn's tool_calls and a tool turn's tool_call_id, checked against the calls made before it.</summary>
     public static ApiError? ReadToolTurn(ChatMessage m, string at, Dictionary<string, string> callNames, ref PromptMessage message)
     {

@@ -94,10 +94,36 @@ public class HostileRequestTests
     public void ConsecutiveFunctionCallItemsJoinOneAssistantTurnInTheirOrder()
     {
         var calls = string.Join(",", Enumerable.Range(0, 5_000).Select(i => $$$"""{"type":"function_call","call_id":"c{{{i}}}","name":"f","arguments":"{}"}"""));
-        var (request, error) = Read(Dialect.Responses, $$$"""{"model":"m","input":[{"role":"user","content":"hi"},{{{calls}}},{"type":"function_call_output","call_id":"c4999","output":"ok"}]}""");
+        var outputs = string.Join(",", Enumerable.Range(0, 5_000).Select(i => $$$"""{"type":"function_call_output","call_id":"c{{{i}}}","output":"ok"}"""));
+        var (request, error) = Read(Dialect.Responses, $$$"""{"model":"m","input":[{"role":"user","content":"hi"},{{{calls}}},{{{outputs}}}]}""");
         Assert.Null(error);
         var turn = Assert.Single(request!.Messages, m => m.Role == "assistant");
         Assert.Equal(Enumerable.Range(0, 5_000).Select(i => $"c{i}"), turn.ToolCalls!.Select(c => c.Id));
+    }
+
+    [Fact]
+    public void ACallWithoutItsResultIsRefusedAsOpenAiRefusesIt()
+    {
+        const string Call = """{"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}},{"id":"c2","type":"function","function":{"name":"f","arguments":"{}"}}]}""";
+        const string Result = """{"role":"tool","tool_call_id":"c1","content":"ok"}""";
+        foreach (var (messages, param) in new[]
+        {
+            ($$$"""[{"role":"user","content":"hi"},{{{Call}}},{{{Result}}},{"role":"user","content":"and?"}]""", "messages[3]"),
+            ($$$"""[{"role":"user","content":"hi"},{{{Call}}}]""", "messages"),
+        })
+        {
+            var (request, error) = Read(Dialect.Chat, $$$"""{"model":"m","messages":{{{messages}}}}""");
+            Assert.Null(request);
+            Assert.Equal((param, "invalid_value"), (error?.Param, error?.Code));
+            Assert.Contains("did not have response messages: ", error!.Message);
+            Assert.EndsWith(param == "messages" ? "c1, c2." : ": c2.", error.Message);
+        }
+        // Answered (in any order of the tool turns right after the call), it is read.
+        Assert.Null(Read(Dialect.Chat, $$$"""{"model":"m","messages":[{"role":"user","content":"hi"},{{{Call}}},{"role":"tool","tool_call_id":"c2","content":"ok"},{{{Result}}}]}""").Error);
+
+        var responses = Read(Dialect.Responses, """{"model":"m","input":[{"role":"user","content":"hi"},{"type":"function_call","call_id":"c1","name":"f","arguments":"{}"}]}""");
+        Assert.Equal(("input", "invalid_value"), (responses.Error?.Param, responses.Error?.Code));
+        Assert.Contains("No tool output found for function call c1", responses.Error!.Message);
     }
 
     [Fact]
