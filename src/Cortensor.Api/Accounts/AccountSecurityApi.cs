@@ -1,3 +1,4 @@
+using Cortensor.Api.Infrastructure;
 using System.Text;
 using Cortensor.Api.ControlPlane;
 using Cortensor.Api.Data;
@@ -34,7 +35,7 @@ public static class TwoFactor
             {
                 first = await redis.GetDatabase().StringSetAsync($"cortensor:totp-used:{user.Id:N}:{compact}", 1, UsedCodeMemory, StackExchange.Redis.When.NotExists);
             }
-            catch (StackExchange.Redis.RedisException)
+            catch (Exception ex) when (Outage.IsRedis(ex))
             {
                 // Without the memory of used codes a replay cannot be told apart: no sign-in rather than an unsafe one.
                 return ApiError.DependencyUnavailable("Two-factor sign-in");

@@ -1,3 +1,4 @@
+using Cortensor.Api.Infrastructure;
 using System.Net;
 using IPNetwork = System.Net.IPNetwork;
 using System.Security.Cryptography;
@@ -152,7 +153,7 @@ public sealed partial class SignInFailures(IConnectionMultiplexer redis, IOption
             var ttl = await redis.GetDatabase().KeyTimeToLiveAsync(key);
             return Math.Max(1, (int)Math.Ceiling((ttl ?? TimeSpan.FromMinutes(Options.FailedSignInWindowMinutes)).TotalSeconds));
         }
-        catch (RedisException ex)
+        catch (Exception ex) when (Outage.IsRedis(ex))
         {
             // Without Redis the per-IP limiter still bounds guessing; refusing every sign-in would be worse.
             Log.Unavailable(log, ex);
@@ -168,13 +169,13 @@ public sealed partial class SignInFailures(IConnectionMultiplexer redis, IOption
             if (await db.StringIncrementAsync(key) == 1)
                 await db.KeyExpireAsync(key, TimeSpan.FromMinutes(Options.FailedSignInWindowMinutes));
         }
-        catch (RedisException ex) { Log.Unavailable(log, ex); }
+        catch (Exception ex) when (Outage.IsRedis(ex)) { Log.Unavailable(log, ex); }
     }
 
     private async Task ClearAsync(RedisKey key)
     {
         try { await redis.GetDatabase().KeyDeleteAsync(key); }
-        catch (RedisException ex) { Log.Unavailable(log, ex); }
+        catch (Exception ex) when (Outage.IsRedis(ex)) { Log.Unavailable(log, ex); }
     }
 
     private static RedisKey AccountKey(Guid userId) => "cortensor:password-failures:" + userId.ToString("N");

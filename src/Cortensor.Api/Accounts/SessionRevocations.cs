@@ -41,7 +41,7 @@ public sealed class SessionRevocations(IConnectionMultiplexer redis, Invalidatio
             await redis.GetDatabase().SortedSetAddAsync(Key,
                 sessions.Select(s => new SortedSetEntry(s.ToString(), until.ToUnixTimeSeconds())).ToArray());
         }
-        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        catch (Exception ex) when (Outage.IsRedis(ex))
         {
             log.LogWarning(ex, "Could not record {Count} revoked session(s) in Redis; other replicas accept their access tokens until they expire", sessions.Count);
             return;
@@ -53,7 +53,7 @@ public sealed class SessionRevocations(IConnectionMultiplexer redis, Invalidatio
     {
         // Before the first request where possible: a restarted replica must not accept a revoked token.
         try { await ReloadAsync(); }
-        catch (Exception ex) when (ex is RedisException or TimeoutException) { log.LogWarning(ex, "Revoked sessions not loaded at start; retrying in the background"); }
+        catch (Exception ex) when (Outage.IsRedis(ex)) { log.LogWarning(ex, "Revoked sessions not loaded at start; retrying in the background"); }
         await base.StartAsync(cancellationToken);
     }
 
@@ -72,9 +72,13 @@ public sealed class SessionRevocations(IConnectionMultiplexer redis, Invalidatio
                 }
                 await ReloadAsync();
             }
-            catch (Exception ex) when (ex is RedisException or TimeoutException)
+            catch (Exception ex) when (Outage.IsRedis(ex, stoppingToken))
             {
                 log.LogWarning(ex, "Revoked sessions could not be refreshed from Redis; keeping the ones this replica knows");
+            }
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
+            {
+                BackgroundLoop.Failed(log, "session revocations", ex);
             }
             try { await _reload.WaitAsync(subscribed ? Period : TimeSpan.FromSeconds(2), stoppingToken); }
             catch (OperationCanceledException) { return; }

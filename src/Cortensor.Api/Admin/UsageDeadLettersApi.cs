@@ -5,6 +5,7 @@ using Cortensor.Api.Metering;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
 using StackExchange.Redis;
+using Cortensor.Api.Infrastructure;
 
 namespace Cortensor.Api.Admin;
 
@@ -37,7 +38,7 @@ public static partial class UsageDeadLettersApi
         {
             entries = await UsageDeadLetters.ListAsync(redis.GetDatabase(), before, take);
         }
-        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        catch (Exception ex) when (Outage.IsRedis(ex))
         {
             return ApiError.DependencyUnavailable("Redis").ToResult();
         }

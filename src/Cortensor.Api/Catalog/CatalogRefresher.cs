@@ -20,7 +20,7 @@ public sealed class CatalogRefresher(CatalogStore store, InvalidationBus bus, IL
         {
             await bus.SubscribeAsync(topic => { if (topic == Topic) _changed.Release(); });
         }
-        catch (Exception ex) when (ex is StackExchange.Redis.RedisException or TimeoutException)
+        catch (Exception ex) when (Outage.IsRedis(ex))
         {
             log.LogWarning(ex, "Catalog invalidations unavailable; relying on the periodic refresh");
         }

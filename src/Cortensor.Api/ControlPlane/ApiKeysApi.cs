@@ -8,6 +8,7 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
 using System.Text.Json;
+using Cortensor.Api.Infrastructure;
 
 namespace Cortensor.Api.ControlPlane;
 
@@ -83,9 +84,34 @@ public static class ApiKeysApi
         }, ct);
         if (refused is not null) return refused.ToResult();
         if (key is null) return ApiError.NotFound("API key").ToResult();
+        // A budget set (or moved to another period) counts what the key already spent this period.
+        if (changes.BudgetSet && KeyBudget.From(key.BudgetUsd, key.BudgetTokens, key.BudgetPeriod) is { } budget)
+            await CountSpentAsync(db, redis, key, budget, now, ct);
         // Committed: now every replica may drop its snapshot and read the key as changed.
         await keys.InvalidateAsync(key);
         return TypedResults.Ok(ApiKeyDto.From(key, now, null, await BudgetStateAsync(redis, key, now)));
+    }
+
+    /// <summary>
+    /// The key's spend this period so far, from the ledger's daily totals (periods are whole UTC days), into the budget's
+    /// counter. Requests whose usage has not reached the ledger yet (a second or so) are not in it.
+    /// </summary>
+    private static async Task CountSpentAsync(PortalDbContext db, IConnectionMultiplexer redis, ApiKey key, KeyBudget budget, DateTimeOffset now, CancellationToken ct)
+    {
+        var (_, start, _) = budget.PeriodAt(now);
+        var (first, today) = (DateOnly.FromDateTime(start.UtcDateTime), DateOnly.FromDateTime(now.UtcDateTime));
+        var spent = await db.UsageDaily.AsNoTracking().Where(d => d.ApiKeyId == key.Id && d.Day >= first && d.Day <= today)
+            .GroupBy(_ => 1).Select(g => new { Cost = g.Sum(d => d.Cost), Tokens = g.Sum(d => d.PromptTokens + d.CompletionTokens) })
+            .SingleOrDefaultAsync(ct);
+        if (spent is null || (spent.Cost <= 0 && spent.Tokens <= 0)) return;
+        try
+        {
+            await budget.CountSpentAsync(redis.GetDatabase(), key.OrganizationId, key.Id, Limits.Pricing.ToUnits(spent.Cost), spent.Tokens, now);
+        }
+        catch (Exception ex) when (Outage.IsRedis(ex))
+        {
+            // While Redis is away a key with a budget is not served at all (503); the change itself is saved.
+        }
     }
 
     /// <summary>409 api_key_limit when the organisation has as many active keys (not revoked, not expired) as its plan allows.</summary>
@@ -129,7 +155,7 @@ public static class ApiKeysApi
         {
             return await budget.StateAsync(redis.GetDatabase(), key.OrganizationId, key.Id, now);
         }
-        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        catch (Exception ex) when (Outage.IsRedis(ex))
         {
             return null;
         }

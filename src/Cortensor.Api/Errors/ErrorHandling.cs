@@ -26,6 +26,9 @@ public static class ErrorHandling
                 Keys.KeyProviderUnavailableException provider => ApiError.DependencyUnavailable($"The key provider ({provider.Provider})"),
                 _ => ApiError.Internal(),
             };
+            // The exception handler cleared the response's headers, the request id's among them: an unexpected 500 is
+            // the answer most in need of the id that finds it in the logs.
+            http.Response.Headers[RequestId.Header] = http.GetRequestId();
             await new ErrorResult(error).ExecuteAsync(http);
         }));
         // Unmatched routes and wrong methods answer in the same shape.

@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
+using Cortensor.Api.Infrastructure;
 
 namespace Cortensor.Api.Idempotency;
 
@@ -82,7 +83,7 @@ public sealed partial class IdempotencyStore(IConnectionMultiplexer redis, IOpti
                 _ => new Claim(ClaimOutcome.Stored, new StoredAnswer((int)r[1], (string)r[2]!, (string)r[3]!, Decompress((byte[])r[4]!))),
             };
         }
-        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        catch (Exception ex) when (Outage.IsRedis(ex))
         {
             Unreachable(log, ex);
             return new Claim(ClaimOutcome.Unavailable);
@@ -103,7 +104,7 @@ public sealed partial class IdempotencyStore(IConnectionMultiplexer redis, IOpti
                 body = retained ? compressed : [], ttl = (long)TimeSpan.FromHours(options.Value.RetentionHours).TotalSeconds,
             });
         }
-        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        catch (Exception ex) when (Outage.IsRedis(ex))
         {
             // The claim stays until it expires; a retry after that runs again.
             NotSaved(log, owner, ex);
@@ -117,7 +118,7 @@ public sealed partial class IdempotencyStore(IConnectionMultiplexer redis, IOpti
         {
             await redis.GetDatabase().ScriptEvaluateAsync(ReleaseScript, new { record = (RedisKey)record, owner });
         }
-        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        catch (Exception ex) when (Outage.IsRedis(ex))
         {
             NotReleased(log, owner, ex);
         }

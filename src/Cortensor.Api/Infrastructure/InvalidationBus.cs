@@ -16,7 +16,7 @@ public sealed class InvalidationBus(IConnectionMultiplexer redis, ILogger<Invali
         {
             await redis.GetSubscriber().PublishAsync(Channel, topic);
         }
-        catch (RedisException ex)
+        catch (Exception ex) when (Outage.IsRedis(ex))
         {
             // The periodic refresh still converges every replica; the change itself is already durable.
             log.LogWarning(ex, "Could not broadcast invalidation {Topic}; replicas converge on their next refresh", topic);

@@ -61,6 +61,28 @@ public sealed record KeyBudget(decimal? Usd, long? Tokens, KeyBudgetPeriod Perio
     public const string UnitsField = "u";
     public const string TokensField = "t";
 
+    // Raises a field to at least a figure; the counter's own (reservations in flight included) is kept if higher.
+    private static readonly LuaScript AtLeastScript = LuaScript.Prepare("""
+        for i, field in ipairs({'u', 't'}) do
+          local floor = i == 1 and @units or @tokens
+          if tonumber(redis.call('HGET', @counter, field) or '0') < tonumber(floor) then redis.call('HSET', @counter, field, floor) end
+        end
+        redis.call('EXPIRE', @counter, @ttl)
+        return 1
+        """);
+
+    /// <summary>
+    /// Counts what the key spent this period before its budget counted it (<paramref name="units"/> and
+    /// <paramref name="tokens"/>, from the ledger): the counter only counts while a budget is set, so a budget set at noon
+    /// would otherwise start from nothing, and a key that had spent $4 of a new $5 daily budget could spend $5 more.
+    /// </summary>
+    public Task CountSpentAsync(IDatabase redis, Guid org, Guid key, long units, long tokens, DateTimeOffset now)
+    {
+        var (name, _, end) = PeriodAt(now);
+        return redis.ScriptEvaluateAsync(AtLeastScript,
+            new { counter = (RedisKey)Counter(org, key, name), units, tokens, ttl = CounterTtlSeconds(now, end) });
+    }
+
     /// <summary>What a key has used of its budget in the current period (settled and still reserved), read from Redis.</summary>
     public async Task<KeyBudgetState> StateAsync(IDatabase redis, Guid org, Guid key, DateTimeOffset now)
     {

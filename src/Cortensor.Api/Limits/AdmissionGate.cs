@@ -188,7 +188,7 @@ public sealed partial class AdmissionGate(
                     tokens, amount, balance, admitted ? hold : null, Local: false, overBudget);
             }
         }
-        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        catch (Exception ex) when (Outage.IsRedis(ex, ct))
         {
             // The script may have run before the reply was lost: the reaper gives that hold back as
             // soon as Redis answers, while this request is admitted and billed on this replica alone.

@@ -211,7 +211,7 @@ public sealed partial class AdmissionLeases(
                         ((long)r[1], (long)r[2], (long)r[3], (long)r[4], (long)r[5]);
                 }
             }
-            catch (Exception ex) when (ex is RedisException or TimeoutException)
+            catch (Exception ex) when (Outage.IsRedis(ex))
             {
                 // Not retried within this minute: while Redis is away the exact path decides (and says why).
                 lock (state) state.RefusedWindow = window;
@@ -274,7 +274,7 @@ public sealed partial class AdmissionLeases(
                 unusedTokens = lease.ReturnUnused ? Math.Max(0, lease.Tokens) : 0,
             });
         }
-        catch (Exception ex) when (ex is RedisException or TimeoutException or ObjectDisposedException)
+        catch (Exception ex) when (Outage.IsRedis(ex) || ex is ObjectDisposedException)
         {
             // Still held in Redis: the next sweep tries again; should this replica die first, the reaper gives it back.
             Log.CloseFailed(log, lease.Id, ex);
@@ -376,7 +376,7 @@ public sealed partial class AdmissionLeases(
                 })));
             }
         }
-        catch (Exception ex) when (ex is RedisException or TimeoutException or ObjectDisposedException)
+        catch (Exception ex) when (Outage.IsRedis(ex) || ex is ObjectDisposedException)
         {
             await SpoolAsync(filings.Skip(calls.Sum(c => c.Filings.Length)), ex);
         }
@@ -386,7 +386,7 @@ public sealed partial class AdmissionLeases(
             {
                 await call;
             }
-            catch (Exception ex) when (ex is RedisException or TimeoutException or ObjectDisposedException)
+            catch (Exception ex) when (Outage.IsRedis(ex) || ex is ObjectDisposedException)
             {
                 await SpoolAsync(chunk, ex);
             }
@@ -446,7 +446,17 @@ public sealed partial class AdmissionLeases(
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1), clock);
-        while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false)) Sweep(idle: TimeSpan.FromSeconds(options.Value.LeaseIdleSeconds));
+        while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
+        {
+            try
+            {
+                Sweep(idle: TimeSpan.FromSeconds(options.Value.LeaseIdleSeconds));
+            }
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
+            {
+                BackgroundLoop.Failed(log, "lease sweep", ex);
+            }
+        }
     }
 
     /// <summary>Whether no slice is being taken for the key now (tests wait on it rather than on time).</summary>

@@ -1,6 +1,7 @@
 using Cortensor.Api.Data;
 using Npgsql;
 using StackExchange.Redis;
+using Cortensor.Api.Infrastructure;
 
 namespace Cortensor.Api.Limits;
 
@@ -137,7 +138,7 @@ public sealed partial class HotCounters(IConnectionMultiplexer redis, NpgsqlData
                 counter = (RedisKey)LimitKeys.Credit(org), version = (RedisKey)LimitKeys.Version(org), amount = Pricing.ToUnits(usd),
             });
         }
-        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        catch (Exception ex) when (Outage.IsRedis(ex))
         {
             if (log is not null) CreditNotMoved(log, org, usd, ex);
         }

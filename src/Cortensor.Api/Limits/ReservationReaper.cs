@@ -30,10 +30,15 @@ public sealed partial class ReservationReaper(
             {
                 await ReapAsync(stoppingToken);
             }
-            catch (Exception ex) when (ex is RedisException or TimeoutException or JsonException)
+            catch (Exception ex) when (Outage.IsRedis(ex, stoppingToken) || ex is JsonException)
             {
                 _connectedSince = null;
                 Log.Paused(log, ex);
+            }
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
+            {
+                _connectedSince = null;
+                BackgroundLoop.Failed(log, "reservation reaper", ex);
             }
         }
         while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false));

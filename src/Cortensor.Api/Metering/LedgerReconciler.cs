@@ -33,9 +33,13 @@ public sealed partial class LedgerReconciler(HotCounters counters, IServiceScope
             {
                 await ReconcileAsync(stoppingToken);
             }
-            catch (Exception ex) when (ex is RedisException or TimeoutException or Npgsql.NpgsqlException or InvalidOperationException)
+            catch (Exception ex) when (Outage.IsRedis(ex, stoppingToken) || Outage.IsPostgres(ex, stoppingToken) || ex is InvalidOperationException)
             {
                 Log.Skipped(log, ex);
+            }
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
+            {
+                BackgroundLoop.Failed(log, "ledger reconciler", ex);
             }
             await Task.Delay(Period, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
         }

@@ -41,7 +41,7 @@ public sealed partial class UsageMeter(IConnectionMultiplexer redis, UsageSpool 
             Recorded.Add(1);
             return true;
         }
-        catch (Exception ex) when (ex is RedisException or TimeoutException or ObjectDisposedException)
+        catch (Exception ex) when (Outage.IsRedis(ex) || ex is ObjectDisposedException)
         {
             if (onlyIfHeld) throw;
             Log.Spooling(log, record.EventId, ex);

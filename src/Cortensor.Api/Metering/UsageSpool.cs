@@ -90,9 +90,13 @@ public sealed partial class UsageSpool(IOptions<MeteringOptions> options, IHostE
             {
                 await ReplayAllAsync();
             }
-            catch (Exception ex) when (ex is RedisException or TimeoutException or IOException or UnauthorizedAccessException)
+            catch (Exception ex) when (Outage.IsRedis(ex, stoppingToken) || ex is IOException or UnauthorizedAccessException)
             {
                 Log.ReplayPaused(log, ex);
+            }
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
+            {
+                BackgroundLoop.Failed(log, "usage spool replay", ex);
             }
         }
     }

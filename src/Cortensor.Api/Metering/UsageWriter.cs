@@ -272,7 +272,7 @@ public sealed partial class UsageWriter(IConnectionMultiplexer redis, NpgsqlData
                     Interlocked.Exchange(ref _pending, groups.FirstOrDefault(g => g.Name == Group).PendingMessageCount);
                 }
             }
-            catch (Exception ex) when (ex is RedisException or TimeoutException)
+            catch (Exception ex) when (Outage.IsRedis(ex))
             {
                 // The gauges keep their last values; the write loop reports the outage.
             }

@@ -15,8 +15,15 @@ public sealed class RouterHealthProbe(
         using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(o.ProbeIntervalMs));
         do
         {
-            var routers = catalog.Current.Pools.Values.SelectMany(p => p.Routers).ToList();
-            await Task.WhenAll(routers.Select(r => ProbeAsync(r, o, stoppingToken)));
+            try
+            {
+                var routers = catalog.Current.Pools.Values.SelectMany(p => p.Routers).ToList();
+                await Task.WhenAll(routers.Select(r => ProbeAsync(r, o, stoppingToken)));
+            }
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
+            {
+                Infrastructure.BackgroundLoop.Failed(log, "router probes", ex);
+            }
         }
         while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false));
     }

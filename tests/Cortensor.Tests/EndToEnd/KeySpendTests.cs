@@ -297,6 +297,32 @@ public class KeySpendTests(PortalAppFixture portal, ITestOutputHelper output)
     }
 
     /// <summary>A signed-up owner on the pro plan with credits, and a key made through the portal.</summary>
+    [Fact]
+    public async Task ABudgetSetDuringThePeriodCountsWhatTheKeyAlreadySpentInIt()
+    {
+        var (user, customer) = await CustomerWithPortalKeyAsync();
+        using var owner = user.CreateClient();
+        using var client = customer.CreateClient();
+        decimal told = 0;
+        for (var i = 0; i < 3; i++)
+        {
+            var served = await client.PostAsJsonAsync("/v1/chat/completions", new { model = "gpt-oss-20b", messages = new[] { new { role = "user", content = $"spend {i}" } }, max_tokens = 5 });
+            Assert.Equal(HttpStatusCode.OK, served.StatusCode);
+            told += (await served.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("usage").GetProperty("cost").GetDecimal();
+        }
+        // Once the ledger has the spend, a budget set now starts from it, not from nothing.
+        await Eventually.WaitUntilAsync(async () =>
+        {
+            var summary = await owner.GetFromJsonAsync<JsonElement>("/portal/usage-summary?group_by=key");
+            return summary.GetProperty("totals").GetProperty("cost").GetDecimal() == told;
+        }, TimeSpan.FromSeconds(20), "the spend did not reach the ledger");
+        var patched = await owner.PatchAsJsonAsync($"/portal/api-keys/{customer.KeyId}", new { budget = new { usd = 1m, period = "month" } });
+        Assert.True(patched.IsSuccessStatusCode, await patched.Content.ReadAsStringAsync());
+        var budget = (await patched.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("budget");
+        Assert.Equal(told, budget.GetProperty("spent_usd").GetDecimal());
+        Assert.Equal(1m - told, budget.GetProperty("remaining_usd").GetDecimal());
+    }
+
     private async Task<(TestUser User, TestCustomer Customer)> CustomerWithPortalKeyAsync()
     {
         var user = await portal.SignUpAsync();

@@ -129,6 +129,53 @@ public class MoneyUnderFaultsTests(PortalAppFixture portal)
         }
     }
 
+    /// <summary>
+    /// Redis silent for longer than the client library waits (it then takes the socket for dead and fails every pending
+    /// command with a TaskCanceledException): that exception stopped the Api's background loops and with them the process,
+    /// and the settlements in flight were dropped rather than spooled.
+    /// </summary>
+    [Fact]
+    public async Task RedisSilentForTwelveSecondsStopsNoReplicaAndLosesNoSettlement()
+    {
+        var customer = await portal.CreateCustomerAsync(credits: 10m);
+        await using var redis = await ConnectionMultiplexer.ConnectAsync((await portal.App.GetConnectionStringAsync(LaunchTopology.Redis))!);
+        var warm = new List<string>();
+        for (var i = 0; i < 6; i++)
+        {
+            using var client = customer.CreateClient();
+            client.DefaultRequestHeaders.ConnectionClose = true;
+            var response = await client.PostAsJsonAsync("/v1/chat/completions", Chat("qwen-3-32b", $"warm up {i}", 4));
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            warm.Add(response.Headers.GetValues("X-Request-Id").Single());
+        }
+        await portal.SetRouterBehaviourAsync("router-qwen-1", new { time_to_first_token_ms = 3000 });
+        try
+        {
+            var requests = Enumerable.Range(0, 8).Select(async i =>
+            {
+                using var client = customer.CreateClient();
+                var response = await client.PostAsJsonAsync("/v1/chat/completions", Chat("qwen-3-32b", $"settle while Redis is silent {i}", 8, stream: i % 2 == 0));
+                await response.Content.ReadAsStringAsync();
+                return (response.StatusCode, Id: response.Headers.GetValues("X-Request-Id").Single());
+            }).ToList();
+            await Eventually.WaitUntilAsync(async () => await portal.RouterLoadAsync("router-qwen-1") >= 8,
+                TimeSpan.FromSeconds(2.5), "the eight requests did not all reach the router", TimeSpan.FromMilliseconds(20));
+            // Every command of every client waits, pings included, as when Redis's process is stopped.
+            await redis.GetDatabase().ExecuteAsync("CLIENT", "PAUSE", "12000", "ALL");
+            var results = await Task.WhenAll(requests);
+            Assert.All(results, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+            // Every request is billed once, which needs Redis back: by then the library has given the socket up for dead.
+            await MoneyInvariants.AssertSettledAsync(portal, customer, 10m, [.. warm, .. results.Select(r => r.Id)]);
+            // And both replicas are still up and serving.
+            var after = await customer.OnEveryReplicaAsync(c => c.PostAsJsonAsync("/v1/chat/completions", Chat("gpt-oss-20b", "after the silence", 4)));
+            Assert.All(after, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+        }
+        finally
+        {
+            await portal.SetRouterBehaviourAsync("router-qwen-1", new { outage = "None" });
+        }
+    }
+
     [Fact]
     public async Task ACreditGrantMadeWhileRedisHoldsItsWritesIsAnsweredAsMadeSoNobodyMakesItAgain()
     {

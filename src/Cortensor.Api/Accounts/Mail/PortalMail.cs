@@ -78,12 +78,13 @@ public sealed partial class MailSender(MailOutbox outbox, IOptions<MailOptions> 
                     Log.Sent(log, message.Subject);
                     break;
                 }
-                catch (Exception ex) when (ex is not OperationCanceledException && attempt < 4)
+                // A timeout's TaskCanceledException is a failure to send like any other; only shutting down stops the loop.
+                catch (Exception ex) when (!stoppingToken.IsCancellationRequested && attempt < 4)
                 {
                     Log.Retrying(log, attempt, ex);
                     await Task.Delay(TimeSpan.FromSeconds(attempt * 2), stoppingToken);
                 }
-                catch (Exception ex) when (ex is not OperationCanceledException)
+                catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
                 {
                     Log.Dropped(log, message.Subject, ex);
                     break;

@@ -3,6 +3,7 @@ using Cortensor.Api.Errors;
 using Microsoft.Extensions.Options;
 using Nethereum.Signer;
 using StackExchange.Redis;
+using Cortensor.Api.Infrastructure;
 
 namespace Cortensor.Api.Accounts.Siwe;
 
@@ -78,7 +79,7 @@ public sealed partial class SiweVerifier(SiweNonces nonces, IOptions<SiweOptions
                 return (null, SiweErrors.Refused("siwe_invalid_nonce",
                     "The message's nonce is unknown, expired or already used. Ask for a new nonce (POST /portal/auth/siwe/nonce) and sign again."));
         }
-        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        catch (Exception ex) when (Outage.IsRedis(ex))
         {
             Log.NoncesUnavailable(log, ex);
             return (null, ApiError.DependencyUnavailable("Sign-in with a wallet"));

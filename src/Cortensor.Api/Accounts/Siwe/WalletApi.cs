@@ -57,7 +57,7 @@ public static class WalletApi
             var (nonce, expires) = await nonces.IssueAsync();
             return TypedResults.Ok(new NonceDto(nonce, expires, options.Value.ChainIds));
         }
-        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        catch (Exception ex) when (Outage.IsRedis(ex))
         {
             log.LogWarning(ex, "Redis is unavailable: no wallet sign-in nonce handed out");
             return ApiError.DependencyUnavailable("Sign-in with a wallet").ToResult();
