@@ -90,33 +90,11 @@ public class MoneyUnderFaultsTests(PortalAppFixture portal)
     [Fact]
     public async Task RedisPausedWhileRequestsSettleLosesNothingAndGivesEachHoldBackOnce()
     {
-        var customer = await portal.CreateCustomerAsync(credits: 10m);
+        var (customer, warm) = await WarmCustomerAsync();
         await using var redis = await ConnectionMultiplexer.ConnectAsync((await portal.App.GetConnectionStringAsync(LaunchTopology.Redis))!);
-        var warm = new List<string>();
-        // Both replicas learn the key and the balance first (fresh connections reach both).
-        for (var i = 0; i < 6; i++)
-        {
-            using var client = customer.CreateClient();
-            client.DefaultRequestHeaders.ConnectionClose = true;
-            var response = await client.PostAsJsonAsync("/v1/chat/completions", Chat("qwen-3-32b", $"warm up {i}", 4));
-            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            warm.Add(response.Headers.GetValues("X-Request-Id").Single());
-        }
-        await portal.SetRouterBehaviourAsync("router-qwen-1", new { time_to_first_token_ms = 3000 });
         try
         {
-            var requests = Enumerable.Range(0, 12).Select(async i =>
-            {
-                using var client = customer.CreateClient();
-                var response = await client.PostAsJsonAsync("/v1/chat/completions", Chat("qwen-3-32b", $"settle during a pause {i}", 8, stream: i % 2 == 0));
-                await response.Content.ReadAsStringAsync();
-                return (response.StatusCode, Id: response.Headers.GetValues("X-Request-Id").Single());
-            }).ToList();
-            // Admitted, now waiting on the router: their settlements meet a Redis that holds every write
-            // for longer than the Api waits for it. Pausing before all twelve reached the router would test
-            // admission under a pause instead.
-            await Eventually.WaitUntilAsync(async () => await portal.RouterLoadAsync("router-qwen-1") >= 12,
-                TimeSpan.FromSeconds(2.5), "the twelve requests did not all reach the router", TimeSpan.FromMilliseconds(20));
+            var requests = await AtASlowRouterAsync(customer, 12, "settle during a pause");
             await redis.GetDatabase().ExecuteAsync("CLIENT", "PAUSE", "7000", "WRITE");
             var results = await Task.WhenAll(requests);
             Assert.All(results, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
@@ -137,29 +115,11 @@ public class MoneyUnderFaultsTests(PortalAppFixture portal)
     [Fact]
     public async Task RedisSilentForTwelveSecondsStopsNoReplicaAndLosesNoSettlement()
     {
-        var customer = await portal.CreateCustomerAsync(credits: 10m);
+        var (customer, warm) = await WarmCustomerAsync();
         await using var redis = await ConnectionMultiplexer.ConnectAsync((await portal.App.GetConnectionStringAsync(LaunchTopology.Redis))!);
-        var warm = new List<string>();
-        for (var i = 0; i < 6; i++)
-        {
-            using var client = customer.CreateClient();
-            client.DefaultRequestHeaders.ConnectionClose = true;
-            var response = await client.PostAsJsonAsync("/v1/chat/completions", Chat("qwen-3-32b", $"warm up {i}", 4));
-            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            warm.Add(response.Headers.GetValues("X-Request-Id").Single());
-        }
-        await portal.SetRouterBehaviourAsync("router-qwen-1", new { time_to_first_token_ms = 3000 });
         try
         {
-            var requests = Enumerable.Range(0, 8).Select(async i =>
-            {
-                using var client = customer.CreateClient();
-                var response = await client.PostAsJsonAsync("/v1/chat/completions", Chat("qwen-3-32b", $"settle while Redis is silent {i}", 8, stream: i % 2 == 0));
-                await response.Content.ReadAsStringAsync();
-                return (response.StatusCode, Id: response.Headers.GetValues("X-Request-Id").Single());
-            }).ToList();
-            await Eventually.WaitUntilAsync(async () => await portal.RouterLoadAsync("router-qwen-1") >= 8,
-                TimeSpan.FromSeconds(2.5), "the eight requests did not all reach the router", TimeSpan.FromMilliseconds(20));
+            var requests = await AtASlowRouterAsync(customer, 8, "settle while Redis is silent");
             // Every command of every client waits, pings included, as when Redis's process is stopped.
             await redis.GetDatabase().ExecuteAsync("CLIENT", "PAUSE", "12000", "ALL");
             var results = await Task.WhenAll(requests);
@@ -174,6 +134,41 @@ public class MoneyUnderFaultsTests(PortalAppFixture portal)
         {
             await portal.SetRouterBehaviourAsync("router-qwen-1", new { outage = "None" });
         }
+    }
+
+    /// <summary>A customer with $10 whose key and balance both replicas have learnt (fresh connections reach both), and the warm-up's request ids.</summary>
+    private async Task<(TestCustomer Customer, List<string> Warm)> WarmCustomerAsync()
+    {
+        var customer = await portal.CreateCustomerAsync(credits: 10m);
+        var warm = new List<string>();
+        for (var i = 0; i < 6; i++)
+        {
+            using var client = customer.CreateClient();
+            client.DefaultRequestHeaders.ConnectionClose = true;
+            var response = await client.PostAsJsonAsync("/v1/chat/completions", Chat("qwen-3-32b", $"warm up {i}", 4));
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            warm.Add(response.Headers.GetValues("X-Request-Id").Single());
+        }
+        return (customer, warm);
+    }
+
+    /// <summary>
+    /// <paramref name="count"/> requests (half streamed) admitted and waiting on the qwen router, slowed to 3 s before its
+    /// first token, once all have reached it: a fault injected now meets their settlements, not their admission.
+    /// </summary>
+    private async Task<List<Task<(HttpStatusCode StatusCode, string Id)>>> AtASlowRouterAsync(TestCustomer customer, int count, string content)
+    {
+        await portal.SetRouterBehaviourAsync("router-qwen-1", new { time_to_first_token_ms = 3000 });
+        var requests = Enumerable.Range(0, count).Select(async i =>
+        {
+            using var client = customer.CreateClient();
+            var response = await client.PostAsJsonAsync("/v1/chat/completions", Chat("qwen-3-32b", $"{content} {i}", 8, stream: i % 2 == 0));
+            await response.Content.ReadAsStringAsync();
+            return (response.StatusCode, Id: response.Headers.GetValues("X-Request-Id").Single());
+        }).ToList();
+        await Eventually.WaitUntilAsync(async () => await portal.RouterLoadAsync("router-qwen-1") >= count,
+            TimeSpan.FromSeconds(2.5), $"the {count} requests did not all reach the router", TimeSpan.FromMilliseconds(20));
+        return requests;
     }
 
     [Fact]
