@@ -22,12 +22,12 @@ public static class KeysAdminApi
     }
 
     private static async Task<Results<Ok<ApiKeyDto>, ErrorResult>> Update(Guid id, JsonElement body, [AsParameters] AdminChanges c,
-        StackExchange.Redis.IConnectionMultiplexer redis)
+        StackExchange.Redis.IConnectionMultiplexer redis, ILogger<KeyService> log)
     {
         if (await c.Db.ApiKeys.AsNoTracking().Where(k => k.Id == id).Select(k => (Guid?)k.OrganizationId).SingleOrDefaultAsync(c.Ct) is not { } organizationId)
             return ApiError.NotFound("API key").ToResult();
         // An operator is not held to the plan's key cap (as when creating a key here); a revoked key stays final.
-        return await ControlPlane.ApiKeysApi.UpdateAsync(id, organizationId, body, c.Actor, c.Db, c.Keys, c.Catalog, redis, c.Clock.GetUtcNow(),
+        return await ControlPlane.ApiKeysApi.UpdateAsync(id, organizationId, body, c.Actor, c.Db, c.Keys, c.Catalog, redis, c.Clock.GetUtcNow(), log,
             (current, _) => Task.FromResult(current.Status == ApiKeyStatus.Revoked ? ApiError.KeyAlreadyRevoked() : null), c.Ct);
     }
 

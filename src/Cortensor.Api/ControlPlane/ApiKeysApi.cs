@@ -51,10 +51,11 @@ public static class ApiKeysApi
     }
 
     private static async Task<Results<Ok<ApiKeyDto>, ErrorResult>> Update(Guid id, JsonElement body, PortalCaller caller, PortalDbContext db,
-        KeyService keys, CatalogStore catalog, IConnectionMultiplexer redis, IOptions<ControlPlaneLimits> limits, TimeProvider clock, CancellationToken ct)
+        KeyService keys, CatalogStore catalog, IConnectionMultiplexer redis, IOptions<ControlPlaneLimits> limits, TimeProvider clock,
+        ILogger<KeyService> log, CancellationToken ct)
     {
         var now = clock.GetUtcNow();
-        return await UpdateAsync(id, caller.OrganizationId, body, caller.Actor, db, keys, catalog, redis, now, async (current, changes) =>
+        return await UpdateAsync(id, caller.OrganizationId, body, caller.Actor, db, keys, catalog, redis, now, log, async (current, changes) =>
         {
             if (Refusal(current.CreatedByUserId, current.Status, caller, "change a key someone else created") is { } notYours) return notYours;
             // A member changing a key they created may tighten it, not undo what an owner or admin set on it.
@@ -72,7 +73,7 @@ public static class ApiKeysApi
     /// loosening of the same key cannot interleave, nor can two revivals of expired keys and the cap.
     /// </summary>
     internal static async Task<Results<Ok<ApiKeyDto>, ErrorResult>> UpdateAsync(Guid id, Guid organizationId, JsonElement body, AuditActor actor,
-        PortalDbContext db, KeyService keys, CatalogStore catalog, IConnectionMultiplexer redis, DateTimeOffset now,
+        PortalDbContext db, KeyService keys, CatalogStore catalog, IConnectionMultiplexer redis, DateTimeOffset now, ILogger log,
         Func<ApiKey, KeyChanges, Task<ApiError?>> allowed, CancellationToken ct)
     {
         var (changes, invalid) = KeyChanges.Read(body, catalog.Current, now);
@@ -84,11 +85,18 @@ public static class ApiKeysApi
         }, ct);
         if (refused is not null) return refused.ToResult();
         if (key is null) return ApiError.NotFound("API key").ToResult();
-        // A budget set (or moved to another period) counts what the key already spent this period.
-        if (changes.BudgetSet && KeyBudget.From(key.BudgetUsd, key.BudgetTokens, key.BudgetPeriod) is { } budget)
-            await CountSpentAsync(db, redis, key, budget, now, ct);
-        // Committed: now every replica may drop its snapshot and read the key as changed.
-        await keys.InvalidateAsync(key);
+        try
+        {
+            // A budget set (or moved to another period) counts what the key already spent this period. The change is
+            // committed: this runs to its end whoever goes away, and whatever it meets, the snapshots are dropped below.
+            if (changes.BudgetSet && KeyBudget.From(key.BudgetUsd, key.BudgetTokens, key.BudgetPeriod) is { } budget)
+                await CountSpentAsync(db, redis, key, budget, now, log);
+        }
+        finally
+        {
+            // Committed: now every replica may drop its snapshot and read the key as changed.
+            await keys.InvalidateAsync(key);
+        }
         return TypedResults.Ok(ApiKeyDto.From(key, now, null, await BudgetStateAsync(redis, key, now)));
     }
 
@@ -96,21 +104,23 @@ public static class ApiKeysApi
     /// The key's spend this period so far, from the ledger's daily totals (periods are whole UTC days), into the budget's
     /// counter. Requests whose usage has not reached the ledger yet (a second or so) are not in it.
     /// </summary>
-    private static async Task CountSpentAsync(PortalDbContext db, IConnectionMultiplexer redis, ApiKey key, KeyBudget budget, DateTimeOffset now, CancellationToken ct)
+    private static async Task CountSpentAsync(PortalDbContext db, IConnectionMultiplexer redis, ApiKey key, KeyBudget budget, DateTimeOffset now, ILogger log)
     {
-        var (_, start, _) = budget.PeriodAt(now);
-        var (first, today) = (DateOnly.FromDateTime(start.UtcDateTime), DateOnly.FromDateTime(now.UtcDateTime));
-        var spent = await db.UsageDaily.AsNoTracking().Where(d => d.ApiKeyId == key.Id && d.Day >= first && d.Day <= today)
-            .GroupBy(_ => 1).Select(g => new { Cost = g.Sum(d => d.Cost), Tokens = g.Sum(d => d.PromptTokens + d.CompletionTokens) })
-            .SingleOrDefaultAsync(ct);
-        if (spent is null || (spent.Cost <= 0 && spent.Tokens <= 0)) return;
         try
         {
+            var (_, start, _) = budget.PeriodAt(now);
+            var (first, today) = (DateOnly.FromDateTime(start.UtcDateTime), DateOnly.FromDateTime(now.UtcDateTime));
+            var spent = await db.UsageDaily.AsNoTracking().Where(d => d.ApiKeyId == key.Id && d.Day >= first && d.Day <= today)
+                .GroupBy(_ => 1).Select(g => new { Cost = g.Sum(d => d.Cost), Tokens = g.Sum(d => d.PromptTokens + d.CompletionTokens) })
+                .SingleOrDefaultAsync(CancellationToken.None);
+            if (spent is null || (spent.Cost <= 0 && spent.Tokens <= 0)) return;
             await budget.CountSpentAsync(redis.GetDatabase(), key.OrganizationId, key.Id, Limits.Pricing.ToUnits(spent.Cost), spent.Tokens, now);
         }
-        catch (Exception ex) when (Outage.IsRedis(ex))
+        catch (Exception ex)
         {
-            // While Redis is away a key with a budget is not served at all (503); the change itself is saved.
+            // The change is saved; only the earlier spend is not counted (Redis or Postgres away). Said, so an operator
+            // can tell why a key spent more than its first period's budget.
+            log.LogWarning(ex, "The spend of key {KeyId} before its budget was set could not be counted; the budget counts from now", key.Id);
         }
     }
 

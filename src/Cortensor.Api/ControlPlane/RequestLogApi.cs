@@ -56,6 +56,8 @@ public static class RequestLogApi
                 QueryParameters.Int(limit, "limit", 1, 500, out var pageSize)) is { } bad) return bad.ToResult();
         var (query, invalid) = await FilterAsync(caller, db, filter, ct);
         if (invalid is not null) return invalid.ToResult();
+        if (beforeEvent is not null && beforeTime is null)
+            return ApiError.InvalidField("before_event", "'before_event' goes with 'before': send the page's next_before and next_before_event.").ToResult();
         if (beforeEvent is { Length: > 64 }) return ApiError.InvalidField("before_event", "'before_event' is the next_before_event of the page before.").ToResult();
         // The page's order is (time, event id), newest first: the cursor is both, or requests logged in the same
         // microsecond as a page's last one were skipped.

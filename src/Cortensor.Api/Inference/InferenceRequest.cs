@@ -69,8 +69,10 @@ public static class RequestValidation
         var messages = new List<PromptMessage>(r.Messages.Count);
         Dictionary<string, string>? callNames = null;
         // The calls of the last assistant turn that no tool turn has answered yet: as OpenAI requires, they are answered
-        // by the tool turns right after it, or the model would be shown a call without its result.
-        List<string>? unanswered = null;
+        // by the tool turns right after it, or the model would be shown a call without its result. A set, so a turn of
+        // thousands of calls answered in any order costs no more than reading it.
+        HashSet<string>? unanswered = null;
+        IReadOnlyList<PromptToolCall>? lastCalls = null;
         for (var i = 0; i < r.Messages.Count; i++)
         {
             var m = r.Messages[i];
@@ -79,7 +81,7 @@ public static class RequestValidation
             if (string.IsNullOrEmpty(m.Role)) return ApiError.MissingField($"{at}.role");
             if (!Roles.Contains(m.Role))
                 return ApiError.InvalidField($"{at}.role", $"'{at}.role' must be one of system, developer, user, assistant, tool; got '{m.Role}'.");
-            if (m.Role != "tool" && unanswered is { Count: > 0 }) return ToolValidation.Unanswered(at, unanswered);
+            if (m.Role != "tool" && unanswered is { Count: > 0 }) return ToolValidation.Unanswered(at, lastCalls!, unanswered);
             var error = ReadContent(m.Content, $"{at}.content", m.Role, out var text);
             if (error is not null) return error;
             var message = new PromptMessage(m.Role, text);
@@ -87,12 +89,12 @@ public static class RequestValidation
             {
                 callNames ??= new Dictionary<string, string>(StringComparer.Ordinal);
                 if (ToolValidation.ReadToolTurn(m, at, callNames, ref message) is { } toolError) return toolError;
-                if (message.ToolCalls is { Count: > 0 } calls) unanswered = [.. calls.Select(c => c.Id)];
+                if (message.ToolCalls is { Count: > 0 } calls) (unanswered, lastCalls) = (new HashSet<string>(calls.Select(c => c.Id), StringComparer.Ordinal), calls);
                 else if (m.Role == "tool") unanswered?.Remove(m.ToolCallId!);
             }
             messages.Add(message);
         }
-        if (unanswered is { Count: > 0 }) return ToolValidation.Unanswered("messages", unanswered);
+        if (unanswered is { Count: > 0 }) return ToolValidation.Unanswered("messages", lastCalls!, unanswered);
         if (ToolValidation.ReadTools(r, out var tools) is { } toolsError) return toolsError;
         if (ToolValidation.ReadFormat(r.ResponseFormat, out var format) is { } formatError) return formatError;
 

@@ -97,8 +97,12 @@ public static class ResponsesTranslation
                     foreach (var m in messages)
                         if (m.ToolCallId is { } answered) unanswered.Remove(answered);
                     if (unanswered.Count > 0)
-                        return ApiError.InvalidField("input", $"No tool output found for function call {string.Join(", ", unanswered.Take(5).Select(id => id.Length <= 64 ? id : id[..64] + "…"))}: " +
+                    {
+                        // In the order the calls were made.
+                        var ids = messages.Where(m => m.ToolCalls is not null).SelectMany(m => m.ToolCalls!).Select(c => c.Id).Where(unanswered.Contains).Distinct();
+                        return ApiError.InvalidField("input", $"No tool output found for function call {string.Join(", ", ids.Take(5).Select(id => id.Length <= 64 ? id : id[..64] + "…"))}: " +
                             "send a function_call_output item with its call_id.");
+                    }
                 }
                 return null;
             default:

@@ -49,8 +49,6 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
         var (completion, counted) = UsageBounds.Completion(prompt.Tokenizer, _events?.Generated ?? "", reported?.CompletionTokens, stopEnd);
         var (p, c) = UsageBounds.Bound(prompt, reported?.PromptTokens, completion, counted, maxTokens, upstream.Route.Router.Id, log);
         usage.Charge(p, c);
-        var generated = _events?.Generated ?? "";
-        usage.Reasoned(HarmonyChannels.HiddenTokens(_channels, generated, stopEnd ?? generated.Length, prompt.Tokenizer));
     }
 
     private async IAsyncEnumerable<SseItem<object>> Events([EnumeratorCancellation] CancellationToken deadline)
@@ -127,6 +125,10 @@ internal sealed class StreamRelay(HttpContext http, Dialect dialect, CatalogMode
         var tail = _channels is null || _stop.Stopped ? "" : _stop.Push(_channels.Flush());
         if (_stop.Stopped) finish = "stop";
         Charge();
+        // Counted once, for the usage the stream ends with (a client gone before it is told nothing).
+        var generated = events.Generated;
+        usage.Reasoned(HarmonyChannels.HiddenTokens(_channels, generated,
+            _stop.StopEnd is { } shownEnd ? HarmonyChannels.GeneratedIndex(_channels, shownEnd) : generated.Length, prompt.Tokenizer));
 
         var rest = tail + _stop.Flush();
         if (structured is not null) rest = structured.Push(rest);

@@ -205,9 +205,14 @@ public static partial class ToolValidation
     }
 
     /// <summary>OpenAI's refusal of a history whose assistant turn has calls that no tool turn right after it answers.</summary>
-    public static ApiError Unanswered(string at, IReadOnlyCollection<string> ids) => ApiError.InvalidField(at,
-        $"An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. " +
-        $"The following tool_call_ids did not have response messages: {string.Join(", ", ids.Take(5).Select(Shown))}{(ids.Count > 5 ? $" and {ids.Count - 5} more" : "")}.");
+    public static ApiError Unanswered(string at, IReadOnlyList<PromptToolCall> calls, HashSet<string> unanswered)
+    {
+        // In the order the calls were made.
+        var ids = calls.Select(c => c.Id).Where(unanswered.Contains).Distinct().ToList();
+        return ApiError.InvalidField(at,
+            $"An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. " +
+            $"The following tool_call_ids did not have response messages: {string.Join(", ", ids.Take(5).Select(Shown))}{(ids.Count > 5 ? $" and {ids.Count - 5} more" : "")}.");
+    }
 
     private static string Shown(string id) => id.Length <= 64 ? id : id[..64] + "…";
 

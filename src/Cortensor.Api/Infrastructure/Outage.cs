@@ -16,7 +16,9 @@ public static class Outage
 {
     /// <summary>Redis is away (or too slow); <paramref name="ct"/> is the caller's own token, whose cancellation is not an outage.</summary>
     public static bool IsRedis(Exception ex, CancellationToken ct = default) =>
-        ex is RedisException or TimeoutException || (ex is OperationCanceledException && !ct.IsCancellationRequested);
+        ex is RedisException or TimeoutException || (ex is OperationCanceledException && !ct.IsCancellationRequested)
+        // The socket's reader completed under a command as the library dropped a dead connection (System.IO.Pipelines').
+        || (ex is InvalidOperationException && ex.StackTrace?.Contains("StackExchange.Redis.", StringComparison.Ordinal) == true);
 
     /// <summary>Postgres is away (or too slow); <paramref name="ct"/> is the caller's own token.</summary>
     public static bool IsPostgres(Exception ex, CancellationToken ct = default) =>

@@ -31,6 +31,9 @@ public static class KeysExtensions
                 o.IsFailSafeEnabled = true;
                 o.FailSafeMaxDuration = EntitlementCache.FailSafeMaxDuration;
                 o.FailSafeThrottleDuration = TimeSpan.FromSeconds(5);
+                // A snapshot due for a refresh while Postgres is away is served as it was after a second, the refresh
+                // going on behind: without this, every request of the key waited out EF Core's retries (about a minute).
+                o.FactorySoftTimeout = TimeSpan.FromSeconds(1);
                 o.DistributedCacheSoftTimeout = TimeSpan.FromMilliseconds(100);
                 o.DistributedCacheHardTimeout = TimeSpan.FromSeconds(1);
                 o.AllowBackgroundDistributedCacheOperations = true;

@@ -272,9 +272,13 @@ public sealed partial class UsageWriter(IConnectionMultiplexer redis, NpgsqlData
                     Interlocked.Exchange(ref _pending, groups.FirstOrDefault(g => g.Name == Group).PendingMessageCount);
                 }
             }
-            catch (Exception ex) when (Outage.IsRedis(ex))
+            catch (Exception ex) when (Outage.IsRedis(ex, stoppingToken))
             {
                 // The gauges keep their last values; the write loop reports the outage.
+            }
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
+            {
+                BackgroundLoop.Failed(log, "usage backlog gauges", ex);
             }
         }
         while (await timer.WaitForNextTickAsync(stoppingToken).AsTask().ContinueWith(t => !t.IsCanceled && t.Result, TaskScheduler.Default));

@@ -137,7 +137,7 @@ public class RequestLogTests(PortalAppFixture portal)
         var csv = (await client.GetStringAsync("/portal/requests.csv?status=2xx")).Split("\r\n", StringSplitOptions.RemoveEmptyEntries)[1..];
         Assert.Equal(page.Select(r => r.GetProperty("request_id").GetString()), csv.Select(l => l.Split(',')[1]));
 
-        foreach (var (query, param) in new[] { ("status=teapot", "status"), ("key_id=abc", "key_id"), ("from=soon", "from"), ($"key_id={Guid.NewGuid()}", null) })
+        foreach (var (query, param) in new[] { ("status=teapot", "status"), ("key_id=abc", "key_id"), ("from=soon", "from"), ("before_event=evt_1", "before_event"), ($"key_id={Guid.NewGuid()}", null) })
         {
             var bad = await client.GetAsync("/portal/requests.csv?" + query);
             Assert.Equal(param is null ? HttpStatusCode.NotFound : HttpStatusCode.BadRequest, bad.StatusCode);
