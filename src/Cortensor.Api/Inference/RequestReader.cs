@@ -105,8 +105,7 @@ public static class RequestReader
 
     private static RequestRead Read(Dialect dialect, ReadOnlySpan<byte> body)
     {
-        // RFC 8259 lets a parser ignore a byte order mark; the serializer's stream reader always did, so clients that send one keep working.
-        if (body.StartsWith(ByteOrderMark)) body = body[ByteOrderMark.Length..];
+        body = JsonText.WithoutByteOrderMark(body);
         // Fields kept as JSON (message content, tool schemas, the Responses input) hold a string the serializer would have
         // refused until something reads its text, and that was a 500 wherever it happened: checked here, once.
         if (JsonText.Check(body, Reading, refuseNul: false) != JsonTextProblem.None)
@@ -146,7 +145,6 @@ public static class RequestReader
         }
     }
 
-    private static ReadOnlySpan<byte> ByteOrderMark => [0xEF, 0xBB, 0xBF];
 
     /// <summary>The serializer's own reading rules, so the check above reads exactly the JSON the serializer accepts.</summary>
     private static readonly JsonReaderOptions Reading = new()

@@ -100,7 +100,7 @@ public static class ResponsesTranslation
                     {
                         // In the order the calls were made.
                         var ids = messages.Where(m => m.ToolCalls is not null).SelectMany(m => m.ToolCalls!).Select(c => c.Id).Where(unanswered.Contains).Distinct();
-                        return ApiError.InvalidField("input", $"No tool output found for function call {string.Join(", ", ids.Take(5).Select(id => id.Length <= 64 ? id : id[..64] + "…"))}: " +
+                        return ApiError.InvalidField("input", $"No tool output found for function call {string.Join(", ", ids.Take(5).Select(ToolValidation.Shown))}: " +
                             "send a function_call_output item with its call_id.");
                     }
                 }

@@ -214,7 +214,8 @@ public static partial class ToolValidation
             $"The following tool_call_ids did not have response messages: {string.Join(", ", ids.Take(5).Select(Shown))}{(ids.Count > 5 ? $" and {ids.Count - 5} more" : "")}.");
     }
 
-    private static string Shown(string id) => id.Length <= 64 ? id : id[..64] + "…";
+    /// <summary>A client's call id as an error message quotes it: whole up to 64 characters.</summary>
+    internal static string Shown(string id) => id.Length <= 64 ? id : id[..64] + "…";
 
     /// <summary>An assistant turn's tool_calls and a tool turn's tool_call_id, checked against the calls made before it.</summary>
     public static ApiError? ReadToolTurn(ChatMessage m, string at, Dictionary<string, string> callNames, ref PromptMessage message)

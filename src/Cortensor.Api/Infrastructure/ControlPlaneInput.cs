@@ -47,15 +47,14 @@ public static class ControlPlaneInput
             using var body = new MemoryStream();
             await request.Body.CopyToAsync(body, http.RequestAborted); // past the limit: a 413 from the error handler
             request.Body.Position = 0;
-            var json = body.GetBuffer().AsSpan(0, (int)body.Length);
+            ReadOnlySpan<byte> json = body.GetBuffer().AsSpan(0, (int)body.Length);
             if (JsonText.Check(json, Reading, refuseNul: true) is not JsonTextProblem.None and var problem)
             {
                 await new ErrorResult(Refused(problem)).ExecuteAsync(http);
                 return;
             }
             // Bound by the framework, a body that is not JSON would answer a bare 400 that names neither the fault nor where.
-            // The framework's reader skips a byte order mark (RFC 8259 lets a parser), so this look does too.
-            if (json.StartsWith("\uFEFF"u8)) json = json[3..];
+            json = JsonText.WithoutByteOrderMark(json);
             if (json.Length > 0 && JsonText.SyntaxError(json, Reading) is { } syntax)
             {
                 await new ErrorResult(ApiError.MalformedJson(null, syntax)).ExecuteAsync(http);

@@ -22,6 +22,12 @@ public enum JsonTextProblem
 public static class JsonText
 {
     /// <summary>
+    /// The body without a leading UTF-8 byte order mark: RFC 8259 lets a parser ignore one, and the framework's reader
+    /// always did, so clients that send one keep working wherever a body is read by hand.
+    /// </summary>
+    public static ReadOnlySpan<byte> WithoutByteOrderMark(ReadOnlySpan<byte> body) => body.StartsWith("\uFEFF"u8) ? body[3..] : body;
+
+    /// <summary>
     /// What is wrong with a body that is not JSON ("check the syntax near line 1, byte 27."), or null when it is well-formed. Only asked once reading a body
     /// has failed: a cut-off or misspelt body is then told apart from a field of the wrong type, which the serializer's one
     /// exception does not (a body cut inside a message was reported as that message's content being malformed).
