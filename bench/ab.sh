@@ -48,7 +48,7 @@ hz=$(getconf CLK_TCK)
 
 # NUL-separated, as the kernel keeps it: a value may hold a newline.
 mapfile -d '' -t stack_env < <(grep -zv '^ASPNETCORE_URLS=' "/proc/$stack_api/environ")
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+. bench/free-ports.sh
 pids=()
 log=$(mktemp /tmp/cortensor-ab.XXXX)
 cleanup() {
@@ -64,7 +64,7 @@ fi
 
 declare -A port pid
 start() { # side dll settings
-  port[$1]=$(free_port)
+  port[$1]=$(free_ports 1) # the other side is already listening on its own
   # shellcheck disable=SC2086 # the side's settings are a list of NAME=value words
   env -i "${stack_env[@]}" ASPNETCORE_URLS="http://127.0.0.1:${port[$1]}" ${3:-} dotnet "$2" > "/tmp/cortensor-ab-$1.log" 2>&1 &
   pid[$1]=$!; pids+=($!) # env execs dotnet: this is the replica's own process

@@ -26,10 +26,10 @@ cleanup() {
 trap cleanup EXIT
 say() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" | tee -a "$out/timeline.log"; }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+. bench/free-ports.sh
 # Throwaway secrets per run: the Api runs in Production here and refuses published or weak ones.
 pw=$(openssl rand -hex 16); router_token=$(openssl rand -hex 16); admin_password="Chaos-$(openssl rand -hex 8)-A1"
-pg_port=$(free_port); redis_port=$(free_port); router_a=$(free_port); router_b=$(free_port); api_a=$(free_port); api_b=$(free_port)
+{ read -r pg_port; read -r redis_port; read -r router_a; read -r router_b; read -r api_a; read -r api_b; } < <(free_ports 6)
 
 say "building (Release)"
 dotnet build src/Cortensor.Api -c Release -nologo -v quiet >/dev/null

@@ -48,10 +48,10 @@ if [ -z "$counters" ]; then
   [ -x "$tools/dotnet/dotnet-counters" ] && counters=$tools/dotnet/dotnet-counters
 fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+. bench/free-ports.sh
 # Throwaway secrets per run: the Api runs in Production here and refuses published or weak ones.
 pw=$(openssl rand -hex 16); router_token=$(openssl rand -hex 16); admin_password="Bench-$(openssl rand -hex 8)-A1"
-pg_port=$(free_port); redis_port=$(free_port); router_port=$(free_port); api_port=$(free_port)
+{ read -r pg_port; read -r redis_port; read -r router_port; read -r api_port; } < <(free_ports 4)
 
 if [ "${BENCH_BUILD:-1}" = 1 ]; then
   dotnet build Cortensor.sln -c Release -nologo -v quiet >/dev/null
@@ -109,7 +109,7 @@ fi
 
 # The peers, in the same run: Portkey OSS in front of a trivial OpenAI-shaped upstream, and a bare
 # YARP in front of the same RouterSim the Portal uses. Each gateway's added latency is over its own upstream.
-up_port=$(free_port); pk_port=$(free_port); yarp_port=$(free_port)
+{ read -r up_port; read -r pk_port; read -r yarp_port; } < <(free_ports 3)
 node bench/peers/upstream.js "$up_port" > "$out/upstream.log" 2>&1 & pids+=($!)
 PORT=$pk_port node "$tools/peers/node_modules/@portkey-ai/gateway/build/start-server.js" --port="$pk_port" > "$out/portkey.log" 2>&1 & pids+=($!)
 FLOOR_UPSTREAM=http://127.0.0.1:$router_port ASPNETCORE_URLS=http://127.0.0.1:$yarp_port \

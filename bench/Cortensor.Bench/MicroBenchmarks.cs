@@ -23,7 +23,7 @@ public static class MicroBenchmarks
         var config = DefaultConfig.Instance
             .AddJob(Job.ShortRun.WithToolchain(InProcessEmitToolchain.Instance))
             .WithArtifactsPath(Path.Combine(Directory.GetCurrentDirectory(), "BenchmarkDotNet.Artifacts"));
-        BenchmarkSwitcher.FromTypes([typeof(SnapshotLookupBenchmark), typeof(PromptCountBenchmark)]).Run(args, config);
+        BenchmarkSwitcher.FromTypes([typeof(SnapshotLookupBenchmark), typeof(PromptCountBenchmark), typeof(AgentTurnCountBenchmark)]).Run(args, config);
         return 0;
     }
 }
@@ -104,6 +104,58 @@ public class PromptCountBenchmark
     /// <summary>Every body new to the cache (another organisation each time): what the cache costs when it never helps.</summary>
     [Benchmark]
     public TokenCount FirstSightWithTheCache() => ModelTokenizer.GptOss.Measure(_prompt, _counts.For(Guid.NewGuid(), ModelTokenizer.GptOss)!);
+
+    [Benchmark]
+    public TokenCount NextTurn() => ModelTokenizer.GptOss.Measure(_prompt, _known);
+}
+
+/// <summary>
+/// Step 3 for an agent's turn: a system prompt, ten tools and a loop of tool calls and results, counted with the replica's
+/// cache of long stretches already holding what it can (the tools' developer message). What is left is the short stretches
+/// between control tokens: roles, channels, recipients, each call's arguments and each short result.
+/// </summary>
+[MemoryDiagnoser]
+public class AgentTurnCountBenchmark
+{
+    private string _prompt = null!;
+    private ITokenCountCache _known = null!;
+    private PromptCounts _counts = null!;
+    private List<PromptMessage> _messages = null!;
+    private ToolSet _tools = null!;
+
+    [Params(2, 8)]
+    public int Calls { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        string[] names = ["read_file", "search", "run_command", "edit_file", "list_directory"];
+        var tools = new ToolSet([.. names.Select(n => new ToolSpec(n, $"The workspace's {n.Replace('_', ' ')}.",
+            System.Text.Json.JsonDocument.Parse("""{"type":"object","properties":{"path":{"type":"string","description":"relative to the root"},"limit":{"type":"integer"}},"required":["path"]}""").RootElement, false))],
+            ToolChoiceMode.Auto, null, true);
+        var messages = new List<PromptMessage>
+        {
+            new("system", "You are a careful coding agent. Use the tools to inspect the repository before you change anything."),
+            new("user", "The tests in tests/Billing fail since yesterday. Find out why and fix it."),
+        };
+        for (var i = 0; i < Calls; i++)
+        {
+            var name = names[i % names.Length];
+            messages.Add(new("assistant", "") { ToolCalls = [new PromptToolCall($"call_{i}", name, $$"""{"path":"src/Billing/File{{i}}.cs"}""")] });
+            messages.Add(new("tool", $"line {i}: return Math.Round(cost, 7);") { ToolCallId = $"call_{i}", Name = name });
+        }
+        (_messages, _tools) = (messages, tools);
+        _prompt = PromptTemplates.Render("gpt-oss", messages, tools, null);
+        _counts = new PromptCounts(Options.Create(new InferenceOptions()));
+        _known = _counts.For(Guid.NewGuid(), ModelTokenizer.GptOss)!;
+        ModelTokenizer.GptOss.Measure(_prompt, _known);
+    }
+
+    [Benchmark]
+    public string Render() => PromptTemplates.Render("gpt-oss", _messages, _tools, null);
+
+    [GlobalCleanup]
+    public void Cleanup() => _counts.Dispose();
 
     [Benchmark]
     public TokenCount NextTurn() => ModelTokenizer.GptOss.Measure(_prompt, _known);
