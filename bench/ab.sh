@@ -21,6 +21,7 @@
 #   AB_WARMUP=30            seconds of load per side before the first pair (tiered compilation settles in 20-35 s)
 #   AB_BODY_FILE            a chat completion request to send instead of the five-word prompt, e.g. a long conversation:
 #                           python3 bench/long-conversation.py > /tmp/conversation.json
+#                           or a coding agent's turn with ten tools: python3 bench/agent-turn.py > /tmp/agent.json
 # Prints every cell, then per side the medians of req/s, p50, p99, the Api's CPU µs per request (user+system time of
 # that replica over the cell) and its allocations per request (one more 5 s cell each, dotnet-counters attached).
 set -euo pipefail

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the bench scripts. `free_ports N` prints N distinct free loopback ports, one per line.
 # All N sockets are held open together while the kernel picks: one port asked for at a time, as before, could be handed
 # out twice (the first closed before the second was picked), and the bench stack once started its router on Redis's port.

@@ -51,12 +51,13 @@ fi
 . bench/free-ports.sh
 # Throwaway secrets per run: the Api runs in Production here and refuses published or weak ones.
 pw=$(openssl rand -hex 16); router_token=$(openssl rand -hex 16); admin_password="Bench-$(openssl rand -hex 8)-A1"
-{ read -r pg_port; read -r redis_port; read -r router_port; read -r api_port; } < <(free_ports 4)
 
 if [ "${BENCH_BUILD:-1}" = 1 ]; then
   dotnet build Cortensor.sln -c Release -nologo -v quiet >/dev/null
   dotnet build bench/YarpFloor -c Release -nologo -v quiet >/dev/null
 fi
+# Picked after the build, just before they are bound: a port picked before it could be taken by anything during it.
+{ read -r pg_port; read -r redis_port; read -r router_port; read -r api_port; } < <(free_ports 4)
 
 PGPORT=$pg_port PGDATA=$data/postgres POSTGRES_PASSWORD=$pw bash scripts/local-postgres.sh > "$out/postgres.log" 2>&1 & pids+=($!)
 REDIS_PORT=$redis_port REDIS_DATA=$data/redis REDIS_PASSWORD=$pw bash scripts/local-redis.sh > "$out/redis.log" 2>&1 & pids+=($!)

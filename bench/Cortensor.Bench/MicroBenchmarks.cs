@@ -110,16 +110,17 @@ public class PromptCountBenchmark
 }
 
 /// <summary>
-/// Step 3 for an agent's turn: a system prompt, ten tools and a loop of tool calls and results, counted with the replica's
-/// cache of long stretches already holding what it can (the tools' developer message). What is left is the short stretches
-/// between control tokens: roles, channels, recipients, each call's arguments and each short result.
+/// Step 3 for an agent's turn: a system prompt, five tools and a loop of tool calls and results. <see cref="NextTurn"/> counts it
+/// as the organisation's next request would, everything it sent before known (the tools' developer message among the long
+/// stretches; the roles, channels, recipients, arguments and results among the short ones). <see cref="FirstTurn"/> counts
+/// it for an organisation whose counts hold nothing yet: every stretch counted and then kept.
 /// </summary>
 [MemoryDiagnoser]
 public class AgentTurnCountBenchmark
 {
     private string _prompt = null!;
-    private ITokenCountCache _known = null!;
     private PromptCounts _counts = null!;
+    private Guid _organization;
     private List<PromptMessage> _messages = null!;
     private ToolSet _tools = null!;
 
@@ -147,16 +148,23 @@ public class AgentTurnCountBenchmark
         (_messages, _tools) = (messages, tools);
         _prompt = PromptTemplates.Render("gpt-oss", messages, tools, null);
         _counts = new PromptCounts(Options.Create(new InferenceOptions()));
-        _known = _counts.For(Guid.NewGuid(), ModelTokenizer.GptOss)!;
-        ModelTokenizer.GptOss.Measure(_prompt, _known);
+        _organization = Guid.NewGuid();
+        ModelTokenizer.GptOss.Measure(_prompt, _counts.For(_organization, ModelTokenizer.GptOss));
     }
-
-    [Benchmark]
-    public string Render() => PromptTemplates.Render("gpt-oss", _messages, _tools, null);
 
     [GlobalCleanup]
     public void Cleanup() => _counts.Dispose();
 
+    /// <summary>Without the organisation's counts: every stretch counted, as before any were kept.</summary>
+    [Benchmark(Baseline = true)]
+    public TokenCount Uncached() => ModelTokenizer.GptOss.Measure(_prompt);
+
     [Benchmark]
-    public TokenCount NextTurn() => ModelTokenizer.GptOss.Measure(_prompt, _known);
+    public TokenCount FirstTurn() => ModelTokenizer.GptOss.Measure(_prompt, _counts.For(Guid.NewGuid(), ModelTokenizer.GptOss));
+
+    [Benchmark]
+    public TokenCount NextTurn() => ModelTokenizer.GptOss.Measure(_prompt, _counts.For(_organization, ModelTokenizer.GptOss));
+
+    [Benchmark]
+    public string Render() => PromptTemplates.Render("gpt-oss", _messages, _tools, null);
 }

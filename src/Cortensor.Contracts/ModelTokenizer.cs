@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Text;
 using Microsoft.ML.Tokenizers;
 
@@ -35,16 +34,8 @@ public sealed class ModelTokenizer
     private readonly Lazy<Tokenizer> _tokenizer;
     private readonly string[] _controlTokens;
 
-    // Short stretches already counted (see RememberedUpTo), looked up by span without a string being made.
-    private readonly ConcurrentDictionary<string, int> _shortCounts = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _shortLookup;
-    private int _shortAdded;
-
-    private ModelTokenizer(string name, bool exact, Lazy<Tokenizer> tokenizer, string[] controlTokens)
-    {
+    private ModelTokenizer(string name, bool exact, Lazy<Tokenizer> tokenizer, string[] controlTokens) =>
         (Name, IsExact, _tokenizer, _controlTokens) = (name, exact, tokenizer, controlTokens);
-        _shortLookup = _shortCounts.GetAlternateLookup<ReadOnlySpan<char>>();
-    }
 
     public string Name { get; }
 
@@ -77,20 +68,14 @@ public sealed class ModelTokenizer
     public const int SlackPerCut = 3;
 
     /// <summary>
-    /// Stretches of at most this many characters are remembered with their count, at most <see cref="RememberedMost"/> of
-    /// them (all forgotten when that many were added). A rendered conversation is mostly short stretches between control
-    /// tokens: the template's own words (<c>user</c>, <c>assistant</c>, <c>commentary to=functions.read_file</c>,
-    /// <c>json</c>) around every message and tool call, and the encoder's fixed cost per call (its pre-tokenizer's
-    /// enumerator, its piece cache) was most of what counting them took: an agent's turn with ten tools and six messages
-    /// spent about a tenth of the Api's CPU counting. The count of a stretch without control tokens depends on its text
-    /// alone, so a remembered count is the encoder's own. Shared by every organisation, unlike the long stretches'
-    /// <see cref="ITokenCountCache"/>: a hit saves about a microsecond, far inside a request's jitter, so whether another
-    /// organisation sent a given short text cannot be timed from outside.
+    /// Stretches of at most this many characters are looked up in the caller's <see cref="ITokenCountCache"/> in a prompt of
+    /// any length. A rendered conversation is mostly short stretches between control tokens: the template's own words
+    /// (<c>user</c>, <c>assistant</c>, <c>commentary to=functions.read_file</c>, <c>json</c>) around every message and tool
+    /// call, and short arguments and results. The encoder's fixed cost per call (its pre-tokenizer, its piece cache) was
+    /// most of what counting them took: an agent's turn with eight tool calls took 57 µs to count with its long stretches
+    /// already known. Stretches between this and <see cref="LongestRun"/> are counted, never looked up.
     /// </summary>
-    public const int RememberedUpTo = 64;
-
-    /// <summary>How many short stretches are remembered at most (a few hundred kilobytes).</summary>
-    public const int RememberedMost = 8192;
+    public const int ShortStretch = 64;
 
     /// <summary>The family's count (exact families) or the o200k estimate (the others).</summary>
     public int Count(string text) => Measure(text).Count;
@@ -109,20 +94,22 @@ public sealed class ModelTokenizer
     /// the 8,192 pieces it met last: a replica that had counted enough other words since counted <c>&lt;|start|&gt;</c> as
     /// five tokens and <c>&lt;|endoftext|&gt;</c> as seven, so an exact count depended on what the replica had counted
     /// before.) With <paramref name="known"/>, the long stretches of a long text (in a rendered prompt: the message bodies,
-    /// which a conversation sends again with every turn) are looked up there first; the result is the same.
+    /// which a conversation sends again with every turn) and the short stretches of any text (<see cref="ShortStretch"/>)
+    /// are looked up there first; the result is the same.
     /// </summary>
     public TokenCount Measure(string text, ITokenCountCache? known = null)
     {
         var span = text.AsSpan();
-        if (text.Length < SegmentedFrom) known = null;
+        var lookUpLong = text.Length >= SegmentedFrom;
         int count = 0, cuts = 0, at = 0;
         while (at < span.Length)
         {
             var (start, length) = NextControlToken(span, at);
             var stretch = span[at..start];
             TokenCount measured;
-            if (known is null || stretch.Length < LongestRun) measured = MeasureStretch(stretch);
-            else if (!known.TryGet(stretch, out measured))
+            var lookUp = known is not null && stretch.Length > 0 && (stretch.Length <= ShortStretch || (lookUpLong && stretch.Length >= LongestRun));
+            if (!lookUp) measured = MeasureStretch(stretch);
+            else if (!known!.TryGet(stretch, out measured))
             {
                 measured = MeasureStretch(stretch);
                 known.Add(stretch, measured);
@@ -153,7 +140,6 @@ public sealed class ModelTokenizer
     {
         if (text.Length == 0) return new(0, 0);
         var tokenizer = _tokenizer.Value;
-        if (text.Length <= RememberedUpTo) return new(CountShort(text, tokenizer), 0);
         if (text.Length <= LongestRun) return new(tokenizer.CountTokens(text), 0);
         int count = 0, cuts = 0, start = 0, run = 0;
         var whitespace = false;
@@ -177,20 +163,6 @@ public sealed class ModelTokenizer
             }
         }
         return new(count + tokenizer.CountTokens(text[start..]), cuts);
-    }
-
-    private int CountShort(ReadOnlySpan<char> text, Tokenizer tokenizer)
-    {
-        if (_shortLookup.TryGetValue(text, out var known)) return known;
-        var count = tokenizer.CountTokens(text);
-        // A race here at worst forgets a few counts early or keeps a few over the bound: every count kept is right.
-        if (Interlocked.Increment(ref _shortAdded) > RememberedMost)
-        {
-            _shortCounts.Clear();
-            Interlocked.Exchange(ref _shortAdded, 1);
-        }
-        _shortLookup.TryAdd(text, count);
-        return count;
     }
 
     private string? ControlTokenAt(ReadOnlySpan<char> text, int at)
@@ -252,7 +224,8 @@ public readonly record struct TokenCount(int Count, int Cuts);
 
 /// <summary>
 /// Counts of texts measured before, kept by the caller (who decides what may be shared between whom and for how long).
-/// <see cref="ModelTokenizer.Measure(string, ITokenCountCache?)"/> looks up the long stretches between control tokens here.
+/// <see cref="ModelTokenizer.Measure(string, ITokenCountCache?)"/> looks up the long stretches between control tokens of a long
+/// text, and the short ones of any text (<see cref="ModelTokenizer.ShortStretch"/>), here.
 /// </summary>
 public interface ITokenCountCache
 {

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using System.IO.Hashing;
 using System.Runtime.InteropServices;
@@ -16,6 +17,9 @@ namespace Cortensor.Api.Inference;
 /// (<see cref="ModelTokenizer.Measure(string, ITokenCountCache?)"/>), so nothing billed changes.
 /// Counts are kept per organisation and per tokenizer, as OpenAI keeps its prompt caches per organisation: a prompt
 /// answered faster because another organisation had sent the same text would tell one customer what another sent.
+/// The short stretches between control tokens (<see cref="ModelTokenizer.ShortStretch"/>: roles, channels, recipients,
+/// short arguments and results, which an agent's turn is mostly made of) are kept the same way, per organisation and
+/// tokenizer, in a small set of their own (<see cref="ShortCounts"/>).
 /// </summary>
 public sealed class PromptCounts : IDisposable
 {
@@ -90,12 +94,81 @@ public sealed class PromptCounts : IDisposable
 
     private readonly record struct Key(Guid Organization, string Tokenizer, ulong Hash, int Length);
 
+    private readonly record struct ShortKey(Guid Organization, string Tokenizer);
+
+    /// <summary>
+    /// The organisation's short counts, from the same memory as the long ones. Held at most <see cref="Idle"/> from when
+    /// they were first made, however busy the organisation: no text is kept past an hour of its last use, and a set
+    /// still in use is started afresh. If the cache refuses the entry (full), the request gets a set of its own.
+    /// </summary>
+    private ShortCounts ShortCountsOf(Guid organization, string tokenizer) =>
+        _cache!.GetOrCreate(new ShortKey(organization, tokenizer), static entry =>
+        {
+            entry.Size = ShortCounts.Bytes;
+            entry.AbsoluteExpirationRelativeToNow = Idle;
+            return new ShortCounts();
+        })!;
+
+    /// <summary>
+    /// Counts of short stretches, looked up by span without a string being made: looking these up in the cache itself
+    /// (a boxed key, a hash of the text, a lookup) cost about what counting them does. At most <see cref="Most"/> at a
+    /// time: when that many were added, the next starts a new set, and the template's words come back within a request.
+    /// </summary>
+    internal sealed class ShortCounts
+    {
+        internal const int Most = 256;
+
+        /// <summary>
+        /// What the set may hold at most, counted against the cache's size limit: its texts (a string's header and
+        /// characters) and their dictionary nodes, about 100 bytes each besides the characters.
+        /// </summary>
+        internal const long Bytes = Most * (ModelTokenizer.ShortStretch * sizeof(char) + 100);
+
+        private Generation _current = new();
+
+        public bool TryGet(ReadOnlySpan<char> text, out int count) => Volatile.Read(ref _current).Lookup.TryGetValue(text, out count);
+
+        public void Add(ReadOnlySpan<char> text, int count)
+        {
+            // Every text added to a set was counted against that set's own bound first, so none ever holds more than Most.
+            while (true)
+            {
+                var set = Volatile.Read(ref _current);
+                if (Interlocked.Increment(ref set.Added) <= Most)
+                {
+                    set.Lookup.TryAdd(text, count);
+                    return;
+                }
+                Interlocked.CompareExchange(ref _current, new Generation(), set);
+            }
+        }
+
+        private sealed class Generation
+        {
+            public readonly ConcurrentDictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> Lookup =
+                new ConcurrentDictionary<string, int>(StringComparer.Ordinal).GetAlternateLookup<ReadOnlySpan<char>>();
+            public int Added;
+        }
+    }
+
     private sealed record Known(string Text, TokenCount Count);
 
     private sealed class Scope(PromptCounts owner, Guid organization, string tokenizer) : ITokenCountCache
     {
+        // Found once per request, when its first short stretch is looked up.
+        private ShortCounts? _short;
+
+        private ShortCounts Short => _short ??= owner.ShortCountsOf(organization, tokenizer);
+
         public bool TryGet(ReadOnlySpan<char> text, out TokenCount count)
         {
+            if (text.Length <= ModelTokenizer.ShortStretch)
+            {
+                // Never cut (shorter than a run), so the count alone is kept.
+                var found = Short.TryGet(text, out var tokens);
+                count = new TokenCount(tokens, 0);
+                return found;
+            }
             if (owner._cache!.TryGetValue(KeyOf(text), out Known? known) && known!.Text.AsSpan().SequenceEqual(text))
             {
                 Lookups.Add(1, Hit);
@@ -109,6 +182,11 @@ public sealed class PromptCounts : IDisposable
 
         public void Add(ReadOnlySpan<char> text, TokenCount count)
         {
+            if (text.Length <= ModelTokenizer.ShortStretch)
+            {
+                Short.Add(text, count.Count);
+                return;
+            }
             // Over the size limit the cache refuses the entry and compacts itself in the background (least recently
             // used first, whichever organisation's), so a client sending ever new texts costs the cache its oldest
             // entries, never more memory.

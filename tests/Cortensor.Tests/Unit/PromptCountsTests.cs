@@ -119,16 +119,106 @@ public class PromptCountsTests
     }
 
     [Fact]
-    public void OnlyTheLongStretchesBetweenControlTokensAreLookedUp()
+    public void TheLongStretchesOfALongPromptAndTheShortStretchesOfAnyPromptAreLookedUpAndNoneInBetween()
     {
         var known = new CountingCache();
         var body = string.Concat(Enumerable.Repeat("A body long enough to be worth looking up. ", 25));
-        var text = $"<|start|>system<|message|>short<|end|><|start|>user<|message|>{body}<|end|><|start|>assistant";
+        var medium = string.Concat(Enumerable.Repeat("Neither short nor long. ", 5));
+        var text = $"<|start|>system<|message|>{medium}<|end|><|start|>user<|message|>{body}<|end|><|start|>assistant";
         Assert.Equal(ModelTokenizer.GptOss.Measure(text), ModelTokenizer.GptOss.Measure(text, known));
-        Assert.Equal([body], known.Texts);
-        // A short prompt is counted whole: looking its pieces up would cost what counting them does.
-        ModelTokenizer.GptOss.Measure("<|start|>user<|message|>" + new string('y', 300) + "<|end|>", known);
-        Assert.Single(known.Texts);
+        Assert.Equal(["system", "user", body, "assistant"], known.Texts);
+        // A short prompt's long stretch is counted whole (looking it up would cost what counting it does); its short ones
+        // are looked up as anywhere else.
+        var shortPrompt = new CountingCache();
+        ModelTokenizer.GptOss.Measure("<|start|>user<|message|>" + new string('y', 300) + "<|end|>", shortPrompt);
+        Assert.Equal(["user"], shortPrompt.Texts);
+    }
+
+    [Fact]
+    public void AShortStretchIsFoundWithTheEncodersOwnCountWhileTheOrganisationsSetIsRefilledFromManyRequestsAtOnce()
+    {
+        // Many more distinct short texts than a set holds, joined by control tokens into prompts; every prompt counted twice
+        // in a row from up to eight threads at once, each time with a request's own scope, as the hot path does. The second
+        // count mostly finds its stretches, and sets fill and are started afresh while other requests look them up.
+        string[][] alphabets = [["a", "b", "e", "i", "x", " "], ["Ä", "ß", "é", "中", "文", "🚀", " "], ["{", "}", "\"", ":", ",", "0", "7", " "],
+            ["to=functions.", "read_file", "commentary", " json", "<", "|", " "]];
+        string[] controls = ["<|start|>", "<|message|>", "<|end|>", "<|channel|>", "<|constrain|>", "<|call|>"];
+        var random = new Random(64);
+        string Short(int i)
+        {
+            var pieces = alphabets[i % alphabets.Length];
+            var length = random.Next(1, ModelTokenizer.ShortStretch + 1);
+            var text = new StringBuilder();
+            while (text.Length < length) text.Append(pieces[random.Next(pieces.Length)]);
+            return text.Length <= ModelTokenizer.ShortStretch ? text.ToString() : text.ToString(0, ModelTokenizer.ShortStretch - 1);
+        }
+        var prompts = Enumerable.Range(0, 3_000).Select(i => string.Concat(Enumerable.Range(0, random.Next(1, 6))
+            .Select(j => Short(i + j) + controls[random.Next(controls.Length)]))).ToArray();
+        var expected = prompts.Select(p => ModelTokenizer.GptOss.Measure(p)).ToArray();
+        using var counts = Counts(megabytes: 8);
+        var organization = Guid.NewGuid();
+
+        var wrong = new System.Collections.Concurrent.ConcurrentBag<string>();
+        Parallel.For(0, prompts.Length * 2, new ParallelOptions { MaxDegreeOfParallelism = 8 }, i =>
+        {
+            if (ModelTokenizer.GptOss.Measure(prompts[i / 2], counts.For(organization, ModelTokenizer.GptOss)) != expected[i / 2])
+                wrong.Add(prompts[i / 2]);
+        });
+
+        Assert.Empty(wrong);
+        // The counts compared above are the encoder's own, stretch by stretch.
+        var reference = Microsoft.ML.Tokenizers.TiktokenTokenizer.CreateForEncoding("o200k_base");
+        var stretches = prompts.SelectMany(p => p.Split(controls, StringSplitOptions.RemoveEmptyEntries)).Distinct().ToArray();
+        Assert.True(stretches.Length > PromptCounts.ShortCounts.Most * 8, $"{stretches.Length} distinct stretches");
+        foreach (var prompt in prompts.Take(300))
+            Assert.Equal(prompt.Split(controls, StringSplitOptions.RemoveEmptyEntries).Sum(t => reference.CountTokens(t))
+                + controls.Sum(c => (prompt.Length - prompt.Replace(c, "").Length) / c.Length), expected[Array.IndexOf(prompts, prompt)].Count);
+    }
+
+    [Fact]
+    public void AnOrganisationsShortStretchesAreFoundAgainOnlyByItAndWithTheSameTokenizer()
+    {
+        using var counts = Counts(megabytes: 1);
+        var (first, second) = (Guid.NewGuid(), Guid.NewGuid());
+        const string secret = "transfer 900 to account 42";
+        ModelTokenizer.GptOss.Measure($"<|start|>user<|message|>{secret}<|end|>", counts.For(first, ModelTokenizer.GptOss));
+
+        Assert.True(counts.For(first, ModelTokenizer.GptOss)!.TryGet(secret, out var found));
+        Assert.Equal(ModelTokenizer.GptOss.Measure(secret), found);
+        Assert.False(counts.For(second, ModelTokenizer.GptOss)!.TryGet(secret, out _));
+        Assert.False(counts.For(first, ModelTokenizer.ByteBound)!.TryGet(secret, out _));
+    }
+
+    [Fact]
+    public void AFullSetOfShortCountsIsStartedAfreshAndNeverHoldsMoreThanItsBound()
+    {
+        var set = new PromptCounts.ShortCounts();
+        for (var i = 0; i < PromptCounts.ShortCounts.Most; i++) set.Add($"word {i}", i);
+        Assert.All(Enumerable.Range(0, PromptCounts.ShortCounts.Most), i => Assert.True(set.TryGet($"word {i}", out var n) && n == i));
+
+        set.Add("one more", 7);
+        Assert.True(set.TryGet("one more", out var more));
+        Assert.Equal(7, more);
+        Assert.False(set.TryGet("word 0", out _));
+        Assert.False(set.TryGet($"word {PromptCounts.ShortCounts.Most - 1}", out _));
+    }
+
+    [Fact]
+    public void AnOrganisationsShortStretchesAreDroppedAnHourAfterTheirSetWasMadeHoweverOftenTheyAreUsed()
+    {
+        var clock = new ManualClock();
+        using var counts = new PromptCounts(Options.Create(new InferenceOptions { PromptCountCacheMegabytes = 1 }), null, clock);
+        var organization = Guid.NewGuid();
+        counts.For(organization, ModelTokenizer.GptOss)!.Add("my password is hunter2", new TokenCount(6, 0));
+        for (var minutes = 10; minutes <= 50; minutes += 10)
+        {
+            clock.UtcNow += TimeSpan.FromMinutes(10);
+            Assert.True(counts.For(organization, ModelTokenizer.GptOss)!.TryGet("my password is hunter2", out _));
+        }
+        clock.UtcNow += TimeSpan.FromMinutes(12);
+        // What the replica's timer does every five minutes.
+        counts.RemoveIdle();
+        Assert.False(counts.For(organization, ModelTokenizer.GptOss)!.TryGet("my password is hunter2", out _));
     }
 
     [Fact]
