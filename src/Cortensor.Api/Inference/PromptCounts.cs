@@ -98,8 +98,9 @@ public sealed class PromptCounts : IDisposable
 
     /// <summary>
     /// The organisation's short counts, from the same memory as the long ones. Held at most <see cref="Idle"/> from when
-    /// they were first made, however busy the organisation: no text is kept past an hour of its last use, and a set
-    /// still in use is started afresh. If the cache refuses the entry (full), the request gets a set of its own.
+    /// they were first made (removed on the next look or by the five-minute sweep), however busy the organisation: no text
+    /// is kept much past an hour of its last use, and a set still in use is started afresh. If the cache refuses the entry
+    /// (full), the request gets a set of its own.
     /// </summary>
     private ShortCounts ShortCountsOf(Guid organization, string tokenizer) =>
         _cache!.GetOrCreate(new ShortKey(organization, tokenizer), static entry =>
@@ -111,12 +112,15 @@ public sealed class PromptCounts : IDisposable
 
     /// <summary>
     /// Counts of short stretches, looked up by span without a string being made: looking these up in the cache itself
-    /// (a boxed key, a hash of the text, a lookup) cost about what counting them does. At most <see cref="Most"/> at a
-    /// time: when that many were added, the next starts a new set, and the template's words come back within a request.
+    /// (a boxed key, a hash of the text, a lookup) cost about what counting them does. A set takes the first
+    /// <see cref="Most"/> stretches it is given and no more until its hour is over: the template's words (roles, channels,
+    /// the recipients of the tools in use), which every request of the organisation holds, are among the first, and a set
+    /// started afresh when full would lose them along with the rest. Small, because every organisation sending gpt-oss
+    /// prompts has one, charged whole against the memory the long stretches' counts (the larger saving) live in.
     /// </summary>
     internal sealed class ShortCounts
     {
-        internal const int Most = 256;
+        internal const int Most = 128;
 
         /// <summary>
         /// What the set may hold at most, counted against the cache's size limit: its texts (a string's header and
@@ -124,30 +128,17 @@ public sealed class PromptCounts : IDisposable
         /// </summary>
         internal const long Bytes = Most * (ModelTokenizer.ShortStretch * sizeof(char) + 100);
 
-        private Generation _current = new();
+        // One lock and no resizing: writes come only with misses, and reads take no lock.
+        private readonly ConcurrentDictionary<string, TokenCount>.AlternateLookup<ReadOnlySpan<char>> _counts =
+            new ConcurrentDictionary<string, TokenCount>(1, Most, StringComparer.Ordinal).GetAlternateLookup<ReadOnlySpan<char>>();
+        private int _taken;
 
-        public bool TryGet(ReadOnlySpan<char> text, out int count) => Volatile.Read(ref _current).Lookup.TryGetValue(text, out count);
+        public bool TryGet(ReadOnlySpan<char> text, out TokenCount count) => _counts.TryGetValue(text, out count);
 
-        public void Add(ReadOnlySpan<char> text, int count)
+        public void Add(ReadOnlySpan<char> text, TokenCount count)
         {
-            // Every text added to a set was counted against that set's own bound first, so none ever holds more than Most.
-            while (true)
-            {
-                var set = Volatile.Read(ref _current);
-                if (Interlocked.Increment(ref set.Added) <= Most)
-                {
-                    set.Lookup.TryAdd(text, count);
-                    return;
-                }
-                Interlocked.CompareExchange(ref _current, new Generation(), set);
-            }
-        }
-
-        private sealed class Generation
-        {
-            public readonly ConcurrentDictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> Lookup =
-                new ConcurrentDictionary<string, int>(StringComparer.Ordinal).GetAlternateLookup<ReadOnlySpan<char>>();
-            public int Added;
+            // Counted before it is added, so the set never holds more than Most whatever adds at once.
+            if (Interlocked.Increment(ref _taken) <= Most) _counts.TryAdd(text, count);
         }
     }
 
@@ -162,13 +153,7 @@ public sealed class PromptCounts : IDisposable
 
         public bool TryGet(ReadOnlySpan<char> text, out TokenCount count)
         {
-            if (text.Length <= ModelTokenizer.ShortStretch)
-            {
-                // Never cut (shorter than a run), so the count alone is kept.
-                var found = Short.TryGet(text, out var tokens);
-                count = new TokenCount(tokens, 0);
-                return found;
-            }
+            if (text.Length <= ModelTokenizer.ShortStretch) return Short.TryGet(text, out count);
             if (owner._cache!.TryGetValue(KeyOf(text), out Known? known) && known!.Text.AsSpan().SequenceEqual(text))
             {
                 Lookups.Add(1, Hit);
@@ -184,7 +169,7 @@ public sealed class PromptCounts : IDisposable
         {
             if (text.Length <= ModelTokenizer.ShortStretch)
             {
-                Short.Add(text, count.Count);
+                Short.Add(text, count);
                 return;
             }
             // Over the size limit the cache refuses the entry and compacts itself in the background (least recently

@@ -135,11 +135,11 @@ public class PromptCountsTests
     }
 
     [Fact]
-    public void AShortStretchIsFoundWithTheEncodersOwnCountWhileTheOrganisationsSetIsRefilledFromManyRequestsAtOnce()
+    public void AShortStretchIsFoundWithTheEncodersOwnCountWhileTheOrganisationsSetFillsFromManyRequestsAtOnce()
     {
         // Many more distinct short texts than a set holds, joined by control tokens into prompts; every prompt counted twice
-        // in a row from up to eight threads at once, each time with a request's own scope, as the hot path does. The second
-        // count mostly finds its stretches, and sets fill and are started afresh while other requests look them up.
+        // in a row from up to eight threads at once, each time with a request's own scope, as the hot path does. The set
+        // fills while other requests look it up, and then takes no more.
         string[][] alphabets = [["a", "b", "e", "i", "x", " "], ["Ä", "ß", "é", "中", "文", "🚀", " "], ["{", "}", "\"", ":", ",", "0", "7", " "],
             ["to=functions.", "read_file", "commentary", " json", "<", "|", " "]];
         string[] controls = ["<|start|>", "<|message|>", "<|end|>", "<|channel|>", "<|constrain|>", "<|call|>"];
@@ -159,13 +159,17 @@ public class PromptCountsTests
         var organization = Guid.NewGuid();
 
         var wrong = new System.Collections.Concurrent.ConcurrentBag<string>();
+        var hits = 0;
         Parallel.For(0, prompts.Length * 2, new ParallelOptions { MaxDegreeOfParallelism = 8 }, i =>
         {
-            if (ModelTokenizer.GptOss.Measure(prompts[i / 2], counts.For(organization, ModelTokenizer.GptOss)) != expected[i / 2])
-                wrong.Add(prompts[i / 2]);
+            var scope = new HitCounting(counts.For(organization, ModelTokenizer.GptOss)!);
+            if (ModelTokenizer.GptOss.Measure(prompts[i / 2], scope) != expected[i / 2]) wrong.Add(prompts[i / 2]);
+            Interlocked.Add(ref hits, scope.Hits);
         });
 
         Assert.Empty(wrong);
+        // Compared above were counts found, not only counted again: a set that never kept anything would prove nothing.
+        Assert.True(hits >= PromptCounts.ShortCounts.Most, $"{hits} stretches found");
         // The counts compared above are the encoder's own, stretch by stretch.
         var reference = Microsoft.ML.Tokenizers.TiktokenTokenizer.CreateForEncoding("o200k_base");
         var stretches = prompts.SelectMany(p => p.Split(controls, StringSplitOptions.RemoveEmptyEntries)).Distinct().ToArray();
@@ -190,17 +194,15 @@ public class PromptCountsTests
     }
 
     [Fact]
-    public void AFullSetOfShortCountsIsStartedAfreshAndNeverHoldsMoreThanItsBound()
+    public void AFullSetOfShortCountsKeepsWhatItHasAndTakesNoMore()
     {
         var set = new PromptCounts.ShortCounts();
-        for (var i = 0; i < PromptCounts.ShortCounts.Most; i++) set.Add($"word {i}", i);
-        Assert.All(Enumerable.Range(0, PromptCounts.ShortCounts.Most), i => Assert.True(set.TryGet($"word {i}", out var n) && n == i));
+        for (var i = 0; i < PromptCounts.ShortCounts.Most; i++) set.Add($"word {i}", new TokenCount(i, 0));
+        set.Add("one more", new TokenCount(7, 0));
 
-        set.Add("one more", 7);
-        Assert.True(set.TryGet("one more", out var more));
-        Assert.Equal(7, more);
-        Assert.False(set.TryGet("word 0", out _));
-        Assert.False(set.TryGet($"word {PromptCounts.ShortCounts.Most - 1}", out _));
+        Assert.All(Enumerable.Range(0, PromptCounts.ShortCounts.Most),
+            i => Assert.True(set.TryGet($"word {i}", out var n) && n == new TokenCount(i, 0), $"word {i}"));
+        Assert.False(set.TryGet("one more", out _));
     }
 
     [Fact]
@@ -216,8 +218,9 @@ public class PromptCountsTests
             Assert.True(counts.For(organization, ModelTokenizer.GptOss)!.TryGet("my password is hunter2", out _));
         }
         clock.UtcNow += TimeSpan.FromMinutes(12);
-        // What the replica's timer does every five minutes.
+        // What the replica's timer does every five minutes: gone before anything looks for it.
         counts.RemoveIdle();
+        Assert.Equal(0, counts.Size.Entries);
         Assert.False(counts.For(organization, ModelTokenizer.GptOss)!.TryGet("my password is hunter2", out _));
     }
 
@@ -311,6 +314,21 @@ public class PromptCountsTests
 
     private static PromptCounts Counts(int megabytes) =>
         new(Options.Create(new InferenceOptions { PromptCountCacheMegabytes = megabytes }));
+
+    /// <summary>A request's scope that says how many stretches it found.</summary>
+    private sealed class HitCounting(ITokenCountCache scope) : ITokenCountCache
+    {
+        public int Hits { get; private set; }
+
+        public bool TryGet(ReadOnlySpan<char> text, out TokenCount count)
+        {
+            var found = scope.TryGet(text, out count);
+            if (found) Hits++;
+            return found;
+        }
+
+        public void Add(ReadOnlySpan<char> text, TokenCount count) => scope.Add(text, count);
+    }
 
     /// <summary>A cache that remembers everything and says how often it was asked.</summary>
     private sealed class CountingCache : ITokenCountCache
