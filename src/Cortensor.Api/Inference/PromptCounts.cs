@@ -137,8 +137,9 @@ public sealed class PromptCounts : IDisposable
 
         public void Add(ReadOnlySpan<char> text, TokenCount count)
         {
-            // Counted before it is added, so the set never holds more than Most whatever adds at once.
-            if (Interlocked.Increment(ref _taken) <= Most) _counts.TryAdd(text, count);
+            // Counted before it is added, so the set never holds more than Most whatever adds at once; once full, not
+            // counted at all (an hour of misses could otherwise wrap the count round and let the set grow again).
+            if (Volatile.Read(ref _taken) < Most && Interlocked.Increment(ref _taken) <= Most) _counts.TryAdd(text, count);
         }
     }
 
