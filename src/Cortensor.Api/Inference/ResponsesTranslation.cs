@@ -98,9 +98,8 @@ public static class ResponsesTranslation
                         if (m.ToolCallId is { } answered) unanswered.Remove(answered);
                     if (unanswered.Count > 0)
                     {
-                        // In the order the calls were made.
-                        var ids = messages.Where(m => m.ToolCalls is not null).SelectMany(m => m.ToolCalls!).Select(c => c.Id).Where(unanswered.Contains).Distinct();
-                        return ApiError.InvalidField("input", $"No tool output found for function call {string.Join(", ", ids.Take(5).Select(ToolValidation.Shown))}: " +
+                        var ids = ToolValidation.InCallOrder(messages.Where(m => m.ToolCalls is not null).SelectMany(m => m.ToolCalls!), unanswered);
+                        return ApiError.InvalidField("input", $"No tool output found for function call {ToolValidation.FirstShown(ids)}: " +
                             "send a function_call_output item with its call_id.");
                     }
                 }

@@ -207,15 +207,19 @@ public static partial class ToolValidation
     /// <summary>OpenAI's refusal of a history whose assistant turn has calls that no tool turn right after it answers.</summary>
     public static ApiError Unanswered(string at, IReadOnlyList<PromptToolCall> calls, HashSet<string> unanswered)
     {
-        // In the order the calls were made.
-        var ids = calls.Select(c => c.Id).Where(unanswered.Contains).Distinct().ToList();
+        var ids = InCallOrder(calls, unanswered);
         return ApiError.InvalidField(at,
             $"An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. " +
-            $"The following tool_call_ids did not have response messages: {string.Join(", ", ids.Take(5).Select(Shown))}{(ids.Count > 5 ? $" and {ids.Count - 5} more" : "")}.");
+            $"The following tool_call_ids did not have response messages: {FirstShown(ids)}{(ids.Count > 5 ? $" and {ids.Count - 5} more" : "")}.");
     }
 
-    /// <summary>A client's call id as an error message quotes it: whole up to 64 characters.</summary>
-    internal static string Shown(string id) => id.Length <= 64 ? id : id[..64] + "…";
+    /// <summary>The unanswered ids in the order the calls were made, each once.</summary>
+    internal static List<string> InCallOrder(IEnumerable<PromptToolCall> calls, HashSet<string> unanswered) =>
+        calls.Select(c => c.Id).Where(unanswered.Contains).Distinct().ToList();
+
+    /// <summary>The first five ids as an error message quotes them, each whole up to 64 characters.</summary>
+    internal static string FirstShown(IEnumerable<string> ids) =>
+        string.Join(", ", ids.Take(5).Select(id => id.Length <= 64 ? id : id[..64] + "…"));
 
     /// <summary>An assistant turn's tool_calls and a tool turn's tool_call_id, checked against the calls made before it.</summary>
     public static ApiError? ReadToolTurn(ChatMessage m, string at, Dictionary<string, string> callNames, ref PromptMessage message)
