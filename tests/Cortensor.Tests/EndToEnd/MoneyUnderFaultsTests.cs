@@ -176,18 +176,10 @@ public class MoneyUnderFaultsTests(PortalAppFixture portal)
     {
         var customer = await portal.CreateCustomerAsync(credits: 10m);
         using var admin = portal.CreateAdminClient();
-        await using var redis = await ConnectionMultiplexer.ConnectAsync((await portal.App.GetConnectionStringAsync(LaunchTopology.Redis))!);
-        // The grant reaches the ledger; moving the hot balance then waits on Redis longer than the Api does.
-        await redis.GetDatabase().ExecuteAsync("CLIENT", "PAUSE", "4000", "WRITE");
+        // The grant reaches the ledger; moving the hot balance then waits on Redis until the Api has given up.
         HttpResponseMessage granted;
-        try
-        {
+        await using (await RedisPause.WritesAsync((await portal.App.GetConnectionStringAsync(LaunchTopology.Redis))!))
             granted = await admin.PostAsJsonAsync($"/admin/organizations/{customer.OrganizationId}/credits", new { amount = 2.5m, reason = "during a pause" });
-        }
-        finally
-        {
-            await redis.GetDatabase().ExecuteAsync("CLIENT", "UNPAUSE");
-        }
         Assert.Equal(HttpStatusCode.OK, granted.StatusCode);
         Assert.Equal(12.5m, (await granted.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("balance").GetDecimal());
         var balances = await admin.GetFromJsonAsync<JsonElement>($"/admin/organizations/{customer.OrganizationId}/balance");

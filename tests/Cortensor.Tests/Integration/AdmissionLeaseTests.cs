@@ -176,7 +176,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
     [Fact]
     public async Task RequestsOfOneLeaseFiledWhileRedisDoesNotAnswerAreEveryOneKeptInTheSpool()
     {
-        // This replica's Redis calls give up after 300 ms; Redis will hold writes for 1.5 s.
+        // This replica's Redis calls give up after 300 ms; Redis holds writes until the filing call has given up.
         await using var impatient = await ConnectionMultiplexer.ConnectAsync(infrastructure.RedisConnectionString + ",asyncTimeout=300,syncTimeout=300");
         var replica = await StartAsync("a", impatient);
         var db = _redis.GetDatabase();
@@ -186,9 +186,11 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         var inFlight = await AdmitInFlightFromLeaseAsync(replica, key);
         await replica.Queue.FlushAsync();
 
-        await db.ExecuteAsync("CLIENT", "PAUSE", "1500", "WRITE");
-        foreach (var (admission, draft) in inFlight) Complete(replica, admission, draft, 100, 10);
-        await replica.Queue.FlushAsync();
+        await using (await RedisPause.WritesAsync(infrastructure.RedisConnectionString))
+        {
+            foreach (var (admission, draft) in inFlight) Complete(replica, admission, draft, 100, 10);
+            await replica.Queue.FlushAsync();
+        }
 
         // The filing call timed out: every one of its records is on disk, to be replayed (the writer keeps each event once).
         replica.Spool.Dispose(); // the replica is gone: its spool file is unlocked
@@ -355,10 +357,15 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         var charged = 0L;
         for (var i = 0; i < new LimitsOptions().LeaseAfterRequests - 1; i++) charged += await AdmitAndCompleteAsync(replica, key, 100, 100, 50);
 
-        // Held well past the replica's patience, and then let go by itself.
-        await db.ExecuteAsync("CLIENT", "PAUSE", "1500", "WRITE");
-        // This admission asks for the key's first lease; both the grant and the admission's own script time out.
-        var (admission, _) = await AdmitAsync(replica, key, 100, 100);
+        // Held until the replica has given up on both, and then let go.
+        Admission admission;
+        await using (await RedisPause.WritesAsync(infrastructure.RedisConnectionString))
+        {
+            // This admission asks for the key's first lease; both the grant and the admission's own script time out.
+            (admission, _) = await AdmitAsync(replica, key, 100, 100);
+            await ReplicaTesting.UntilRedisSettlesAsync(() => Task.FromResult(replica.Leases.IsSettled(key.KeyId)));
+        }
+        Assert.True(admission.Local);
         Assert.Null(admission.Lease);
         // Once Redis has run the grant. The replica gives back what it may have been granted, and the reaper settles the
         // admission whose outcome it did not learn (admitted locally meanwhile, it charged nothing).

@@ -102,13 +102,14 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
     {
         var db = _redis.GetDatabase();
         await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(1m));
-        // A replica whose Redis calls give up after 300 ms, while Redis holds writes for 1.5 s.
+        // A replica whose Redis calls give up after 300 ms, while Redis holds writes until the replica has given up.
         await using var impatient = await ConnectionMultiplexer.ConnectAsync(infrastructure.RedisConnectionString + ",asyncTimeout=300,syncTimeout=300");
         var (gate, meter, reaper) = Build(redis: impatient);
-        await db.ExecuteAsync("CLIENT", "PAUSE", "1500", "WRITE");
+        await using var pause = await RedisPause.WritesAsync(infrastructure.RedisConnectionString);
         var (admission, _) = await AdmitAsync(gate, Key(BillingMode.PrepaidCredits), promptTokens: 10, maxTokens: 1000);
         Assert.True(admission.Local);
-        // The paused script runs once Redis resumes: a hold nobody will settle.
+        // The held script runs once Redis resumes: a hold nobody will settle.
+        await pause.ResumeAsync();
         await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Reservations(_org)) == 1);
         Assert.True((long)await db.StringGetAsync(LimitKeys.Credit(_org)) < Pricing.ToUnits(1m));
 
