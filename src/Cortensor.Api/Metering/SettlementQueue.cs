@@ -34,11 +34,15 @@ public sealed partial class SettlementQueue(UsageMeter meter, IOptions<MeteringO
     /// <summary>What is queued or being sent right now (for health and tests).</summary>
     public long Pending => Interlocked.Read(ref _pending);
 
-    /// <summary>Waits (up to ten seconds) until everything handed over so far has been sent or spooled.</summary>
-    public async Task FlushAsync()
+    /// <summary>
+    /// Waits until everything handed over so far has been sent or spooled, or until <paramref name="within"/> (ten seconds
+    /// unless said) has passed; returns whether it was.
+    /// </summary>
+    public async Task<bool> FlushAsync(TimeSpan? within = null)
     {
-        var deadline = DateTime.UtcNow.AddSeconds(10);
+        var deadline = DateTime.UtcNow + (within ?? TimeSpan.FromSeconds(10));
         while (Pending > 0 && DateTime.UtcNow < deadline) await Task.Delay(10);
+        return Pending == 0;
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)

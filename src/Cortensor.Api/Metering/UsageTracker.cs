@@ -125,18 +125,20 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter m
     }
 
     /// <summary>The record the reservation is filed with: what the reaper bills if nobody settles it.</summary>
-    public UsageRecord Draft(CatalogModel model) => Record(model, 499, "request_abandoned", 0, 0, 0m, null);
+    public UsageRecord Draft(CatalogModel model) => Record(model, 499, "request_abandoned", 0, 0, 0m, null, Stopwatch.GetTimestamp());
 
     public void Complete()
     {
         if (_completed) return;
         _completed = true;
         var admission = Admission;
-        var record = Record(Model, _status, _errorCode, _promptTokens, _completionTokens, Cost, admission?.Hold);
+        // One end for the record's latency and the Portal's own time, so the two add up to the same request.
+        var end = Stopwatch.GetTimestamp();
+        var record = Record(Model, _status, _errorCode, _promptTokens, _completionTokens, Cost, admission?.Hold, end);
         if (admission is { Local: true, Admitted: true })
             local.Release(key, admission.Window, _promptTokens + _completionTokens - admission.ReservedTokens);
         http.Features.Set(new RequestOutcome(_status));
-        PortalMetrics.RecordRequest(record, OwnTime());
+        PortalMetrics.RecordRequest(record, OwnTime(end));
         RequestSummary.Write(http.RequestServices.GetRequiredService<ILogger<UsageTracker>>(), record);
         // Settlement leaves the response path: the lease files it, or the queue sends it with others'.
         if (admission?.Lease is { } lease) http.Response.OnCompleted(() => { lease.Complete(record); return Task.CompletedTask; });
@@ -147,19 +149,19 @@ public sealed class UsageTracker(HttpContext http, KeySnapshot key, UsageMeter m
     /// The Portal's own time on a request a router was tried for: from arrival to the answer (to the first token of a stream,
     /// the rest of a stream being the router's pace), less the time spent waiting on routers. Null when no router was tried.
     /// </summary>
-    private TimeSpan? OwnTime()
+    private TimeSpan? OwnTime(long end)
     {
         if (RouterWait.Attempts == 0) return null;
-        var end = _streamed && _firstTokenAt != 0 ? _firstTokenAt : Stopwatch.GetTimestamp();
+        if (_streamed && _firstTokenAt != 0) end = _firstTokenAt;
         var own = Stopwatch.GetElapsedTime(_started, end) - RouterWait.Total;
         return own < TimeSpan.Zero ? TimeSpan.Zero : own;
     }
 
-    private UsageRecord Record(CatalogModel? model, int status, string? errorCode, int prompt, int completion, decimal cost, Hold? hold) => new(
+    private UsageRecord Record(CatalogModel? model, int status, string? errorCode, int prompt, int completion, decimal cost, Hold? hold, long end) => new(
         _eventId, http.GetRequestId(), key.OrganizationId, key.KeyId, key.BillingMode,
         model?.Id ?? _requestedModel, model?.PoolId, Route?.Router.Id, Route?.Session, http.Request.Method, http.Request.Path.Value ?? "",
         status, errorCode, prompt, completion, cost,
-        (int)Stopwatch.GetElapsedTime(_started).TotalMilliseconds,
+        (int)Stopwatch.GetElapsedTime(_started, end).TotalMilliseconds,
         _firstTokenAt == 0 ? null : (int)Stopwatch.GetElapsedTime(_started, _firstTokenAt).TotalMilliseconds,
         _streamed, CreatedAt, hold, TaskId, _traceId);
 }

@@ -154,7 +154,8 @@ public class IdempotencyTests(PortalAppFixture portal)
         var body = new { model = "qwen-3-32b", messages = new[] { new { role = "user", content = "stream once" } }, max_tokens = 10, stream = true,
             stream_options = new { include_usage = true } };
 
-        await portal.SetRouterBehaviourAsync(SlowRouter, new { tokens_per_second = 4 });
+        // Ten tokens at two a second: the duplicate, sent once the first's headers are back, has about four seconds to arrive.
+        await portal.SetRouterBehaviourAsync(SlowRouter, new { tokens_per_second = 2 });
         string streamed;
         string requestId;
         try

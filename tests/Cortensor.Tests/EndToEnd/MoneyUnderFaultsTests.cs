@@ -153,12 +153,13 @@ public class MoneyUnderFaultsTests(PortalAppFixture portal)
     }
 
     /// <summary>
-    /// <paramref name="count"/> requests (half streamed) admitted and waiting on the qwen router, slowed to 3 s before its
-    /// first token, once all have reached it: a fault injected now meets their settlements, not their admission.
+    /// <paramref name="count"/> requests (half streamed) admitted and waiting on the qwen router, slowed to 5 s before its
+    /// first token, once all have reached it: a fault injected now meets their settlements, not their admission. (At 3 s,
+    /// with 2.5 s for all to arrive, a loaded CI machine had half a second to spare.)
     /// </summary>
     private async Task<List<Task<(HttpStatusCode StatusCode, string Id)>>> AtASlowRouterAsync(TestCustomer customer, int count, string content)
     {
-        await portal.SetRouterBehaviourAsync("router-qwen-1", new { time_to_first_token_ms = 3000 });
+        await portal.SetRouterBehaviourAsync("router-qwen-1", new { time_to_first_token_ms = 5000 });
         var requests = Enumerable.Range(0, count).Select(async i =>
         {
             using var client = customer.CreateClient();
@@ -167,7 +168,7 @@ public class MoneyUnderFaultsTests(PortalAppFixture portal)
             return (response.StatusCode, Id: response.Headers.GetValues("X-Request-Id").Single());
         }).ToList();
         await Eventually.WaitUntilAsync(async () => await portal.RouterLoadAsync("router-qwen-1") >= count,
-            TimeSpan.FromSeconds(2.5), $"the {count} requests did not all reach the router", TimeSpan.FromMilliseconds(20));
+            TimeSpan.FromSeconds(4.5), $"the {count} requests did not all reach the router", TimeSpan.FromMilliseconds(20));
         return requests;
     }
 
@@ -230,7 +231,7 @@ public class MoneyUnderFaultsTests(PortalAppFixture portal)
             created.EnsureSuccessStatusCode();
             keys.Add((await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("key").GetString()!);
         }
-        await AvoidMinuteBoundaryAsync();
+        await Eventually.EarlyInAMinuteAsync();
         // Four at a time, under the plan's 8 concurrent requests, so only the per-minute limit can refuse.
         var statuses = new System.Collections.Concurrent.ConcurrentBag<HttpStatusCode>();
         await Parallel.ForEachAsync(Enumerable.Range(0, 75), new ParallelOptions { MaxDegreeOfParallelism = 4 }, async (i, _) =>
@@ -241,11 +242,5 @@ public class MoneyUnderFaultsTests(PortalAppFixture portal)
         });
         Assert.Equal(60, statuses.Count(s => s == HttpStatusCode.OK));
         Assert.Equal(15, statuses.Count(s => s == HttpStatusCode.TooManyRequests));
-    }
-
-    private static async Task AvoidMinuteBoundaryAsync()
-    {
-        // The limit's window is the calendar minute: a burst across its end would see two windows.
-        while (DateTimeOffset.UtcNow.Second > 45) await Task.Delay(500);
     }
 }

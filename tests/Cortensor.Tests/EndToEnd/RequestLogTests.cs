@@ -200,7 +200,7 @@ public class RequestLogTests(PortalAppFixture portal)
 
         (await admin.PostAsync($"/admin/api-keys/{customer.KeyId}/pause", null)).EnsureSuccessStatusCode();
         await Eventually.WaitUntilAsync(async () => (await client.GetAsync("/v1/models")).StatusCode == HttpStatusCode.Forbidden,
-            TimeSpan.FromSeconds(5), "the paused key was still served", TimeSpan.FromMilliseconds(50));
+            Eventually.Propagation, "the paused key was still served", TimeSpan.FromMilliseconds(50));
         var listing = await SendAsync("/v1/models", HttpStatusCode.Forbidden);
         foreach (var (path, expected, code) in new[] { ("/v1/chat/completions", HttpStatusCode.Forbidden, "api_key_paused"), ("/v1/responses", HttpStatusCode.Forbidden, "api_key_paused") })
         {
@@ -215,7 +215,7 @@ public class RequestLogTests(PortalAppFixture portal)
 
         (await admin.PostAsync($"/admin/api-keys/{customer.KeyId}/revoke", null)).EnsureSuccessStatusCode();
         await Eventually.WaitUntilAsync(async () => (await client.GetAsync("/v1/models")).StatusCode == HttpStatusCode.Unauthorized,
-            TimeSpan.FromSeconds(5), "the revoked key was still served", TimeSpan.FromMilliseconds(50));
+            Eventually.Propagation, "the revoked key was still served", TimeSpan.FromMilliseconds(50));
         var revoked = await LoggedAsync(await SendAsync("/v1/completions", HttpStatusCode.Unauthorized));
         Assert.Equal((401, "api_key_revoked"), (revoked.GetProperty("log").GetProperty("status").GetInt32(), revoked.GetProperty("log").GetProperty("error_code").GetString()));
 

@@ -17,6 +17,13 @@ public static class Eventually
     /// </summary>
     public static readonly TimeSpan Propagation = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// Waits, if need be, until the calendar minute has at least 20 s left. Limits count requests per calendar minute, and
+    /// a burst across a minute's end would see two windows; tests call this after their setup, just before the burst.
+    /// </summary>
+    public static Task EarlyInAMinuteAsync() =>
+        WaitUntilAsync(() => DateTimeOffset.UtcNow.Second <= 40, TimeSpan.FromSeconds(25), "the clock did not pass the minute", TimeSpan.FromMilliseconds(250));
+
     /// <summary>Polls <paramref name="condition"/> until it is true; fails with <paramref name="message"/> after <paramref name="timeout"/>.</summary>
     public static async Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan timeout, string message, TimeSpan? interval = null)
     {

@@ -79,11 +79,11 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
             charged += Complete(replica, admission, draft, 100, 80);
         }
         Assert.True(leased >= 15, $"only {leased} of 20 requests came from the lease");
-        await replica.Queue.FlushAsync(); // the exact requests' settlements leave through the queue
+        await replica.Queue.FlushedAsync(); // the exact requests' settlements leave through the queue
         Assert.Equal(0, await db.HashLengthAsync(LimitKeys.Reservations(_org)));
 
         replica.Leases.Sweep(TimeSpan.Zero); // idle: given back
-        await replica.Queue.FlushAsync();
+        await replica.Queue.FlushedAsync();
         await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) == 0);
         Assert.Equal(Pricing.ToUnits(10m) - charged, (long)await db.StringGetAsync(LimitKeys.Credit(_org)));
         Assert.Equal(0, (long)await db.StringGetAsync(LimitKeys.Held(LimitKeys.Credit(_org))));
@@ -117,7 +117,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         var key = Key(requestsPerMinute: 1000);
         // Charges filed both ways: settled reservations first, then from a lease once the key is busy.
         var requests = await AdmitUntilLeasedAsync(replica, key, completion: 80);
-        await replica.Queue.FlushAsync();
+        await replica.Queue.FlushedAsync();
         var pending = LimitKeys.Unbilled(LimitKeys.Credit(_org));
         Assert.Equal(requests, await db.HashLengthAsync(pending));
 
@@ -154,13 +154,13 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         await AdmitUntilLeasedAsync(replica, key, completion: 80);
         // Requests in flight together on the lease, all ending at once (as under load).
         var inFlight = await AdmitInFlightFromLeaseAsync(replica, key);
-        await replica.Queue.FlushAsync();
+        await replica.Queue.FlushedAsync();
         var pending = LimitKeys.Unbilled(LimitKeys.Credit(_org));
         var (pendingBefore, streamBefore) = (await db.HashLengthAsync(pending), await db.StreamLengthAsync(UsageMeter.Stream));
         var versionBefore = (long)await db.StringGetAsync(LimitKeys.Version(_org));
 
         var charges = inFlight.Select((r, i) => (r.Draft.EventId, Charge: Complete(replica, r.Admission, r.Draft, 100, 10 + i))).ToList();
-        await replica.Queue.FlushAsync();
+        await replica.Queue.FlushedAsync();
 
         // Every record is in the stream once and every charge is pending under its event id.
         var filed = (await db.StreamRangeAsync(UsageMeter.Stream)).Select(ReplicaTesting.Parse).Where(r => charges.Any(c => c.EventId == r.EventId)).ToList();
@@ -184,12 +184,12 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         var key = Key(requestsPerMinute: 1000);
         await AdmitUntilLeasedAsync(replica, key, completion: 80);
         var inFlight = await AdmitInFlightFromLeaseAsync(replica, key);
-        await replica.Queue.FlushAsync();
+        await replica.Queue.FlushedAsync();
 
         await using (await RedisPause.WritesAsync(infrastructure.RedisConnectionString))
         {
             foreach (var (admission, draft) in inFlight) Complete(replica, admission, draft, 100, 10);
-            await replica.Queue.FlushAsync();
+            await replica.Queue.FlushedAsync();
         }
 
         // The filing call timed out: every one of its records is on disk, to be replayed (the writer keeps each event once).
@@ -228,7 +228,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
             Assert.True((long)await db.StringGetAsync(LimitKeys.Credit(_org)) >= 0);
         }
         Assert.True(fromLeases > 0, "no request came from a lease");
-        foreach (var r in new[] { a, b }) { r.Leases.Sweep(TimeSpan.Zero); await r.Queue.FlushAsync(); }
+        foreach (var r in new[] { a, b }) { r.Leases.Sweep(TimeSpan.Zero); await r.Queue.FlushedAsync(); }
         await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) == 0);
 
         Assert.True(charged <= balance, $"charged {charged} of a balance of {balance}");
@@ -261,7 +261,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         Assert.True((long)await db.StringGetAsync(LimitKeys.Credit(_org)) < Pricing.ToUnits(10m) - charged);
         // The requests it completed left its queue before it died: a settlement still queued would be the
         // reaper's too, and whether it is depends on how fast the queue ran.
-        await dying.Queue.FlushAsync();
+        await dying.Queue.FlushedAsync();
         await db.HashSetAsync(LimitKeys.Replicas, dying.Id, _clock.GetUtcNow().ToUnixTimeSeconds());
 
         var survivor = await StartAsync("survivor");
@@ -287,7 +287,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         var silent = await StartAsync("silent");
         var db = _redis.GetDatabase();
         var (key, charged) = await LeasingKeyAsync(silent, requestsPerMinute: 200, completion: 50); // slices of 10 requests
-        await silent.Queue.FlushAsync();
+        await silent.Queue.FlushedAsync();
         await db.HashSetAsync(LimitKeys.Replicas, silent.Id, _clock.GetUtcNow().ToUnixTimeSeconds());
 
         var survivor = await StartAsync("survivor");
@@ -308,7 +308,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         }
         Assert.True(leased >= 5, $"only {leased} requests came from the local slice");
         silent.Leases.Sweep(TimeSpan.Zero);
-        await silent.Queue.FlushAsync();
+        await silent.Queue.FlushedAsync();
         await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) == 0
             && (long)await db.StringGetAsync(LimitKeys.Held(LimitKeys.Credit(_org))) == 0);
         Assert.Equal(Pricing.ToUnits(10m) - charged, (long)await db.StringGetAsync(LimitKeys.Credit(_org)));
@@ -325,7 +325,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         var db = _redis.GetDatabase();
         var (key, _) = await LeasingKeyAsync(replica, requestsPerMinute: 200); // slices of 10 requests; the money slice is $0.50
         var window = _clock.GetUtcNow().ToUnixTimeSeconds() / 60;
-        await replica.Queue.FlushAsync();
+        await replica.Queue.FlushedAsync();
         var balance = (long)await db.StringGetAsync(LimitKeys.Credit(_org));
         var requests = (long)await db.StringGetAsync(LimitKeys.OrgRequests(_org, window));
 
@@ -338,7 +338,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
             Complete(replica, admission, draft, 100, 10);
             await ReplicaTesting.UntilRedisSettlesAsync(() => Task.FromResult(replica.Leases.IsSettled(key.KeyId)));
         }
-        await replica.Queue.FlushAsync();
+        await replica.Queue.FlushedAsync();
         Assert.Equal(12, leased); // topped up with requests before they ran out
         Assert.Equal(requests + 10, (long)await db.StringGetAsync(LimitKeys.OrgRequests(_org, window)));
         Assert.Equal(balance, (long)await db.StringGetAsync(LimitKeys.Credit(_org))); // no money taken: the lease had plenty
@@ -347,9 +347,9 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
     [Fact]
     public async Task ALeaseWhoseGrantTimedOutButRanLaterIsGivenBackOnceRedisAnswers()
     {
-        // The replica waits 300 ms for Redis; Redis holds writes for longer, then runs them: the grant the replica
+        // The replica waits a second for Redis; Redis holds writes for longer, then runs them: the grant the replica
         // gave up on takes its slice of the balance all the same.
-        await using var impatient = await ConnectionMultiplexer.ConnectAsync(infrastructure.RedisConnectionString + ",asyncTimeout=300,syncTimeout=300");
+        await using var impatient = await ConnectionMultiplexer.ConnectAsync(infrastructure.RedisConnectionString + ",asyncTimeout=1000,syncTimeout=1000");
         var replica = await StartAsync("impatient", impatient);
         var db = _redis.GetDatabase();
         await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(10m));
@@ -361,6 +361,9 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         Admission admission;
         await using (await RedisPause.WritesAsync(infrastructure.RedisConnectionString))
         {
+            // Read just before: a connection that timed out having read nothing for over four timeouts is closed as dead,
+            // and Redis drops what it held for it.
+            await impatient.GetDatabase().PingAsync();
             // This admission asks for the key's first lease; both the grant and the admission's own script time out.
             (admission, _) = await AdmitAsync(replica, key, 100, 100);
             await ReplicaTesting.UntilRedisSettlesAsync(() => Task.FromResult(replica.Leases.IsSettled(key.KeyId)));
@@ -372,7 +375,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         await ReplicaTesting.UntilRedisSettlesAsync(async () =>
         {
             replica.Leases.Sweep(TimeSpan.FromMinutes(1));
-            await replica.Queue.FlushAsync();
+            await replica.Queue.FlushedAsync();
             await replica.Reaper.ReapAsync(CancellationToken.None);
             return await db.HashLengthAsync(LimitKeys.Leases(_org)) == 0 && await db.HashLengthAsync(LimitKeys.Reservations(_org)) == 0;
         });
@@ -409,7 +412,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         Assert.True(exactInNewMinute < new LimitsOptions().LeaseAfterRequests, $"{exactInNewMinute} exact admissions before the new minute's lease");
 
         replica.Leases.Sweep(TimeSpan.Zero);
-        await replica.Queue.FlushAsync();
+        await replica.Queue.FlushedAsync();
         await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) == 0);
         Assert.Equal(Pricing.ToUnits(10m) - charged, (long)await db.StringGetAsync(LimitKeys.Credit(_org)));
         Assert.Equal(0, (long)await db.StringGetAsync(LimitKeys.Held(LimitKeys.Credit(_org))));
@@ -427,7 +430,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         Assert.True((long)await db.StringGetAsync(quota) >= requests * 130 + 16 * 200); // the lease's tokens are counted as used while held
 
         replica.Leases.Sweep(TimeSpan.Zero);
-        await replica.Queue.FlushAsync();
+        await replica.Queue.FlushedAsync();
         await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) == 0);
         Assert.Equal(requests * 130, (long)await db.StringGetAsync(quota));
         Assert.Equal(0, (long)await db.StringGetAsync(LimitKeys.Held(quota)));
@@ -442,13 +445,13 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(10m));
         var small = Key(requestsPerMinute: 60); // a slice would be 3 requests
         for (var i = 0; i < 30; i++) await AdmitAndCompleteAsync(replica, small, 100, 100, 10);
-        await replica.Queue.FlushAsync();
+        await replica.Queue.FlushedAsync();
         Assert.Equal(0, await db.HashLengthAsync(LimitKeys.Leases(_org)));
 
         await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(0.005m)); // 1/20 of it is less than 16 requests
         var big = Key(requestsPerMinute: 100_000);
         for (var i = 0; i < 30; i++) await AdmitAndCompleteAsync(replica, big, 100, 100, 10);
-        await replica.Queue.FlushAsync();
+        await replica.Queue.FlushedAsync();
         Assert.Equal(0, await db.HashLengthAsync(LimitKeys.Leases(_org)));
     }
 
@@ -477,7 +480,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         Assert.InRange(await db.HashLengthAsync(LimitKeys.Leases(_org)) / 4, 1, 15);
 
         replica.Leases.Sweep(TimeSpan.Zero); // idle: given back
-        await replica.Queue.FlushAsync();
+        await replica.Queue.FlushedAsync();
         await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) == 0);
         Assert.Equal(300, (long)await db.StringGetAsync(LimitKeys.OrgRequests(_org, window)));
     }
@@ -521,7 +524,7 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         Assert.True(Refusals.For(again, BillingMode.PrepaidCredits, null)!.RetryAfterSeconds > retry);
 
         replica.Leases.Sweep(TimeSpan.Zero); // the busy key's lease goes idle and gives back what it did not use
-        await replica.Queue.FlushAsync();
+        await replica.Queue.FlushedAsync();
         await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Leases(_org)) == 0);
         Assert.NotNull(replica.Gate.SpentWindow(other)); // still remembered: a client retrying in a loop costs a lookup
         _clock.Advance(TimeSpan.FromSeconds(new LimitsOptions().LeaseIdleSeconds + 2));

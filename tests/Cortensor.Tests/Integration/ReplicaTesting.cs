@@ -22,6 +22,11 @@ internal static class ReplicaTesting
     public static Task UntilRedisSettlesAsync(Func<Task<bool>> condition) =>
         Eventually.WaitUntilAsync(condition, TimeSpan.FromSeconds(30), "the replica's Redis state did not settle", TimeSpan.FromMilliseconds(20));
 
+    /// <summary>Waits until everything handed to <paramref name="queue"/> has been sent or spooled; fails after 30 s (a
+    /// flush that gave up in silence left the test reading a half-filed state).</summary>
+    public static async Task FlushedAsync(this SettlementQueue queue) =>
+        Assert.True(await queue.FlushAsync(TimeSpan.FromSeconds(30)), $"{queue.Pending} settlements were still unsent after 30 s");
+
     private sealed class NamedReplica(string id) : ReplicaIdentity(new ConfigurationBuilder().Build())
     {
         public override string Id => id;

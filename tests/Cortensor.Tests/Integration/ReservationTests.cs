@@ -102,10 +102,13 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
     {
         var db = _redis.GetDatabase();
         await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(1m));
-        // A replica whose Redis calls give up after 300 ms, while Redis holds writes until the replica has given up.
-        await using var impatient = await ConnectionMultiplexer.ConnectAsync(infrastructure.RedisConnectionString + ",asyncTimeout=300,syncTimeout=300");
+        // A replica whose Redis calls give up after a second, while Redis holds writes until the replica has given up.
+        await using var impatient = await ConnectionMultiplexer.ConnectAsync(infrastructure.RedisConnectionString + ",asyncTimeout=1000,syncTimeout=1000");
         var (gate, meter, reaper) = Build(redis: impatient);
         await using var pause = await RedisPause.WritesAsync(infrastructure.RedisConnectionString);
+        // The client library takes a connection that has timed out and read nothing for over four timeouts for dead, and
+        // closes it, and Redis drops what it held for it: read just before, that is five seconds after the admission.
+        await impatient.GetDatabase().PingAsync();
         var (admission, _) = await AdmitAsync(gate, Key(BillingMode.PrepaidCredits), promptTokens: 10, maxTokens: 1000);
         Assert.True(admission.Local);
         // The held script runs once Redis resumes: a hold nobody will settle.

@@ -51,7 +51,7 @@ public class SettlementQueueTests(InfrastructureFixture infrastructure) : IAsync
         Assert.Equal(ids.Count, await _redis.GetDatabase().StreamLengthAsync(UsageMeter.Stream));
 
         queue.Record(Record("evt_late"));
-        await queue.FlushAsync();
+        await queue.FlushedAsync();
         Assert.Equal(ids.Count + 1, await _redis.GetDatabase().StreamLengthAsync(UsageMeter.Stream));
     }
 
