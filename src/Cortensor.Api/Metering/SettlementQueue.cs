@@ -41,8 +41,12 @@ public sealed partial class SettlementQueue(UsageMeter meter, IOptions<MeteringO
     public async Task<bool> FlushAsync(TimeSpan? within = null)
     {
         var deadline = DateTime.UtcNow + (within ?? TimeSpan.FromSeconds(10));
-        while (Pending > 0 && DateTime.UtcNow < deadline) await Task.Delay(10);
-        return Pending == 0;
+        while (true)
+        {
+            if (Pending == 0) return true;
+            if (DateTime.UtcNow >= deadline) return false;
+            await Task.Delay(10);
+        }
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)

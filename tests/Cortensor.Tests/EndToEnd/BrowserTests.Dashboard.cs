@@ -158,7 +158,7 @@ public partial class BrowserTests
         var light = await page.EvaluateAsync<string[]>(tickAndToken);
         Assert.Equal(light[1], light[0]);
         await page.GetByText("Theme", new() { Exact = true }).ClickAsync();
-        await Eventually.WaitUntilAsync(async () => (await page.EvaluateAsync<string[]>(tickAndToken))[0] != light[0], Eventually.Propagation,
+        await Eventually.WaitUntilAsync(async () => (await page.EvaluateAsync<string[]>(tickAndToken))[0] != light[0], TimeSpan.FromSeconds(5),
             "the chart's text kept its colour when the theme changed", TimeSpan.FromMilliseconds(100));
         var dark = await page.EvaluateAsync<string[]>(tickAndToken);
         Assert.Equal(dark[1], dark[0]);

@@ -94,7 +94,13 @@ public class MoneyUnderFaultsTests(PortalAppFixture portal)
         await using var redis = await ConnectionMultiplexer.ConnectAsync((await portal.App.GetConnectionStringAsync(LaunchTopology.Redis))!);
         try
         {
-            var requests = await AtASlowRouterAsync(customer, 12, "settle during a pause");
+            var (requests, answersFrom) = await AtASlowRouterAsync(customer, 12, "settle during a pause");
+            // Paused a second before the answers come, so their settlements meet the pause early enough to wait out the
+            // Api's 2 s Redis timeout inside it and be spooled. (Paused as soon as all had arrived, most of the 7 s could
+            // pass before the first settled, and a settlement then simply went through late.) A fault's timing, not a
+            // wait for a condition: nothing outside tells when the router will answer.
+            var untilAnswers = answersFrom - TimeSpan.FromSeconds(1) - DateTimeOffset.UtcNow;
+            if (untilAnswers > TimeSpan.Zero) await Task.Delay(untilAnswers);
             await redis.GetDatabase().ExecuteAsync("CLIENT", "PAUSE", "7000", "WRITE");
             var results = await Task.WhenAll(requests);
             Assert.All(results, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
@@ -119,7 +125,7 @@ public class MoneyUnderFaultsTests(PortalAppFixture portal)
         await using var redis = await ConnectionMultiplexer.ConnectAsync((await portal.App.GetConnectionStringAsync(LaunchTopology.Redis))!);
         try
         {
-            var requests = await AtASlowRouterAsync(customer, 8, "settle while Redis is silent");
+            var (requests, _) = await AtASlowRouterAsync(customer, 8, "settle while Redis is silent");
             // Every command of every client waits, pings included, as when Redis's process is stopped.
             await redis.GetDatabase().ExecuteAsync("CLIENT", "PAUSE", "12000", "ALL");
             var results = await Task.WhenAll(requests);
@@ -155,11 +161,14 @@ public class MoneyUnderFaultsTests(PortalAppFixture portal)
     /// <summary>
     /// <paramref name="count"/> requests (half streamed) admitted and waiting on the qwen router, slowed to 5 s before its
     /// first token, once all have reached it: a fault injected now meets their settlements, not their admission. (At 3 s,
-    /// with 2.5 s for all to arrive, a loaded CI machine had half a second to spare.)
+    /// with 2.5 s for all to arrive, a loaded CI machine had half a second to spare.) Also when their answers come at the
+    /// earliest.
     /// </summary>
-    private async Task<List<Task<(HttpStatusCode StatusCode, string Id)>>> AtASlowRouterAsync(TestCustomer customer, int count, string content)
+    private async Task<(List<Task<(HttpStatusCode StatusCode, string Id)>> Requests, DateTimeOffset AnswersFrom)> AtASlowRouterAsync(
+        TestCustomer customer, int count, string content)
     {
         await portal.SetRouterBehaviourAsync("router-qwen-1", new { time_to_first_token_ms = 5000 });
+        var answersFrom = DateTimeOffset.UtcNow.AddSeconds(5);
         var requests = Enumerable.Range(0, count).Select(async i =>
         {
             using var client = customer.CreateClient();
@@ -169,7 +178,7 @@ public class MoneyUnderFaultsTests(PortalAppFixture portal)
         }).ToList();
         await Eventually.WaitUntilAsync(async () => await portal.RouterLoadAsync("router-qwen-1") >= count,
             TimeSpan.FromSeconds(4.5), $"the {count} requests did not all reach the router", TimeSpan.FromMilliseconds(20));
-        return requests;
+        return (requests, answersFrom);
     }
 
     [Fact]

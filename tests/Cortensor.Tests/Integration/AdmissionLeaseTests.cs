@@ -357,6 +357,8 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         var charged = 0L;
         for (var i = 0; i < new LimitsOptions().LeaseAfterRequests - 1; i++) charged += await AdmitAndCompleteAsync(replica, key, 100, 100, 50);
 
+        // Nothing of the loop's left in flight on the test's own connection while Redis holds writes.
+        await replica.Queue.FlushedAsync();
         // Held until the replica has given up on both, and then let go.
         Admission admission;
         await using (await RedisPause.WritesAsync(infrastructure.RedisConnectionString))
@@ -370,6 +372,8 @@ public class AdmissionLeaseTests(InfrastructureFixture infrastructure) : IAsyncL
         }
         Assert.True(admission.Local);
         Assert.Null(admission.Lease);
+        // What was held ran once Redis resumed (a connection closed as dead would have had it dropped, proving nothing).
+        await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Reservations(_org)) == 1);
         // Once Redis has run the grant. The replica gives back what it may have been granted, and the reaper settles the
         // admission whose outcome it did not learn (admitted locally meanwhile, it charged nothing).
         await ReplicaTesting.UntilRedisSettlesAsync(async () =>
