@@ -88,30 +88,17 @@ public class MoneyUnderFaultsTests(PortalAppFixture portal)
     }
 
     [Fact]
-    public async Task RedisPausedWhileRequestsSettleLosesNothingAndGivesEachHoldBackOnce()
-    {
-        var (customer, warm) = await WarmCustomerAsync();
-        await using var redis = await ConnectionMultiplexer.ConnectAsync((await portal.App.GetConnectionStringAsync(LaunchTopology.Redis))!);
-        try
+    public Task RedisPausedWhileRequestsSettleLosesNothingAndGivesEachHoldBackOnce() =>
+        SettledThroughAsync(12, "settle during a pause", async (redis, answersFrom) =>
         {
-            var (requests, answersFrom) = await AtASlowRouterAsync(customer, 12, "settle during a pause");
             // Paused a second before the answers come, so their settlements meet the pause early enough to wait out the
             // Api's 2 s Redis timeout inside it and be spooled. (Paused as soon as all had arrived, most of the 7 s could
             // pass before the first settled, and a settlement then simply went through late.) A fault's timing, not a
             // wait for a condition: nothing outside tells when the router will answer.
             var untilAnswers = answersFrom - TimeSpan.FromSeconds(1) - DateTimeOffset.UtcNow;
             if (untilAnswers > TimeSpan.Zero) await Task.Delay(untilAnswers);
-            await redis.GetDatabase().ExecuteAsync("CLIENT", "PAUSE", "7000", "WRITE");
-            var results = await Task.WhenAll(requests);
-            Assert.All(results, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
-            await MoneyInvariants.AssertSettledAsync(portal, customer, 10m, [.. warm, .. results.Select(r => r.Id)]);
-        }
-        finally
-        {
-            await redis.GetDatabase().ExecuteAsync("CLIENT", "UNPAUSE");
-            await portal.SetRouterBehaviourAsync("router-qwen-1", new { outage = "None" });
-        }
-    }
+            await redis.ExecuteAsync("CLIENT", "PAUSE", "7000", "WRITE");
+        });
 
     /// <summary>
     /// Redis silent for longer than the client library waits (it then takes the socket for dead and fails every pending
@@ -121,23 +108,37 @@ public class MoneyUnderFaultsTests(PortalAppFixture portal)
     [Fact]
     public async Task RedisSilentForTwelveSecondsStopsNoReplicaAndLosesNoSettlement()
     {
+        // Every command of every client waits, pings included, as when Redis's process is stopped. Every request is billed
+        // once, which needs Redis back: by then the library has given the socket up for dead.
+        var customer = await SettledThroughAsync(8, "settle while Redis is silent",
+            (redis, _) => redis.ExecuteAsync("CLIENT", "PAUSE", "12000", "ALL"));
+        // And both replicas are still up and serving.
+        var after = await customer.OnEveryReplicaAsync(c => c.PostAsJsonAsync("/v1/chat/completions", Chat("gpt-oss-20b", "after the silence", 4)));
+        Assert.All(after, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+    }
+
+    /// <summary>
+    /// <paramref name="count"/> requests of a warmed-up customer held at the slow router while <paramref name="fault"/> is
+    /// done to Redis (on the test's own connection, told when the answers come at the earliest): every one is answered,
+    /// billed once, and its hold given back once. The customer, for what the test checks next.
+    /// </summary>
+    private async Task<TestCustomer> SettledThroughAsync(int count, string content, Func<IDatabase, DateTimeOffset, Task> fault)
+    {
         var (customer, warm) = await WarmCustomerAsync();
         await using var redis = await ConnectionMultiplexer.ConnectAsync((await portal.App.GetConnectionStringAsync(LaunchTopology.Redis))!);
         try
         {
-            var (requests, _) = await AtASlowRouterAsync(customer, 8, "settle while Redis is silent");
-            // Every command of every client waits, pings included, as when Redis's process is stopped.
-            await redis.GetDatabase().ExecuteAsync("CLIENT", "PAUSE", "12000", "ALL");
+            var (requests, answersFrom) = await AtASlowRouterAsync(customer, count, content);
+            await fault(redis.GetDatabase(), answersFrom);
             var results = await Task.WhenAll(requests);
             Assert.All(results, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
-            // Every request is billed once, which needs Redis back: by then the library has given the socket up for dead.
             await MoneyInvariants.AssertSettledAsync(portal, customer, 10m, [.. warm, .. results.Select(r => r.Id)]);
-            // And both replicas are still up and serving.
-            var after = await customer.OnEveryReplicaAsync(c => c.PostAsJsonAsync("/v1/chat/completions", Chat("gpt-oss-20b", "after the silence", 4)));
-            Assert.All(after, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+            return customer;
         }
         finally
         {
+            // Whatever the fault left (a pause ends by itself; this ends it at once should the test fail first).
+            await redis.GetDatabase().ExecuteAsync("CLIENT", "UNPAUSE");
             await portal.SetRouterBehaviourAsync("router-qwen-1", new { outage = "None" });
         }
     }
