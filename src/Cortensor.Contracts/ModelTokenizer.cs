@@ -81,6 +81,40 @@ public sealed class ModelTokenizer
     public int Count(string text) => Measure(text).Count;
 
     /// <summary>
+    /// Stretches the Portal's own templates write into every prompt (gpt-oss's system message: 220 characters, too long
+    /// for the short counts and too short for the long ones, so otherwise counted on every request), with their counts.
+    /// A handful, compared by length first: a prompt's other stretches pass with one comparison each. Replaced whole, so a
+    /// reader sees an entry with its count or not at all.
+    /// </summary>
+    private (string Text, TokenCount Count)[] _templateText = [];
+
+    /// <summary>Counts <paramref name="stretch"/> (text without control tokens that a template writes) once, for every prompt after.</summary>
+    public void Know(string stretch)
+    {
+        var known = _templateText;
+        if (Knows(stretch)) return;
+        // The last few only: a template's text changes (the date in gpt-oss's system message) and the old text is then unused.
+        _templateText = [.. known.TakeLast(3), (stretch, MeasureStretch(stretch))];
+    }
+
+    /// <summary>Whether <paramref name="stretch"/> is one <see cref="Know"/> was given.</summary>
+    public bool Knows(ReadOnlySpan<char> stretch) => TryKnown(stretch, out _);
+
+    private bool TryKnown(ReadOnlySpan<char> stretch, out TokenCount count)
+    {
+        foreach (var (text, known) in _templateText)
+        {
+            if (text.Length == stretch.Length && stretch.SequenceEqual(text))
+            {
+                count = known;
+                return true;
+            }
+        }
+        count = default;
+        return false;
+    }
+
+    /// <summary>
     /// A prompt shorter than this is counted without looking anything up: below it, looking its message bodies up costs
     /// about what counting them does.
     /// </summary>
@@ -108,7 +142,7 @@ public sealed class ModelTokenizer
             var stretch = span[at..start];
             TokenCount measured;
             var lookUp = known is not null && stretch.Length > 0 && (stretch.Length <= ShortStretch || (lookUpLong && stretch.Length >= LongestRun));
-            if (!lookUp) measured = MeasureStretch(stretch);
+            if (!lookUp) { if (!TryKnown(stretch, out measured)) measured = MeasureStretch(stretch); }
             else if (!known!.TryGet(stretch, out measured))
             {
                 measured = MeasureStretch(stretch);

@@ -110,7 +110,10 @@ public static class Extensions
                 new KeyValuePair<string, System.Text.Json.Nodes.JsonNode?>(e.Key, new System.Text.Json.Nodes.JsonObject
                 {
                     ["status"] = e.Value.Status.ToString(),
-                    ["description"] = e.Value.Description ?? e.Value.Exception?.Message,
+                    // A failing check's exception names what it could not reach (hosts, ports, endpoints), and a check that
+                    // throws gets its message as the description: this answer is public, so a failure with an exception says
+                    // only what kind it was. The framework logs the exception in full. (The Portal's own checks attach none.)
+                    ["description"] = e.Value.Exception is { } failure ? failure.GetType().Name : e.Value.Description,
                     ["duration_ms"] = Math.Round(e.Value.Duration.TotalMilliseconds, 1),
                     ["data"] = new System.Text.Json.Nodes.JsonObject(e.Value.Data.Select(d =>
                         new KeyValuePair<string, System.Text.Json.Nodes.JsonNode?>(d.Key, System.Text.Json.Nodes.JsonValue.Create(d.Value?.ToString())))),
@@ -122,7 +125,7 @@ public static class Extensions
     public static WebApplication MapDefaultEndpoints(this WebApplication app)
     {
         // Health endpoints are served in every environment: the orchestrator and the
-        // container platform both probe them, and they reveal nothing but status.
+        // container platform both probe them. They reveal states and counts, never an exception's message.
         app.MapHealthChecks(HealthEndpointPath, new HealthCheckOptions { ResponseWriter = WriteHealthJsonAsync });
         app.MapHealthChecks(AlivenessEndpointPath, new HealthCheckOptions { Predicate = r => r.Tags.Contains("live") });
         return app;

@@ -4,6 +4,7 @@ using Cortensor.Api.ControlPlane;
 using Cortensor.Api.Data;
 using Cortensor.Api.Errors;
 using Cortensor.Api.Keys;
+using Cortensor.Api.Routing;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
@@ -22,7 +23,8 @@ public static class CatalogApi
     }
 
     /// <summary>Public; with a bearer token, 'allowed' says what the caller's organisation (X-Organization-Id or personal) may use.</summary>
-    public static async Task<Results<Ok<CatalogModelDto[]>, ErrorResult>> GetModels(HttpContext http, CatalogStore catalog, PortalDbContext db, CancellationToken ct)
+    public static async Task<Results<Ok<CatalogModelDto[]>, ErrorResult>> GetModels(HttpContext http, CatalogStore catalog, RouterBalancer balancer,
+        PortalDbContext db, CancellationToken ct)
     {
         HashSet<string>? allowed = null;
         if (http.Request.Headers.Authorization.Count > 0)
@@ -41,7 +43,9 @@ public static class CatalogApi
             .OrderBy(m => m.Id, StringComparer.Ordinal)
             .Select(m => new CatalogModelDto(m.Id, m.DisplayName, m.Family, m.Enabled, m.ContextWindow,
                 m.InputPricePer1K, m.OutputPricePer1K,
-                snapshot.Pools.TryGetValue(m.PoolId, out var pool) && !pool.Draining && pool.Routers.Count > 0,
+                // What a request for the model would find now: served (enabled), and a router of its pool in rotation
+                // (probe healthy, circuit closed) as this replica sees it, the same test /health reports per pool.
+                m.Enabled && snapshot.Pools.TryGetValue(m.PoolId, out var pool) && !pool.Draining && balancer.AnyAvailable(pool),
                 allowed?.Contains(m.Id), m.IncludedIn.Select(p => p.Name).ToArray()))
             .ToArray());
     }
@@ -52,6 +56,7 @@ public sealed record CatalogModelDto(
     string Id, string DisplayName, string Family, bool Enabled, int ContextWindow,
     [property: JsonPropertyName("input_price_per_1k")] decimal InputPricePer1K,
     [property: JsonPropertyName("output_price_per_1k")] decimal OutputPricePer1K,
+    /// <summary>Enabled, and a router of its pool is in rotation now: a request would be served rather than refused 503.</summary>
     bool Available,
     bool? Allowed = null,
     string[]? IncludedIn = null);

@@ -1,6 +1,8 @@
+using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
+using Cortensor.Contracts;
 
 namespace Cortensor.Api.Inference;
 
@@ -25,18 +27,20 @@ public static class PromptTemplates
     private static readonly string[] GemmaTokens =
         ["<start_of_turn>", "<end_of_turn>", "<bos>", "<eos>", "<pad>", "<unk>", "<mask>", "<start_of_image>", "<end_of_image>"];
 
-    public static string Render(string family, IReadOnlyList<PromptMessage> messages) => Render(family, messages, null, null);
+    public static string Render(string family, IReadOnlyList<PromptMessage> messages, DateOnly? today = null) => Render(family, messages, null, null, today);
 
     /// <summary>The request's messages with its tools and response format, in the family's own conventions (docs/api.md, "Tools and structured output").</summary>
-    public static string Render(string family, InferenceRequest request) => Render(family, request.Messages, request.Tools, request.Format);
+    public static string Render(string family, InferenceRequest request, DateOnly? today = null) =>
+        Render(family, request.Messages, request.Tools, request.Format, today);
 
-    public static string Render(string family, IReadOnlyList<PromptMessage> messages, ToolSet? tools, OutputFormat? format)
+    /// <param name="today">The date a gpt-oss prompt's system message gives the model (today, UTC, unless a test fixes it).</param>
+    public static string Render(string family, IReadOnlyList<PromptMessage> messages, ToolSet? tools, OutputFormat? format, DateOnly? today = null)
     {
         // tool_choice none: the model is not shown the tools (earlier calls and results still are).
         var shown = tools is { Active: true } ? tools : null;
         return family switch
         {
-            "gpt-oss" => Harmony(messages, shown, format),
+            "gpt-oss" => Harmony(messages, shown, format, today ?? DateOnly.FromDateTime(DateTime.UtcNow)),
             "gemma" => Gemma(messages, shown, format),
             _ => ChatMl(messages, shown, format),
         };
@@ -56,65 +60,112 @@ public static class PromptTemplates
     }
 
     /// <summary>
-    /// The gpt-oss "harmony" format; developer and system both map to their own roles. Tools are a TypeScript-like
-    /// <c>namespace functions</c> in a developer message, the model calls one with
-    /// <c>&lt;|channel|&gt;commentary to=functions.name &lt;|constrain|&gt;json&lt;|message|&gt;{…}&lt;|call|&gt;</c>, and a result
-    /// comes back from <c>functions.name to=assistant</c>. A response format is a "# Response Formats" section.
+    /// The gpt-oss "harmony" format, after gpt-oss's own chat template (the template Ollama and llama.cpp apply when the
+    /// prompt is not raw; the Portal sends raw prompts, so it renders it itself). The template's system message opens every
+    /// prompt: the model's identity, knowledge cutoff, today's date, the reasoning effort and the channels it must write
+    /// in, which the model was trained to be given. The customer's leading system and developer messages are the developer
+    /// message's "# Instructions" (harmony's system role is not theirs), followed by the tools as a TypeScript-like
+    /// <c>namespace functions</c> and a response format as "# Response Formats". Earlier answers are on the final channel;
+    /// a call is <c>&lt;|channel|&gt;commentary to=functions.name &lt;|constrain|&gt;json&lt;|message|&gt;{…}&lt;|call|&gt;</c>
+    /// and its result comes back from <c>functions.name to=assistant</c>. Where the template has nothing to say, the
+    /// Portal keeps what the customer sent: every leading instruction (the template reads the first), later ones as
+    /// developer messages (the template drops them), and a response format (the template has none).
     /// </summary>
-    private static string Harmony(IReadOnlyList<PromptMessage> messages, ToolSet? tools, OutputFormat? format)
+    private static string Harmony(IReadOnlyList<PromptMessage> messages, ToolSet? tools, OutputFormat? format, DateOnly today)
     {
-        var prompt = new PromptText(messages.Count * 5 + 4);
+        var prompt = new PromptText(messages.Count * 5 + 6);
+        prompt.Append(HarmonySystem(today, tools is not null));
         var i = 0;
-        // The tools' developer message follows the leading system and developer messages.
-        for (; i < messages.Count && messages[i].Role is "system" or "developer"; i++) HarmonyMessage(prompt, messages[i]);
-        if (tools is not null || format is not null)
+        var dev = new StringBuilder();
+        for (; i < messages.Count && messages[i].Role is "system" or "developer"; i++)
+            if (messages[i].Content.Length > 0) (dev.Length == 0 ? dev.Append("# Instructions\n\n") : dev.Append("\n\n")).Append(messages[i].Content);
+        if (Instruction(tools) is { } instruction) (dev.Length == 0 ? dev.Append("# Instructions\n\n") : dev.Append("\n\n")).Append(instruction);
+        // The template ends its instructions with a blank line, whatever follows.
+        if (dev.Length > 0) dev.Append("\n\n");
+        if (tools is not null)
         {
-            var dev = new StringBuilder();
-            if (Instruction(tools) is { } instruction) dev.Append("# Instructions\n\n").Append(instruction).Append("\n\n");
-            if (tools is not null)
+            dev.Append("# Tools\n\n## functions\n\nnamespace functions {\n\n");
+            foreach (var t in tools.Tools)
             {
-                dev.Append("# Tools\n\n## functions\n\nnamespace functions {\n\n");
-                foreach (var t in tools.Tools)
-                {
-                    if (t.Description is { Length: > 0 } d) dev.Append("// ").Append(d.ReplaceLineEndings(" ")).Append('\n');
-                    dev.Append("type ").Append(t.Name).Append(" = ");
-                    if (t.Parameters.TryGetProperty("properties", out var props) && props.ValueKind == JsonValueKind.Object && props.EnumerateObject().Any())
-                        dev.Append("(_: ").Append(TypeScript.Of(t.Parameters)).Append(") => any;\n\n");
-                    else
-                        dev.Append("() => any;\n\n");
-                }
-                dev.Append("} // namespace functions");
+                if (t.Description is { Length: > 0 } d) dev.Append("// ").Append(d.ReplaceLineEndings(" ")).Append('\n');
+                dev.Append("type ").Append(t.Name).Append(" = ");
+                if (t.Parameters.TryGetProperty("properties", out var props) && props.ValueKind == JsonValueKind.Object && props.EnumerateObject().Any())
+                    dev.Append("(_: ").Append(TypeScript.Of(t.Parameters)).Append(") => any;\n\n");
+                else
+                    dev.Append("() => any;\n\n");
             }
-            if (format is not null)
-            {
-                if (tools is not null) dev.Append("\n\n");
-                dev.Append("# Response Formats\n\n## ").Append(format.Name).Append("\n\n");
-                if (format.Description is { Length: > 0 } d) dev.Append("// ").Append(d.ReplaceLineEndings(" ")).Append('\n');
-                dev.Append(SchemaText(format));
-            }
-            prompt.Append("<|start|>developer<|message|>").Append(Neutralise("gpt-oss", dev.ToString())).Append("<|end|>");
+            dev.Append("} // namespace functions");
         }
-        for (; i < messages.Count; i++) HarmonyMessage(prompt, messages[i]);
+        if (format is not null)
+        {
+            if (tools is not null) dev.Append("\n\n");
+            dev.Append("# Response Formats\n\n## ").Append(format.Name).Append("\n\n");
+            if (format.Description is { Length: > 0 } d) dev.Append("// ").Append(d.ReplaceLineEndings(" ")).Append('\n');
+            dev.Append(SchemaText(format));
+        }
+        if (dev.Length > 0) prompt.Append("<|start|>developer<|message|>").Append(Neutralise("gpt-oss", dev.ToString())).Append("<|end|>");
+
+        // What the model thought before a call is shown to it only until it has answered since, as the template does.
+        var lastAnswer = -1;
+        for (var m = messages.Count - 1; m >= i && lastAnswer < 0; m--)
+            if (messages[m].Role == "assistant" && messages[m].ToolCalls is not { Count: > 0 }) lastAnswer = m;
+        for (; i < messages.Count; i++) HarmonyMessage(prompt, messages[i], thoughtShown: i > lastAnswer);
         return prompt.Append("<|start|>assistant").ToString();
     }
 
-    private static void HarmonyMessage(PromptText prompt, PromptMessage m)
+    /// <summary>
+    /// The template's system message. The effort is the template's default: the Portal offers no per-request effort
+    /// (<c>reasoning_effort</c> is refused). Made once per day and per tool use, so a request only looks it up.
+    /// </summary>
+    private static string HarmonySystem(DateOnly today, bool tools)
     {
-        if (m.Role == "tool")
+        // One reference, replaced whole: a request reads a day's two headers together or not at all.
+        var cached = _harmonySystem;
+        if (cached?.Day != today) _harmonySystem = cached = new HarmonyHeaders(today, Header(today, false), Header(today, true));
+        return tools ? cached.WithTools : cached.Plain;
+
+        static string Header(DateOnly day, bool tools)
         {
-            prompt.Append("<|start|>functions.").Append(m.Name).Append(" to=assistant<|channel|>commentary<|message|>")
-                .Append(Neutralise("gpt-oss", m.Content)).Append("<|end|>");
-            return;
+            var text = "You are ChatGPT, a large language model trained by OpenAI.\nKnowledge cutoff: 2024-06\n" +
+                $"Current date: {day.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture)}\n\nReasoning: medium\n\n" +
+                "# Valid channels: analysis, commentary, final. Channel must be included for every message." +
+                (tools ? "\nCalls to these tools must go to the commentary channel: 'functions'." : "");
+            // The same words in every prompt of the day: counted once, not with every request.
+            ModelTokenizer.GptOss.Know(text);
+            return "<|start|>system<|message|>" + text + "<|end|>";
         }
-        if (m.ToolCalls is { Count: > 0 } calls)
+    }
+
+    private static HarmonyHeaders? _harmonySystem;
+
+    private sealed record HarmonyHeaders(DateOnly Day, string Plain, string WithTools);
+
+    private static void HarmonyMessage(PromptText prompt, PromptMessage m, bool thoughtShown)
+    {
+        switch (m.Role)
         {
-            if (m.Content.Length > 0) prompt.Append("<|start|>assistant<|message|>").Append(Neutralise("gpt-oss", m.Content)).Append("<|end|>");
-            foreach (var c in calls)
-                prompt.Append("<|start|>assistant<|channel|>commentary to=functions.").Append(c.Name).Append(" <|constrain|>json<|message|>")
-                    .Append(Neutralise("gpt-oss", c.Arguments)).Append("<|call|>");
-            return;
+            case "tool":
+                prompt.Append("<|start|>functions.").Append(m.Name).Append(" to=assistant<|channel|>commentary<|message|>")
+                    .Append(Neutralise("gpt-oss", m.Content)).Append("<|end|>");
+                return;
+            case "assistant" when m.ToolCalls is { Count: > 0 } calls:
+                // Text beside a call is what the model thought before making it, as the template renders it.
+                if (thoughtShown && m.Content.Length > 0) prompt.Append("<|start|>assistant<|channel|>analysis<|message|>").Append(Neutralise("gpt-oss", m.Content)).Append("<|end|>");
+                foreach (var c in calls)
+                    prompt.Append("<|start|>assistant<|channel|>commentary to=functions.").Append(c.Name).Append(" <|constrain|>json<|message|>")
+                        .Append(Neutralise("gpt-oss", c.Arguments)).Append("<|call|>");
+                return;
+            case "assistant":
+                prompt.Append("<|start|>assistant<|channel|>final<|message|>").Append(Neutralise("gpt-oss", m.Content)).Append("<|end|>");
+                return;
+            case "system" or "developer":
+                // Past the first turns: the customer's instructions again, never harmony's own system role.
+                prompt.Append("<|start|>developer<|message|>").Append(Neutralise("gpt-oss", m.Content)).Append("<|end|>");
+                return;
+            default:
+                prompt.Append("<|start|>").Append(m.Role).Append("<|message|>").Append(Neutralise("gpt-oss", m.Content)).Append("<|end|>");
+                return;
         }
-        prompt.Append("<|start|>").Append(m.Role).Append("<|message|>").Append(Neutralise("gpt-oss", m.Content)).Append("<|end|>");
     }
 
     /// <summary>

@@ -43,8 +43,8 @@ public sealed record PromptToolCall(string Id, string Name, string Arguments);
 /// <summary>Reads tools, tool_choice, parallel_tool_calls, response_format and tool messages, naming the field at fault.</summary>
 public static partial class ToolValidation
 {
-    // OpenAI's rule for function names.
-    [GeneratedRegex("^[a-zA-Z0-9_-]{1,64}$")]
+    // OpenAI's rule for function names. \z, not $: $ also matches before a final newline, which would reach the prompt.
+    [GeneratedRegex("^[a-zA-Z0-9_-]{1,64}\\z")]
     private static partial Regex FunctionName();
 
     /// <summary>Whether <paramref name="name"/> is a function name OpenAI would take: 1-64 letters, digits, '_' or '-'.</summary>

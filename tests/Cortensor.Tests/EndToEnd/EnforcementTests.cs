@@ -5,6 +5,7 @@ using Aspire.Hosting;
 using Aspire.Hosting.Testing;
 using Aspire.Hosting.ApplicationModel;
 using Microsoft.Extensions.DependencyInjection;
+using Cortensor.Api.Inference;
 using Cortensor.Tests.Fixtures;
 
 namespace Cortensor.Tests.EndToEnd;
@@ -177,12 +178,17 @@ public class EnforcementTests(PortalAppFixture portal)
         }
     }
 
+    /// <summary>The prompt tokens of a chat of one user message "hi" on gpt-oss, as the Portal renders and counts it.</summary>
+    private static int HiPromptTokens =>
+        Cortensor.Contracts.ModelTokenizer.GptOss.Count(PromptTemplates.Render("gpt-oss", [new PromptMessage("user", "hi")]));
+
     [Fact]
     public async Task ATokenLimitIsSharedExactlyAcrossReplicas()
     {
-        // Each request reserves 7 (the harmony prompt "<|start|>user<|message|>hi<|end|><|start|>assistant" in
-        // gpt-oss's tokenizer) + 30 (max_tokens) = 37 tokens; 120 admits three.
-        var customer = await portal.CreateCustomerAsync(keyOptions: new { name = "120 tpm", tokens_per_minute = 120 });
+        // Each request reserves its prompt (the harmony template around "hi", counted as the Portal counts it) and its
+        // 30 max_tokens: a limit of three and a half requests admits three.
+        var perRequest = HiPromptTokens + 30;
+        var customer = await portal.CreateCustomerAsync(keyOptions: new { name = "3.5 requests' tpm", tokens_per_minute = perRequest * 7 / 2 });
         using var client = customer.CreateClient();
         await Eventually.EarlyInAMinuteAsync();
         var (admitted, refused) = await AllInFlightAsync(client, 8, maxTokens: 30);
@@ -202,8 +208,9 @@ public class EnforcementTests(PortalAppFixture portal)
     [Fact]
     public async Task TwoHundredConcurrentRequestsAgainstCreditForNineAdmitAtMostNineAndNeverOverspend()
     {
-        // Worst case per request on gpt-oss-120b: (7 prompt tokens * 0.0005 + 100 * 0.002) / 1000 = $0.0002035: nine fit.
-        var customer = await portal.CreateCustomerAsync(credits: 0.002015m);
+        // Worst case per request on gpt-oss-120b: (the prompt's tokens * 0.0005 + 100 * 0.002) / 1000; credit for nine and a half.
+        var worstCase = (HiPromptTokens * 0.0005m + 100 * 0.002m) / 1000;
+        var customer = await portal.CreateCustomerAsync(credits: Math.Round(worstCase * 9.5m, 6));
         using var client = customer.CreateClient();
         var (admitted, refused) = await AllInFlightAsync(client, 200, maxTokens: 100);
         try

@@ -70,12 +70,39 @@ public class FailoverTests(PortalAppFixture portal)
             var error = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error");
             Assert.Equal("no_capacity", error.GetProperty("code").GetString());
             Assert.DoesNotContain("router", error.GetProperty("message").GetString()!, StringComparison.OrdinalIgnoreCase);
+            // The catalog says so too, for that model alone.
+            await WaitUntilCatalogSaysAsync(customer, "gpt-oss-120b", available: false);
+            await WaitUntilCatalogSaysAsync(customer, "gpt-oss-20b", available: true);
         }
         finally
         {
             await portal.SetRouterBehaviourAsync("router-oss120b-1", Normal);
         }
         await WaitUntilServedAsync(customer, "gpt-oss-120b");
+        await WaitUntilCatalogSaysAsync(customer, "gpt-oss-120b", available: true);
+    }
+
+    [Fact]
+    public async Task ADisabledModelIsNotAvailableInTheCatalogUntilEnabledAgain()
+    {
+        var customer = await portal.CreateCustomerAsync();
+        using var catalog = CatalogClient(customer);
+        using var admin = portal.CreateAdminClient();
+        (await admin.PostAsync("/admin/models/gemma-4-26b/disable", null)).EnsureSuccessStatusCode();
+        try
+        {
+            var models = await Eventually.WaitForAsync(() => catalog.GetFromJsonAsync<JsonElement>("/portal/models"),
+                m => !Entry(m, "gemma-4-26b").GetProperty("enabled").GetBoolean(), Eventually.Propagation, "the catalog never showed gemma-4-26b disabled");
+            // Its routers are up, but a request for it would be refused.
+            Assert.False(Entry(models, "gemma-4-26b").GetProperty("available").GetBoolean());
+            await WaitUntilCatalogSaysAsync(customer, "gemma-4-26b", available: false);
+        }
+        finally
+        {
+            (await admin.PostAsync("/admin/models/gemma-4-26b/enable", null)).EnsureSuccessStatusCode();
+        }
+        await WaitUntilServedAsync(customer, "gemma-4-26b");
+        await WaitUntilCatalogSaysAsync(customer, "gemma-4-26b", available: true);
     }
 
     [Fact]
@@ -174,12 +201,39 @@ public class FailoverTests(PortalAppFixture portal)
                 r => r.StatusCode != HttpStatusCode.OK, Eventually.Propagation, "the drained pool still took requests");
             Assert.Equal(HttpStatusCode.ServiceUnavailable, drained.StatusCode);
             Assert.NotNull(drained.Headers.RetryAfter);
+            await WaitUntilCatalogSaysAsync(customer, "qwen-3-32b", available: false);
         }
         finally
         {
             (await admin.PostAsync("/admin/pools/qwen/undrain", null)).EnsureSuccessStatusCode();
         }
         await WaitUntilServedAsync(customer, "qwen-3-32b");
+    }
+
+    private static JsonElement Entry(JsonElement catalog, string model) => catalog.EnumerateArray().Single(m => m.GetProperty("id").GetString() == model);
+
+    /// <summary>The public catalog (no token), on a new connection each time, so consecutive calls cross replicas.</summary>
+    private static HttpClient CatalogClient(TestCustomer customer) => new() { BaseAddress = customer.ApiBase, DefaultRequestHeaders = { ConnectionClose = true } };
+
+    /// <summary>
+    /// Until GET /portal/models, as every replica last answered it, says <paramref name="model"/> is (not) available: each
+    /// replica answers from its own view of its routers, as it routes, and learns of a router down by its probes or breaker.
+    /// </summary>
+    private static async Task WaitUntilCatalogSaysAsync(TestCustomer customer, string model, bool available)
+    {
+        using var catalog = CatalogClient(customer);
+        await Eventually.WaitForAsync(async () =>
+        {
+            var answers = await customer.OnEveryReplicaAsync(_ => catalog.GetAsync("/portal/models"), perReplica: 1);
+            var wrong = new List<string>();
+            foreach (var replica in customer.Replicas.Order())
+            {
+                var said = Entry(await answers.Last(a => PortalAppFixture.ReplicaOf(a) == replica).Content.ReadFromJsonAsync<JsonElement>(), model);
+                if (said.GetProperty("available").GetBoolean() != available) wrong.Add($"{replica}: {said}");
+            }
+            return string.Join("; ", wrong);
+        }, wrong => wrong.Length == 0, TimeSpan.FromSeconds(30), $"/portal/models did not say available: {available} for {model} on every replica",
+            TimeSpan.FromMilliseconds(100));
     }
 
     /// <summary>Every replica serves the model again: each keeps its own view of which routers are in rotation.</summary>

@@ -12,6 +12,25 @@ public class ModelTokenizerTests
     }
 
     [Fact]
+    public void AStretchATemplateWritesIsCountedOnceAndCountsAsTheEncoderCountedIt()
+    {
+        // Unique to this test, so the shared tokenizer has not been told it: 150-200 characters of the template's kind.
+        var stretch = $"You are a test model {Guid.NewGuid():N}.\nKnowledge cutoff: 2024-06\nCurrent date: 2026-11-29\n\nReasoning: medium\n\n# Valid channels: analysis, final.";
+        var prompt = $"<|start|>system<|message|>{stretch}<|end|><|start|>user<|message|>Hello<|end|><|start|>assistant";
+        var counted = ModelTokenizer.GptOss.Count(prompt);
+        Assert.False(ModelTokenizer.GptOss.Knows(stretch));
+
+        ModelTokenizer.GptOss.Know(stretch);
+
+        Assert.True(ModelTokenizer.GptOss.Knows(stretch));
+        Assert.False(ModelTokenizer.GptOss.Knows(stretch[..^1] + "?"));
+        Assert.Equal(counted, ModelTokenizer.GptOss.Count(prompt));
+        // Other text of the same length is counted, not taken for it.
+        var other = string.Concat(Enumerable.Repeat("a, ", stretch.Length / 3 + 1))[..stretch.Length];
+        Assert.NotEqual(counted, ModelTokenizer.GptOss.Count(prompt.Replace(stretch, other)));
+    }
+
+    [Fact]
     public void GptOssCountsAreExactAndFamiliesWithoutATokenizerAreBoundedByTheirBytes()
     {
         var text = "Grüße, 世界! 🚀🚀 " + new string('!', 200);

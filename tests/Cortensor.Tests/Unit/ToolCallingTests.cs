@@ -174,10 +174,12 @@ public class ToolCallingTests
               {"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"get_weather","arguments":"{}"}}]},
               {"role":"tool","tool_call_id":"c1","content":"sunny"}]}
             """);
-        var prompt = PromptTemplates.Render("gpt-oss", request);
+        var prompt = PromptTemplates.Render("gpt-oss", request, new DateOnly(2026, 11, 29));
         Assert.Equal(
-            "<|start|>system<|message|>Be brief.<|end|>" +
-            "<|start|>developer<|message|># Instructions\n\nYou must call at least one of the functions.\n\n# Tools\n\n## functions\n\nnamespace functions {\n\n" +
+            "<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.\nKnowledge cutoff: 2024-06\n" +
+            "Current date: 2026-11-29\n\nReasoning: medium\n\n# Valid channels: analysis, commentary, final. Channel must be included for every message.\n" +
+            "Calls to these tools must go to the commentary channel: 'functions'.<|end|>" +
+            "<|start|>developer<|message|># Instructions\n\nBe brief.\n\nYou must call at least one of the functions.\n\n# Tools\n\n## functions\n\nnamespace functions {\n\n" +
             "// Current weather in a city\ntype get_weather = (_: {\n// The city\ncity: string,\nunit: \"celsius\" | \"fahrenheit\",\ndays: number,\n}) => any;\n\n" +
             "} // namespace functions<|end|>" +
             "<|start|>user<|message|>Weather?<|end|>" +
