@@ -24,6 +24,7 @@ builder.AddDeploymentSecrets();
 builder.AddPortalJson();
 builder.AddPortalDatabase();
 builder.AddPortalRedis();
+builder.AddPortalHealth();
 builder.AddAccounts();
 builder.AddControlPlane();
 builder.AddBilling();

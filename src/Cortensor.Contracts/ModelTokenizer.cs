@@ -81,21 +81,32 @@ public sealed class ModelTokenizer
     public int Count(string text) => Measure(text).Count;
 
     /// <summary>
-    /// Stretches the Portal's own templates write into every prompt (gpt-oss's system message: 220 characters, too long
-    /// for the short counts and too short for the long ones, so otherwise counted on every request), with their counts.
-    /// A handful, compared by length first: a prompt's other stretches pass with one comparison each. Replaced whole, so a
-    /// reader sees an entry with its count or not at all.
+    /// Stretches the Portal's own templates write into every prompt (gpt-oss's system message: 220 characters, 289 with
+    /// tools, otherwise counted on every request or held once per organisation), with their counts. A handful, compared by
+    /// length first: a prompt's other stretches pass with a few comparisons each. Replaced whole, so a reader sees an
+    /// entry with its count or not at all.
     /// </summary>
     private (string Text, TokenCount Count)[] _templateText = [];
+
+    /// <summary>At most this many template stretches are kept: the last ones told (two headers a day, and the day before's).</summary>
+    private const int TemplateTexts = 8;
 
     /// <summary>Counts <paramref name="stretch"/> (text without control tokens that a template writes) once, for every prompt after.</summary>
     public void Know(string stretch)
     {
-        var known = _templateText;
         if (Knows(stretch)) return;
-        // The last few only: a template's text changes (the date in gpt-oss's system message) and the old text is then unused.
-        _templateText = [.. known.TakeLast(3), (stretch, MeasureStretch(stretch))];
+        Know(stretch, MeasureStretch(stretch));
     }
+
+    /// <summary>Tests give a count of their own, to see it used.</summary>
+    internal void Know(string stretch, TokenCount count)
+    {
+        // The last few only: a template's text changes (the date in gpt-oss's system message) and the old text is then unused.
+        _templateText = [.. _templateText.TakeLast(TemplateTexts - 1), (stretch, count)];
+    }
+
+    /// <summary>A gpt-oss tokenizer of its own, for tests that tell it things the shared one must not know.</summary>
+    internal static ModelTokenizer NewGptOss() => new("gpt-oss", exact: true, O200kHarmony, [.. HarmonyTokens.Keys, .. EncoderSpecialTokens]);
 
     /// <summary>Whether <paramref name="stretch"/> is one <see cref="Know"/> was given.</summary>
     public bool Knows(ReadOnlySpan<char> stretch) => TryKnown(stretch, out _);
@@ -142,7 +153,8 @@ public sealed class ModelTokenizer
             var stretch = span[at..start];
             TokenCount measured;
             var lookUp = known is not null && stretch.Length > 0 && (stretch.Length <= ShortStretch || (lookUpLong && stretch.Length >= LongestRun));
-            if (!lookUp) { if (!TryKnown(stretch, out measured)) measured = MeasureStretch(stretch); }
+            if (TryKnown(stretch, out measured)) { }
+            else if (!lookUp) measured = MeasureStretch(stretch);
             else if (!known!.TryGet(stretch, out measured))
             {
                 measured = MeasureStretch(stretch);

@@ -43,8 +43,8 @@ public static class CatalogApi
             .OrderBy(m => m.Id, StringComparer.Ordinal)
             .Select(m => new CatalogModelDto(m.Id, m.DisplayName, m.Family, m.Enabled, m.ContextWindow,
                 m.InputPricePer1K, m.OutputPricePer1K,
-                // What a request for the model would find now: served (enabled), and a router of its pool in rotation
-                // (probe healthy, circuit closed) as this replica sees it, the same test /health reports per pool.
+                // What a request for the model would find now: served (enabled), and a router of its pool that could be
+                // picked (probe healthy, circuit not open) as this replica sees it, the test /health reports per pool.
                 m.Enabled && snapshot.Pools.TryGetValue(m.PoolId, out var pool) && !pool.Draining && balancer.AnyAvailable(pool),
                 allowed?.Contains(m.Id), m.IncludedIn.Select(p => p.Name).ToArray()))
             .ToArray());

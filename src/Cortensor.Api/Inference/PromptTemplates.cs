@@ -159,8 +159,8 @@ public static class PromptTemplates
                 prompt.Append("<|start|>assistant<|channel|>final<|message|>").Append(Neutralise("gpt-oss", m.Content)).Append("<|end|>");
                 return;
             case "system" or "developer":
-                // Past the first turns: the customer's instructions again, never harmony's own system role.
-                prompt.Append("<|start|>developer<|message|>").Append(Neutralise("gpt-oss", m.Content)).Append("<|end|>");
+                // Past the first turns: the customer's instructions again, never harmony's own system role; none when empty.
+                if (m.Content.Length > 0) prompt.Append("<|start|>developer<|message|>").Append(Neutralise("gpt-oss", m.Content)).Append("<|end|>");
                 return;
             default:
                 prompt.Append("<|start|>").Append(m.Role).Append("<|message|>").Append(Neutralise("gpt-oss", m.Content)).Append("<|end|>");

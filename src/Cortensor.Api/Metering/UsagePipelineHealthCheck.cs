@@ -16,7 +16,20 @@ public sealed class UsagePipelineHealthCheck(IConnectionMultiplexer redis) : IHe
     public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
         if (!redis.IsConnected) return HealthCheckResult.Degraded("Redis is unreachable: usage goes to the local spool until it is back.");
-        var db = redis.GetDatabase();
+        try
+        {
+            return await MeasureAsync(redis.GetDatabase());
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        {
+            // Connected but not answering (a slow or paused Redis): a failed read here must not make the replica Unhealthy
+            // and have the platform pull it, which a thrown exception would. Redis's own check reports Redis itself.
+            return HealthCheckResult.Degraded("Redis did not answer the usage pipeline's reads: usage goes to the local spool if it stays away.");
+        }
+    }
+
+    private static async Task<HealthCheckResult> MeasureAsync(IDatabase db)
+    {
         var backlog = await db.StreamLengthAsync(UsageMeter.Stream);
         var oldest = backlog == 0 ? [] : await db.StreamRangeAsync(UsageMeter.Stream, "-", "+", 1);
         var age = oldest.Length == 0 ? TimeSpan.Zero

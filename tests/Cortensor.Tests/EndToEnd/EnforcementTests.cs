@@ -302,6 +302,15 @@ public class EnforcementTests(PortalAppFixture portal)
             var during = await known.OnEveryReplicaAsync(c => c.PostAsJsonAsync("/v1/chat/completions", Chat()), perReplica: 3);
             Assert.All(during, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
             served += during.Count;
+
+            // Still ready for the platform: every replica's /health (its readiness probe) is 200 and Degraded, naming Redis.
+            foreach (var health in await known.OnEveryReplicaAsync(c => c.GetAsync("/health"), perReplica: 1))
+            {
+                Assert.Equal(HttpStatusCode.OK, health.StatusCode);
+                var report = await health.Content.ReadFromJsonAsync<JsonElement>();
+                Assert.Equal("Degraded", report.GetProperty("status").GetString());
+                Assert.Equal("Degraded", report.GetProperty("checks").GetProperty("StackExchange.Redis").GetProperty("status").GetString());
+            }
         }
         finally
         {

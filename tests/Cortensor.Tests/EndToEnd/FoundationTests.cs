@@ -33,7 +33,9 @@ public class FoundationTests(PortalAppFixture portal)
         using var api = portal.CreateClient(LaunchTopology.Api);
         Assert.Equal(HttpStatusCode.OK, (await api.GetAsync("/health")).StatusCode);
 
-        var models = await api.GetFromJsonAsync<JsonElement>("/portal/models");
+        // Available is the answering replica's view of its routers now: a test before may have had a pool's router down.
+        var models = await Eventually.WaitForAsync(() => api.GetFromJsonAsync<JsonElement>("/portal/models"),
+            m => m.EnumerateArray().All(e => e.GetProperty("available").GetBoolean()), TimeSpan.FromSeconds(30), "a model of the launch catalog stayed unavailable");
         var ids = models.EnumerateArray().Select(m => m.GetProperty("id").GetString()).ToList();
         Assert.Equal(Requirements.ModelIds.Order(), ids.Order());
         foreach (var expected in Requirements.LaunchCatalog)

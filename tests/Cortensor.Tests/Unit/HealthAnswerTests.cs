@@ -1,5 +1,6 @@
-using System.Net.Http.Json;
+using System.Reflection;
 using System.Text.Json;
+using Cortensor.Api.Metering;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.TestHost;
@@ -7,6 +8,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Testing;
+using StackExchange.Redis;
 
 namespace Cortensor.Tests.Unit;
 
@@ -43,5 +45,42 @@ public sealed class HealthAnswerTests
         // The operator finds the message where docs/operations.md says: the health check service's log, at Error.
         Assert.Contains(logs.GetSnapshot(), r => r.Level == LogLevel.Error && r.Category == "Microsoft.Extensions.Diagnostics.HealthChecks.DefaultHealthCheckService"
             && r.Exception?.Message.Contains("10.4.2.7:5432", StringComparison.Ordinal) == true);
+    }
+
+    [Fact]
+    public async Task AUsagePipelineWhoseRedisDoesNotAnswerIsDegradedNotUnhealthy()
+    {
+        // Connected, but its reads time out (a slow or paused Redis): the check must not throw, which would make it
+        // Unhealthy and have the platform pull the replica.
+        var database = Stub<IDatabase>((method, _) => method.Name == nameof(IDatabase.StreamLengthAsync)
+            ? Task.FromException<long>(new RedisTimeoutException("Timeout performing XLEN (2000ms) on 10.4.2.8:6379", CommandStatus.Sent))
+            : throw new NotSupportedException(method.Name));
+        var redis = Stub<IConnectionMultiplexer>((method, _) => method.Name switch
+        {
+            "get_IsConnected" => true,
+            nameof(IConnectionMultiplexer.GetDatabase) => database,
+            _ => throw new NotSupportedException(method.Name),
+        });
+
+        var result = await new UsagePipelineHealthCheck(redis).CheckHealthAsync(new HealthCheckContext());
+
+        Assert.Equal(HealthStatus.Degraded, result.Status);
+        Assert.Null(result.Exception);
+        Assert.DoesNotContain("10.4.2.8", result.Description, StringComparison.Ordinal);
+    }
+
+    private static T Stub<T>(Func<MethodInfo, object?[]?, object?> answer) where T : class
+    {
+        var stub = DispatchProxy.Create<T, Answering>();
+        ((Answering)(object)stub).Answer = answer;
+        return stub;
+    }
+
+    /// <summary>An interface answered by a function: the few members a test touches, and a failure for any other.</summary>
+    public class Answering : DispatchProxy
+    {
+        public Func<MethodInfo, object?[]?, object?> Answer { get; set; } = (m, _) => throw new NotSupportedException(m.Name);
+
+        protected override object? Invoke(MethodInfo? targetMethod, object?[]? args) => Answer(targetMethod!, args);
     }
 }

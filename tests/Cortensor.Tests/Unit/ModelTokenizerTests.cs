@@ -14,20 +14,45 @@ public class ModelTokenizerTests
     [Fact]
     public void AStretchATemplateWritesIsCountedOnceAndCountsAsTheEncoderCountedIt()
     {
-        // Unique to this test, so the shared tokenizer has not been told it: 150-200 characters of the template's kind.
-        var stretch = $"You are a test model {Guid.NewGuid():N}.\nKnowledge cutoff: 2024-06\nCurrent date: 2026-11-29\n\nReasoning: medium\n\n# Valid channels: analysis, final.";
+        // As long as gpt-oss's system message with tools (289 characters): a long prompt's stretches that long are looked up.
+        const string stretch = "You are a test model, trained for nothing in particular.\nKnowledge cutoff: 2024-06\nCurrent date: 2026-11-29\n\n" +
+            "Reasoning: medium\n\n# Valid channels: analysis, commentary, final. Channel must be included for every message.\n" +
+            "Calls to these tools must go to the commentary channel: 'functions'.";
+        Assert.InRange(stretch.Length, ModelTokenizer.LongestRun, 400);
         var prompt = $"<|start|>system<|message|>{stretch}<|end|><|start|>user<|message|>Hello<|end|><|start|>assistant";
-        var counted = ModelTokenizer.GptOss.Count(prompt);
-        Assert.False(ModelTokenizer.GptOss.Knows(stretch));
+        var plain = ModelTokenizer.NewGptOss();
+        var counted = plain.Count(prompt);
+        var stretchAlone = plain.Count(stretch);
 
-        ModelTokenizer.GptOss.Know(stretch);
-
-        Assert.True(ModelTokenizer.GptOss.Knows(stretch));
-        Assert.False(ModelTokenizer.GptOss.Knows(stretch[..^1] + "?"));
-        Assert.Equal(counted, ModelTokenizer.GptOss.Count(prompt));
+        // Told a count of its own, the tokenizer uses it wherever that stretch stands: a known stretch is not counted again,
+        // in a short prompt and in a long one whose long stretches are looked up elsewhere.
+        var told = ModelTokenizer.NewGptOss();
+        told.Know(stretch, new TokenCount(1_000, 0));
+        Assert.Equal(counted - stretchAlone + 1_000, told.Count(prompt));
+        var longPrompt = prompt + string.Concat(Enumerable.Repeat("<|start|>user<|message|>" + new string('w', 300) + "<|end|>", 4));
+        Assert.Equal(plain.Count(longPrompt) - stretchAlone + 1_000, told.Measure(longPrompt, new NoCounts()).Count);
         // Other text of the same length is counted, not taken for it.
         var other = string.Concat(Enumerable.Repeat("a, ", stretch.Length / 3 + 1))[..stretch.Length];
-        Assert.NotEqual(counted, ModelTokenizer.GptOss.Count(prompt.Replace(stretch, other)));
+        Assert.Equal(plain.Count(prompt.Replace(stretch, other)), told.Count(prompt.Replace(stretch, other)));
+
+        // Told the stretch itself, it counts it as the encoder does: the count of a prompt does not change.
+        var learnt = ModelTokenizer.NewGptOss();
+        learnt.Know(stretch);
+        Assert.True(learnt.Knows(stretch));
+        Assert.False(learnt.Knows(stretch[..^1] + "?"));
+        Assert.Equal(counted, learnt.Count(prompt));
+    }
+
+    /// <summary>A count cache that knows nothing, so that a long prompt's long stretches are looked up (and missed).</summary>
+    private sealed class NoCounts : ITokenCountCache
+    {
+        public bool TryGet(ReadOnlySpan<char> text, out TokenCount count)
+        {
+            count = default;
+            return false;
+        }
+
+        public void Add(ReadOnlySpan<char> text, TokenCount count) { }
     }
 
     [Fact]

@@ -62,7 +62,7 @@ public class PromptTemplateTests
         [
             new("system", ""), new("user", "Weather?"),
             new("assistant", "I should look it up.") { ToolCalls = [new PromptToolCall("c1", "get_weather", "{}")] },
-            new("tool", "sunny") { ToolCallId = "c1", Name = "get_weather" }, new("assistant", "Sunny."), new("user", "Thanks"),
+            new("tool", "sunny") { ToolCallId = "c1", Name = "get_weather" }, new("assistant", "Sunny."), new("developer", ""), new("user", "Thanks"),
         ];
         var later = PromptTemplates.Render("gpt-oss", answeredSince, day);
         Assert.DoesNotContain("I should look it up.", later, StringComparison.Ordinal);
