@@ -258,6 +258,9 @@ var serviceProbes = [
     type: 'Readiness'
     httpGet: { path: '/health', port: 8080 }
     periodSeconds: 5
+    // A dependency's check gives up after 2 s (ServiceDefaults' DependencyCheckTimeout): the default 1 s would fail the
+    // probe, and pull every replica, while Redis or Postgres hangs.
+    timeoutSeconds: 4
     failureThreshold: 3
   }
 ]

@@ -24,7 +24,6 @@ builder.AddDeploymentSecrets();
 builder.AddPortalJson();
 builder.AddPortalDatabase();
 builder.AddPortalRedis();
-builder.AddPortalHealth();
 builder.AddAccounts();
 builder.AddControlPlane();
 builder.AddBilling();

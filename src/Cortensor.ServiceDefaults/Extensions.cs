@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.Extensions.DependencyInjection;
@@ -91,11 +92,92 @@ public static class Extensions
         return builder;
     }
 
+    /// <summary>The tag of a check without which a replica cannot serve at all: only these (and liveness) make /health 503.</summary>
+    public const string ReadinessTag = "ready";
+
+    /// <summary>How long a dependency's check may take before it counts as failed: well inside the readiness probe's timeout.</summary>
+    public static readonly TimeSpan DependencyCheckTimeout = TimeSpan.FromSeconds(2);
+
     public static TBuilder AddDefaultHealthChecks<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
     {
         builder.Services.AddHealthChecks()
             .AddCheck("self", () => HealthCheckResult.Healthy(), ["live"]);
+        // /health is the platform's readiness probe. Every replica shares Postgres and Redis, so taking replicas out of
+        // rotation when one of them fails helps nothing and stops all service at once; the services keep serving what
+        // they can (the Api: known keys, usage spooled; docs/reliability.md). So a dependency's check reports Degraded
+        // (200), and only checks tagged ReadinessTag (the Api's catalog, Redis not yet reached since start) report
+        // Unhealthy (503). Applied after every registration, the client libraries' own included.
+        builder.Services.PostConfigure<HealthCheckServiceOptions>(options =>
+        {
+            foreach (var check in options.Registrations)
+            {
+                if (check.Tags.Contains(ReadinessTag) || check.Tags.Contains("live")) continue;
+                check.FailureStatus = HealthStatus.Degraded;
+                var inner = check.Factory;
+                check.Factory = services => new DependencyCheck(services.GetRequiredService<IServiceScopeFactory>(), inner);
+            }
+        });
         return builder;
+    }
+
+    /// <summary>
+    /// A dependency's check as the readiness probe needs it. Written by hand because the libraries' checks do not allow
+    /// it: EF Core's returns Unhealthy itself on an exception, whatever the registration's failure status, and Npgsql's
+    /// connect does not heed the health service's timeout (a Postgres behind a proxy that accepts and hangs held /health
+    /// for Npgsql's 15 s, past the probe's timeout, on every replica at once). So: at most DependencyCheckTimeout, and
+    /// never worse than Degraded. The check runs in a scope of its own: one given up on is still using what it resolved
+    /// (a DbContext), which the health service would otherwise dispose under it, failing /health with a 500.
+    /// </summary>
+    private sealed class DependencyCheck(IServiceScopeFactory scopes, Func<IServiceProvider, IHealthCheck> inner) : IHealthCheck
+    {
+        public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+        {
+            var scope = scopes.CreateAsyncScope();
+            Task<HealthCheckResult>? running = null;
+            try
+            {
+                running = inner(scope.ServiceProvider).CheckHealthAsync(context, cancellationToken);
+                var result = await running.WaitAsync(DependencyCheckTimeout, cancellationToken);
+                return result.Status == HealthStatus.Unhealthy ? new HealthCheckResult(HealthStatus.Degraded, result.Description, result.Exception, result.Data) : result;
+            }
+            catch (TimeoutException)
+            {
+                return HealthCheckResult.Degraded($"no answer within {DependencyCheckTimeout.TotalSeconds:0} s");
+            }
+            catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+            {
+                return HealthCheckResult.Degraded(exception: ex);
+            }
+            finally
+            {
+                if (running is null || running.IsCompleted) await scope.DisposeAsync();
+                // Given up on: its scope goes when it ends, within its own library's timeout.
+                else _ = running.ContinueWith(static (_, s) => ((AsyncServiceScope)s!).DisposeAsync().AsTask(), scope,
+                    CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default).Unwrap();
+            }
+        }
+    }
+
+    /// <summary>
+    /// A readiness check (<see cref="ReadinessTag"/>) that is Unhealthy until <paramref name="reachable"/> has been true once
+    /// since the process started, then Healthy for good: a replica started while a dependency it cannot serve without is
+    /// away (the Api knows no key until it has reached Redis) stays out of rotation, while one that was serving rides out
+    /// a later outage of it (the dependency's own check then says Degraded).
+    /// </summary>
+    public static IHealthChecksBuilder AddReachedOnceCheck(this IHealthChecksBuilder checks, string name, Func<IServiceProvider, bool> reachable, string notYet)
+    {
+        var reached = new StrongBox<bool>();
+        return checks.Add(new HealthCheckRegistration(name, services => new ReachedOnceCheck(reached, () => reachable(services), notYet),
+            HealthStatus.Unhealthy, [ReadinessTag]));
+    }
+
+    private sealed class ReachedOnceCheck(StrongBox<bool> reached, Func<bool> reachable, string notYet) : IHealthCheck
+    {
+        public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+        {
+            if (!Volatile.Read(ref reached.Value) && reachable()) Volatile.Write(ref reached.Value, true);
+            return Task.FromResult(reached.Value ? HealthCheckResult.Healthy("reached since start") : HealthCheckResult.Unhealthy(notYet));
+        }
     }
 
     /// <summary>/health names each dependency (database, Redis, router pools, ...) with its state, for operators and probes alike.</summary>

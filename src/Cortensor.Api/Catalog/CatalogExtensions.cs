@@ -11,7 +11,7 @@ public static class CatalogExtensions
         builder.Services.AddSingleton<InvalidationBus>();
         builder.Services.AddSingleton<CatalogRefresher>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<CatalogRefresher>());
-        builder.Services.AddHealthChecks().AddCheck<CatalogRefresher>("catalog", tags: [PortalHealth.Readiness]);
+        builder.Services.AddHealthChecks().AddCheck<CatalogRefresher>("catalog", tags: [Microsoft.Extensions.Hosting.Extensions.ReadinessTag]);
         return builder;
     }
 }

@@ -21,6 +21,9 @@ public static class PortalRedis
             // contend (a quarter of the Api's CPU under load in a profile of bench/run.sh).
             o.SocketManager = SocketManager.ThreadPool;
         }, configureSettings: s => s.DisableTracing = !builder.Configuration.GetValue("Redis:Tracing", false));
+        // Without Redis a replica serves only keys it already knows: one that has never reached it knows none.
+        builder.Services.AddHealthChecks().AddReachedOnceCheck("redis-reached", services => services.GetRequiredService<IConnectionMultiplexer>().IsConnected,
+            "Redis not reached since this replica started: it knows no key yet");
         return builder;
     }
 }

@@ -18,12 +18,13 @@ public sealed class UsagePipelineHealthCheck(IConnectionMultiplexer redis) : IHe
         if (!redis.IsConnected) return HealthCheckResult.Degraded("Redis is unreachable: usage goes to the local spool until it is back.");
         try
         {
-            return await MeasureAsync(redis.GetDatabase());
+            // The health service's timeout cancels the token; the reads themselves are bounded by the client's own.
+            return await MeasureAsync(redis.GetDatabase()).WaitAsync(cancellationToken);
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
-            // Connected but not answering (a slow or paused Redis): a failed read here must not make the replica Unhealthy
-            // and have the platform pull it, which a thrown exception would. Redis's own check reports Redis itself.
+            // Connected but not answering (a slow or paused Redis): said in the Portal's words, without the client's message
+            // (it names the server), and as Degraded whatever the registration's failure status. Redis's own check reports Redis.
             return HealthCheckResult.Degraded("Redis did not answer the usage pipeline's reads: usage goes to the local spool if it stays away.");
         }
     }

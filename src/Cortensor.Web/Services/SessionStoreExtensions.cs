@@ -15,6 +15,9 @@ public static class SessionStoreExtensions
     public static WebApplicationBuilder AddPortalSessionStore(this WebApplicationBuilder builder)
     {
         builder.AddRedisClient(LaunchTopology.Redis, configureOptions: o => o.AbortOnConnectFail = false);
+        // Without Redis a replica can read no session or key ring: one that has never reached it serves no signed-in page.
+        builder.Services.AddHealthChecks().AddReachedOnceCheck("redis-reached", services => services.GetRequiredService<IConnectionMultiplexer>().IsConnected,
+            "Redis not reached since this replica started: no session can be read yet");
         builder.Services.AddSingleton<SessionStore>();
         builder.Services.AddDataProtection().SetApplicationName("cortensor-web");
         builder.Services.AddOptions<KeyManagementOptions>()

@@ -118,6 +118,17 @@ public class MeteringTests(PortalAppFixture portal)
                 replicas.Add(PortalAppFixture.ReplicaOf(response));
             }
             Assert.Equal(customer.Replicas, replicas);
+
+            // Still ready for the platform: every replica's /health (its readiness probe) is 200, the database Degraded,
+            // the catalog (kept from before) Healthy.
+            foreach (var health in await customer.OnEveryReplicaAsync(c => c.GetAsync("/health"), perReplica: 1))
+            {
+                var report = await health.Content.ReadAsStringAsync();
+                Assert.True(health.StatusCode == HttpStatusCode.OK, $"/health answered {(int)health.StatusCode}: {report}");
+                var checks = JsonDocument.Parse(report).RootElement.GetProperty("checks");
+                Assert.Equal("Degraded", checks.GetProperty("PortalDbContext").GetProperty("status").GetString());
+                Assert.Equal("Healthy", checks.GetProperty("catalog").GetProperty("status").GetString());
+            }
         }
         finally
         {

@@ -1,3 +1,4 @@
+using System.Net;
 using System.Reflection;
 using System.Text.Json;
 using Cortensor.Api.Metering;
@@ -16,35 +17,82 @@ namespace Cortensor.Tests.Unit;
 public sealed class HealthAnswerTests
 {
     [Fact]
-    public async Task AFailingChecksExceptionIsNamedByItsKindNotItsMessage()
+    public async Task AFailingDependencyIsDegradedAndNamedByItsKindNotItsMessage()
+    {
+        var logs = new FakeLogCollector();
+        await using var app = await HostAsync(checks => checks
+            .AddCheck("database", () => throw new InvalidOperationException("Failed to connect to 10.4.2.7:5432 as portal_owner"))
+            .AddCheck("routers", () => HealthCheckResult.Degraded("no available router in qwen", data: new Dictionary<string, object> { ["qwen"] = "0 of 1 routers available" })),
+            logs);
+
+        var (status, report, text) = await HealthAsync(app);
+
+        // Every replica shares the database: still ready (200), so the platform does not pull them all at once.
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal("Degraded", report.GetProperty("status").GetString());
+        Assert.DoesNotContain("10.4.2.7", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("portal_owner", text, StringComparison.Ordinal);
+        var checks = report.GetProperty("checks");
+        Assert.Equal("Degraded", checks.GetProperty("database").GetProperty("status").GetString());
+        Assert.Equal(nameof(InvalidOperationException), checks.GetProperty("database").GetProperty("description").GetString());
+        // A check's own description and data, which the Portal writes, are still shown.
+        Assert.Equal("no available router in qwen", checks.GetProperty("routers").GetProperty("description").GetString());
+        Assert.Equal("0 of 1 routers available", checks.GetProperty("routers").GetProperty("data").GetProperty("qwen").GetString());
+        // The operator finds the message where docs/operations.md says: the health check service's log.
+        Assert.Contains(logs.GetSnapshot(), r => r.Level >= LogLevel.Warning && r.Category == "Microsoft.Extensions.Diagnostics.HealthChecks.DefaultHealthCheckService"
+            && r.Exception?.Message.Contains("10.4.2.7:5432", StringComparison.Ordinal) == true);
+    }
+
+    [Fact]
+    public async Task OnlyAReadinessCheckMakesTheReplicaUnhealthyAndAHungDependencyGivesUpAsDegraded()
+    {
+        await using var app = await HostAsync(checks => checks
+            // As Npgsql's connect to a proxy that accepts and hangs: heeds no cancellation.
+            .AddAsyncCheck("hung", _ => new TaskCompletionSource<HealthCheckResult>().Task)
+            .AddCheck("catalog", () => HealthCheckResult.Unhealthy("catalog not loaded yet"), tags: [Microsoft.Extensions.Hosting.Extensions.ReadinessTag]));
+
+        var (status, report, _) = await HealthAsync(app);
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, status);
+        Assert.Equal("Unhealthy", report.GetProperty("checks").GetProperty("catalog").GetProperty("status").GetString());
+        Assert.Equal("Degraded", report.GetProperty("checks").GetProperty("hung").GetProperty("status").GetString());
+        // Within the readiness probe's timeout (infra/resources.bicep), which a hung check must not outlast.
+        Assert.InRange(report.GetProperty("duration_ms").GetDouble(), 0, Microsoft.Extensions.Hosting.Extensions.DependencyCheckTimeout.TotalMilliseconds + 1_500);
+    }
+
+    [Fact]
+    public async Task AReplicaIsNotReadyUntilItHasReachedItsDependencyOnceAndStaysReadyAfter()
+    {
+        var up = false;
+        await using var app = await HostAsync(checks => checks.AddReachedOnceCheck("redis-reached", _ => up, "Redis not reached since start"));
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, (await HealthAsync(app)).Status);
+        up = true;
+        Assert.Equal(HttpStatusCode.OK, (await HealthAsync(app)).Status);
+        up = false;
+        var (status, report, _) = await HealthAsync(app);
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal("Healthy", report.GetProperty("checks").GetProperty("redis-reached").GetProperty("status").GetString());
+    }
+
+    private static async Task<WebApplication> HostAsync(Action<IHealthChecksBuilder> checks, FakeLogCollector? logs = null)
     {
         var builder = WebApplication.CreateBuilder();
         builder.WebHost.UseTestServer();
         builder.AddServiceDefaults();
-        var logs = new FakeLogCollector();
-        builder.Logging.AddProvider(new FakeLoggerProvider(logs));
-        builder.Services.AddHealthChecks()
-            .AddCheck("database", () => throw new InvalidOperationException("Failed to connect to 10.4.2.7:5432 as portal_owner"))
-            .AddCheck("catalog", () => HealthCheckResult.Degraded("no available router in qwen", data: new Dictionary<string, object> { ["qwen"] = "0 of 1 routers available" }));
-        await using var app = builder.Build();
+        if (logs is not null) builder.Logging.AddProvider(new FakeLoggerProvider(logs));
+        checks(builder.Services.AddHealthChecks());
+        var app = builder.Build();
         app.MapDefaultEndpoints();
         await app.StartAsync();
+        return app;
+    }
 
+    private static async Task<(HttpStatusCode Status, JsonElement Report, string Text)> HealthAsync(WebApplication app)
+    {
         var answer = await app.GetTestClient().GetAsync("/health");
         var text = await answer.Content.ReadAsStringAsync();
-
-        Assert.Equal(System.Net.HttpStatusCode.ServiceUnavailable, answer.StatusCode);
-        Assert.DoesNotContain("10.4.2.7", text, StringComparison.Ordinal);
-        Assert.DoesNotContain("portal_owner", text, StringComparison.Ordinal);
-        var checks = JsonDocument.Parse(text).RootElement.GetProperty("checks");
-        Assert.Equal("Unhealthy", checks.GetProperty("database").GetProperty("status").GetString());
-        Assert.Equal(nameof(InvalidOperationException), checks.GetProperty("database").GetProperty("description").GetString());
-        // A check's own description and data, which the Portal writes, are still shown.
-        Assert.Equal("no available router in qwen", checks.GetProperty("catalog").GetProperty("description").GetString());
-        Assert.Equal("0 of 1 routers available", checks.GetProperty("catalog").GetProperty("data").GetProperty("qwen").GetString());
-        // The operator finds the message where docs/operations.md says: the health check service's log, at Error.
-        Assert.Contains(logs.GetSnapshot(), r => r.Level == LogLevel.Error && r.Category == "Microsoft.Extensions.Diagnostics.HealthChecks.DefaultHealthCheckService"
-            && r.Exception?.Message.Contains("10.4.2.7:5432", StringComparison.Ordinal) == true);
+        return (answer.StatusCode, JsonDocument.Parse(text).RootElement.Clone(), text);
     }
 
     [Fact]
