@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
@@ -95,6 +96,9 @@ public static class Extensions
     /// <summary>The tag of a check without which a replica cannot serve at all: only these (and liveness) make /health 503.</summary>
     public const string ReadinessTag = "ready";
 
+    /// <summary>The tag of a dependency's check, bounded and Degraded at worst (see <see cref="DependencyCheck"/>).</summary>
+    public const string DependencyTag = "dependency";
+
     /// <summary>How long a dependency's check may take before it counts as failed: well inside the readiness probe's timeout.</summary>
     public static readonly TimeSpan DependencyCheckTimeout = TimeSpan.FromSeconds(2);
 
@@ -111,10 +115,11 @@ public static class Extensions
         {
             foreach (var check in options.Registrations)
             {
-                if (check.Tags.Contains(ReadinessTag) || check.Tags.Contains("live")) continue;
+                // The registrations are shared by every build of these options: each is wrapped once (DependencyTag).
+                if (check.Tags.Contains(ReadinessTag) || check.Tags.Contains("live") || !check.Tags.Add(DependencyTag)) continue;
                 check.FailureStatus = HealthStatus.Degraded;
-                var inner = check.Factory;
-                check.Factory = services => new DependencyCheck(services.GetRequiredService<IServiceScopeFactory>(), inner);
+                var run = new DependencyRun(check.Name, check.Factory);
+                check.Factory = services => new DependencyCheck(run, services);
             }
         });
         return builder;
@@ -123,24 +128,21 @@ public static class Extensions
     /// <summary>
     /// A dependency's check as the readiness probe needs it. Written by hand because the libraries' checks do not allow
     /// it: EF Core's returns Unhealthy itself on an exception, whatever the registration's failure status, and Npgsql's
-    /// connect does not heed the health service's timeout (a Postgres behind a proxy that accepts and hangs held /health
-    /// for Npgsql's 15 s, past the probe's timeout, on every replica at once). So: at most DependencyCheckTimeout, and
-    /// never worse than Degraded. The check runs in a scope of its own: one given up on is still using what it resolved
-    /// (a DbContext), which the health service would otherwise dispose under it, failing /health with a 500.
+    /// connect does not heed cancellation at once (a Postgres behind a proxy that accepts and hangs held /health for
+    /// Npgsql's 15 s, past the probe's timeout, on every replica at once). So: an answer within DependencyCheckTimeout,
+    /// never worse than Degraded.
     /// </summary>
-    private sealed class DependencyCheck(IServiceScopeFactory scopes, Func<IServiceProvider, IHealthCheck> inner) : IHealthCheck
+    private sealed class DependencyCheck(DependencyRun run, IServiceProvider services) : IHealthCheck
     {
         public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
         {
-            var scope = scopes.CreateAsyncScope();
-            Task<HealthCheckResult>? running = null;
+            var running = run.Current(services, context);
             try
             {
-                running = inner(scope.ServiceProvider).CheckHealthAsync(context, cancellationToken);
                 var result = await running.WaitAsync(DependencyCheckTimeout, cancellationToken);
                 return result.Status == HealthStatus.Unhealthy ? new HealthCheckResult(HealthStatus.Degraded, result.Description, result.Exception, result.Data) : result;
             }
-            catch (TimeoutException)
+            catch (TimeoutException) when (!running.IsCompleted)
             {
                 return HealthCheckResult.Degraded($"no answer within {DependencyCheckTimeout.TotalSeconds:0} s");
             }
@@ -148,14 +150,56 @@ public static class Extensions
             {
                 return HealthCheckResult.Degraded(exception: ex);
             }
-            finally
+        }
+    }
+
+    /// <summary>
+    /// One registration's check, run once at a time. /health is public and answers within DependencyCheckTimeout, so
+    /// calls that each started a check of a hanging database would pile up connections (its pool is the ledger writer's
+    /// too): a call while a run is under way waits on that run. A run is cancelled after DependencyCheckTimeout, whoever
+    /// waits; it has a scope of its own, disposed when it ends (the health service's would dispose its DbContext under
+    /// it); and how a run that nobody waited for ended is logged, since /health only said it was slow.
+    /// </summary>
+    private sealed class DependencyRun(string name, Func<IServiceProvider, IHealthCheck> factory)
+    {
+        private readonly Lock _gate = new();
+        private Task<HealthCheckResult>? _running;
+
+        public Task<HealthCheckResult> Current(IServiceProvider services, HealthCheckContext context)
+        {
+            lock (_gate)
             {
-                if (running is null || running.IsCompleted) await scope.DisposeAsync();
-                // Given up on: its scope goes when it ends, within its own library's timeout.
-                else _ = running.ContinueWith(static (_, s) => ((AsyncServiceScope)s!).DisposeAsync().AsTask(), scope,
-                    CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default).Unwrap();
+                if (_running is { IsCompleted: false } running) return running;
+                return _running = StartAsync(services, context);
             }
         }
+
+        private async Task<HealthCheckResult> StartAsync(IServiceProvider services, HealthCheckContext context)
+        {
+            // Singletons, taken now: the caller's scope may be gone by the time a slow run ends.
+            var scopes = services.GetRequiredService<IServiceScopeFactory>();
+            var log = services.GetRequiredService<ILoggerFactory>().CreateLogger("Microsoft.Extensions.Diagnostics.HealthChecks.DefaultHealthCheckService");
+            await Task.Yield(); // out of the lock
+            var started = Stopwatch.GetTimestamp();
+            await using var scope = scopes.CreateAsyncScope();
+            using var deadline = new CancellationTokenSource(DependencyCheckTimeout);
+            try
+            {
+                var result = await factory(scope.ServiceProvider).CheckHealthAsync(context, deadline.Token);
+                if (result.Status != HealthStatus.Healthy && Stopwatch.GetElapsedTime(started) > DependencyCheckTimeout)
+                    Log(log, result.Exception, $"ended {result.Status}: {result.Description}", started);
+                return result;
+            }
+            catch (Exception ex)
+            {
+                if (Stopwatch.GetElapsedTime(started) > DependencyCheckTimeout) Log(log, ex, "failed", started);
+                throw;
+            }
+        }
+
+        private void Log(ILogger log, Exception? exception, string outcome, long started) =>
+            log.LogWarning(exception, "Health check {HealthCheckName}, reported Degraded after {Timeout} s, {Outcome} after {ElapsedMilliseconds:0} ms",
+                    name, DependencyCheckTimeout.TotalSeconds, outcome, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
     }
 
     /// <summary>

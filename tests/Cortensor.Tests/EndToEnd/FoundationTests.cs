@@ -12,8 +12,9 @@ public class FoundationTests(PortalAppFixture portal)
     public async Task HealthNamesEachDependencyAndEveryPoolWithItsState()
     {
         using var api = portal.CreateClient(LaunchTopology.Api);
-        var health = await api.GetFromJsonAsync<JsonElement>("/health");
-        Assert.Equal("Healthy", health.GetProperty("status").GetString());
+        // Each dependency's check answers within 2 s or says Degraded: a cold replica on a loaded machine may take longer once.
+        var health = await Eventually.WaitForAsync(() => api.GetFromJsonAsync<JsonElement>("/health"),
+            h => h.GetProperty("status").GetString() == "Healthy", TimeSpan.FromSeconds(30), "the Api did not report Healthy");
         var checks = health.GetProperty("checks");
         var names = checks.EnumerateObject().Select(c => c.Name).ToList();
         Assert.Contains(names, n => n.Contains("Redis", StringComparison.OrdinalIgnoreCase));

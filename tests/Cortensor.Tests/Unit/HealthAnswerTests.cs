@@ -2,6 +2,7 @@ using System.Net;
 using System.Reflection;
 using System.Text.Json;
 using Cortensor.Api.Metering;
+using Cortensor.Tests.Fixtures;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.TestHost;
@@ -22,7 +23,9 @@ public sealed class HealthAnswerTests
         var logs = new FakeLogCollector();
         await using var app = await HostAsync(checks => checks
             .AddCheck("database", () => throw new InvalidOperationException("Failed to connect to 10.4.2.7:5432 as portal_owner"))
-            .AddCheck("routers", () => HealthCheckResult.Degraded("no available router in qwen", data: new Dictionary<string, object> { ["qwen"] = "0 of 1 routers available" })),
+            .AddCheck("routers", () => HealthCheckResult.Degraded("no available router in qwen", data: new Dictionary<string, object> { ["qwen"] = "0 of 1 routers available" }))
+            // As EF Core's check does on an exception: Unhealthy, whatever the registration's failure status.
+            .AddCheck("context", () => HealthCheckResult.Unhealthy("could not connect")),
             logs);
 
         var (status, report, text) = await HealthAsync(app);
@@ -35,6 +38,7 @@ public sealed class HealthAnswerTests
         var checks = report.GetProperty("checks");
         Assert.Equal("Degraded", checks.GetProperty("database").GetProperty("status").GetString());
         Assert.Equal(nameof(InvalidOperationException), checks.GetProperty("database").GetProperty("description").GetString());
+        Assert.Equal("Degraded", checks.GetProperty("context").GetProperty("status").GetString());
         // A check's own description and data, which the Portal writes, are still shown.
         Assert.Equal("no available router in qwen", checks.GetProperty("routers").GetProperty("description").GetString());
         Assert.Equal("0 of 1 routers available", checks.GetProperty("routers").GetProperty("data").GetProperty("qwen").GetString());
@@ -44,20 +48,44 @@ public sealed class HealthAnswerTests
     }
 
     [Fact]
-    public async Task OnlyAReadinessCheckMakesTheReplicaUnhealthyAndAHungDependencyGivesUpAsDegraded()
+    public async Task OnlyAReadinessCheckMakesTheReplicaUnhealthyAndAHungDependencyGivesUpAsDegradedOneRunAtATime()
     {
+        var logs = new FakeLogCollector();
+        var hungRuns = 0;
+        var late = new TaskCompletionSource();
         await using var app = await HostAsync(checks => checks
             // As Npgsql's connect to a proxy that accepts and hangs: heeds no cancellation.
-            .AddAsyncCheck("hung", _ => new TaskCompletionSource<HealthCheckResult>().Task)
-            .AddCheck("catalog", () => HealthCheckResult.Unhealthy("catalog not loaded yet"), tags: [Microsoft.Extensions.Hosting.Extensions.ReadinessTag]));
+            .AddAsyncCheck("hung", _ =>
+            {
+                Interlocked.Increment(ref hungRuns);
+                return new TaskCompletionSource<HealthCheckResult>().Task;
+            })
+            // Gives up when cancelled, after the answer was given without it: how it ended goes to the log.
+            .AddAsyncCheck("late", async ct =>
+            {
+                await late.Task;
+                ct.ThrowIfCancellationRequested();
+                return HealthCheckResult.Healthy();
+            })
+            .AddCheck("catalog", () => HealthCheckResult.Unhealthy("catalog not loaded yet"), tags: [Microsoft.Extensions.Hosting.Extensions.ReadinessTag]),
+            logs);
 
-        var (status, report, _) = await HealthAsync(app);
+        for (var call = 0; call < 3; call++)
+        {
+            var (status, report, _) = await HealthAsync(app);
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, status);
+            Assert.Equal("Unhealthy", report.GetProperty("checks").GetProperty("catalog").GetProperty("status").GetString());
+            Assert.Equal("Degraded", report.GetProperty("checks").GetProperty("hung").GetProperty("status").GetString());
+            // Within the readiness probe's timeout (infra/resources.bicep), which a hung check must not outlast.
+            Assert.InRange(report.GetProperty("duration_ms").GetDouble(), 0, Microsoft.Extensions.Hosting.Extensions.DependencyCheckTimeout.TotalMilliseconds + 1_500);
+        }
+        // Three calls, one run: later calls waited on the run under way rather than start another.
+        Assert.Equal(1, hungRuns);
 
-        Assert.Equal(HttpStatusCode.ServiceUnavailable, status);
-        Assert.Equal("Unhealthy", report.GetProperty("checks").GetProperty("catalog").GetProperty("status").GetString());
-        Assert.Equal("Degraded", report.GetProperty("checks").GetProperty("hung").GetProperty("status").GetString());
-        // Within the readiness probe's timeout (infra/resources.bicep), which a hung check must not outlast.
-        Assert.InRange(report.GetProperty("duration_ms").GetDouble(), 0, Microsoft.Extensions.Hosting.Extensions.DependencyCheckTimeout.TotalMilliseconds + 1_500);
+        late.SetResult();
+        await Eventually.WaitUntilAsync(() => logs.GetSnapshot().Any(r => r.Level == LogLevel.Warning && r.Message.Contains("late", StringComparison.Ordinal)
+                && r.Exception is OperationCanceledException),
+            TimeSpan.FromSeconds(10), "how the late check ended was not logged");
     }
 
     [Fact]
