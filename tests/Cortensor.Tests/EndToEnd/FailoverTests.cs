@@ -223,26 +223,11 @@ public class FailoverTests(PortalAppFixture portal)
     private static async Task WaitUntilCatalogSaysAsync(TestCustomer customer, string model, bool available)
     {
         using var catalog = CatalogClient(customer);
-        await Eventually.WaitForAsync(async () =>
+        await customer.WaitUntilEveryReplicaAsync(_ => catalog.GetAsync("/portal/models"), async answer =>
         {
-            List<HttpResponseMessage> answers;
-            try
-            {
-                answers = await customer.OnEveryReplicaAsync(_ => catalog.GetAsync("/portal/models"), perReplica: 1);
-            }
-            catch (Exception ex) when (ex is HttpRequestException or Xunit.Sdk.XunitException)
-            {
-                return $"asked again after: {ex.Message}"; // a reset connection or one replica not reached this round
-            }
-            var wrong = new List<string>();
-            foreach (var replica in customer.Replicas.Order())
-            {
-                var said = Entry(await answers.Last(a => PortalAppFixture.ReplicaOf(a) == replica).Content.ReadFromJsonAsync<JsonElement>(), model);
-                if (said.GetProperty("available").GetBoolean() != available) wrong.Add($"{replica}: {said}");
-            }
-            return string.Join("; ", wrong);
-        }, wrong => wrong.Length == 0, TimeSpan.FromSeconds(30), $"/portal/models did not say available: {available} for {model} on every replica",
-            TimeSpan.FromMilliseconds(100));
+            var said = Entry(await answer.Content.ReadFromJsonAsync<JsonElement>(), model);
+            return said.GetProperty("available").GetBoolean() == available ? null : said.ToString();
+        }, $"/portal/models did not say available: {available} for {model} on every replica", TimeSpan.FromSeconds(30));
     }
 
     /// <summary>Every replica serves the model again: each keeps its own view of which routers are in rotation.</summary>

@@ -397,18 +397,32 @@ public sealed record TestCustomer(Guid OrganizationId, Guid KeyId, string Key, U
     /// </summary>
     public Task WaitUntilEveryReplicaAnswersAsync(Func<HttpClient, Task<HttpResponseMessage>> send, HttpStatusCode status, string message,
         TimeSpan? timeout = null) =>
-        // The failure names what each replica that was still wrong last answered.
+        WaitUntilEveryReplicaAsync(send, async answer => answer.StatusCode == status ? null : $"{(int)answer.StatusCode} {await answer.Content.ReadAsStringAsync()}",
+            message, timeout);
+
+    /// <summary>
+    /// Waits until no replica's latest answer to <paramref name="send"/> is found wrong by <paramref name="wrong"/> (what
+    /// was wrong with it, or null). The failure names what each replica that was still wrong last answered; a round that
+    /// lost a connection or missed a replica is asked again.
+    /// </summary>
+    public Task WaitUntilEveryReplicaAsync(Func<HttpClient, Task<HttpResponseMessage>> send, Func<HttpResponseMessage, Task<string?>> wrong,
+        string message, TimeSpan? timeout = null) =>
         Eventually.WaitForAsync(async () =>
         {
-            var answers = await OnEveryReplicaAsync(send, perReplica: 1);
-            var wrong = new List<string>();
-            foreach (var replica in Replicas.Order())
+            List<HttpResponseMessage> answers;
+            try
             {
-                var answer = answers.Last(a => PortalAppFixture.ReplicaOf(a) == replica);
-                if (answer.StatusCode != status) wrong.Add($"{replica}: {(int)answer.StatusCode} {await answer.Content.ReadAsStringAsync()}");
+                answers = await OnEveryReplicaAsync(send, perReplica: 1);
             }
-            return string.Join("; ", wrong);
-        }, wrong => wrong.Length == 0, timeout ?? Eventually.Propagation, message, TimeSpan.FromMilliseconds(100));
+            catch (Exception ex) when (ex is HttpRequestException or Xunit.Sdk.XunitException)
+            {
+                return $"asked again after: {ex.Message}";
+            }
+            var found = new List<string>();
+            foreach (var replica in Replicas.Order())
+                if (await wrong(answers.Last(a => PortalAppFixture.ReplicaOf(a) == replica)) is { } what) found.Add($"{replica}: {what}");
+            return string.Join("; ", found);
+        }, found => found.Length == 0, timeout ?? Eventually.Propagation, message, TimeSpan.FromMilliseconds(100));
 }
 
 public sealed record TestUser(Guid Id, string Email, string AccessToken, string RefreshToken, Guid OrganizationId, PortalAppFixture App)
