@@ -28,6 +28,9 @@ param authSigningKey string
 @secure()
 @description('Password of the first operator account (AppHost parameter admin-password).')
 param adminPassword string
+@secure()
+@description('Key, at least 32 bytes, the Web presents on the sign-in calls it relays so the Api counts the browser, not the Web (AppHost parameter relay-key).')
+param relayKey string
 
 @description('E-mail of the first operator account (AppHost parameter admin-email).')
 param adminEmail string
@@ -78,6 +81,7 @@ module resources 'resources.bicep' = {
     routerToken: routerToken
     authSigningKey: authSigningKey
     adminPassword: adminPassword
+    relayKey: relayKey
     adminEmail: adminEmail
     postgresAdminLogin: postgresAdminLogin
     apiImage: apiImage

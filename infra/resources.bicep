@@ -16,6 +16,8 @@ param routerToken string
 param authSigningKey string
 @secure()
 param adminPassword string
+@secure()
+param relayKey string
 param adminEmail string
 
 param postgresAdminLogin string
@@ -212,6 +214,12 @@ resource adminPasswordSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
   properties: { value: adminPassword }
 }
 
+resource relayKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+  parent: vault
+  name: 'relay-key'
+  properties: { value: relayKey }
+}
+
 // ---------------------------------------------------------------- Container Apps environment
 resource containerAppsEnvironment 'Microsoft.App/managedEnvironments@2024-10-02-preview' = {
   name: 'cae-${resourceToken}'
@@ -277,7 +285,7 @@ var common = {
 // ---------------------------------------------------------------- router pools (internal)
 module routerApps 'app/container-app.bicep' = [for (router, index) in routers: {
   name: 'app-${router.name}'
-  dependsOn: [ identityPullsImages, identityReadsSecrets, databaseConnectionSecret, redisConnectionSecret, routerTokenSecret, signingKeySecret, adminPasswordSecret ]
+  dependsOn: [ identityPullsImages, identityReadsSecrets, databaseConnectionSecret, redisConnectionSecret, routerTokenSecret, signingKeySecret, adminPasswordSecret, relayKeySecret ]
   params: {
     name: router.name
     serviceName: router.name
@@ -317,9 +325,17 @@ var dataEnv = [
   { name: 'OTEL_SERVICE_NAME', value: 'api' }
 ]
 
+// Every request reaches the Api and the Web through the environment's ingress, which appends the address it was called
+// from to X-Forwarded-For: that entry is the client. The Web's sign-in calls to the Api go through the ingress too and
+// name the browser they act for, believed with the relay key (docs/operations.md, "Client addresses").
+var clientAddressEnv = [
+  { name: 'ClientAddress__ProxyHops', value: '1' }
+  { name: 'ClientAddress__RelayKey', secretRef: 'relay-key' }
+]
+
 module api 'app/container-app.bicep' = {
   name: 'app-api'
-  dependsOn: [ identityPullsImages, identityReadsSecrets, databaseConnectionSecret, redisConnectionSecret, routerTokenSecret, signingKeySecret, adminPasswordSecret ]
+  dependsOn: [ identityPullsImages, identityReadsSecrets, databaseConnectionSecret, redisConnectionSecret, routerTokenSecret, signingKeySecret, adminPasswordSecret, relayKeySecret ]
   params: {
     name: 'api'
     serviceName: 'api'
@@ -335,8 +351,8 @@ module api 'app/container-app.bicep' = {
     maxReplicas: apiMaxReplicas
     concurrentRequests: 100
     probes: serviceProbes
-    keyVaultSecrets: dataSecrets
-    env: dataEnv
+    keyVaultSecrets: concat(dataSecrets, [ { name: 'relay-key', secretName: 'relay-key' } ])
+    env: concat(dataEnv, clientAddressEnv)
   }
 }
 
@@ -346,7 +362,7 @@ resource migrations 'Microsoft.App/jobs@2025-01-01' = {
   name: 'migrations'
   location: location
   tags: tags
-  dependsOn: [ identityPullsImages, identityReadsSecrets, databaseConnectionSecret, redisConnectionSecret, routerTokenSecret, signingKeySecret, adminPasswordSecret ]
+  dependsOn: [ identityPullsImages, identityReadsSecrets, databaseConnectionSecret, redisConnectionSecret, routerTokenSecret, signingKeySecret, adminPasswordSecret, relayKeySecret ]
   identity: {
     type: 'UserAssigned'
     userAssignedIdentities: { '${identity.id}': {} }
@@ -385,7 +401,7 @@ resource migrations 'Microsoft.App/jobs@2025-01-01' = {
 // ---------------------------------------------------------------- Web
 module web 'app/container-app.bicep' = {
   name: 'app-web'
-  dependsOn: [ identityPullsImages, identityReadsSecrets, databaseConnectionSecret, redisConnectionSecret, routerTokenSecret, signingKeySecret, adminPasswordSecret ]
+  dependsOn: [ identityPullsImages, identityReadsSecrets, databaseConnectionSecret, redisConnectionSecret, routerTokenSecret, signingKeySecret, adminPasswordSecret, relayKeySecret ]
   params: {
     name: 'web'
     serviceName: 'web'
@@ -401,13 +417,16 @@ module web 'app/container-app.bicep' = {
     maxReplicas: webMaxReplicas
     stickySessions: true
     probes: serviceProbes
-    keyVaultSecrets: [ { name: 'redis-connection-string', secretName: 'redis-connection-string' } ]
-    env: [
+    keyVaultSecrets: [
+      { name: 'redis-connection-string', secretName: 'redis-connection-string' }
+      { name: 'relay-key', secretName: 'relay-key' }
+    ]
+    env: concat(clientAddressEnv, [
       { name: 'ConnectionStrings__redis', secretRef: 'redis-connection-string' }
       { name: 'PortalApi__BaseAddress', value: 'https://${api.outputs.fqdn}' }
       { name: 'PortalApi__PublicUrl', value: 'https://${api.outputs.fqdn}' }
       { name: 'OTEL_SERVICE_NAME', value: 'web' }
-    ]
+    ])
   }
 }
 

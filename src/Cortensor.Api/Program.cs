@@ -51,6 +51,7 @@ if (PortalDatabase.IsMigrateCommand(args))
     return;
 }
 
+app.UseClientAddresses();
 app.UseReplicaId();
 app.UseRequestId();
 app.UseErrorHandling();

@@ -11,6 +11,7 @@ public static class DeploymentSecrets
     public static readonly IReadOnlyList<(string Parameter, SecretRule Rule)> Secrets =
     [
         ("auth-signing-key", SecretPolicy.SigningKey),
+        ("relay-key", SecretPolicy.SigningKey),
         ("postgres-password", SecretPolicy.MachinePassword),
         ("redis-password", SecretPolicy.MachinePassword),
         ("router-token", SecretPolicy.MachinePassword),
@@ -45,4 +46,15 @@ public static class DeploymentSecrets
         builder.ExecutionContext.IsRunMode
             ? service.WithEnvironment("ASPNETCORE_ENVIRONMENT", builder.Environment.EnvironmentName).WithEnvironment("DOTNET_ENVIRONMENT", builder.Environment.EnvironmentName)
             : service;
+
+    /// <summary>
+    /// Who the client is (ClientAddressOptions). Deployed, every request comes through the platform's ingress, which appends
+    /// its caller to X-Forwarded-For; run here, callers are local and only loopback proxies are believed.
+    /// </summary>
+    public static IResourceBuilder<ProjectResource> WithClientAddresses(this IResourceBuilder<ProjectResource> service, IDistributedApplicationBuilder builder,
+        IResourceBuilder<ParameterResource> relayKey)
+    {
+        service.WithEnvironment("ClientAddress__RelayKey", relayKey);
+        return builder.ExecutionContext.IsPublishMode ? service.WithEnvironment("ClientAddress__ProxyHops", "1") : service;
+    }
 }

@@ -18,6 +18,8 @@ var routerToken = builder.AddParameter("router-token", secret: true);
 var signingKey = builder.AddParameter("auth-signing-key", secret: true);
 var adminEmail = builder.AddParameter("admin-email");
 var adminPassword = builder.AddParameter("admin-password", secret: true);
+// The key the Web presents on the sign-in calls it relays, so the Api counts the browser's address, not the Web's.
+var relayKey = builder.AddParameter("relay-key", secret: true);
 var routers = builder.AddRouterPools(routerToken);
 // Account mail (verification, invitations, password reset): a local catcher in development.
 var mail = builder.AddMail();
@@ -38,6 +40,7 @@ var api = builder.AddProject<Projects.Cortensor_Api>(LaunchTopology.Api, launchP
     .WithRouters(routers, routerToken)
     .WithReference(mail).WaitFor(mail)
     .WithEnvironment("Auth__SigningKey", signingKey)
+    .WithClientAddresses(builder, relayKey)
     // The spool replays every file in its directory: one directory per stack, so two stacks on one
     // machine never replay each other's usage into the wrong Redis. A deployment keeps the Api's default
     // (a folder under its content root, on a persistent volume: docs/operations.md), never this machine's temp folder.
@@ -64,6 +67,7 @@ var web = builder.AddProject<Projects.Cortensor_Web>(LaunchTopology.Web, launchP
     .WithReplicas(builder.Configuration.GetValue("Web:Replicas", 1))
     // What the quickstart shows customers: the Api's address as a browser reaches it.
     .WithEnvironment("PortalApi__PublicUrl", api.GetEndpoint("http"))
+    .WithClientAddresses(builder, relayKey)
     .WithHttpHealthCheck("/health");
 // The admin request lookup links each request's trace into this dashboard (the AppHost's own first URL).
 if (builder.ExecutionContext.IsRunMode && builder.Configuration["ASPNETCORE_URLS"]?.Split(';')[0] is { Length: > 0 } dashboardUrl)

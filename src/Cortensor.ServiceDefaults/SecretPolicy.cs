@@ -14,6 +14,7 @@ public static class SecretPolicy
     public static readonly IReadOnlySet<string> PublishedDevelopmentValues = new HashSet<string>(StringComparer.Ordinal)
     {
         "cortensor-dev-signing-key-change-me-in-production-0123456789",
+        "cortensor-dev-relay-key-change-me-in-production-0123456789",
         "cortensor-dev-postgres",
         "cortensor-dev-redis",
         "cortensor-dev-router-token",

@@ -5,6 +5,7 @@ using Microsoft.FluentUI.AspNetCore.Components;
 var builder = WebApplication.CreateBuilder(args);
 
 builder.AddServiceDefaults();
+builder.AddClientAddresses();
 builder.AddPortalApiClient();
 builder.AddPortalSessions();
 builder.Services.AddFluentUIComponents();
@@ -12,6 +13,7 @@ builder.Services.AddRazorComponents().AddInteractiveServerComponents();
 
 var app = builder.Build();
 
+app.UseClientAddresses();
 if (!app.Environment.IsDevelopment())
     app.UseExceptionHandler("/error", createScopeForErrors: true);
 

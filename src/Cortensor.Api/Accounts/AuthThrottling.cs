@@ -32,7 +32,7 @@ public sealed class AuthThrottlingOptions
     /// <summary>Failed sign-ins for one account from one IP before that IP must wait (the owner elsewhere is not affected).</summary>
     public int FailedSignInsPerIpAndAccount { get; set; } = 5;
     public int FailedSignInWindowMinutes { get; set; } = 15;
-    /// <summary>Proxies (CIDR) whose X-Forwarded-For names the client, e.g. the Container Apps ingress subnet. Loopback is always trusted.</summary>
+    /// <summary>The older name of <see cref="ClientAddressOptions.TrustedProxies"/>: both are honoured.</summary>
     public string[] TrustedProxies { get; set; } = [];
 }
 
@@ -53,12 +53,9 @@ public static class AuthThrottling
             .ValidateOnStart();
         var limits = builder.Configuration.GetSection(AuthThrottlingOptions.Section).Get<AuthThrottlingOptions>() ?? new AuthThrottlingOptions();
 
-        // Per-IP limits need the client's address, not the ingress's: X-Forwarded-For from trusted proxies only.
-        builder.Services.Configure<ForwardedHeadersOptions>(o =>
-        {
-            o.ForwardedHeaders = ForwardedHeaders.XForwardedFor;
-            foreach (var network in limits.TrustedProxies) o.KnownIPNetworks.Add(IPNetwork.Parse(network));
-        });
+        // Per-IP limits need the client's address, not the ingress's (AuthThrottling:TrustedProxies is the older name of
+        // ClientAddress:TrustedProxies, still honoured).
+        builder.AddClientAddresses($"{AuthThrottlingOptions.Section}:{nameof(AuthThrottlingOptions.TrustedProxies)}");
 
         builder.Services.AddRateLimiter(o =>
         {
@@ -79,12 +76,12 @@ public static class AuthThrottling
 
     public static WebApplication UseAuthThrottling(this WebApplication app)
     {
-        app.UseForwardedHeaders();
         app.UseRateLimiter();
         return app;
     }
 
-    public static string ClientIp(this HttpContext http) => http.Connection.RemoteIpAddress?.ToString() ?? "unknown";
+    /// <summary>The client as limits count it: an IPv6 client by its /64, as the key throttle does.</summary>
+    public static string ClientIp(this HttpContext http) => Keys.FailedKeyThrottle.ClientOf(http);
 
     private static RateLimitPartition<string> PerIp(HttpContext http, int perMinute) =>
         RateLimitPartition.GetFixedWindowLimiter(http.ClientIp(), _ => new FixedWindowRateLimiterOptions

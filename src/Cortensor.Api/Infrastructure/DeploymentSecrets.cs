@@ -16,6 +16,8 @@ public sealed class DeploymentSecrets
     public string? AdminEmail { get; set; }
     public string? AdminPassword { get; set; }
     public string? ExternalSigningSecret { get; set; }
+    /// <summary>Optional: without it the Web's relayed addresses are believed only from trusted proxies.</summary>
+    public string? RelayKey { get; set; }
     public string? DatabaseConnectionString { get; set; }
     public string? RedisConnectionString { get; set; }
     public string? StripeSecretKey { get; set; }
@@ -36,6 +38,7 @@ public static class DeploymentSecretsExtensions
                 s.AdminEmail = c["Admin:Email"];
                 s.AdminPassword = c["Admin:Password"];
                 s.ExternalSigningSecret = c["Auth:External:SigningSecret"];
+                s.RelayKey = c[$"{ClientAddressOptions.Section}:{nameof(ClientAddressOptions.RelayKey)}"];
                 s.DatabaseConnectionString = c.GetConnectionString(LaunchTopology.Database);
                 s.RedisConnectionString = c.GetConnectionString(LaunchTopology.Redis);
                 s.StripeSecretKey = c["Stripe:SecretKey"];
@@ -65,6 +68,8 @@ public sealed class DeploymentSecretsValidator(IHostEnvironment environment) : I
             problems.Add(SecretPolicy.Problem("Admin:Password (AppHost parameter admin-password)", s.AdminPassword, SecretPolicy.HumanPassword));
         if (!string.IsNullOrEmpty(s.ExternalSigningSecret))
             problems.Add(SecretPolicy.Problem("Auth:External:SigningSecret", s.ExternalSigningSecret, SecretPolicy.SigningKey));
+        if (!string.IsNullOrEmpty(s.RelayKey))
+            problems.Add(SecretPolicy.Problem("ClientAddress:RelayKey (AppHost parameter relay-key)", s.RelayKey, SecretPolicy.SigningKey));
         // Credit purchases are optional: without Stripe keys they are off (and the dashboard says how to turn them on);
         // with either key set, both must be real secrets.
         if (!string.IsNullOrEmpty(s.StripeSecretKey) || !string.IsNullOrEmpty(s.StripeWebhookSecret))

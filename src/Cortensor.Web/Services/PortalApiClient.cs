@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Microsoft.Extensions.Options;
 using Refit;
 
 namespace Cortensor.Web.Services;
@@ -188,9 +189,11 @@ public static class PortalApiClientExtensions
         };
         // Resolved by service discovery from the AppHost's reference to the Api.
         var baseAddress = new Uri(builder.Configuration["PortalApi:BaseAddress"] ?? "https+http://api");
+        builder.Services.AddTransient<BrowserRelay>();
         builder.Services
             .AddRefitGeneratedClient<IPortalApi>(new RefitSettings { ContentSerializer = new SystemTextJsonContentSerializer(json) })
-            .ConfigureHttpClient(c => c.BaseAddress = baseAddress);
+            .ConfigureHttpClient(c => c.BaseAddress = baseAddress)
+            .AddHttpMessageHandler<BrowserRelay>();
         // The playground streams from the public /v1 API with the user's key: a plain client, no Refit.
         // No resilience handler: the user watches the stream and stops it, and the standard handler's 10 s attempt
         // timeout would cut off a model that takes longer than that to its first token.
@@ -204,5 +207,19 @@ public static class PortalApiClientExtensions
         builder.AddPortalSessionStore();
         builder.Services.AddScoped<PortalSession>();
         return builder;
+    }
+}
+
+/// <summary>
+/// The sign-in calls name the browser they act for in X-Forwarded-For, so the Api's per-IP limits count browsers, not
+/// this service: with the relay key the Api believes that entry (ClientAddressOptions.RelayKey). Only those calls carry it.
+/// </summary>
+public sealed class BrowserRelay(IOptions<ClientAddressOptions> options) : DelegatingHandler
+{
+    protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        if (options.Value.RelayKey is { Length: > 0 } key && request.Headers.Contains("X-Forwarded-For"))
+            request.Headers.TryAddWithoutValidation(ClientAddresses.RelayHeader, key);
+        return base.SendAsync(request, cancellationToken);
     }
 }

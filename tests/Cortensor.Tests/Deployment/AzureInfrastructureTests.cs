@@ -15,7 +15,7 @@ public sealed class AzureInfrastructureTests
 {
     private static readonly Lazy<JsonObject> Template = new(() => JsonNode.Parse(Bicep("build", "--stdout").Output)!.AsObject());
 
-    private static readonly string[] SecretParameters = ["postgresAdminPassword", "routerToken", "authSigningKey", "adminPassword"];
+    private static readonly string[] SecretParameters = ["postgresAdminPassword", "routerToken", "authSigningKey", "adminPassword", "relayKey"];
 
     [Fact]
     public void TheBicepBuildsAndLintsWithoutAWarning()
@@ -66,8 +66,23 @@ public sealed class AzureInfrastructureTests
             Assert.DoesNotContain("\"value\"", expression);
         }
         var vaultSecrets = Resources(Template.Value, "Microsoft.KeyVault/vaults/secrets").Select(s => s["name"]!.ToString()).ToList();
-        foreach (var secret in new[] { "database-connection-string", "redis-connection-string", "router-token", "auth-signing-key", "admin-password" })
+        foreach (var secret in new[] { "database-connection-string", "redis-connection-string", "router-token", "auth-signing-key", "admin-password", "relay-key" })
             Assert.Contains(vaultSecrets, n => n.Contains(secret, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void TheApiAndTheWebCountTheClientTheIngressNamesAndBelieveTheWebOnlyByTheRelayKey()
+    {
+        var resources = Module(Template.Value, "portal-resources");
+        var clientAddress = resources["properties"]!["template"]!["variables"]!["clientAddressEnv"]!.AsArray();
+        Assert.Equal("1", clientAddress.Single(e => e!["name"]!.GetValue<string>() == "ClientAddress__ProxyHops")!["value"]!.GetValue<string>());
+        Assert.Equal("relay-key", clientAddress.Single(e => e!["name"]!.GetValue<string>() == "ClientAddress__RelayKey")!["secretRef"]!.GetValue<string>());
+        foreach (var name in new[] { "app-api", "app-web" })
+        {
+            var parameters = Module(resources, name)["properties"]!["parameters"]!;
+            Assert.Contains("variables('clientAddressEnv')", parameters["env"]!["value"]!.GetValue<string>());
+            Assert.Contains("relay-key", parameters["keyVaultSecrets"]!["value"]!.ToJsonString());
+        }
     }
 
     [Fact]
