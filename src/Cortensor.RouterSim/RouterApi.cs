@@ -122,7 +122,7 @@ public static class RouterApi
             return Results.Empty;
         }
 
-        var seed = node.Options.Seed ^ (request.Seed ?? 0);
+        var seed = node.Options.Seed ^ Fold(request.Seed ?? 0);
         var answer = TextGenerator.Generate(node.Tokenizer, request.Prompt, sessionId, seed, request.MaxTokens ?? DefaultMaxTokens,
             channels: behaviour.Quirk == RouterQuirk.HarmonyChannels);
         var finish = answer.Truncated ? "length" : "stop";
@@ -152,6 +152,12 @@ public static class RouterApi
         node.FinishTask(task, answer.Text);
         return Results.Json(head with { Choices = [new RouterChoice(0, answer.Text, finish)], Usage = usage }, RouterNodeExtensions.Json);
     }
+
+    /// <summary>
+    /// A 64-bit seed as the generator's 32-bit one. Every seed an int holds stays itself, so answers to them are as before;
+    /// a wider one mixes in its high half, so seeds that differ only there still give different texts.
+    /// </summary>
+    private static int Fold(long seed) => seed is >= int.MinValue and <= int.MaxValue ? (int)seed : unchecked((int)seed ^ (int)(seed >> 32));
 
     /// <summary>The 200 bodies that carry no answer, per quirk; null when the node answers normally.</summary>
     private static object? NotAnAnswer(RouterQuirk quirk, RouterCompletion head) => quirk switch
@@ -239,7 +245,7 @@ public sealed class RouterTokenFilter(RouterNodeOptions options) : IEndpointFilt
 public sealed record RouterCompletionRequest(
     long? SessionId, string? Prompt, int? PromptType, string? PromptTemplate, int? MaxTokens, double? Temperature, double? TopP,
     int? TopK, double? PresencePenalty, double? FrequencyPenalty, bool? Stream, int? Timeout, int? PrecommitTimeout,
-    string? ClientReference, int? Seed);
+    string? ClientReference, long? Seed);
 
 public sealed record RouterCompletion(string Id, string Object, long Created, string Model, long TaskId, long SessionId,
     RouterChoice[] Choices, RouterUsage? Usage, string? StorageRef);

@@ -59,10 +59,16 @@ public static class InferenceApi
 
     private static ModelCard Card(CatalogModel m) => new(m.Id, "model", m.CreatedAt.ToUnixTimeSeconds(), "cortensor");
 
-    private static JsonHttpResult<ModelList> ListModels(HttpContext http, CatalogStore catalog)
+    /// <summary>
+    /// The models the key may use. A replica that has not loaded the catalog yet does not know them: that is a 503 to
+    /// retry, as for one model or a completion, not an empty list a client would cache as "no models".
+    /// </summary>
+    internal static Results<JsonHttpResult<ModelList>, ErrorResult> ListModels(HttpContext http, CatalogStore catalog)
     {
+        var snapshot = catalog.Current;
+        if (!snapshot.IsLoaded) return ApiError.DependencyUnavailable("The model catalog", 1).ToResult();
         var key = http.GetKey();
-        var models = catalog.Current.Models.Values
+        var models = snapshot.Models.Values
             .Where(m => m.Enabled && key.MayUse(m.Id))
             .OrderBy(m => m.Id, StringComparer.Ordinal)
             .Select(Card)

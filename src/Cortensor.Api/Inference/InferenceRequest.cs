@@ -18,7 +18,7 @@ public sealed record PromptMessage(string Role, string Content)
 public sealed record InferenceRequest(
     InferenceKind Kind, string Model, IReadOnlyList<PromptMessage> Messages, string? RawPrompt,
     int? MaxTokens, double? Temperature, double? TopP, IReadOnlyList<string> Stop,
-    bool Stream, bool IncludeUsage, int? Seed, double? PresencePenalty = null, double? FrequencyPenalty = null)
+    bool Stream, bool IncludeUsage, long? Seed, double? PresencePenalty = null, double? FrequencyPenalty = null)
 {
     /// <summary>Models to try in order when <see cref="Model"/> cannot serve (see <see cref="ModelFallback"/>).</summary>
     public IReadOnlyList<string> Fallbacks { get; init; } = [];

@@ -20,7 +20,7 @@ public sealed class ChatCompletionRequest
     public JsonElement Stop { get; set; }
     public bool? Stream { get; set; }
     public StreamOptions? StreamOptions { get; set; }
-    public int? Seed { get; set; }
+    public long? Seed { get; set; }
     public double? PresencePenalty { get; set; }
     public double? FrequencyPenalty { get; set; }
     public string? User { get; set; }
@@ -130,7 +130,7 @@ public sealed class CompletionRequest
     public JsonElement Stop { get; set; }
     public bool? Stream { get; set; }
     public StreamOptions? StreamOptions { get; set; }
-    public int? Seed { get; set; }
+    public long? Seed { get; set; }
     public double? PresencePenalty { get; set; }
     public double? FrequencyPenalty { get; set; }
     public string? User { get; set; }
@@ -145,8 +145,21 @@ public sealed class CompletionRequest
 /// <c>completion_tokens_details.reasoning_tokens</c> is the part of the completion the model did not show (a gpt-oss
 /// answer's analysis channel), billed as completion tokens as OpenAI bills reasoning.
 /// </summary>
-public sealed record Usage(int PromptTokens, int CompletionTokens, int TotalTokens, decimal Cost, CompletionTokensDetails? CompletionTokensDetails = null);
+public sealed record Usage(int PromptTokens, int CompletionTokens, int TotalTokens, decimal Cost, CompletionTokensDetails? CompletionTokensDetails = null)
+{
+    /// <summary>
+    /// Always sent, as OpenAI sends it: clients read <c>prompt_tokens_details.cached_tokens</c> without checking for it.
+    /// The Portal caches no prompts, so none of them is a cached token.
+    /// </summary>
+    public PromptTokensDetails PromptTokensDetails => PromptTokensDetails.Uncached;
+}
+
 public sealed record CompletionTokensDetails(int ReasoningTokens);
+
+public sealed record PromptTokensDetails(int CachedTokens)
+{
+    public static readonly PromptTokensDetails Uncached = new(0);
+}
 
 public sealed record ChatCompletion(string Id, string Object, long Created, string Model, ChatChoice[] Choices, Usage Usage,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? SystemFingerprint);

@@ -48,7 +48,7 @@ public readonly record struct TaskTimeouts(int TimeoutSeconds, int PrecommitTime
 
 /// <summary>What the Portal forwards to a router session, before the pool's protocol decides the wire form.</summary>
 public sealed record RouterCompletionRequest(string Prompt, int MaxTokens, double? Temperature, double? TopP, bool Stream,
-    string ClientReference, int? Seed, double? PresencePenalty = null, double? FrequencyPenalty = null);
+    string ClientReference, long? Seed, double? PresencePenalty = null, double? FrequencyPenalty = null);
 
 /// <summary>Writes the completions body as the public clients send it.</summary>
 public static class RouterRequestWriter
