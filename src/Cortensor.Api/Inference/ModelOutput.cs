@@ -32,13 +32,36 @@ public static partial class ModelOutput
     [GeneratedRegex(@"^```[A-Za-z_]*\s*\n?(?<body>.*?)\n?```$", RegexOptions.Singleline)]
     private static partial Regex Fence();
 
-    /// <summary>How a call begins in each family's output: while the start of a stream could still be one, it is held back.</summary>
+    private static readonly string[] HarmonyOpeners =
+        ["<|channel|>commentary to=functions.", "<|start|>assistant<|channel|>commentary to=functions.", "<|start|>assistant to=functions.", "to=functions."];
+    private static readonly string[] GemmaOpeners = ["{", "[", "```"];
+    private static readonly string[] HermesOpeners = ["<tool_call>"];
+
+    /// <summary>How a call begins in each family's output: while the text streamed could still be one, it is held back.</summary>
     public static IReadOnlyList<string> CallOpeners(string family) => family switch
     {
-        "gpt-oss" => ["<|channel|>commentary to=functions.", "<|start|>assistant<|channel|>commentary to=functions.", "<|start|>assistant to=functions.", "to=functions."],
-        "gemma" => ["{", "[", "```"],
-        _ => ["<tool_call>"],
+        "gpt-oss" => HarmonyOpeners,
+        "gemma" => GemmaOpeners,
+        _ => HermesOpeners,
     };
+
+    /// <summary>
+    /// Whether the family's calls may follow text ("I'll check.&lt;tool_call&gt;…"), the text then being the answer's content.
+    /// Gemma's call is its whole answer (read as one JSON body), so an answer that begins with text has none.
+    /// </summary>
+    public static bool CallsMayFollowText(string family) => family != "gemma";
+
+    /// <summary>Where the first of <paramref name="openers"/> in <paramref name="text"/> begins; -1 when none is in it.</summary>
+    public static int FirstOpener(ReadOnlySpan<char> text, IReadOnlyList<string> openers)
+    {
+        var first = -1;
+        foreach (var opener in openers)
+        {
+            var at = text.IndexOf(opener, StringComparison.Ordinal);
+            if (at >= 0 && (first < 0 || at < first)) first = at;
+        }
+        return first;
+    }
 
     public static StructuredAnswer Interpret(string family, string text, InferenceRequest request, AnswerCut cut)
     {
@@ -67,6 +90,8 @@ public static partial class ModelOutput
         {
             case "gpt-oss":
                 found.AddRange(HarmonyCalls(text));
+                // As with Hermes calls, text before the first call (a final message) is content: a stream has sent it by then.
+                if (found.Count > 0) content = Before(text, FirstOpener(text, HarmonyOpeners));
                 break;
             case "gemma":
                 var body = Unfenced(text);
@@ -86,8 +111,7 @@ public static partial class ModelOutput
             default:
                 var matches = HermesCall().Matches(text);
                 if (matches.Count == 0) break;
-                var before = text[..matches[0].Index].Trim();
-                content = before.Length > 0 ? before : null;
+                content = Before(text, matches[0].Index);
                 foreach (Match m in matches)
                 {
                     JsonElement call;
@@ -248,6 +272,13 @@ public static partial class ModelOutput
     private static StructuredAnswer Invalid(AnswerCut cut, string why) => new(null, null, Bad(cut, why));
     private static ApiError Bad(AnswerCut cut, string why) => ApiError.InvalidModelOutput(why, cut);
 
+    /// <summary>The text before a call, without the whitespace around it; null when there is none.</summary>
+    private static string? Before(string text, int call)
+    {
+        var before = text.AsSpan(0, call).Trim();
+        return before.IsEmpty ? null : before.ToString();
+    }
+
     private static string Unfenced(string text)
     {
         var trimmed = text.Trim();
@@ -268,31 +299,54 @@ public static partial class ModelOutput
 }
 
 /// <summary>
-/// The stream of an answer that may be structured. Text that cannot be the start of a tool call is passed on as it
-/// comes; a tool call, and any answer under a response_format, is held to the end, read as a whole and then sent
-/// (tool calls as OpenAI's <c>delta.tool_calls</c> chunks, a JSON document as one content chunk).
+/// The stream of an answer that may be structured. Text that cannot be part of a tool call is passed on as it comes; a
+/// tool call, and any answer under a response_format or a tool_choice that requires a call, is held to the end, read as a
+/// whole and then sent (tool calls as OpenAI's <c>delta.tool_calls</c> chunks, a JSON document as one content chunk).
+/// Where a family's calls may follow text, the text before the first call streams and the call is held from its opener
+/// on, so the client is told what the whole answer would tell it: that text as content, then the calls.
 /// </summary>
 public sealed class StructuredStream(string family, InferenceRequest request)
 {
     private readonly System.Text.StringBuilder _held = new();
     private readonly IReadOnlyList<string> _openers = ModelOutput.CallOpeners(family);
     private readonly int _longestOpener = ModelOutput.CallOpeners(family).Max(o => o.Length);
+    private readonly bool _watching = ModelOutput.CallsMayFollowText(family);
     // Passing: everything is text from here on. Holding: the answer is a call (or must be read whole) and is read at the end.
-    private bool _passing;
+    // With no tools in use and no format there is nothing to read (the relay makes no stream then).
+    private bool _passing = request.Tools is not { Active: true } && request.Format is null;
     private bool _holding = request.Format is not null || request.Tools is { CallRequired: true };
     // Where the held text's first non-whitespace character is, or how far the whitespace before it has been scanned.
     private int _lead;
+    // While watching: how much of the end of the held text could begin an opener; before it, the held text is whitespace.
+    private int _partial;
 
     /// <summary>The text that can be sent now.</summary>
+    public string Push(string piece)
+    {
+        if (_passing) return piece;
+        if (_holding)
+        {
+            _held.Append(piece);
+            return "";
+        }
+        return _watching ? Watch(piece) : Start(piece);
+    }
+
+    /// <summary>What the held answer is: its calls, its document or the text still held; null when everything was sent.</summary>
+    public StructuredAnswer? Finish(AnswerCut cut) =>
+        _passing ? null
+        : _holding || !_watching ? ModelOutput.Interpret(family, _held.ToString(), request, cut)
+        : _held.Length == 0 ? null
+        : new StructuredAnswer(_held.ToString(), null, null);
+
+    /// <summary>For a family whose call is the whole answer: held while its start could be a call, then passed or held to the end.</summary>
     /// <remarks>
     /// Each piece is looked at once: the decision needs only the first opener's length of text after the leading
     /// whitespace, so an answer of any length (a router's, which a prompt can make long) costs time in proportion to it.
     /// </remarks>
-    public string Push(string piece)
+    private string Start(string piece)
     {
-        if (_passing) return piece;
         _held.Append(piece);
-        if (_holding) return "";
         while (_lead < _held.Length && char.IsWhiteSpace(_held[_lead])) _lead++;
         var seen = Math.Min(_held.Length - _lead, _longestOpener);
         if (seen == 0) return "";
@@ -312,7 +366,40 @@ public sealed class StructuredStream(string family, InferenceRequest request)
         return text;
     }
 
-    /// <summary>What the held answer is; null when everything was passed on as text.</summary>
-    public StructuredAnswer? Finish(AnswerCut cut) =>
-        _passing ? null : ModelOutput.Interpret(family, _held.ToString(), request, cut);
+    /// <summary>For a family whose calls may follow text: the text up to what could begin a call, which is held from there on.</summary>
+    /// <remarks>
+    /// As <see cref="StreamingStopFilter"/> holds what could begin a stop sequence, only the end that could begin an opener is
+    /// held back, with the whitespace before it (the whole answer's content ends before the whitespace that precedes its
+    /// first call, and a call at the start leaves none). Each piece is searched once, with less than an opener's length
+    /// before it, so an answer of any length costs time in proportion to it.
+    /// </remarks>
+    private string Watch(string piece)
+    {
+        var space = _held.Length - _partial;
+        var text = _partial == 0 ? piece : _held.ToString(space, _partial) + piece;
+        var opener = ModelOutput.FirstOpener(text, _openers);
+        var kept = opener >= 0 ? opener : PartialOpener(text);
+        var end = kept;
+        while (end > 0 && char.IsWhiteSpace(text[end - 1])) end--;
+        var send = "";
+        if (end == 0)
+            _held.Append(piece); // whitespace at most comes before what is kept: all of it stays held
+        else
+        {
+            send = space == 0 ? (end == text.Length ? text : text[..end]) : string.Concat(_held.ToString(0, space), text.AsSpan(0, end));
+            _held.Clear().Append(text, end, text.Length - end);
+        }
+        if (opener >= 0) _holding = true;
+        else _partial = text.Length - kept;
+        return send;
+    }
+
+    /// <summary>Where the longest end of <paramref name="text"/> that begins an opener (and is not all of it) starts; its length when none does.</summary>
+    private int PartialOpener(string text)
+    {
+        for (var at = Math.Max(0, text.Length - _longestOpener + 1); at < text.Length; at++)
+            foreach (var opener in _openers)
+                if (text[at] == opener[0] && opener.AsSpan().StartsWith(text.AsSpan(at), StringComparison.Ordinal)) return at;
+        return text.Length;
+    }
 }

@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using Cortensor.Api.Inference;
 using Cortensor.Contracts;
@@ -336,5 +337,173 @@ public class ToolCallingTests
             {"model":"m","messages":[{"role":"user","content":"x"},{"role":"tool","tool_call_id":"nope","content":"y"}]}
             """, Snake)!;
         Assert.Equal("messages[1].tool_call_id", RequestValidation.Validate(body, out _)?.Param);
+    }
+
+    // A streamed answer and the same answer whole must tell the client the same: the streamed content joined, the calls,
+    // the error and the finish reason. Call ids are new each time, so calls are compared by name and arguments.
+    private const string Said = "I'll check the clock.";
+    private const string HermesClock = "<tool_call>\n{\"name\": \"read_clock\", \"arguments\": {}}\n</tool_call>";
+    private const string HermesWeather = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"unit\": \"celsius\", \"days\": 1}}\n</tool_call>";
+    private const string HarmonyClock = "<|start|>assistant<|channel|>commentary to=functions.read_clock <|constrain|>json<|message|>{}<|call|>";
+    private const string HarmonyWeather = "<|start|>assistant to=functions.get_weather<|channel|>commentary json<|message|>{\"city\": \"Paris\", \"unit\": \"celsius\", \"days\": 1}<|call|>";
+
+    private static readonly InferenceRequest Auto = Request($$$"""{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{{{ClockTool}}},{{{WeatherTool}}}]}""");
+    private static readonly InferenceRequest[] Choices =
+    [
+        Auto,
+        Request($$$"""{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{{{ClockTool}}},{{{WeatherTool}}}],"parallel_tool_calls":false}"""),
+        Request($$$"""{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{{{ClockTool}}},{{{WeatherTool}}}],"tool_choice":"required"}"""),
+        Request($$$"""{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{{{ClockTool}}},{{{WeatherTool}}}],"tool_choice":{"type":"function","function":{"name":"read_clock"} } }"""),
+    ];
+
+    private sealed record Delivered(string Content, string Calls, string? Error, string Finish);
+
+    private static Delivered Whole(string family, string answer, InferenceRequest request)
+    {
+        var read = ModelOutput.Interpret(family, answer, request, AnswerCut.None);
+        return read.Error is { } error ? new("", "", error.Message, "error") : new(read.Content ?? "", Calls(read.Calls), null, read.Finish("stop"));
+    }
+
+    private static Delivered Streamed(string family, IEnumerable<string> pieces, InferenceRequest request)
+    {
+        var stream = new StructuredStream(family, request);
+        var sent = new StringBuilder();
+        foreach (var piece in pieces) sent.Append(stream.Push(piece));
+        var read = stream.Finish(AnswerCut.None);
+        // What was sent before an error stays sent; the whole answer's error is what the stream must end with.
+        if (read?.Error is { } error) return new("", "", error.Message, "error");
+        return new(sent + read?.Content, Calls(read?.Calls), null, read?.Finish("stop") ?? "stop");
+    }
+
+    private static string Calls(AnswerToolCall[]? calls) => string.Join(" ", (calls ?? []).Select(c => $"{c.Function.Name}{c.Function.Arguments}"));
+
+    /// <summary>The answer whole, a character at a time, cut at every point, and (when short) cut at every two points.</summary>
+    private static IEnumerable<string[]> Chunkings(string answer)
+    {
+        yield return [answer];
+        yield return [.. answer.Select(c => c.ToString())];
+        for (var i = 1; i < answer.Length; i++)
+        {
+            yield return [answer[..i], answer[i..]];
+            if (answer.Length > 160) continue;
+            for (var j = i + 1; j < answer.Length; j++) yield return [answer[..i], answer[i..j], answer[j..]];
+        }
+    }
+
+    /// <summary>The streamed answer, however it is cut, tells the client what the whole one does; returns the whole one's.</summary>
+    private static Delivered StreamsAsItReadsWhole(string family, string answer, InferenceRequest request)
+    {
+        var whole = Whole(family, answer, request);
+        foreach (var pieces in Chunkings(answer))
+        {
+            var streamed = Streamed(family, pieces, request);
+            Assert.True(streamed == whole, $"{family}, pieces [{string.Join("|", pieces)}]: streamed {streamed}, whole {whole}");
+        }
+        return whole;
+    }
+
+    [Theory]
+    [InlineData("qwen", Said + "\n" + HermesClock)]
+    [InlineData("gpt-oss", Said + HarmonyClock)]
+    [InlineData("gpt-oss", Said + "\n" + HarmonyClock)]
+    public void TextBeforeACallStreamsAsContentAndTheCallComesAsToolCallsHoweverTheStreamIsCut(string family, string answer)
+    {
+        foreach (var request in Choices)
+            Assert.Equal(new Delivered(Said, "read_clock{}", null, "tool_calls"), StreamsAsItReadsWhole(family, answer, request));
+
+        // Under tool_choice auto the text is not held to the end: it goes out as soon as the call's opener begins.
+        var stream = new StructuredStream(family, Auto);
+        var sent = string.Concat(answer[..(answer.IndexOf('<') + 1)].Select(c => stream.Push(c.ToString())));
+        Assert.Equal(Said, sent);
+    }
+
+    [Theory]
+    [InlineData("qwen", Said + "\n" + HermesClock + "\n" + HermesWeather)]
+    [InlineData("qwen", Said + HermesClock + HermesWeather)]
+    [InlineData("gpt-oss", Said + HarmonyClock + HarmonyWeather)]
+    public void TextBeforeTwoCallsStreamsAsContentAndBothCallsComeAsToolCalls(string family, string answer)
+    {
+        var weather = "get_weather{\"city\": \"Paris\", \"unit\": \"celsius\", \"days\": 1}";
+        Assert.Equal(new Delivered(Said, "read_clock{} " + weather, null, "tool_calls"), StreamsAsItReadsWhole(family, answer, Choices[0]));
+        Assert.Equal(new Delivered(Said, "read_clock{}", null, "tool_calls"), StreamsAsItReadsWhole(family, answer, Choices[1]));
+        Assert.Equal(new Delivered(Said, "read_clock{} " + weather, null, "tool_calls"), StreamsAsItReadsWhole(family, answer, Choices[2]));
+        Assert.Contains("but the model called 'get_weather'", StreamsAsItReadsWhole(family, answer, Choices[3]).Error);
+    }
+
+    [Theory]
+    [InlineData("qwen", Said + "\n" + HermesClock + "\nDone, it is noon.")]
+    [InlineData("qwen", Said + " " + HermesClock + " And " + HermesWeather + " done.")]
+    [InlineData("gpt-oss", Said + HarmonyClock + "Done, it is noon.")]
+    public void TextAfterTheLastCallIsReadAsTheWholeAnswerReadsIt(string family, string answer)
+    {
+        var whole = StreamsAsItReadsWhole(family, answer, Auto);
+        Assert.Equal((Said, "tool_calls"), (whole.Content, whole.Finish));
+    }
+
+    [Theory]
+    [InlineData("qwen", "Not <tool, nor <tool_calls>, nor <tool_call but:\n" + HermesClock, "Not <tool, nor <tool_calls>, nor <tool_call but:")]
+    [InlineData("qwen", "<tool_calls are nice>", null)]
+    [InlineData("qwen", "It ends with <tool", null)]
+    [InlineData("qwen", "It ends with <tool_call", null)]
+    [InlineData("qwen", "a < b, a <t b\n\n", null)]
+    [InlineData("gpt-oss", "Say to=functions or <|start|> first, then:" + HarmonyClock, "Say to=functions or <|start|> first, then:")]
+    [InlineData("gpt-oss", "It ends with to=func", null)]
+    [InlineData("gpt-oss", "Write to=functions.read_clock yourself.", null)]
+    [InlineData("gpt-oss", "Hello <|start|>assistant<|channel|>commentary to=functions. not a call", null)]
+    public void TextThatOnlyLooksLikeTheStartOfACallIsSentAsText(string family, string answer, string? content)
+    {
+        var whole = StreamsAsItReadsWhole(family, answer, Auto);
+        // Nothing held back is lost: an answer with no call is all content, down to its last characters.
+        Assert.Equal(content ?? answer, whole.Content);
+    }
+
+    [Theory]
+    [InlineData("qwen", Said + "\n<tool_call>{\"name\": \"read_clock\", \"arguments\": {</tool_call>", "is not JSON")]
+    [InlineData("qwen", Said + "\n<tool_call>{\"arguments\": {}}</tool_call>", "without a function name")]
+    [InlineData("qwen", Said + "\n<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": 3}}</tool_call>", "strict parameters schema")]
+    [InlineData("qwen", Said + "\n<tool_call>{\"name\": \"set_clock\", \"arguments\": {}}</tool_call>", "not one of the tools")]
+    [InlineData("gpt-oss", Said + "<|start|>assistant<|channel|>commentary to=functions.read_clock <|constrain|>json<|message|>{\"a\": <|call|>", "are not JSON")]
+    public void ACallAfterTextThatCannotBeReadEndsTheStreamWithTheWholeAnswersError(string family, string answer, string why)
+    {
+        Assert.Contains(why, StreamsAsItReadsWhole(family, answer, Auto).Error);
+    }
+
+    [Theory]
+    [InlineData("qwen", HermesClock)]
+    [InlineData("qwen", " \n" + HermesClock + "\nDone.")]
+    [InlineData("gpt-oss", HarmonyClock)]
+    [InlineData("gpt-oss", "<|channel|>commentary to=functions.read_clock <|constrain|>json<|message|>{}")]
+    [InlineData("gemma", "{\"name\": \"read_clock\", \"parameters\": {}}")]
+    [InlineData("gemma", "```json\n[{\"name\": \"read_clock\", \"parameters\": {}}]\n```")]
+    public void ACallAtTheStartIsHeldWholeAndSentAsToolCallsAsBefore(string family, string answer)
+    {
+        Assert.Equal(new Delivered("", "read_clock{}", null, "tool_calls"), StreamsAsItReadsWhole(family, answer, Auto));
+        var stream = new StructuredStream(family, Auto);
+        Assert.All(Chunkings(answer).First(p => p.Length == answer.Length), piece => Assert.Equal("", stream.Push(piece)));
+    }
+
+    [Fact]
+    public void GemmaReadsJsonAfterTextAsTextStreamedOrWhole()
+    {
+        // Gemma's call is its whole answer (ReadCalls reads the body as JSON), so text first means there is no call.
+        var whole = StreamsAsItReadsWhole("gemma", Said + " {\"name\": \"read_clock\", \"parameters\": {}}", Auto);
+        Assert.Equal("stop", whole.Finish);
+    }
+
+    [Theory, MemberData(nameof(Families))]
+    public void WithoutToolsInUseAStreamIsPassedOnPieceByPieceUntouched(string family)
+    {
+        var none = Request($$$"""{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{{{ClockTool}}}],"tool_choice":"none"}""");
+        var plain = Request("""{"model":"m","messages":[{"role":"user","content":"x"}]}""");
+        // The relay makes no StructuredStream for these: nothing of the answer is looked at or copied.
+        Assert.False(none.Structured);
+        Assert.False(plain.Structured);
+        foreach (var request in new[] { none, plain })
+        {
+            var stream = new StructuredStream(family, request);
+            foreach (var piece in new[] { "<tool", "_call>{\"name\": \"read_clock\", \"arguments\": {}}", "</tool_call>", " to=functions.", "x" })
+                Assert.Same(piece, stream.Push(piece));
+            Assert.Null(stream.Finish(AnswerCut.None));
+        }
     }
 }
