@@ -19,12 +19,14 @@ public sealed class LocalAdmission(TimeProvider clock)
     private readonly Dictionary<Guid, (long Window, long Requests, long Tokens)> _keys = [];
     private readonly Dictionary<Guid, (long Window, long Requests, long Tokens, int InFlight)> _orgs = [];
     private readonly Dictionary<Guid, (long Hour, long Spent)> _spend = [];
-    private readonly Dictionary<Guid, (long Left, DateTimeOffset At)> _known = [];
+    // What was admitted here against the balance last seen: counted apart from the clock hour's spend, since a balance
+    // seen at 10:59 is still the last one known at 11:30, and the new hour must not let it be spent a second time.
+    private readonly Dictionary<Guid, (long Left, DateTimeOffset At, long Spent)> _known = [];
 
     /// <summary>Called with every shared admission: what the organisation had left (credit units or quota tokens).</summary>
     public void Remember(Guid org, long left)
     {
-        lock (_lock) _known[org] = (left, clock.GetUtcNow());
+        lock (_lock) _known[org] = (left, clock.GetUtcNow(), 0);
     }
 
     public Admission Admit(KeySnapshot key, long window, TimeSpan reset, int tokens, long amount, bool credits)
@@ -56,11 +58,12 @@ public sealed class LocalAdmission(TimeProvider clock)
                 // Only money we saw: an organisation never seen with a positive balance spends nothing.
                 if (!_known.TryGetValue(key.OrganizationId, out var known) || now - known.At > KnownFor || known.Left <= 0)
                     verdict = AdmissionVerdict.OutageAllowanceSpent;
-                else if (spent + amount > Math.Min(cap, known.Left))
+                else if (spent + amount > cap || known.Spent + amount > known.Left)
                     verdict = AdmissionVerdict.OutageAllowanceSpent;
                 else
                 {
                     _spend[key.OrganizationId] = (hour, spent + amount);
+                    _known[key.OrganizationId] = known with { Spent = known.Spent + amount };
                     (kr, kt, orq, ot, inflight) = (kr + 1, kt + tokens, orq + 1, ot + tokens, inflight + 1);
                     _keys[key.KeyId] = (window, kr, kt);
                     _orgs[key.OrganizationId] = (window, orq, ot, inflight);

@@ -372,6 +372,24 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
         Assert.Equal(AdmissionVerdict.OutageAllowanceSpent, Admit(1).Verdict);       // known, but empty
     }
 
+    [Fact]
+    public void AnOutageThatCrossesTheHourDoesNotLetTheLastKnownBalanceBeSpentTwice()
+    {
+        var local = new LocalAdmission(_clock);
+        var key = Key(BillingMode.PrepaidCredits);
+        Admission Admit(long amount) => local.Admit(key, 1, TimeSpan.FromSeconds(30), 100, amount, credits: true);
+
+        local.Remember(_org, Pricing.ToUnits(0.20m));   // seen at 23:59:50, then Redis goes away
+        Assert.True(Admit(Pricing.ToUnits(0.15m)).Admitted);
+        _clock.Advance(TimeSpan.FromSeconds(20));       // a new hour: its $0.50 allowance is fresh, the known $0.20 is not
+        Assert.Equal(AdmissionVerdict.OutageAllowanceSpent, Admit(Pricing.ToUnits(0.10m)).Verdict);
+        Assert.True(Admit(Pricing.ToUnits(0.05m)).Admitted);
+        Assert.Equal(AdmissionVerdict.OutageAllowanceSpent, Admit(1).Verdict);
+
+        local.Remember(_org, Pricing.ToUnits(0.20m));   // Redis answered again: a balance seen anew may be spent
+        Assert.True(Admit(Pricing.ToUnits(0.10m)).Admitted);
+    }
+
     /// <summary>
     /// A stream admitted on <paramref name="replica"/> reports 40 + 25 tokens, then the replica falls silent: another replica,
     /// connected long enough to trust that silence means death, settles it as abandoned.
