@@ -1,3 +1,4 @@
+using System.Buffers;
 using Cortensor.Api.ControlPlane;
 using Cortensor.Api.Data;
 using Cortensor.Api.Errors;
@@ -70,19 +71,30 @@ public static partial class CreditPurchasesApi
     /// <see cref="CreditPurchaseOptions.SignatureToleranceSeconds"/> old) is checked by Stripe.net before anything is read.
     /// A 2xx tells Stripe to stop retrying: it is answered once the grant is durable, or when the event needs nothing.
     /// </summary>
+    private static ApiError InvalidSignature() => new(400, "invalid_request_error", "invalid_signature",
+        "The Stripe-Signature header does not match this payload and the webhook secret (or the event is too old).");
+
     private static async Task<Results<Ok, ErrorResult>> Webhook(HttpRequest request, CreditPurchases purchases, IOptions<CreditPurchaseOptions> options,
         ILoggerFactory logs, CancellationToken ct)
     {
         var o = options.Value;
         if (!o.Enabled) return ApiError.NotFound("webhook").ToResult();
+        // The endpoint is anonymous: a call that cannot be Stripe's costs no read at all.
+        if (string.IsNullOrEmpty(request.Headers["Stripe-Signature"])) return InvalidSignature().ToResult();
         if (request.ContentLength > MaxWebhookBytes) return ApiError.BodyTooLarge(MaxWebhookBytes).ToResult();
         string payload;
-        using (var reader = new StreamReader(request.Body))
+        // Pooled: a fresh buffer of this size would go to the large object heap on every call.
+        var buffer = ArrayPool<char>.Shared.Rent(MaxWebhookBytes + 1);
+        try
         {
-            var buffer = new char[MaxWebhookBytes + 1];
-            var read = await reader.ReadBlockAsync(buffer, ct);
+            using var reader = new StreamReader(request.Body);
+            var read = await reader.ReadBlockAsync(buffer.AsMemory(0, MaxWebhookBytes + 1), ct);
             if (read > MaxWebhookBytes) return ApiError.BodyTooLarge(MaxWebhookBytes).ToResult();
             payload = new string(buffer, 0, read);
+        }
+        finally
+        {
+            ArrayPool<char>.Shared.Return(buffer);
         }
         Event stripeEvent;
         try
@@ -93,8 +105,7 @@ public static partial class CreditPurchasesApi
         }
         catch (StripeException)
         {
-            return new ApiError(400, "invalid_request_error", "invalid_signature",
-                "The Stripe-Signature header does not match this payload and the webhook secret (or the event is too old).").ToResult();
+            return InvalidSignature().ToResult();
         }
 
         if (stripeEvent.Data?.Object is not Session session) return TypedResults.Ok();

@@ -56,6 +56,8 @@ public static partial class ToolValidation
 
     private static readonly JsonElement EmptyObjectSchema = JsonDocument.Parse("""{"type":"object","properties":{}}""").RootElement;
 
+    public const int MaxTools = 128;
+
     public static ApiError? ReadTools(ChatCompletionRequest r, out ToolSet? tools)
     {
         tools = null;
@@ -68,6 +70,10 @@ public static partial class ToolValidation
                 return ApiError.InvalidField("parallel_tool_calls", "'parallel_tool_calls' is only allowed when 'tools' are given.");
             return null;
         }
+        // OpenAI's own limit, and a bound on what one request can make this replica compile (each strict tool's schema and its
+        // patterns) before any limit of the key has counted it.
+        if (r.Tools.Count > MaxTools)
+            return ApiError.InvalidField("tools", $"Invalid 'tools': array too long. Expected an array with maximum length {MaxTools}, but got an array with length {r.Tools.Count} instead.");
         var list = new List<ToolSpec>(r.Tools.Count);
         // A set beside the list: looking each name up in the list made a megabyte of tools cost a second and a half.
         var names = new HashSet<string>(StringComparer.Ordinal);

@@ -331,6 +331,20 @@ public class ToolCallingTests
     }
 
     [Fact]
+    public void AtMostAHundredAndTwentyEightToolsAreReadAsOpenAiAllows()
+    {
+        const string StrictTool = """{"type":"function","function":{"name":"NAME","strict":true,"parameters":{"type":"object","properties":{"a":{"type":"string","pattern":"^x+$"}},"required":["a"],"additionalProperties":false}}}""";
+        Cortensor.Api.Errors.ApiError? Validate(int count) => RequestValidation.Validate(JsonSerializer.Deserialize<ChatCompletionRequest>(
+            """{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[""" + string.Join(",", Enumerable.Range(0, count).Select(i => StrictTool.Replace("NAME", $"f{i}"))) + "]}",
+            Snake)!, out _);
+
+        Assert.Null(Validate(128));
+        var refused = Validate(129);
+        Assert.Equal(("tools", 400), (refused?.Param, refused?.Status));
+        Assert.Contains("128", refused!.Message);
+    }
+
+    [Fact]
     public void ToolMessagesMustAnswerACallMadeBefore()
     {
         var body = JsonSerializer.Deserialize<ChatCompletionRequest>("""
