@@ -25,7 +25,10 @@ public sealed class ClientAddressOptions
     /// </summary>
     public int ProxyHops { get; set; }
 
-    /// <summary>Networks (CIDR) of further proxies whose X-Forwarded-For is believed. Loopback always is.</summary>
+    /// <summary>
+    /// Networks (CIDR) of further proxies whose X-Forwarded-For is believed, besides loopback. Not used with
+    /// <see cref="ProxyHops"/>: there every proxy in front is counted instead (Front Door before the ingress: 2).
+    /// </summary>
     public string[] TrustedProxies { get; set; } = [];
 
     /// <summary>
@@ -46,25 +49,25 @@ public static class ClientAddresses
     public static TBuilder AddClientAddresses<TBuilder>(this TBuilder builder, params string[] moreTrustedProxiesKeys) where TBuilder : IHostApplicationBuilder
     {
         builder.Services.AddOptions<ClientAddressOptions>().BindConfiguration(ClientAddressOptions.Section)
+            .Configure<IConfiguration>((o, configuration) => o.TrustedProxies =
+                [.. o.TrustedProxies, .. moreTrustedProxiesKeys.SelectMany(key => configuration.GetSection(key).Get<string[]>() ?? [])])
             .Validate(o => o.ProxyHops is >= 0 and <= MaxProxyHops, $"ClientAddress:ProxyHops must be 0-{MaxProxyHops}.")
             .Validate(o => o.TrustedProxies.All(p => System.Net.IPNetwork.TryParse(p, out _)), "ClientAddress:TrustedProxies must be CIDR networks (e.g. 10.0.0.0/16).")
             .Validate(o => o.RelayKey is null || o.RelayKey.Length >= 32, "ClientAddress:RelayKey must be at least 32 characters.")
             .ValidateOnStart();
-        var settings = builder.Configuration.GetSection(ClientAddressOptions.Section).Get<ClientAddressOptions>() ?? new ClientAddressOptions();
-        var trusted = settings.TrustedProxies
-            .Concat(moreTrustedProxiesKeys.SelectMany(key => builder.Configuration.GetSection(key).Get<string[]>() ?? []))
-            .Where(p => System.Net.IPNetwork.TryParse(p, out _)).Select(p => System.Net.IPNetwork.Parse(p)).ToList();
         // PostConfigure: it must have the last word over ASPNETCORE_FORWARDEDHEADERS_ENABLED (which Aspire's manifest sets),
         // whose setup empties both trust lists, and empty lists make the middleware believe whoever calls.
-        builder.Services.PostConfigure<ForwardedHeadersOptions>(o =>
+        builder.Services.AddOptions<ForwardedHeadersOptions>().PostConfigure<IOptions<ClientAddressOptions>>((o, client) =>
         {
-            o.ForwardedHeaders = ForwardedHeaders.XForwardedFor;
+            var settings = client.Value;
+            // The scheme too: behind a TLS ingress the Web's cookies are Secure and its links https only when it is believed.
+            o.ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto;
             o.KnownProxies.Clear();
             o.KnownIPNetworks.Clear();
             if (settings.ProxyHops > 0)
             {
-                // Every request came through the ingress, which appended its caller: take exactly that many entries from the
-                // right, and nothing a client put before them.
+                // Every request came through the ingress (and any proxy before it, each counted), which appended its caller:
+                // take exactly that many entries from the right, and nothing a client put before them.
                 o.ForwardLimit = settings.ProxyHops;
                 return;
             }
@@ -72,7 +75,7 @@ public static class ClientAddresses
             o.ForwardLimit = null;
             o.KnownIPNetworks.Add(System.Net.IPNetwork.Parse("127.0.0.0/8"));
             o.KnownProxies.Add(IPAddress.IPv6Loopback);
-            foreach (var network in trusted) o.KnownIPNetworks.Add(network);
+            foreach (var network in settings.TrustedProxies) o.KnownIPNetworks.Add(System.Net.IPNetwork.Parse(network));
         });
         return builder;
     }
@@ -112,5 +115,19 @@ public static class ClientAddresses
         var comma = value.LastIndexOf(',');
         var last = (comma < 0 ? value : value[(comma + 1)..]).Trim();
         return IPEndPoint.TryParse(last, out var endpoint) ? endpoint.Address : null;
+    }
+}
+
+/// <summary>
+/// The Web's side of the relay: its sign-in calls name the browser they act for in X-Forwarded-For, so the Api's per-IP
+/// limits count browsers, not the Web; with the relay key the Api believes that entry. Only those calls carry it.
+/// </summary>
+public sealed class BrowserRelay(IOptions<ClientAddressOptions> options) : DelegatingHandler
+{
+    protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        if (options.Value.RelayKey is { Length: > 0 } key && request.Headers.Contains("X-Forwarded-For"))
+            request.Headers.TryAddWithoutValidation(ClientAddresses.RelayHeader, key);
+        return base.SendAsync(request, cancellationToken);
     }
 }

@@ -66,21 +66,39 @@ public static partial class CreditPurchasesApi
     /// <summary>The most a Checkout event can plausibly weigh; anything larger is not Stripe.</summary>
     private const int MaxWebhookBytes = 256 * 1024;
 
+    private static ApiError InvalidSignature() => new(400, "invalid_request_error", "invalid_signature",
+        "The Stripe-Signature header does not match this payload and the webhook secret (or the event is too old).");
+
+    /// <summary>
+    /// Whether a Stripe-Signature header could pass Stripe.net's check: a timestamp not older than the tolerance and a v1 signature.
+    /// Only a quick refusal of what cannot; the signature itself is checked on the payload.
+    /// </summary>
+    internal static bool MaybeFresh(string header, DateTimeOffset now, int toleranceSeconds)
+    {
+        long? at = null;
+        var signed = false;
+        foreach (var part in header.Split(','))
+        {
+            if (part.StartsWith("t=", StringComparison.Ordinal) && long.TryParse(part.AsSpan(2), out var t)) at = t;
+            else if (part.StartsWith("v1=", StringComparison.Ordinal) && part.Length > 3) signed = true;
+        }
+        // Too old only, as Stripe.net judges it: a sender's clock ahead of this one is its business.
+        return signed && at is { } seconds && now.ToUnixTimeSeconds() - seconds <= toleranceSeconds;
+    }
+
     /// <summary>
     /// Stripe's event delivery. The signature (Stripe-Signature, HMAC-SHA256 with the endpoint's secret, at most
     /// <see cref="CreditPurchaseOptions.SignatureToleranceSeconds"/> old) is checked by Stripe.net before anything is read.
     /// A 2xx tells Stripe to stop retrying: it is answered once the grant is durable, or when the event needs nothing.
     /// </summary>
-    private static ApiError InvalidSignature() => new(400, "invalid_request_error", "invalid_signature",
-        "The Stripe-Signature header does not match this payload and the webhook secret (or the event is too old).");
-
     private static async Task<Results<Ok, ErrorResult>> Webhook(HttpRequest request, CreditPurchases purchases, IOptions<CreditPurchaseOptions> options,
-        ILoggerFactory logs, CancellationToken ct)
+        TimeProvider clock, ILoggerFactory logs, CancellationToken ct)
     {
         var o = options.Value;
         if (!o.Enabled) return ApiError.NotFound("webhook").ToResult();
-        // The endpoint is anonymous: a call that cannot be Stripe's costs no read at all.
-        if (string.IsNullOrEmpty(request.Headers["Stripe-Signature"])) return InvalidSignature().ToResult();
+        // The endpoint is anonymous: a call that cannot be a fresh delivery of Stripe's costs no read at all.
+        if (!MaybeFresh(request.Headers["Stripe-Signature"].ToString(), clock.GetUtcNow(), o.SignatureToleranceSeconds))
+            return InvalidSignature().ToResult();
         if (request.ContentLength > MaxWebhookBytes) return ApiError.BodyTooLarge(MaxWebhookBytes).ToResult();
         string payload;
         // Pooled: a fresh buffer of this size would go to the large object heap on every call.
@@ -94,7 +112,8 @@ public static partial class CreditPurchasesApi
         }
         finally
         {
-            ArrayPool<char>.Shared.Return(buffer);
+            // Cleared: the next renter must not read a customer's checkout session.
+            ArrayPool<char>.Shared.Return(buffer, clearArray: true);
         }
         Event stripeEvent;
         try

@@ -61,9 +61,12 @@ public sealed partial class IdempotencyFilter(IdempotencyStore store, IOptions<I
             case ClaimOutcome.NotRetained: return Refused(http, key, body, ApiError.IdempotentAnswerNotRetained(claim.RequestId));
             case ClaimOutcome.Stored:
                 if (replays.Refuse(key) is { } retryAfter)
-                    return Refused(http, key, body, ApiError.RateLimited("replays of this key's answers (its requests per minute, on each server)", retryAfter));
+                    return Refused(http, key, body, ApiError.RateLimited("replays of answers (the key's and its organisation's requests per minute, on each server)", retryAfter));
+                var stored = await store.AnswerAsync(record, claim);
+                if (stored.Outcome == ClaimOutcome.Unavailable) return Refused(http, key, body, ApiError.DependencyUnavailable("Idempotency keys"));
+                if (stored.Outcome == ClaimOutcome.NotRetained) return Refused(http, key, body, ApiError.IdempotentAnswerNotRetained(stored.RequestId));
                 Track(http, key, body).Complete();
-                return Replay(claim.Answer!);
+                return Replay(stored.Answer!);
         }
 
         http.Request.Body = new MemoryStream(body, writable: false);

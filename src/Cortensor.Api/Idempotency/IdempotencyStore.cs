@@ -24,7 +24,7 @@ public enum ClaimOutcome
     Unavailable,
 }
 
-/// <summary>A stored answer: status, content type, the request that produced it and its body (uncompressed).</summary>
+/// <summary>A stored answer: status, content type, the request that produced it and its body (uncompressed; empty until read).</summary>
 public sealed record StoredAnswer(int Status, string ContentType, string RequestId, byte[] Body);
 
 public sealed record Claim(ClaimOutcome Outcome, StoredAnswer? Answer = null, string? RequestId = null, int RetryAfterSeconds = 1);
@@ -38,7 +38,7 @@ public sealed record Claim(ClaimOutcome Outcome, StoredAnswer? Answer = null, st
 public sealed partial class IdempotencyStore(IConnectionMultiplexer redis, IOptions<IdempotencyOptions> options, ILogger<IdempotencyStore> log)
 {
     private static readonly LuaScript ClaimScript = LuaScript.Prepare("""
-        local r = redis.call('HMGET', @record, 'hash', 'state', 'status', 'type', 'request', 'body')
+        local r = redis.call('HMGET', @record, 'hash', 'state', 'status', 'type', 'request')
         if not r[1] then
             redis.call('HSET', @record, 'hash', @hash, 'state', 'running', 'owner', @owner)
             redis.call('EXPIRE', @record, tonumber(@claimTtl))
@@ -46,7 +46,7 @@ public sealed partial class IdempotencyStore(IConnectionMultiplexer redis, IOpti
         end
         if r[1] ~= @hash then return {'mismatch'} end
         if r[2] == 'running' then return {'running', tostring(redis.call('TTL', @record))} end
-        return {r[2], r[3], r[4], r[5], r[6]}
+        return {r[2], r[3], r[4], r[5]}
         """);
 
     private static readonly LuaScript SaveScript = LuaScript.Prepare("""
@@ -80,8 +80,26 @@ public sealed partial class IdempotencyStore(IConnectionMultiplexer redis, IOpti
                 "mismatch" => new Claim(ClaimOutcome.Mismatch),
                 "running" => new Claim(ClaimOutcome.InProgress, RetryAfterSeconds: (int)Math.Clamp(long.Parse((string)r[1]!), 1, 5)),
                 "unretained" => new Claim(ClaimOutcome.NotRetained, RequestId: (string?)r[3]),
-                _ => new Claim(ClaimOutcome.Stored, new StoredAnswer((int)r[1], (string)r[2]!, (string)r[3]!, Decompress((byte[])r[4]!))),
+                // Without its body: up to a megabyte, read only for a replay that may be answered (AnswerAsync).
+                _ => new Claim(ClaimOutcome.Stored, new StoredAnswer((int)r[1], (string)r[2]!, (string)r[3]!, []), RequestId: (string?)r[3]),
             };
+        }
+        catch (Exception ex) when (Outage.IsRedis(ex))
+        {
+            Unreachable(log, ex);
+            return new Claim(ClaimOutcome.Unavailable);
+        }
+    }
+
+    /// <summary>The body of the answer <paramref name="stored"/> found, if the record still holds that request's answer.</summary>
+    public async Task<Claim> AnswerAsync(string record, Claim stored)
+    {
+        try
+        {
+            var r = await redis.GetDatabase().HashGetAsync(record, [(RedisValue)"state", (RedisValue)"request", (RedisValue)"body"]);
+            // Expired (and perhaps claimed anew) since the claim: the request ran, its answer is no longer kept here.
+            if (r[0] != "done" || r[1] != stored.RequestId || r[2].IsNull) return new Claim(ClaimOutcome.NotRetained, RequestId: stored.RequestId);
+            return new Claim(ClaimOutcome.Stored, stored.Answer! with { Body = Decompress((byte[])r[2]!) }, stored.RequestId);
         }
         catch (Exception ex) when (Outage.IsRedis(ex))
         {

@@ -6,21 +6,27 @@ namespace Cortensor.Api.Idempotency;
 /// <summary>
 /// Replays are not billed and take nothing from the shared limits, but each reads up to a megabyte from Redis and sends up
 /// to 8 MB: a key could pull that as fast as it can ask, a 60 KB request at a time. Each server answers a key at most its
-/// requests-per-minute of replays a minute (the key's own limit, else its plan's). Counted by each server rather than in
+/// requests-per-minute of replays a minute (the key's own limit, else its plan's), and an organisation its own; the body is
+/// read from Redis only for a replay that is answered. Counted by each server rather than in
 /// Redis: a replay costs no money, so the bound (servers × the limit) need not be exact, and replays stay off the shared
 /// counters every request waits on.
 /// </summary>
 public sealed class ReplayLimiter : IDisposable
 {
-    // A limit changed on the key is a partition of its own, so the new limit applies from its next replay.
-    private readonly PartitionedRateLimiter<KeySnapshot> _limiter = PartitionedRateLimiter.Create<KeySnapshot, (Guid, int)>(key =>
+    // A limit changed on the key is a partition of its own, so the new limit applies from its next replay. The organisation's
+    // limit is counted too, so its many keys replay no more together than it may request.
+    private readonly PartitionedRateLimiter<KeySnapshot> _limiter = PartitionedRateLimiter.CreateChained(
+        PartitionedRateLimiter.Create<KeySnapshot, (Guid, int)>(key => PerMinute((key.KeyId, Math.Min(key.RequestsPerMinute, key.OrganizationRequestsPerMinute)))),
+        PartitionedRateLimiter.Create<KeySnapshot, (Guid, int)>(key => PerMinute((key.OrganizationId, key.OrganizationRequestsPerMinute))));
+
+    private static RateLimitPartition<(Guid, int)> PerMinute((Guid Id, int Limit) partition)
     {
-        var perMinute = Math.Max(1, Math.Min(key.RequestsPerMinute, key.OrganizationRequestsPerMinute));
-        return RateLimitPartition.GetFixedWindowLimiter((key.KeyId, perMinute), _ => new FixedWindowRateLimiterOptions
+        var perMinute = Math.Max(1, partition.Limit);
+        return RateLimitPartition.GetFixedWindowLimiter((partition.Id, perMinute), _ => new FixedWindowRateLimiterOptions
         {
             PermitLimit = perMinute, Window = TimeSpan.FromMinutes(1), QueueLimit = 0, AutoReplenishment = true,
         });
-    });
+    }
 
     /// <summary>Null when the replay may be answered; else the seconds until the key's minute on this server starts again.</summary>
     public int? Refuse(KeySnapshot key)

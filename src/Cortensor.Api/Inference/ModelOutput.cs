@@ -52,16 +52,7 @@ public static partial class ModelOutput
     public static bool CallsMayFollowText(string family) => family != "gemma";
 
     /// <summary>Where the first of <paramref name="openers"/> in <paramref name="text"/> begins; -1 when none is in it.</summary>
-    public static int FirstOpener(ReadOnlySpan<char> text, IReadOnlyList<string> openers)
-    {
-        var first = -1;
-        foreach (var opener in openers)
-        {
-            var at = text.IndexOf(opener, StringComparison.Ordinal);
-            if (at >= 0 && (first < 0 || at < first)) first = at;
-        }
-        return first;
-    }
+    public static int FirstOpener(ReadOnlySpan<char> text, IReadOnlyList<string> openers) => ResponseNormaliser.FindStop(text, openers).Cut;
 
     public static StructuredAnswer Interpret(string family, string text, InferenceRequest request, AnswerCut cut)
     {
@@ -272,10 +263,13 @@ public static partial class ModelOutput
     private static StructuredAnswer Invalid(AnswerCut cut, string why) => new(null, null, Bad(cut, why));
     private static ApiError Bad(AnswerCut cut, string why) => ApiError.InvalidModelOutput(why, cut);
 
-    /// <summary>The text before a call, without the whitespace around it; null when there is none.</summary>
+    /// <summary>
+    /// The text before a call, without the whitespace before the call; null when there is none. Its leading whitespace is
+    /// kept, as in an answer without calls and as a stream has already sent it.
+    /// </summary>
     private static string? Before(string text, int call)
     {
-        var before = text.AsSpan(0, call).Trim();
+        var before = text.AsSpan(0, call).TrimEnd();
         return before.IsEmpty ? null : before.ToString();
     }
 

@@ -15,7 +15,7 @@ public static class ResponseNormaliser
     /// Where the first stop sequence in <paramref name="text"/> starts (the answer is cut there; the router does not know
     /// about them) and ends (the model had generated up to there, which is what is billed); (-1, -1) when none occurs.
     /// </summary>
-    public static (int Cut, int End) FindStop(string text, IReadOnlyList<string> stop)
+    public static (int Cut, int End) FindStop(ReadOnlySpan<char> text, IReadOnlyList<string> stop)
     {
         var (cut, end) = (-1, -1);
         foreach (var s in stop)

@@ -58,7 +58,9 @@ public sealed class LocalAdmission(TimeProvider clock)
                 // Only money we saw: an organisation never seen with a positive balance spends nothing.
                 if (!_known.TryGetValue(key.OrganizationId, out var known) || now - known.At > KnownFor || known.Left <= 0)
                     verdict = AdmissionVerdict.OutageAllowanceSpent;
-                else if (spent + amount > cap || known.Spent + amount > known.Left)
+                // Both: a Redis that comes and goes renews the known balance before the spool has replayed what was spent
+                // against it, so the hour's spend is also held to the latest balance seen.
+                else if (spent + amount > Math.Min(cap, known.Left) || known.Spent + amount > known.Left)
                     verdict = AdmissionVerdict.OutageAllowanceSpent;
                 else
                 {

@@ -1,6 +1,5 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using Microsoft.Extensions.Options;
 using Refit;
 
 namespace Cortensor.Web.Services;
@@ -207,19 +206,5 @@ public static class PortalApiClientExtensions
         builder.AddPortalSessionStore();
         builder.Services.AddScoped<PortalSession>();
         return builder;
-    }
-}
-
-/// <summary>
-/// The sign-in calls name the browser they act for in X-Forwarded-For, so the Api's per-IP limits count browsers, not
-/// this service: with the relay key the Api believes that entry (ClientAddressOptions.RelayKey). Only those calls carry it.
-/// </summary>
-public sealed class BrowserRelay(IOptions<ClientAddressOptions> options) : DelegatingHandler
-{
-    protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
-    {
-        if (options.Value.RelayKey is { Length: > 0 } key && request.Headers.Contains("X-Forwarded-For"))
-            request.Headers.TryAddWithoutValidation(ClientAddresses.RelayHeader, key);
-        return base.SendAsync(request, cancellationToken);
     }
 }

@@ -83,6 +83,38 @@ public sealed class ClientAddressTests
     }
 
     [Fact]
+    public async Task WithoutAnIngressTheWebIsStillBelievedByItsKeyAndNoOneElseIs()
+    {
+        await using var app = await HostAsync($"--ClientAddress:RelayKey={RelayKey}");
+        Assert.Equal("198.51.100.77", await ClientAsync(app, IPAddress.Parse("10.2.0.15"), "198.51.100.77", RelayKey));
+        Assert.Equal("10.2.0.15", await ClientAsync(app, IPAddress.Parse("10.2.0.15"), "198.51.100.77", "not-the-key"));
+    }
+
+    [Fact]
+    public async Task TheWebPresentsTheRelayKeyOnlyOnCallsThatNameABrowser()
+    {
+        var seen = new List<string?>();
+        using var web = new HttpClient(new BrowserRelay(Microsoft.Extensions.Options.Options.Create(new ClientAddressOptions { RelayKey = RelayKey }))
+        {
+            InnerHandler = new Answering(request => seen.Add(request.Headers.TryGetValues(ClientAddresses.RelayHeader, out var v) ? string.Join(",", v) : null)),
+        });
+        using var signIn = new HttpRequestMessage(HttpMethod.Post, "http://api/portal/auth/login");
+        signIn.Headers.Add("X-Forwarded-For", "198.51.100.77");
+        await web.SendAsync(signIn);
+        await web.SendAsync(new HttpRequestMessage(HttpMethod.Get, "http://api/portal/organizations"));
+        Assert.Equal([RelayKey, null], seen);
+    }
+
+    private sealed class Answering(Action<HttpRequestMessage> seen) : HttpMessageHandler
+    {
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            seen(request);
+            return Task.FromResult(new HttpResponseMessage(HttpStatusCode.OK));
+        }
+    }
+
+    [Fact]
     public async Task AConfiguredProxyNetworkIsBelievedAndTheOlderSettingNameStillCounts()
     {
         await using var app = await HostAsync("--ClientAddress:TrustedProxies:0=10.1.0.0/16", "--AuthThrottling:TrustedProxies:0=10.9.0.0/16");

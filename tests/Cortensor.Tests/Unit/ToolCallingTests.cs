@@ -417,6 +417,16 @@ public class ToolCallingTests
     }
 
     [Theory]
+    [InlineData("qwen")]
+    [InlineData("gpt-oss")]
+    public void WhitespaceBeforeTheTextIsKeptStreamedOrWholeAsInAnAnswerWithoutCalls(string family)
+    {
+        var answer = "\n\n " + Said + "\n" + (family == "qwen" ? HermesClock : HarmonyClock);
+        foreach (var request in Choices)
+            Assert.Equal(new Delivered("\n\n " + Said, "read_clock{}", null, "tool_calls"), StreamsAsItReadsWhole(family, answer, request));
+    }
+
+    [Theory]
     [InlineData("qwen", Said + "\n" + HermesClock)]
     [InlineData("gpt-oss", Said + HarmonyClock)]
     [InlineData("gpt-oss", Said + "\n" + HarmonyClock)]
