@@ -190,12 +190,18 @@ public sealed partial class AdmissionGate(
         }
         catch (Exception ex) when (Outage.IsRedis(ex, ct))
         {
-            // The script may have run before the reply was lost: the reaper gives that hold back as
-            // soon as Redis answers, while this request is admitted and billed on this replica alone.
-            if (ex is not RedisConnectionException { FailureType: ConnectionFailureType.UnableToConnect })
-                Uncertain(draft with { Hold = hold });
             Log.SharedLimitsUnavailable(log, ex);
-            return local.Admit(key, window, reset, tokens, amount, credits);
+            var admitted = local.Admit(key, window, reset, tokens, amount, credits);
+            // A connection that never opened ran nothing: the request is billed by its own record alone.
+            if (ex is RedisConnectionException { FailureType: ConnectionFailureType.UnableToConnect }) return admitted;
+            // The script may have run before the reply was lost: this replica's reaper gives that hold back as soon as
+            // Redis answers. An admitted request also keeps the hold, to settle it like any other. Should another replica
+            // take this one's silence for death first, its reaper files a record under this request's event id; a plain
+            // record of the request would then be dropped by the ledger (same id), leaving it unbilled, where settling the
+            // hold finds the reaper's note and bills the rest under an id of its own. A hold that was never created, or was
+            // already given back, settles as nothing to give back and files the record as is, for the ledger to charge.
+            Uncertain(draft with { Hold = hold });
+            return admitted.Admitted ? admitted with { Hold = hold } : admitted;
         }
         catch (Exception ex) when (ex is Npgsql.NpgsqlException or InvalidOperationException)
         {

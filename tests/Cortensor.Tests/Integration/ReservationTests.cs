@@ -104,14 +104,14 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
         await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(1m));
         // A replica whose Redis calls give up after a second, while Redis holds writes until the replica has given up.
         await using var impatient = await ConnectionMultiplexer.ConnectAsync(infrastructure.RedisConnectionString + ",asyncTimeout=1000,syncTimeout=1000");
-        var (gate, meter, reaper) = Build(redis: impatient);
+        var (gate, meter, reaper) = Build(redis: impatient, local: SawTheBalance());
         await using var pause = await RedisPause.WritesAsync(infrastructure.RedisConnectionString);
         // The client library takes a connection that has timed out and read nothing for over four timeouts for dead, and
         // closes it, and Redis drops what it held for it: read just before, that is five seconds after the admission.
         await impatient.GetDatabase().PingAsync();
-        var (admission, _) = await AdmitAsync(gate, Key(BillingMode.PrepaidCredits), promptTokens: 10, maxTokens: 1000);
-        Assert.True(admission.Local);
-        // The held script runs once Redis resumes: a hold nobody will settle.
+        var (admission, draft) = await AdmitAsync(gate, Key(BillingMode.PrepaidCredits), promptTokens: 10, maxTokens: 1000);
+        Assert.True(admission is { Local: true, Admitted: true });
+        // The held script runs once Redis resumes: a hold nobody but this replica knows of.
         await pause.ResumeAsync();
         await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Reservations(_org)) == 1);
         Assert.True((long)await db.StringGetAsync(LimitKeys.Credit(_org)) < Pricing.ToUnits(1m));
@@ -125,7 +125,112 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
         });
         Assert.Equal(Pricing.ToUnits(1m), (long)await db.StringGetAsync(LimitKeys.Credit(_org)));
         Assert.Equal(0, await db.StreamLengthAsync(UsageMeter.Stream)); // the request is billed by its own (local) record
+
+        // That record settles the hold the request kept, given back already: nothing more comes back, the record is filed
+        // as is (twice, as a spool replay may), and the ledger charges it once.
+        var used = Used(draft, admission, prompt: 10, completion: 200);
+        var (_, settler, _) = Build();
+        await settler.RecordAsync(used);
+        await settler.RecordAsync(used);
+        Assert.Equal(Pricing.ToUnits(1m), (long)await db.StringGetAsync(LimitKeys.Credit(_org)));
+        Assert.Equal([used.EventId], (await db.StreamRangeAsync(UsageMeter.Stream)).Select(e => ReplicaTesting.Parse(e).EventId).Distinct());
+        Assert.Equal((1L, used.Cost, 210L), await LedgerAsync(BillingMode.PrepaidCredits));
         _ = meter;
+    }
+
+    [Fact]
+    public async Task ARequestAdmittedLocallyAfterItsAdmissionTimedOutIsBilledInFullOnceWhenAnotherReplicaTookItsReplicaForDead()
+    {
+        var db = _redis.GetDatabase();
+        await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(1m));
+        // Replica A's admission times out after Redis ran it (held by the pause until A has given up): A admits the request
+        // on its own while Redis holds a reservation under the request's event id.
+        await using var impatient = await ConnectionMultiplexer.ConnectAsync(infrastructure.RedisConnectionString + ",asyncTimeout=1000,syncTimeout=1000");
+        var (gate, _, _) = Build("cut-off", redis: impatient, local: SawTheBalance());
+        UsageRecord draft;
+        Admission admission;
+        await using (var pause = await RedisPause.WritesAsync(infrastructure.RedisConnectionString))
+        {
+            await impatient.GetDatabase().PingAsync();
+            (admission, draft) = await AdmitAsync(gate, Key(BillingMode.PrepaidCredits), promptTokens: 10, maxTokens: 1000);
+            Assert.True(admission is { Local: true, Admitted: true });
+            await pause.ResumeAsync();
+        }
+        await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Reservations(_org)) == 1);
+
+        // A is then cut off from Redis (its reaper never gets to give the hold back); another replica takes its silence
+        // for death and settles the reservation as abandoned: nothing reported, so a 499 of no tokens under the event id.
+        await db.HashSetAsync(LimitKeys.Replicas, $"{_replica}-cut-off", _clock.GetUtcNow().ToUnixTimeSeconds());
+        var (_, _, survivor) = Build(replica: "survivor");
+        Assert.Equal(0, await survivor.ReapAsync(CancellationToken.None));
+        _clock.Advance(TimeSpan.FromSeconds(new LimitsOptions().ReplicaSilenceSeconds + 1));
+        Assert.Equal(1, await survivor.ReapAsync(CancellationToken.None));
+        Assert.Equal(Pricing.ToUnits(1m), (long)await db.StringGetAsync(LimitKeys.Credit(_org)));
+
+        // The request ends on A with 10 + 300 tokens while Redis is still away: its record is spooled, and replayed twice
+        // once Redis is back (a replay interrupted half-way runs again).
+        var used = Used(draft, admission, prompt: 10, completion: 300);
+        await using (var down = await ConnectionMultiplexer.ConnectAsync("127.0.0.1:1,abortConnect=false,connectTimeout=100"))
+        using (var spool = Spool(down))
+            await new UsageMeter(down, spool, NullLogger<UsageMeter>.Instance).RecordAsync(used);
+        var spooled = JsonSerializer.Deserialize(File.ReadAllLines(Directory.GetFiles(_spool).Single()).Single(), PortalJsonContext.Default.UsageRecord)!;
+        var (_, meter, _) = Build("cut-off");
+        await meter.ReplayAsync(spooled);
+        await meter.ReplayAsync(spooled);
+
+        // Billed in full once: the reaper's record and the rest under an id of its own, the counter and the ledger alike.
+        // (The reaper's record billed no tokens and makes no ledger entry: the ledger's one entry is the rest.)
+        var records = (await db.StreamRangeAsync(UsageMeter.Stream)).Select(ReplicaTesting.Parse).ToList();
+        Assert.Equal((1L, used.Cost, 310L), await LedgerAsync(BillingMode.PrepaidCredits));
+        Assert.Equal(used.Cost, records.Sum(r => r.Cost));
+        Assert.Equal(2, records.Select(r => r.EventId).Distinct().Count());
+        Assert.Equal(Pricing.ToUnits(1m) - Pricing.ToUnits(used.Cost), (long)await db.StringGetAsync(LimitKeys.Credit(_org)));
+    }
+
+    [Fact]
+    public async Task ARequestAdmittedLocallyAfterAnAdmissionRedisNeverRanGetsNothingBackAndIsBilledOnce()
+    {
+        var db = _redis.GetDatabase();
+        await db.StringSetAsync(LimitKeys.Credit(_org), Pricing.ToUnits(1m));
+        await using var impatient = await ConnectionMultiplexer.ConnectAsync(infrastructure.RedisConnectionString + ",asyncTimeout=1000,syncTimeout=1000");
+        var client = (long)await impatient.GetDatabase().ExecuteAsync("CLIENT", "ID");
+        var (gate, _, _) = Build("lost", redis: impatient, local: SawTheBalance());
+        // The admission times out while Redis holds it, and its connection is gone before Redis runs it: the script never
+        // ran, yet the replica cannot tell, and the request goes on with the hold it kept.
+        UsageRecord draft;
+        Admission admission;
+        await using (var pause = await RedisPause.WritesAsync(infrastructure.RedisConnectionString))
+        {
+            await impatient.GetDatabase().PingAsync();
+            (admission, draft) = await AdmitAsync(gate, Key(BillingMode.PrepaidCredits), promptTokens: 10, maxTokens: 1000);
+            Assert.True(admission is { Local: true, Admitted: true });
+            await db.ExecuteAsync("CLIENT", "KILL", "ID", client);
+            await pause.ResumeAsync();
+        }
+        // Once the replica is connected again, whatever Redis held for its old connection would have run long since.
+        await ReplicaTesting.UntilRedisSettlesAsync(async () =>
+        {
+            try
+            {
+                await impatient.GetDatabase().PingAsync();
+                return true;
+            }
+            catch (Exception ex) when (ex is RedisException or TimeoutException)
+            {
+                return false;
+            }
+        });
+        Assert.Equal(0, await db.HashLengthAsync(LimitKeys.Reservations(_org)));
+        Assert.Equal(Pricing.ToUnits(1m), (long)await db.StringGetAsync(LimitKeys.Credit(_org)));
+
+        var used = Used(draft, admission, prompt: 10, completion: 300);
+        var (_, meter, _) = Build("lost");
+        await meter.RecordAsync(used);
+        await meter.RecordAsync(used);
+        Assert.Equal(Pricing.ToUnits(1m), (long)await db.StringGetAsync(LimitKeys.Credit(_org)));
+        Assert.Equal(0, await db.HashLengthAsync(LimitKeys.Unbilled(LimitKeys.Credit(_org))));
+        Assert.Equal([used.EventId], (await db.StreamRangeAsync(UsageMeter.Stream)).Select(e => ReplicaTesting.Parse(e).EventId).Distinct());
+        Assert.Equal((1L, used.Cost, 310L), await LedgerAsync(BillingMode.PrepaidCredits));
     }
 
     [Fact]
@@ -196,35 +301,7 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
         Assert.False(await db.HashExistsAsync(LimitKeys.Progress(_org), draft.EventId));
 
         // Through the real ledger writer: both records land, the repeated one is dropped, and the counter equals the ledger.
-        await using (var command = _postgres.CreateCommand(
-            """
-            WITH org AS (INSERT INTO organizations (id, name, status, plan_id, created_at) VALUES ($1, 'cut off', 'Active', $2, now()) RETURNING id)
-            INSERT INTO billing_ledger (organization_id, kind, amount, tokens, reference, created_at) SELECT id, 'Grant', 1, 0, 'grant-' || id, now() FROM org WHERE $3
-            """))
-        {
-            command.Parameters.Add(new NpgsqlParameter { Value = _org });
-            command.Parameters.Add(new NpgsqlParameter { Value = credits ? "pro" : "free" });
-            command.Parameters.Add(new NpgsqlParameter { Value = credits });
-            await command.ExecuteNonQueryAsync();
-        }
-        var writer = new UsageWriter(_redis, _postgres, Options.Create(new MeteringOptions()), NullLogger<UsageWriter>.Instance);
-        await writer.StartAsync(CancellationToken.None);
-        try
-        {
-            await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Unbilled(counter)) == 0);
-        }
-        finally
-        {
-            await writer.StopAsync(CancellationToken.None);
-        }
-        await using (var ledger = _postgres.CreateCommand(
-            "SELECT count(*), coalesce(sum(-amount), 0), coalesce(sum(tokens), 0) FROM billing_ledger WHERE organization_id = $1 AND kind = 'Usage'"))
-        {
-            ledger.Parameters.Add(new NpgsqlParameter { Value = _org });
-            await using var row = await ledger.ExecuteReaderAsync();
-            Assert.True(await row.ReadAsync());
-            Assert.Equal((2L, credits ? used.Cost : 0m, (long)total), (row.GetInt64(0), row.GetDecimal(1), row.GetInt64(2)));
-        }
+        Assert.Equal((2L, credits ? used.Cost : 0m, (long)total), await LedgerAsync(mode));
         // The quota's counter is November's and the clock is now in December (the ledger's tokens are its count above);
         // the balance is reconciled as the reconciler would.
         if (!credits) return;
@@ -390,6 +467,53 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
         Assert.True(Admit(Pricing.ToUnits(0.10m)).Admitted);
     }
 
+    /// <summary>Local admission on a replica that saw the organisation's $1 a moment ago: it admits while Redis is away.</summary>
+    private LocalAdmission SawTheBalance()
+    {
+        var local = new LocalAdmission(_clock);
+        local.Remember(_org, Pricing.ToUnits(1m));
+        return local;
+    }
+
+    /// <summary>
+    /// Writes the whole stream into the ledger through a real <see cref="UsageWriter"/> (the organisation created first,
+    /// with a $1 grant on credits); returns the organisation's usage entries, what they debited and their tokens.
+    /// </summary>
+    private async Task<(long Entries, decimal Debited, long Tokens)> LedgerAsync(BillingMode mode)
+    {
+        var credits = mode == BillingMode.PrepaidCredits;
+        await using (var command = _postgres.CreateCommand(
+            """
+            WITH org AS (INSERT INTO organizations (id, name, status, plan_id, created_at) VALUES ($1, 'cut off', 'Active', $2, now()) RETURNING id)
+            INSERT INTO billing_ledger (organization_id, kind, amount, tokens, reference, created_at) SELECT id, 'Grant', 1, 0, 'grant-' || id, now() FROM org WHERE $3
+            """))
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = _org });
+            command.Parameters.Add(new NpgsqlParameter { Value = credits ? "pro" : "free" });
+            command.Parameters.Add(new NpgsqlParameter { Value = credits });
+            await command.ExecuteNonQueryAsync();
+        }
+        var db = _redis.GetDatabase();
+        var writer = new UsageWriter(_redis, _postgres, Options.Create(new MeteringOptions()), NullLogger<UsageWriter>.Instance);
+        await writer.StartAsync(CancellationToken.None);
+        try
+        {
+            // The writer deletes each entry once the ledger has it (a duplicate the ledger dropped too), and the pending
+            // charges it carried with it.
+            await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.StreamLengthAsync(UsageMeter.Stream) == 0);
+        }
+        finally
+        {
+            await writer.StopAsync(CancellationToken.None);
+        }
+        await using var ledger = _postgres.CreateCommand(
+            "SELECT count(*), coalesce(sum(-amount), 0), coalesce(sum(tokens), 0) FROM billing_ledger WHERE organization_id = $1 AND kind = 'Usage'");
+        ledger.Parameters.Add(new NpgsqlParameter { Value = _org });
+        await using var row = await ledger.ExecuteReaderAsync();
+        Assert.True(await row.ReadAsync());
+        return (row.GetInt64(0), row.GetDecimal(1), row.GetInt64(2));
+    }
+
     /// <summary>
     /// A stream admitted on <paramref name="replica"/> reports 40 + 25 tokens, then the replica falls silent: another replica,
     /// connected long enough to trust that silence means death, settles it as abandoned.
@@ -410,7 +534,8 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
         return (meter, admission, draft);
     }
 
-    private (AdmissionGate Gate, UsageMeter Meter, ReservationReaper Reaper) Build(string? replica = null, IConnectionMultiplexer? redis = null)
+    private (AdmissionGate Gate, UsageMeter Meter, ReservationReaper Reaper) Build(string? replica = null, IConnectionMultiplexer? redis = null,
+        LocalAdmission? local = null)
     {
         replica = replica is null ? _replica : $"{_replica}-{replica}";
         var mux = redis ?? _redis;
@@ -421,7 +546,7 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
         // Streamed drafts (as AdmitAsync files them) always take the exact path: leases are LeaseTests' subject.
         var leases = new AdmissionLeases(mux, new SettlementQueue(meter, Options.Create(new MeteringOptions()), NullLogger<SettlementQueue>.Instance), Spool(mux), identity, options, _clock,
             NullLogger<AdmissionLeases>.Instance);
-        var gate = new AdmissionGate(mux, counters, new LocalAdmission(_clock), leases, identity, options, _clock, NullLogger<AdmissionGate>.Instance);
+        var gate = new AdmissionGate(mux, counters, local ?? new LocalAdmission(_clock), leases, identity, options, _clock, NullLogger<AdmissionGate>.Instance);
         var reaper = new ReservationReaper(mux, meter, gate, leases, identity, options, _clock, NullLogger<ReservationReaper>.Instance);
         return (gate, meter, reaper);
     }
