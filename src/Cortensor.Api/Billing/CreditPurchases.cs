@@ -114,17 +114,21 @@ public sealed partial class CreditPurchases(PortalDbContext db, IOptions<CreditP
             Description = $"Credit purchase (Stripe {session.PaymentIntentId ?? session.Id})", CreatedAt = now,
         });
         db.Record(AuditActor.System, "credits.purchase", "organization", org.ToString(), null, new { SessionId = session.Id, AmountUsd = amount, EventId = eventId }, now);
-        try
+        // The hot-path balance moves now (as an admin grant does), not at the next reconciliation, and once.
+        var granted = await counters.GrantAsync(org, session.Id, amount, async () =>
         {
-            await db.SaveChangesAsync(ct);
-        }
-        catch (DbUpdateException ex) when (ex.InnerException is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation })
-        {
-            // Another replica granted this session a moment ago (the same event delivered twice at once).
-            return Outcome.AlreadyGranted;
-        }
-        // The hot-path balance moves now (as an admin grant does), not at the next reconciliation.
-        await counters.AddCreditAsync(org, amount);
+            try
+            {
+                await db.SaveChangesAsync(ct);
+                return true;
+            }
+            catch (DbUpdateException ex) when (ex.InnerException is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation })
+            {
+                // Another replica granted this session a moment ago (the same event delivered twice at once).
+                return false;
+            }
+        });
+        if (!granted) return Outcome.AlreadyGranted;
         await AttachReceiptAsync(purchase, ct);
         return Outcome.Granted;
     }

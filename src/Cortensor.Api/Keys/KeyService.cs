@@ -184,7 +184,7 @@ public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements
         return org;
     }
 
-    /// <summary>Grants (positive) or claws back (negative) credit: a ledger entry, then the hot-path balance.</summary>
+    /// <summary>Grants (positive) or claws back (negative) credit: a ledger entry, and the hot-path balance once.</summary>
     public async Task<decimal?> AdjustCreditsAsync(Guid orgId, decimal amount, string reason, AuditActor actor, CancellationToken ct)
     {
         if (!await db.Organizations.AnyAsync(o => o.Id == orgId, ct)) return null;
@@ -196,8 +196,11 @@ public sealed class KeyService(PortalDbContext db, EntitlementCache entitlements
         };
         db.BillingLedger.Add(entry);
         Audit(actor, "credits.adjust", "organization", orgId.ToString(), null, new { entry.Amount, reason, entry.Reference });
-        await db.SaveChangesAsync(ct);
-        await counters.AddCreditAsync(orgId, entry.Amount);
+        await counters.GrantAsync(orgId, entry.Reference, entry.Amount, async () =>
+        {
+            await db.SaveChangesAsync(ct);
+            return true;
+        });
         return await db.LedgerTotals.Where(t => t.OrganizationId == orgId).SumAsync(t => t.Amount, ct);
     }
 

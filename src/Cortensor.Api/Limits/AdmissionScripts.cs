@@ -160,33 +160,56 @@ internal static class AdmissionScripts
         return 1
         """);
 
-    /// <summary>A grant reaches the hot balance only if Redis holds it (else the next admission loads it whole).</summary>
-    public static readonly LuaScript AddCredit = LuaScript.Prepare("""
-        if redis.call('EXISTS', @counter) == 1 then
-            redis.call('INCR', @version)
-            return redis.call('INCRBY', @counter, @amount)
-        end
+    /// <summary>
+    /// A grant about to be committed to the ledger, noted first (reference → credit units) so that whoever meets it next
+    /// knows whether the hot balance has it: reconciliation, reading the ledger, folds in the noted grants the ledger
+    /// already has and strikes them; <see cref="ApplyGrant"/> adds only a grant still noted. The version moves, so a
+    /// comparison whose snapshot predates the note (and so cannot strike it) is not set.
+    /// </summary>
+    public static readonly LuaScript PendGrant = LuaScript.Prepare("""
+        redis.call('HSET', @grants, @reference, @amount)
+        redis.call('INCR', @version)
+        return 1
+        """);
+
+    /// <summary>
+    /// A committed grant reaches the hot balance once: only if it is still noted (reconciliation did not fold it in
+    /// already), and only if Redis holds the balance (else the next admission loads it whole, grant included).
+    /// </summary>
+    public static readonly LuaScript ApplyGrant = LuaScript.Prepare("""
+        local amount = redis.call('HGET', @grants, @reference)
+        if not amount then return nil end
+        redis.call('HDEL', @grants, @reference)
+        redis.call('INCR', @version)
+        if redis.call('EXISTS', @counter) == 1 then return redis.call('INCRBY', @counter, amount) end
         return nil
         """);
 
     /// <summary>
     /// What reconciliation compares, read at one instant: counter, holds, version, the charges pending for the ledger
-    /// and how many there are. Above <c>maxPending</c> they are not read: a script blocks all of Redis while it runs.
+    /// and how many there are, and (credits) the grants noted but not yet applied. Above <c>maxPending</c> the charges are
+    /// not read: a script blocks all of Redis while it runs. Grants are few (one per top-up or admin grant in flight).
     /// </summary>
     public static readonly LuaScript Snapshot = LuaScript.Prepare("""
         local n = redis.call('HLEN', @unbilled)
         local pending = {}
         if n <= tonumber(@maxPending) then pending = redis.call('HGETALL', @unbilled) end
+        local grants = {}
+        if @credits == '1' then grants = redis.call('HKEYS', @grants) end
         return {redis.call('GET', @counter) or '', redis.call('GET', @heldKey) or '0',
-                redis.call('GET', @version) or '0', pending, n}
+                redis.call('GET', @version) or '0', pending, n, grants}
         """);
 
-    /// <summary>Sets a counter to the ledger's figure only if nothing moved it since the snapshot.</summary>
+    /// <summary>
+    /// Sets a counter to the ledger's figure only if nothing moved it since the snapshot, and strikes the noted grants that
+    /// figure includes (<c>written</c>, one reference a line): the balance has them now, and applying them would count them twice.
+    /// </summary>
     public static readonly LuaScript CompareAndSet = LuaScript.Prepare("""
         if (redis.call('GET', @version) or '0') ~= @seen then return 0 end
         if @onlyIfMissing == '1' and redis.call('EXISTS', @counter) == 1 then return 0 end
         redis.call('SET', @counter, @value)
         if tonumber(@ttl) > 0 then redis.call('EXPIRE', @counter, @ttl) end
+        for reference in string.gmatch(@written, '[^\n]+') do redis.call('HDEL', @grants, reference) end
         redis.call('INCR', @version)
         return 1
         """);

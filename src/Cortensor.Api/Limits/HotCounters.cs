@@ -12,7 +12,10 @@ namespace Cortensor.Api.Limits;
 /// is in the held figure, and a charge filed from a lease moves from held to pending. Redis gives those three at one instant; Postgres
 /// gives the ledger and which of the unwritten charges it already has, in one statement. The result
 /// is set only if no admission, settlement or grant moved the organisation in between, so a busy
-/// organisation is corrected too, whenever its counters hold still for a moment.
+/// organisation is corrected too, whenever its counters hold still for a moment. A grant (top-up, admin grant or
+/// clawback) is noted in Redis before its ledger commit and applied after it (<see cref="GrantAsync"/>); the comparison
+/// strikes the noted grants the ledger already has, so a grant committed between the snapshot and the ledger read is
+/// counted by the comparison or by its own apply, never by both.
 /// </summary>
 public sealed partial class HotCounters(IConnectionMultiplexer redis, NpgsqlDataSource postgres, TimeProvider clock, ILogger<HotCounters>? log = null)
 {
@@ -28,6 +31,7 @@ public sealed partial class HotCounters(IConnectionMultiplexer redis, NpgsqlData
     /// </param>
     public async Task<Outcome?> ReconcileAsync(Guid org, BillingMode mode, bool onlyIfMissing, CancellationToken ct, int maxPending = int.MaxValue)
     {
+        var grantsKey = (RedisKey)LimitKeys.PendingGrants(org);
         var db = redis.GetDatabase();
         var now = clock.GetUtcNow();
         var credits = mode == BillingMode.PrepaidCredits;
@@ -35,8 +39,9 @@ public sealed partial class HotCounters(IConnectionMultiplexer redis, NpgsqlData
         var snapshot = (RedisResult[])(await db.ScriptEvaluateAsync(AdmissionScripts.Snapshot, new
         {
             counter = (RedisKey)counter, heldKey = (RedisKey)LimitKeys.Held(counter), version = (RedisKey)LimitKeys.Version(org),
-            unbilled = (RedisKey)LimitKeys.Unbilled(counter), maxPending,
+            unbilled = (RedisKey)LimitKeys.Unbilled(counter), maxPending, grants = grantsKey, credits = credits ? "1" : "0",
         }))!;
+        if (AfterSnapshot is not null) await AfterSnapshot();
         var current = snapshot[0].ToString() is { Length: > 0 } c ? long.Parse(c, System.Globalization.CultureInfo.InvariantCulture) : (long?)null;
         if (onlyIfMissing && current is not null) return null;
         // A credit balance Redis never loaded is loaded on first use, not here.
@@ -47,38 +52,46 @@ public sealed partial class HotCounters(IConnectionMultiplexer redis, NpgsqlData
         var pairs = (RedisResult[])snapshot[3]!;
         var unbilled = new Dictionary<string, long>(pairs.Length / 2);
         for (var i = 0; i + 1 < pairs.Length; i += 2) unbilled[pairs[i].ToString()] = (long)pairs[i + 1];
+        var grants = ((RedisResult[])snapshot[5]!).Select(g => g.ToString()).ToArray();
 
         // One statement, so one snapshot of the ledger. The balance and the month's tokens come from the ledger's totals
         // (kept by the database with every insert), not from summing an organisation's ledger, which grows without end;
-        // the pending charges are looked up by their unique index.
+        // the pending charges and noted grants are looked up by their unique index.
         const string pendingWritten =
             "(SELECT coalesce(array_agg(reference), '{}') FROM billing_ledger WHERE kind = 'Usage' AND reference = ANY($2) AND organization_id = $1)";
+        const string grantsWritten =
+            "(SELECT coalesce(array_agg(reference), '{}') FROM billing_ledger WHERE kind <> 'Usage' AND reference = ANY($3) AND organization_id = $1)";
         await using var command = postgres.CreateCommand(credits
-            ? $"SELECT (SELECT coalesce(sum(amount), 0) FROM ledger_totals WHERE organization_id = $1), 0::bigint, {pendingWritten}"
-            : $"SELECT 0::numeric, (SELECT coalesce(sum(usage_tokens), 0)::bigint FROM ledger_totals WHERE organization_id = $1 AND month = $3), {pendingWritten}");
+            ? $"SELECT (SELECT coalesce(sum(amount), 0) FROM ledger_totals WHERE organization_id = $1), 0::bigint, {pendingWritten}, {grantsWritten}"
+            : $"SELECT 0::numeric, (SELECT coalesce(sum(usage_tokens), 0)::bigint FROM ledger_totals WHERE organization_id = $1 AND month = $3), {pendingWritten}, '{{}}'::text[]");
         command.Parameters.Add(new NpgsqlParameter { Value = org });
         command.Parameters.Add(new NpgsqlParameter { Value = unbilled.Keys.ToArray() });
-        if (!credits) command.Parameters.Add(new NpgsqlParameter { Value = new DateOnly(now.Year, now.Month, 1) });
+        command.Parameters.Add(credits ? new NpgsqlParameter { Value = grants } : new NpgsqlParameter { Value = new DateOnly(now.Year, now.Month, 1) });
         decimal balance;
         long tokens;
         string[] written;
+        string[] grantsInLedger;
         // Disposed once, here: the data source's connection goes back to the pool with the reader, and a
         // second dispose would reach a connection another request already holds.
         await using (var reader = await command.ExecuteReaderAsync(ct))
         {
             await reader.ReadAsync(ct);
-            (balance, tokens, written) = (reader.GetDecimal(0), reader.GetInt64(1), reader.GetFieldValue<string[]>(2));
+            (balance, tokens, written, grantsInLedger) =
+                (reader.GetDecimal(0), reader.GetInt64(1), reader.GetFieldValue<string[]>(2), reader.GetFieldValue<string[]>(3));
         }
 
         var pending = unbilled.Sum(u => u.Value) - written.Sum(id => unbilled.GetValueOrDefault(id));
         var expected = credits ? Pricing.ToUnits(balance) - held - pending : tokens + held + pending;
         var changed = false;
-        if (current != expected)
+        // A noted grant the ledger has is in the expected figure but not yet in the counter (its apply has not run): it is
+        // struck with the set, even when the figures agree, or its apply would add it again.
+        if (current != expected || grantsInLedger.Length > 0)
         {
             changed = (long)await db.ScriptEvaluateAsync(AdmissionScripts.CompareAndSet, new
             {
                 counter = (RedisKey)counter, version = (RedisKey)LimitKeys.Version(org), seen, value = expected,
                 ttl = credits ? 0 : QuotaTtlSeconds, onlyIfMissing = onlyIfMissing ? "1" : "0",
+                grants = grantsKey, written = string.Join('\n', grantsInLedger),
             }) == 1;
         }
         // Charges the ledger has are no longer pending: forget them (harmless if the writer already did).
@@ -125,27 +138,57 @@ public sealed partial class HotCounters(IConnectionMultiplexer redis, NpgsqlData
     }
 
     /// <summary>
-    /// Adds a grant the ledger already holds to the hot balance if Redis holds it; otherwise the next admission loads it
-    /// from the ledger. Never throws for Redis: the grant is made, and a caller told otherwise would make it again (an
-    /// operator retrying a 500, Stripe redelivering); the reconciler brings the balance to the ledger within a pass.
+    /// Runs between the snapshot and the ledger read of <see cref="ReconcileAsync"/>: a test's way to commit a grant at
+    /// exactly that moment.
     /// </summary>
-    public async Task AddCreditAsync(Guid org, decimal usd)
+    internal Func<Task>? AfterSnapshot { get; init; }
+
+    /// <summary>
+    /// Grants (positive) or claws back (negative) credit around <paramref name="commit"/>, the caller's ledger commit
+    /// (false: the ledger already had <paramref name="reference"/>, e.g. a Stripe event delivered twice at once), so
+    /// that the hot balance takes it once: noted in Redis first, applied after the commit, and folded in by
+    /// reconciliation instead if the ledger has it before the apply runs. Never throws for Redis: a grant Redis did not
+    /// take is in the ledger, and a caller told otherwise would make it again (an operator retrying a 500, Stripe
+    /// redelivering); the reconciler brings the balance to the ledger within a pass. A commit that throws has its note
+    /// struck: were the commit made after all (its reply lost), the hot balance lacks it until that pass.
+    /// </summary>
+    /// <returns>Whether <paramref name="commit"/> made the grant.</returns>
+    public async Task<bool> GrantAsync(Guid org, string reference, decimal usd, Func<Task<bool>> commit)
     {
+        var db = redis.GetDatabase();
+        RedisKey grants = LimitKeys.PendingGrants(org), version = LimitKeys.Version(org);
+        await RedisOrLogAsync(() => db.ScriptEvaluateAsync(AdmissionScripts.PendGrant, new { grants, version, reference, amount = Pricing.ToUnits(usd) }));
+        bool committed;
         try
         {
-            await redis.GetDatabase().ScriptEvaluateAsync(AdmissionScripts.AddCredit, new
-            {
-                counter = (RedisKey)LimitKeys.Credit(org), version = (RedisKey)LimitKeys.Version(org), amount = Pricing.ToUnits(usd),
-            });
+            committed = await commit();
         }
-        catch (Exception ex) when (Outage.IsRedis(ex))
+        catch (Exception)
         {
-            if (log is not null) CreditNotMoved(log, org, usd, ex);
+            await RedisOrLogAsync(() => db.HashDeleteAsync(grants, reference));
+            throw;
+        }
+        // Not committed here means another caller committed it: its apply (or reconciliation, which strikes the note
+        // once it sees the ledger has it) counts it; striking the note here could drop that caller's note before its apply.
+        if (committed)
+            await RedisOrLogAsync(() => db.ScriptEvaluateAsync(AdmissionScripts.ApplyGrant, new { grants, version, reference, counter = (RedisKey)LimitKeys.Credit(org) }));
+        return committed;
+
+        async Task RedisOrLogAsync(Func<Task> call)
+        {
+            try
+            {
+                await call();
+            }
+            catch (Exception ex) when (Outage.IsRedis(ex))
+            {
+                if (log is not null) CreditNotMoved(log, org, usd, reference, ex);
+            }
         }
     }
 
-    [LoggerMessage(LogLevel.Warning, "A grant of {Amount} USD to organization {Organization} is in the ledger but not yet in its hot balance (Redis did not answer); reconciliation adds it")]
-    private static partial void CreditNotMoved(ILogger logger, Guid organization, decimal amount, Exception exception);
+    [LoggerMessage(LogLevel.Warning, "A grant of {Amount} USD to organization {Organization} ({Reference}) may not reach its hot balance at once (Redis did not answer); reconciliation brings the balance to the ledger")]
+    private static partial void CreditNotMoved(ILogger logger, Guid organization, decimal amount, string reference, Exception exception);
 
     /// <summary>The hot-path balance in USD, or null when Redis has not loaded it.</summary>
     public async Task<decimal?> HotBalanceAsync(Guid org)

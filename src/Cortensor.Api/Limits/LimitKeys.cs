@@ -26,6 +26,12 @@ public static class LimitKeys
     /// <summary>Settled charges of a counter not yet confirmed in the ledger (event id → amount).</summary>
     public static string Unbilled(string counter) => "unbilled:" + counter;
 
+    /// <summary>
+    /// Credit grants noted before their ledger commit and not yet in the hot balance (ledger reference → credit units):
+    /// what tells reconciliation, and the grant itself, which of the two puts a grant in the balance.
+    /// </summary>
+    public static string PendingGrants(Guid org) => $"grants:{{{org:N}}}";
+
     /// <summary>Bumped by every change to the organisation's counters: reconciliation sets only what nobody moved.</summary>
     public static string Version(Guid org) => $"ver:{{{org:N}}}";
 
