@@ -128,12 +128,17 @@ public class HostileRequestTests
     }
 
     [Fact]
-    public void AToolNamedTwiceAmongThousandsIsRefusedWhereTheSecondIs()
+    public void AToolNamedTwiceIsRefusedWhereTheSecondIsAndThousandsOfToolsAreRefusedByTheirCount()
     {
-        var tools = string.Join(",", Enumerable.Range(0, 20_000).Select(i => $$$"""{"type":"function","function":{"name":"f{{{i % 19_999}}}"}}"""));
-        var (request, error) = Read(Dialect.Chat, $$$"""{"model":"m","messages":[{"role":"user","content":"hi"}],"tools":[{{{tools}}}]}""");
+        static string Tools(int count, int names) =>
+            string.Join(",", Enumerable.Range(0, count).Select(i => $$$"""{"type":"function","function":{"name":"f{{{i % names}}}"}}"""));
+        var (request, error) = Read(Dialect.Chat, $$$"""{"model":"m","messages":[{"role":"user","content":"hi"}],"tools":[{{{Tools(128, 127)}}}]}""");
         Assert.Null(request);
-        Assert.Equal(("tools[19999].function.name", "invalid_value"), (error?.Param, error?.Code));
+        Assert.Equal(("tools[127].function.name", "invalid_value"), (error?.Param, error?.Code));
+
+        (request, error) = Read(Dialect.Chat, $$$"""{"model":"m","messages":[{"role":"user","content":"hi"}],"tools":[{{{Tools(20_000, 20_000)}}}]}""");
+        Assert.Null(request);
+        Assert.Equal(("tools", "invalid_value"), (error?.Param, error?.Code));
     }
 
     private static string StrictChat(string schema) =>
