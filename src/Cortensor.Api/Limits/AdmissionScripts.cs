@@ -167,22 +167,28 @@ internal static class AdmissionScripts
     /// comparison whose snapshot predates the note (and so cannot strike it) is not set.
     /// </summary>
     public static readonly LuaScript PendGrant = LuaScript.Prepare("""
-        redis.call('HSET', @grants, @reference, @amount)
+        redis.call('HSET', @grants, @reference, @note)
         redis.call('INCR', @version)
         return 1
         """);
 
     /// <summary>
-    /// A committed grant reaches the hot balance once: only if it is still noted (reconciliation did not fold it in
-    /// already), and only if Redis holds the balance (else the next admission loads it whole, grant included).
+    /// A committed grant reaches the hot balance once: only if its own note is still there (reconciliation did not fold
+    /// it in already, and the note is not another delivery's of the same reference, made after reconciliation struck this
+    /// one), and only if Redis holds the balance (else the next admission loads it whole, grant included).
     /// </summary>
     public static readonly LuaScript ApplyGrant = LuaScript.Prepare("""
-        local amount = redis.call('HGET', @grants, @reference)
-        if not amount then return nil end
+        if redis.call('HGET', @grants, @reference) ~= @note then return nil end
         redis.call('HDEL', @grants, @reference)
         redis.call('INCR', @version)
-        if redis.call('EXISTS', @counter) == 1 then return redis.call('INCRBY', @counter, amount) end
+        if redis.call('EXISTS', @counter) == 1 then return redis.call('INCRBY', @counter, @amount) end
         return nil
+        """);
+
+    /// <summary>A grant whose commit failed: its own note is struck, never another delivery's.</summary>
+    public static readonly LuaScript DropGrant = LuaScript.Prepare("""
+        if redis.call('HGET', @grants, @reference) == @note then return redis.call('HDEL', @grants, @reference) end
+        return 0
         """);
 
     /// <summary>

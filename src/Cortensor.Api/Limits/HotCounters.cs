@@ -59,14 +59,17 @@ public sealed partial class HotCounters(IConnectionMultiplexer redis, NpgsqlData
         // the pending charges and noted grants are looked up by their unique index.
         const string pendingWritten =
             "(SELECT coalesce(array_agg(reference), '{}') FROM billing_ledger WHERE kind = 'Usage' AND reference = ANY($2) AND organization_id = $1)";
-        const string grantsWritten =
-            "(SELECT coalesce(array_agg(reference), '{}') FROM billing_ledger WHERE kind <> 'Usage' AND reference = ANY($3) AND organization_id = $1)";
+        // Each kind named: an equality on both columns of the (kind, reference) index, where "kind <> 'Usage'" would walk the
+        // organisation's whole ledger. Without noted grants nothing is looked up.
+        var grantsWritten = grants.Length == 0 ? "'{}'::text[]"
+            : "(SELECT coalesce(array_agg(reference), '{}') FROM billing_ledger WHERE kind IN ('Grant', 'TopUp', 'Adjustment') AND reference = ANY($3) AND organization_id = $1)";
         await using var command = postgres.CreateCommand(credits
             ? $"SELECT (SELECT coalesce(sum(amount), 0) FROM ledger_totals WHERE organization_id = $1), 0::bigint, {pendingWritten}, {grantsWritten}"
             : $"SELECT 0::numeric, (SELECT coalesce(sum(usage_tokens), 0)::bigint FROM ledger_totals WHERE organization_id = $1 AND month = $3), {pendingWritten}, '{{}}'::text[]");
         command.Parameters.Add(new NpgsqlParameter { Value = org });
         command.Parameters.Add(new NpgsqlParameter { Value = unbilled.Keys.ToArray() });
-        command.Parameters.Add(credits ? new NpgsqlParameter { Value = grants } : new NpgsqlParameter { Value = new DateOnly(now.Year, now.Month, 1) });
+        if (!credits) command.Parameters.Add(new NpgsqlParameter { Value = new DateOnly(now.Year, now.Month, 1) });
+        else if (grants.Length > 0) command.Parameters.Add(new NpgsqlParameter { Value = grants });
         decimal balance;
         long tokens;
         string[] written;
@@ -157,7 +160,10 @@ public sealed partial class HotCounters(IConnectionMultiplexer redis, NpgsqlData
     {
         var db = redis.GetDatabase();
         RedisKey grants = LimitKeys.PendingGrants(org), version = LimitKeys.Version(org);
-        await RedisOrLogAsync(() => db.ScriptEvaluateAsync(AdmissionScripts.PendGrant, new { grants, version, reference, amount = Pricing.ToUnits(usd) }));
+        var amount = Pricing.ToUnits(usd);
+        // This call's own note: a second delivery of the same reference notes it again, and neither may apply or strike the other's.
+        var note = $"{amount}|{Guid.NewGuid():N}";
+        await RedisOrLogAsync(() => db.ScriptEvaluateAsync(AdmissionScripts.PendGrant, new { grants, version, reference, note }));
         bool committed;
         try
         {
@@ -165,13 +171,13 @@ public sealed partial class HotCounters(IConnectionMultiplexer redis, NpgsqlData
         }
         catch (Exception)
         {
-            await RedisOrLogAsync(() => db.HashDeleteAsync(grants, reference));
+            await RedisOrLogAsync(() => db.ScriptEvaluateAsync(AdmissionScripts.DropGrant, new { grants, reference, note }));
             throw;
         }
         // Not committed here means another caller committed it: its apply (or reconciliation, which strikes the note
         // once it sees the ledger has it) counts it; striking the note here could drop that caller's note before its apply.
         if (committed)
-            await RedisOrLogAsync(() => db.ScriptEvaluateAsync(AdmissionScripts.ApplyGrant, new { grants, version, reference, counter = (RedisKey)LimitKeys.Credit(org) }));
+            await RedisOrLogAsync(() => db.ScriptEvaluateAsync(AdmissionScripts.ApplyGrant, new { grants, version, reference, note, amount, counter = (RedisKey)LimitKeys.Credit(org) }));
         return committed;
 
         async Task RedisOrLogAsync(Func<Task> call)

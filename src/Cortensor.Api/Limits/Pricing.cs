@@ -26,7 +26,7 @@ public static class Pricing
     /// What a request is billed, in USD at the ledger's precision: the one figure the client is told
     /// (<c>usage.cost</c>, <c>x-cortensor-cost</c>), the usage record carries, settlement takes off the
     /// balance and key budget, and the ledger writes. With a reservation, at its prices and never above
-    /// what it covered; without one (admitted by this replica alone), at the model's prices.
+    /// what it covered; without one (a lease's admission, or this replica alone with Redis away), at the model's prices.
     /// </summary>
     public static decimal Bill(CatalogModel? model, Hold? hold, int promptTokens, int completionTokens) =>
         hold is not null ? hold.Bill(promptTokens, completionTokens)

@@ -106,7 +106,7 @@ public class CreditGrantTests(InfrastructureFixture infrastructure) : IAsyncLife
         Assert.Equal(Opening + Pricing.ToUnits(5m), await BalanceAsync());
 
         // Its apply, arriving late after all (a slow Redis reply), finds nothing noted and adds nothing.
-        await ApplyAsync("stopped-after-commit");
+        await ApplyAsync("stopped-after-commit", 5m);
         Assert.Equal(Opening + Pricing.ToUnits(5m), await BalanceAsync());
     }
 
@@ -151,6 +151,63 @@ public class CreditGrantTests(InfrastructureFixture infrastructure) : IAsyncLife
 
         var outcome = await Counters().ReconcileAsync(_org, BillingMode.PrepaidCredits, onlyIfMissing: false, CancellationToken.None);
         Assert.Equal(outcome!.Expected, outcome.Before);
+        Assert.Equal(Opening + Pricing.ToUnits(5m), await BalanceAsync());
+        Assert.Equal(0, await Redis.HashLengthAsync(LimitKeys.PendingGrants(_org)));
+    }
+
+    [Fact]
+    public async Task AGrantNotedAndCommittedAfterTheReconcilersSnapshotButAppliedAfterItIsCountedOnce()
+    {
+        // The snapshot cannot see the note, so it cannot strike it: the note's move of the version must refuse the comparison.
+        var committed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var reconciled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Task<bool>? grant = null;
+        var reconciler = new HotCounters(_redis, _postgres, _clock)
+        {
+            AfterSnapshot = async () =>
+            {
+                grant = Counters().GrantAsync(_org, "after-snapshot", 5m, async () =>
+                {
+                    await CommitAsync("after-snapshot", 5m);
+                    committed.SetResult();
+                    await reconciled.Task;
+                    return true;
+                });
+                await committed.Task;
+            },
+        };
+        var outcome = await reconciler.ReconcileAsync(_org, BillingMode.PrepaidCredits, onlyIfMissing: false, CancellationToken.None);
+        reconciled.SetResult();
+        Assert.True(await grant!);
+        Assert.False(outcome!.Changed);
+        Assert.Equal(Opening + Pricing.ToUnits(5m), await BalanceAsync());
+
+        await Counters().ReconcileAsync(_org, BillingMode.PrepaidCredits, onlyIfMissing: false, CancellationToken.None);
+        Assert.Equal(Opening + Pricing.ToUnits(5m), await BalanceAsync());
+    }
+
+    [Fact]
+    public async Task ASecondDeliveryNotedAfterReconciliationFoldedInTheFirstDoesNotLetTheFirstApplyTwice()
+    {
+        var reconciled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var committed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var first = Counters().GrantAsync(_org, "cs_raced", 5m, async () =>
+        {
+            await CommitAsync("cs_raced", 5m);
+            committed.SetResult();
+            await reconciled.Task;
+            return true;
+        });
+        await committed.Task;
+        // Reconciliation folds the committed grant in and strikes its note; then Stripe's second delivery (which passed the
+        // paid check before the first committed) notes the session again and finds the ledger has it.
+        Assert.True((await Counters().ReconcileAsync(_org, BillingMode.PrepaidCredits, onlyIfMissing: false, CancellationToken.None))!.Changed);
+        Assert.False(await Counters().GrantAsync(_org, "cs_raced", 5m, () => Task.FromResult(false)));
+        reconciled.SetResult();
+        Assert.True(await first);
+        Assert.Equal(Opening + Pricing.ToUnits(5m), await BalanceAsync());
+
+        await Counters().ReconcileAsync(_org, BillingMode.PrepaidCredits, onlyIfMissing: false, CancellationToken.None);
         Assert.Equal(Opening + Pricing.ToUnits(5m), await BalanceAsync());
         Assert.Equal(0, await Redis.HashLengthAsync(LimitKeys.PendingGrants(_org)));
     }
@@ -209,15 +266,18 @@ public class CreditGrantTests(InfrastructureFixture infrastructure) : IAsyncLife
 
     private async Task<long> BalanceAsync() => (long)await Redis.StringGetAsync(LimitKeys.Credit(_org));
 
+    /// <summary>The note a replica that stopped part-way left: as GrantAsync writes it, with this test's own nonce.</summary>
+    private static string Note(decimal usd) => $"{Pricing.ToUnits(usd)}|stopped";
+
     private Task NoteAsync(string reference, decimal usd) => Redis.ScriptEvaluateAsync(AdmissionScripts.PendGrant, new
     {
-        grants = (RedisKey)LimitKeys.PendingGrants(_org), version = (RedisKey)LimitKeys.Version(_org), reference, amount = Pricing.ToUnits(usd),
+        grants = (RedisKey)LimitKeys.PendingGrants(_org), version = (RedisKey)LimitKeys.Version(_org), reference, note = Note(usd),
     });
 
-    private Task ApplyAsync(string reference) => Redis.ScriptEvaluateAsync(AdmissionScripts.ApplyGrant, new
+    private Task ApplyAsync(string reference, decimal usd) => Redis.ScriptEvaluateAsync(AdmissionScripts.ApplyGrant, new
     {
-        grants = (RedisKey)LimitKeys.PendingGrants(_org), version = (RedisKey)LimitKeys.Version(_org), reference,
-        counter = (RedisKey)LimitKeys.Credit(_org),
+        grants = (RedisKey)LimitKeys.PendingGrants(_org), version = (RedisKey)LimitKeys.Version(_org), reference, note = Note(usd),
+        amount = Pricing.ToUnits(usd), counter = (RedisKey)LimitKeys.Credit(_org),
     });
 
     private async Task CommitAsync(string reference, decimal usd)
