@@ -133,7 +133,13 @@ public static class InvitationsApi
         }, ct);
         if (refused is not null) return refused.ToResult();
         var organization = await db.Organizations.AsNoTracking().Where(o => o.Id == caller.OrganizationId).Select(o => o.Name).SingleAsync(ct);
-        mails.SendInvitation(email, organization, caller.Name, Lower(role), token, invitation!.ExpiresAt);
+        // The mail names the inviter by what the account proved: its confirmed address, else its wallet (a wallet is enough to
+        // invite). The address an account merely claims would let anyone send the Portal's mail in someone else's name.
+        var inviter = await db.Users.AsNoTracking().Where(u => u.Id == caller.UserId)
+            .Select(u => u.EmailConfirmed ? u.Email
+                : db.UserLogins.Where(l => l.UserId == u.Id && l.LoginProvider == Accounts.Siwe.WalletAccounts.LoginProvider).Select(l => l.ProviderKey).FirstOrDefault())
+            .SingleOrDefaultAsync(ct) ?? "A member of the organization";
+        mails.SendInvitation(email, organization, inviter, Lower(role), token, invitation!.ExpiresAt);
         return TypedResults.Created($"/portal/invitations/{invitation.Id}", ToDto(invitation));
     }
 

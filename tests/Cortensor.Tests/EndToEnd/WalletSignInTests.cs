@@ -68,6 +68,30 @@ public class WalletSignInTests(PortalAppFixture portal)
     }
 
     [Fact]
+    public async Task AnInvitationFromAnAccountWhoseAddressIsUnconfirmedNamesItsWalletNotTheAddressItClaims()
+    {
+        // Signed up with an address never confirmed (anyone's), then proven by a wallet: enough to invite people.
+        var claimant = await portal.SignUpAsync(verified: false);
+        var wallet = EthECKey.GenerateKey();
+        using var account = claimant.CreateClient();
+        await OkAsync(await account.PostAsJsonAsync("/portal/me/wallets", Signed(Message(wallet, await NonceAsync(account), "Link this wallet."), wallet)));
+        var invitee = $"invitee-{Guid.NewGuid():N}@example.com";
+        Assert.Equal(HttpStatusCode.Created, (await account.PostAsJsonAsync("/portal/invitations", new { email = invitee, role = "member" })).StatusCode);
+
+        var mail = await portal.Mail.WaitForAsync(invitee, "You are invited");
+        // (The organisation's name is its owner's to choose, and a sign-up's first one is named after the address it gave.)
+        Assert.DoesNotContain($"{claimant.Email} invites you", mail.Text, StringComparison.OrdinalIgnoreCase);
+        Assert.Contains($"{wallet.GetPublicAddress()} invites you", mail.Text, StringComparison.Ordinal);
+
+        // Once the address is confirmed, it is the name.
+        var confirmed = await portal.SignUpAsync();
+        using var confirmedAccount = confirmed.CreateClient();
+        var colleague = $"colleague-{Guid.NewGuid():N}@example.com";
+        Assert.Equal(HttpStatusCode.Created, (await confirmedAccount.PostAsJsonAsync("/portal/invitations", new { email = colleague, role = "member" })).StatusCode);
+        Assert.Contains($"{confirmed.Email} invites you", (await portal.Mail.WaitForAsync(colleague, "You are invited")).Text, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task AWalletsFirstSignInCreatesItsAccountAndOrganizationWithTheSameTokensAsAPasswordAndTheMessageWorksOnce()
     {
         var key = EthECKey.GenerateKey();
