@@ -213,7 +213,8 @@ public static class Extensions
         var reached = new StrongBox<bool>();
         // Reached means reached whether or not a probe asked at that moment: a replica no probe happened to ask while the
         // dependency was up would otherwise count as never having reached it once the dependency is away.
-        checks.Services.AddHostedService(services => new ReachedOnceWatcher(reached, () => reachable(services)));
+        // As a singleton of its own: AddHostedService would keep only the first watcher of this type.
+        checks.Services.AddSingleton<IHostedService>(services => new ReachedOnceWatcher(reached, () => reachable(services)));
         return checks.Add(new HealthCheckRegistration(name, services => new ReachedOnceCheck(reached, () => reachable(services), notYet),
             HealthStatus.Unhealthy, [ReadinessTag]));
     }

@@ -52,7 +52,8 @@ public sealed partial class IdempotencyFilter(IdempotencyStore store, IOptions<I
         var owner = http.GetRequestId();
         // A request cannot outlive its reservation, so neither can its claim.
         var endpoint = (http.GetEndpoint() as RouteEndpoint)?.RoutePattern.RawText ?? http.Request.Path.Value!;
-        var claim = await store.ClaimAsync(record, CanonicalBody.Request(endpoint, body), owner, TimeSpan.FromSeconds(limits.Value.ReservationSeconds));
+        var bodyHash = CanonicalBody.Request(endpoint, body);
+        var claim = await store.ClaimAsync(record, bodyHash, owner, TimeSpan.FromSeconds(limits.Value.ReservationSeconds));
         switch (claim.Outcome)
         {
             case ClaimOutcome.Unavailable: return Refused(http, key, body, ApiError.DependencyUnavailable("Idempotency keys"));
@@ -62,9 +63,14 @@ public sealed partial class IdempotencyFilter(IdempotencyStore store, IOptions<I
             case ClaimOutcome.Stored:
                 if (replays.Refuse(key) is { } retryAfter)
                     return Refused(http, key, body, ApiError.RateLimited("replays of answers (the key's and its organisation's requests per minute, on each server)", retryAfter));
-                var stored = await store.AnswerAsync(record, claim);
-                if (stored.Outcome == ClaimOutcome.Unavailable) return Refused(http, key, body, ApiError.DependencyUnavailable("Idempotency keys"));
-                if (stored.Outcome == ClaimOutcome.NotRetained) return Refused(http, key, body, ApiError.IdempotentAnswerNotRetained(stored.RequestId));
+                var stored = await store.AnswerAsync(record, bodyHash);
+                switch (stored.Outcome)
+                {
+                    case ClaimOutcome.Unavailable: return Refused(http, key, body, ApiError.DependencyUnavailable("Idempotency keys"));
+                    case ClaimOutcome.Mismatch: return Refused(http, key, body, ApiError.IdempotencyKeyReused());
+                    case ClaimOutcome.InProgress: return Refused(http, key, body, ApiError.IdempotencyInProgress(stored.RetryAfterSeconds));
+                    case ClaimOutcome.NotRetained: return Refused(http, key, body, ApiError.IdempotentAnswerNotRetained(stored.RequestId));
+                }
                 Track(http, key, body).Complete();
                 return Replay(stored.Answer!);
         }

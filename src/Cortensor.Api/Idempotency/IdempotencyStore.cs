@@ -24,7 +24,7 @@ public enum ClaimOutcome
     Unavailable,
 }
 
-/// <summary>A stored answer: status, content type, the request that produced it and its body (uncompressed; empty until read).</summary>
+/// <summary>A stored answer: status, content type, the request that produced it and its body (uncompressed).</summary>
 public sealed record StoredAnswer(int Status, string ContentType, string RequestId, byte[] Body);
 
 public sealed record Claim(ClaimOutcome Outcome, StoredAnswer? Answer = null, string? RequestId = null, int RetryAfterSeconds = 1);
@@ -81,7 +81,7 @@ public sealed partial class IdempotencyStore(IConnectionMultiplexer redis, IOpti
                 "running" => new Claim(ClaimOutcome.InProgress, RetryAfterSeconds: (int)Math.Clamp(long.Parse((string)r[1]!), 1, 5)),
                 "unretained" => new Claim(ClaimOutcome.NotRetained, RequestId: (string?)r[3]),
                 // Without its body: up to a megabyte, read only for a replay that may be answered (AnswerAsync).
-                _ => new Claim(ClaimOutcome.Stored, new StoredAnswer((int)r[1], (string)r[2]!, (string)r[3]!, []), RequestId: (string?)r[3]),
+                _ => new Claim(ClaimOutcome.Stored, RequestId: (string?)r[3]),
             };
         }
         catch (Exception ex) when (Outage.IsRedis(ex))
@@ -91,15 +91,21 @@ public sealed partial class IdempotencyStore(IConnectionMultiplexer redis, IOpti
         }
     }
 
-    /// <summary>The body of the answer <paramref name="stored"/> found, if the record still holds that request's answer.</summary>
-    public async Task<Claim> AnswerAsync(string record, Claim stored)
+    /// <summary>
+    /// The stored answer, body included, read for a replay that may be answered. Judged anew from this one read, as a claim
+    /// would judge it: the record may have expired, or been claimed by another request, since the claim found it.
+    /// </summary>
+    public async Task<Claim> AnswerAsync(string record, string bodyHash)
     {
         try
         {
-            var r = await redis.GetDatabase().HashGetAsync(record, [(RedisValue)"state", (RedisValue)"request", (RedisValue)"body"]);
-            // Expired (and perhaps claimed anew) since the claim: the request ran, its answer is no longer kept here.
-            if (r[0] != "done" || r[1] != stored.RequestId || r[2].IsNull) return new Claim(ClaimOutcome.NotRetained, RequestId: stored.RequestId);
-            return new Claim(ClaimOutcome.Stored, stored.Answer! with { Body = Decompress((byte[])r[2]!) }, stored.RequestId);
+            var r = await redis.GetDatabase().HashGetAsync(record, [(RedisValue)"hash", (RedisValue)"state", (RedisValue)"status", (RedisValue)"type", (RedisValue)"request", (RedisValue)"body"]);
+            var (hash, state, request) = ((string?)r[0], (string?)r[1], (string?)r[4]);
+            // Gone (a retry claims it and runs) or running again: either way, retrying shortly is the answer.
+            if (hash is null || state == "running") return new Claim(ClaimOutcome.InProgress);
+            if (!string.Equals(hash, bodyHash, StringComparison.Ordinal)) return new Claim(ClaimOutcome.Mismatch);
+            if (state != "done" || r[5].IsNull) return new Claim(ClaimOutcome.NotRetained, RequestId: request);
+            return new Claim(ClaimOutcome.Stored, new StoredAnswer((int)r[2], (string)r[3]!, request!, Decompress((byte[])r[5]!)), request);
         }
         catch (Exception ex) when (Outage.IsRedis(ex))
         {

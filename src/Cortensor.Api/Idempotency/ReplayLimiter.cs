@@ -14,10 +14,16 @@ namespace Cortensor.Api.Idempotency;
 public sealed class ReplayLimiter : IDisposable
 {
     // A limit changed on the key is a partition of its own, so the new limit applies from its next replay. The organisation's
-    // limit is counted too, so its many keys replay no more together than it may request.
-    private readonly PartitionedRateLimiter<KeySnapshot> _limiter = PartitionedRateLimiter.CreateChained(
-        PartitionedRateLimiter.Create<KeySnapshot, (Guid, int)>(key => PerMinute((key.KeyId, Math.Min(key.RequestsPerMinute, key.OrganizationRequestsPerMinute)))),
-        PartitionedRateLimiter.Create<KeySnapshot, (Guid, int)>(key => PerMinute((key.OrganizationId, key.OrganizationRequestsPerMinute))));
+    // limit is counted too, so its many keys replay no more together than it may request. The key is asked first: asked
+    // second, one key could use up the organisation's replays; asked first, a replay the organisation refuses still counts
+    // against the key (fixed windows give nothing back), which only shortens a key's replays while its organisation is at its limit.
+    private readonly PartitionedRateLimiter<KeySnapshot> _keys =
+        PartitionedRateLimiter.Create<KeySnapshot, (Guid, int)>(key => PerMinute((key.KeyId, Math.Min(key.RequestsPerMinute, key.OrganizationRequestsPerMinute))));
+    private readonly PartitionedRateLimiter<KeySnapshot> _organizations =
+        PartitionedRateLimiter.Create<KeySnapshot, (Guid, int)>(key => PerMinute((key.OrganizationId, key.OrganizationRequestsPerMinute)));
+    private readonly PartitionedRateLimiter<KeySnapshot> _limiter;
+
+    public ReplayLimiter() => _limiter = PartitionedRateLimiter.CreateChained(_keys, _organizations);
 
     private static RateLimitPartition<(Guid, int)> PerMinute((Guid Id, int Limit) partition)
     {
@@ -28,7 +34,7 @@ public sealed class ReplayLimiter : IDisposable
         });
     }
 
-    /// <summary>Null when the replay may be answered; else the seconds until the key's minute on this server starts again.</summary>
+    /// <summary>Null when the replay may be answered; else the seconds until the refusing window starts again.</summary>
     public int? Refuse(KeySnapshot key)
     {
         using var lease = _limiter.AttemptAcquire(key);
@@ -36,5 +42,11 @@ public sealed class ReplayLimiter : IDisposable
         return lease.TryGetMetadata(MetadataName.RetryAfter, out var after) ? Math.Max(1, (int)Math.Ceiling(after.TotalSeconds)) : 60;
     }
 
-    public void Dispose() => _limiter.Dispose();
+    // The chain does not dispose the limiters it chains (each runs a replenishment timer).
+    public void Dispose()
+    {
+        _limiter.Dispose();
+        _keys.Dispose();
+        _organizations.Dispose();
+    }
 }

@@ -27,7 +27,7 @@ public static class LimitKeys
     public static string Unbilled(string counter) => "unbilled:" + counter;
 
     /// <summary>
-    /// Credit grants noted before their ledger commit and not yet in the hot balance (ledger reference → credit units):
+    /// Credit grants noted before their ledger commit and not yet in the hot balance (ledger reference → "units|nonce"):
     /// what tells reconciliation, and the grant itself, which of the two puts a grant in the balance.
     /// </summary>
     public static string PendingGrants(Guid org) => $"grants:{{{org:N}}}";

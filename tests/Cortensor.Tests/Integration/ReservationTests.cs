@@ -105,14 +105,8 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
         // A replica whose Redis calls give up after a second, while Redis holds writes until the replica has given up.
         await using var impatient = await ConnectionMultiplexer.ConnectAsync(infrastructure.RedisConnectionString + ",asyncTimeout=1000,syncTimeout=1000");
         var (gate, meter, reaper) = Build(redis: impatient, local: SawTheBalance());
-        await using var pause = await RedisPause.WritesAsync(infrastructure.RedisConnectionString);
-        // The client library takes a connection that has timed out and read nothing for over four timeouts for dead, and
-        // closes it, and Redis drops what it held for it: read just before, that is five seconds after the admission.
-        await impatient.GetDatabase().PingAsync();
-        var (admission, draft) = await AdmitAsync(gate, Key(BillingMode.PrepaidCredits), promptTokens: 10, maxTokens: 1000);
-        Assert.True(admission is { Local: true, Admitted: true });
         // The held script runs once Redis resumes: a hold nobody but this replica knows of.
-        await pause.ResumeAsync();
+        var (admission, draft) = await AdmitWhileRedisHoldsItAsync(gate, impatient);
         await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Reservations(_org)) == 1);
         Assert.True((long)await db.StringGetAsync(LimitKeys.Credit(_org)) < Pricing.ToUnits(1m));
 
@@ -147,15 +141,7 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
         // on its own while Redis holds a reservation under the request's event id.
         await using var impatient = await ConnectionMultiplexer.ConnectAsync(infrastructure.RedisConnectionString + ",asyncTimeout=1000,syncTimeout=1000");
         var (gate, _, _) = Build("cut-off", redis: impatient, local: SawTheBalance());
-        UsageRecord draft;
-        Admission admission;
-        await using (var pause = await RedisPause.WritesAsync(infrastructure.RedisConnectionString))
-        {
-            await impatient.GetDatabase().PingAsync();
-            (admission, draft) = await AdmitAsync(gate, Key(BillingMode.PrepaidCredits), promptTokens: 10, maxTokens: 1000);
-            Assert.True(admission is { Local: true, Admitted: true });
-            await pause.ResumeAsync();
-        }
+        var (admission, draft) = await AdmitWhileRedisHoldsItAsync(gate, impatient);
         await ReplicaTesting.UntilRedisSettlesAsync(async () => await db.HashLengthAsync(LimitKeys.Reservations(_org)) == 1);
 
         // A is then cut off from Redis (its reaper never gets to give the hold back); another replica takes its silence
@@ -197,16 +183,7 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
         var (gate, _, _) = Build("lost", redis: impatient, local: SawTheBalance());
         // The admission times out while Redis holds it, and its connection is gone before Redis runs it: the script never
         // ran, yet the replica cannot tell, and the request goes on with the hold it kept.
-        UsageRecord draft;
-        Admission admission;
-        await using (var pause = await RedisPause.WritesAsync(infrastructure.RedisConnectionString))
-        {
-            await impatient.GetDatabase().PingAsync();
-            (admission, draft) = await AdmitAsync(gate, Key(BillingMode.PrepaidCredits), promptTokens: 10, maxTokens: 1000);
-            Assert.True(admission is { Local: true, Admitted: true });
-            await db.ExecuteAsync("CLIENT", "KILL", "ID", client);
-            await pause.ResumeAsync();
-        }
+        var (admission, draft) = await AdmitWhileRedisHoldsItAsync(gate, impatient, beforeRedisRuns: () => db.ExecuteAsync("CLIENT", "KILL", "ID", client));
         // Once the replica is connected again, whatever Redis held for its old connection would have run long since.
         await ReplicaTesting.UntilRedisSettlesAsync(async () =>
         {
@@ -465,6 +442,24 @@ public class ReservationTests(InfrastructureFixture infrastructure) : IAsyncLife
 
         local.Remember(_org, Pricing.ToUnits(0.20m));   // Redis answered again: a balance seen anew may be spent
         Assert.True(Admit(Pricing.ToUnits(0.10m)).Admitted);
+    }
+
+    /// <summary>
+    /// An admission on <paramref name="impatient"/> (a short timeout) while Redis holds every write: it times out and the
+    /// request is admitted locally; Redis then runs what it held (after <paramref name="beforeRedisRuns"/>).
+    /// </summary>
+    private async Task<(Admission Admission, UsageRecord Draft)> AdmitWhileRedisHoldsItAsync(AdmissionGate gate, IConnectionMultiplexer impatient,
+        Func<Task>? beforeRedisRuns = null)
+    {
+        await using var pause = await RedisPause.WritesAsync(infrastructure.RedisConnectionString);
+        // The client library takes a connection that has timed out and read nothing for over four timeouts for dead, and
+        // closes it, and Redis drops what it held for it: read just before, that is five seconds after the admission.
+        await impatient.GetDatabase().PingAsync();
+        var (admission, draft) = await AdmitAsync(gate, Key(BillingMode.PrepaidCredits), promptTokens: 10, maxTokens: 1000);
+        Assert.True(admission is { Local: true, Admitted: true });
+        if (beforeRedisRuns is not null) await beforeRedisRuns();
+        await pause.ResumeAsync();
+        return (admission, draft);
     }
 
     /// <summary>Local admission on a replica that saw the organisation's $1 a moment ago: it admits while Redis is away.</summary>

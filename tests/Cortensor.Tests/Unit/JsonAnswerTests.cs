@@ -5,6 +5,8 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
+using static Cortensor.Tests.Fixtures.ResultBodies;
+
 namespace Cortensor.Tests.Unit;
 
 /// <summary>A whole answer (or an error) is the same JSON the framework's JSON result writes, sent with its length instead of chunked.</summary>
@@ -49,16 +51,5 @@ public sealed class JsonAnswerTests
         Assert.Equal(error.Status, http.Response.StatusCode);
         var envelope = System.Text.Json.JsonDocument.Parse(body).RootElement.GetProperty("error");
         Assert.Equal(error.Code, envelope.GetProperty("code").GetString());
-    }
-
-    private static async Task<(byte[] Body, HttpContext Http)> ExecuteAsync(IResult result)
-    {
-        var services = new ServiceCollection().AddSingleton<ILoggerFactory>(NullLoggerFactory.Instance).BuildServiceProvider();
-        var body = new MemoryStream();
-        var http = new DefaultHttpContext { RequestServices = services };
-        http.Response.Body = body;
-        await result.ExecuteAsync(http);
-        await http.Response.BodyWriter.FlushAsync();
-        return (body.ToArray(), http);
     }
 }

@@ -8,6 +8,8 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 
+using static Cortensor.Tests.Fixtures.ResultBodies;
+
 namespace Cortensor.Tests.Unit;
 
 /// <summary>Where the /v1 API answers as OpenAI does, checked without a server.</summary>
@@ -98,15 +100,5 @@ public class OpenAiFidelityTests
         http.Request.Body = new MemoryStream(Encoding.UTF8.GetBytes(json));
         var read = await RequestReader.ReadAsync(http, dialect == "chat" ? Dialect.Chat : Dialect.Text, 1 << 20);
         return (read.Request, read.Error);
-    }
-
-    private static async Task<(byte[] Body, HttpContext Http)> ExecuteAsync(IResult result, IServiceProvider services)
-    {
-        var body = new MemoryStream();
-        var http = new DefaultHttpContext { RequestServices = services };
-        http.Response.Body = body;
-        await result.ExecuteAsync(http);
-        await http.Response.BodyWriter.FlushAsync();
-        return (body.ToArray(), http);
     }
 }
