@@ -1,10 +1,6 @@
 using Cortensor.Api.Inference;
 using Cortensor.Api.Infrastructure;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Logging.Abstractions;
-
 using static Cortensor.Tests.Fixtures.ResultBodies;
 
 namespace Cortensor.Tests.Unit;
